@@ -1,0 +1,83 @@
+//! The `logoutd` command line (clap). Logs go to stderr so stdout can be piped.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub mod bench;
+pub mod keys;
+pub mod mock_rp;
+pub mod serve;
+pub mod token;
+
+/// logoutd: OIDC Back-Channel Logout tokens, delivered durably.
+#[derive(Debug, Parser)]
+#[command(name = "logoutd", version, about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the management API and the delivery dispatcher.
+    Serve(serve::ServeArgs),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Mint or verify logout tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Run the conformance receiver (mock relying party).
+    MockRp(mock_rp::MockRpArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Parses the command line, sets up logging to stderr and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Keys(cmd) => keys::run(cmd).await,
+            Command::Token(cmd) => token::run(cmd).await,
+            Command::MockRp(args) => mock_rp::run(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LOGOUTD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("LOGOUTD_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

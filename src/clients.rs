@@ -1,0 +1,145 @@
+//! Relying-party registration in Auth0's `oidc_logout` shape, and the client registry trait.
+
+use crate::alg::{SigningAlg, TokenTyp};
+use crate::ids::ClientId;
+use crate::initiator::Initiator;
+use crate::store::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// How a client chooses the initiators it is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitiatorMode {
+    /// Every initiator.
+    All,
+    /// `rp-logout`, `idp-logout` and the selected ones.
+    #[default]
+    Custom,
+}
+
+/// Auth0's `backchannel_logout_initiators`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutInitiators {
+    /// `all` or `custom`.
+    pub mode: InitiatorMode,
+    /// The initiators chosen in `custom` mode.
+    #[serde(default)]
+    pub selected_initiators: Vec<Initiator>,
+}
+
+impl Default for LogoutInitiators {
+    /// `custom` with only the always-on initiators, as Auth0 does when the field is omitted.
+    fn default() -> Self {
+        Self {
+            mode: InitiatorMode::Custom,
+            selected_initiators: Initiator::ALWAYS_ON.to_vec(),
+        }
+    }
+}
+
+impl LogoutInitiators {
+    /// Whether a client with this setting is told about `initiator`.
+    pub fn subscribes(&self, initiator: Initiator) -> bool {
+        match self.mode {
+            InitiatorMode::All => true,
+            InitiatorMode::Custom => {
+                Initiator::ALWAYS_ON.contains(&initiator)
+                    || self.selected_initiators.contains(&initiator)
+            }
+        }
+    }
+}
+
+/// Auth0's `backchannel_logout_session_metadata`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MetadataOptIn {
+    /// Include `session_metadata` in this client's logout tokens.
+    pub include: bool,
+}
+
+/// Auth0's `oidc_logout` object.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OidcLogout {
+    /// Zero or one back-channel logout URL.
+    pub backchannel_logout_urls: Vec<Url>,
+    /// Which initiators the client receives.
+    pub backchannel_logout_initiators: LogoutInitiators,
+    /// Whether tokens carry session metadata.
+    pub backchannel_logout_session_metadata: MetadataOptIn,
+}
+
+/// A registered relying party.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelyingParty {
+    /// The client_id; the `aud` of its logout tokens.
+    pub client_id: ClientId,
+    /// Display name.
+    pub name: String,
+    /// Back-channel logout settings.
+    pub oidc_logout: OidcLogout,
+    /// The RP requires `sid` in logout tokens (`backchannel_logout_session_required`).
+    pub backchannel_logout_session_required: bool,
+    /// The `typ` header its tokens carry.
+    pub logout_token_typ: TokenTyp,
+    /// The alg its tokens are signed with.
+    pub id_token_signed_response_alg: SigningAlg,
+    /// While paused, its deliveries stay pending and nothing is sent.
+    pub paused: bool,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RelyingParty {
+    /// The back-channel logout URL, if one is registered.
+    pub fn logout_url(&self) -> Option<&Url> {
+        self.oidc_logout.backchannel_logout_urls.first()
+    }
+
+    /// Whether a session end with `initiator` produces a delivery for this client.
+    pub fn wants(&self, initiator: Initiator) -> bool {
+        self.logout_url().is_some()
+            && self
+                .oidc_logout
+                .backchannel_logout_initiators
+                .subscribes(initiator)
+    }
+
+    /// Whether its tokens carry `session_metadata`.
+    pub fn includes_metadata(&self) -> bool {
+        self.oidc_logout.backchannel_logout_session_metadata.include
+    }
+}
+
+/// Storage of registered clients. Every method is atomic.
+#[async_trait]
+pub trait ClientRegistry: Send + Sync {
+    /// Registers a client; `Conflict` if the client_id exists.
+    async fn create_client(&self, client: &RelyingParty) -> Result<(), StoreError>;
+
+    /// One client.
+    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError>;
+
+    /// Clients ordered by client_id, starting after cursor `from`.
+    async fn list_clients(
+        &self,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<crate::store::Page<RelyingParty>, StoreError>;
+
+    /// Replaces a client's settings. When it no longer has a URL, its pending deliveries are
+    /// cancelled in the same transaction. Returns how many were cancelled; `NotFound` if absent.
+    async fn update_client(
+        &self,
+        client: &RelyingParty,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes a client and cancels its pending deliveries in the same transaction. Returns
+    /// how many were cancelled; `NotFound` if absent.
+    async fn delete_client(&self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError>;
+}

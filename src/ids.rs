@@ -1,0 +1,161 @@
+//! Identifier newtypes, so that a `ClientId` is never confused with a `SessionId`.
+//!
+//! Generated identifiers carry 128 random bits from the system CSPRNG, encoded as
+//! unpadded base64url (22 characters).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Number of random bytes in a generated identifier (128 bits).
+pub const RANDOM_ID_BYTES: usize = 16;
+
+/// Returns `RANDOM_ID_BYTES` bytes from the system CSPRNG, base64url encoded.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; RANDOM_ID_BYTES];
+    // `fill` only fails when the OS entropy source is broken; fall back to
+    // `rand`'s OS generator rather than emit a predictable value.
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        use rand::RngCore as _;
+        rand::rng().fill_bytes(&mut bytes);
+    }
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps an existing identifier.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// A fresh identifier with 128 random bits.
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, random_token()))
+            }
+
+            /// The identifier as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Consumes the wrapper.
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self(value.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self(value)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// An RP's OAuth `client_id`; the `aud` of its logout tokens.
+    ClientId, "cli_"
+);
+string_id!(
+    /// A session identifier; the `sid` of logout tokens.
+    SessionId, "sess_"
+);
+string_id!(
+    /// The user a session belongs to; the `sub` of logout tokens.
+    UserId, "usr_"
+);
+string_id!(
+    /// One termination event; every delivery row it creates shares it.
+    EventId, "evt_"
+);
+string_id!(
+    /// One outbox row: the intent to tell one client that one session ended.
+    DeliveryId, "dlv_"
+);
+string_id!(
+    /// A JWT ID (`jti`), fresh for every minted token.
+    Jti, ""
+);
+string_id!(
+    /// A JWK key id (`kid`): the RFC 7638 thumbprint of the public key.
+    KeyId, ""
+);
+string_id!(
+    /// A claim on an outbox row; a worker may only record a result while it holds it.
+    LeaseId, "lease_"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_carry_128_bits_and_differ() {
+        let a = SessionId::generate();
+        let b = SessionId::generate();
+        assert_ne!(a, b);
+        let raw = a.as_str().trim_start_matches("sess_");
+        assert_eq!(URL_SAFE_NO_PAD.decode(raw).map(|v| v.len()).ok(), Some(16));
+    }
+}
+
+/// The issuer identifier: the exact `iss` of every logout token and the discovery `issuer`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Issuer(String);
+
+impl Issuer {
+    /// Wraps an issuer string; it is used byte for byte.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The issuer as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Issuer({:?})", self.0)
+    }
+}

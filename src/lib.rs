@@ -1,0 +1,49 @@
+//! logoutd ends sessions properly: when a session ends, every relying party that took part
+//! receives a signed OpenID Connect Back-Channel Logout token, durably and with bounded retry.
+//!
+//! # Layout
+//!
+//! The modules in the order data flows through them:
+//!
+//! - [`ids`], [`clock`], [`alg`], [`initiator`], [`config`]: identifier newtypes, injected
+//!   time, algorithms, Auth0's logout initiators and validated settings.
+//! - [`session`] and [`metadata`]: sessions, the session-store trait and the metadata rules.
+//! - [`clients`] and [`net_policy`]: relying-party registration, URL rules, initiator
+//!   subscription.
+//! - [`terminate`]: the pure fan-out of a session end into outbox rows.
+//! - [`outbox`]: delivery rows, states, leases; the outbox trait.
+//! - [`store`]: the `memory`, `sqlite` and `postgres` backends.
+//! - [`dispatcher`]: claim, mint, send, record; concurrency caps; shutdown.
+//! - [`token`] and [`keys`]: logout claims and their builder (pure); signing keys, rotation,
+//!   JWKS.
+//! - [`sender`]: the only code that touches the HTTP client (form POST, no redirects, SSRF
+//!   guard).
+//! - [`retry`]: classification of an attempt and the backoff schedule (pure).
+//! - [`verify`]: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
+//!   an RP.
+//! - [`api`]: the axum router, one file per resource, one error mapping.
+//! - [`mock_rp`]: the conformance receiver.
+//! - [`cli`] and [`bench`]: the `logoutd` commands and benchmarks.
+
+pub mod alg;
+pub mod api;
+pub mod bench;
+pub mod cli;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod dispatcher;
+pub mod ids;
+pub mod initiator;
+pub mod keys;
+pub mod metadata;
+pub mod mock_rp;
+pub mod net_policy;
+pub mod outbox;
+pub mod retry;
+pub mod sender;
+pub mod session;
+pub mod store;
+pub mod terminate;
+pub mod token;
+pub mod verify;

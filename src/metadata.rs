@@ -1,0 +1,279 @@
+//! Session metadata and its rules, as Auth0's Session Metadata defines them.
+//!
+//! At most [`MAX_PAIRS`] pairs; keys match `[A-Za-z0-9_-]{1,255}`; values are strings of at
+//! most [`MAX_VALUE_CHARS`] Unicode scalar values; the object is flat. Values are never
+//! printed: `Debug` shows keys only.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Most key/value pairs a session may carry.
+pub const MAX_PAIRS: usize = 25;
+/// Longest key, in characters.
+pub const MAX_KEY_CHARS: usize = 255;
+/// Longest value, in Unicode scalar values.
+pub const MAX_VALUE_CHARS: usize = 255;
+
+/// A metadata rule that was broken. Messages name keys (shortened) but never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// The metadata is not a JSON object (or `null`).
+    #[error("session_metadata must be an object of string values")]
+    NotAnObject,
+    /// More than [`MAX_PAIRS`] pairs.
+    #[error("session_metadata has {count} pairs; at most {MAX_PAIRS} are allowed")]
+    TooManyPairs {
+        /// How many pairs the result would have had.
+        count: usize,
+    },
+    /// A key is empty, too long, or uses characters outside `[A-Za-z0-9_-]`.
+    #[error(
+        "session_metadata key {key:?} is invalid: keys are 1-255 characters of A-Z, a-z, 0-9, '_' and '-'"
+    )]
+    InvalidKey {
+        /// The key, shortened to 40 characters.
+        key: String,
+    },
+    /// A value is not a string (a number, boolean, object, array or null).
+    #[error("session_metadata value for key {key:?} must be a string")]
+    NotAString {
+        /// The key, shortened.
+        key: String,
+    },
+    /// A value is longer than [`MAX_VALUE_CHARS`].
+    #[error("session_metadata value for key {key:?} is longer than {MAX_VALUE_CHARS} characters")]
+    ValueTooLong {
+        /// The key, shortened.
+        key: String,
+    },
+}
+
+/// A validated, flat map of string metadata.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SessionMetadata(BTreeMap<String, String>);
+
+/// One change to a session's metadata.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MetadataOp {
+    /// Replace everything (Auth0 PATCH; an empty map clears).
+    Replace(SessionMetadata),
+    /// Set one key (Auth0 `setMetadata`).
+    Set {
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Delete one key; absent keys are ignored (Auth0 `deleteMetadata`).
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Remove every key (Auth0 `evictMetadata`).
+    Evict,
+}
+
+impl fmt::Debug for MetadataOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Replace(m) => f.debug_tuple("Replace").field(m).finish(),
+            Self::Set { key, .. } => write!(f, "Set {{ key: {key:?}, value: [redacted] }}"),
+            Self::Delete { key } => write!(f, "Delete {{ key: {key:?} }}"),
+            Self::Evict => f.write_str("Evict"),
+        }
+    }
+}
+
+fn shorten(key: &str) -> String {
+    key.chars().take(40).collect()
+}
+
+/// Checks one key against `[A-Za-z0-9_-]{1,255}`.
+pub fn validate_key(key: &str) -> Result<(), MetadataError> {
+    let ok = !key.is_empty()
+        && key.len() <= MAX_KEY_CHARS
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(MetadataError::InvalidKey { key: shorten(key) })
+    }
+}
+
+/// Checks one value's length in Unicode scalar values.
+pub fn validate_value(key: &str, value: &str) -> Result<(), MetadataError> {
+    if value.chars().count() > MAX_VALUE_CHARS {
+        return Err(MetadataError::ValueTooLong { key: shorten(key) });
+    }
+    Ok(())
+}
+
+impl SessionMetadata {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Validates a map built elsewhere.
+    pub fn try_from_map(map: BTreeMap<String, String>) -> Result<Self, MetadataError> {
+        if map.len() > MAX_PAIRS {
+            return Err(MetadataError::TooManyPairs { count: map.len() });
+        }
+        for (key, value) in &map {
+            validate_key(key)?;
+            validate_value(key, value)?;
+        }
+        Ok(Self(map))
+    }
+
+    /// Parses and validates a JSON value; `null` is the empty map.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, MetadataError> {
+        let object = match value {
+            serde_json::Value::Null => return Ok(Self::default()),
+            serde_json::Value::Object(object) => object,
+            _ => return Err(MetadataError::NotAnObject),
+        };
+        if object.len() > MAX_PAIRS {
+            return Err(MetadataError::TooManyPairs {
+                count: object.len(),
+            });
+        }
+        let mut map = BTreeMap::new();
+        for (key, value) in object {
+            validate_key(key)?;
+            let serde_json::Value::String(value) = value else {
+                return Err(MetadataError::NotAString { key: shorten(key) });
+            };
+            validate_value(key, value)?;
+            map.insert(key.clone(), value.clone());
+        }
+        Ok(Self(map))
+    }
+
+    /// The result of applying `op`, validated; `self` is unchanged.
+    pub fn apply(&self, op: &MetadataOp) -> Result<Self, MetadataError> {
+        match op {
+            MetadataOp::Replace(next) => Self::try_from_map(next.0.clone()),
+            MetadataOp::Set { key, value } => {
+                let mut map = self.0.clone();
+                map.insert(key.clone(), value.clone());
+                Self::try_from_map(map)
+            }
+            MetadataOp::Delete { key } => {
+                let mut map = self.0.clone();
+                map.remove(key);
+                Ok(Self(map))
+            }
+            MetadataOp::Evict => Ok(Self::default()),
+        }
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The underlying map.
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Self::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Debug for SessionMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "[redacted]")))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn counts_unicode_scalar_values_not_bytes() {
+        let ok = "日".repeat(255);
+        assert!(SessionMetadata::from_json(&json!({ "k": ok })).is_ok());
+        let long = "日".repeat(256);
+        assert!(matches!(
+            SessionMetadata::from_json(&json!({ "k": long })),
+            Err(MetadataError::ValueTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_26_pairs_and_nested_values() {
+        let many: serde_json::Map<_, _> = (0..26).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert_eq!(
+            SessionMetadata::from_json(&serde_json::Value::Object(many)),
+            Err(MetadataError::TooManyPairs { count: 26 })
+        );
+        assert!(matches!(
+            SessionMetadata::from_json(&json!({ "k": { "x": "y" } })),
+            Err(MetadataError::NotAString { .. })
+        ));
+        assert!(matches!(
+            SessionMetadata::from_json(&json!({ "k": 1 })),
+            Err(MetadataError::NotAString { .. })
+        ));
+    }
+
+    #[test]
+    fn key_rules() {
+        assert!(validate_key("a-b_C9").is_ok());
+        assert!(validate_key("").is_err());
+        assert!(validate_key("a.b").is_err());
+        assert!(validate_key(&"k".repeat(255)).is_ok());
+        assert!(validate_key(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn set_past_the_limit_is_refused() {
+        let full: BTreeMap<_, _> = (0..25).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let meta = SessionMetadata::try_from_map(full).unwrap();
+        let op = MetadataOp::Set {
+            key: "extra".into(),
+            value: "v".into(),
+        };
+        assert!(meta.apply(&op).is_err());
+        let overwrite = MetadataOp::Set {
+            key: "k1".into(),
+            value: "w".into(),
+        };
+        assert_eq!(meta.apply(&overwrite).unwrap().get("k1"), Some("w"));
+    }
+
+    #[test]
+    fn debug_hides_values() {
+        let meta = SessionMetadata::from_json(&json!({ "k": "secret-value" })).unwrap();
+        assert!(!format!("{meta:?}").contains("secret-value"));
+    }
+}

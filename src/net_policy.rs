@@ -1,0 +1,192 @@
+//! Which back-channel logout URLs and peer addresses logoutd may talk to.
+//!
+//! By default only `https` URLs whose host is public are accepted, and the sender refuses to
+//! connect to a non-public address even when DNS has changed since registration. An operator
+//! can relax both with `--allow-insecure-rp-urls` (tests and demos).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use url::{Host, Url};
+
+/// Longest accepted URL, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// Why a back-channel logout URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not an absolute URL.
+    #[error("backchannel_logout_urls entries must be absolute URLs")]
+    Malformed,
+    /// Longer than [`MAX_URL_LEN`].
+    #[error("backchannel_logout_urls entries must be at most {MAX_URL_LEN} characters")]
+    TooLong,
+    /// Carries a `#fragment`.
+    #[error("backchannel_logout_urls entries must not contain a fragment")]
+    Fragment,
+    /// Carries `user:password@`.
+    #[error("backchannel_logout_urls entries must not contain credentials")]
+    Credentials,
+    /// A scheme other than https (or http when insecure URLs are allowed).
+    #[error("backchannel_logout_urls entries must use https")]
+    NotHttps,
+    /// The host is loopback, private, link-local, unique-local or a metadata service.
+    #[error(
+        "backchannel_logout_urls entries must not point at loopback, private, link-local or metadata addresses"
+    )]
+    NonPublicHost,
+}
+
+/// The operator's choice about insecure RP URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetPolicy {
+    /// Allow `http` and non-public hosts (`--allow-insecure-rp-urls`).
+    pub allow_insecure: bool,
+}
+
+impl NetPolicy {
+    /// Parses and checks a back-channel logout URL at registration time.
+    pub fn validate_url(self, raw: &str) -> Result<Url, UrlError> {
+        if raw.len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong);
+        }
+        let url = Url::parse(raw).map_err(|_| UrlError::Malformed)?;
+        if url.cannot_be_a_base() || url.host().is_none() {
+            return Err(UrlError::Malformed);
+        }
+        if url.fragment().is_some() {
+            return Err(UrlError::Fragment);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(UrlError::Credentials);
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_insecure => {}
+            _ => return Err(UrlError::NotHttps),
+        }
+        if !self.allow_insecure && !host_is_public(&url) {
+            return Err(UrlError::NonPublicHost);
+        }
+        Ok(url)
+    }
+
+    /// Whether the sender may connect to `ip`.
+    pub fn may_connect(self, ip: IpAddr) -> bool {
+        self.allow_insecure || is_public_ip(ip)
+    }
+}
+
+fn host_is_public(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(v4)) => is_public_ip(IpAddr::V4(v4)),
+        Some(Host::Ipv6(v6)) => is_public_ip(IpAddr::V6(v6)),
+        Some(Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            !(name == "localhost"
+                || name.ends_with(".localhost")
+                || name == "metadata.google.internal"
+                || name.ends_with(".internal")
+                || name.ends_with(".local"))
+        }
+        None => false,
+    }
+}
+
+/// True for globally routable unicast addresses; false for loopback, private (RFC 1918),
+/// carrier-grade NAT, link-local (including 169.254.169.254 metadata services),
+/// unique-local, multicast, documentation, benchmarking and unspecified addresses.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..=127).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b == 18 || b == 19))
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    let first = ip.segments()[0];
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfe80
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+        || (first == 0x0064 && ip.segments()[1] == 0xff9b)
+        || ip.segments()[..6] == [0, 0, 0, 0, 0, 0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strict() -> NetPolicy {
+        NetPolicy::default()
+    }
+
+    #[test]
+    fn https_public_url_keeps_its_query() {
+        let url = strict()
+            .validate_url("https://rp.example.com/bc?tenant=a&x=1")
+            .unwrap();
+        assert_eq!(url.query(), Some("tenant=a&x=1"));
+    }
+
+    #[test]
+    fn refuses_what_the_contract_refuses() {
+        for (raw, err) in [
+            ("not a url", UrlError::Malformed),
+            ("/relative", UrlError::Malformed),
+            ("https://rp.example.com/x#frag", UrlError::Fragment),
+            ("http://rp.example.com/x", UrlError::NotHttps),
+            ("ftp://rp.example.com/x", UrlError::NotHttps),
+            ("https://u:p@rp.example.com/x", UrlError::Credentials),
+            ("https://127.0.0.1/x", UrlError::NonPublicHost),
+            ("https://localhost/x", UrlError::NonPublicHost),
+            ("https://10.1.2.3/x", UrlError::NonPublicHost),
+            ("https://192.168.0.1/x", UrlError::NonPublicHost),
+            ("https://169.254.169.254/latest", UrlError::NonPublicHost),
+            ("https://[::1]/x", UrlError::NonPublicHost),
+            ("https://[fd00::1]/x", UrlError::NonPublicHost),
+            ("https://[fe80::1]/x", UrlError::NonPublicHost),
+            ("https://[::ffff:127.0.0.1]/x", UrlError::NonPublicHost),
+            (
+                "https://metadata.google.internal/x",
+                UrlError::NonPublicHost,
+            ),
+        ] {
+            assert_eq!(strict().validate_url(raw), Err(err), "{raw}");
+        }
+    }
+
+    #[test]
+    fn operator_override_allows_loopback_http() {
+        let open = NetPolicy {
+            allow_insecure: true,
+        };
+        assert!(open.validate_url("http://127.0.0.1:9000/logout").is_ok());
+        assert_eq!(
+            open.validate_url("http://127.0.0.1/x#f"),
+            Err(UrlError::Fragment)
+        );
+        assert!(open.may_connect("127.0.0.1".parse().unwrap()));
+        assert!(!strict().may_connect("127.0.0.1".parse().unwrap()));
+        assert!(strict().may_connect("93.184.216.34".parse().unwrap()));
+    }
+}

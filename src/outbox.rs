@@ -1,0 +1,235 @@
+//! The outbox: one row per (ended session, client) intent, its states, leases and history.
+//!
+//! A row never holds a JWT. Every attempt mints a fresh token from the row's intent.
+
+use crate::clients::RelyingParty;
+use crate::ids::{ClientId, DeliveryId, EventId, Jti, LeaseId, SessionId, UserId};
+use crate::initiator::Initiator;
+use crate::metadata::SessionMetadata;
+use crate::retry::Decision;
+use crate::store::{Page, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for `next_attempt_at`.
+    Pending,
+    /// Claimed by a worker under a lease.
+    InFlight,
+    /// The RP answered 200 or 204.
+    Delivered,
+    /// Terminal failure: the dead letter, re-drivable by an operator.
+    Failed,
+    /// The client was deleted or unsubscribed before delivery.
+    Cancelled,
+}
+
+impl DeliveryState {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InFlight => "in_flight",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl FromStr for DeliveryState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Pending,
+            Self::InFlight,
+            Self::Delivered,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown delivery state {s:?}"))
+    }
+}
+
+/// A delivery as the status API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Row id.
+    pub id: DeliveryId,
+    /// The termination event.
+    pub event_id: EventId,
+    /// The ended session.
+    pub session_id: SessionId,
+    /// Its user.
+    pub user_id: UserId,
+    /// The RP to tell.
+    pub client_id: ClientId,
+    /// Why the session ended.
+    pub initiator: Initiator,
+    /// Current state.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (pending rows) or the lease ends (in-flight rows).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// HTTP status of the last attempt, if it got one.
+    pub last_status: Option<u16>,
+    /// Transport error or the RP's `error`/`error_description` from the last attempt.
+    pub last_error: Option<String>,
+    /// When the row was written (the session end).
+    pub created_at: DateTime<Utc>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// One attempt in a delivery's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// When the attempt started.
+    pub at: DateTime<Utc>,
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Transport error or the RP's error, when there was one.
+    pub error: Option<String>,
+    /// Wall time of the attempt, in milliseconds.
+    pub latency_ms: u64,
+    /// The `jti` of the token sent.
+    pub jti: Jti,
+}
+
+/// A delivery with its attempt history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryDetail {
+    /// The row.
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    /// Every attempt, oldest first.
+    pub attempt_history: Vec<AttemptRecord>,
+}
+
+/// The intent a termination writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// Row id.
+    pub id: DeliveryId,
+    /// The termination event.
+    pub event_id: EventId,
+    /// The ended session.
+    pub session_id: SessionId,
+    /// Its user.
+    pub user_id: UserId,
+    /// The RP to tell.
+    pub client_id: ClientId,
+    /// Why the session ended.
+    pub initiator: Initiator,
+    /// Metadata snapshot at termination.
+    pub session_metadata: SessionMetadata,
+    /// The termination time; first attempt is due at once.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A row a worker has claimed, with what it needs to mint and send.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// The row (state `in_flight`).
+    pub delivery: Delivery,
+    /// The claim; results are recorded only while it is current.
+    pub lease: LeaseId,
+    /// Metadata snapshot at termination.
+    pub session_metadata: SessionMetadata,
+    /// The client's current registration.
+    pub client: RelyingParty,
+}
+
+/// A worker's result for one claimed row.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    /// The row.
+    pub id: DeliveryId,
+    /// The claim it was made under.
+    pub lease: LeaseId,
+    /// What happened.
+    pub attempt: AttemptRecord,
+    /// What happens next.
+    pub decision: Decision,
+}
+
+/// Filters for the status API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// Only rows in this state.
+    pub state: Option<DeliveryState>,
+    /// Only rows for this client.
+    pub client_id: Option<ClientId>,
+    /// Only rows for this session.
+    pub session_id: Option<SessionId>,
+    /// Only rows for this user.
+    pub user_id: Option<UserId>,
+}
+
+/// Result of an operator re-drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redrive {
+    /// The row is pending again, due now, with a fresh attempt budget.
+    Requeued,
+    /// The row is not in the `failed` state.
+    NotFailed(DeliveryState),
+}
+
+/// Durable delivery rows. Every method is atomic.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Claims up to `limit` due rows (pending with `next_attempt_at <= now`, or in-flight with
+    /// an expired lease) of unpaused clients that still have a URL, oldest due first. Each
+    /// becomes `in_flight` with a new lease ending at `now + lease`.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records attempt results. A result whose lease is no longer current is ignored (another
+    /// worker owns the row now); returns how many were applied.
+    async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError>;
+
+    /// Gives claimed rows back, due at `now`, without counting an attempt (shutdown).
+    async fn release(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// The earliest time a row becomes claimable (a pending row's `next_attempt_at` or an
+    /// in-flight row's lease end), if any.
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Rows matching `filter`, ordered by id, after cursor `from`.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError>;
+
+    /// One row with its attempt history.
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError>;
+
+    /// Re-drives a failed row: pending, due at `now`, attempts reset to 0, `created_at` kept
+    /// but the age budget counted from `now`. `NotFound` if absent.
+    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError>;
+
+    /// Signalled after new due rows are committed (by this process, or by another node when
+    /// the backend can tell), so workers wake without polling.
+    fn wakeup(&self) -> Arc<Notify>;
+}

@@ -1,0 +1,147 @@
+//! Sessions (Auth0's session object) and the session-store trait.
+
+use crate::ids::{ClientId, EventId, SessionId, UserId};
+use crate::initiator::Initiator;
+use crate::metadata::{MetadataOp, SessionMetadata};
+use crate::store::{Page, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a session came from, as Auth0 records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// IP address at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_ip: Option<String>,
+    /// User agent at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_user_agent: Option<String>,
+    /// Most recent IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ip: Option<String>,
+    /// Most recent user agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_user_agent: Option<String>,
+}
+
+/// One RP that took part in a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClient {
+    /// The RP's client_id.
+    pub client_id: ClientId,
+}
+
+/// A login session, with Auth0's field names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session id; the `sid` of its logout tokens.
+    pub id: SessionId,
+    /// The user; the `sub` of its logout tokens.
+    pub user_id: UserId,
+    /// When the session was registered.
+    pub created_at: DateTime<Utc>,
+    /// Last change to the session record.
+    pub updated_at: DateTime<Utc>,
+    /// When the user authenticated.
+    pub authenticated_at: Option<DateTime<Utc>>,
+    /// Idle expiry.
+    pub idle_expires_at: Option<DateTime<Utc>>,
+    /// Absolute expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Last user interaction.
+    pub last_interacted_at: Option<DateTime<Utc>>,
+    /// Device information.
+    pub device: Device,
+    /// RPs that took part, in the order they joined.
+    pub clients: Vec<SessionClient>,
+    /// The session's metadata.
+    pub session_metadata: SessionMetadata,
+    /// When the session ended; absent while it is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_initiator: Option<Initiator>,
+}
+
+impl Session {
+    /// True once the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended_at.is_some()
+    }
+
+    /// True when `client` took part.
+    pub fn has_client(&self, client: &ClientId) -> bool {
+        self.clients.iter().any(|c| &c.client_id == client)
+    }
+}
+
+/// Which sessions a termination covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndTarget {
+    /// One session.
+    Session(SessionId),
+    /// Every active session of a user.
+    User(UserId),
+}
+
+/// What a termination did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndReport {
+    /// The event the outbox rows share.
+    pub event_id: EventId,
+    /// Sessions that were active and are now ended.
+    pub sessions_ended: usize,
+    /// Outbox rows written.
+    pub deliveries: usize,
+}
+
+/// Storage of sessions. Every method is atomic.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session. `Conflict` if the id exists; `UnknownClient` if a listed client
+    /// is not registered.
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The session, ended or not.
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// The user's active sessions ordered by id, starting after cursor `from`.
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Session>, StoreError>;
+
+    /// Records that `client` joined the session (idempotent). `NotFound`, `Ended` or
+    /// `UnknownClient` otherwise.
+    async fn add_client(
+        &self,
+        id: &SessionId,
+        client: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<Session, StoreError>;
+
+    /// Applies a metadata change, validated with [`SessionMetadata::apply`] inside the same
+    /// transaction. `NotFound`, `Ended` or `Metadata` otherwise; a refusal changes nothing.
+    async fn update_metadata(
+        &self,
+        id: &SessionId,
+        op: &MetadataOp,
+        now: DateTime<Utc>,
+    ) -> Result<Session, StoreError>;
+
+    /// Ends the target's active sessions and, in the same transaction, writes the outbox rows
+    /// that [`crate::terminate::plan`] derives for each. Sessions already ended are skipped and
+    /// add no rows. `NotFound` when a single target session does not exist.
+    async fn end_sessions(
+        &self,
+        target: &EndTarget,
+        initiator: Initiator,
+        event_id: &EventId,
+        now: DateTime<Utc>,
+    ) -> Result<EndReport, StoreError>;
+}

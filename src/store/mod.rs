@@ -1,0 +1,87 @@
+//! Storage backends behind the three store traits, and how a `--store` URL picks one.
+
+use crate::clients::ClientRegistry;
+use crate::metadata::MetadataError;
+use crate::outbox::Outbox;
+use crate::session::SessionStore;
+use serde::Serialize;
+use std::sync::Arc;
+
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// One page of a listing, with the cursor of the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `from` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The addressed session, client or delivery does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The session has ended and can no longer change.
+    #[error("the session has ended")]
+    Ended,
+    /// An object with that id already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A client_id named in the request is not registered.
+    #[error("unknown client_id {0:?}")]
+    UnknownClient(String),
+    /// The change would break a metadata rule.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The store URL is not understood.
+    #[error("unsupported store URL {0:?}: use sqlite://PATH, postgres://... or memory://")]
+    UnsupportedUrl(String),
+    /// The database failed.
+    #[error("database error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps a backend error.
+    pub fn backend(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend(Box::new(err))
+    }
+}
+
+/// The three stores of one backend, sharing one database.
+#[derive(Clone)]
+pub struct Stores {
+    /// Sessions (and termination).
+    pub sessions: Arc<dyn SessionStore>,
+    /// Registered clients.
+    pub clients: Arc<dyn ClientRegistry>,
+    /// Delivery rows.
+    pub outbox: Arc<dyn Outbox>,
+    /// Checks the database answers (readiness).
+    pub health: Arc<dyn Health>,
+}
+
+/// A readiness probe of the backend.
+#[async_trait::async_trait]
+pub trait Health: Send + Sync {
+    /// `Ok` when the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the backend named by `url` (`memory://`, `sqlite://PATH`, `postgres://...`),
+/// creating and migrating the database as needed.
+pub async fn open(url: &str) -> Result<Stores, StoreError> {
+    if url == "memory://" || url == "memory" {
+        return Ok(memory::MemoryStore::new().into_stores());
+    }
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite:") {
+        return Ok(sqlite::SqliteStore::open(url).await?.into_stores());
+    }
+    Err(StoreError::UnsupportedUrl(url.to_owned()))
+}

@@ -1,0 +1,4 @@
+//! Integration tests: one binary, one shared `support` module.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
