@@ -37,6 +37,7 @@ pub mod ids;
 pub mod initiator;
 pub mod keys;
 pub mod metadata;
+pub mod metrics;
 pub mod mock_rp;
 pub mod net_policy;
 pub mod outbox;

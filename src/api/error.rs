@@ -1,0 +1,163 @@
+//! The one place where errors become HTTP responses, in Auth0's error shape:
+//! `{"statusCode", "error", "message", "errorCode"}`.
+
+use crate::store::StoreError;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error: a status, a stable machine code and a message safe to show the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable `errorCode`.
+    pub code: &'static str,
+    /// Human message; never contains secrets or metadata values.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "statusCode")]
+    status_code: u16,
+    error: &'a str,
+    message: &'a str,
+    #[serde(rename = "errorCode")]
+    error_code: &'a str,
+}
+
+impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 for a body that breaks a rule.
+    pub fn invalid_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    }
+
+    /// 400 for a query string that breaks a rule.
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query_string", message)
+    }
+
+    /// 400 for a path parameter that breaks a rule.
+    pub fn invalid_path(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_path", message)
+    }
+
+    /// 404 for an unknown object.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("the {what} does not exist"),
+        )
+    }
+
+    /// 401 for a missing or wrong bearer token.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "a valid bearer token is required",
+        )
+    }
+
+    /// 413 for a body over the cap.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 500 with a generic message; the cause is logged, not returned.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        )
+    }
+
+    /// Maps a store error for the object named `what` ("session", "client", "delivery").
+    pub fn from_store(err: StoreError, what: &str) -> Self {
+        match err {
+            StoreError::NotFound => Self::not_found(what),
+            StoreError::Ended => Self::new(
+                StatusCode::CONFLICT,
+                "session_ended",
+                "the session has ended and can no longer change",
+            ),
+            StoreError::Conflict(what) => Self::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                format!("a {what} with that id already exists"),
+            ),
+            StoreError::UnknownClient(id) => {
+                Self::invalid_body(format!("unknown client_id {}", shorten(&id)))
+            }
+            StoreError::Metadata(err) => Self::invalid_body(err.to_string()),
+            err @ (StoreError::UnsupportedUrl(_) | StoreError::Backend(_)) => {
+                tracing::error!(error = %crate::api::error::chain(&err), "store failure");
+                Self::internal()
+            }
+        }
+    }
+}
+
+/// Formats an error with its sources, for logs.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        out.push_str(": ");
+        out.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    out
+}
+
+/// Shortens caller-supplied text before it is echoed in a message.
+pub fn shorten(text: &str) -> String {
+    let short: String = text.chars().take(64).collect();
+    format!("{short:?}")
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            status_code: self.status.as_u16(),
+            error: self.status.canonical_reason().unwrap_or("Error"),
+            message: &self.message,
+            error_code: self.code,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (self.status, json).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        Self::from_store(err, "object")
+    }
+}

@@ -1,0 +1,124 @@
+//! Ending sessions: `DELETE /sessions/{id}`, `POST /sessions/{id}/revoke`,
+//! `DELETE /users/{user_id}/sessions` and `POST /logout-events`. Each answers 202 as soon as
+//! the end and its outbox rows are committed, without waiting for any RP.
+
+use super::clients::validate_id;
+use super::extract::{JsonBody, PathParams};
+use super::{ApiError, Shared};
+use crate::ids::{EventId, SessionId, UserId};
+use crate::initiator::Initiator;
+use crate::metrics::InitiatorLabels;
+use crate::session::EndTarget;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Ends the target's sessions in one transaction with their outbox rows.
+async fn end(
+    state: &Shared,
+    target: EndTarget,
+    initiator: Initiator,
+) -> Result<Response, ApiError> {
+    let event_id = EventId::generate();
+    let report = state
+        .stores
+        .sessions
+        .end_sessions(&target, initiator, &event_id, state.now())
+        .await
+        .map_err(|e| ApiError::from_store(e, "session"))?;
+    state
+        .metrics
+        .sessions_ended
+        .get_or_create(&InitiatorLabels {
+            initiator: initiator.as_str(),
+        })
+        .inc_by(report.sessions_ended as u64);
+    state
+        .metrics
+        .deliveries_enqueued
+        .inc_by(report.deliveries as u64);
+    tracing::info!(
+        event_id = %report.event_id,
+        initiator = %initiator,
+        sessions_ended = report.sessions_ended,
+        deliveries = report.deliveries,
+        "sessions ended"
+    );
+    let body = json!({ "event_id": report.event_id, "deliveries": report.deliveries });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `DELETE /api/v2/sessions/{id}`: ends it with `session-revoked`.
+pub async fn delete_session(
+    State(state): State<Shared>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    end(
+        &state,
+        EndTarget::Session(SessionId::new(id)),
+        Initiator::SessionRevoked,
+    )
+    .await
+}
+
+/// `POST /api/v2/sessions/{id}/revoke`: ends it with `session-revoked`.
+pub async fn revoke_session(
+    State(state): State<Shared>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    end(
+        &state,
+        EndTarget::Session(SessionId::new(id)),
+        Initiator::SessionRevoked,
+    )
+    .await
+}
+
+/// `DELETE /api/v2/users/{user_id}/sessions`: ends every session of the user with
+/// `session-revoked`.
+pub async fn delete_user_sessions(
+    State(state): State<Shared>,
+    PathParams(user_id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    end(
+        &state,
+        EndTarget::User(UserId::new(user_id)),
+        Initiator::SessionRevoked,
+    )
+    .await
+}
+
+/// `POST /api/v2/logout-events` body: one of `session_id` or `user_id`, and an initiator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventBody {
+    session_id: Option<String>,
+    user_id: Option<String>,
+    initiator: Initiator,
+}
+
+/// `POST /api/v2/logout-events`: ends one session or all of a user's with any initiator.
+pub async fn create(
+    State(state): State<Shared>,
+    JsonBody(body): JsonBody<EventBody>,
+) -> Result<Response, ApiError> {
+    let target = match (body.session_id, body.user_id) {
+        (Some(id), None) => {
+            validate_id("session_id", &id)?;
+            EndTarget::Session(SessionId::new(id))
+        }
+        (None, Some(user)) => {
+            validate_id("user_id", &user)?;
+            EndTarget::User(UserId::new(user))
+        }
+        _ => {
+            return Err(ApiError::invalid_body(
+                "exactly one of session_id or user_id is required",
+            ));
+        }
+    };
+    end(&state, target, body.initiator).await
+}

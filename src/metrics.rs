@@ -1,0 +1,137 @@
+//! Prometheus metrics: one registry, created at start and passed down.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of the per-outcome delivery counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered`, `retry` or `failed`.
+    pub outcome: &'static str,
+    /// The RP.
+    pub client_id: String,
+}
+
+/// Labels of the session-end counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InitiatorLabels {
+    /// The Auth0 initiator name.
+    pub initiator: &'static str,
+}
+
+/// Every metric logoutd exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Delivery attempts by outcome and client.
+    pub attempts: Family<OutcomeLabels, Counter>,
+    /// Attempt latency in seconds.
+    pub attempt_seconds: Histogram,
+    /// Sessions ended, by initiator.
+    pub sessions_ended: Family<InitiatorLabels, Counter>,
+    /// Outbox rows written.
+    pub deliveries_enqueued: Counter,
+    /// Rows in state `pending` at the last scrape.
+    pub pending: Gauge,
+    /// Rows in state `in_flight` at the last scrape.
+    pub in_flight: Gauge,
+    /// Rows in state `failed` (the dead letter) at the last scrape.
+    pub dead_letter: Gauge,
+    /// Age in seconds of the oldest due row at the last scrape.
+    pub oldest_due_age_seconds: Gauge,
+    /// Rows claimed again after another worker's lease expired.
+    pub lease_reclaims: Counter,
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("logoutd");
+        let attempts = Family::<OutcomeLabels, Counter>::default();
+        let attempt_seconds = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        let sessions_ended = Family::<InitiatorLabels, Counter>::default();
+        let deliveries_enqueued = Counter::default();
+        let pending = Gauge::default();
+        let in_flight = Gauge::default();
+        let dead_letter = Gauge::default();
+        let oldest_due_age_seconds = Gauge::default();
+        let lease_reclaims = Counter::default();
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts by outcome (delivered, retry, failed) and client",
+            attempts.clone(),
+        );
+        registry.register(
+            "delivery_attempt_duration_seconds",
+            "Wall time of one delivery attempt",
+            attempt_seconds.clone(),
+        );
+        registry.register(
+            "sessions_ended",
+            "Sessions ended, by initiator",
+            sessions_ended.clone(),
+        );
+        registry.register(
+            "deliveries_enqueued",
+            "Outbox rows written by terminations",
+            deliveries_enqueued.clone(),
+        );
+        registry.register(
+            "deliveries_pending",
+            "Rows waiting for an attempt",
+            pending.clone(),
+        );
+        registry.register(
+            "deliveries_in_flight",
+            "Rows claimed by a worker",
+            in_flight.clone(),
+        );
+        registry.register(
+            "deliveries_dead_letter",
+            "Rows in the failed state",
+            dead_letter.clone(),
+        );
+        registry.register(
+            "oldest_due_age_seconds",
+            "Age of the oldest row that is due",
+            oldest_due_age_seconds.clone(),
+        );
+        registry.register(
+            "lease_reclaims",
+            "Rows claimed again after a lease expired",
+            lease_reclaims.clone(),
+        );
+        Self {
+            registry,
+            attempts,
+            attempt_seconds,
+            sessions_ended,
+            deliveries_enqueued,
+            pending,
+            in_flight,
+            dead_letter,
+            oldest_due_age_seconds,
+            lease_reclaims,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
