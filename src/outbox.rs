@@ -149,6 +149,8 @@ pub struct ClaimedDelivery {
     pub session_metadata: SessionMetadata,
     /// The client's current registration.
     pub client: RelyingParty,
+    /// Start of the age budget: `created_at`, or the last operator re-drive.
+    pub budget_started_at: DateTime<Utc>,
 }
 
 /// A worker's result for one claimed row.
