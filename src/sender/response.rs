@@ -127,8 +127,17 @@ fn is_reset(err: &reqwest::Error) -> bool {
 
 fn has_io_kind(err: &reqwest::Error, kinds: &[io::ErrorKind]) -> bool {
     chain(err).any(|e| {
-        e.downcast_ref::<io::Error>()
-            .is_some_and(|io| kinds.contains(&io.kind()))
+        // `io::Error::source` skips a wrapped error, so nested I/O errors are unwrapped here.
+        let mut io = e.downcast_ref::<io::Error>();
+        while let Some(current) = io {
+            if kinds.contains(&current.kind()) {
+                return true;
+            }
+            io = current
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<io::Error>());
+        }
+        false
     })
 }
 
