@@ -36,9 +36,9 @@ pub enum Outcome {
     Tls(String),
     /// The connection was closed or reset before a complete response.
     Reset(String),
-    /// The SSRF guard refused every address of the RP's host. Terminal: a name that resolves to
-    /// a loopback, private or metadata address is a configuration or attack issue, and
-    /// retrying would only hammer the guard.
+    /// The SSRF guard refused the URL: every address of its host is non-public, or its scheme
+    /// is not allowed. Terminal: a name that resolves to a loopback, private or metadata
+    /// address is a configuration or attack issue, and retrying would only hammer the guard.
     Refused(String),
     /// Any other transport failure.
     Other(String),

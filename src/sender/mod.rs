@@ -23,6 +23,8 @@ use tokio::time::{Instant, timeout_at};
 use url::{Host, Url};
 
 /// Per-attempt timeout, covering connect, request and response headers: 5 s (design §3).
+/// The body read shares the same deadline; a body still arriving then is cut off, and the
+/// status already received stands.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most response-body bytes read per attempt: 16 KiB, plenty for an error JSON.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024;
