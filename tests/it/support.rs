@@ -1,1 +1,4 @@
 //! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+pub mod recording_rp;

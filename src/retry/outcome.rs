@@ -1,0 +1,146 @@
+//! What one delivery attempt produced, and its classification for [`super::decide`].
+
+use std::time::Duration;
+
+/// Longest RP-supplied text kept in a give-up reason, in characters.
+const MAX_RP_TEXT_CHARS: usize = 200;
+
+/// The `{"error", "error_description"}` body an RP may send with a 400 (spec §2.8).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RpError {
+    /// The `error` code, such as `invalid_request`.
+    pub error: Option<String>,
+    /// The human-readable `error_description`.
+    pub error_description: Option<String>,
+}
+
+/// What happened to one attempt, as the sender saw it.
+///
+/// Transport messages never contain the logout token nor the URL's query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The RP answered with an HTTP status.
+    Status {
+        /// The status code.
+        code: u16,
+        /// The parsed `Retry-After` header, if any.
+        retry_after: Option<Duration>,
+        /// The RP's error body, parsed for a 400.
+        error: Option<RpError>,
+    },
+    /// The attempt did not complete within its timeout.
+    Timeout,
+    /// The TCP connection could not be established (or DNS failed).
+    Connect(String),
+    /// The TLS handshake failed.
+    Tls(String),
+    /// The connection was closed or reset before a complete response.
+    Reset(String),
+    /// The SSRF guard refused the URL: every address of its host is non-public, or its scheme
+    /// is not allowed. Terminal: a name that resolves to a loopback, private or metadata
+    /// address is a configuration or attack issue, and retrying would only hammer the guard.
+    Refused(String),
+    /// Any other transport failure.
+    Other(String),
+}
+
+/// The classification that [`super::decide`] turns into a decision.
+pub(super) enum Class {
+    Delivered,
+    Terminal(String),
+    Retryable {
+        what: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Outcome {
+    /// A status outcome with no header or body details.
+    pub fn status(code: u16) -> Self {
+        Outcome::Status {
+            code,
+            retry_after: None,
+            error: None,
+        }
+    }
+
+    pub(super) fn classify(&self) -> Class {
+        let retry = |what: String| Class::Retryable {
+            what,
+            retry_after: None,
+        };
+        match self {
+            Outcome::Status {
+                code,
+                retry_after,
+                error,
+            } => classify_status(*code, *retry_after, error.as_ref()),
+            Outcome::Timeout => retry("timeout".to_owned()),
+            Outcome::Connect(e) => retry(format!("connect error: {e}")),
+            Outcome::Tls(e) => retry(format!("TLS error: {e}")),
+            Outcome::Reset(e) => retry(format!("connection reset: {e}")),
+            Outcome::Other(e) => retry(format!("transport error: {e}")),
+            Outcome::Refused(e) => Class::Terminal(format!("refused by the SSRF guard: {e}")),
+        }
+    }
+}
+
+fn classify_status(code: u16, retry_after: Option<Duration>, error: Option<&RpError>) -> Class {
+    match code {
+        200 | 204 => Class::Delivered,
+        400 => Class::Terminal(rejected_reason(error)),
+        408 | 429 | 500..=599 => Class::Retryable {
+            what: format!("status {code}"),
+            retry_after,
+        },
+        300..=399 => Class::Terminal(format!("status {code}: redirects are never followed")),
+        401..=499 => Class::Terminal(format!("status {code}: the RP refused the request")),
+        _ => Class::Terminal(format!(
+            "unexpected status {code}: the RP must answer 200 OK"
+        )),
+    }
+}
+
+fn rejected_reason(error: Option<&RpError>) -> String {
+    let mut reason = "status 400: the RP rejected the logout token".to_owned();
+    if let Some(e) = error {
+        if let Some(code) = &e.error {
+            reason.push_str(&format!("; error={}", sanitize(code)));
+        }
+        if let Some(description) = &e.error_description {
+            reason.push_str(&format!("; error_description={}", sanitize(description)));
+        }
+    }
+    reason
+}
+
+/// Makes RP-supplied text safe for an operator's screen and a log line: control characters
+/// become spaces, anything that looks like a compact JWT is redacted, and the result is cut
+/// at [`MAX_RP_TEXT_CHARS`] characters.
+fn sanitize(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let redacted: Vec<&str> = cleaned
+        .split(' ')
+        .map(|word| {
+            if looks_like_jwt(word) {
+                "[redacted]"
+            } else {
+                word
+            }
+        })
+        .collect();
+    let joined = redacted.join(" ");
+    let mut out: String = joined.chars().take(MAX_RP_TEXT_CHARS).collect();
+    if joined.chars().nth(MAX_RP_TEXT_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A compact JWS starts with a base64url JSON header (`eyJ`) and has at least two dots.
+fn looks_like_jwt(word: &str) -> bool {
+    word.contains("eyJ") && word.matches('.').count() >= 2
+}

@@ -1,0 +1,165 @@
+//! Turning what the HTTP client returned into a [`retry::Outcome`].
+//!
+//! Messages built here name the host only: never the logout token, never the URL's query.
+
+use super::resolve::RefusedAddress;
+use crate::retry::{self, Outcome, RpError};
+use chrono::{DateTime, Utc};
+use reqwest::header::RETRY_AFTER;
+use std::error::Error as StdError;
+use std::io;
+use tokio::time::{Instant, timeout_at};
+
+/// What the sender needs to read a response.
+pub(super) struct ReadLimits<'a> {
+    /// When the attempt's time runs out.
+    pub deadline: Instant,
+    /// The most body bytes read.
+    pub max_bytes: usize,
+    /// The token sent, scrubbed from anything the RP echoes back.
+    pub token: &'a str,
+    /// The current time, for HTTP-date `Retry-After` values.
+    pub now: DateTime<Utc>,
+}
+
+/// Reads the status, `Retry-After` and (for a 400) the RP's error body.
+///
+/// The status line is the RP's answer: if the body is slow or broken, the status still
+/// stands, and the body is simply not used. At most `max_bytes` of the body are read; the
+/// rest is left unread and the connection is dropped rather than returned to the pool.
+pub(super) async fn outcome(response: reqwest::Response, limits: ReadLimits<'_>) -> Outcome {
+    let code = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::parse_retry_after(v, limits.now));
+    let body = timeout_at(limits.deadline, read_capped(response, limits.max_bytes))
+        .await
+        .unwrap_or_default();
+    let error = if code == 400 {
+        parse_rp_error(&body, limits.token)
+    } else {
+        None
+    };
+    Outcome::Status {
+        code,
+        retry_after,
+        error,
+    }
+}
+
+/// Reads chunks until the body ends, fails, or passes `max_bytes`; keeps at most `max_bytes`.
+async fn read_capped(mut response: reqwest::Response, max_bytes: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = max_bytes.saturating_sub(body.len());
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    body
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Parses `{"error", "error_description"}`, replacing any echo of the token.
+fn parse_rp_error(body: &[u8], token: &str) -> Option<RpError> {
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    let scrub = |s: String| {
+        if token.is_empty() {
+            s
+        } else {
+            s.replace(token, "[redacted]")
+        }
+    };
+    let error = RpError {
+        error: parsed.error.map(scrub),
+        error_description: parsed.error_description.map(scrub),
+    };
+    (error != RpError::default()).then_some(error)
+}
+
+/// Maps a client error to an outcome. Only `host` and the error chain are described.
+pub(super) fn from_error(err: reqwest::Error, host: &str) -> Outcome {
+    let err = err.without_url();
+    if let Some(refused) = find::<RefusedAddress>(&err) {
+        return Outcome::Refused(refused.to_string());
+    }
+    let what = describe(&err, host);
+    if err.is_timeout() {
+        Outcome::Timeout
+    } else if err.is_connect() && has_io_kind(&err, &[io::ErrorKind::InvalidData]) {
+        // rustls reports handshake and certificate failures as `InvalidData` I/O errors.
+        Outcome::Tls(what)
+    } else if err.is_connect() {
+        Outcome::Connect(what)
+    } else if is_reset(&err) {
+        Outcome::Reset(what)
+    } else {
+        Outcome::Other(what)
+    }
+}
+
+fn is_reset(err: &reqwest::Error) -> bool {
+    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let incomplete = chain(err).any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+    });
+    incomplete
+        || has_io_kind(
+            err,
+            &[
+                ConnectionReset,
+                ConnectionAborted,
+                BrokenPipe,
+                UnexpectedEof,
+            ],
+        )
+}
+
+fn has_io_kind(err: &reqwest::Error, kinds: &[io::ErrorKind]) -> bool {
+    chain(err).any(|e| {
+        // `io::Error::source` skips a wrapped error, so nested I/O errors are unwrapped here.
+        let mut io = e.downcast_ref::<io::Error>();
+        while let Some(current) = io {
+            if kinds.contains(&current.kind()) {
+                return true;
+            }
+            io = current
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<io::Error>());
+        }
+        false
+    })
+}
+
+fn find<T: StdError + 'static>(err: &reqwest::Error) -> Option<&T> {
+    chain(err).find_map(|e| e.downcast_ref::<T>())
+}
+
+/// The error and its sources, outermost first.
+fn chain<'a>(err: &'a reqwest::Error) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    let first: &'a (dyn StdError + 'static) = err;
+    std::iter::successors(Some(first), |e: &&'a (dyn StdError + 'static)| {
+        (*e).source()
+    })
+}
+
+fn describe(err: &reqwest::Error, host: &str) -> String {
+    let mut parts = vec![format!("host {host}")];
+    for e in chain(err) {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}

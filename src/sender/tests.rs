@@ -1,0 +1,66 @@
+//! Unit tests of the parts of the sender that need no socket.
+
+use super::*;
+
+fn strict() -> NetPolicy {
+    NetPolicy::default()
+}
+
+fn open() -> NetPolicy {
+    NetPolicy {
+        allow_insecure: true,
+    }
+}
+
+fn url(raw: &str) -> Url {
+    Url::parse(raw).unwrap()
+}
+
+#[test]
+fn form_body_is_one_urlencoded_parameter() {
+    assert_eq!(form_body("a.b-c_d"), "logout_token=a.b-c_d");
+    assert_eq!(form_body("a+b/c= &x"), "logout_token=a%2Bb%2Fc%3D+%26x");
+}
+
+#[test]
+fn precheck_refuses_non_public_ip_literals() {
+    for raw in [
+        "https://127.0.0.1/x",
+        "https://10.0.0.1/x",
+        "https://169.254.169.254/latest",
+        "https://[::1]/x",
+        "https://[::ffff:127.0.0.1]/x",
+    ] {
+        let refusal = precheck(strict(), &url(raw));
+        assert!(
+            matches!(&refusal, Some(Outcome::Refused(m)) if m.contains("non-public")),
+            "{raw}: {refusal:?}"
+        );
+    }
+    assert_eq!(precheck(strict(), &url("https://93.184.216.34/x")), None);
+    assert_eq!(precheck(strict(), &url("https://rp.example.com/x")), None);
+}
+
+#[test]
+fn precheck_refuses_plain_http_unless_insecure_is_allowed() {
+    let refusal = precheck(strict(), &url("http://rp.example.com/x"));
+    assert!(matches!(refusal, Some(Outcome::Refused(_))), "{refusal:?}");
+    assert_eq!(precheck(open(), &url("http://127.0.0.1:9/x")), None);
+    let ftp = precheck(open(), &url("ftp://127.0.0.1/x"));
+    assert!(matches!(ftp, Some(Outcome::Refused(_))), "{ftp:?}");
+}
+
+#[test]
+fn config_rejects_zero_timeout_and_bad_user_agent() {
+    let zero = SenderConfig {
+        timeout: Duration::ZERO,
+        ..SenderConfig::default()
+    };
+    assert!(matches!(Sender::new(zero), Err(SenderError::ZeroTimeout)));
+    let bad = SenderConfig {
+        user_agent: "bad\nagent".into(),
+        ..SenderConfig::default()
+    };
+    assert!(matches!(Sender::new(bad), Err(SenderError::BadUserAgent)));
+    assert!(Sender::new(SenderConfig::default()).is_ok());
+}
