@@ -1,1 +1,250 @@
-//! (stub)
+//! Validated settings for `logoutd serve`, merged from `logoutd.toml`, `LOGOUTD_*` variables
+//! and flags (in increasing precedence). Parsed once at start and passed down.
+
+use crate::ids::Issuer;
+use crate::net_policy::NetPolicy;
+use crate::retry::{self, RetryPolicy};
+use crate::sender::SenderConfig;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default store: the embedded SQLite database.
+pub const DEFAULT_STORE: &str = "sqlite://data/logoutd.db";
+/// Default keys directory.
+pub const DEFAULT_KEYS_DIR: &str = "keys";
+/// Default config file, read when present.
+pub const DEFAULT_CONFIG_FILE: &str = "logoutd.toml";
+/// Default claim lease: a crashed worker's rows come back after this long.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default cap on attempts in flight across all RPs.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Default cap on attempts in flight to one RP origin (scheme, host, port).
+pub const DEFAULT_MAX_PER_ORIGIN: usize = 64;
+/// Default logout token lifetime in seconds (also the maximum, spec errata).
+pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 120;
+
+/// The optional `logoutd.toml`; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--issuer`.
+    pub issuer: Option<String>,
+    /// `--store`.
+    pub store: Option<String>,
+    /// `--keys-dir`.
+    pub keys_dir: Option<PathBuf>,
+    /// `--allow-insecure-rp-urls`.
+    pub allow_insecure_rp_urls: Option<bool>,
+    /// A file holding the API bearer token.
+    pub api_token_file: Option<PathBuf>,
+    /// Request body cap.
+    pub body_limit_bytes: Option<usize>,
+    /// Claim lease.
+    pub lease_seconds: Option<u64>,
+    /// Per-attempt timeout.
+    pub attempt_timeout_ms: Option<u64>,
+    /// Global in-flight cap.
+    pub max_in_flight: Option<usize>,
+    /// Per-origin in-flight cap.
+    pub max_per_origin: Option<usize>,
+    /// Retry: attempts before the dead letter.
+    pub max_attempts: Option<u32>,
+    /// Retry: age budget.
+    pub max_age_seconds: Option<u64>,
+    /// Retry: first delay ceiling.
+    pub retry_base_ms: Option<u64>,
+    /// Retry: largest delay.
+    pub retry_cap_ms: Option<u64>,
+    /// Logout token lifetime.
+    pub token_lifetime_seconds: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing default file is an empty config, a missing explicit one an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(e) => Err(ConfigError::File {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file is unreadable or invalid.
+    #[error("config file {path:?}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No API token and no `--dev`.
+    #[error(
+        "no API token: set LOGOUTD_API_TOKEN (or api_token_file), or pass --dev for a generated one"
+    )]
+    NoApiToken,
+}
+
+/// The management API bearer token. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The secret.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken([redacted])")
+    }
+}
+
+impl Drop for ApiToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// Dispatcher tuning.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Claim lease.
+    pub lease: Duration,
+    /// Global in-flight cap.
+    pub max_in_flight: usize,
+    /// Per-origin in-flight cap.
+    pub max_per_origin: usize,
+    /// Logout token lifetime (1..=120 s).
+    pub token_lifetime: Duration,
+    /// The retry schedule and budgets.
+    pub retry: RetryPolicy,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            lease: DEFAULT_LEASE,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_per_origin: DEFAULT_MAX_PER_ORIGIN,
+            token_lifetime: Duration::from_secs(DEFAULT_TOKEN_LIFETIME_SECS),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Issuer identifier (`iss`).
+    pub issuer: Issuer,
+    /// Store URL.
+    pub store: String,
+    /// Keys directory.
+    pub keys_dir: PathBuf,
+    /// URL and connect policy.
+    pub net: NetPolicy,
+    /// Request body cap.
+    pub body_limit: usize,
+    /// The API bearer token.
+    pub api_token: ApiToken,
+    /// Whether the token was generated by `--dev`.
+    pub dev: bool,
+    /// Dispatcher tuning.
+    pub dispatch: DispatchSettings,
+    /// Sender settings.
+    pub sender: SenderConfig,
+}
+
+fn invalid(name: &'static str, reason: impl fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.to_string(),
+    }
+}
+
+/// Parses a listen address.
+pub fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.parse()
+        .map_err(|_| invalid("listen", format!("{raw:?} is not an IP:port address")))
+}
+
+/// Checks an issuer: an absolute http(s) URL without query or fragment (OIDC Discovery §3).
+pub fn parse_issuer(raw: &str) -> Result<Issuer, ConfigError> {
+    let url = url::Url::parse(raw).map_err(|e| invalid("issuer", e))?;
+    if !matches!(url.scheme(), "https" | "http") || url.query().is_some() || url.fragment().is_some()
+    {
+        return Err(invalid(
+            "issuer",
+            "must be an http(s) URL without query or fragment",
+        ));
+    }
+    Ok(Issuer::new(raw))
+}
+
+/// Builds the retry policy from optional overrides.
+pub fn retry_policy(
+    base_ms: Option<u64>,
+    cap_ms: Option<u64>,
+    max_attempts: Option<u32>,
+    max_age_secs: Option<u64>,
+) -> Result<RetryPolicy, ConfigError> {
+    RetryPolicy::new(
+        base_ms.map_or(retry::DEFAULT_BASE, Duration::from_millis),
+        retry::DEFAULT_FACTOR,
+        cap_ms.map_or(retry::DEFAULT_CAP, Duration::from_millis),
+        max_attempts.unwrap_or(retry::DEFAULT_MAX_ATTEMPTS),
+        max_age_secs.map_or(retry::DEFAULT_MAX_AGE, Duration::from_secs),
+    )
+    .map_err(|e| invalid("retry", e))
+}
+
+/// Checks a token lifetime: 1..=120 s.
+pub fn token_lifetime(secs: Option<u64>) -> Result<Duration, ConfigError> {
+    let secs = secs.unwrap_or(DEFAULT_TOKEN_LIFETIME_SECS);
+    if !(1..=DEFAULT_TOKEN_LIFETIME_SECS).contains(&secs) {
+        return Err(invalid("token_lifetime_seconds", "must be between 1 and 120"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Checks a count that must be at least one.
+pub fn positive(name: &'static str, value: usize) -> Result<usize, ConfigError> {
+    if value == 0 {
+        return Err(invalid(name, "must be at least 1"));
+    }
+    Ok(value)
+}

@@ -43,6 +43,7 @@ pub mod net_policy;
 pub mod outbox;
 pub mod retry;
 pub mod sender;
+pub mod server;
 pub mod session;
 pub mod store;
 pub mod terminate;

@@ -1,11 +1,251 @@
-//! (stub) `logoutd serve`.
+//! `logoutd serve`: flags and environment, resolved into [`Settings`], then the server.
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{
+    self, ApiToken, ConfigError, DispatchSettings, FileConfig, Settings, positive,
+};
+use crate::keys::{KeyRing, KeySet};
+use crate::net_policy::NetPolicy;
+use crate::sender::SenderConfig;
+use clap::Args;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// (stub)
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+/// Flags of `logoutd serve`. Each overrides its `LOGOUTD_*` variable, which overrides
+/// `logoutd.toml`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML; unknown keys are refused). Read when present.
+    #[arg(long, env = "LOGOUTD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "LOGOUTD_LISTEN")]
+    pub listen: Option<String>,
+    /// Issuer identifier, the `iss` of every token [default: http://LISTEN].
+    #[arg(long, env = "LOGOUTD_ISSUER")]
+    pub issuer: Option<String>,
+    /// Store URL: sqlite://PATH, postgres://... or memory:// [default: sqlite://data/logoutd.db].
+    #[arg(long, env = "LOGOUTD_STORE")]
+    pub store: Option<String>,
+    /// Signing keys directory [default: keys].
+    #[arg(long, env = "LOGOUTD_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+    /// Allow http and loopback/private RP URLs (tests and demos only).
+    #[arg(long, env = "LOGOUTD_ALLOW_INSECURE_RP_URLS")]
+    pub allow_insecure_rp_urls: bool,
+    /// Development mode: generate an API token and print it once.
+    #[arg(long)]
+    pub dev: bool,
+    /// File holding the API bearer token (instead of LOGOUTD_API_TOKEN).
+    #[arg(long, env = "LOGOUTD_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Claim lease in seconds [default: 30].
+    #[arg(long, env = "LOGOUTD_LEASE_SECONDS")]
+    pub lease_seconds: Option<u64>,
+    /// Per-attempt timeout in milliseconds [default: 5000].
+    #[arg(long, env = "LOGOUTD_ATTEMPT_TIMEOUT_MS")]
+    pub attempt_timeout_ms: Option<u64>,
+    /// Attempts in flight across all RPs [default: 256].
+    #[arg(long, env = "LOGOUTD_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Attempts in flight per RP origin [default: 64].
+    #[arg(long, env = "LOGOUTD_MAX_PER_ORIGIN")]
+    pub max_per_origin: Option<usize>,
+    /// Attempts before a delivery is failed [default: 12].
+    #[arg(long, env = "LOGOUTD_MAX_ATTEMPTS")]
+    pub max_attempts: Option<u32>,
+    /// Age budget of a delivery in seconds [default: 86400].
+    #[arg(long, env = "LOGOUTD_MAX_AGE_SECONDS")]
+    pub max_age_seconds: Option<u64>,
+    /// First retry delay ceiling in milliseconds [default: 1000].
+    #[arg(long, env = "LOGOUTD_RETRY_BASE_MS")]
+    pub retry_base_ms: Option<u64>,
+    /// Largest retry delay in milliseconds [default: 300000].
+    #[arg(long, env = "LOGOUTD_RETRY_CAP_MS")]
+    pub retry_cap_ms: Option<u64>,
+    /// Logout token lifetime in seconds, 1-120 [default: 120].
+    #[arg(long, env = "LOGOUTD_TOKEN_LIFETIME_SECONDS")]
+    pub token_lifetime_seconds: Option<u64>,
+}
 
-/// Runs the command.
-pub async fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+impl ServeArgs {
+    /// Merges flags, environment and the config file into validated settings.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let explicit = self.config.is_some();
+        let path = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_FILE));
+        let file = FileConfig::load(&path, explicit)?;
+        let listen = config::parse_listen(
+            self.listen
+                .as_deref()
+                .or(file.listen.as_deref())
+                .unwrap_or(config::DEFAULT_LISTEN),
+        )?;
+        let issuer = match self.issuer.or(file.issuer) {
+            Some(raw) => config::parse_issuer(&raw)?,
+            None => config::parse_issuer(&format!("http://{listen}"))?,
+        };
+        let net = NetPolicy {
+            allow_insecure: self.allow_insecure_rp_urls
+                || file.allow_insecure_rp_urls.unwrap_or(false),
+        };
+        let token_file = self.api_token_file.or(file.api_token_file);
+        let (api_token, dev) = api_token(token_file, self.dev)?;
+        let max_per_origin = positive(
+            "max_per_origin",
+            self.max_per_origin
+                .or(file.max_per_origin)
+                .unwrap_or(config::DEFAULT_MAX_PER_ORIGIN),
+        )?;
+        let dispatch = DispatchSettings {
+            lease: Duration::from_secs(positive_u64(
+                "lease_seconds",
+                self.lease_seconds.or(file.lease_seconds),
+                config::DEFAULT_LEASE.as_secs(),
+            )?),
+            max_in_flight: positive(
+                "max_in_flight",
+                self.max_in_flight
+                    .or(file.max_in_flight)
+                    .unwrap_or(config::DEFAULT_MAX_IN_FLIGHT),
+            )?,
+            max_per_origin,
+            token_lifetime: config::token_lifetime(
+                self.token_lifetime_seconds.or(file.token_lifetime_seconds),
+            )?,
+            retry: config::retry_policy(
+                self.retry_base_ms.or(file.retry_base_ms),
+                self.retry_cap_ms.or(file.retry_cap_ms),
+                self.max_attempts.or(file.max_attempts),
+                self.max_age_seconds.or(file.max_age_seconds),
+            )?,
+        };
+        let sender = SenderConfig {
+            timeout: Duration::from_millis(positive_u64(
+                "attempt_timeout_ms",
+                self.attempt_timeout_ms.or(file.attempt_timeout_ms),
+                crate::sender::DEFAULT_TIMEOUT.as_millis() as u64,
+            )?),
+            policy: net,
+            pool_idle_per_host: max_per_origin,
+            ..SenderConfig::default()
+        };
+        Ok(Settings {
+            listen,
+            issuer,
+            store: self
+                .store
+                .or(file.store)
+                .unwrap_or_else(|| config::DEFAULT_STORE.to_owned()),
+            keys_dir: self
+                .keys_dir
+                .or(file.keys_dir)
+                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_KEYS_DIR)),
+            net,
+            body_limit: positive(
+                "body_limit_bytes",
+                file.body_limit_bytes.unwrap_or(crate::api::DEFAULT_BODY_LIMIT),
+            )?,
+            api_token,
+            dev,
+            dispatch,
+            sender,
+        })
+    }
+}
+
+fn positive_u64(name: &'static str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(value)
+}
+
+/// The API token: LOGOUTD_API_TOKEN, else the token file, else (with `--dev`) a new one.
+fn api_token(file: Option<PathBuf>, dev: bool) -> Result<(ApiToken, bool), ConfigError> {
+    if let Ok(token) = std::env::var("LOGOUTD_API_TOKEN") {
+        if !token.trim().is_empty() {
+            return Ok((ApiToken::new(token.trim()), false));
+        }
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if text.trim().is_empty() {
+            return Err(ConfigError::NoApiToken);
+        }
+        return Ok((ApiToken::new(text.trim()), false));
+    }
+    if dev {
+        let token = format!("{}{}", crate::ids::random_token(), crate::ids::random_token());
+        return Ok((ApiToken::new(token), true));
+    }
+    Err(ConfigError::NoApiToken)
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.resolve()?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let (keys, created) = KeySet::load_or_create_default(&settings.keys_dir, clock.now())?;
+    if created {
+        tracing::warn!(dir = %settings.keys_dir.display(), "no signing key found; generated an RS256 key");
+    }
+    let keys = Arc::new(KeyRing::new(keys));
+    let stores = crate::store::open(&settings.store).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    let addr = listener.local_addr()?;
+    if settings.dev {
+        tracing::warn!("development mode: a generated API token is printed once on stdout");
+        println!("LOGOUTD_API_TOKEN={}", settings.api_token.expose());
+    }
+    tracing::info!(%addr, issuer = %settings.issuer, store = %redact_store(&settings.store), "logoutd listening");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let parts = crate::server::ServerParts {
+        settings,
+        stores,
+        keys,
+        clock,
+    };
+    crate::server::run(listener, parts, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store URL without its password.
+fn redact_store(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
 }

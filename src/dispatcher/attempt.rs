@@ -1,0 +1,143 @@
+//! One delivery attempt: mint a fresh token, POST it, classify the outcome.
+
+use super::Inner;
+use crate::ids::Jti;
+use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery};
+use crate::retry::{self, Decision, Outcome};
+use crate::token::{LogoutTokenBuilder, Subject};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::mpsc::Sender as ResultTx;
+
+/// How long a row waits before another try when its origin already has a full queue.
+const DEFER: chrono::Duration = chrono::Duration::milliseconds(500);
+
+/// Mints the logout token for one attempt (OIDC Back-Channel Logout 1.0 §2.4): a new `jti`,
+/// `iat` and `exp`, the current key for the client's alg, the client's `typ`, `sub` and
+/// `sid`, and `session_metadata` only for clients that opted in (omitted when empty).
+pub fn mint(
+    inner: &Inner,
+    row: &ClaimedDelivery,
+    now: DateTime<Utc>,
+) -> Result<(String, Jti), String> {
+    let subject = Subject::Both(
+        row.delivery.user_id.clone(),
+        row.delivery.session_id.clone(),
+    );
+    let mut builder =
+        LogoutTokenBuilder::new(&inner.issuer, &row.client.client_id, subject, now)
+            .lifetime(inner.token_lifetime)
+            .map_err(|e| e.to_string())?;
+    if row.client.includes_metadata() && !row.session_metadata.is_empty() {
+        builder = builder.session_metadata(&row.session_metadata);
+    }
+    let claims = builder.build();
+    let keys = inner.keys.current();
+    let token = keys
+        .sign(
+            row.client.id_token_signed_response_alg,
+            row.client.logout_token_typ,
+            &claims,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok((token, claims.jti))
+}
+
+/// Runs one claimed row to a recorded result (or hands it back on shutdown or congestion).
+pub async fn run(
+    inner: Arc<Inner>,
+    row: ClaimedDelivery,
+    slot: OwnedSemaphorePermit,
+    results: ResultTx<AttemptResult>,
+) {
+    let Some(url) = row.client.logout_url().cloned() else {
+        inner.hand_back(&row, inner.clock.now()).await;
+        return;
+    };
+    let origin = super::origin::origin_of(&url);
+    let Some(origin_permit) = inner.origins.acquire(&origin).await else {
+        inner.hand_back(&row, inner.clock.now() + DEFER).await;
+        return;
+    };
+    if inner.shutdown.is_cancelled() {
+        inner.hand_back(&row, inner.clock.now()).await;
+        return;
+    }
+    let result = attempt(&inner, &row, &url).await;
+    drop(origin_permit);
+    drop(slot);
+    if results.send(result).await.is_err() {
+        tracing::error!(delivery_id = %row.delivery.id, "result channel closed; the lease will expire and the row be retried");
+    }
+}
+
+async fn attempt(inner: &Inner, row: &ClaimedDelivery, url: &url::Url) -> AttemptResult {
+    let started = inner.clock.now();
+    let (outcome, latency, jti) = match mint(inner, row, started) {
+        Ok((token, jti)) => {
+            let sent = inner.sender.send(url, &token).await;
+            (sent.outcome, sent.latency, jti)
+        }
+        Err(reason) => (
+            Outcome::Other(format!("cannot sign: {reason}")),
+            std::time::Duration::ZERO,
+            Jti::new(""),
+        ),
+    };
+    let attempts_made = row.delivery.attempts.saturating_add(1);
+    let decision = retry::decide(
+        &inner.retry,
+        &outcome,
+        attempts_made,
+        row.budget_started_at,
+        inner.clock.now(),
+        rand::random::<f64>(),
+    );
+    let (status, error) = describe(&outcome);
+    let record = AttemptRecord {
+        at: crate::clock::to_millis(started),
+        status,
+        error,
+        latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        jti,
+    };
+    inner.observe(row, attempts_made, &record, &decision, latency);
+    AttemptResult {
+        id: row.delivery.id.clone(),
+        lease: row.lease.clone(),
+        attempt: record,
+        decision,
+    }
+}
+
+/// The status and error text an attempt record keeps.
+pub fn describe(outcome: &Outcome) -> (Option<u16>, Option<String>) {
+    match outcome {
+        Outcome::Status { code, error, .. } => {
+            let text = error.as_ref().map(|e| {
+                let code = e.error.as_deref().unwrap_or("");
+                match e.error_description.as_deref() {
+                    Some(desc) => format!("{code}: {desc}"),
+                    None => code.to_owned(),
+                }
+            });
+            (Some(*code), text)
+        }
+        Outcome::Timeout => (None, Some("timeout".to_owned())),
+        Outcome::Connect(e) => (None, Some(format!("connect: {e}"))),
+        Outcome::Tls(e) => (None, Some(format!("tls: {e}"))),
+        Outcome::Reset(e) => (None, Some(format!("reset: {e}"))),
+        Outcome::Refused(e) => (None, Some(format!("refused: {e}"))),
+        Outcome::Other(e) => (None, Some(e.clone())),
+    }
+}
+
+/// The metric label of a decision.
+pub fn outcome_label(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::Delivered => "delivered",
+        Decision::RetryAt(_) => "retry",
+        Decision::GiveUp(_) => "failed",
+    }
+}

@@ -1,0 +1,52 @@
+//! Writes attempt results to the outbox in batches, so a busy dispatcher makes one database
+//! round trip per batch rather than per delivery.
+
+use crate::outbox::{AttemptResult, Outbox};
+use crate::retry::Decision;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::Receiver;
+
+/// Most results written in one call.
+pub const BATCH: usize = 256;
+/// Attempts to write one batch before giving up on it (its leases then expire and the rows
+/// are delivered again: a duplicate, never a loss).
+const WRITE_TRIES: u32 = 8;
+
+/// Drains `results` until every sender is gone.
+pub async fn run(outbox: Arc<dyn Outbox>, mut results: Receiver<AttemptResult>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while results.recv_many(&mut batch, BATCH).await > 0 {
+        write(outbox.as_ref(), &batch).await;
+        if batch
+            .iter()
+            .any(|r| matches!(r.decision, Decision::RetryAt(_)))
+        {
+            outbox.wakeup().notify_one();
+        }
+        batch.clear();
+    }
+}
+
+async fn write(outbox: &dyn Outbox, batch: &[AttemptResult]) {
+    let mut pause = Duration::from_millis(50);
+    for attempt in 1..=WRITE_TRIES {
+        match outbox.record(batch).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(
+                    error = %crate::api::error::chain(&err),
+                    attempt,
+                    rows = batch.len(),
+                    "recording delivery results failed"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    tracing::error!(
+        rows = batch.len(),
+        "giving up recording results; the rows will be retried after their lease"
+    );
+}

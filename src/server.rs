@@ -1,0 +1,115 @@
+//! `logoutd serve` as a library function: the API and the dispatcher on an already-bound
+//! listener, until a shutdown token is cancelled.
+
+use crate::api::{self, AppState, KeyPublisher};
+use crate::alg::SigningAlg;
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::dispatcher::{Dispatcher, DispatcherParts};
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::sender::Sender;
+use crate::store::Stores;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How often the keys directory is checked for rotations made by `logoutd keys rotate`.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Publishes the ring's current keys.
+struct Published(Arc<KeyRing>);
+
+impl KeyPublisher for Published {
+    fn jwks(&self, now: DateTime<Utc>) -> serde_json::Value {
+        self.0.current().jwks(now)
+    }
+
+    fn algs(&self) -> Vec<SigningAlg> {
+        self.0.current().active_algs()
+    }
+}
+
+/// What a server runs on.
+pub struct ServerParts {
+    /// Validated settings.
+    pub settings: Settings,
+    /// The backend.
+    pub stores: Stores,
+    /// Signing keys.
+    pub keys: Arc<KeyRing>,
+    /// Time.
+    pub clock: SharedClock,
+}
+
+/// Serves the API on `listener` and runs the dispatcher until `shutdown` is cancelled, then
+/// stops accepting requests, lets the dispatcher finish or hand back its rows, and returns.
+pub async fn run(
+    listener: TcpListener,
+    parts: ServerParts,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let ServerParts {
+        settings,
+        stores,
+        keys,
+        clock,
+    } = parts;
+    let metrics = Arc::new(Metrics::new());
+    let sender = Sender::with_clock(settings.sender.clone(), clock.clone())?;
+    let dispatcher = Dispatcher::new(
+        DispatcherParts {
+            outbox: stores.outbox.clone(),
+            keys: keys.clone(),
+            sender,
+            clock: clock.clone(),
+            issuer: settings.issuer.clone(),
+            settings: settings.dispatch.clone(),
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    );
+    let state = Arc::new(AppState {
+        stores,
+        keys: Arc::new(Published(keys.clone())),
+        issuer: settings.issuer.clone(),
+        net: settings.net,
+        clock: clock.clone(),
+        api_token_digest: AppState::token_digest(settings.api_token.expose()),
+        metrics,
+        body_limit: settings.body_limit,
+    });
+    let dispatcher = tokio::spawn(dispatcher.run());
+    let reloader = tokio::spawn(reload_keys(keys, settings.keys_dir.clone(), clock, shutdown.clone()));
+    let router = api::router(state);
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    if dispatcher.await.is_err() {
+        tracing::error!("dispatcher task failed");
+    }
+    reloader.abort();
+    served.map_err(Into::into)
+}
+
+async fn reload_keys(
+    keys: Arc<KeyRing>,
+    dir: std::path::PathBuf,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(KEY_RELOAD_INTERVAL) => {}
+        }
+        match keys.reload(&dir, clock.now()) {
+            Ok(true) => tracing::info!("signing keys reloaded"),
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set"),
+        }
+    }
+}
