@@ -1,0 +1,124 @@
+//! `TestApp`: the API router over a chosen backend, driven in-process with a manual clock.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use chrono::{TimeZone, Utc};
+use logoutd::alg::SigningAlg;
+use logoutd::api::{self, AppState, KeyPublisher};
+use logoutd::clock::ManualClock;
+use logoutd::ids::Issuer;
+use logoutd::keys::{KeyRing, KeySet, SigningKey};
+use logoutd::metrics::Metrics;
+use logoutd::net_policy::NetPolicy;
+use logoutd::store::Stores;
+use serde_json::Value;
+use std::sync::Arc;
+use tower::ServiceExt as _;
+
+pub const API_TOKEN: &str = "test-api-token-0123456789";
+pub const ISSUER: &str = "https://idp.test";
+
+struct Publisher(Arc<KeyRing>);
+
+impl KeyPublisher for Publisher {
+    fn jwks(&self, now: chrono::DateTime<Utc>) -> Value {
+        serde_json::to_value(self.0.current().jwks(now)).unwrap()
+    }
+    fn algs(&self) -> Vec<SigningAlg> {
+        self.0.current().active_algs()
+    }
+}
+
+/// A key ring with one fresh ES256 key (fast to generate).
+pub fn test_keys() -> Arc<KeyRing> {
+    let key = SigningKey::generate(SigningAlg::ES256, None).unwrap();
+    Arc::new(KeyRing::from_set(KeySet::from_keys(vec![key])))
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub stores: Stores,
+    pub clock: Arc<ManualClock>,
+    pub keys: Arc<KeyRing>,
+}
+
+pub fn start_time() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
+}
+
+impl TestApp {
+    pub async fn memory() -> Self {
+        Self::over(logoutd::store::open("memory://").await.unwrap(), true)
+    }
+
+    /// The router over `stores`; `insecure` allows http loopback RP URLs.
+    pub fn over(stores: Stores, insecure: bool) -> Self {
+        let clock = Arc::new(ManualClock::new(start_time()));
+        let keys = test_keys();
+        let state = Arc::new(AppState {
+            stores: stores.clone(),
+            keys: Arc::new(Publisher(keys.clone())),
+            issuer: Issuer::new(ISSUER),
+            net: NetPolicy {
+                allow_insecure: insecure,
+            },
+            clock: clock.clone(),
+            api_token_digest: AppState::token_digest(API_TOKEN),
+            metrics: Arc::new(Metrics::new()),
+            body_limit: api::DEFAULT_BODY_LIMIT,
+        });
+        Self {
+            router: api::router(state),
+            stores,
+            clock,
+            keys,
+        }
+    }
+
+    /// Sends a request with the API token and an optional JSON body.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let (status, _, body) = self
+            .raw(method, path, Some(API_TOKEN), Some("application/json"), bytes)
+            .await;
+        let value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()))
+        };
+        (status, value)
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(kind) = content_type {
+            req = req.header(header::CONTENT_TYPE, kind);
+        }
+        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = axum::body::to_bytes(res.into_body(), 16 * 1024 * 1024).await.unwrap();
+        (status, headers, body)
+    }
+}
+
+/// Asserts an Auth0-shaped error body with `status`.
+pub fn assert_auth0_error(status: StatusCode, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "body: {body}");
+    assert_eq!(body["statusCode"], expected.as_u16(), "body: {body}");
+    assert!(body["error"].is_string(), "body: {body}");
+    assert!(body["message"].is_string(), "body: {body}");
+    assert!(body["errorCode"].is_string(), "body: {body}");
+}
