@@ -149,6 +149,8 @@ pub struct ClaimedDelivery {
     pub session_metadata: SessionMetadata,
     /// The client's current registration.
     pub client: RelyingParty,
+    /// Start of the row's age budget: `created_at`, or the time of the last operator re-drive.
+    pub budget_started_at: DateTime<Utc>,
 }
 
 /// A worker's result for one claimed row.
