@@ -25,12 +25,15 @@ impl SessionStore for MemoryStore {
         {
             return Err(StoreError::UnknownClient(unknown.client_id.to_string()));
         }
+        let mut stored = session.clone();
+        let mut seen = std::collections::HashSet::new();
+        stored.clients.retain(|c| seen.insert(c.client_id.clone()));
         state
             .by_user
             .entry(session.user_id.clone())
             .or_default()
             .insert(session.id.clone());
-        state.sessions.insert(session.id.clone(), session.clone());
+        state.sessions.insert(session.id.clone(), stored);
         Ok(())
     }
 
