@@ -1,4 +1,5 @@
 //! Integration tests: one binary, one shared `support` module.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod store;
 mod support;

@@ -46,10 +46,7 @@ impl Outbox for MemoryStore {
 
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         let mut state = self.lock();
-        let applied = results
-            .iter()
-            .filter(|r| record_one(&mut state, r))
-            .count();
+        let applied = results.iter().filter(|r| record_one(&mut state, r)).count();
         Ok(applied as u64)
     }
 
@@ -192,6 +189,9 @@ fn apply_attempt(row: &mut Row, result: &AttemptResult) {
 fn matches(filter: &DeliveryFilter, d: &Delivery) -> bool {
     filter.state.is_none_or(|s| s == d.state)
         && filter.client_id.as_ref().is_none_or(|c| c == &d.client_id)
-        && filter.session_id.as_ref().is_none_or(|s| s == &d.session_id)
+        && filter
+            .session_id
+            .as_ref()
+            .is_none_or(|s| s == &d.session_id)
         && filter.user_id.as_ref().is_none_or(|u| u == &d.user_id)
 }

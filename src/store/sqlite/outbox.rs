@@ -260,8 +260,18 @@ fn result_batch(results: &[AttemptResult]) -> String {
                 Decision::GiveUp(reason) => ("failed", None, None, Some(reason.as_str())),
             };
             json!([
-                r.id.as_str(), r.lease.as_str(), state, next, delivered, a.status, last_error,
-                ms(a.at), a.status, a.error, a.latency_ms, a.jti.as_str(),
+                r.id.as_str(),
+                r.lease.as_str(),
+                state,
+                next,
+                delivered,
+                a.status,
+                last_error,
+                ms(a.at),
+                a.status,
+                a.error,
+                a.latency_ms,
+                a.jti.as_str(),
             ])
         })
         .collect();

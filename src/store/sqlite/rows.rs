@@ -29,11 +29,16 @@ pub(super) use delivery_columns;
 
 /// Parses a stored enum or id-like value, naming only the column on failure.
 fn parse<T: FromStr>(value: &str, column: &'static str) -> Result<T, StoreError> {
-    value.parse().map_err(|_| StoreError::backend(Corrupt(column)))
+    value
+        .parse()
+        .map_err(|_| StoreError::backend(Corrupt(column)))
 }
 
 /// Parses a stored JSON column, naming only the column on failure.
-fn json<T: serde::de::DeserializeOwned>(value: &str, column: &'static str) -> Result<T, StoreError> {
+fn json<T: serde::de::DeserializeOwned>(
+    value: &str,
+    column: &'static str,
+) -> Result<T, StoreError> {
     serde_json::from_str(value).map_err(|_| StoreError::backend(Corrupt(column)))
 }
 

@@ -91,7 +91,8 @@ impl SessionStore for SqliteStore {
         let mut session = active_session(&mut tx, id).await?;
         session.session_metadata = session.session_metadata.apply(op)?;
         session.updated_at = now;
-        let metadata = serde_json::to_string(&session.session_metadata).map_err(StoreError::backend)?;
+        let metadata =
+            serde_json::to_string(&session.session_metadata).map_err(StoreError::backend)?;
         sqlx::query("UPDATE sessions SET metadata = ?, updated_at = ? WHERE id = ?")
             .bind(metadata)
             .bind(ms(now))
@@ -116,7 +117,9 @@ impl SessionStore for SqliteStore {
 
 /// A `LIMIT` that fetches one row more than `take`, so the page knows whether more remain.
 pub(super) fn limit(take: usize) -> i64 {
-    i64::try_from(take).unwrap_or(i64::MAX - 1).saturating_add(1)
+    i64::try_from(take)
+        .unwrap_or(i64::MAX - 1)
+        .saturating_add(1)
 }
 
 /// The stored row of session `id`.
@@ -136,9 +139,15 @@ pub(super) async fn fetch_row(
 }
 
 /// The session `id`, refusing unknown (`NotFound`) and ended (`Ended`) ones.
-async fn active_session(conn: &mut SqliteConnection, id: &SessionId) -> Result<Session, StoreError> {
+async fn active_session(
+    conn: &mut SqliteConnection,
+    id: &SessionId,
+) -> Result<Session, StoreError> {
     let row = fetch_row(conn, id).await?.ok_or(StoreError::NotFound)?;
-    let session = hydrate(conn, vec![row]).await?.pop().ok_or(StoreError::NotFound)?;
+    let session = hydrate(conn, vec![row])
+        .await?
+        .pop()
+        .ok_or(StoreError::NotFound)?;
     if session.is_ended() {
         return Err(StoreError::Ended);
     }
@@ -192,10 +201,7 @@ async fn first_unknown_client<'a>(
     .await
     .map_err(db)?;
     let known: HashSet<&str> = known.iter().map(|(c,)| c.as_str()).collect();
-    Ok(wanted
-        .iter()
-        .find(|c| !known.contains(c.as_str()))
-        .copied())
+    Ok(wanted.iter().find(|c| !known.contains(c.as_str())).copied())
 }
 
 /// Writes a new session row and its client list.
@@ -250,7 +256,11 @@ async fn insert_clients(
 }
 
 /// Bumps a session's `updated_at`.
-async fn touch(conn: &mut SqliteConnection, id: &SessionId, now: DateTime<Utc>) -> Result<(), StoreError> {
+async fn touch(
+    conn: &mut SqliteConnection,
+    id: &SessionId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE sessions SET updated_at = ? WHERE id = ?")
         .bind(ms(now))
         .bind(id.as_str())

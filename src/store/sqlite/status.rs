@@ -23,8 +23,14 @@ pub(super) async fn list(
     ));
     let conditions = [
         ("state", filter.state.map(|s| s.as_str().to_owned())),
-        ("client_id", filter.client_id.as_ref().map(|c| c.to_string())),
-        ("session_id", filter.session_id.as_ref().map(|s| s.to_string())),
+        (
+            "client_id",
+            filter.client_id.as_ref().map(|c| c.to_string()),
+        ),
+        (
+            "session_id",
+            filter.session_id.as_ref().map(|s| s.to_string()),
+        ),
         ("user_id", filter.user_id.as_ref().map(|u| u.to_string())),
     ];
     for (column, value) in conditions {
@@ -36,11 +42,7 @@ pub(super) async fn list(
         sql.push(" AND id > ").push_bind(cursor.to_owned());
     }
     sql.push(" ORDER BY id LIMIT ").push_bind(limit(take));
-    let rows: Vec<DeliveryRow> = sql
-        .build_query_as()
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
+    let rows: Vec<DeliveryRow> = sql.build_query_as().fetch_all(pool).await.map_err(db)?;
     let items = rows
         .iter()
         .map(DeliveryRow::to_delivery)
