@@ -45,6 +45,8 @@ impl Outbox for SqliteStore {
             .collect()
     }
 
+    /// Two statements for the whole batch: append the attempts of rows whose lease matches,
+    /// then update those rows. The unary `+` on `state` makes SQLite look rows up by id.
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         if results.is_empty() {
             return Ok(0);
@@ -56,7 +58,7 @@ impl Outbox for SqliteStore {
              SELECT d.id, r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, \
              r.value ->> 11 FROM json_each(?1) AS r \
              JOIN deliveries AS d ON d.id = r.value ->> 0 AND d.lease_id = r.value ->> 1 \
-             AND d.state = 'in_flight' ORDER BY r.key",
+             AND +d.state = 'in_flight' ORDER BY r.key",
         )
         .bind(&batch)
         .execute(&mut *tx)
@@ -69,7 +71,7 @@ impl Outbox for SqliteStore {
              lease_until = NULL, updated_at = r.value ->> 7 \
              FROM json_each(?1) AS r \
              WHERE deliveries.id = r.value ->> 0 AND deliveries.lease_id = r.value ->> 1 \
-             AND deliveries.state = 'in_flight'",
+             AND +deliveries.state = 'in_flight'",
         )
         .bind(&batch)
         .execute(&mut *tx)
@@ -96,7 +98,7 @@ impl Outbox for SqliteStore {
             "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, lease_id = NULL, \
              lease_until = NULL, updated_at = ?1 FROM json_each(?2) AS r \
              WHERE deliveries.id = r.value ->> 0 AND deliveries.lease_id = r.value ->> 1 \
-             AND deliveries.state = 'in_flight'",
+             AND +deliveries.state = 'in_flight'",
         )
         .bind(ms(now))
         .bind(serde_json::Value::Array(batch).to_string())
@@ -169,7 +171,8 @@ impl Outbox for SqliteStore {
 }
 
 /// Up to `limit` claimable rows, oldest due first. In-flight rows carry their lease end in
-/// `next_attempt_at`, so one range over the `deliveries_due` index finds both kinds.
+/// `next_attempt_at`, so one ordered range over the partial `deliveries_due` index finds both
+/// kinds; `INDEXED BY` keeps the planner from preferring `deliveries_state` and sorting.
 async fn due_rows(
     conn: &mut SqliteConnection,
     now: DateTime<Utc>,
@@ -178,7 +181,8 @@ async fn due_rows(
     sqlx::query_as(concat!(
         "SELECT ",
         delivery_columns!(),
-        " FROM deliveries WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?1",
+        " FROM deliveries INDEXED BY deliveries_due",
+        " WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?1",
         " AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1)",
         " ORDER BY next_attempt_at LIMIT ?2"
     ))

@@ -70,7 +70,7 @@ impl SessionStore for SqliteStore {
             return Err(StoreError::UnknownClient(client.to_string()));
         }
         if !session.has_client(client) {
-            insert_clients(&mut tx, id, &[client], session.clients.len()).await?;
+            insert_clients(&mut tx, id, &[client]).await?;
             session.clients.push(SessionClient {
                 client_id: client.clone(),
             });
@@ -228,31 +228,38 @@ async fn insert_session(conn: &mut SqliteConnection, s: &Session) -> Result<(), 
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    let clients: Vec<&ClientId> = s.clients.iter().map(|c| &c.client_id).collect();
-    insert_clients(conn, &s.id, &clients, 0).await
+    let mut clients: Vec<&ClientId> = Vec::with_capacity(s.clients.len());
+    for c in &s.clients {
+        if !clients.contains(&&c.client_id) {
+            clients.push(&c.client_id);
+        }
+    }
+    insert_clients(conn, &s.id, &clients).await
 }
 
-/// Appends clients to a session's list, positions counting from `first`; repeats are ignored.
+/// Appends clients to the end of a session's list in one statement; clients already listed
+/// are skipped.
 async fn insert_clients(
     conn: &mut SqliteConnection,
     id: &SessionId,
     clients: &[&ClientId],
-    first: usize,
 ) -> Result<(), StoreError> {
-    for (offset, client) in clients.iter().enumerate() {
-        let position = i64::try_from(first + offset).map_err(StoreError::backend)?;
-        sqlx::query(
-            "INSERT INTO session_clients (session_id, client_id, position) VALUES (?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id.as_str())
-        .bind(client.as_str())
-        .bind(position)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    if clients.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    // `WHERE true` lets SQLite parse the upsert clause after INSERT ... SELECT.
+    sqlx::query(
+        "INSERT INTO session_clients (session_id, client_id, position) \
+         SELECT ?1, value, key + (SELECT COALESCE(MAX(position) + 1, 0) \
+         FROM session_clients WHERE session_id = ?1) \
+         FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(json_list(clients.iter().map(|c| c.as_str()))?)
+    .execute(conn)
+    .await
+    .map_err(db)
+    .map(|_| ())
 }
 
 /// Bumps a session's `updated_at`.

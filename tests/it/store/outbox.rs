@@ -279,7 +279,7 @@ pub async fn record_ignores_stale_and_unknown_leases(s: Stores) {
     assert_eq!(s.outbox.record(&[wrong, unknown]).await.unwrap(), 0);
     assert!(s.outbox.record(&[]).await.unwrap() == 0);
     let ok = result(&claimed[0], 2_100, 200, Decision::Delivered);
-    assert_eq!(s.outbox.record(&[ok.clone()]).await.unwrap(), 1);
+    assert_eq!(s.outbox.record(std::slice::from_ref(&ok)).await.unwrap(), 1);
     assert_eq!(
         s.outbox.record(&[ok]).await.unwrap(),
         0,
