@@ -1,11 +1,13 @@
 //! Backend conformance suite: every case is written once against [`Stores`] and runs on every
 //! backend. A new backend adds one `conformance!` line with a fixture that builds its stores.
 
+mod claims;
 mod clients;
 mod fixtures;
-mod outbox;
+mod results;
 mod sessions;
 mod sqlite;
+mod termination;
 
 use logoutd::store::Stores;
 use std::any::Any;
@@ -51,30 +53,31 @@ macro_rules! conformance {
                 sessions::add_client_refusals_change_nothing,
                 sessions::metadata_ops_apply_and_bump_updated_at,
                 sessions::metadata_refusals_change_nothing,
-                sessions::ending_writes_rows_only_for_subscribed_clients_with_a_url,
-                sessions::all_mode_client_gets_every_initiator,
-                sessions::rows_are_pending_and_due_at_the_end,
-                sessions::repeated_end_adds_nothing,
-                sessions::ending_an_unknown_session_is_not_found,
-                sessions::user_wide_end_covers_every_active_session,
-                sessions::ending_wakes_the_dispatcher,
-                sessions::deleted_client_gets_no_row_and_sessions_keep_their_lists,
+                sessions::duplicate_clients_are_listed_once_in_joining_order,
+                termination::ending_writes_rows_only_for_subscribed_clients_with_a_url,
+                termination::all_mode_client_gets_every_initiator,
+                termination::rows_are_pending_and_due_at_the_end,
+                termination::repeated_end_adds_nothing,
+                termination::ending_an_unknown_session_is_not_found,
+                termination::user_wide_end_covers_every_active_session,
+                termination::ending_wakes_the_dispatcher,
+                termination::deleted_client_gets_no_row_and_sessions_keep_their_lists,
                 clients::client_crud_and_paging,
                 clients::delete_cancels_pending_and_in_flight_rows,
                 clients::emptying_the_url_list_cancels_rows,
                 clients::health_ping_answers,
-                outbox::claims_due_rows_oldest_first_under_a_lease,
-                outbox::rows_not_yet_due_are_not_claimed,
-                outbox::paused_client_rows_stay_pending_until_resumed,
-                outbox::expired_lease_is_reclaimed_and_old_result_ignored,
-                outbox::concurrent_claimers_never_share_a_row,
-                outbox::record_applies_decisions,
-                outbox::record_ignores_stale_and_unknown_leases,
-                outbox::attempt_history_is_oldest_first,
-                outbox::release_returns_rows_without_counting_an_attempt,
-                outbox::next_due_at_tracks_pending_and_leased_rows,
-                outbox::deliveries_filter_and_page_by_id,
-                outbox::redrive_requeues_failed_rows_only
+                claims::claims_due_rows_oldest_first_under_a_lease,
+                claims::rows_not_yet_due_are_not_claimed,
+                claims::paused_client_rows_stay_pending_until_resumed,
+                claims::expired_lease_is_reclaimed_and_old_result_ignored,
+                claims::concurrent_claimers_never_share_a_row,
+                results::record_applies_decisions,
+                results::record_ignores_stale_and_unknown_leases,
+                results::attempt_history_is_oldest_first,
+                results::release_returns_rows_without_counting_an_attempt,
+                results::next_due_at_tracks_pending_and_leased_rows,
+                results::deliveries_filter_and_page_by_id,
+                results::redrive_requeues_failed_rows_only
             );
         }
     };
