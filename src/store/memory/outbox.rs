@@ -73,7 +73,18 @@ impl Outbox for MemoryStore {
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.lock().due.first().map(|(at, _)| *at))
+        // Rows of paused clients are left out: they are due but cannot be claimed.
+        let state = self.lock();
+        Ok(state
+            .due
+            .iter()
+            .find(|(_, id)| {
+                state
+                    .rows
+                    .get(id)
+                    .is_some_and(|r| state.claimable_client(&r.delivery.client_id).is_some())
+            })
+            .map(|(at, _)| *at))
     }
 
     async fn list_deliveries(

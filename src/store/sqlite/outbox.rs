@@ -114,8 +114,12 @@ impl Outbox for SqliteStore {
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Rows of paused clients are left out: they are due but cannot be claimed, and a
+        // dispatcher sleeping until a past time would spin.
         let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'in_flight')",
+            "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
+             WHERE state IN ('pending', 'in_flight') \
+             AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1)",
         )
         .fetch_one(&self.reader)
         .await

@@ -124,10 +124,17 @@ pub async fn paused_client_rows_stay_pending_until_resumed(s: Stores) {
         .unwrap()
         .items;
     assert_eq!(rows[0].state, DeliveryState::Pending);
+    let c2_lease_end = Some(t(33_000));
+    assert_eq!(
+        s.outbox.next_due_at().await.unwrap(),
+        c2_lease_end,
+        "paused rows do not count"
+    );
     s.clients
         .update_client(&client("c1"), t(4_000))
         .await
         .unwrap();
+    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(2_000)));
     let resumed = s.outbox.claim_due(t(4_000), lease(), 10).await.unwrap();
     assert_eq!(resumed.len(), 1);
     assert!(!resumed[0].client.paused);
