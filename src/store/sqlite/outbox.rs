@@ -117,11 +117,12 @@ impl Outbox for SqliteStore {
         // Rows of paused clients are left out: they are due but cannot be claimed, and a
         // dispatcher sleeping until a past time would spin.
         let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
+            "SELECT next_attempt_at FROM deliveries INDEXED BY deliveries_due \
              WHERE state IN ('pending', 'in_flight') \
-             AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1)",
+             AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1) \
+             ORDER BY next_attempt_at LIMIT 1",
         )
-        .fetch_one(&self.reader)
+        .fetch_optional(&self.reader)
         .await
         .map_err(db)?;
         opt_from_ms(next)
