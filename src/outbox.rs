@@ -149,7 +149,7 @@ pub struct ClaimedDelivery {
     pub session_metadata: SessionMetadata,
     /// The client's current registration.
     pub client: RelyingParty,
-    /// Start of the age budget: `created_at`, or the last operator re-drive.
+    /// Start of the row's age budget: `created_at`, or the time of the last operator re-drive.
     pub budget_started_at: DateTime<Utc>,
 }
 

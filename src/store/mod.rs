@@ -20,6 +20,17 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// Builds a page from a listing fetched with one row more than `take`: the extra row only
+    /// says that more remain, and `next` is then the cursor (`key`) of the last item kept.
+    pub fn from_overfetch(mut items: Vec<T>, take: usize, key: impl Fn(&T) -> String) -> Self {
+        let more = items.len() > take;
+        items.truncate(take);
+        let next = if more { items.last().map(key) } else { None };
+        Self { items, next }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one shared `support` module.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod sender;
 mod api;
+mod sender;
+mod store;
 mod support;

@@ -1,0 +1,208 @@
+//! The outbox over the in-memory state: leased claims in due order, results, re-drives.
+
+use super::{MemoryStore, Row, State};
+use crate::ids::{DeliveryId, LeaseId};
+use crate::outbox::{
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
+    Outbox, Redrive,
+};
+use crate::retry::Decision;
+use crate::store::{Page, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use std::ops::Bound;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let mut state = self.lock();
+        let ids: Vec<DeliveryId> = state
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter(|(_, id)| {
+                state
+                    .rows
+                    .get(id)
+                    .is_some_and(|r| state.claimable_client(&r.delivery.client_id).is_some())
+            })
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let lease_id = LeaseId::generate();
+        let until = now + lease;
+        Ok(ids
+            .iter()
+            .filter_map(|id| claim_one(&mut state, id, &lease_id, until))
+            .collect())
+    }
+
+    async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let applied = results.iter().filter(|r| record_one(&mut state, r)).count();
+        Ok(applied as u64)
+    }
+
+    async fn release(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let released = {
+            let mut state = self.lock();
+            let mut released = 0;
+            for (id, lease) in leases {
+                if holds_lease(&state, id, lease) {
+                    state.schedule(id, DeliveryState::Pending, Some(now));
+                    released += 1;
+                }
+            }
+            released
+        };
+        if released > 0 {
+            self.notify();
+        }
+        Ok(released)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Rows of paused clients are left out: they are due but cannot be claimed.
+        let state = self.lock();
+        Ok(state
+            .due
+            .iter()
+            .find(|(_, id)| {
+                state
+                    .rows
+                    .get(id)
+                    .is_some_and(|r| state.claimable_client(&r.delivery.client_id).is_some())
+            })
+            .map(|(at, _)| *at))
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let state = self.lock();
+        let start = from.map_or(Bound::Unbounded, |c| Bound::Excluded(DeliveryId::from(c)));
+        let items = state
+            .rows
+            .range((start, Bound::Unbounded))
+            .map(|(_, row)| &row.delivery)
+            .filter(|d| matches(filter, d))
+            .take(take.saturating_add(1))
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(items, take, |d: &Delivery| {
+            d.id.to_string()
+        }))
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
+        Ok(self.lock().rows.get(id).map(|row| DeliveryDetail {
+            delivery: row.delivery.clone(),
+            attempt_history: row.history.clone(),
+        }))
+    }
+
+    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
+        {
+            let mut state = self.lock();
+            let row = state.rows.get_mut(id).ok_or(StoreError::NotFound)?;
+            if row.delivery.state != DeliveryState::Failed {
+                return Ok(Redrive::NotFailed(row.delivery.state));
+            }
+            row.delivery.attempts = 0;
+            row.budget_started_at = now;
+            state.schedule(id, DeliveryState::Pending, Some(now));
+        }
+        self.notify();
+        Ok(Redrive::Requeued)
+    }
+
+    fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+}
+
+/// Puts row `id` in flight under `lease` until `until`, and returns the claim.
+fn claim_one(
+    state: &mut State,
+    id: &DeliveryId,
+    lease: &LeaseId,
+    until: DateTime<Utc>,
+) -> Option<ClaimedDelivery> {
+    state.schedule(id, DeliveryState::InFlight, Some(until));
+    let row = state.rows.get_mut(id)?;
+    row.lease = Some(lease.clone());
+    let client = state.clients.get(&row.delivery.client_id)?.clone();
+    Some(ClaimedDelivery {
+        delivery: row.delivery.clone(),
+        lease: lease.clone(),
+        session_metadata: row.metadata.clone(),
+        client,
+        budget_started_at: row.budget_started_at,
+    })
+}
+
+/// Whether row `id` is in flight under `lease`.
+fn holds_lease(state: &State, id: &DeliveryId, lease: &LeaseId) -> bool {
+    state.rows.get(id).is_some_and(|row| {
+        row.delivery.state == DeliveryState::InFlight && row.lease.as_ref() == Some(lease)
+    })
+}
+
+/// Applies one result if its lease is current; returns whether it was applied.
+fn record_one(state: &mut State, result: &AttemptResult) -> bool {
+    if !holds_lease(state, &result.id, &result.lease) {
+        return false;
+    }
+    let (next_state, next_at) = match &result.decision {
+        Decision::Delivered => (DeliveryState::Delivered, None),
+        Decision::RetryAt(at) => (DeliveryState::Pending, Some(*at)),
+        Decision::GiveUp(_) => (DeliveryState::Failed, None),
+    };
+    state.schedule(&result.id, next_state, next_at);
+    let Some(row) = state.rows.get_mut(&result.id) else {
+        return false;
+    };
+    apply_attempt(row, result);
+    true
+}
+
+/// Counts the attempt, keeps it in the history and copies its outcome onto the row.
+fn apply_attempt(row: &mut Row, result: &AttemptResult) {
+    let attempt = &result.attempt;
+    let d = &mut row.delivery;
+    d.attempts = d.attempts.saturating_add(1);
+    d.last_status = attempt.status;
+    d.last_error = match &result.decision {
+        Decision::GiveUp(reason) => Some(reason.clone()),
+        _ => attempt.error.clone(),
+    };
+    if result.decision == Decision::Delivered {
+        d.delivered_at = Some(attempt.at);
+    }
+    row.history.push(attempt.clone());
+}
+
+/// Whether `d` passes every set filter.
+fn matches(filter: &DeliveryFilter, d: &Delivery) -> bool {
+    filter.state.is_none_or(|s| s == d.state)
+        && filter.client_id.as_ref().is_none_or(|c| c == &d.client_id)
+        && filter
+            .session_id
+            .as_ref()
+            .is_none_or(|s| s == &d.session_id)
+        && filter.user_id.as_ref().is_none_or(|u| u == &d.user_id)
+}

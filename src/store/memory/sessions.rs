@@ -1,0 +1,209 @@
+//! The session store over the in-memory state, including termination.
+
+use super::{MemoryStore, Row, State};
+use crate::ids::{ClientId, EventId, SessionId, UserId};
+use crate::initiator::Initiator;
+use crate::metadata::MetadataOp;
+use crate::outbox::{Delivery, DeliveryState, NewDelivery};
+use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore};
+use crate::store::{Page, StoreError};
+use crate::terminate;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.sessions.contains_key(&session.id) {
+            return Err(StoreError::Conflict(format!("session {}", session.id)));
+        }
+        if let Some(unknown) = session
+            .clients
+            .iter()
+            .find(|c| !state.clients.contains_key(&c.client_id))
+        {
+            return Err(StoreError::UnknownClient(unknown.client_id.to_string()));
+        }
+        let mut stored = session.clone();
+        let mut seen = std::collections::HashSet::new();
+        stored.clients.retain(|c| seen.insert(c.client_id.clone()));
+        state
+            .by_user
+            .entry(session.user_id.clone())
+            .or_default()
+            .insert(session.id.clone());
+        state.sessions.insert(session.id.clone(), stored);
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().sessions.get(id).cloned())
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Session>, StoreError> {
+        let state = self.lock();
+        let items = state
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter(|id| from.is_none_or(|cursor| id.as_str() > cursor))
+            .filter_map(|id| state.sessions.get(id))
+            .filter(|s| !s.is_ended())
+            .take(take.saturating_add(1))
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(items, take, |s: &Session| {
+            s.id.to_string()
+        }))
+    }
+
+    async fn add_client(
+        &self,
+        id: &SessionId,
+        client: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<Session, StoreError> {
+        let mut state = self.lock();
+        let known = state.clients.contains_key(client);
+        let session = active_session(&mut state, id)?;
+        if !known {
+            return Err(StoreError::UnknownClient(client.to_string()));
+        }
+        if !session.has_client(client) {
+            session.clients.push(SessionClient {
+                client_id: client.clone(),
+            });
+        }
+        session.updated_at = now;
+        Ok(session.clone())
+    }
+
+    async fn update_metadata(
+        &self,
+        id: &SessionId,
+        op: &MetadataOp,
+        now: DateTime<Utc>,
+    ) -> Result<Session, StoreError> {
+        let mut state = self.lock();
+        let session = active_session(&mut state, id)?;
+        session.session_metadata = session.session_metadata.apply(op)?;
+        session.updated_at = now;
+        Ok(session.clone())
+    }
+
+    async fn end_sessions(
+        &self,
+        target: &EndTarget,
+        initiator: Initiator,
+        event_id: &EventId,
+        now: DateTime<Utc>,
+    ) -> Result<EndReport, StoreError> {
+        let report = {
+            let mut state = self.lock();
+            let ids = target_sessions(&state, target)?;
+            let mut report = EndReport {
+                event_id: event_id.clone(),
+                sessions_ended: 0,
+                deliveries: 0,
+            };
+            for id in ids {
+                report.deliveries += end_one(&mut state, &id, initiator, event_id, now);
+                report.sessions_ended += 1;
+            }
+            report
+        };
+        if report.deliveries > 0 {
+            self.notify();
+        }
+        Ok(report)
+    }
+}
+
+/// The session `id`, refusing unknown and ended ones.
+fn active_session<'a>(state: &'a mut State, id: &SessionId) -> Result<&'a mut Session, StoreError> {
+    let session = state.sessions.get_mut(id).ok_or(StoreError::NotFound)?;
+    if session.is_ended() {
+        return Err(StoreError::Ended);
+    }
+    Ok(session)
+}
+
+/// The active sessions a termination covers; `NotFound` for an unknown single session.
+fn target_sessions(state: &State, target: &EndTarget) -> Result<Vec<SessionId>, StoreError> {
+    let active = |id: &SessionId| state.sessions.get(id).is_some_and(|s| !s.is_ended());
+    match target {
+        EndTarget::Session(id) if !state.sessions.contains_key(id) => Err(StoreError::NotFound),
+        EndTarget::Session(id) => Ok(active(id).then(|| id.clone()).into_iter().collect()),
+        EndTarget::User(user) => Ok(state
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter(|id| active(id))
+            .cloned()
+            .collect()),
+    }
+}
+
+/// Ends one active session and writes its rows; returns how many rows.
+fn end_one(
+    state: &mut State,
+    id: &SessionId,
+    initiator: Initiator,
+    event_id: &EventId,
+    now: DateTime<Utc>,
+) -> usize {
+    let Some(session) = state.sessions.get_mut(id) else {
+        return 0;
+    };
+    session.ended_at = Some(now);
+    session.end_initiator = Some(initiator);
+    session.updated_at = now;
+    let session = session.clone();
+    let clients: Vec<_> = session
+        .clients
+        .iter()
+        .filter_map(|c| state.clients.get(&c.client_id).cloned())
+        .collect();
+    let rows = terminate::plan(&session, &clients, initiator, event_id, now);
+    let count = rows.len();
+    for row in rows {
+        insert_row(state, row);
+    }
+    count
+}
+
+/// Stores a planned row as pending, due at its creation time.
+fn insert_row(state: &mut State, new: NewDelivery) {
+    let delivery = Delivery {
+        id: new.id.clone(),
+        event_id: new.event_id,
+        session_id: new.session_id,
+        user_id: new.user_id,
+        client_id: new.client_id,
+        initiator: new.initiator,
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: Some(new.created_at),
+        last_status: None,
+        last_error: None,
+        created_at: new.created_at,
+        delivered_at: None,
+    };
+    state.due.insert((new.created_at, new.id.clone()));
+    let row = Row {
+        delivery,
+        metadata: new.session_metadata,
+        lease: None,
+        budget_started_at: new.created_at,
+        history: Vec::new(),
+    };
+    state.rows.insert(new.id, row);
+}

@@ -1,0 +1,172 @@
+//! SQLite backend, the embedded default: WAL mode, migrations at open, one write connection.
+//!
+//! Writes go through a pool of exactly one connection, and each write transaction starts with
+//! `BEGIN IMMEDIATE`, which takes SQLite's write lock before the first read. A
+//! read-modify-write (metadata changes, claims, termination) therefore cannot lose an update,
+//! in this process (the single connection serialises writers without busy-waiting) or against
+//! another process on the same file (the busy timeout waits for its lock). Reads use a separate
+//! pool and see the last committed state, as WAL allows. An in-memory database (`sqlite::memory:`)
+//! lives only as long as its connection, so there a single connection serves both roles.
+//!
+//! Timestamps are INTEGER milliseconds since the epoch (see the migration).
+
+mod clients;
+mod outbox;
+mod rows;
+mod sessions;
+mod status;
+mod terminate;
+
+use super::{Health, StoreError, Stores};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long a statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in the read pool of a file database.
+const READ_CONNECTIONS: u32 = 4;
+
+/// SQLite store.
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    wakeup: Arc<Notify>,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if missing) and migrates the database at
+    /// `url`: `sqlite://PATH` or `sqlite::memory:`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|_| StoreError::UnsupportedUrl(url.to_owned()))?
+            .create_if_missing(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal);
+        let (writer, reader) = if in_memory {
+            let pool = single_connection(options).await?;
+            (pool.clone(), pool)
+        } else {
+            create_parent_dir(&options).await?;
+            let options = options.journal_mode(SqliteJournalMode::Wal);
+            let writer = single_connection(options.clone()).await?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(READ_CONNECTIONS)
+                .connect_with(options)
+                .await
+                .map_err(StoreError::backend)?;
+            (writer, reader)
+        };
+        migrate(&writer).await?;
+        Ok(Self {
+            writer,
+            reader,
+            wakeup: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The three trait objects (and the health probe), sharing this database.
+    pub fn into_stores(self) -> Stores {
+        let shared = Arc::new(self);
+        Stores {
+            sessions: shared.clone(),
+            clients: shared.clone(),
+            outbox: shared.clone(),
+            health: shared,
+        }
+    }
+
+    /// Starts a write transaction holding the database write lock (see the module docs).
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// Wakes every waiting worker, and leaves a permit for one that is about to wait.
+    fn notify(&self) {
+        self.wakeup.notify_waiters();
+        self.wakeup.notify_one();
+    }
+}
+
+/// A pool of exactly one connection that is never closed for idleness.
+async fn single_connection(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(StoreError::backend)
+}
+
+/// Runs the migrations under `migrations/sqlite`.
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::migrate!("migrations/sqlite")
+        .run(pool)
+        .await
+        .map_err(StoreError::backend)
+}
+
+/// Creates the directory the database file goes in.
+async fn create_parent_dir(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+    match options.get_filename().parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(StoreError::backend),
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Health for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::backend)
+    }
+}
+
+/// Maps a database error.
+fn db(err: sqlx::Error) -> StoreError {
+    StoreError::backend(err)
+}
+
+/// A stored value that does not decode; names the column, never the value.
+#[derive(Debug, thiserror::Error)]
+#[error("stored {0} is invalid")]
+struct Corrupt(&'static str);
+
+/// The stored form of a timestamp.
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A timestamp from its stored form.
+fn from_ms(value: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(value).ok_or_else(|| StoreError::backend(Corrupt("timestamp")))
+}
+
+/// An optional timestamp from its stored form.
+fn opt_from_ms(value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    value.map(from_ms).transpose()
+}
+
+/// A JSON array of strings, to pass a list of ids as one parameter (read with `json_each`).
+fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, StoreError> {
+    serde_json::to_string(&items.into_iter().collect::<Vec<_>>()).map_err(StoreError::backend)
+}

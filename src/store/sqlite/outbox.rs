@@ -1,0 +1,288 @@
+//! The outbox over SQLite: leased claims and batched results, each call one write transaction.
+
+use super::rows::{DeliveryRow, delivery_columns};
+use super::terminate::fetch_clients;
+use super::{SqliteStore, db, json_list, ms, opt_from_ms, status};
+use crate::clients::RelyingParty;
+use crate::ids::{DeliveryId, LeaseId};
+use crate::outbox::{
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
+    Outbox, Redrive,
+};
+use crate::retry::Decision;
+use crate::store::{Page, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sqlx::SqliteConnection;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = due_rows(&mut tx, now, limit).await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lease_id = LeaseId::generate();
+        let until = now + lease;
+        take_lease(&mut tx, &rows, &lease_id, until, now).await?;
+        let clients = row_clients(&mut tx, &rows).await?;
+        tx.commit().await.map_err(db)?;
+        rows.iter()
+            .filter_map(|row| {
+                let client = clients.get(row.client_id.as_str())?.clone();
+                Some(claimed(row, client, &lease_id, until))
+            })
+            .collect()
+    }
+
+    /// Two statements for the whole batch: append the attempts of rows whose lease matches,
+    /// then update those rows. The unary `+` on `state` makes SQLite look rows up by id.
+    async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
+        if results.is_empty() {
+            return Ok(0);
+        }
+        let batch = result_batch(results);
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (delivery_id, at, status, error, latency_ms, jti) \
+             SELECT d.id, r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, \
+             r.value ->> 11 FROM json_each(?1) AS r \
+             JOIN deliveries AS d ON d.id = r.value ->> 0 AND d.lease_id = r.value ->> 1 \
+             AND +d.state = 'in_flight' ORDER BY r.key",
+        )
+        .bind(&batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let applied = sqlx::query(
+            "UPDATE deliveries SET state = r.value ->> 2, next_attempt_at = r.value ->> 3, \
+             delivered_at = r.value ->> 4, last_status = r.value ->> 5, \
+             last_error = r.value ->> 6, attempts = attempts + 1, lease_id = NULL, \
+             lease_until = NULL, updated_at = r.value ->> 7 \
+             FROM json_each(?1) AS r \
+             WHERE deliveries.id = r.value ->> 0 AND deliveries.lease_id = r.value ->> 1 \
+             AND +deliveries.state = 'in_flight'",
+        )
+        .bind(&batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(applied.rows_affected())
+    }
+
+    async fn release(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<_> = leases
+            .iter()
+            .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
+            .collect();
+        let mut tx = self.begin_write().await?;
+        let released = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, lease_id = NULL, \
+             lease_until = NULL, updated_at = ?1 FROM json_each(?2) AS r \
+             WHERE deliveries.id = r.value ->> 0 AND deliveries.lease_id = r.value ->> 1 \
+             AND +deliveries.state = 'in_flight'",
+        )
+        .bind(ms(now))
+        .bind(serde_json::Value::Array(batch).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        tx.commit().await.map_err(db)?;
+        if released > 0 {
+            self.notify();
+        }
+        Ok(released)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Rows of paused clients are left out: they are due but cannot be claimed, and a
+        // dispatcher sleeping until a past time would spin.
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT next_attempt_at FROM deliveries INDEXED BY deliveries_due \
+             WHERE state IN ('pending', 'in_flight') \
+             AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1) \
+             ORDER BY next_attempt_at LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        opt_from_ms(next)
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError> {
+        status::list(&self.reader, filter, from, take).await
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
+        status::detail(&self.reader, id).await
+    }
+
+    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let state: DeliveryState = state
+            .ok_or(StoreError::NotFound)?
+            .parse()
+            .map_err(|_| StoreError::backend(super::Corrupt("state")))?;
+        if state != DeliveryState::Failed {
+            return Ok(Redrive::NotFailed(state));
+        }
+        sqlx::query(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, attempts = 0, \
+             budget_started_at = ?1, lease_id = NULL, lease_until = NULL, updated_at = ?1 \
+             WHERE id = ?2",
+        )
+        .bind(ms(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.notify();
+        Ok(Redrive::Requeued)
+    }
+
+    fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+}
+
+/// Up to `limit` claimable rows, oldest due first. In-flight rows carry their lease end in
+/// `next_attempt_at`, so one ordered range over the partial `deliveries_due` index finds both
+/// kinds; `INDEXED BY` keeps the planner from preferring `deliveries_state` and sorting.
+async fn due_rows(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM deliveries INDEXED BY deliveries_due",
+        " WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?1",
+        " AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1)",
+        " ORDER BY next_attempt_at LIMIT ?2"
+    ))
+    .bind(ms(now))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(conn)
+    .await
+    .map_err(db)
+}
+
+/// Puts the rows in flight under `lease` until `until`.
+async fn take_lease(
+    conn: &mut SqliteConnection,
+    rows: &[DeliveryRow],
+    lease: &LeaseId,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, lease_until = ?2, \
+         next_attempt_at = ?2, updated_at = ?3 WHERE id IN (SELECT value FROM json_each(?4))",
+    )
+    .bind(lease.as_str())
+    .bind(ms(until))
+    .bind(ms(now))
+    .bind(json_list(rows.iter().map(|r| r.id()))?)
+    .execute(conn)
+    .await
+    .map_err(db)
+    .map(|_| ())
+}
+
+/// The current registrations of the rows' clients, fetched once per claim.
+async fn row_clients(
+    conn: &mut SqliteConnection,
+    rows: &[DeliveryRow],
+) -> Result<HashMap<String, RelyingParty>, StoreError> {
+    let ids: HashSet<&str> = rows.iter().map(|r| r.client_id.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let clients = fetch_clients(conn, &ids).await?;
+    Ok(clients
+        .into_iter()
+        .map(|c| (c.client_id.to_string(), c))
+        .collect())
+}
+
+/// The claim handed to a worker.
+fn claimed(
+    row: &DeliveryRow,
+    client: RelyingParty,
+    lease: &LeaseId,
+    until: DateTime<Utc>,
+) -> Result<ClaimedDelivery, StoreError> {
+    let mut delivery = row.to_delivery()?;
+    delivery.state = DeliveryState::InFlight;
+    delivery.next_attempt_at = Some(until);
+    Ok(ClaimedDelivery {
+        delivery,
+        lease: lease.clone(),
+        session_metadata: row.metadata()?,
+        client,
+        budget_started_at: row.budget_started_at()?,
+    })
+}
+
+/// The results as one JSON parameter, the first result per row only: `[id, lease, state,
+/// next_attempt_at, delivered_at, last_status, last_error, at, status, error, latency_ms,
+/// jti]`.
+fn result_batch(results: &[AttemptResult]) -> String {
+    let mut seen = HashSet::new();
+    let batch: Vec<_> = results
+        .iter()
+        .filter(|r| seen.insert(&r.id))
+        .map(|r| {
+            let a = &r.attempt;
+            let (state, next, delivered, last_error) = match &r.decision {
+                Decision::Delivered => ("delivered", None, Some(ms(a.at)), a.error.as_deref()),
+                Decision::RetryAt(t) => ("pending", Some(ms(*t)), None, a.error.as_deref()),
+                Decision::GiveUp(reason) => ("failed", None, None, Some(reason.as_str())),
+            };
+            json!([
+                r.id.as_str(),
+                r.lease.as_str(),
+                state,
+                next,
+                delivered,
+                a.status,
+                last_error,
+                ms(a.at),
+                a.status,
+                a.error,
+                a.latency_ms,
+                a.jti.as_str(),
+            ])
+        })
+        .collect();
+    serde_json::Value::Array(batch).to_string()
+}

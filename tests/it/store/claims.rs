@@ -1,0 +1,207 @@
+//! Conformance cases for claiming: due order, leases, pausing and concurrent claimers.
+
+use super::fixtures::*;
+use chrono::Duration;
+use logoutd::ids::{ClientId, DeliveryId, SessionId};
+use logoutd::initiator::Initiator;
+use logoutd::outbox::{AttemptResult, ClaimedDelivery, DeliveryFilter, DeliveryState};
+use logoutd::retry::Decision;
+use logoutd::store::Stores;
+use std::collections::HashSet;
+
+/// The 30-second lease every case claims with.
+pub fn lease() -> Duration {
+    Duration::seconds(30)
+}
+
+/// A result for a claimed row.
+pub fn result(c: &ClaimedDelivery, at: i64, status: u16, decision: Decision) -> AttemptResult {
+    AttemptResult {
+        id: c.delivery.id.clone(),
+        lease: c.lease.clone(),
+        attempt: attempt(t(at), Some(status), None),
+        decision,
+    }
+}
+
+pub async fn claims_due_rows_oldest_first_under_a_lease(s: Stores) {
+    one_row(&s, "late", t(5_000)).await;
+    one_row(&s, "early", t(2_000)).await;
+    one_row(&s, "mid", t(3_000)).await;
+    let claimed = s.outbox.claim_due(t(6_000), lease(), 2).await.unwrap();
+    let sessions: Vec<_> = claimed
+        .iter()
+        .map(|c| c.delivery.session_id.to_string())
+        .collect();
+    assert_eq!(sessions, ["early", "mid"]);
+    let first = &claimed[0];
+    assert_eq!(first.delivery.state, DeliveryState::InFlight);
+    assert_eq!(first.delivery.next_attempt_at, Some(t(36_000)));
+    assert_eq!(first.delivery.attempts, 0);
+    assert_eq!(first.client, client("c1"));
+    assert_eq!(first.session_metadata, meta(&[("tenant", "acme")]));
+    assert_eq!(first.budget_started_at, t(2_000));
+    let stored = s
+        .outbox
+        .get_delivery(&first.delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.delivery, first.delivery);
+    let rest = s.outbox.claim_due(t(6_000), lease(), 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].delivery.session_id, SessionId::new("late"));
+    assert!(
+        s.outbox
+            .claim_due(t(6_000), lease(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn rows_not_yet_due_are_not_claimed(s: Stores) {
+    one_row(&s, "s1", t(2_000)).await;
+    assert!(
+        s.outbox
+            .claim_due(t(1_999), lease(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let retry = result(&claimed[0], 2_100, 503, Decision::RetryAt(t(9_000)));
+    assert_eq!(s.outbox.record(&[retry]).await.unwrap(), 1);
+    assert!(
+        s.outbox
+            .claim_due(t(8_999), lease(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.outbox
+            .claim_due(t(9_000), lease(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn paused_client_rows_stay_pending_until_resumed(s: Stores) {
+    register(&s, &[client("c2")]).await;
+    one_row(&s, "s1", t(2_000)).await;
+    s.sessions
+        .create_session(&session("s2", "u1", &["c2"]))
+        .await
+        .unwrap();
+    end(&s, "s2", Initiator::RpLogout, t(2_000)).await;
+    let mut paused = client("c1");
+    paused.paused = true;
+    s.clients.update_client(&paused, t(2_500)).await.unwrap();
+    let claimed = s.outbox.claim_due(t(3_000), lease(), 10).await.unwrap();
+    let clients: Vec<_> = claimed
+        .iter()
+        .map(|c| c.client.client_id.to_string())
+        .collect();
+    assert_eq!(clients, ["c2"]);
+    assert!(
+        s.outbox
+            .claim_due(t(3_000), lease(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let filter = DeliveryFilter {
+        client_id: Some(ClientId::new("c1")),
+        ..Default::default()
+    };
+    let rows = s
+        .outbox
+        .list_deliveries(&filter, None, 10)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(rows[0].state, DeliveryState::Pending);
+    let c2_lease_end = Some(t(33_000));
+    assert_eq!(
+        s.outbox.next_due_at().await.unwrap(),
+        c2_lease_end,
+        "paused rows do not count"
+    );
+    s.clients
+        .update_client(&client("c1"), t(4_000))
+        .await
+        .unwrap();
+    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(2_000)));
+    let resumed = s.outbox.claim_due(t(4_000), lease(), 10).await.unwrap();
+    assert_eq!(resumed.len(), 1);
+    assert!(!resumed[0].client.paused);
+}
+
+pub async fn expired_lease_is_reclaimed_and_old_result_ignored(s: Stores) {
+    one_row(&s, "s1", t(2_000)).await;
+    let first = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    assert!(
+        s.outbox
+            .claim_due(t(31_999), lease(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let second = s.outbox.claim_due(t(32_000), lease(), 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].delivery.id, first[0].delivery.id);
+    assert_ne!(second[0].lease, first[0].lease);
+    assert_eq!(second[0].delivery.next_attempt_at, Some(t(62_000)));
+    let stale = result(&first[0], 40_000, 200, Decision::Delivered);
+    assert_eq!(s.outbox.record(&[stale]).await.unwrap(), 0);
+    let row = s
+        .outbox
+        .get_delivery(&first[0].delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.delivery.state, DeliveryState::InFlight);
+    assert!(row.attempt_history.is_empty());
+    let current = result(&second[0], 41_000, 204, Decision::Delivered);
+    assert_eq!(s.outbox.record(&[current]).await.unwrap(), 1);
+}
+
+pub async fn concurrent_claimers_never_share_a_row(s: Stores) {
+    let clients: Vec<_> = (0..4).map(|i| client(&format!("c{i}"))).collect();
+    register(&s, &clients).await;
+    let names = ["c0", "c1", "c2", "c3"];
+    for n in 0..25 {
+        let id = format!("s{n:02}");
+        s.sessions
+            .create_session(&session(&id, "u1", &names))
+            .await
+            .unwrap();
+        end(&s, &id, Initiator::RpLogout, t(2_000 + n)).await;
+    }
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let outbox = s.outbox.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = outbox.claim_due(t(10_000), lease(), 7).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|c| c.delivery.id));
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<DeliveryId> = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), 100);
+    assert_eq!(unique.len(), 100);
+}

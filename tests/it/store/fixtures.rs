@@ -1,0 +1,149 @@
+//! Builders for the conformance cases: fixed times, clients, sessions and attempts.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use logoutd::clients::{InitiatorMode, LogoutInitiators, OidcLogout, RelyingParty};
+use logoutd::ids::{ClientId, EventId, Jti, SessionId, UserId};
+use logoutd::initiator::Initiator;
+use logoutd::metadata::SessionMetadata;
+use logoutd::outbox::AttemptRecord;
+use logoutd::session::{Device, EndReport, EndTarget, Session, SessionClient};
+use logoutd::store::Stores;
+use url::Url;
+
+/// A fixed instant `ms` milliseconds after 2025-01-01T00:00:00Z.
+pub fn t(ms: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap() + Duration::milliseconds(ms)
+}
+
+/// A client with a URL in the default (`custom`, always-on only) mode.
+pub fn client(id: &str) -> RelyingParty {
+    RelyingParty {
+        client_id: ClientId::new(id),
+        name: format!("RP {id}"),
+        oidc_logout: OidcLogout {
+            backchannel_logout_urls: vec![
+                Url::parse(&format!("https://{id}.example/bcl")).unwrap(),
+            ],
+            ..OidcLogout::default()
+        },
+        backchannel_logout_session_required: false,
+        logout_token_typ: Default::default(),
+        id_token_signed_response_alg: Default::default(),
+        paused: false,
+        created_at: t(0),
+        updated_at: t(0),
+    }
+}
+
+/// A client in `all` mode.
+pub fn all_mode_client(id: &str) -> RelyingParty {
+    let mut rp = client(id);
+    rp.oidc_logout.backchannel_logout_initiators = LogoutInitiators {
+        mode: InitiatorMode::All,
+        selected_initiators: Vec::new(),
+    };
+    rp
+}
+
+/// A `custom`-mode client that also selected `extra`.
+pub fn custom_client(id: &str, extra: Initiator) -> RelyingParty {
+    let mut rp = client(id);
+    rp.oidc_logout
+        .backchannel_logout_initiators
+        .selected_initiators
+        .push(extra);
+    rp
+}
+
+/// A client without a back-channel URL.
+pub fn urlless_client(id: &str) -> RelyingParty {
+    let mut rp = client(id);
+    rp.oidc_logout.backchannel_logout_urls.clear();
+    rp
+}
+
+/// Metadata from pairs.
+pub fn meta(pairs: &[(&str, &str)]) -> SessionMetadata {
+    SessionMetadata::try_from_map(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// An active session of `user` created at `t(1_000)` with `clients`.
+pub fn session(id: &str, user: &str, clients: &[&str]) -> Session {
+    Session {
+        id: SessionId::new(id),
+        user_id: UserId::new(user),
+        created_at: t(1_000),
+        updated_at: t(1_000),
+        authenticated_at: None,
+        idle_expires_at: None,
+        expires_at: None,
+        last_interacted_at: None,
+        device: Device::default(),
+        clients: clients
+            .iter()
+            .map(|c| SessionClient {
+                client_id: ClientId::new(*c),
+            })
+            .collect(),
+        session_metadata: meta(&[("tenant", "acme")]),
+        ended_at: None,
+        end_initiator: None,
+    }
+}
+
+/// Registers the clients.
+pub async fn register(stores: &Stores, clients: &[RelyingParty]) {
+    for c in clients {
+        stores.clients.create_client(c).await.unwrap();
+    }
+}
+
+/// Ends session `id` with `initiator` at `at`.
+pub async fn end(stores: &Stores, id: &str, initiator: Initiator, at: DateTime<Utc>) -> EndReport {
+    stores
+        .sessions
+        .end_sessions(
+            &EndTarget::Session(SessionId::new(id)),
+            initiator,
+            &EventId::generate(),
+            at,
+        )
+        .await
+        .unwrap()
+}
+
+/// Registers client `c1`, creates session `id` for it and ends it at `at`: one pending row.
+pub async fn one_row(stores: &Stores, id: &str, at: DateTime<Utc>) {
+    if stores
+        .clients
+        .get_client(&ClientId::new("c1"))
+        .await
+        .unwrap()
+        .is_none()
+    {
+        register(stores, &[client("c1")]).await;
+    }
+    stores
+        .sessions
+        .create_session(&session(id, "u1", &["c1"]))
+        .await
+        .unwrap();
+    assert_eq!(end(stores, id, Initiator::RpLogout, at).await.deliveries, 1);
+}
+
+/// An attempt at `at` answered with `status`.
+pub fn attempt(at: DateTime<Utc>, status: Option<u16>, error: Option<&str>) -> AttemptRecord {
+    AttemptRecord {
+        at,
+        status,
+        error: error.map(str::to_owned),
+        latency_ms: 12,
+        jti: Jti::generate(),
+    }
+}

@@ -1,0 +1,96 @@
+//! Backend conformance suite: every case is written once against [`Stores`] and runs on every
+//! backend. A new backend adds one `conformance!` line with a fixture that builds its stores.
+
+mod claims;
+mod clients;
+mod fixtures;
+mod results;
+mod sessions;
+mod sqlite;
+mod termination;
+
+use logoutd::store::Stores;
+use std::any::Any;
+
+/// A backend under test: its stores, and whatever must live as long as they do.
+pub struct Backend {
+    pub stores: Stores,
+    pub _guard: Box<dyn Any + Send>,
+}
+
+/// A fresh in-memory backend.
+pub async fn memory() -> Backend {
+    Backend {
+        stores: logoutd::store::memory::MemoryStore::new().into_stores(),
+        _guard: Box::new(()),
+    }
+}
+
+/// A fresh SQLite backend in a temporary file.
+pub async fn sqlite_file() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("logoutd.db").display());
+    let stores = logoutd::store::sqlite::SqliteStore::open(&url)
+        .await
+        .unwrap()
+        .into_stores();
+    Backend {
+        stores,
+        _guard: Box::new(dir),
+    }
+}
+
+/// One `#[tokio::test]` per case for the backend built by `$make`.
+macro_rules! conformance {
+    ($backend:ident, $make:path) => {
+        mod $backend {
+            conformance!(@cases $make;
+                sessions::session_round_trips_at_millisecond_precision,
+                sessions::create_session_refuses_a_duplicate_id,
+                sessions::create_session_refuses_unknown_clients_and_stores_nothing,
+                sessions::user_sessions_list_active_ones_by_id_in_pages,
+                sessions::add_client_is_idempotent_and_bumps_updated_at,
+                sessions::add_client_refusals_change_nothing,
+                sessions::metadata_ops_apply_and_bump_updated_at,
+                sessions::metadata_refusals_change_nothing,
+                sessions::duplicate_clients_are_listed_once_in_joining_order,
+                termination::ending_writes_rows_only_for_subscribed_clients_with_a_url,
+                termination::all_mode_client_gets_every_initiator,
+                termination::rows_are_pending_and_due_at_the_end,
+                termination::repeated_end_adds_nothing,
+                termination::ending_an_unknown_session_is_not_found,
+                termination::user_wide_end_covers_every_active_session,
+                termination::ending_wakes_the_dispatcher,
+                termination::deleted_client_gets_no_row_and_sessions_keep_their_lists,
+                clients::client_crud_and_paging,
+                clients::delete_cancels_pending_and_in_flight_rows,
+                clients::emptying_the_url_list_cancels_rows,
+                clients::health_ping_answers,
+                claims::claims_due_rows_oldest_first_under_a_lease,
+                claims::rows_not_yet_due_are_not_claimed,
+                claims::paused_client_rows_stay_pending_until_resumed,
+                claims::expired_lease_is_reclaimed_and_old_result_ignored,
+                claims::concurrent_claimers_never_share_a_row,
+                results::record_applies_decisions,
+                results::record_ignores_stale_and_unknown_leases,
+                results::attempt_history_is_oldest_first,
+                results::release_returns_rows_without_counting_an_attempt,
+                results::next_due_at_tracks_pending_and_leased_rows,
+                results::deliveries_filter_and_page_by_id,
+                results::redrive_requeues_failed_rows_only
+            );
+        }
+    };
+    (@cases $make:path; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = $make().await;
+                super::$module::$case(backend.stores.clone()).await;
+            }
+        )*
+    };
+}
+
+conformance!(on_memory, super::memory);
+conformance!(on_sqlite, super::sqlite_file);

@@ -1,0 +1,287 @@
+//! Conformance cases for results, releases, status listings and re-drives.
+
+use super::claims::{lease, result};
+use super::fixtures::*;
+use logoutd::ids::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
+use logoutd::initiator::Initiator;
+use logoutd::outbox::{Delivery, DeliveryFilter, DeliveryState, Redrive};
+use logoutd::retry::Decision;
+use logoutd::store::{StoreError, Stores};
+
+pub async fn record_applies_decisions(s: Stores) {
+    for id in ["a", "b", "c"] {
+        one_row(&s, id, t(2_000)).await;
+    }
+    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let by = |sid: &str| {
+        claimed
+            .iter()
+            .find(|c| c.delivery.session_id.as_str() == sid)
+            .unwrap()
+    };
+    let mut give_up = result(
+        by("c"),
+        2_300,
+        400,
+        Decision::GiveUp("RP refused: 400".into()),
+    );
+    give_up.attempt.error = Some("invalid_request".into());
+    let results = [
+        result(by("a"), 2_100, 204, Decision::Delivered),
+        result(by("b"), 2_200, 503, Decision::RetryAt(t(7_000))),
+        give_up,
+    ];
+    assert_eq!(s.outbox.record(&results).await.unwrap(), 3);
+    let a = s
+        .outbox
+        .get_delivery(&by("a").delivery.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery;
+    assert_eq!(
+        (a.state, a.attempts, a.last_status),
+        (DeliveryState::Delivered, 1, Some(204))
+    );
+    assert_eq!((a.delivered_at, a.next_attempt_at), (Some(t(2_100)), None));
+    let b = s
+        .outbox
+        .get_delivery(&by("b").delivery.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery;
+    assert_eq!(
+        (b.state, b.attempts, b.last_status),
+        (DeliveryState::Pending, 1, Some(503))
+    );
+    assert_eq!((b.delivered_at, b.next_attempt_at), (None, Some(t(7_000))));
+    let c = s
+        .outbox
+        .get_delivery(&by("c").delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let d = &c.delivery;
+    assert_eq!(
+        (d.state, d.attempts, d.last_status),
+        (DeliveryState::Failed, 1, Some(400))
+    );
+    assert_eq!(d.last_error.as_deref(), Some("RP refused: 400"));
+    assert_eq!(d.next_attempt_at, None);
+    assert_eq!(
+        c.attempt_history[0].error.as_deref(),
+        Some("invalid_request")
+    );
+    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(7_000)));
+}
+
+pub async fn record_ignores_stale_and_unknown_leases(s: Stores) {
+    one_row(&s, "s1", t(2_000)).await;
+    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let mut wrong = result(&claimed[0], 2_100, 200, Decision::Delivered);
+    wrong.lease = LeaseId::generate();
+    let mut unknown = wrong.clone();
+    unknown.id = DeliveryId::generate();
+    assert_eq!(s.outbox.record(&[wrong, unknown]).await.unwrap(), 0);
+    assert!(s.outbox.record(&[]).await.unwrap() == 0);
+    let ok = result(&claimed[0], 2_100, 200, Decision::Delivered);
+    assert_eq!(s.outbox.record(std::slice::from_ref(&ok)).await.unwrap(), 1);
+    assert_eq!(
+        s.outbox.record(&[ok]).await.unwrap(),
+        0,
+        "a lease is used once"
+    );
+    let row = s
+        .outbox
+        .get_delivery(&claimed[0].delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.delivery.attempts, row.attempt_history.len()), (1, 1));
+}
+
+pub async fn attempt_history_is_oldest_first(s: Stores) {
+    one_row(&s, "s1", t(2_000)).await;
+    let mut expected = Vec::new();
+    for (n, status) in [500u16, 429, 200].into_iter().enumerate() {
+        let at = 10_000 * (n as i64 + 1);
+        let claimed = s.outbox.claim_due(t(at), lease(), 1).await.unwrap();
+        let decision = match status {
+            200 => Decision::Delivered,
+            _ => Decision::RetryAt(t(at + 5_000)),
+        };
+        let r = result(&claimed[0], at + 1, status, decision);
+        expected.push(r.attempt.clone());
+        assert_eq!(s.outbox.record(&[r]).await.unwrap(), 1);
+    }
+    let id = s
+        .outbox
+        .list_deliveries(&DeliveryFilter::default(), None, 1)
+        .await
+        .unwrap();
+    let row = s
+        .outbox
+        .get_delivery(&id.items[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.attempt_history, expected);
+    assert_eq!(row.delivery.attempts, 3);
+    assert_eq!(row.delivery.state, DeliveryState::Delivered);
+    assert_eq!(
+        s.outbox
+            .get_delivery(&DeliveryId::new("nope"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn release_returns_rows_without_counting_an_attempt(s: Stores) {
+    one_row(&s, "s1", t(2_000)).await;
+    one_row(&s, "s2", t(2_000)).await;
+    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let mut leases: Vec<_> = claimed
+        .iter()
+        .map(|c| (c.delivery.id.clone(), c.lease.clone()))
+        .collect();
+    leases.push((claimed[0].delivery.id.clone(), LeaseId::generate()));
+    assert_eq!(s.outbox.release(&leases, t(2_500)).await.unwrap(), 2);
+    let again = s.outbox.claim_due(t(2_500), lease(), 10).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|c| c.delivery.attempts == 0));
+    let stale = result(&claimed[0], 2_600, 200, Decision::Delivered);
+    assert_eq!(s.outbox.record(&[stale]).await.unwrap(), 0);
+}
+
+pub async fn next_due_at_tracks_pending_and_leased_rows(s: Stores) {
+    assert_eq!(s.outbox.next_due_at().await.unwrap(), None);
+    one_row(&s, "s1", t(5_000)).await;
+    one_row(&s, "s2", t(3_000)).await;
+    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(3_000)));
+    let claimed = s.outbox.claim_due(t(3_000), lease(), 1).await.unwrap();
+    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(5_000)));
+    let claimed_late = s.outbox.claim_due(t(5_000), lease(), 1).await.unwrap();
+    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(33_000)));
+    let done = [
+        result(&claimed[0], 3_100, 200, Decision::Delivered),
+        result(&claimed_late[0], 5_100, 200, Decision::Delivered),
+    ];
+    s.outbox.record(&done).await.unwrap();
+    assert_eq!(s.outbox.next_due_at().await.unwrap(), None);
+}
+
+/// Every row matching `filter`.
+async fn list(s: &Stores, filter: DeliveryFilter) -> Vec<Delivery> {
+    s.outbox
+        .list_deliveries(&filter, None, 100)
+        .await
+        .unwrap()
+        .items
+}
+
+pub async fn deliveries_filter_and_page_by_id(s: Stores) {
+    register(&s, &[client("c1"), client("c2")]).await;
+    for (id, user) in [("s1", "u1"), ("s2", "u1"), ("s3", "u2")] {
+        s.sessions
+            .create_session(&session(id, user, &["c1", "c2"]))
+            .await
+            .unwrap();
+        end(&s, id, Initiator::RpLogout, t(2_000)).await;
+    }
+    let claimed = s.outbox.claim_due(t(2_000), lease(), 1).await.unwrap();
+    let all = list(&s, DeliveryFilter::default()).await;
+    assert_eq!(all.len(), 6);
+    let ids: Vec<_> = all.iter().map(|d| d.id.clone()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+    let u2 = DeliveryFilter {
+        user_id: Some(UserId::new("u2")),
+        ..Default::default()
+    };
+    assert!(
+        list(&s, u2)
+            .await
+            .iter()
+            .all(|d| d.session_id.as_str() == "s3")
+    );
+    let in_flight = DeliveryFilter {
+        state: Some(DeliveryState::InFlight),
+        ..Default::default()
+    };
+    let flying = list(&s, in_flight).await;
+    assert_eq!(flying.len(), 1);
+    assert_eq!(flying[0].id, claimed[0].delivery.id);
+    let combined = DeliveryFilter {
+        client_id: Some(ClientId::new("c2")),
+        session_id: Some(SessionId::new("s2")),
+        user_id: Some(UserId::new("u1")),
+        state: None,
+    };
+    let one = list(&s, combined).await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        (one[0].client_id.as_str(), one[0].session_id.as_str()),
+        ("c2", "s2")
+    );
+
+    let mut paged = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let page = s
+            .outbox
+            .list_deliveries(&DeliveryFilter::default(), from.as_deref(), 4)
+            .await
+            .unwrap();
+        paged.extend(page.items.into_iter().map(|d| d.id));
+        match page.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids);
+}
+
+pub async fn redrive_requeues_failed_rows_only(s: Stores) {
+    one_row(&s, "s1", t(2_000)).await;
+    one_row(&s, "s2", t(2_000)).await;
+    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let results = [
+        result(&claimed[0], 2_100, 410, Decision::GiveUp("gone".into())),
+        result(&claimed[1], 2_100, 200, Decision::Delivered),
+    ];
+    s.outbox.record(&results).await.unwrap();
+    let missing = s.outbox.redrive(&DeliveryId::new("nope"), t(9_000)).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)));
+    let delivered = s
+        .outbox
+        .redrive(&claimed[1].delivery.id, t(9_000))
+        .await
+        .unwrap();
+    assert_eq!(delivered, Redrive::NotFailed(DeliveryState::Delivered));
+
+    let wakeup = s.outbox.wakeup();
+    let failed = &claimed[0].delivery.id;
+    assert_eq!(
+        s.outbox.redrive(failed, t(9_000)).await.unwrap(),
+        Redrive::Requeued
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(5), wakeup.notified())
+        .await
+        .unwrap();
+    let row = s.outbox.get_delivery(failed).await.unwrap().unwrap();
+    assert_eq!(
+        (row.delivery.state, row.delivery.attempts),
+        (DeliveryState::Pending, 0)
+    );
+    assert_eq!(row.delivery.next_attempt_at, Some(t(9_000)));
+    assert_eq!(row.delivery.created_at, t(2_000));
+    assert_eq!(row.attempt_history.len(), 1, "history is kept");
+    let again = s.outbox.claim_due(t(9_000), lease(), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].budget_started_at, t(9_000));
+    let pending = s.outbox.redrive(failed, t(9_500)).await.unwrap();
+    assert_eq!(pending, Redrive::NotFailed(DeliveryState::InFlight));
+}

@@ -1,0 +1,114 @@
+//! SQLite-only cases: opening by URL, in-memory databases and durability across a restart.
+
+use super::fixtures::*;
+use chrono::Duration;
+use logoutd::ids::{ClientId, SessionId};
+use logoutd::initiator::Initiator;
+use logoutd::metadata::MetadataOp;
+use logoutd::outbox::{AttemptResult, DeliveryFilter, DeliveryState};
+use logoutd::retry::Decision;
+use logoutd::store::{self, Stores};
+
+#[tokio::test]
+async fn opening_creates_the_file_and_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/data/logoutd.db");
+    let stores = store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    stores.health.ping().await.unwrap();
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn in_memory_database_keeps_data_between_calls() {
+    let stores = store::open("sqlite::memory:").await.unwrap();
+    one_row(&stores, "s1", t(2_000)).await;
+    let claimed = stores
+        .outbox
+        .claim_due(t(2_000), Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+}
+
+/// Writes a little of everything: a client, an ended session with a delivered row and an
+/// active session with metadata.
+async fn populate(s: &Stores) {
+    one_row(s, "ended", t(2_000)).await;
+    s.sessions
+        .create_session(&session("active", "u1", &["c1"]))
+        .await
+        .unwrap();
+    let set = MetadataOp::Set {
+        key: "k".into(),
+        value: "v".into(),
+    };
+    let id = SessionId::new("active");
+    s.sessions
+        .update_metadata(&id, &set, t(2_500))
+        .await
+        .unwrap();
+    let claimed = s
+        .outbox
+        .claim_due(t(3_000), Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    let done = AttemptResult {
+        id: claimed[0].delivery.id.clone(),
+        lease: claimed[0].lease.clone(),
+        attempt: attempt(t(3_001), Some(200), None),
+        decision: Decision::Delivered,
+    };
+    s.outbox.record(&[done]).await.unwrap();
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("logoutd.db").display());
+    let before = store::open(&url).await.unwrap();
+    populate(&before).await;
+    let sessions = [
+        before
+            .sessions
+            .get_session(&SessionId::new("ended"))
+            .await
+            .unwrap(),
+        before
+            .sessions
+            .get_session(&SessionId::new("active"))
+            .await
+            .unwrap(),
+    ];
+    let rows = before
+        .outbox
+        .list_deliveries(&DeliveryFilter::default(), None, 10)
+        .await
+        .unwrap();
+    let detail = before.outbox.get_delivery(&rows.items[0].id).await.unwrap();
+    drop(before);
+
+    let after = store::open(&url).await.unwrap();
+    let client = after
+        .clients
+        .get_client(&ClientId::new("c1"))
+        .await
+        .unwrap();
+    assert_eq!(client, Some(super::fixtures::client("c1")));
+    for s in sessions {
+        let s = s.unwrap();
+        assert_eq!(after.sessions.get_session(&s.id).await.unwrap(), Some(s));
+    }
+    let again = after
+        .outbox
+        .list_deliveries(&DeliveryFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(again, rows);
+    let row = after.outbox.get_delivery(&rows.items[0].id).await.unwrap();
+    assert_eq!(row, detail);
+    assert_eq!(row.unwrap().delivery.state, DeliveryState::Delivered);
+    let ended = end(&after, "active", Initiator::RpLogout, t(4_000)).await;
+    assert_eq!(ended.deliveries, 1, "the restarted store keeps working");
+}

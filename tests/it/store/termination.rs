@@ -1,0 +1,237 @@
+//! Conformance cases for termination: which rows a session end writes, and when.
+
+use super::fixtures::*;
+use logoutd::ids::{ClientId, EventId, SessionId, UserId};
+use logoutd::initiator::Initiator;
+use logoutd::outbox::{DeliveryFilter, DeliveryState};
+use logoutd::session::EndTarget;
+use logoutd::store::{StoreError, Stores};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The client ids of every row of session `id`, sorted.
+async fn row_clients(s: &Stores, id: &str) -> Vec<String> {
+    let filter = DeliveryFilter {
+        session_id: Some(SessionId::new(id)),
+        ..Default::default()
+    };
+    let page = s.outbox.list_deliveries(&filter, None, 100).await.unwrap();
+    let set: BTreeSet<String> = page.items.iter().map(|d| d.client_id.to_string()).collect();
+    set.into_iter().collect()
+}
+
+pub async fn ending_writes_rows_only_for_subscribed_clients_with_a_url(s: Stores) {
+    let clients = [
+        client("plain"),
+        custom_client("pwd", Initiator::PasswordChanged),
+        all_mode_client("all"),
+        urlless_client("nourl"),
+        client("outsider"),
+    ];
+    register(&s, &clients).await;
+    let joined = ["plain", "pwd", "all", "nourl"];
+    s.sessions
+        .create_session(&session("s1", "u1", &joined))
+        .await
+        .unwrap();
+    s.sessions
+        .create_session(&session("s2", "u1", &joined))
+        .await
+        .unwrap();
+    let rp = end(&s, "s1", Initiator::RpLogout, t(2_000)).await;
+    assert_eq!((rp.sessions_ended, rp.deliveries), (1, 3));
+    assert_eq!(row_clients(&s, "s1").await, ["all", "plain", "pwd"]);
+    let pwd = end(&s, "s2", Initiator::PasswordChanged, t(2_000)).await;
+    assert_eq!((pwd.sessions_ended, pwd.deliveries), (1, 2));
+    assert_eq!(row_clients(&s, "s2").await, ["all", "pwd"]);
+}
+
+pub async fn all_mode_client_gets_every_initiator(s: Stores) {
+    register(&s, &[all_mode_client("all"), client("plain")]).await;
+    for (n, initiator) in Initiator::ALL.into_iter().enumerate() {
+        let id = format!("s{n}");
+        s.sessions
+            .create_session(&session(&id, "u1", &["all", "plain"]))
+            .await
+            .unwrap();
+        let report = end(&s, &id, initiator, t(2_000)).await;
+        let expected = if Initiator::ALWAYS_ON.contains(&initiator) {
+            2
+        } else {
+            1
+        };
+        assert_eq!(report.deliveries, expected, "{initiator}");
+        assert!(row_clients(&s, &id).await.contains(&"all".to_owned()));
+    }
+}
+
+pub async fn rows_are_pending_and_due_at_the_end(s: Stores) {
+    register(&s, &[all_mode_client("c1")]).await;
+    s.sessions
+        .create_session(&session("s1", "u1", &["c1"]))
+        .await
+        .unwrap();
+    let event = EventId::new("evt-1");
+    let target = EndTarget::Session(SessionId::new("s1"));
+    let report = s
+        .sessions
+        .end_sessions(&target, Initiator::SessionRevoked, &event, t(2_345));
+    let report = report.await.unwrap();
+    assert_eq!(report.event_id, event);
+    let page = s
+        .outbox
+        .list_deliveries(&DeliveryFilter::default(), None, 10)
+        .await
+        .unwrap();
+    let [row] = page.items.as_slice() else {
+        panic!("one row expected")
+    };
+    assert_eq!(row.event_id, event);
+    assert_eq!(row.session_id, SessionId::new("s1"));
+    assert_eq!(row.user_id, UserId::new("u1"));
+    assert_eq!(row.client_id, ClientId::new("c1"));
+    assert_eq!(row.initiator, Initiator::SessionRevoked);
+    assert_eq!(row.state, DeliveryState::Pending);
+    assert_eq!(row.attempts, 0);
+    assert_eq!(row.next_attempt_at, Some(t(2_345)));
+    assert_eq!(row.created_at, t(2_345));
+    assert_eq!(
+        (row.last_status, row.last_error.clone(), row.delivered_at),
+        (None, None, None)
+    );
+    let ended = s
+        .sessions
+        .get_session(&SessionId::new("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.ended_at, Some(t(2_345)));
+    assert_eq!(ended.end_initiator, Some(Initiator::SessionRevoked));
+}
+
+pub async fn repeated_end_adds_nothing(s: Stores) {
+    register(&s, &[client("c1")]).await;
+    s.sessions
+        .create_session(&session("s1", "u1", &["c1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        end(&s, "s1", Initiator::RpLogout, t(2_000))
+            .await
+            .deliveries,
+        1
+    );
+    let again = end(&s, "s1", Initiator::IdpLogout, t(3_000)).await;
+    assert_eq!((again.sessions_ended, again.deliveries), (0, 0));
+    let page = s
+        .outbox
+        .list_deliveries(&DeliveryFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let stored = s
+        .sessions
+        .get_session(&SessionId::new("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.ended_at, Some(t(2_000)));
+    assert_eq!(stored.end_initiator, Some(Initiator::RpLogout));
+}
+
+pub async fn ending_an_unknown_session_is_not_found(s: Stores) {
+    let target = EndTarget::Session(SessionId::new("nope"));
+    let res = s
+        .sessions
+        .end_sessions(&target, Initiator::RpLogout, &EventId::generate(), t(1))
+        .await;
+    assert!(matches!(res, Err(StoreError::NotFound)));
+    let target = EndTarget::User(UserId::new("nobody"));
+    let res = s
+        .sessions
+        .end_sessions(&target, Initiator::RpLogout, &EventId::generate(), t(1))
+        .await;
+    let report = res.unwrap();
+    assert_eq!((report.sessions_ended, report.deliveries), (0, 0));
+}
+
+pub async fn user_wide_end_covers_every_active_session(s: Stores) {
+    register(&s, &[client("c1"), client("c2")]).await;
+    for id in ["a", "b", "c"] {
+        s.sessions
+            .create_session(&session(id, "u1", &["c1", "c2"]))
+            .await
+            .unwrap();
+    }
+    s.sessions
+        .create_session(&session("other", "u2", &["c1"]))
+        .await
+        .unwrap();
+    end(&s, "b", Initiator::RpLogout, t(2_000)).await;
+    let target = EndTarget::User(UserId::new("u1"));
+    let event = EventId::generate();
+    let report = s
+        .sessions
+        .end_sessions(&target, Initiator::IdpLogout, &event, t(3_000))
+        .await
+        .unwrap();
+    assert_eq!((report.sessions_ended, report.deliveries), (2, 4));
+    for id in ["a", "c"] {
+        let sess = s
+            .sessions
+            .get_session(&SessionId::new(id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sess.ended_at, Some(t(3_000)));
+        assert_eq!(row_clients(&s, id).await, ["c1", "c2"]);
+    }
+    let other = s
+        .sessions
+        .get_session(&SessionId::new("other"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!other.is_ended());
+    let listed = s
+        .sessions
+        .list_user_sessions(&UserId::new("u1"), None, 10)
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty());
+}
+
+pub async fn ending_wakes_the_dispatcher(s: Stores) {
+    let wakeup = s.outbox.wakeup();
+    one_row(&s, "s1", t(2_000)).await;
+    // A permit is stored, so a dispatcher that starts waiting only now still wakes.
+    tokio::time::timeout(Duration::from_secs(5), wakeup.notified())
+        .await
+        .unwrap();
+}
+
+pub async fn deleted_client_gets_no_row_and_sessions_keep_their_lists(s: Stores) {
+    register(&s, &[client("c1"), client("c2")]).await;
+    s.sessions
+        .create_session(&session("s1", "u1", &["c1", "c2"]))
+        .await
+        .unwrap();
+    s.clients
+        .delete_client(&ClientId::new("c1"), t(1_500))
+        .await
+        .unwrap();
+    let kept = s
+        .sessions
+        .get_session(&SessionId::new("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.clients.len(), 2);
+    assert_eq!(
+        end(&s, "s1", Initiator::RpLogout, t(2_000))
+            .await
+            .deliveries,
+        1
+    );
+    assert_eq!(row_clients(&s, "s1").await, ["c2"]);
+}
