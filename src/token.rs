@@ -1,1 +1,296 @@
-//! (stub)
+//! The logout token's claims and their builder (pure: no I/O, time is passed in).
+//!
+//! Implements the claim set of OpenID Connect Back-Channel Logout 1.0 §2.4, with the explicit
+//! typing of the errata (§2.4.1) left to [`crate::keys`], which signs the claims.
+
+use crate::ids::{ClientId, Issuer, Jti, SessionId, UserId};
+use crate::metadata::SessionMetadata;
+use chrono::{DateTime, Duration, Utc};
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The only member of the `events` claim (Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// The longest lifetime logoutd gives a token, in seconds (design §3).
+pub const MAX_LIFETIME_SECS: i64 = 120;
+/// The lifetime of a token unless the caller asks for less, in seconds.
+pub const DEFAULT_LIFETIME_SECS: i64 = 120;
+
+/// A builder input that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The requested lifetime is outside 1..=[`MAX_LIFETIME_SECS`] seconds.
+    #[error("token lifetime must be between 1 and {MAX_LIFETIME_SECS} seconds, got {0}")]
+    Lifetime(i64),
+}
+
+/// Whom the token logs out: the user, the session, or both (spec §2.4 requires at least one
+/// of `sub` and `sid`, so "neither" cannot be expressed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// Every session of the user (`sub` only).
+    Sub(UserId),
+    /// One session (`sid` only).
+    Sid(SessionId),
+    /// One session of a known user (`sub` and `sid`).
+    Both(UserId, SessionId),
+}
+
+impl Subject {
+    /// Builds a subject from optional parts; `None` when both are absent.
+    pub fn from_parts(sub: Option<UserId>, sid: Option<SessionId>) -> Option<Self> {
+        match (sub, sid) {
+            (Some(u), Some(s)) => Some(Self::Both(u, s)),
+            (Some(u), None) => Some(Self::Sub(u)),
+            (None, Some(s)) => Some(Self::Sid(s)),
+            (None, None) => None,
+        }
+    }
+
+    fn split(self) -> (Option<UserId>, Option<SessionId>) {
+        match self {
+            Self::Sub(u) => (Some(u), None),
+            Self::Sid(s) => (None, Some(s)),
+            Self::Both(u, s) => (Some(u), Some(s)),
+        }
+    }
+}
+
+/// The `events` claim: always exactly `{BACKCHANNEL_LOGOUT_EVENT: {}}` (spec §2.4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogoutEvent;
+
+impl Serialize for LogoutEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(BACKCHANNEL_LOGOUT_EVENT, &EmptyObject)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for LogoutEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EventVisitor)
+    }
+}
+
+struct EmptyObject;
+
+impl Serialize for EmptyObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_map(Some(0))?.end()
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = LogoutEvent;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "an object with the single member {BACKCHANNEL_LOGOUT_EVENT:?}"
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LogoutEvent, A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<String>()? {
+            let value: serde_json::Map<String, serde_json::Value> = map.next_value()?;
+            if key != BACKCHANNEL_LOGOUT_EVENT || seen || !value.is_empty() {
+                return Err(A::Error::custom("events must be exactly the logout event"));
+            }
+            seen = true;
+        }
+        if seen {
+            Ok(LogoutEvent)
+        } else {
+            Err(A::Error::custom("events lacks the logout event"))
+        }
+    }
+}
+
+/// The claims of a logout token (spec §2.4). Field order is the serialization order.
+///
+/// `Debug` shows metadata keys only, never values.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutClaims {
+    /// Exactly the discovery `issuer`.
+    pub iss: Issuer,
+    /// The client_id, as a single string.
+    pub aud: ClientId,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Expiry, seconds since the epoch; `iat` + lifetime.
+    pub exp: i64,
+    /// A fresh identifier with at least 128 random bits.
+    pub jti: Jti,
+    /// Always the single back-channel logout event.
+    pub events: LogoutEvent,
+    /// The user, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<UserId>,
+    /// The session, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<SessionId>,
+    /// The session's metadata snapshot; omitted when absent or empty.
+    #[serde(default, skip_serializing_if = "metadata_is_empty")]
+    pub session_metadata: Option<SessionMetadata>,
+}
+
+fn metadata_is_empty(meta: &Option<SessionMetadata>) -> bool {
+    meta.as_ref().is_none_or(SessionMetadata::is_empty)
+}
+
+impl fmt::Debug for LogoutClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogoutClaims")
+            .field("iss", &self.iss)
+            .field("aud", &self.aud)
+            .field("iat", &self.iat)
+            .field("exp", &self.exp)
+            .field("jti", &self.jti)
+            .field("sub", &self.sub)
+            .field("sid", &self.sid)
+            // SessionMetadata's own Debug prints keys only.
+            .field("session_metadata", &self.session_metadata)
+            .finish()
+    }
+}
+
+/// Builds [`LogoutClaims`] for one delivery attempt (spec §2.4).
+#[derive(Debug, Clone)]
+pub struct LogoutTokenBuilder {
+    issuer: Issuer,
+    audience: ClientId,
+    subject: Subject,
+    now: DateTime<Utc>,
+    lifetime_secs: i64,
+    metadata: Option<SessionMetadata>,
+    jti: Option<Jti>,
+}
+
+impl LogoutTokenBuilder {
+    /// Starts a token for `audience`, issued by `issuer` at `now`, with the default lifetime.
+    pub fn new(issuer: &Issuer, audience: &ClientId, subject: Subject, now: DateTime<Utc>) -> Self {
+        Self {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            subject,
+            now,
+            lifetime_secs: DEFAULT_LIFETIME_SECS,
+            metadata: None,
+            jti: None,
+        }
+    }
+
+    /// Sets the lifetime; it must be whole seconds in 1..=[`MAX_LIFETIME_SECS`].
+    pub fn lifetime(mut self, lifetime: Duration) -> Result<Self, TokenError> {
+        let secs = lifetime.num_seconds();
+        let whole = lifetime.subsec_nanos() == 0;
+        if !whole || !(1..=MAX_LIFETIME_SECS).contains(&secs) {
+            return Err(TokenError::Lifetime(secs));
+        }
+        self.lifetime_secs = secs;
+        Ok(self)
+    }
+
+    /// Adds the session metadata snapshot; an empty map is omitted from the claims.
+    pub fn session_metadata(mut self, metadata: &SessionMetadata) -> Self {
+        self.metadata = (!metadata.is_empty()).then(|| metadata.clone());
+        self
+    }
+
+    /// Fixes the `jti` (for golden tests); otherwise every build draws a fresh one.
+    pub fn jti(mut self, jti: Jti) -> Self {
+        self.jti = Some(jti);
+        self
+    }
+
+    /// The claims. Each call without a fixed `jti` draws a new 128-bit one.
+    pub fn build(&self) -> LogoutClaims {
+        let iat = self.now.timestamp();
+        let (sub, sid) = self.subject.clone().split();
+        LogoutClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat,
+            exp: iat + self.lifetime_secs,
+            jti: self.jti.clone().unwrap_or_else(Jti::generate),
+            events: LogoutEvent,
+            sub,
+            sid,
+            session_metadata: self.metadata.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn builder(subject: Subject) -> LogoutTokenBuilder {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        LogoutTokenBuilder::new(
+            &Issuer::new("https://idp"),
+            &ClientId::new("c1"),
+            subject,
+            now,
+        )
+    }
+
+    #[test]
+    fn claims_serialize_in_order_without_nonce() {
+        let claims = builder(Subject::Sid(SessionId::new("s1")))
+            .jti(Jti::new("j"))
+            .build();
+        let text = serde_json::to_string(&claims).unwrap();
+        assert_eq!(
+            text,
+            r#"{"iss":"https://idp","aud":"c1","iat":1700000000,"exp":1700000120,"jti":"j","events":{"http://schemas.openid.net/event/backchannel-logout":{}},"sid":"s1"}"#
+        );
+    }
+
+    #[test]
+    fn lifetime_outside_1_to_120_is_refused() {
+        let b = builder(Subject::Sub(UserId::new("u")));
+        assert!(b.clone().lifetime(Duration::seconds(0)).is_err());
+        assert!(b.clone().lifetime(Duration::seconds(121)).is_err());
+        assert!(b.clone().lifetime(Duration::milliseconds(1500)).is_err());
+        let claims = b.lifetime(Duration::seconds(30)).unwrap().build();
+        assert_eq!(claims.exp - claims.iat, 30);
+    }
+
+    #[test]
+    fn empty_metadata_is_omitted_and_values_stay_out_of_debug() {
+        let b = builder(Subject::Sub(UserId::new("u")));
+        let empty = b.clone().session_metadata(&SessionMetadata::new()).build();
+        assert!(
+            !serde_json::to_string(&empty)
+                .unwrap()
+                .contains("session_metadata")
+        );
+        let meta = SessionMetadata::from_json(&json!({"k": "secret-value"})).unwrap();
+        let claims = b.session_metadata(&meta).build();
+        assert!(!format!("{claims:?}").contains("secret-value"));
+        let round: LogoutClaims =
+            serde_json::from_str(&serde_json::to_string(&claims).unwrap()).unwrap();
+        assert_eq!(round, claims);
+    }
+
+    #[test]
+    fn events_deserialization_is_exact() {
+        let bad = [
+            json!({}),
+            json!({ BACKCHANNEL_LOGOUT_EVENT: {"x": 1} }),
+            json!({ BACKCHANNEL_LOGOUT_EVENT: {}, "other": {} }),
+        ];
+        for value in bad {
+            assert!(serde_json::from_value::<LogoutEvent>(value).is_err());
+        }
+    }
+}

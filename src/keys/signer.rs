@@ -1,0 +1,286 @@
+//! One parsed private key and the compact JWS signer over it (RFC 7515 §3.1, §7.1).
+//!
+//! A key is parsed once into an aws-lc-rs key pair. The base64url header for each `typ` is
+//! computed when the key is loaded, so signing only serializes the claims, encodes them and
+//! signs: the output string is the only allocation of ours.
+
+use super::KeyError;
+use super::jwk::Jwk;
+use crate::alg::{SigningAlg, TokenTyp};
+use crate::ids::KeyId;
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::cell::RefCell;
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Largest RSA signature we produce (4096-bit keys).
+const MAX_SIG_LEN: usize = 512;
+
+/// A signature failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// No active key signs with this alg.
+    #[error("no active signing key for {0}; create one with `logoutd keys generate --alg {0}`")]
+    NoKey(SigningAlg),
+    /// The claims could not be serialized (should not happen for [`crate::token::LogoutClaims`]).
+    #[error("cannot serialize the claims: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The crypto library refused to sign.
+    #[error("the crypto library failed to sign with key {0}")]
+    Crypto(KeyId),
+}
+
+/// The parsed key pair.
+enum Pair {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// A stack-held signature, so signing does not allocate.
+pub struct Signature {
+    bytes: [u8; MAX_SIG_LEN],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Signature {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// A private signing key, parsed once. `Debug` never shows key material.
+pub struct SigningKey {
+    alg: SigningAlg,
+    kid: KeyId,
+    pair: Pair,
+    jwk: Jwk,
+    /// base64url(header) for `logout+jwt` and `JWT`, in [`TokenTyp`] order.
+    headers: [String; 2],
+    rng: SystemRandom,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SigningKey {{ alg: {}, kid: {}, private: [redacted] }}",
+            self.alg, self.kid
+        )
+    }
+}
+
+thread_local! {
+    /// The claims JSON of the token being signed on this thread, reused across calls.
+    static CLAIMS_JSON: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+fn typ_index(typ: TokenTyp) -> usize {
+    match typ {
+        TokenTyp::LogoutJwt => 0,
+        TokenTyp::Jwt => 1,
+    }
+}
+
+fn public_jwk(pair: &Pair) -> Result<Jwk, KeyError> {
+    Ok(match pair {
+        Pair::Rsa(k) => {
+            let public = k.public_key();
+            Jwk::rsa(
+                public.modulus().big_endian_without_leading_zero(),
+                public.exponent().big_endian_without_leading_zero(),
+            )
+        }
+        Pair::Ec(k) => {
+            // Uncompressed SEC1 point: 0x04 || x || y.
+            let point = k.public_key().as_ref();
+            if point.len() != 65 {
+                return Err(KeyError::Invalid(
+                    "unexpected P-256 public key length".into(),
+                ));
+            }
+            Jwk::p256(&point[1..33], &point[33..])
+        }
+        Pair::Ed(k) => Jwk::ed25519(k.public_key().as_ref()),
+    })
+}
+
+fn encoded_header(alg: SigningAlg, typ: TokenTyp, kid: &KeyId) -> Result<String, KeyError> {
+    let header =
+        serde_json::json!({ "alg": alg.as_str(), "typ": typ.as_str(), "kid": kid.as_str() });
+    let text = serde_json::to_vec(&header).map_err(|e| KeyError::Invalid(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(text))
+}
+
+fn rejected(alg: SigningAlg, err: impl fmt::Display) -> KeyError {
+    KeyError::Invalid(format!("not a usable {alg} PKCS#8 private key: {err}"))
+}
+
+impl SigningKey {
+    /// Parses a PKCS#8 DER private key for `alg`.
+    pub fn from_pkcs8_der(alg: SigningAlg, der: &[u8]) -> Result<Self, KeyError> {
+        let pair = match alg {
+            SigningAlg::RS256 | SigningAlg::PS256 => {
+                let key = RsaKeyPair::from_pkcs8(der).map_err(|e| rejected(alg, e))?;
+                if !matches!(key.public_modulus_len() * 8, 2048 | 3072 | 4096) {
+                    return Err(rejected(alg, "RSA keys must be 2048, 3072 or 4096 bits"));
+                }
+                Pair::Rsa(key)
+            }
+            SigningAlg::ES256 => Pair::Ec(
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|e| rejected(alg, e))?,
+            ),
+            SigningAlg::EdDSA => {
+                Pair::Ed(Ed25519KeyPair::from_pkcs8(der).map_err(|e| rejected(alg, e))?)
+            }
+        };
+        Self::from_pair(alg, pair)
+    }
+
+    /// Parses a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) private key for `alg`.
+    pub fn from_pkcs8_pem(alg: SigningAlg, pem_text: &str) -> Result<Self, KeyError> {
+        let parsed = pem::parse(pem_text).map_err(|e| rejected(alg, e))?;
+        if parsed.tag() != "PRIVATE KEY" {
+            return Err(rejected(alg, "expected a PEM block labelled PRIVATE KEY"));
+        }
+        let der = Zeroizing::new(parsed.into_contents());
+        Self::from_pkcs8_der(alg, &der)
+    }
+
+    /// Generates a fresh key; `rsa_bits` (2048 default, 3072, 4096) applies to RSA only.
+    pub fn generate(alg: SigningAlg, rsa_bits: Option<usize>) -> Result<Self, KeyError> {
+        let failed = |_| KeyError::Invalid(format!("key generation failed for {alg}"));
+        let pair = match alg {
+            SigningAlg::RS256 | SigningAlg::PS256 => {
+                let size = match rsa_bits.unwrap_or(2048) {
+                    2048 => KeySize::Rsa2048,
+                    3072 => KeySize::Rsa3072,
+                    4096 => KeySize::Rsa4096,
+                    other => return Err(KeyError::RsaBits(other)),
+                };
+                Pair::Rsa(RsaKeyPair::generate(size).map_err(failed)?)
+            }
+            SigningAlg::ES256 => Pair::Ec(
+                EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .map_err(failed)?,
+            ),
+            SigningAlg::EdDSA => Pair::Ed(Ed25519KeyPair::generate().map_err(failed)?),
+        };
+        Self::from_pair(alg, pair)
+    }
+
+    fn from_pair(alg: SigningAlg, pair: Pair) -> Result<Self, KeyError> {
+        let mut jwk = public_jwk(&pair)?;
+        let kid = jwk.thumbprint();
+        jwk.kid = Some(kid.as_str().to_owned());
+        jwk.alg = Some(alg.as_str().to_owned());
+        jwk.use_ = Some("sig".to_owned());
+        let headers = [
+            encoded_header(alg, TokenTyp::LogoutJwt, &kid)?,
+            encoded_header(alg, TokenTyp::Jwt, &kid)?,
+        ];
+        Ok(Self {
+            alg,
+            kid,
+            pair,
+            jwk,
+            headers,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// The PKCS#8 PEM encoding of the private key; zeroized when dropped.
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        let failed = |_| KeyError::Invalid("cannot encode the private key".into());
+        let der: Zeroizing<Vec<u8>> = Zeroizing::new(match &self.pair {
+            Pair::Rsa(k) => k.as_der().map_err(failed)?.as_ref().to_vec(),
+            Pair::Ec(k) => k.to_pkcs8v1().map_err(failed)?.as_ref().to_vec(),
+            Pair::Ed(k) => k.to_pkcs8v1().map_err(failed)?.as_ref().to_vec(),
+        });
+        let block = pem::Pem::new("PRIVATE KEY", der.to_vec());
+        Ok(Zeroizing::new(pem::encode(&block)))
+    }
+
+    /// The algorithm this key signs with.
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+
+    /// The key id (RFC 7638 thumbprint).
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+
+    /// The public JWK, with `kid`, `alg` and `use`.
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// The raw aws-lc-rs signature of `message` (what the benchmark compares against).
+    pub fn raw_sign(&self, message: &[u8]) -> Result<Signature, SignError> {
+        let mut out = Signature {
+            bytes: [0; MAX_SIG_LEN],
+            len: 0,
+        };
+        let fail = |_| SignError::Crypto(self.kid.clone());
+        match &self.pair {
+            Pair::Rsa(k) => {
+                let len = k.public_modulus_len();
+                let padding: &'static dyn signature::RsaEncoding = match self.alg {
+                    SigningAlg::PS256 => &signature::RSA_PSS_SHA256,
+                    _ => &signature::RSA_PKCS1_SHA256,
+                };
+                let buf = out
+                    .bytes
+                    .get_mut(..len)
+                    .ok_or(SignError::Crypto(self.kid.clone()))?;
+                k.sign(padding, &self.rng, message, buf).map_err(fail)?;
+                out.len = len;
+            }
+            Pair::Ec(k) => out.fill(k.sign(&self.rng, message).map_err(fail)?.as_ref()),
+            Pair::Ed(k) => out.fill(k.sign(message).as_ref()),
+        }
+        Ok(out)
+    }
+
+    /// The compact JWS `base64url(header).base64url(claims).base64url(signature)`.
+    pub fn sign_compact<T: serde::Serialize>(
+        &self,
+        typ: TokenTyp,
+        claims: &T,
+    ) -> Result<String, SignError> {
+        CLAIMS_JSON.with_borrow_mut(|json| {
+            json.clear();
+            serde_json::to_writer(&mut *json, claims)?;
+            let header = &self.headers[typ_index(typ)];
+            let sig_len = match &self.pair {
+                Pair::Rsa(k) => k.public_modulus_len(),
+                _ => 64,
+            };
+            let b64_len = |n: usize| n.div_ceil(3) * 4;
+            let mut out =
+                String::with_capacity(header.len() + 2 + b64_len(json.len()) + b64_len(sig_len));
+            out.push_str(header);
+            out.push('.');
+            URL_SAFE_NO_PAD.encode_string(json.as_slice(), &mut out);
+            let signature = self.raw_sign(out.as_bytes())?;
+            out.push('.');
+            URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut out);
+            Ok(out)
+        })
+    }
+}
+
+impl Signature {
+    fn fill(&mut self, bytes: &[u8]) {
+        let len = bytes.len().min(MAX_SIG_LEN);
+        self.bytes[..len].copy_from_slice(&bytes[..len]);
+        self.len = len;
+    }
+}
