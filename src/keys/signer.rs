@@ -8,6 +8,7 @@ use super::KeyError;
 use super::jwk::Jwk;
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::ids::KeyId;
+use crate::token::LogoutClaims;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -18,18 +19,12 @@ use std::cell::RefCell;
 use std::fmt;
 use zeroize::Zeroizing;
 
-/// Largest RSA signature we produce (4096-bit keys).
-const MAX_SIG_LEN: usize = 512;
-
 /// A signature failure.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// No active key signs with this alg.
     #[error("no active signing key for {0}; create one with `logoutd keys generate --alg {0}`")]
     NoKey(SigningAlg),
-    /// The claims could not be serialized (should not happen for [`crate::token::LogoutClaims`]).
-    #[error("cannot serialize the claims: {0}")]
-    Serialize(#[from] serde_json::Error),
     /// The crypto library refused to sign.
     #[error("the crypto library failed to sign with key {0}")]
     Crypto(KeyId),
@@ -40,18 +35,6 @@ enum Pair {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
     Ed(Ed25519KeyPair),
-}
-
-/// A stack-held signature, so signing does not allocate.
-pub struct Signature {
-    bytes: [u8; MAX_SIG_LEN],
-    len: usize,
-}
-
-impl AsRef<[u8]> for Signature {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
 }
 
 /// A private signing key, parsed once. `Debug` never shows key material.
@@ -222,65 +205,78 @@ impl SigningKey {
         &self.jwk
     }
 
-    /// The raw aws-lc-rs signature of `message` (what the benchmark compares against).
-    pub fn raw_sign(&self, message: &[u8]) -> Result<Signature, SignError> {
-        let mut out = Signature {
-            bytes: [0; MAX_SIG_LEN],
-            len: 0,
-        };
+    /// Signs `message` with aws-lc-rs. This is the raw rate the benchmark compares with.
+    pub fn sign_message(&self, message: &[u8]) -> Result<Signature, SignError> {
         let fail = |_| SignError::Crypto(self.kid.clone());
         match &self.pair {
             Pair::Rsa(k) => {
-                let len = k.public_modulus_len();
                 let padding: &'static dyn signature::RsaEncoding = match self.alg {
                     SigningAlg::PS256 => &signature::RSA_PSS_SHA256,
                     _ => &signature::RSA_PKCS1_SHA256,
                 };
-                let buf = out
-                    .bytes
-                    .get_mut(..len)
-                    .ok_or(SignError::Crypto(self.kid.clone()))?;
-                k.sign(padding, &self.rng, message, buf).map_err(fail)?;
-                out.len = len;
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign(padding, &self.rng, message, &mut sig)
+                    .map_err(fail)?;
+                Ok(Signature::Rsa(sig))
             }
-            Pair::Ec(k) => out.fill(k.sign(&self.rng, message).map_err(fail)?.as_ref()),
-            Pair::Ed(k) => out.fill(k.sign(message).as_ref()),
+            Pair::Ec(k) => Ok(Signature::Lc(k.sign(&self.rng, message).map_err(fail)?)),
+            Pair::Ed(k) => Ok(Signature::Lc(k.try_sign(message).map_err(fail)?)),
         }
-        Ok(out)
     }
 
     /// The compact JWS `base64url(header).base64url(claims).base64url(signature)`.
-    pub fn sign_compact<T: serde::Serialize>(
-        &self,
-        typ: TokenTyp,
-        claims: &T,
-    ) -> Result<String, SignError> {
+    pub fn sign_compact(&self, typ: TokenTyp, claims: &LogoutClaims) -> Result<String, SignError> {
         CLAIMS_JSON.with_borrow_mut(|json| {
             json.clear();
-            serde_json::to_writer(&mut *json, claims)?;
+            claims.write_json(json);
             let header = &self.headers[typ_index(typ)];
             let sig_len = match &self.pair {
                 Pair::Rsa(k) => k.public_modulus_len(),
                 _ => 64,
             };
-            let b64_len = |n: usize| n.div_ceil(3) * 4;
             let mut out =
-                String::with_capacity(header.len() + 2 + b64_len(json.len()) + b64_len(sig_len));
-            out.push_str(header);
-            out.push('.');
-            URL_SAFE_NO_PAD.encode_string(json.as_slice(), &mut out);
-            let signature = self.raw_sign(out.as_bytes())?;
-            out.push('.');
-            URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut out);
-            Ok(out)
+                Vec::with_capacity(header.len() + 2 + b64_len(json.len()) + b64_len(sig_len));
+            out.extend_from_slice(header.as_bytes());
+            out.push(b'.');
+            append_b64(&mut out, json);
+            let signature = self.sign_message(&out)?;
+            out.push(b'.');
+            append_b64(&mut out, signature.as_ref());
+            // Every byte is base64url or '.', so this check cannot fail.
+            String::from_utf8(out).map_err(|_| SignError::Crypto(self.kid.clone()))
         })
     }
 }
 
-impl Signature {
-    fn fill(&mut self, bytes: &[u8]) {
-        let len = bytes.len().min(MAX_SIG_LEN);
-        self.bytes[..len].copy_from_slice(&bytes[..len]);
-        self.len = len;
+/// A signature as aws-lc-rs returned it.
+pub enum Signature {
+    /// ECDSA or Ed25519, held on the stack.
+    Lc(signature::Signature),
+    /// RSA, as long as the modulus.
+    Rsa(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Signature {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Lc(sig) => sig.as_ref(),
+            Self::Rsa(sig) => sig,
+        }
+    }
+}
+
+fn b64_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// Appends the unpadded base64url encoding of `input` to `out` without a bounce buffer.
+fn append_b64(out: &mut Vec<u8>, input: &[u8]) {
+    let start = out.len();
+    out.resize(start + b64_len(input.len()), 0);
+    if let Some(tail) = out.get_mut(start..) {
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(input, tail)
+            .unwrap_or_default();
+        out.truncate(start + written);
     }
 }
