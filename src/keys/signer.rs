@@ -93,11 +93,13 @@ fn public_jwk(pair: &Pair) -> Result<Jwk, KeyError> {
     })
 }
 
-fn encoded_header(alg: SigningAlg, typ: TokenTyp, kid: &KeyId) -> Result<String, KeyError> {
-    let header =
-        serde_json::json!({ "alg": alg.as_str(), "typ": typ.as_str(), "kid": kid.as_str() });
-    let text = serde_json::to_vec(&header).map_err(|e| KeyError::Invalid(e.to_string()))?;
-    Ok(URL_SAFE_NO_PAD.encode(text))
+fn encoded_header(alg: SigningAlg, typ: TokenTyp, kid: &KeyId) -> String {
+    // alg and typ are fixed names and kid is base64url, so none needs JSON escaping.
+    let header = format!(
+        r#"{{"alg":"{alg}","typ":"{}","kid":"{kid}"}}"#,
+        typ.as_str()
+    );
+    URL_SAFE_NO_PAD.encode(header)
 }
 
 fn rejected(alg: SigningAlg, err: impl fmt::Display) -> KeyError {
@@ -165,8 +167,8 @@ impl SigningKey {
         jwk.alg = Some(alg.as_str().to_owned());
         jwk.use_ = Some("sig".to_owned());
         let headers = [
-            encoded_header(alg, TokenTyp::LogoutJwt, &kid)?,
-            encoded_header(alg, TokenTyp::Jwt, &kid)?,
+            encoded_header(alg, TokenTyp::LogoutJwt, &kid),
+            encoded_header(alg, TokenTyp::Jwt, &kid),
         ];
         Ok(Self {
             alg,

@@ -1,4 +1,7 @@
 //! Integration tests: one binary, one shared `support` module.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod keys;
 mod support;
+mod token;
+mod verify;
