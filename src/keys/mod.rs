@@ -16,7 +16,7 @@ pub mod store;
 
 pub use jwk::{Jwk, Jwks};
 pub use ring::KeyRing;
-pub use signer::{SignError, Signature, SigningKey};
+pub use signer::{SignError, SigningKey};
 
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::ids::KeyId;

@@ -143,10 +143,10 @@ fn check_subject(claims: &Map<String, Value>) -> Checked {
     }
     let mut errors = Vec::new();
     for (name, value) in [("sub", sub), ("sid", sid)] {
-        if value.is_some() {
-            if let Err(mut err) = required_string(claims, name) {
-                errors.append(&mut err);
-            }
+        if value.is_some()
+            && let Err(mut err) = required_string(claims, name)
+        {
+            errors.append(&mut err);
         }
     }
     if errors.is_empty() {

@@ -65,8 +65,8 @@ pub fn b64(bytes: &[u8]) -> String {
 /// A compact JWS of the exact `header` and `claims` texts, signed by `key`.
 pub fn sign_raw(key: &SigningKey, header: &str, claims: &str) -> String {
     let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
-    let sig = key.sign_message(input.as_bytes()).unwrap();
-    format!("{input}.{}", b64(sig.as_ref()))
+    let sig = key.with_signature(input.as_bytes(), b64).unwrap();
+    format!("{input}.{sig}")
 }
 
 /// The standard header for `key`, with `typ`.

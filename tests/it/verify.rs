@@ -211,9 +211,7 @@ fn missing_exp_iat_and_jti_are_refused() {
             c.remove(claim);
         }));
         assert!(
-            errors_of(&token, &opts())
-                .iter()
-                .any(|e| *e == VerifyError::MissingClaim(claim)),
+            errors_of(&token, &opts()).contains(&VerifyError::MissingClaim(claim)),
             "{claim}"
         );
     }
