@@ -1,6 +1,11 @@
-//! The `logoutd keys` and `logoutd token` commands, run as a user would run them.
+//! The `logoutd keys` and `logoutd token` commands, run as a user would run them, and the
+//! JWKS as a relying party fetches it.
 
 use crate::support::*;
+use logoutd::alg::{SigningAlg, TokenTyp};
+use logoutd::ids::{ClientId, Issuer};
+use logoutd::keys::KeySet;
+use logoutd::verify::{JwksSource, VerifyError, VerifyOptions};
 use serde_json::Value;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -203,4 +208,73 @@ fn token_verify_defaults_to_the_local_keys_dir() {
         String::from_utf8_lossy(&out.stderr).trim(),
         "aud does not contain the client_id"
     );
+}
+
+// ---- fetching the JWKS as a relying party does ----
+
+async fn serve_jwks(
+    body: std::sync::Arc<std::sync::Mutex<Value>>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let body = body.lock().unwrap().clone();
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { axum::Json(body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/jwks"), hits)
+}
+
+#[tokio::test]
+async fn jwks_uri_is_refetched_on_unknown_kid_at_most_once_per_interval() {
+    use std::sync::atomic::Ordering;
+    let now = fixed_now();
+    let opts = VerifyOptions::new(Issuer::new(ISSUER), ClientId::new(CLIENT));
+    let old = KeySet::from_keys(vec![fixture_key(SigningAlg::ES256)]);
+    let new_key = fixture_key(SigningAlg::EdDSA);
+    let published = std::sync::Arc::new(std::sync::Mutex::new(
+        serde_json::to_value(old.jwks(now)).unwrap(),
+    ));
+    let (uri, hits) = serve_jwks(published.clone()).await;
+    let token = KeySet::from_keys(vec![new_key])
+        .sign(
+            SigningAlg::EdDSA,
+            TokenTyp::LogoutJwt,
+            &builder(fixed_now()).build(),
+        )
+        .unwrap();
+
+    // Within the interval: no refetch, the unknown kid stays unknown.
+    let limited = JwksSource::from_uri(&uri).await.unwrap();
+    *published.lock().unwrap() = serde_json::to_value(fixture_keys().jwks(now)).unwrap();
+    let errors = limited.verify(&token, &opts, now).await.unwrap_err();
+    assert!(matches!(errors.as_slice(), [VerifyError::UnknownKid(_)]));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // With no interval, the unknown kid triggers one refetch, which finds it.
+    *published.lock().unwrap() = serde_json::to_value(old.jwks(now)).unwrap();
+    let eager = JwksSource::from_uri(&uri)
+        .await
+        .unwrap()
+        .with_refetch_interval(std::time::Duration::ZERO);
+    let before = hits.load(Ordering::SeqCst);
+    *published.lock().unwrap() = serde_json::to_value(fixture_keys().jwks(now)).unwrap();
+    assert!(eager.verify(&token, &opts, now).await.is_ok());
+    assert_eq!(hits.load(Ordering::SeqCst), before + 1);
+    assert_eq!(eager.fetches(), 2);
+}
+
+#[tokio::test]
+async fn plain_http_jwks_uri_is_refused_off_loopback() {
+    let err = JwksSource::from_uri("http://op.example/jwks")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("https"));
 }

@@ -1,11 +1,14 @@
-//! Logout token claims (spec §2.4): golden bytes and properties of every minted token.
+//! Logout token claims (spec §2.4): golden bytes, properties of every minted token, and
+//! interop with the independent `jsonwebtoken` crate in both directions.
 
 use crate::support::*;
+use chrono::Utc;
 use logoutd::alg::{SigningAlg, TokenTyp};
-use logoutd::ids::{Jti, SessionId, UserId};
+use logoutd::ids::{ClientId, Issuer, Jti, KeyId, SessionId, UserId};
 use logoutd::keys::KeySet;
 use logoutd::metadata::SessionMetadata;
 use logoutd::token::{BACKCHANNEL_LOGOUT_EVENT, LogoutClaims, MAX_LIFETIME_SECS, Subject};
+use logoutd::verify::{VerifyOptions, verify};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -126,5 +129,70 @@ proptest! {
             prop_assert!(jtis.insert(claims.jti.to_string()));
             prop_assert!(claims.jti.as_str().len() >= 22);
         }
+    }
+}
+
+// ---- interop with the independent jsonwebtoken crate ----
+
+fn jsonwebtoken_alg(alg: SigningAlg) -> jsonwebtoken::Algorithm {
+    match alg {
+        SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+        SigningAlg::PS256 => jsonwebtoken::Algorithm::PS256,
+        SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+        SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+    }
+}
+
+#[test]
+fn jsonwebtoken_verifies_tokens_minted_by_logoutd() {
+    let keys = fixture_keys();
+    let real_now = Utc::now();
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(serde_json::to_value(keys.jwks(real_now)).unwrap()).unwrap();
+    let claims = builder(real_now).build();
+    for alg in SigningAlg::ALL {
+        let token = keys.sign(alg, TokenTyp::LogoutJwt, &claims).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        let jwk = set.find(header.kid.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                .unwrap(),
+            keys.active_kid(alg).unwrap().as_str(),
+            "RFC 7638 thumbprint for {alg}"
+        );
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken_alg(alg));
+        validation.set_audience(&[CLIENT]);
+        validation.set_issuer(&[ISSUER]);
+        let data = jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap();
+        assert_eq!(data.header.typ.as_deref(), Some("logout+jwt"));
+        assert_eq!(data.claims["jti"], json!(claims.jti.as_str()));
+    }
+}
+
+#[test]
+fn logoutd_verifies_tokens_minted_by_jsonwebtoken() {
+    let keys = fixture_keys();
+    let real_now = Utc::now();
+    let claims = builder(real_now).build();
+    for alg in SigningAlg::ALL {
+        let pem = std::fs::read(fixture_key_file(alg)).unwrap();
+        let key = match alg {
+            SigningAlg::RS256 | SigningAlg::PS256 => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+            SigningAlg::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+            SigningAlg::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
+        }
+        .unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken_alg(alg));
+        header.typ = Some("logout+jwt".into());
+        header.kid = keys.active_kid(alg).map(KeyId::to_string);
+        let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+        let verified = verify(
+            &token,
+            &keys.jwks(real_now),
+            &VerifyOptions::new(Issuer::new(ISSUER), ClientId::new(CLIENT)),
+            real_now,
+        );
+        assert!(verified.is_ok(), "{alg}: {verified:?}");
     }
 }

@@ -4,9 +4,9 @@
 use crate::support::*;
 use chrono::{DateTime, Utc};
 use logoutd::alg::{SigningAlg, TokenTyp};
-use logoutd::ids::{ClientId, Issuer, KeyId};
-use logoutd::keys::{Jwks, KeySet, SigningKey};
-use logoutd::verify::{JwksSource, TypPolicy, VerifyError, VerifyOptions, verify};
+use logoutd::ids::{ClientId, Issuer};
+use logoutd::keys::{Jwks, SigningKey};
+use logoutd::verify::{TypPolicy, VerifyError, VerifyOptions, verify};
 use serde_json::{Value, json};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -381,131 +381,4 @@ fn every_error_displays_as_one_line() {
     for error in errors {
         assert!(!error.to_string().contains('\n'));
     }
-}
-
-// ---- interop with the jsonwebtoken crate ----
-
-fn jsonwebtoken_alg(alg: SigningAlg) -> jsonwebtoken::Algorithm {
-    match alg {
-        SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
-        SigningAlg::PS256 => jsonwebtoken::Algorithm::PS256,
-        SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
-        SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-    }
-}
-
-#[test]
-fn jsonwebtoken_verifies_tokens_minted_by_logoutd() {
-    let keys = fixture_keys();
-    let real_now = Utc::now();
-    let set: jsonwebtoken::jwk::JwkSet =
-        serde_json::from_value(serde_json::to_value(keys.jwks(real_now)).unwrap()).unwrap();
-    let claims = builder(real_now).build();
-    for alg in SigningAlg::ALL {
-        let token = keys.sign(alg, TokenTyp::LogoutJwt, &claims).unwrap();
-        let header = jsonwebtoken::decode_header(&token).unwrap();
-        let jwk = set.find(header.kid.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
-                .unwrap(),
-            keys.active_kid(alg).unwrap().as_str(),
-            "RFC 7638 thumbprint for {alg}"
-        );
-        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken_alg(alg));
-        validation.set_audience(&[CLIENT]);
-        validation.set_issuer(&[ISSUER]);
-        let data = jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap();
-        assert_eq!(data.header.typ.as_deref(), Some("logout+jwt"));
-        assert_eq!(data.claims["jti"], json!(claims.jti.as_str()));
-    }
-}
-
-#[test]
-fn logoutd_verifies_tokens_minted_by_jsonwebtoken() {
-    let keys = fixture_keys();
-    let real_now = Utc::now();
-    let claims = builder(real_now).build();
-    for alg in SigningAlg::ALL {
-        let pem = std::fs::read(fixture_key_file(alg)).unwrap();
-        let key = match alg {
-            SigningAlg::RS256 | SigningAlg::PS256 => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
-            SigningAlg::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
-            SigningAlg::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
-        }
-        .unwrap();
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken_alg(alg));
-        header.typ = Some("logout+jwt".into());
-        header.kid = keys.active_kid(alg).map(KeyId::to_string);
-        let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
-        let verified = verify(&token, &keys.jwks(real_now), &opts(), real_now);
-        assert!(verified.is_ok(), "{alg}: {verified:?}");
-    }
-}
-
-// ---- the JWKS source ----
-
-async fn serve_jwks(
-    body: std::sync::Arc<std::sync::Mutex<Value>>,
-) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let hits = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let app = axum::Router::new().route(
-        "/jwks",
-        axum::routing::get(move || {
-            let body = body.lock().unwrap().clone();
-            counter.fetch_add(1, Ordering::SeqCst);
-            async move { axum::Json(body) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/jwks"), hits)
-}
-
-#[tokio::test]
-async fn jwks_uri_is_refetched_on_unknown_kid_at_most_once_per_interval() {
-    use std::sync::atomic::Ordering;
-    let old = KeySet::from_keys(vec![fixture_key(SigningAlg::ES256)]);
-    let new_key = fixture_key(SigningAlg::EdDSA);
-    let published = std::sync::Arc::new(std::sync::Mutex::new(
-        serde_json::to_value(old.jwks(now())).unwrap(),
-    ));
-    let (uri, hits) = serve_jwks(published.clone()).await;
-    let token = KeySet::from_keys(vec![new_key])
-        .sign(
-            SigningAlg::EdDSA,
-            TokenTyp::LogoutJwt,
-            &builder(fixed_now()).build(),
-        )
-        .unwrap();
-
-    // Within the interval: no refetch, the unknown kid stays unknown.
-    let limited = JwksSource::from_uri(&uri).await.unwrap();
-    *published.lock().unwrap() = serde_json::to_value(fixture_keys().jwks(now())).unwrap();
-    let errors = limited.verify(&token, &opts(), now()).await.unwrap_err();
-    assert!(matches!(errors.as_slice(), [VerifyError::UnknownKid(_)]));
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
-
-    // With no interval, the unknown kid triggers one refetch, which finds it.
-    *published.lock().unwrap() = serde_json::to_value(old.jwks(now())).unwrap();
-    let eager = JwksSource::from_uri(&uri)
-        .await
-        .unwrap()
-        .with_refetch_interval(std::time::Duration::ZERO);
-    let before = hits.load(Ordering::SeqCst);
-    *published.lock().unwrap() = serde_json::to_value(fixture_keys().jwks(now())).unwrap();
-    assert!(eager.verify(&token, &opts(), now()).await.is_ok());
-    assert_eq!(hits.load(Ordering::SeqCst), before + 1);
-    assert_eq!(eager.fetches(), 2);
-}
-
-#[tokio::test]
-async fn plain_http_jwks_uri_is_refused_off_loopback() {
-    let err = JwksSource::from_uri("http://op.example/jwks")
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("https"));
 }
