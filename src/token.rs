@@ -220,10 +220,23 @@ impl LogoutClaims {
 const EVENTS_MEMBER: &str =
     ",\"events\":{\"http://schemas.openid.net/event/backchannel-logout\":{}}";
 
+/// Appends `value` in decimal, as `serde_json` writes it, without the `fmt` machinery.
 fn push_int(out: &mut Vec<u8>, value: i64) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{value}");
+    if value < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut rest = value.unsigned_abs();
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Writes `text` as a JSON string: plain printable ASCII is copied, anything else is left
@@ -362,6 +375,15 @@ mod tests {
         let round: LogoutClaims =
             serde_json::from_str(&serde_json::to_string(&claims).unwrap()).unwrap();
         assert_eq!(round, claims);
+    }
+
+    #[test]
+    fn integers_are_written_like_serde_json() {
+        for value in [0, 7, -7, 1_700_000_000, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            push_int(&mut out, value);
+            assert_eq!(out, serde_json::to_vec(&value).unwrap());
+        }
     }
 
     #[test]

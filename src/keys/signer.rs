@@ -197,7 +197,10 @@ impl SigningKey {
             Pair::Ed(k) => k.to_pkcs8v1().map_err(failed)?.as_ref().to_vec(),
         });
         let block = pem::Pem::new("PRIVATE KEY", der.to_vec());
-        Ok(Zeroizing::new(pem::encode(&block)))
+        let text = Zeroizing::new(pem::encode(&block));
+        // Wipe the copy the PEM block held, too.
+        drop(Zeroizing::new(block.into_contents()));
+        Ok(text)
     }
 
     /// The algorithm this key signs with.
