@@ -1,8 +1,7 @@
 //! `logoutd serve` as a library function: the API and the dispatcher on an already-bound
 //! listener, until a shutdown token is cancelled.
 
-use crate::api::{self, AppState, KeyPublisher};
-use crate::alg::SigningAlg;
+use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::dispatcher::{Dispatcher, DispatcherParts};
@@ -10,7 +9,6 @@ use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::sender::Sender;
 use crate::store::Stores;
-use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -18,19 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the keys directory is checked for rotations made by `logoutd keys rotate`.
 pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Publishes the ring's current keys.
-struct Published(Arc<KeyRing>);
-
-impl KeyPublisher for Published {
-    fn jwks(&self, now: DateTime<Utc>) -> serde_json::Value {
-        self.0.current().jwks(now)
-    }
-
-    fn algs(&self) -> Vec<SigningAlg> {
-        self.0.current().active_algs()
-    }
-}
 
 /// What a server runs on.
 pub struct ServerParts {
@@ -73,7 +58,7 @@ pub async fn run(
     );
     let state = Arc::new(AppState {
         stores,
-        keys: Arc::new(Published(keys.clone())),
+        keys: keys.clone(),
         issuer: settings.issuer.clone(),
         net: settings.net,
         clock: clock.clone(),

@@ -1,9 +1,9 @@
 //! The HTTP API (axum): public discovery and health routes, and the Auth0-shaped management
 //! API under `/api/v2`, guarded by a bearer token compared in constant time.
 
-use crate::alg::SigningAlg;
 use crate::clock::SharedClock;
 use crate::ids::Issuer;
+use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::net_policy::NetPolicy;
 use crate::store::Stores;
@@ -33,20 +33,12 @@ pub const DEFAULT_TAKE: usize = 50;
 /// Largest page size of listings.
 pub const MAX_TAKE: usize = 100;
 
-/// What the API needs to publish signing keys.
-pub trait KeyPublisher: Send + Sync {
-    /// The JWKS document (public members only) as of `now`.
-    fn jwks(&self, now: DateTime<Utc>) -> serde_json::Value;
-    /// The algorithms with an active key.
-    fn algs(&self) -> Vec<SigningAlg>;
-}
-
 /// Everything the handlers share.
 pub struct AppState {
     /// The backend.
     pub stores: Stores,
     /// Signing keys, for discovery and JWKS.
-    pub keys: Arc<dyn KeyPublisher>,
+    pub keys: Arc<KeyRing>,
     /// The issuer identifier.
     pub issuer: Issuer,
     /// Which RP URLs may be registered.

@@ -10,7 +10,7 @@ use serde_json::json;
 /// `GET /.well-known/openid-configuration`: the back-channel logout discovery members.
 pub async fn discovery(State(state): State<Shared>) -> Response {
     let issuer = state.issuer.as_str();
-    let algs: Vec<&str> = state.keys.algs().iter().map(|a| a.as_str()).collect();
+    let algs: Vec<&str> = state.keys.current().active_algs().iter().map(|a| a.as_str()).collect();
     let body = json!({
         "issuer": issuer,
         "jwks_uri": format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
@@ -23,7 +23,7 @@ pub async fn discovery(State(state): State<Shared>) -> Response {
 
 /// `GET /.well-known/jwks.json`: public keys only, including retired keys still in use.
 pub async fn jwks(State(state): State<Shared>) -> Response {
-    let body = state.keys.jwks(state.clock.now());
+    let body = state.keys.current().jwks(state.clock.now());
     let mut response = Json(body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

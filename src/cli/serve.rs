@@ -202,7 +202,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if created {
         tracing::warn!(dir = %settings.keys_dir.display(), "no signing key found; generated an RS256 key");
     }
-    let keys = Arc::new(KeyRing::new(keys));
+    let keys = Arc::new(KeyRing::from_set(keys));
     let stores = crate::store::open(&settings.store).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;

@@ -1,14 +1,190 @@
-//! (stub) `logoutd token`.
+//! `logoutd token`: mint a logout token for inspection, or verify one as an RP would.
+
+use super::keys::KeysDirArg;
+use crate::alg::{SigningAlg, TokenTyp};
+use crate::ids::{ClientId, Issuer, SessionId, UserId};
+use crate::keys::KeySet;
+use crate::metadata::SessionMetadata;
+use crate::token::{LogoutTokenBuilder, Subject};
+use crate::verify::{JwksSource, TypPolicy, VerifyOptions};
+use anyhow::{Context as _, bail};
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// (stub)
+/// The `token` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenCommand {
-    /// (stub)
-    Stub,
+    /// Print a signed logout token (compact JWT) on stdout.
+    Mint(MintArgs),
+    /// Validate a token as Back-Channel Logout 1.0 §2.6 tells an RP to.
+    Verify(VerifyArgs),
 }
 
-/// Runs the command.
-pub async fn run(_args: TokenCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// Arguments of `token mint`.
+#[derive(Debug, clap::Args)]
+pub struct MintArgs {
+    #[command(flatten)]
+    dir: KeysDirArg,
+    /// The `iss` claim.
+    #[arg(long, env = "LOGOUTD_ISSUER")]
+    issuer: String,
+    /// The `aud` claim.
+    #[arg(long)]
+    client_id: String,
+    /// The `sub` claim (user id).
+    #[arg(long)]
+    sub: Option<String>,
+    /// The `sid` claim (session id).
+    #[arg(long)]
+    sid: Option<String>,
+    /// A session metadata pair, `key=value`; repeatable.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    meta: Vec<String>,
+    /// The signing alg; defaults to RS256 if active, else the one active alg.
+    #[arg(long)]
+    alg: Option<SigningAlg>,
+    /// The `typ` header: logout+jwt (default) or JWT.
+    #[arg(long, default_value = "logout+jwt")]
+    typ: TokenTyp,
+    /// Lifetime in seconds, 1 to 120.
+    #[arg(long, default_value_t = crate::token::DEFAULT_LIFETIME_SECS)]
+    lifetime: i64,
+}
+
+/// Arguments of `token verify`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("jwks").args(["jwks_uri", "jwks_file"])))]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    dir: KeysDirArg,
+    /// The expected `iss`.
+    #[arg(long)]
+    issuer: String,
+    /// Where to fetch the JWKS (https, or http on loopback).
+    #[arg(long)]
+    jwks_uri: Option<String>,
+    /// A JWKS file. Without --jwks-uri or --jwks-file, the JWKS of --keys-dir is used.
+    #[arg(long)]
+    jwks_file: Option<PathBuf>,
+    /// The expected `aud`.
+    #[arg(long)]
+    client_id: String,
+    /// An accepted alg; repeatable. Default: all supported algs.
+    #[arg(long = "alg")]
+    algs: Vec<SigningAlg>,
+    /// Also accept this typ; only `JWT` is meaningful.
+    #[arg(long, value_parser = ["JWT"])]
+    accept_typ: Option<String>,
+    /// Also accept a token without typ.
+    #[arg(long)]
+    allow_untyped: bool,
+    /// Clock skew allowed for iat and exp, in seconds.
+    #[arg(long, default_value_t = crate::verify::DEFAULT_LEEWAY_SECS)]
+    leeway: i64,
+    /// Refuse tokens whose exp - iat exceeds this many seconds.
+    #[arg(long)]
+    max_lifetime: Option<i64>,
+    /// The token, or `-` to read it from stdin.
+    token: String,
+}
+
+/// Runs a `token` subcommand.
+pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Mint(args) => mint(args),
+        TokenCommand::Verify(args) => verify(args).await,
+    }
+}
+
+fn parse_meta(pairs: &[String]) -> anyhow::Result<SessionMetadata> {
+    let mut map = BTreeMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--meta takes key=value");
+        };
+        map.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(SessionMetadata::try_from_map(map)?)
+}
+
+fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    let Some(subject) =
+        Subject::from_parts(args.sub.map(UserId::new), args.sid.map(SessionId::new))
+    else {
+        bail!("a logout token needs --sub, --sid or both");
+    };
+    let metadata = parse_meta(&args.meta)?;
+    let keys = KeySet::load(&args.dir.keys_dir, now)?;
+    let Some(alg) = args.alg.or_else(|| keys.default_alg()) else {
+        bail!(
+            "no active signing key in {}; run `logoutd keys generate --alg RS256`",
+            args.dir.keys_dir.display()
+        );
+    };
+    let claims = LogoutTokenBuilder::new(
+        &Issuer::new(args.issuer),
+        &ClientId::new(args.client_id),
+        subject,
+        now,
+    )
+    .lifetime(chrono::Duration::seconds(args.lifetime))?
+    .session_metadata(&metadata)
+    .build();
+    println!("{}", keys.sign(alg, args.typ, &claims)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn jwks_source(args: &VerifyArgs) -> anyhow::Result<JwksSource> {
+    if let Some(uri) = &args.jwks_uri {
+        return Ok(JwksSource::from_uri(uri).await?);
+    }
+    if let Some(path) = &args.jwks_file {
+        return Ok(JwksSource::from_file(path)?);
+    }
+    let now = chrono::Utc::now();
+    Ok(JwksSource::fixed(
+        KeySet::load(&args.dir.keys_dir, now)?.jwks(now),
+    ))
+}
+
+fn read_token(arg: &str) -> anyhow::Result<String> {
+    if arg != "-" {
+        return Ok(arg.to_owned());
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading the token from stdin")?;
+    Ok(text.trim().to_owned())
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let token = read_token(&args.token)?;
+    let source = jwks_source(&args).await?;
+    let opts = VerifyOptions {
+        issuer: Issuer::new(args.issuer),
+        client_id: ClientId::new(args.client_id),
+        allowed_algs: (!args.algs.is_empty()).then_some(args.algs),
+        accept_typ: TypPolicy {
+            accept_jwt: args.accept_typ.is_some(),
+            allow_untyped: args.allow_untyped,
+        },
+        leeway_secs: args.leeway,
+        max_lifetime_secs: args.max_lifetime,
+    };
+    match source.verify(&token, &opts, chrono::Utc::now()).await {
+        Ok(verified) => {
+            println!("{}", serde_json::to_string_pretty(&verified.claims)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for error in errors {
+                eprintln!("{error}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
 }

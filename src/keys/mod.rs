@@ -1,1 +1,302 @@
-//! (stub)
+//! Signing keys: loading, generation, rotation, the JWKS, and compact-JWS signing.
+//!
+//! Design §3 ("The logout token") and §6: every key that signs is in the JWKS before its
+//! first use and stays there for at least the longest token lifetime after it stops
+//! signing. The lifecycle of a key, as recorded in the manifest ([`store`]):
+//!
+//! 1. *standby*: generated while its alg already had an active key; published, not signing;
+//! 2. *active*: the one key that signs for its alg;
+//! 3. *retired*: replaced by [`rotate`]; published until `retired_at` +
+//!    [`RETIRED_GRACE_SECS`], then dropped from the JWKS.
+
+mod jwk;
+mod ring;
+mod signer;
+pub mod store;
+
+pub use jwk::{Jwk, Jwks};
+pub use ring::KeyRing;
+pub use signer::{SignError, SigningKey};
+
+use crate::alg::{SigningAlg, TokenTyp};
+use crate::ids::KeyId;
+use crate::token::{LogoutClaims, MAX_LIFETIME_SECS};
+use chrono::{DateTime, Duration, Utc};
+use std::path::{Path, PathBuf};
+use store::{KeyEntry, Manifest};
+
+/// Extra time a retired key stays published beyond the longest token lifetime, in seconds,
+/// to cover clock skew and delivery latency.
+pub const RETIRED_MARGIN_SECS: i64 = 300;
+/// How long a retired key stays in the JWKS after it stops signing, in seconds.
+pub const RETIRED_GRACE_SECS: i64 = MAX_LIFETIME_SECS + RETIRED_MARGIN_SECS;
+
+/// A failure to read, write or parse keys. Messages never contain key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The manifest is not valid JSON of the expected shape.
+    #[error("{path}: invalid key manifest: {reason}")]
+    Manifest {
+        /// The manifest's path.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A key could not be parsed or generated.
+    #[error("{0}")]
+    Invalid(String),
+    /// An RSA size other than 2048, 3072 or 4096 bits was asked for.
+    #[error("RSA keys must be 2048, 3072 or 4096 bits, not {0}")]
+    RsaBits(usize),
+    /// A key file does not hold the key the manifest names.
+    #[error("key file for kid {expected} holds a key with kid {actual}")]
+    KidMismatch {
+        /// The kid in the manifest.
+        expected: KeyId,
+        /// The thumbprint of the key in the file.
+        actual: KeyId,
+    },
+}
+
+impl KeyError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// One loaded key and when it stopped signing.
+#[derive(Debug)]
+struct Published {
+    key: SigningKey,
+    retired_at: Option<DateTime<Utc>>,
+}
+
+/// Every published key, with at most one active key per alg. `Send + Sync`; share it in an
+/// `Arc` (see [`KeyRing`]).
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<Published>,
+    /// Index into `keys` of the active key, per alg in [`SigningAlg::ALL`] order.
+    active: [Option<usize>; 4],
+}
+
+fn alg_index(alg: SigningAlg) -> usize {
+    match alg {
+        SigningAlg::RS256 => 0,
+        SigningAlg::PS256 => 1,
+        SigningAlg::ES256 => 2,
+        SigningAlg::EdDSA => 3,
+    }
+}
+
+fn still_published(retired_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    retired_at.is_none_or(|at| now < at + Duration::seconds(RETIRED_GRACE_SECS))
+}
+
+impl KeySet {
+    /// Loads every published key in `dir`, parsing each private key once.
+    pub fn load(dir: &Path, now: DateTime<Utc>) -> Result<KeySet, KeyError> {
+        Self::from_manifest(dir, &store::read_manifest(dir)?, now)
+    }
+
+    /// Loads `dir`, first creating it (mode 0700) and an RS256 key if it holds no key.
+    /// The flag is true when a key was created.
+    pub fn load_or_create_default(
+        dir: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<(KeySet, bool), KeyError> {
+        store::ensure_dir(dir)?;
+        let created = store::read_manifest(dir)?.keys.is_empty();
+        if created {
+            generate(dir, SigningAlg::RS256, None, now)?;
+        }
+        Ok((Self::load(dir, now)?, created))
+    }
+
+    pub(crate) fn from_manifest(
+        dir: &Path,
+        manifest: &Manifest,
+        now: DateTime<Utc>,
+    ) -> Result<KeySet, KeyError> {
+        let mut set = KeySet::default();
+        for entry in &manifest.keys {
+            if !still_published(entry.retired_at, now) {
+                continue;
+            }
+            let key = load_entry(dir, entry)?;
+            if entry.is_active() && manifest.active(entry.alg) == Some(entry) {
+                set.active[alg_index(entry.alg)] = Some(set.keys.len());
+            }
+            set.keys.push(Published {
+                key,
+                retired_at: entry.retired_at,
+            });
+        }
+        Ok(set)
+    }
+
+    /// An in-memory set where the first key of each alg is active (benchmarks, tests).
+    pub fn from_keys(keys: Vec<SigningKey>) -> KeySet {
+        let mut set = KeySet::default();
+        for key in keys {
+            let slot = &mut set.active[alg_index(key.alg())];
+            if slot.is_none() {
+                *slot = Some(set.keys.len());
+            }
+            set.keys.push(Published {
+                key,
+                retired_at: None,
+            });
+        }
+        set
+    }
+
+    /// Signs `claims` as a compact JWS with header `{"alg","typ","kid"}` using the active key
+    /// for `alg` (spec §2.4, RFC 7515 §7.1). Never produces `alg: none`.
+    pub fn sign(
+        &self,
+        alg: SigningAlg,
+        typ: TokenTyp,
+        claims: &LogoutClaims,
+    ) -> Result<String, SignError> {
+        self.active_key(alg)
+            .ok_or(SignError::NoKey(alg))?
+            .sign_compact(typ, claims)
+    }
+
+    /// The active key for `alg`.
+    pub fn active_key(&self, alg: SigningAlg) -> Option<&SigningKey> {
+        let index = self.active[alg_index(alg)]?;
+        self.keys.get(index).map(|p| &p.key)
+    }
+
+    /// The algs that have an active key, in [`SigningAlg::ALL`] order.
+    pub fn active_algs(&self) -> Vec<SigningAlg> {
+        SigningAlg::ALL
+            .into_iter()
+            .filter(|alg| self.active_key(*alg).is_some())
+            .collect()
+    }
+
+    /// The kid of the active key for `alg`.
+    pub fn active_kid(&self, alg: SigningAlg) -> Option<&KeyId> {
+        self.active_key(alg).map(SigningKey::kid)
+    }
+
+    /// The alg to sign with when none is asked for: RS256 if active, else the first active.
+    pub fn default_alg(&self) -> Option<SigningAlg> {
+        self.active_algs().first().copied()
+    }
+
+    /// The public JWKS at `now`: active and standby keys, and retired keys within their grace.
+    pub fn jwks(&self, now: DateTime<Utc>) -> Jwks {
+        let keys = self
+            .keys
+            .iter()
+            .filter(|p| still_published(p.retired_at, now))
+            .map(|p| p.key.jwk().clone())
+            .collect();
+        Jwks { keys }
+    }
+}
+
+fn load_entry(dir: &Path, entry: &KeyEntry) -> Result<SigningKey, KeyError> {
+    let pem = store::read_key_file(dir, entry)?;
+    let key = SigningKey::from_pkcs8_pem(entry.alg, &pem)?;
+    if key.kid() != &entry.kid {
+        return Err(KeyError::KidMismatch {
+            expected: entry.kid.clone(),
+            actual: key.kid().clone(),
+        });
+    }
+    Ok(key)
+}
+
+fn write_new_key(
+    dir: &Path,
+    alg: SigningAlg,
+    rsa_bits: Option<usize>,
+    now: DateTime<Utc>,
+) -> Result<KeyEntry, KeyError> {
+    let key = SigningKey::generate(alg, rsa_bits)?;
+    let entry = KeyEntry {
+        alg,
+        kid: key.kid().clone(),
+        created_at: now,
+        activated_at: None,
+        retired_at: None,
+    };
+    store::write_private(&dir.join(entry.file_name()), key.to_pkcs8_pem()?.as_bytes())?;
+    Ok(entry)
+}
+
+/// Generates a key for `alg` in `dir` (created 0700 if needed), file mode 0600.
+///
+/// The key becomes active only when `alg` has no active key. Otherwise it is a *standby*
+/// key: published in the JWKS at once but not signing, and the next [`rotate`] for `alg`
+/// activates it. This lets operators pre-publish a key before it is used.
+pub fn generate(
+    dir: &Path,
+    alg: SigningAlg,
+    rsa_bits: Option<usize>,
+    now: DateTime<Utc>,
+) -> Result<KeyId, KeyError> {
+    store::ensure_dir(dir)?;
+    let mut manifest = store::read_manifest(dir)?;
+    let mut entry = write_new_key(dir, alg, rsa_bits, now)?;
+    if manifest.active(alg).is_none() {
+        entry.activated_at = Some(now);
+    }
+    let kid = entry.kid.clone();
+    manifest.keys.push(entry);
+    store::write_manifest(dir, &manifest)?;
+    Ok(kid)
+}
+
+/// Makes a new key active for `alg` and retires the previous one, which stays published
+/// for [`RETIRED_GRACE_SECS`]. The newest standby key is promoted if there is one;
+/// otherwise a new key is generated (RSA: 2048 bits; pre-generate larger keys with
+/// [`generate`]).
+pub fn rotate(dir: &Path, alg: SigningAlg, now: DateTime<Utc>) -> Result<KeyId, KeyError> {
+    store::ensure_dir(dir)?;
+    let mut manifest = store::read_manifest(dir)?;
+    let standby = manifest
+        .keys
+        .iter()
+        .rposition(|e| e.alg == alg && e.is_standby());
+    let next = match standby {
+        Some(index) => index,
+        None => {
+            manifest.keys.push(write_new_key(dir, alg, None, now)?);
+            manifest.keys.len() - 1
+        }
+    };
+    for entry in manifest.keys.iter_mut() {
+        if entry.alg == alg && entry.is_active() {
+            entry.retired_at = Some(now);
+        }
+    }
+    let Some(entry) = manifest.keys.get_mut(next) else {
+        return Err(KeyError::Invalid(
+            "rotation lost track of the new key".into(),
+        ));
+    };
+    entry.activated_at = Some(now);
+    let kid = entry.kid.clone();
+    store::write_manifest(dir, &manifest)?;
+    Ok(kid)
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod keys;
 mod sender;
 mod store;
 mod support;
+mod token;
+mod verify;

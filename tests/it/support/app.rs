@@ -5,7 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use chrono::{TimeZone, Utc};
 use logoutd::alg::SigningAlg;
-use logoutd::api::{self, AppState, KeyPublisher};
+use logoutd::api::{self, AppState};
 use logoutd::clock::ManualClock;
 use logoutd::ids::Issuer;
 use logoutd::keys::{KeyRing, KeySet, SigningKey};
@@ -18,17 +18,6 @@ use tower::ServiceExt as _;
 
 pub const API_TOKEN: &str = "test-api-token-0123456789";
 pub const ISSUER: &str = "https://idp.test";
-
-struct Publisher(Arc<KeyRing>);
-
-impl KeyPublisher for Publisher {
-    fn jwks(&self, now: chrono::DateTime<Utc>) -> Value {
-        serde_json::to_value(self.0.current().jwks(now)).unwrap()
-    }
-    fn algs(&self) -> Vec<SigningAlg> {
-        self.0.current().active_algs()
-    }
-}
 
 /// A key ring with one fresh ES256 key (fast to generate).
 pub fn test_keys() -> Arc<KeyRing> {
@@ -58,7 +47,7 @@ impl TestApp {
         let keys = test_keys();
         let state = Arc::new(AppState {
             stores: stores.clone(),
-            keys: Arc::new(Publisher(keys.clone())),
+            keys: keys.clone(),
             issuer: Issuer::new(ISSUER),
             net: NetPolicy {
                 allow_insecure: insecure,

@@ -1,0 +1,142 @@
+//! The keys directory on disk: one PKCS#8 PEM file per key (mode 0600) and `manifest.json`.
+//!
+//! The manifest records each key's alg, kid and lifecycle times. It is replaced atomically
+//! (written to a temporary file, then renamed), so a running server never reads half of it.
+
+use super::KeyError;
+use crate::alg::SigningAlg;
+use crate::ids::KeyId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+/// The manifest's file name inside the keys directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// One key's record in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The algorithm the key signs with.
+    pub alg: SigningAlg,
+    /// The RFC 7638 thumbprint; also the file stem.
+    pub kid: KeyId,
+    /// When the key was generated.
+    pub created_at: DateTime<Utc>,
+    /// When it started signing; `None` while it is only published (pre-rotation).
+    #[serde(default)]
+    pub activated_at: Option<DateTime<Utc>>,
+    /// When it stopped signing; it stays published for a while after (see `super::RETIRED_GRACE_SECS`).
+    #[serde(default)]
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+impl KeyEntry {
+    /// True while this key signs new tokens.
+    pub fn is_active(&self) -> bool {
+        self.activated_at.is_some() && self.retired_at.is_none()
+    }
+
+    /// True when published but not yet signing.
+    pub fn is_standby(&self) -> bool {
+        self.activated_at.is_none() && self.retired_at.is_none()
+    }
+
+    /// The key file's name.
+    pub fn file_name(&self) -> String {
+        format!("{}.pem", self.kid)
+    }
+}
+
+/// The manifest: every key the directory holds, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The keys.
+    pub keys: Vec<KeyEntry>,
+}
+
+impl Manifest {
+    /// The active entry for `alg`, newest first if several claim it.
+    pub fn active(&self, alg: SigningAlg) -> Option<&KeyEntry> {
+        self.keys
+            .iter()
+            .filter(|e| e.alg == alg && e.is_active())
+            .max_by_key(|e| e.activated_at)
+    }
+}
+
+/// Reads the manifest's raw bytes; `None` when the directory has no manifest yet.
+pub fn read_manifest_bytes(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
+    let path = dir.join(MANIFEST_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(KeyError::io(&path, err)),
+    }
+}
+
+/// Parses manifest bytes.
+pub fn parse_manifest(dir: &Path, bytes: &[u8]) -> Result<Manifest, KeyError> {
+    serde_json::from_slice(bytes).map_err(|err| KeyError::Manifest {
+        path: dir.join(MANIFEST_FILE),
+        reason: err.to_string(),
+    })
+}
+
+/// Reads and parses the manifest; an absent manifest is an empty one.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, KeyError> {
+    match read_manifest_bytes(dir)? {
+        Some(bytes) => parse_manifest(dir, &bytes),
+        None => Ok(Manifest::default()),
+    }
+}
+
+/// Creates the keys directory (mode 0700) if it does not exist.
+pub fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|err| KeyError::io(dir, err))
+}
+
+/// Writes `bytes` to a new file created with mode 0600; fails if the file exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| KeyError::io(path, err))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|err| KeyError::io(path, err))
+}
+
+/// Replaces the manifest atomically.
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), KeyError> {
+    let mut text = serde_json::to_vec_pretty(manifest).map_err(|err| KeyError::Manifest {
+        path: dir.join(MANIFEST_FILE),
+        reason: err.to_string(),
+    })?;
+    text.push(b'\n');
+    let tmp: PathBuf = dir.join(format!(
+        ".{MANIFEST_FILE}.{}.tmp",
+        crate::ids::random_token()
+    ));
+    write_private(&tmp, &text)?;
+    let target = dir.join(MANIFEST_FILE);
+    fs::rename(&tmp, &target).map_err(|err| KeyError::io(&target, err))
+}
+
+/// Reads one key file.
+pub fn read_key_file(dir: &Path, entry: &KeyEntry) -> Result<zeroize::Zeroizing<String>, KeyError> {
+    let path = dir.join(entry.file_name());
+    fs::read_to_string(&path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|err| KeyError::io(&path, err))
+}

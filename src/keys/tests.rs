@@ -1,0 +1,120 @@
+//! Unit tests for key lifecycle, the JWKS and the key ring.
+
+use super::*;
+use crate::ids::{ClientId, Issuer, UserId};
+use crate::token::{LogoutTokenBuilder, Subject};
+use std::os::unix::fs::PermissionsExt as _;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+}
+
+fn claims() -> LogoutClaims {
+    LogoutTokenBuilder::new(
+        &Issuer::new("https://idp"),
+        &ClientId::new("c"),
+        Subject::Sub(UserId::new("u")),
+        t0(),
+    )
+    .build()
+}
+
+#[test]
+fn default_key_is_created_once_with_private_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    let (set, created) = KeySet::load_or_create_default(&dir, t0()).unwrap();
+    assert!(created);
+    assert_eq!(set.active_algs(), vec![SigningAlg::RS256]);
+    let (_, again) = KeySet::load_or_create_default(&dir, t0()).unwrap();
+    assert!(!again);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let kid = set.active_kid(SigningAlg::RS256).unwrap();
+    assert_eq!(mode(&dir.join(format!("{kid}.pem"))), 0o600);
+    assert_eq!(mode(&dir.join(store::MANIFEST_FILE)), 0o600);
+}
+
+#[test]
+fn rotation_keeps_the_old_key_published_for_the_grace_period() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = generate(tmp.path(), SigningAlg::ES256, None, t0()).unwrap();
+    let new = rotate(tmp.path(), SigningAlg::ES256, t0()).unwrap();
+    assert_ne!(old, new);
+    let set = KeySet::load(tmp.path(), t0()).unwrap();
+    assert_eq!(set.active_kid(SigningAlg::ES256), Some(&new));
+    assert_eq!(set.jwks(t0()).keys.len(), 2);
+    let later = t0() + Duration::seconds(RETIRED_GRACE_SECS);
+    let kids: Vec<_> = set
+        .jwks(later)
+        .keys
+        .into_iter()
+        .filter_map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, vec![new.to_string()]);
+    assert_eq!(
+        KeySet::load(tmp.path(), later)
+            .unwrap()
+            .jwks(later)
+            .keys
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn generate_with_an_active_key_adds_a_standby_that_rotate_promotes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = generate(tmp.path(), SigningAlg::EdDSA, None, t0()).unwrap();
+    let standby = generate(tmp.path(), SigningAlg::EdDSA, None, t0()).unwrap();
+    let set = KeySet::load(tmp.path(), t0()).unwrap();
+    assert_eq!(set.active_kid(SigningAlg::EdDSA), Some(&first));
+    assert_eq!(set.jwks(t0()).keys.len(), 2);
+    assert_eq!(
+        rotate(tmp.path(), SigningAlg::EdDSA, t0()).unwrap(),
+        standby
+    );
+}
+
+#[test]
+fn signing_without_an_active_key_names_the_alg() {
+    let set = KeySet::default();
+    let err = set
+        .sign(SigningAlg::PS256, TokenTyp::LogoutJwt, &claims())
+        .unwrap_err();
+    assert!(matches!(err, SignError::NoKey(SigningAlg::PS256)));
+    assert!(err.to_string().contains("PS256"));
+}
+
+#[test]
+fn ring_reloads_only_when_the_manifest_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    generate(tmp.path(), SigningAlg::RS256, None, t0()).unwrap();
+    let ring = KeyRing::load(tmp.path(), t0()).unwrap();
+    assert!(!ring.reload(tmp.path(), t0()).unwrap());
+    let new = rotate(tmp.path(), SigningAlg::RS256, t0()).unwrap();
+    assert!(ring.reload(tmp.path(), t0()).unwrap());
+    assert_eq!(ring.current().active_kid(SigningAlg::RS256), Some(&new));
+}
+
+#[test]
+fn debug_redacts_private_keys_and_pem_round_trips() {
+    let key = SigningKey::generate(SigningAlg::ES256, None).unwrap();
+    let pem = key.to_pkcs8_pem().unwrap();
+    let kid = key.kid().clone();
+    let mut text = format!("{key:?}");
+    text.push_str(&format!("{:?}", KeySet::from_keys(vec![key])));
+    assert!(text.contains("[redacted]"));
+    assert!(!text.contains("PRIVATE"));
+    let again = SigningKey::from_pkcs8_pem(SigningAlg::ES256, &pem).unwrap();
+    assert!(!text.contains(&pem[40..80]));
+    assert_eq!(again.kid(), &kid);
+}
+
+#[test]
+fn odd_rsa_sizes_are_refused() {
+    assert!(matches!(
+        SigningKey::generate(SigningAlg::RS256, Some(1024)),
+        Err(KeyError::RsaBits(1024))
+    ));
+}

@@ -1,0 +1,178 @@
+//! Header rules: `alg`, `typ`, `crit`, key selection by `kid`, and the signature
+//! (spec §2.6 steps 1-2; RFC 7515 §4.1; RFC 8725 §3.1 and §3.11).
+
+use super::{VerifyError, VerifyOptions};
+use crate::alg::SigningAlg;
+use crate::keys::{Jwk, Jwks};
+use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+/// Applies every header rule and, when a key was found, checks the signature.
+pub(super) fn check(
+    header: &Map<String, Value>,
+    jwks: &Jwks,
+    opts: &VerifyOptions,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> Vec<VerifyError> {
+    let mut errors = Vec::new();
+    let alg = check_alg(header, opts);
+    if let Err(err) = check_typ(header, opts) {
+        errors.push(err);
+    }
+    if header.contains_key("crit") {
+        errors.push(VerifyError::Crit);
+    }
+    match alg {
+        Err(err) => errors.push(err),
+        Ok(alg) => match select_key(header, jwks, alg) {
+            Err(err) => errors.push(err),
+            Ok(jwk) => {
+                if verify_signature(alg, jwk, signing_input, signature).is_err() {
+                    errors.push(VerifyError::BadSignature);
+                }
+            }
+        },
+    }
+    errors
+}
+
+fn check_alg(header: &Map<String, Value>, opts: &VerifyOptions) -> Result<SigningAlg, VerifyError> {
+    let Some(name) = header.get("alg").and_then(Value::as_str) else {
+        return Err(VerifyError::MissingAlg);
+    };
+    if name.eq_ignore_ascii_case("none") {
+        return Err(VerifyError::AlgNone);
+    }
+    if name.starts_with("HS") {
+        return Err(VerifyError::SymmetricAlg(shorten(name)));
+    }
+    let alg: SigningAlg = name
+        .parse()
+        .map_err(|_| VerifyError::UnsupportedAlg(shorten(name)))?;
+    match &opts.allowed_algs {
+        Some(allowed) if !allowed.contains(&alg) => Err(VerifyError::AlgNotAllowed(alg)),
+        _ => Ok(alg),
+    }
+}
+
+fn shorten(text: &str) -> String {
+    format!("{:?}", text.chars().take(20).collect::<String>())
+}
+
+/// Compares media types as RFC 7515 §4.1.9 says: case-insensitively, and with the
+/// `application/` prefix optional.
+pub fn typ_matches(found: &str, expected: &str) -> bool {
+    let bare = |s: &str| {
+        let lower = s.to_ascii_lowercase();
+        match lower.strip_prefix("application/") {
+            Some(rest) => rest.to_owned(),
+            None => lower,
+        }
+    };
+    bare(found) == bare(expected)
+}
+
+fn check_typ(header: &Map<String, Value>, opts: &VerifyOptions) -> Result<(), VerifyError> {
+    let policy = opts.accept_typ;
+    let ok = match header.get("typ") {
+        None => policy.allow_untyped,
+        Some(Value::String(typ)) => {
+            typ_matches(typ, "logout+jwt") || (policy.accept_jwt && typ_matches(typ, "JWT"))
+        }
+        Some(_) => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let mut expected = String::from("logout+jwt");
+    if policy.accept_jwt {
+        expected.push_str(" or JWT");
+    }
+    if policy.allow_untyped {
+        expected.push_str(" or none");
+    }
+    let found = match header.get("typ") {
+        None => "missing".to_owned(),
+        Some(Value::String(typ)) => shorten(typ),
+        Some(_) => "non-string".to_owned(),
+    };
+    Err(VerifyError::Typ { found, expected })
+}
+
+fn select_key<'a>(
+    header: &Map<String, Value>,
+    jwks: &'a Jwks,
+    alg: SigningAlg,
+) -> Result<&'a Jwk, VerifyError> {
+    let jwk = match header.get("kid") {
+        Some(Value::String(kid)) => jwks
+            .find(kid)
+            .ok_or_else(|| VerifyError::UnknownKid(shorten(kid)))?,
+        Some(_) => return Err(VerifyError::Malformed("header kid must be a string".into())),
+        None => match jwks.keys.as_slice() {
+            [only] => only,
+            _ => return Err(VerifyError::MissingKid),
+        },
+    };
+    let mismatch = |reason| VerifyError::KeyMismatch {
+        kid: jwk.kid.clone().unwrap_or_default(),
+        alg,
+        reason,
+    };
+    if jwk.alg.as_deref().is_some_and(|a| a != alg.as_str()) {
+        return Err(mismatch("the JWK names another alg"));
+    }
+    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+        return Err(mismatch("the JWK is not for signatures"));
+    }
+    let (kty, crv) = match alg {
+        SigningAlg::RS256 | SigningAlg::PS256 => ("RSA", None),
+        SigningAlg::ES256 => ("EC", Some("P-256")),
+        SigningAlg::EdDSA => ("OKP", Some("Ed25519")),
+    };
+    if jwk.kty != kty {
+        return Err(mismatch("wrong kty"));
+    }
+    if crv.is_some() && jwk.crv.as_deref() != crv {
+        return Err(mismatch("wrong crv"));
+    }
+    Ok(jwk)
+}
+
+struct Invalid;
+
+fn member(value: &Option<String>) -> Result<Vec<u8>, Invalid> {
+    let text = value.as_deref().ok_or(Invalid)?;
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| Invalid)
+}
+
+fn verify_signature(alg: SigningAlg, jwk: &Jwk, message: &[u8], sig: &[u8]) -> Result<(), Invalid> {
+    let result = match alg {
+        SigningAlg::RS256 | SigningAlg::PS256 => {
+            let params = match alg {
+                SigningAlg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+                _ => &signature::RSA_PKCS1_2048_8192_SHA256,
+            };
+            let key = RsaPublicKeyComponents {
+                n: member(&jwk.n)?,
+                e: member(&jwk.e)?,
+            };
+            key.verify(params, message, sig)
+        }
+        SigningAlg::ES256 => {
+            let (x, y) = (member(&jwk.x)?, member(&jwk.y)?);
+            if x.len() != 32 || y.len() != 32 {
+                return Err(Invalid);
+            }
+            let point = [&[4u8][..], &x, &y].concat();
+            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(message, sig)
+        }
+        SigningAlg::EdDSA => {
+            UnparsedPublicKey::new(&signature::ED25519, member(&jwk.x)?).verify(message, sig)
+        }
+    };
+    result.map_err(|_| Invalid)
+}
