@@ -47,7 +47,10 @@ fn parse<T: FromStr>(value: &str, column: &'static str) -> Result<T, StoreError>
 }
 
 /// Decodes a stored JSON column, naming only the column on failure.
-fn json<T: serde::de::DeserializeOwned>(value: Value, column: &'static str) -> Result<T, StoreError> {
+fn json<T: serde::de::DeserializeOwned>(
+    value: Value,
+    column: &'static str,
+) -> Result<T, StoreError> {
     serde_json::from_value(value).map_err(|_| StoreError::backend(Corrupt(column)))
 }
 
@@ -80,7 +83,9 @@ impl SessionRow {
         let clients = self
             .clients
             .into_iter()
-            .map(|c| SessionClient { client_id: c.into() })
+            .map(|c| SessionClient {
+                client_id: c.into(),
+            })
             .collect();
         Ok(Session {
             id: self.id.into(),
