@@ -8,6 +8,8 @@ use serde::Serialize;
 use std::sync::Arc;
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -94,5 +96,27 @@ pub async fn open(url: &str) -> Result<Stores, StoreError> {
     if url.starts_with("sqlite:") {
         return Ok(sqlite::SqliteStore::open(url).await?.into_stores());
     }
-    Err(StoreError::UnsupportedUrl(url.to_owned()))
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(postgres::PostgresStore::open(url).await?.into_stores());
+    }
+    Err(StoreError::UnsupportedUrl(redact_url(url)))
+}
+
+/// The URL without its password, for error messages. An unparseable URL that may carry
+/// credentials (it has an `@`) shows only its scheme.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot carry credentials, which have no password.
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) if url.contains('@') => {
+            let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+            format!("{scheme}://[redacted]")
+        }
+        Err(_) => url.to_owned(),
+    }
 }

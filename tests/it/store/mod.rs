@@ -4,6 +4,7 @@
 mod claims;
 mod clients;
 mod fixtures;
+mod postgres;
 mod results;
 mod sessions;
 mod sqlite;
@@ -85,7 +86,9 @@ macro_rules! conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let backend = $make().await;
+                // A fixture may return `None` to skip (a server that is not there).
+                let backend: Option<super::Backend> = $make().await.into();
+                let Some(backend) = backend else { return };
                 super::$module::$case(backend.stores.clone()).await;
             }
         )*
@@ -94,3 +97,4 @@ macro_rules! conformance {
 
 conformance!(on_memory, super::memory);
 conformance!(on_sqlite, super::sqlite_file);
+conformance!(on_postgres, super::postgres::postgres_fixture);

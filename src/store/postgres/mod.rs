@@ -1,0 +1,178 @@
+//! PostgreSQL backend, for several `logoutd` processes sharing one database.
+//!
+//! - **Work sharing.** Claims lock due rows with `FOR UPDATE SKIP LOCKED` and put them in flight
+//!   under a new lease in the same statement, so two nodes never hold a current lease on one
+//!   row. Results and releases are fenced by the lease id and state.
+//! - **Termination** locks the target session rows (`FOR UPDATE`) before reading them, so two
+//!   nodes ending the same session at once write its rows once: the second sees it ended.
+//!   Read-modify-write changes to a session (metadata, joining clients) take the same lock.
+//! - **Wake-up across nodes.** A transaction that makes rows due issues
+//!   `NOTIFY logoutd_outbox`, which fires on commit; every store instance listens on that
+//!   channel (see `listener`) and signals its [`Outbox::wakeup`](crate::outbox::Outbox::wakeup).
+//! - **Timestamps** are BIGINT milliseconds since the epoch, as in the SQLite backend, and
+//!   identifier columns use the "C" collation so paging follows byte order (see the migration).
+//! - Migrations run at open; sqlx serialises concurrent migrators with an advisory lock.
+
+mod clients;
+mod listener;
+mod outbox;
+mod rows;
+mod sessions;
+mod status;
+mod terminate;
+
+use super::{Health, StoreError, Stores, redact_url};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// Connections in the pool of one store instance (one of them serves the listener).
+const POOL_CONNECTIONS: u32 = 16;
+/// The channel that announces newly due rows to every node.
+const CHANNEL: &str = "logoutd_outbox";
+
+/// PostgreSQL store.
+pub struct PostgresStore {
+    pool: PgPool,
+    wakeup: Arc<Notify>,
+    listener: JoinHandle<()>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://...` or `postgresql://...`), runs the migrations and
+    /// starts listening for other nodes' wake-ups.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| StoreError::UnsupportedUrl(redact_url(url)))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::backend)?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(StoreError::backend)?;
+        let wakeup = Arc::new(Notify::new());
+        let listener = tokio::spawn(listener::run(pool.clone(), wakeup.clone()));
+        Ok(Self {
+            pool,
+            wakeup,
+            listener,
+        })
+    }
+
+    /// The three trait objects (and the health probe), sharing this pool.
+    pub fn into_stores(self) -> Stores {
+        let shared = Arc::new(self);
+        Stores {
+            sessions: shared.clone(),
+            clients: shared.clone(),
+            outbox: shared.clone(),
+            health: shared,
+        }
+    }
+
+    /// Starts a transaction (READ COMMITTED; the statements take the row locks they need).
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(db)
+    }
+
+    /// Wakes this process's workers at once; other nodes learn from the `NOTIFY`.
+    fn notify(&self) {
+        wake(&self.wakeup);
+    }
+}
+
+impl Drop for PostgresStore {
+    /// Stops the listener task with the store, so it does not keep the pool alive.
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+#[async_trait]
+impl Health for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db)
+    }
+}
+
+/// Wakes every waiting worker, and leaves a permit for one that is about to wait.
+fn wake(notify: &Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
+}
+
+/// Announces newly due rows to every node; delivered when the transaction commits.
+async fn announce(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(db)
+}
+
+/// Maps a database error.
+fn db(err: sqlx::Error) -> StoreError {
+    StoreError::backend(err)
+}
+
+/// A stored value that does not decode; names the column, never the value.
+#[derive(Debug, thiserror::Error)]
+#[error("stored {0} is invalid")]
+struct Corrupt(&'static str);
+
+/// The stored form of a timestamp.
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A timestamp from its stored form.
+fn from_ms(value: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(value).ok_or_else(|| StoreError::backend(Corrupt("timestamp")))
+}
+
+/// An optional timestamp from its stored form.
+fn opt_from_ms(value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    value.map(from_ms).transpose()
+}
+
+/// A value as JSON for a JSONB column.
+fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(StoreError::backend)
+}
+
+/// A `LIMIT` that fetches one row more than `take`, so the page knows whether more remain.
+fn overfetch(take: usize) -> i64 {
+    i64::try_from(take)
+        .unwrap_or(i64::MAX - 1)
+        .saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PostgresStore;
+    use crate::store::StoreError;
+
+    #[tokio::test]
+    async fn a_bad_url_is_refused_without_its_password() {
+        let err = PostgresStore::open("postgres://app:s3cret@db.example:notaport/logoutd")
+            .await
+            .err();
+        let Some(StoreError::UnsupportedUrl(shown)) = err else {
+            panic!("expected UnsupportedUrl, got {err:?}");
+        };
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+}

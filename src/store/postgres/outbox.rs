@@ -1,0 +1,237 @@
+//! The outbox over PostgreSQL: claims with `FOR UPDATE SKIP LOCKED` under a lease, and batched
+//! results and releases fenced by that lease, each one statement.
+
+use super::rows::{ClaimRow, DeliveryRow, delivery_columns};
+use super::{Corrupt, PostgresStore, announce, db, ms, opt_from_ms, status};
+use crate::clients::RelyingParty;
+use crate::ids::{DeliveryId, LeaseId};
+use crate::outbox::{
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
+    Outbox, Redrive,
+};
+use crate::retry::Decision;
+use crate::store::{Page, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Claims due rows in one statement. `due` locks up to `$2` claimable rows in due order,
+/// skipping rows another transaction holds (a concurrent claim); a row that a concurrent claim
+/// committed meanwhile is re-checked on its new version and dropped, as its lease is not yet
+/// expired. `claimed` puts them in flight under lease `$3` until `$4`; the outer query joins
+/// each with its client's registration and restores the due order.
+const CLAIM: &str = concat!(
+    "WITH due AS (SELECT d.id AS due_id, d.next_attempt_at AS due_at FROM deliveries d",
+    " WHERE d.state IN ('pending', 'in_flight') AND d.next_attempt_at <= $1",
+    " AND d.client_id IN (SELECT client_id FROM clients WHERE NOT paused AND has_url)",
+    " ORDER BY d.next_attempt_at, d.id LIMIT $2 FOR UPDATE OF d SKIP LOCKED),",
+    " claimed AS (UPDATE deliveries SET state = 'in_flight', lease_id = $3, lease_until = $4,",
+    " next_attempt_at = $4, updated_at = $1 FROM due WHERE id = due.due_id",
+    " RETURNING due.due_at, ",
+    delivery_columns!(),
+    ") SELECT claimed.*, c.settings AS client_settings, c.paused AS client_paused,",
+    " c.created_at AS client_created_at, c.updated_at AS client_updated_at",
+    " FROM claimed JOIN clients c ON c.client_id = claimed.client_id",
+    " ORDER BY claimed.due_at, claimed.id"
+);
+
+/// Records a batch of results in one statement: `done` applies each result whose lease is
+/// current (a row locked by a concurrent claim is re-checked after it commits, and then no
+/// longer matches the old lease), `history` appends the attempts of exactly those rows.
+const RECORD: &str = "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r (id text, \
+    lease text, state text, next_at bigint, delivered_at bigint, last_status integer, \
+    last_error text, at bigint, status integer, error text, latency_ms bigint, jti text)), \
+    done AS (UPDATE deliveries d SET state = r.state, next_attempt_at = r.next_at, \
+    delivered_at = r.delivered_at, last_status = r.last_status, last_error = r.last_error, \
+    attempts = d.attempts + 1, lease_id = NULL, lease_until = NULL, updated_at = r.at \
+    FROM r WHERE d.id = r.id AND d.lease_id = r.lease AND d.state = 'in_flight' \
+    RETURNING d.id), \
+    history AS (INSERT INTO delivery_attempts (delivery_id, at, status, error, latency_ms, jti) \
+    SELECT r.id, r.at, r.status, r.error, r.latency_ms, r.jti FROM r JOIN done ON done.id = r.id) \
+    SELECT count(*) FROM done";
+
+#[async_trait]
+impl Outbox for PostgresStore {
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let lease_id = LeaseId::generate();
+        let until = now + lease;
+        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+            .bind(ms(now))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(lease_id.as_str())
+            .bind(ms(until))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|row| {
+                let (row, client) = row.into_parts()?;
+                claimed(&row, client, &lease_id)
+            })
+            .collect()
+    }
+
+    async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
+        if results.is_empty() {
+            return Ok(0);
+        }
+        let applied: i64 = sqlx::query_scalar(RECORD)
+            .bind(result_batch(results))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(applied.unsigned_abs())
+    }
+
+    async fn release(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<Value> = leases
+            .iter()
+            .map(|(id, lease)| json!({"id": id.as_str(), "lease": lease.as_str()}))
+            .collect();
+        let mut tx = self.begin().await?;
+        let released = sqlx::query(
+            "UPDATE deliveries d SET state = 'pending', next_attempt_at = $1, lease_id = NULL, \
+             lease_until = NULL, updated_at = $1 \
+             FROM jsonb_to_recordset($2) AS r (id text, lease text) \
+             WHERE d.id = r.id AND d.lease_id = r.lease AND d.state = 'in_flight'",
+        )
+        .bind(ms(now))
+        .bind(Value::Array(batch))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if released > 0 {
+            announce(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        if released > 0 {
+            self.notify();
+        }
+        Ok(released)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Rows of paused clients are left out: they are due but cannot be claimed, and a
+        // dispatcher sleeping until a past time would spin.
+        let next: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT next_attempt_at FROM deliveries WHERE state IN ('pending', 'in_flight') \
+             AND client_id IN (SELECT client_id FROM clients WHERE NOT paused AND has_url) \
+             ORDER BY next_attempt_at, id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        opt_from_ms(next.flatten())
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError> {
+        status::list(&self.pool, filter, from, take).await
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
+        status::detail(&self.pool, id).await
+    }
+
+    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
+        let mut tx = self.begin().await?;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM deliveries WHERE id = $1 FOR UPDATE")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let state: DeliveryState = state
+            .ok_or(StoreError::NotFound)?
+            .parse()
+            .map_err(|_| StoreError::backend(Corrupt("state")))?;
+        if state != DeliveryState::Failed {
+            return Ok(Redrive::NotFailed(state));
+        }
+        sqlx::query(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, attempts = 0, \
+             budget_started_at = $1, lease_id = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE id = $2",
+        )
+        .bind(ms(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        announce(&mut tx).await?;
+        tx.commit().await.map_err(db)?;
+        self.notify();
+        Ok(Redrive::Requeued)
+    }
+
+    fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+}
+
+/// The claim handed to a worker (the row as the claim left it: in flight until the lease end).
+fn claimed(
+    row: &DeliveryRow,
+    client: RelyingParty,
+    lease: &LeaseId,
+) -> Result<ClaimedDelivery, StoreError> {
+    Ok(ClaimedDelivery {
+        delivery: row.to_delivery()?,
+        lease: lease.clone(),
+        session_metadata: row.metadata()?,
+        client,
+        budget_started_at: row.budget_started_at()?,
+    })
+}
+
+/// The results as one JSON parameter for [`RECORD`], the first result per row only.
+fn result_batch(results: &[AttemptResult]) -> Value {
+    let mut seen = HashSet::new();
+    let batch = results
+        .iter()
+        .filter(|r| seen.insert(&r.id))
+        .map(|r| {
+            let a = &r.attempt;
+            let (state, next, delivered, last_error) = match &r.decision {
+                Decision::Delivered => ("delivered", None, Some(ms(a.at)), a.error.as_deref()),
+                Decision::RetryAt(t) => ("pending", Some(ms(*t)), None, a.error.as_deref()),
+                Decision::GiveUp(reason) => ("failed", None, None, Some(reason.as_str())),
+            };
+            json!({
+                "id": r.id.as_str(),
+                "lease": r.lease.as_str(),
+                "state": state,
+                "next_at": next,
+                "delivered_at": delivered,
+                "last_status": a.status,
+                "last_error": last_error,
+                "at": ms(a.at),
+                "status": a.status,
+                "error": a.error,
+                "latency_ms": a.latency_ms,
+                "jti": a.jti.as_str(),
+            })
+        })
+        .collect();
+    Value::Array(batch)
+}

@@ -1,0 +1,248 @@
+//! The session store over PostgreSQL; termination itself is in `terminate`.
+//!
+//! A change to a session first locks its row (`FOR UPDATE`) and only then reads it, in a new
+//! statement: under READ COMMITTED that statement sees everything committed before the lock
+//! was granted, so concurrent changes and terminations never lose an update.
+
+use super::rows::{SessionRow, session_columns};
+use super::{PostgresStore, db, ms, overfetch, to_json};
+use crate::ids::{ClientId, EventId, SessionId, UserId};
+use crate::initiator::Initiator;
+use crate::metadata::MetadataOp;
+use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore};
+use crate::store::{Page, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use std::collections::HashSet;
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let conflict = || StoreError::Conflict(format!("session {}", session.id));
+        if fetch(&mut tx, &session.id).await?.is_some() {
+            return Err(conflict());
+        }
+        let wanted: Vec<&ClientId> = session.clients.iter().map(|c| &c.client_id).collect();
+        if let Some(unknown) = first_unknown_client(&mut tx, &wanted).await? {
+            return Err(StoreError::UnknownClient(unknown.to_string()));
+        }
+        if !insert_session(&mut tx, session).await? {
+            return Err(conflict());
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        fetch(&mut conn, id).await
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Session>, StoreError> {
+        let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = $1 AND ended_at IS NULL",
+            " AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        ))
+        .bind(user.as_str())
+        .bind(from)
+        .bind(overfetch(take))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let sessions = rows
+            .into_iter()
+            .map(SessionRow::into_session)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(sessions, take, |s: &Session| {
+            s.id.to_string()
+        }))
+    }
+
+    async fn add_client(
+        &self,
+        id: &SessionId,
+        client: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<Session, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut session = locked_active(&mut tx, id).await?;
+        if first_unknown_client(&mut tx, &[client]).await?.is_some() {
+            return Err(StoreError::UnknownClient(client.to_string()));
+        }
+        if !session.has_client(client) {
+            insert_clients(&mut tx, id, &[client]).await?;
+            session.clients.push(SessionClient {
+                client_id: client.clone(),
+            });
+        }
+        sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
+            .bind(ms(now))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        session.updated_at = now;
+        Ok(session)
+    }
+
+    async fn update_metadata(
+        &self,
+        id: &SessionId,
+        op: &MetadataOp,
+        now: DateTime<Utc>,
+    ) -> Result<Session, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut session = locked_active(&mut tx, id).await?;
+        session.session_metadata = session.session_metadata.apply(op)?;
+        session.updated_at = now;
+        sqlx::query("UPDATE sessions SET metadata = $1, updated_at = $2 WHERE id = $3")
+            .bind(to_json(&session.session_metadata)?)
+            .bind(ms(now))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(session)
+    }
+
+    async fn end_sessions(
+        &self,
+        target: &EndTarget,
+        initiator: Initiator,
+        event_id: &EventId,
+        now: DateTime<Utc>,
+    ) -> Result<EndReport, StoreError> {
+        super::terminate::end_sessions(self, target, initiator, event_id, now).await
+    }
+}
+
+/// The session `id` with its clients, ended or not.
+pub(super) async fn fetch(
+    conn: &mut PgConnection,
+    id: &SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let row: Option<SessionRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM sessions WHERE id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await
+    .map_err(db)?;
+    row.map(SessionRow::into_session).transpose()
+}
+
+/// Locks the rows of the sessions `ids` until the transaction ends, in id order (so two
+/// transactions locking overlapping sets cannot deadlock); returns the ids that exist.
+pub(super) async fn lock(conn: &mut PgConnection, ids: &[&str]) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar("SELECT id FROM sessions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+        .map_err(db)
+}
+
+/// Locks session `id` and reads it, refusing unknown (`NotFound`) and ended (`Ended`) ones.
+async fn locked_active(conn: &mut PgConnection, id: &SessionId) -> Result<Session, StoreError> {
+    if lock(conn, &[id.as_str()]).await?.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    let session = fetch(conn, id).await?.ok_or(StoreError::NotFound)?;
+    if session.is_ended() {
+        return Err(StoreError::Ended);
+    }
+    Ok(session)
+}
+
+/// The first of `wanted` that is not a registered client.
+async fn first_unknown_client<'a>(
+    conn: &mut PgConnection,
+    wanted: &[&'a ClientId],
+) -> Result<Option<&'a ClientId>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<&str> = wanted.iter().map(|c| c.as_str()).collect();
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT client_id FROM clients WHERE client_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(conn)
+            .await
+            .map_err(db)?;
+    let known: HashSet<&str> = known.iter().map(String::as_str).collect();
+    Ok(wanted.iter().find(|c| !known.contains(c.as_str())).copied())
+}
+
+/// Writes a new session row and its client list; false if the id exists (a concurrent
+/// create won).
+async fn insert_session(conn: &mut PgConnection, s: &Session) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, updated_at, authenticated_at, \
+         idle_expires_at, expires_at, last_interacted_at, device, metadata, ended_at, \
+         end_initiator) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(s.id.as_str())
+    .bind(s.user_id.as_str())
+    .bind(ms(s.created_at))
+    .bind(ms(s.updated_at))
+    .bind(s.authenticated_at.map(ms))
+    .bind(s.idle_expires_at.map(ms))
+    .bind(s.expires_at.map(ms))
+    .bind(s.last_interacted_at.map(ms))
+    .bind(to_json(&s.device)?)
+    .bind(to_json(&s.session_metadata)?)
+    .bind(s.ended_at.map(ms))
+    .bind(s.end_initiator.map(|i| i.as_str()))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let mut clients: Vec<&ClientId> = Vec::with_capacity(s.clients.len());
+    for c in &s.clients {
+        if !clients.contains(&&c.client_id) {
+            clients.push(&c.client_id);
+        }
+    }
+    insert_clients(conn, &s.id, &clients).await?;
+    Ok(true)
+}
+
+/// Appends clients to the end of a session's list in one statement; clients already listed
+/// are skipped.
+async fn insert_clients(
+    conn: &mut PgConnection,
+    id: &SessionId,
+    clients: &[&ClientId],
+) -> Result<(), StoreError> {
+    if clients.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = clients.iter().map(|c| c.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO session_clients (session_id, client_id, position) \
+         SELECT $1, c.client_id, CAST(c.ord - 1 + (SELECT COALESCE(MAX(position) + 1, 0) \
+         FROM session_clients WHERE session_id = $1) AS integer) \
+         FROM UNNEST($2::text[]) WITH ORDINALITY AS c (client_id, ord) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(&ids)
+    .execute(conn)
+    .await
+    .map_err(db)
+    .map(|_| ())
+}
