@@ -205,7 +205,9 @@ pub fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
 /// Checks an issuer: an absolute http(s) URL without query or fragment (OIDC Discovery §3).
 pub fn parse_issuer(raw: &str) -> Result<Issuer, ConfigError> {
     let url = url::Url::parse(raw).map_err(|e| invalid("issuer", e))?;
-    if !matches!(url.scheme(), "https" | "http") || url.query().is_some() || url.fragment().is_some()
+    if !matches!(url.scheme(), "https" | "http")
+        || url.query().is_some()
+        || url.fragment().is_some()
     {
         return Err(invalid(
             "issuer",
@@ -236,7 +238,10 @@ pub fn retry_policy(
 pub fn token_lifetime(secs: Option<u64>) -> Result<Duration, ConfigError> {
     let secs = secs.unwrap_or(DEFAULT_TOKEN_LIFETIME_SECS);
     if !(1..=DEFAULT_TOKEN_LIFETIME_SECS).contains(&secs) {
-        return Err(invalid("token_lifetime_seconds", "must be between 1 and 120"));
+        return Err(invalid(
+            "token_lifetime_seconds",
+            "must be between 1 and 120",
+        ));
     }
     Ok(Duration::from_secs(secs))
 }

@@ -67,7 +67,12 @@ pub async fn run(
         body_limit: settings.body_limit,
     });
     let dispatcher = tokio::spawn(dispatcher.run());
-    let reloader = tokio::spawn(reload_keys(keys, settings.keys_dir.clone(), clock, shutdown.clone()));
+    let reloader = tokio::spawn(reload_keys(
+        keys,
+        settings.keys_dir.clone(),
+        clock,
+        shutdown.clone(),
+    ));
     let router = api::router(state);
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -94,7 +99,9 @@ async fn reload_keys(
         match keys.reload(&dir, clock.now()) {
             Ok(true) => tracing::info!("signing keys reloaded"),
             Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set"),
+            Err(err) => {
+                tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set")
+            }
         }
     }
 }

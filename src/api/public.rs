@@ -10,7 +10,13 @@ use serde_json::json;
 /// `GET /.well-known/openid-configuration`: the back-channel logout discovery members.
 pub async fn discovery(State(state): State<Shared>) -> Response {
     let issuer = state.issuer.as_str();
-    let algs: Vec<&str> = state.keys.current().active_algs().iter().map(|a| a.as_str()).collect();
+    let algs: Vec<&str> = state
+        .keys
+        .current()
+        .active_algs()
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
     let body = json!({
         "issuer": issuer,
         "jwks_uri": format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),

@@ -149,7 +149,8 @@ impl ServeArgs {
             net,
             body_limit: positive(
                 "body_limit_bytes",
-                file.body_limit_bytes.unwrap_or(crate::api::DEFAULT_BODY_LIMIT),
+                file.body_limit_bytes
+                    .unwrap_or(crate::api::DEFAULT_BODY_LIMIT),
             )?,
             api_token,
             dev,
@@ -172,10 +173,10 @@ fn positive_u64(name: &'static str, value: Option<u64>, default: u64) -> Result<
 
 /// The API token: LOGOUTD_API_TOKEN, else the token file, else (with `--dev`) a new one.
 fn api_token(file: Option<PathBuf>, dev: bool) -> Result<(ApiToken, bool), ConfigError> {
-    if let Ok(token) = std::env::var("LOGOUTD_API_TOKEN") {
-        if !token.trim().is_empty() {
-            return Ok((ApiToken::new(token.trim()), false));
-        }
+    if let Ok(token) = std::env::var("LOGOUTD_API_TOKEN")
+        && !token.trim().is_empty()
+    {
+        return Ok((ApiToken::new(token.trim()), false));
     }
     if let Some(path) = file {
         let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
@@ -188,7 +189,11 @@ fn api_token(file: Option<PathBuf>, dev: bool) -> Result<(ApiToken, bool), Confi
         return Ok((ApiToken::new(text.trim()), false));
     }
     if dev {
-        let token = format!("{}{}", crate::ids::random_token(), crate::ids::random_token());
+        let token = format!(
+            "{}{}",
+            crate::ids::random_token(),
+            crate::ids::random_token()
+        );
         return Ok((ApiToken::new(token), true));
     }
     Err(ConfigError::NoApiToken)

@@ -25,10 +25,9 @@ pub fn mint(
         row.delivery.user_id.clone(),
         row.delivery.session_id.clone(),
     );
-    let mut builder =
-        LogoutTokenBuilder::new(&inner.issuer, &row.client.client_id, subject, now)
-            .lifetime(inner.token_lifetime)
-            .map_err(|e| e.to_string())?;
+    let mut builder = LogoutTokenBuilder::new(&inner.issuer, &row.client.client_id, subject, now)
+        .lifetime(inner.token_lifetime)
+        .map_err(|e| e.to_string())?;
     if row.client.includes_metadata() && !row.session_metadata.is_empty() {
         builder = builder.session_metadata(&row.session_metadata);
     }

@@ -186,7 +186,11 @@ impl Inner {
     /// Returns a claimed row unattempted, due at `due`.
     async fn hand_back(&self, row: &ClaimedDelivery, due: DateTime<Utc>) {
         let lease = [(row.delivery.id.clone(), row.lease.clone())];
-        if let Err(err) = self.outbox.release(&lease, crate::clock::to_millis(due)).await {
+        if let Err(err) = self
+            .outbox
+            .release(&lease, crate::clock::to_millis(due))
+            .await
+        {
             tracing::warn!(
                 delivery_id = %row.delivery.id,
                 error = %crate::api::error::chain(&err),

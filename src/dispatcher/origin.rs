@@ -95,7 +95,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(limits.acquire("o").await.is_none(), "queue of one is full");
-        assert!(limits.acquire("other").await.is_some(), "other origins unaffected");
+        assert!(
+            limits.acquire("other").await.is_some(),
+            "other origins unaffected"
+        );
         drop(held);
         assert!(waiter.await.unwrap());
     }

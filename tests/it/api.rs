@@ -25,7 +25,8 @@ async fn client(app: &TestApp, id: &str, extra: Value) -> Value {
 
 async fn session(app: &TestApp, id: &str, clients: &[&str], meta: Value) -> Value {
     let clients: Vec<Value> = clients.iter().map(|c| json!({ "client_id": c })).collect();
-    let body = json!({ "id": id, "user_id": "auth0|u1", "clients": clients, "session_metadata": meta });
+    let body =
+        json!({ "id": id, "user_id": "auth0|u1", "clients": clients, "session_metadata": meta });
     let (status, body) = app.call(Method::POST, "/api/v2/sessions", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body
@@ -69,7 +70,13 @@ async fn management_routes_require_the_bearer_token() {
 async fn discovery_and_jwks_are_public() {
     let app = TestApp::memory().await;
     let (status, _, body) = app
-        .raw(Method::GET, "/.well-known/openid-configuration", None, None, None)
+        .raw(
+            Method::GET,
+            "/.well-known/openid-configuration",
+            None,
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let doc: Value = serde_json::from_slice(&body).unwrap();
@@ -77,7 +84,10 @@ async fn discovery_and_jwks_are_public() {
     assert_eq!(doc["jwks_uri"], "https://idp.test/.well-known/jwks.json");
     assert_eq!(doc["backchannel_logout_supported"], true);
     assert_eq!(doc["backchannel_logout_session_supported"], true);
-    assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["ES256"]));
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        json!(["ES256"])
+    );
     let (status, _, body) = app
         .raw(Method::GET, "/.well-known/jwks.json", None, None, None)
         .await;
@@ -103,7 +113,10 @@ async fn client_registration_defaults_to_custom_mode_with_always_on_initiators()
         logout["backchannel_logout_initiators"]["selected_initiators"],
         json!(["rp-logout", "idp-logout"])
     );
-    assert_eq!(logout["backchannel_logout_session_metadata"]["include"], false);
+    assert_eq!(
+        logout["backchannel_logout_session_metadata"]["include"],
+        false
+    );
     assert_eq!(body["logout_token_typ"], "logout+jwt");
     assert_eq!(body["id_token_signed_response_alg"], "RS256");
     assert_eq!(get(&app, "/api/v2/clients/rp1").await, body);
@@ -133,11 +146,19 @@ async fn client_refusals_are_400_in_auth0_shape_and_store_nothing() {
         json!([1, 2]),
     ];
     for body in bad {
-        let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body.clone())).await;
+        let (status, reply) = app
+            .call(Method::POST, "/api/v2/clients", Some(body.clone()))
+            .await;
         assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
     }
     let (status, _, body) = app
-        .raw(Method::POST, "/api/v2/clients", Some(API_TOKEN), Some("application/json"), Some(b"{\"name\":".to_vec()))
+        .raw(
+            Method::POST,
+            "/api/v2/clients",
+            Some(API_TOKEN),
+            Some("application/json"),
+            Some(b"{\"name\":".to_vec()),
+        )
         .await;
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
@@ -149,7 +170,13 @@ async fn oversized_bodies_are_413_in_auth0_shape() {
     let app = TestApp::memory().await;
     let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(70 * 1024));
     let (status, _, body) = app
-        .raw(Method::POST, "/api/v2/clients", Some(API_TOKEN), Some("application/json"), Some(huge.into_bytes()))
+        .raw(
+            Method::POST,
+            "/api/v2/clients",
+            Some(API_TOKEN),
+            Some("application/json"),
+            Some(huge.into_bytes()),
+        )
         .await;
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_auth0_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
@@ -162,17 +189,34 @@ async fn client_update_pause_resume_and_delete() {
     client(&app, "rp1", json!({})).await;
     let patch = json!({ "oidc_logout": { "backchannel_logout_session_metadata": { "include": true } },
         "logout_token_typ": "JWT" });
-    let (status, body) = app.call(Method::PATCH, "/api/v2/clients/rp1", Some(patch)).await;
+    let (status, body) = app
+        .call(Method::PATCH, "/api/v2/clients/rp1", Some(patch))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["oidc_logout"]["backchannel_logout_session_metadata"]["include"], true);
-    assert_eq!(body["oidc_logout"]["backchannel_logout_urls"], json!([RP_URL]), "URL kept");
+    assert_eq!(
+        body["oidc_logout"]["backchannel_logout_session_metadata"]["include"],
+        true
+    );
+    assert_eq!(
+        body["oidc_logout"]["backchannel_logout_urls"],
+        json!([RP_URL]),
+        "URL kept"
+    );
     assert_eq!(body["logout_token_typ"], "JWT");
-    let (status, body) = app.call(Method::POST, "/api/v2/clients/rp1/pause", None).await;
+    let (status, body) = app
+        .call(Method::POST, "/api/v2/clients/rp1/pause", None)
+        .await;
     assert_eq!((status, &body["paused"]), (StatusCode::OK, &json!(true)));
-    let (status, body) = app.call(Method::POST, "/api/v2/clients/rp1/resume", None).await;
+    let (status, body) = app
+        .call(Method::POST, "/api/v2/clients/rp1/resume", None)
+        .await;
     assert_eq!((status, &body["paused"]), (StatusCode::OK, &json!(false)));
     let (status, body) = app
-        .call(Method::PATCH, "/api/v2/clients/rp1", Some(json!({ "client_id": "other" })))
+        .call(
+            Method::PATCH,
+            "/api/v2/clients/rp1",
+            Some(json!({ "client_id": "other" })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
     let (status, _) = app.call(Method::DELETE, "/api/v2/clients/rp1", None).await;
@@ -187,7 +231,11 @@ async fn client_update_pause_resume_and_delete() {
     }
     client(&app, "dup", json!({})).await;
     let (status, body) = app
-        .call(Method::POST, "/api/v2/clients", Some(json!({ "client_id": "dup", "name": "again" })))
+        .call(
+            Method::POST,
+            "/api/v2/clients",
+            Some(json!({ "client_id": "dup", "name": "again" })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::CONFLICT);
 }
@@ -201,7 +249,9 @@ async fn session_round_trip_uses_auth0_field_names() {
         "clients": [{ "client_id": "rp1" }],
         "session_metadata": { "tenant": "acme", "日本": "x" },
     });
-    let (status, reply) = app.call(Method::POST, "/api/v2/sessions", Some(body.clone())).await;
+    let (status, reply) = app
+        .call(Method::POST, "/api/v2/sessions", Some(body.clone()))
+        .await;
     assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
     let mut ok = body;
     ok["session_metadata"] = json!({ "tenant": "日本" });
@@ -212,8 +262,17 @@ async fn session_round_trip_uses_auth0_field_names() {
     let id = created["id"].as_str().unwrap();
     assert!(id.len() >= 22, "generated ids carry 128 bits");
     for field in [
-        "id", "user_id", "created_at", "updated_at", "authenticated_at", "idle_expires_at",
-        "expires_at", "last_interacted_at", "device", "clients", "session_metadata",
+        "id",
+        "user_id",
+        "created_at",
+        "updated_at",
+        "authenticated_at",
+        "idle_expires_at",
+        "expires_at",
+        "last_interacted_at",
+        "device",
+        "clients",
+        "session_metadata",
     ] {
         assert!(created.get(field).is_some(), "missing {field}: {created}");
     }
@@ -227,7 +286,8 @@ async fn metadata_rules_refuse_with_400_and_change_nothing() {
     let app = TestApp::memory().await;
     client(&app, "rp1", json!({})).await;
     let before = session(&app, "s1", &["rp1"], json!({ "a": "1" })).await;
-    let many: serde_json::Map<String, Value> = (0..26).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let many: serde_json::Map<String, Value> =
+        (0..26).map(|i| (format!("k{i}"), json!("v"))).collect();
     let bad_replacements = [
         Value::Object(many),
         json!({ "bad key": "v" }),
@@ -243,27 +303,51 @@ async fn metadata_rules_refuse_with_400_and_change_nothing() {
     ];
     for meta in bad_replacements {
         let (status, body) = app
-            .call(Method::PATCH, "/api/v2/sessions/s1", Some(json!({ "session_metadata": meta })))
+            .call(
+                Method::PATCH,
+                "/api/v2/sessions/s1",
+                Some(json!({ "session_metadata": meta })),
+            )
             .await;
         assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
     }
     let (status, body) = app
-        .call(Method::PUT, "/api/v2/sessions/s1/metadata/k", Some(json!({ "value": 7 })))
+        .call(
+            Method::PUT,
+            "/api/v2/sessions/s1/metadata/k",
+            Some(json!({ "value": 7 })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
     let (status, body) = app
-        .call(Method::PUT, "/api/v2/sessions/s1/metadata/k", Some(json!({ "value": "x".repeat(256) })))
+        .call(
+            Method::PUT,
+            "/api/v2/sessions/s1/metadata/k",
+            Some(json!({ "value": "x".repeat(256) })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
     let (status, body) = app
-        .call(Method::PUT, "/api/v2/sessions/s1/metadata/bad%20key", Some(json!({ "value": "v" })))
+        .call(
+            Method::PUT,
+            "/api/v2/sessions/s1/metadata/bad%20key",
+            Some(json!({ "value": "v" })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
     let (status, body) = app
-        .call(Method::PATCH, "/api/v2/sessions/s1", Some(json!({ "user_id": "other" })))
+        .call(
+            Method::PATCH,
+            "/api/v2/sessions/s1",
+            Some(json!({ "user_id": "other" })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
-    assert_eq!(get(&app, "/api/v2/sessions/s1").await, before, "refusals changed nothing");
+    assert_eq!(
+        get(&app, "/api/v2/sessions/s1").await,
+        before,
+        "refusals changed nothing"
+    );
 }
 
 #[tokio::test]
@@ -271,27 +355,61 @@ async fn metadata_operations_set_delete_replace_and_evict() {
     let app = TestApp::memory().await;
     session(&app, "s1", &[], json!({ "a": "1" })).await;
     let (status, body) = app
-        .call(Method::PUT, "/api/v2/sessions/s1/metadata/b", Some(json!({ "value": "2" })))
+        .call(
+            Method::PUT,
+            "/api/v2/sessions/s1/metadata/b",
+            Some(json!({ "value": "2" })),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["session_metadata"], json!({ "a": "1", "b": "2" }));
-    let (_, body) = app.call(Method::DELETE, "/api/v2/sessions/s1/metadata/a", None).await;
+    let (_, body) = app
+        .call(Method::DELETE, "/api/v2/sessions/s1/metadata/a", None)
+        .await;
     assert_eq!(body["session_metadata"], json!({ "b": "2" }));
     let (_, body) = app
-        .call(Method::PATCH, "/api/v2/sessions/s1", Some(json!({ "session_metadata": { "c": "3" } })))
+        .call(
+            Method::PATCH,
+            "/api/v2/sessions/s1",
+            Some(json!({ "session_metadata": { "c": "3" } })),
+        )
         .await;
     assert_eq!(body["session_metadata"], json!({ "c": "3" }));
     let (_, body) = app
-        .call(Method::PATCH, "/api/v2/sessions/s1", Some(json!({ "session_metadata": null })))
+        .call(
+            Method::PATCH,
+            "/api/v2/sessions/s1",
+            Some(json!({ "session_metadata": null })),
+        )
         .await;
     assert_eq!(body["session_metadata"], json!({}));
-    app.call(Method::PUT, "/api/v2/sessions/s1/metadata/d", Some(json!({ "value": "4" }))).await;
-    let (status, body) = app.call(Method::DELETE, "/api/v2/sessions/s1/metadata", None).await;
-    assert_eq!((status, &body["session_metadata"]), (StatusCode::OK, &json!({})));
-    let full: serde_json::Map<String, Value> = (0..25).map(|i| (format!("k{i}"), json!("v"))).collect();
-    app.call(Method::PATCH, "/api/v2/sessions/s1", Some(json!({ "session_metadata": full }))).await;
+    app.call(
+        Method::PUT,
+        "/api/v2/sessions/s1/metadata/d",
+        Some(json!({ "value": "4" })),
+    )
+    .await;
     let (status, body) = app
-        .call(Method::PUT, "/api/v2/sessions/s1/metadata/extra", Some(json!({ "value": "v" })))
+        .call(Method::DELETE, "/api/v2/sessions/s1/metadata", None)
+        .await;
+    assert_eq!(
+        (status, &body["session_metadata"]),
+        (StatusCode::OK, &json!({}))
+    );
+    let full: serde_json::Map<String, Value> =
+        (0..25).map(|i| (format!("k{i}"), json!("v"))).collect();
+    app.call(
+        Method::PATCH,
+        "/api/v2/sessions/s1",
+        Some(json!({ "session_metadata": full })),
+    )
+    .await;
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            "/api/v2/sessions/s1/metadata/extra",
+            Some(json!({ "value": "v" })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
 }
@@ -306,7 +424,11 @@ async fn unknown_client_in_a_session_is_400_and_nothing_is_stored() {
     assert_auth0_error(status, &reply, StatusCode::NOT_FOUND);
     session(&app, "s2", &[], json!({})).await;
     let (status, reply) = app
-        .call(Method::POST, "/api/v2/sessions/s2/clients", Some(json!({ "client_id": "ghost" })))
+        .call(
+            Method::POST,
+            "/api/v2/sessions/s2/clients",
+            Some(json!({ "client_id": "ghost" })),
+        )
         .await;
     assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
     assert_eq!(get(&app, "/api/v2/sessions/s2").await["clients"], json!([]));
@@ -320,12 +442,19 @@ async fn clients_join_sessions_once() {
     session(&app, "s1", &["rp1"], json!({})).await;
     for id in ["rp2", "rp2", "rp1"] {
         let (status, _) = app
-            .call(Method::POST, "/api/v2/sessions/s1/clients", Some(json!({ "client_id": id })))
+            .call(
+                Method::POST,
+                "/api/v2/sessions/s1/clients",
+                Some(json!({ "client_id": id })),
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
     }
     let body = get(&app, "/api/v2/sessions/s1").await;
-    assert_eq!(body["clients"], json!([{ "client_id": "rp1" }, { "client_id": "rp2" }]));
+    assert_eq!(
+        body["clients"],
+        json!([{ "client_id": "rp1" }, { "client_id": "rp2" }])
+    );
 }
 
 #[tokio::test]
@@ -337,11 +466,19 @@ async fn user_sessions_are_listed_with_cursor_paging() {
     let first = get(&app, "/api/v2/users/auth0%7Cu1/sessions?take=2").await;
     assert_eq!(first["sessions"].as_array().unwrap().len(), 2);
     let next = first["next"].as_str().unwrap();
-    let second = get(&app, &format!("/api/v2/users/auth0%7Cu1/sessions?take=2&from={next}")).await;
+    let second = get(
+        &app,
+        &format!("/api/v2/users/auth0%7Cu1/sessions?take=2&from={next}"),
+    )
+    .await;
     assert_eq!(second["sessions"][0]["id"], "s2");
     for bad in ["take=0", "take=1000", "take=x", "bogus=1"] {
         let (status, body) = app
-            .call(Method::GET, &format!("/api/v2/users/u/sessions?{bad}"), None)
+            .call(
+                Method::GET,
+                &format!("/api/v2/users/u/sessions?{bad}"),
+                None,
+            )
             .await;
         assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
     }
@@ -358,20 +495,40 @@ async fn ending_sessions_answers_202_and_is_idempotent() {
     assert_eq!(body["deliveries"], 0, "custom mode skips session-revoked");
     let ended = get(&app, "/api/v2/sessions/s1").await;
     assert!(ended["ended_at"].is_string());
-    let (status, body) = app.call(Method::POST, "/api/v2/sessions/s1/revoke", None).await;
-    assert_eq!((status, &body["deliveries"]), (StatusCode::ACCEPTED, &json!(0)));
     let (status, body) = app
-        .call(Method::POST, "/api/v2/logout-events", Some(json!({ "session_id": "s2", "initiator": "rp-logout" })))
+        .call(Method::POST, "/api/v2/sessions/s1/revoke", None)
+        .await;
+    assert_eq!(
+        (status, &body["deliveries"]),
+        (StatusCode::ACCEPTED, &json!(0))
+    );
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v2/logout-events",
+            Some(json!({ "session_id": "s2", "initiator": "rp-logout" })),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body["deliveries"], 1);
     assert!(body["event_id"].is_string());
     let (status, body) = app
-        .call(Method::POST, "/api/v2/logout-events", Some(json!({ "session_id": "s2", "initiator": "rp-logout" })))
+        .call(
+            Method::POST,
+            "/api/v2/logout-events",
+            Some(json!({ "session_id": "s2", "initiator": "rp-logout" })),
+        )
         .await;
-    assert_eq!((status, &body["deliveries"]), (StatusCode::ACCEPTED, &json!(0)));
+    assert_eq!(
+        (status, &body["deliveries"]),
+        (StatusCode::ACCEPTED, &json!(0))
+    );
     let (status, body) = app
-        .call(Method::PATCH, "/api/v2/sessions/s2", Some(json!({ "session_metadata": {} })))
+        .call(
+            Method::PATCH,
+            "/api/v2/sessions/s2",
+            Some(json!({ "session_metadata": {} })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::CONFLICT);
     let list = get(&app, "/api/v2/logout-deliveries?session_id=s2").await;
@@ -389,7 +546,11 @@ async fn ending_unknown_sessions_is_404_and_bad_events_are_400() {
         assert_auth0_error(status, &body, StatusCode::NOT_FOUND);
     }
     let (status, body) = app
-        .call(Method::POST, "/api/v2/logout-events", Some(json!({ "session_id": "nope", "initiator": "idp-logout" })))
+        .call(
+            Method::POST,
+            "/api/v2/logout-events",
+            Some(json!({ "session_id": "nope", "initiator": "idp-logout" })),
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::NOT_FOUND);
     for event in [
@@ -398,21 +559,38 @@ async fn ending_unknown_sessions_is_404_and_bad_events_are_400() {
         json!({ "session_id": "a", "initiator": "lunch" }),
         json!({ "session_id": "a" }),
     ] {
-        let (status, body) = app.call(Method::POST, "/api/v2/logout-events", Some(event)).await;
+        let (status, body) = app
+            .call(Method::POST, "/api/v2/logout-events", Some(event))
+            .await;
         assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
     }
-    let (status, body) = app.call(Method::DELETE, "/api/v2/users/nobody/sessions", None).await;
-    assert_eq!((status, &body["deliveries"]), (StatusCode::ACCEPTED, &json!(0)));
+    let (status, body) = app
+        .call(Method::DELETE, "/api/v2/users/nobody/sessions", None)
+        .await;
+    assert_eq!(
+        (status, &body["deliveries"]),
+        (StatusCode::ACCEPTED, &json!(0))
+    );
 }
 
 #[tokio::test]
 async fn delivery_status_routes() {
     let app = TestApp::memory().await;
-    client(&app, "rp1", json!({ "oidc_logout": { "backchannel_logout_urls": [RP_URL],
-        "backchannel_logout_initiators": { "mode": "all" } } })).await;
+    client(
+        &app,
+        "rp1",
+        json!({ "oidc_logout": { "backchannel_logout_urls": [RP_URL],
+        "backchannel_logout_initiators": { "mode": "all" } } }),
+    )
+    .await;
     session(&app, "s1", &["rp1"], json!({})).await;
-    app.call(Method::DELETE, "/api/v2/users/auth0%7Cu1/sessions", None).await;
-    let list = get(&app, "/api/v2/logout-deliveries?state=pending&client_id=rp1").await;
+    app.call(Method::DELETE, "/api/v2/users/auth0%7Cu1/sessions", None)
+        .await;
+    let list = get(
+        &app,
+        "/api/v2/logout-deliveries?state=pending&client_id=rp1",
+    )
+    .await;
     let delivery = &list["deliveries"][0];
     assert_eq!(delivery["initiator"], "session-revoked");
     assert_eq!(delivery["state"], "pending");
@@ -421,17 +599,28 @@ async fn delivery_status_routes() {
     let detail = get(&app, &format!("/api/v2/logout-deliveries/{id}")).await;
     assert_eq!(detail["attempt_history"], json!([]));
     let (status, body) = app
-        .call(Method::POST, &format!("/api/v2/logout-deliveries/{id}/retry"), None)
+        .call(
+            Method::POST,
+            &format!("/api/v2/logout-deliveries/{id}/retry"),
+            None,
+        )
         .await;
     assert_auth0_error(status, &body, StatusCode::CONFLICT);
-    let (status, body) = app.call(Method::GET, "/api/v2/logout-deliveries/nope", None).await;
+    let (status, body) = app
+        .call(Method::GET, "/api/v2/logout-deliveries/nope", None)
+        .await;
     assert_auth0_error(status, &body, StatusCode::NOT_FOUND);
-    let (status, body) = app.call(Method::GET, "/api/v2/logout-deliveries?state=lost", None).await;
+    let (status, body) = app
+        .call(Method::GET, "/api/v2/logout-deliveries?state=lost", None)
+        .await;
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
     let (status, _) = app.call(Method::DELETE, "/api/v2/clients/rp1", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let detail = get(&app, &format!("/api/v2/logout-deliveries/{id}")).await;
-    assert_eq!(detail["state"], "cancelled", "deleting the client cancels its rows");
+    assert_eq!(
+        detail["state"], "cancelled",
+        "deleting the client cancels its rows"
+    );
 }
 
 #[tokio::test]
@@ -442,7 +631,13 @@ async fn unknown_routes_and_methods_answer_in_auth0_shape() {
     let (status, body) = app.call(Method::PUT, "/api/v2/clients", None).await;
     assert_auth0_error(status, &body, StatusCode::METHOD_NOT_ALLOWED);
     let (status, _, body) = app
-        .raw(Method::POST, "/api/v2/clients", Some(API_TOKEN), Some("text/plain"), Some(b"{}".to_vec()))
+        .raw(
+            Method::POST,
+            "/api/v2/clients",
+            Some(API_TOKEN),
+            Some("text/plain"),
+            Some(b"{}".to_vec()),
+        )
         .await;
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);

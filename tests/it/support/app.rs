@@ -66,15 +66,27 @@ impl TestApp {
     }
 
     /// Sends a request with the API token and an optional JSON body.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
         let (status, _, body) = self
-            .raw(method, path, Some(API_TOKEN), Some("application/json"), bytes)
+            .raw(
+                method,
+                path,
+                Some(API_TOKEN),
+                Some("application/json"),
+                bytes,
+            )
             .await;
         let value = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()))
+            serde_json::from_slice(&body)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()))
         };
         (status, value)
     }
@@ -94,11 +106,15 @@ impl TestApp {
         if let Some(kind) = content_type {
             req = req.header(header::CONTENT_TYPE, kind);
         }
-        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+        let req = req
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .unwrap();
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
-        let body = axum::body::to_bytes(res.into_body(), 16 * 1024 * 1024).await.unwrap();
+        let body = axum::body::to_bytes(res.into_body(), 16 * 1024 * 1024)
+            .await
+            .unwrap();
         (status, headers, body)
     }
 }
