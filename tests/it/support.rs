@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod delivery;
 pub mod recording_rp;
 
 use base64::Engine as _;

@@ -4,11 +4,10 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use chrono::{TimeZone, Utc};
-use logoutd::alg::SigningAlg;
 use logoutd::api::{self, AppState};
 use logoutd::clock::ManualClock;
 use logoutd::ids::Issuer;
-use logoutd::keys::{KeyRing, KeySet, SigningKey};
+use logoutd::keys::KeyRing;
 use logoutd::metrics::Metrics;
 use logoutd::net_policy::NetPolicy;
 use logoutd::store::Stores;
@@ -19,10 +18,9 @@ use tower::ServiceExt as _;
 pub const API_TOKEN: &str = "test-api-token-0123456789";
 pub const ISSUER: &str = "https://idp.test";
 
-/// A key ring with one fresh ES256 key (fast to generate).
+/// A key ring with the four fixture keys active.
 pub fn test_keys() -> Arc<KeyRing> {
-    let key = SigningKey::generate(SigningAlg::ES256, None).unwrap();
-    Arc::new(KeyRing::from_set(KeySet::from_keys(vec![key])))
+    Arc::new(KeyRing::from_set(super::fixture_keys()))
 }
 
 pub struct TestApp {
@@ -43,7 +41,11 @@ impl TestApp {
 
     /// The router over `stores`; `insecure` allows http loopback RP URLs.
     pub fn over(stores: Stores, insecure: bool) -> Self {
-        let clock = Arc::new(ManualClock::new(start_time()));
+        Self::with_clock(stores, insecure, Arc::new(ManualClock::new(start_time())))
+    }
+
+    /// The router over `stores` with a given clock.
+    pub fn with_clock(stores: Stores, insecure: bool, clock: Arc<ManualClock>) -> Self {
         let keys = test_keys();
         let state = Arc::new(AppState {
             stores: stores.clone(),

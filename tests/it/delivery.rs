@@ -1,0 +1,395 @@
+//! Durable back-channel delivery end to end, in process: the API ends sessions, the
+//! dispatcher claims, mints, POSTs to a real loopback receiver, classifies and records.
+
+use crate::support::app::ISSUER;
+use crate::support::delivery::{Harness, NowUtc};
+use crate::support::recording_rp::{RecordedRequest, RecordingRp, Reply};
+use logoutd::ids::{ClientId, Issuer};
+use logoutd::verify::{TypPolicy, VerifiedToken, VerifyOptions, verify};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Verifies the token of a recorded request as an RP for `client` would (spec §2.6).
+fn verified(h: &Harness, req: &RecordedRequest, client: &str, typ: TypPolicy) -> VerifiedToken {
+    assert_eq!(req.method, "POST");
+    assert_eq!(
+        req.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    let form = req.form();
+    assert_eq!(form.len(), 1, "only logout_token is sent: {form:?}");
+    let token = req.form_param("logout_token").unwrap();
+    let mut opts = VerifyOptions::new(Issuer::new(ISSUER), ClientId::new(client));
+    opts.accept_typ = typ;
+    let jwks = h.app.keys.current().jwks(h.clock.now_utc());
+    verify(&token, &jwks, &opts, h.clock.now_utc()).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// The `aud` of a request's token, read without verification, to pick the verifier.
+fn peek_aud(req: &RecordedRequest) -> String {
+    use base64::Engine as _;
+    let token = req.form_param("logout_token").unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&bytes).unwrap();
+    claims["aud"].as_str().unwrap().to_owned()
+}
+
+async fn one_delivery(h: &Harness, session: &str) -> Value {
+    let rows = h.deliveries(&format!("session_id={session}")).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows[0].clone()
+}
+
+#[tokio::test]
+async fn delivered_token_is_spec_exact_and_keeps_the_query_string() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    h.client("rp1", rp.url("/bc?tenant=a").as_str(), json!({}))
+        .await;
+    h.session("s1", "u1", &["rp1"], json!({ "k": "v" })).await;
+    assert_eq!(h.end(json!({ "session_id": "s1" }), "rp-logout").await, 1);
+    h.outbox.wait_recorded(1).await;
+    let reqs = rp.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].path, "/bc");
+    assert_eq!(reqs[0].query.as_deref(), Some("tenant=a"));
+    let token = verified(&h, &reqs[0], "rp1", TypPolicy::STRICT);
+    assert_eq!(token.header["typ"], "logout+jwt");
+    assert_eq!(token.header["alg"], "ES256");
+    let claims = &token.claims;
+    assert_eq!(claims["sub"], "u1");
+    assert_eq!(claims["sid"], "s1");
+    assert_eq!(claims["aud"], "rp1");
+    assert_eq!(claims["events"], json!({ EVENT: {} }));
+    assert!(claims.get("nonce").is_none());
+    assert!(
+        claims.get("session_metadata").is_none(),
+        "client did not opt in"
+    );
+    let exp = claims["exp"].as_i64().unwrap();
+    let iat = claims["iat"].as_i64().unwrap();
+    assert!(exp > iat && exp - iat <= 120);
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(row["state"], "delivered");
+    assert_eq!(row["attempts"], 1);
+    assert_eq!(row["last_status"], 200);
+    let detail = h.detail(row["id"].as_str().unwrap()).await;
+    assert_eq!(detail["attempt_history"][0]["jti"], claims["jti"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn retries_503_with_a_fresh_jti_each_attempt() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    rp.fail_first(2, Reply::status(503));
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["rp1"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "idp-logout").await;
+    for n in 1..=2 {
+        h.outbox.wait_recorded(n).await;
+        let row = one_delivery(&h, "s1").await;
+        assert_eq!(row["state"], "pending");
+        assert_eq!(row["last_status"], 503);
+        h.advance_to(&row);
+    }
+    h.outbox.wait_recorded(3).await;
+    let reqs = rp.requests();
+    assert_eq!(reqs.len(), 3);
+    let jtis: HashSet<String> = reqs
+        .iter()
+        .map(|r| verified(&h, r, "rp1", TypPolicy::STRICT).jti.into_inner())
+        .collect();
+    assert_eq!(jtis.len(), 3, "every attempt mints a new token");
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(
+        (row["state"].as_str(), row["attempts"].as_u64()),
+        (Some("delivered"), Some(3))
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_request_is_one_attempt_and_failed_with_the_rp_error() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::invalid_request("signature check failed")).await;
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["rp1"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(row["state"], "failed");
+    assert_eq!(row["attempts"], 1);
+    assert_eq!(row["last_status"], 400);
+    let detail = h.detail(row["id"].as_str().unwrap()).await;
+    let error = detail["attempt_history"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("invalid_request") && error.contains("signature check failed"),
+        "{error}"
+    );
+    assert_eq!(rp.requests().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn failed_delivery_can_be_redriven() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    rp.fail_first(1, Reply::status(404));
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["rp1"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(row["state"], "failed");
+    let id = row["id"].as_str().unwrap();
+    let (status, _) = h
+        .app
+        .call(
+            axum::http::Method::POST,
+            &format!("/api/v2/logout-deliveries/{id}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED);
+    h.outbox.wait_recorded(2).await;
+    assert_eq!(one_delivery(&h, "s1").await["state"], "delivered");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_connection_and_timeout_are_retried() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    rp.script([Reply::drop_connection(), Reply::never()]);
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["rp1"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(row["state"], "pending", "dropped connection is retried");
+    assert!(row["last_status"].is_null());
+    h.advance_to(&row);
+    h.outbox.wait_recorded(2).await;
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(row["state"], "pending", "timeout is retried");
+    assert_eq!(row["last_error"], "timeout");
+    h.advance_to(&row);
+    h.outbox.wait_recorded(3).await;
+    assert_eq!(one_delivery(&h, "s1").await["state"], "delivered");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_requests_respects_retry_after() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    rp.fail_first(1, Reply::status(429).header("Retry-After", "120"));
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["rp1"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    let row = one_delivery(&h, "s1").await;
+    let due: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(row["next_attempt_at"].clone()).unwrap();
+    assert!(
+        due - h.clock.now_utc() >= chrono::Duration::seconds(119),
+        "due {due}"
+    );
+    assert_eq!(row["last_status"], 429);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn redirect_is_not_followed_and_fails() {
+    let h = Harness::memory().await;
+    let target = RecordingRp::start(Reply::ok()).await;
+    let rp = RecordingRp::start(Reply::redirect(307, target.url("/elsewhere").as_str())).await;
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["rp1"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(
+        (row["state"].as_str(), row["last_status"].as_u64()),
+        (Some("failed"), Some(307))
+    );
+    assert!(
+        target.requests().is_empty(),
+        "the redirect target received nothing"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn custom_client_skips_password_changed_but_always_gets_rp_logout() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    let url = rp.url("/bc");
+    h.client("custom", url.as_str(), json!({})).await;
+    h.client("picky", url.as_str(), json!({ "oidc_logout": { "backchannel_logout_urls": [url.as_str()],
+        "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": ["password-changed"] } } })).await;
+    h.client(
+        "everything",
+        url.as_str(),
+        json!({ "oidc_logout": { "backchannel_logout_urls": [url.as_str()],
+        "backchannel_logout_initiators": { "mode": "all" } } }),
+    )
+    .await;
+    h.session("s1", "u1", &["custom", "picky", "everything"], json!({}))
+        .await;
+    h.session("s2", "u1", &["custom", "picky", "everything"], json!({}))
+        .await;
+    assert_eq!(
+        h.end(json!({ "session_id": "s1" }), "password-changed")
+            .await,
+        2
+    );
+    assert_eq!(h.end(json!({ "session_id": "s2" }), "rp-logout").await, 3);
+    h.outbox.wait_recorded(5).await;
+    let s1: HashSet<String> = h
+        .deliveries("session_id=s1")
+        .await
+        .iter()
+        .map(|d| d["client_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        s1,
+        HashSet::from(["picky".to_owned(), "everything".to_owned()])
+    );
+    assert_eq!(rp.requests().len(), 5);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn session_metadata_is_sent_only_to_clients_that_opted_in() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    let url = rp.url("/bc");
+    h.client(
+        "in",
+        url.as_str(),
+        json!({ "oidc_logout": { "backchannel_logout_urls": [url.as_str()],
+        "backchannel_logout_session_metadata": { "include": true } }, "logout_token_typ": "JWT" }),
+    )
+    .await;
+    h.client("out", url.as_str(), json!({})).await;
+    h.session(
+        "s1",
+        "u1",
+        &["in", "out"],
+        json!({ "tenant": "acme", "lang": "日本語" }),
+    )
+    .await;
+    h.session("s2", "u1", &["in"], json!({})).await;
+    h.end(json!({ "user_id": "u1" }), "rp-logout").await;
+    h.outbox.wait_recorded(3).await;
+    let jwt = TypPolicy {
+        accept_jwt: true,
+        allow_untyped: false,
+    };
+    let mut seen = 0;
+    for req in rp.requests() {
+        if peek_aud(&req) != "in" {
+            let t = verified(&h, &req, "out", jwt);
+            assert!(t.claims.get("session_metadata").is_none());
+            continue;
+        }
+        let t = verified(&h, &req, "in", jwt);
+        assert_eq!(t.header["typ"], "JWT");
+        match t.claims["sid"].as_str() {
+            Some("s1") => {
+                assert_eq!(
+                    t.claims["session_metadata"],
+                    json!({ "tenant": "acme", "lang": "日本語" })
+                );
+                seen += 1;
+            }
+            _ => assert!(
+                t.claims.get("session_metadata").is_none(),
+                "empty metadata is omitted"
+            ),
+        }
+    }
+    assert_eq!(seen, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn user_wide_end_delivers_one_token_per_session_and_repeats_add_nothing() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    for s in ["a", "b", "c"] {
+        h.session(s, "u1", &["rp1"], json!({})).await;
+    }
+    h.session("other", "u2", &["rp1"], json!({})).await;
+    assert_eq!(h.end(json!({ "user_id": "u1" }), "idp-logout").await, 3);
+    assert_eq!(h.end(json!({ "user_id": "u1" }), "idp-logout").await, 0);
+    assert_eq!(h.end(json!({ "session_id": "a" }), "idp-logout").await, 0);
+    h.outbox.wait_recorded(3).await;
+    let sids: HashSet<String> = rp
+        .requests()
+        .iter()
+        .map(|r| {
+            verified(&h, r, "rp1", TypPolicy::STRICT).claims["sid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(sids, HashSet::from(["a".into(), "b".into(), "c".into()]));
+    assert_eq!(rp.requests().len(), 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_client_cancels_its_pending_deliveries() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    rp.fail_first(1, Reply::status(503));
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["rp1"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(row["state"], "pending");
+    let (status, _) = h
+        .app
+        .call(axum::http::Method::DELETE, "/api/v2/clients/rp1", None)
+        .await;
+    assert_eq!(status, axum::http::StatusCode::NO_CONTENT);
+    h.advance_to(&row);
+    assert_eq!(one_delivery(&h, "s1").await["state"], "cancelled");
+    h.stop().await;
+    assert_eq!(rp.requests().len(), 1, "nothing is sent after cancellation");
+}
+
+#[tokio::test]
+async fn paused_client_holds_rows_until_resumed() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    h.client("rp1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["rp1"], json!({})).await;
+    let (status, _) = h
+        .app
+        .call(axum::http::Method::POST, "/api/v2/clients/rp1/pause", None)
+        .await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    let claimed = h.outbox.claim_due_probe().await;
+    assert_eq!(claimed, 0, "a paused client's rows are not claimable");
+    assert_eq!(one_delivery(&h, "s1").await["state"], "pending");
+    h.app
+        .call(axum::http::Method::POST, "/api/v2/clients/rp1/resume", None)
+        .await;
+    h.outbox.wait_recorded(1).await;
+    assert_eq!(one_delivery(&h, "s1").await["state"], "delivered");
+    assert_eq!(rp.requests().len(), 1);
+    h.stop().await;
+}

@@ -1,0 +1,282 @@
+//! `Harness`: the API and a running dispatcher over one store, with a manual clock and an
+//! outbox wrapper that signals every recorded result, so tests wait on events, not time.
+
+use super::app::{ISSUER, TestApp, start_time};
+use async_trait::async_trait;
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Duration, Utc};
+use logoutd::clock::ManualClock;
+use logoutd::config::DispatchSettings;
+use logoutd::dispatcher::{Dispatcher, DispatcherParts};
+use logoutd::ids::{DeliveryId, Issuer, LeaseId};
+use logoutd::metrics::Metrics;
+use logoutd::net_policy::NetPolicy;
+use logoutd::outbox::{
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, Outbox, Redrive,
+};
+use logoutd::sender::{Sender, SenderConfig};
+use logoutd::store::{Page, StoreError, Stores};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Longest a test waits for an event before failing.
+pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Delegates to a real outbox and counts recorded results.
+pub struct ObservedOutbox {
+    inner: Arc<dyn Outbox>,
+    recorded: AtomicUsize,
+    changed: Notify,
+}
+
+impl ObservedOutbox {
+    /// Waits until at least `n` results have been recorded in total.
+    pub async fn wait_recorded(&self, n: usize) {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.recorded.load(Ordering::Acquire) >= n {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} results recorded"));
+    }
+
+    pub fn recorded(&self) -> usize {
+        self.recorded.load(Ordering::Acquire)
+    }
+
+    /// How many rows are claimable right now (claims them with a zero lease, so they are due
+    /// again at once).
+    pub async fn claim_due_probe(&self) -> usize {
+        let far = chrono::Utc::now() + Duration::days(3650);
+        let rows = self
+            .inner
+            .claim_due(far, Duration::zero(), 1000)
+            .await
+            .unwrap();
+        let leases: Vec<_> = rows
+            .iter()
+            .map(|r| (r.delivery.id.clone(), r.lease.clone()))
+            .collect();
+        self.inner
+            .release(&leases, super::app::start_time())
+            .await
+            .unwrap();
+        rows.len()
+    }
+}
+
+#[async_trait]
+impl Outbox for ObservedOutbox {
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.inner.claim_due(now, lease, limit).await
+    }
+    async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
+        let applied = self.inner.record(results).await?;
+        self.recorded.fetch_add(results.len(), Ordering::AcqRel);
+        self.changed.notify_waiters();
+        Ok(applied)
+    }
+    async fn release(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner.release(leases, now).await
+    }
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_due_at().await
+    }
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError> {
+        self.inner.list_deliveries(filter, from, take).await
+    }
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
+        self.inner.get_delivery(id).await
+    }
+    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
+        self.inner.redrive(id, now).await
+    }
+    fn wakeup(&self) -> Arc<Notify> {
+        self.inner.wakeup()
+    }
+}
+
+/// The API plus a running dispatcher.
+pub struct Harness {
+    pub app: TestApp,
+    pub outbox: Arc<ObservedOutbox>,
+    pub clock: Arc<ManualClock>,
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Fast retries and a short attempt timeout for tests.
+pub fn test_settings() -> (DispatchSettings, SenderConfig) {
+    let settings = DispatchSettings::default();
+    let sender = SenderConfig {
+        timeout: std::time::Duration::from_millis(300),
+        policy: NetPolicy {
+            allow_insecure: true,
+        },
+        ..SenderConfig::default()
+    };
+    (settings, sender)
+}
+
+impl Harness {
+    pub async fn memory() -> Self {
+        let stores = logoutd::store::open("memory://").await.unwrap();
+        Self::over(stores, test_settings()).await
+    }
+
+    pub async fn over(
+        stores: Stores,
+        (settings, sender): (DispatchSettings, SenderConfig),
+    ) -> Self {
+        let outbox = Arc::new(ObservedOutbox {
+            inner: stores.outbox.clone(),
+            recorded: AtomicUsize::new(0),
+            changed: Notify::new(),
+        });
+        let stores = Stores {
+            outbox: outbox.clone(),
+            ..stores
+        };
+        let clock = Arc::new(ManualClock::new(start_time()));
+        let app = TestApp::with_clock(stores.clone(), true, clock.clone());
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let dispatcher = Dispatcher::new(
+            DispatcherParts {
+                outbox: outbox.clone(),
+                keys: app.keys.clone(),
+                sender: Sender::with_clock(sender, clock.clone()).unwrap(),
+                clock: clock.clone(),
+                issuer: Issuer::new(ISSUER),
+                settings,
+                metrics: metrics.clone(),
+            },
+            shutdown.clone(),
+        );
+        let task = Some(tokio::spawn(dispatcher.run()));
+        Self {
+            app,
+            outbox,
+            clock,
+            metrics,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Registers a client whose back-channel URL is `url`; `extra` is merged at top level.
+    pub async fn client(&self, id: &str, url: &str, extra: Value) -> Value {
+        let mut body = json!({ "client_id": id, "name": id, "id_token_signed_response_alg": "ES256",
+            "oidc_logout": { "backchannel_logout_urls": [url] } });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            body[k] = v;
+        }
+        let (status, reply) = self
+            .app
+            .call(Method::POST, "/api/v2/clients", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+        reply
+    }
+
+    pub async fn session(&self, id: &str, user: &str, clients: &[&str], meta: Value) {
+        let clients: Vec<Value> = clients.iter().map(|c| json!({ "client_id": c })).collect();
+        let body =
+            json!({ "id": id, "user_id": user, "clients": clients, "session_metadata": meta });
+        let (status, reply) = self
+            .app
+            .call(Method::POST, "/api/v2/sessions", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+    }
+
+    /// Ends with `initiator` via `POST /logout-events`; returns the number of deliveries.
+    pub async fn end(&self, target: Value, initiator: &str) -> u64 {
+        let mut body = target;
+        body["initiator"] = json!(initiator);
+        let (status, reply) = self
+            .app
+            .call(Method::POST, "/api/v2/logout-events", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+        reply["deliveries"].as_u64().unwrap()
+    }
+
+    pub async fn deliveries(&self, query: &str) -> Vec<Value> {
+        let (status, reply) = self
+            .app
+            .call(
+                Method::GET,
+                &format!("/api/v2/logout-deliveries?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        reply["deliveries"].as_array().unwrap().clone()
+    }
+
+    pub async fn detail(&self, id: &str) -> Value {
+        let (status, reply) = self
+            .app
+            .call(
+                Method::GET,
+                &format!("/api/v2/logout-deliveries/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        reply
+    }
+
+    /// Moves the clock to the delivery's `next_attempt_at` and wakes the dispatcher.
+    pub fn advance_to(&self, delivery: &Value) {
+        let due: DateTime<Utc> =
+            serde_json::from_value(delivery["next_attempt_at"].clone()).unwrap();
+        if due > self.clock.now_utc() {
+            self.clock.set(due);
+        }
+        self.outbox.wakeup().notify_one();
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// `ManualClock::now` through the trait, for readability.
+pub trait NowUtc {
+    fn now_utc(&self) -> DateTime<Utc>;
+}
+
+impl NowUtc for ManualClock {
+    fn now_utc(&self) -> DateTime<Utc> {
+        logoutd::clock::Clock::now(self)
+    }
+}
