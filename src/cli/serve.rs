@@ -209,8 +209,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let keys = Arc::new(KeyRing::from_set(keys));
     let stores = crate::store::open(&settings.store).await?;
+    let mut settings = settings;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
+    if settings.issuer.as_str() == format!("http://{}", settings.listen) {
+        // The default issuer names the address actually bound (port 0 picks one).
+        settings.issuer = config::parse_issuer(&format!("http://{addr}"))?;
+    }
     if settings.dev {
         tracing::warn!("development mode: a generated API token is printed once on stdout");
         println!("LOGOUTD_API_TOKEN={}", settings.api_token.expose());

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod delivery;
+pub mod process;
 pub mod recording_rp;
 
 use base64::Engine as _;

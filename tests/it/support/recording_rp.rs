@@ -152,6 +152,7 @@ struct State {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<RecordedRequest>>,
     connections: AtomicUsize,
+    arrived: tokio::sync::Notify,
 }
 
 /// A recording, scriptable RP bound to `127.0.0.1:0`. Stops when dropped.
@@ -171,6 +172,7 @@ impl RecordingRp {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            arrived: tokio::sync::Notify::new(),
         });
         let task = tokio::spawn(accept_loop(listener, state.clone()));
         Self { addr, state, task }
@@ -199,6 +201,27 @@ impl RecordingRp {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `limit`) until `done` holds for the requests received so far; returns
+    /// whether it did. Woken by each arriving request, never by a timer.
+    pub async fn wait_until(
+        &self,
+        limit: Duration,
+        mut done: impl FnMut(&[RecordedRequest]) -> bool,
+    ) -> bool {
+        let wait = async {
+            loop {
+                let arrived = self.state.arrived.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                if done(&self.state.requests.lock().unwrap()) {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 
     /// TCP connections accepted so far.
@@ -265,6 +288,7 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         connection,
     });
+    state.arrived.notify_waiters();
     let reply = state.script.lock().unwrap().pop_front();
     let reply = reply.unwrap_or_else(|| state.default.clone());
     if let Some(delay) = reply.delay {
