@@ -114,10 +114,10 @@ async fn forward_logs(
             continue;
         };
         let fields = &entry["fields"];
-        if fields["message"] == "logoutd listening" {
-            if let (Some(tx), Some(addr)) = (tx.take(), fields["addr"].as_str()) {
-                let _ = tx.send(addr.parse().unwrap());
-            }
+        if fields["message"] == "logoutd listening"
+            && let (Some(tx), Some(addr)) = (tx.take(), fields["addr"].as_str())
+        {
+            let _ = tx.send(addr.parse().unwrap());
         }
         if matches!(entry["level"].as_str(), Some("WARN" | "ERROR")) {
             eprintln!("[serve] {line}");
