@@ -3,6 +3,7 @@
 
 mod api;
 mod keys;
+mod mock_rp;
 mod sender;
 mod store;
 mod support;
