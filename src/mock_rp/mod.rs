@@ -146,28 +146,16 @@ impl Shared {
             inspection.claim("sid"),
             inspection.claim("sub"),
         );
-        let key = match (&sid, &sub, &jti) {
-            (Some(sid), _, _) => Some(format!("sid:{sid}")),
-            (None, Some(sub), _) => Some(format!("sub:{sub}")),
-            (None, None, Some(jti)) => Some(format!("jti:{jti}")),
-            (None, None, None) => None,
-        };
-        let attempt = key.map(|key| lock(&self.attempts).next(&key));
+        let attempt = attempt_key(&sid, &sub, &jti).map(|key| lock(&self.attempts).next(&key));
+        let valid = inspection.valid();
         let mut notes = inspection.notes;
-        let query = parts.uri.query().map(str::to_owned);
-        let query = match query {
-            Some(q) if q.contains("logout_token") => {
-                notes.push("the query string holds logout_token; not recorded".into());
-                None
-            }
-            other => other,
-        };
+        let query = recorded_query(parts, &mut notes);
         Receipt {
             time: now.to_rfc3339_opts(SecondsFormat::Millis, true),
             path: parts.uri.path().to_owned(),
             query,
             status,
-            valid: inspection.status == hyper::StatusCode::OK && status == Some(200),
+            valid,
             errors: inspection.errors,
             notes,
             claims: inspection.claims,
@@ -179,6 +167,26 @@ impl Shared {
             fault: fault.map(|f| f.name().to_owned()),
         }
     }
+}
+
+/// What attempts are counted by: `sid`, else `sub`, else `jti`.
+fn attempt_key(sid: &Option<String>, sub: &Option<String>, jti: &Option<String>) -> Option<String> {
+    match (sid, sub, jti) {
+        (Some(sid), _, _) => Some(format!("sid:{sid}")),
+        (None, Some(sub), _) => Some(format!("sub:{sub}")),
+        (None, None, Some(jti)) => Some(format!("jti:{jti}")),
+        (None, None, None) => None,
+    }
+}
+
+/// The query string for the receipt; one that carries a `logout_token` is left out.
+fn recorded_query(parts: &Parts, notes: &mut Vec<String>) -> Option<String> {
+    let query = parts.uri.query()?;
+    if query.contains("logout_token") {
+        notes.push("the query string holds logout_token; not recorded".into());
+        return None;
+    }
+    Some(query.to_owned())
 }
 
 /// The mock RP server.

@@ -24,7 +24,8 @@ pub struct Receipt {
     pub query: Option<String>,
     /// The status answered, or `None` when the connection was dropped.
     pub status: Option<u16>,
-    /// Whether the request carried a token that passed every check.
+    /// Whether the request and its token passed every check; an injected fault does not
+    /// change it.
     pub valid: bool,
     /// Every reason the request or its token was refused.
     pub errors: Vec<String>,

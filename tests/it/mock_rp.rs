@@ -326,7 +326,10 @@ async fn fail_first_answers_status_with_retry_after_then_succeeds() {
         receipts[0].errors.is_empty(),
         "the faulted token was still validated"
     );
-    assert!(!receipts[0].valid && receipts[2].valid);
+    assert!(
+        receipts.iter().all(|r| r.valid),
+        "a fault does not change validity"
+    );
 }
 
 #[tokio::test]
