@@ -1,11 +1,163 @@
-//! (stub) `logoutd mock_rp`.
+//! `logoutd mock-rp`: the conformance receiver on a socket, until Ctrl-C or SIGTERM.
+//!
+//! The bound address is printed on stdout as one line, `listening on http://ADDR`, so that
+//! scripts started with `--listen 127.0.0.1:0` can find the port.
+
+use crate::alg::SigningAlg;
+use crate::ids::{ClientId, Issuer};
+use crate::mock_rp::{DEFAULT_FAIL_STATUS, Faults, MockRp, MockRpConfig};
+use crate::verify::{DEFAULT_REFETCH_INTERVAL, JwksSource, TypPolicy, VerifyOptions};
+use anyhow::Context as _;
+use hyper::StatusCode;
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use url::Url;
 
-/// (stub)
+/// Arguments of `mock-rp`.
 #[derive(Debug, clap::Args)]
-pub struct MockRpArgs {}
+pub struct MockRpArgs {
+    /// The address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// The expected `iss`.
+    #[arg(long)]
+    issuer: String,
+    /// Where to fetch the OP's JWKS (https, or http on loopback).
+    #[arg(long)]
+    jwks_uri: String,
+    /// The expected `aud`.
+    #[arg(long)]
+    client_id: String,
+    /// Append every receipt to this file as one JSON line.
+    #[arg(long)]
+    receipts: Option<PathBuf>,
+    #[command(flatten)]
+    checks: CheckArgs,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
 
-/// Runs the command.
-pub async fn run(_args: MockRpArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// How tokens are checked; the same options as `token verify`.
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// An accepted alg; repeatable. Default: all supported algs.
+    #[arg(long = "alg")]
+    algs: Vec<SigningAlg>,
+    /// Also accept this typ; only `JWT` is meaningful.
+    #[arg(long, value_parser = ["JWT"])]
+    accept_typ: Option<String>,
+    /// Also accept a token without typ.
+    #[arg(long)]
+    allow_untyped: bool,
+    /// Clock skew allowed for iat and exp, in seconds.
+    #[arg(long, default_value_t = crate::verify::DEFAULT_LEEWAY_SECS)]
+    leeway: i64,
+    /// Refuse tokens whose exp - iat exceeds this many seconds.
+    #[arg(long, default_value_t = crate::token::MAX_LIFETIME_SECS)]
+    max_lifetime: i64,
+    /// Shortest time between two JWKS refetches triggered by unknown kids, in seconds.
+    #[arg(long, default_value_t = DEFAULT_REFETCH_INTERVAL.as_secs())]
+    jwks_refetch_interval: u64,
+    /// Answer a replayed jti with 400 instead of 200.
+    #[arg(long)]
+    replay_as_error: bool,
+}
+
+/// Faults to inject, for testing senders.
+#[derive(Debug, clap::Args)]
+struct FaultArgs {
+    /// Answer the first N POSTs (after any dropped ones) with --fail-status.
+    #[arg(long, default_value_t = 0)]
+    fail_first: u64,
+    /// The status of --fail-first replies.
+    #[arg(long, default_value_t = DEFAULT_FAIL_STATUS.as_u16(),
+          value_parser = clap::value_parser!(u16).range(200..=599))]
+    fail_status: u16,
+    /// Add `Retry-After: SECONDS` to --fail-first replies.
+    #[arg(long, value_name = "SECONDS")]
+    retry_after: Option<u64>,
+    /// Delay every reply by this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    delay_ms: Option<u64>,
+    /// Close the connection without replying for the first N POSTs.
+    #[arg(long, default_value_t = 0)]
+    drop_first: u64,
+    /// Answer every other POST with 307 and this Location.
+    #[arg(long, value_name = "URL")]
+    redirect_to: Option<Url>,
+}
+
+impl CheckArgs {
+    fn options(&self, issuer: &str, client_id: &str) -> VerifyOptions {
+        VerifyOptions {
+            issuer: Issuer::new(issuer),
+            client_id: ClientId::new(client_id),
+            allowed_algs: (!self.algs.is_empty()).then(|| self.algs.clone()),
+            accept_typ: TypPolicy {
+                accept_jwt: self.accept_typ.is_some(),
+                allow_untyped: self.allow_untyped,
+            },
+            leeway_secs: self.leeway,
+            max_lifetime_secs: Some(self.max_lifetime),
+        }
+    }
+}
+
+impl FaultArgs {
+    fn faults(&self) -> anyhow::Result<Faults> {
+        Ok(Faults {
+            fail_first: self.fail_first,
+            fail_status: StatusCode::from_u16(self.fail_status)
+                .context("--fail-status is not an HTTP status")?,
+            retry_after: self.retry_after,
+            delay: self.delay_ms.map(Duration::from_millis),
+            drop_first: self.drop_first,
+            redirect_to: self.redirect_to.clone(),
+        })
+    }
+}
+
+async fn config(args: &MockRpArgs) -> anyhow::Result<MockRpConfig> {
+    let interval = Duration::from_secs(args.checks.jwks_refetch_interval);
+    let jwks = JwksSource::from_uri(&args.jwks_uri)
+        .await?
+        .with_refetch_interval(interval);
+    let mut config = MockRpConfig::new(args.checks.options(&args.issuer, &args.client_id), jwks);
+    config.faults = args.faults.faults()?;
+    config.replay_as_error = args.checks.replay_as_error;
+    config.receipts_file = args.receipts.clone();
+    Ok(config)
+}
+
+/// Runs the mock RP until Ctrl-C or SIGTERM.
+pub async fn run(args: MockRpArgs) -> anyhow::Result<ExitCode> {
+    let config = config(&args).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let rp = MockRp::start(listener, config)
+        .await
+        .context("cannot start the mock RP")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{}", rp.addr())?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(addr = %rp.addr(), "mock RP ready");
+    let stopped = stop_signal().await;
+    rp.shutdown().await;
+    stopped?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ mod api;
 mod crash;
 mod delivery;
 mod keys;
+mod mock_rp;
 mod sender;
 mod store;
 mod support;
