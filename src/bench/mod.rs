@@ -2,5 +2,10 @@
 //! (design §7).
 //!
 //! - [`sign`]: full logout tokens per second per core against the raw signature rate.
+//! - [`deliver`]: end-to-end deliveries into a loopback receiver ([`sink`], its own process),
+//!   CPU per delivery against the raw signature cost, peak RSS and end-session API latency.
 
+pub mod deliver;
+pub mod proc_stats;
 pub mod sign;
+pub mod sink;

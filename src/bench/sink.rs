@@ -43,7 +43,10 @@ async fn accept(listener: TcpListener, count: Arc<AtomicU64>) {
     }
 }
 
-async fn answer(req: Request<Incoming>, count: Arc<AtomicU64>) -> Result<Response<Body>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    count: Arc<AtomicU64>,
+) -> Result<Response<Body>, Infallible> {
     let mut response = Response::new(Body::empty());
     if req.method() == Method::GET && req.uri().path() == "/count" {
         *response.body_mut() = Body::from(count.load(Ordering::Acquire).to_string());

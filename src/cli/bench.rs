@@ -13,6 +13,43 @@ pub enum BenchCommand {
     /// Full logout tokens per second per core against the raw aws-lc-rs signature rate,
     /// for RS256, PS256, ES256 and EdDSA.
     Sign(SignArgs),
+    /// End-to-end deliveries into a loopback receiver (another process): deliveries/s, CPU
+    /// per delivery next to the raw signature cost, peak RSS, end-session API latency.
+    Deliver(DeliverArgs),
+    /// The loopback receiver `bench deliver` runs as a child process.
+    #[command(hide = true)]
+    Sink(SinkArgs),
+}
+
+/// Arguments of `bench deliver`.
+#[derive(Debug, clap::Args)]
+pub struct DeliverArgs {
+    /// Signing alg; repeatable [default: RS256 and ES256].
+    #[arg(long = "alg")]
+    algs: Vec<SigningAlg>,
+    /// Sessions ended per scenario.
+    #[arg(long, default_value_t = 2000)]
+    sessions: usize,
+    /// RPs per session; repeatable for several scenarios [default: 5].
+    #[arg(long = "rps")]
+    rps: Vec<usize>,
+    /// Sessions per user; each user is ended with one API call.
+    #[arg(long, default_value_t = 100)]
+    sessions_per_user: usize,
+    /// Single-session ends timed while the mass logout is in flight.
+    #[arg(long, default_value_t = 200)]
+    probes: usize,
+    /// Store URL [default: a fresh SQLite file per scenario].
+    #[arg(long)]
+    store: Option<String>,
+}
+
+/// Arguments of `bench sink`.
+#[derive(Debug, clap::Args)]
+pub struct SinkArgs {
+    /// Listeners to open (one origin per RP, up to this many).
+    #[arg(long, default_value_t = 1)]
+    ports: usize,
 }
 
 /// Arguments of `bench sign`.
@@ -30,6 +67,10 @@ pub struct SignArgs {
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Sign(args) => run_sign(args).await,
+        BenchCommand::Deliver(args) => run_deliver(args).await,
+        BenchCommand::Sink(args) => crate::bench::sink::serve(args.ports)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -46,6 +87,75 @@ async fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     for alg in algs {
         let report = tokio::task::spawn_blocking(move || sign::measure(alg, total)).await??;
         println!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sink child process and its URLs.
+struct Sink {
+    _child: tokio::process::Child,
+    urls: Vec<String>,
+}
+
+async fn start_sink(ports: usize) -> anyhow::Result<Sink> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "sink", "--ports", &ports.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("sink has no stdout"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = lines
+        .next_line()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("sink exited before listening"))?;
+    let urls: Vec<String> = line
+        .trim_start_matches("listening on ")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    anyhow::ensure!(!urls.is_empty(), "sink reported no address");
+    Ok(Sink {
+        _child: child,
+        urls,
+    })
+}
+
+async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
+    use crate::bench::deliver::{self, Scenario};
+    let algs = if args.algs.is_empty() {
+        vec![SigningAlg::RS256, SigningAlg::ES256]
+    } else {
+        args.algs
+    };
+    let rps_list = if args.rps.is_empty() {
+        vec![5]
+    } else {
+        args.rps
+    };
+    let sink = start_sink(rps_list.iter().copied().max().unwrap_or(1)).await?;
+    let count_url = format!(
+        "{}/count",
+        sink.urls.first().map(String::as_str).unwrap_or_default()
+    );
+    for alg in algs {
+        for &rps in &rps_list {
+            let scenario = Scenario {
+                alg,
+                sessions: args.sessions,
+                rps,
+                sessions_per_user: args.sessions_per_user,
+                probes: args.probes,
+                store: args.store.clone(),
+            };
+            let report = deliver::run(scenario, &sink.urls, &count_url).await?;
+            println!("{report}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -54,9 +54,10 @@ struct CheckArgs {
     /// Clock skew allowed for iat and exp, in seconds.
     #[arg(long, default_value_t = crate::verify::DEFAULT_LEEWAY_SECS)]
     leeway: i64,
-    /// Refuse tokens whose exp - iat exceeds this many seconds.
-    #[arg(long, default_value_t = crate::token::MAX_LIFETIME_SECS)]
-    max_lifetime: i64,
+    /// Refuse tokens whose exp - iat exceeds this many seconds (e.g. 120). Off by default,
+    /// like `token verify`: spec §2.6 sets no upper bound an RP must enforce.
+    #[arg(long)]
+    max_lifetime: Option<i64>,
     /// Shortest time between two JWKS refetches triggered by unknown kids, in seconds.
     #[arg(long, default_value_t = DEFAULT_REFETCH_INTERVAL.as_secs())]
     jwks_refetch_interval: u64,
@@ -100,7 +101,7 @@ impl CheckArgs {
                 allow_untyped: self.allow_untyped,
             },
             leeway_secs: self.leeway,
-            max_lifetime_secs: Some(self.max_lifetime),
+            max_lifetime_secs: self.max_lifetime,
         }
     }
 }
