@@ -3,6 +3,7 @@
 
 mod api;
 mod delivery;
+mod housekeeping;
 mod keys;
 mod sender;
 mod store;
