@@ -6,6 +6,7 @@ mod delivery;
 mod housekeeping;
 mod keys;
 mod sender;
+mod shutdown;
 mod store;
 mod support;
 mod token;

@@ -152,6 +152,7 @@ struct State {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<RecordedRequest>>,
     connections: AtomicUsize,
+    arrived: tokio::sync::Notify,
 }
 
 /// A recording, scriptable RP bound to `127.0.0.1:0`. Stops when dropped.
@@ -171,6 +172,7 @@ impl RecordingRp {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            arrived: tokio::sync::Notify::new(),
         });
         let task = tokio::spawn(accept_loop(listener, state.clone()));
         Self { addr, state, task }
@@ -194,6 +196,22 @@ impl RecordingRp {
     /// `http://127.0.0.1:PORT` followed by `path_and_query` (which starts with `/`).
     pub fn url(&self, path_and_query: &str) -> Url {
         Url::parse(&format!("http://{}{}", self.addr, path_and_query)).unwrap()
+    }
+
+    /// Waits (bounded) until at least `n` requests have arrived.
+    pub async fn wait_requests(&self, n: usize) {
+        let wait = async {
+            loop {
+                let arrived = self.state.arrived.notified();
+                if self.state.requests.lock().unwrap().len() >= n {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(super::delivery::EVENT_TIMEOUT * 3, wait)
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} requests arrived"));
     }
 
     /// Every request received so far, in arrival order.
@@ -265,6 +283,7 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         connection,
     });
+    state.arrived.notify_waiters();
     let reply = state.script.lock().unwrap().pop_front();
     let reply = reply.unwrap_or_else(|| state.default.clone());
     if let Some(delay) = reply.delay {
