@@ -256,11 +256,7 @@ pub trait Outbox: Send + Sync {
 
     /// Deletes up to `limit` `delivered` and `cancelled` rows (with their attempt history)
     /// whose last change was before `before`. Returns how many.
-    async fn prune_finished(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError>;
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 
     /// Deletes up to `limit` `failed` rows (with their history) whose last change was before
     /// `before`: the operator's explicit dead-letter cleanup. Returns how many.

@@ -72,7 +72,10 @@ pub async fn run(
 ) {
     let age = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     loop {
-        let before = clock.now().checked_sub_signed(age).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let before = clock
+            .now()
+            .checked_sub_signed(age)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         match prune(&stores, before).await {
             Ok(report) if report.deliveries + report.sessions > 0 => tracing::info!(
                 deliveries = report.deliveries,

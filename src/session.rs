@@ -163,8 +163,7 @@ pub trait SessionStore: Send + Sync {
 
     /// Deletes up to `limit` sessions that ended before `before` and have no outbox rows left
     /// (their client lists go with them). Returns how many.
-    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize)
-    -> Result<u64, StoreError>;
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 
     /// Signalled when a session with an expiry is created, so the expiry sweeper reschedules.
     fn expiry_wakeup(&self) -> Arc<Notify>;

@@ -109,6 +109,10 @@ pub async fn prune_failed(
     let age = chrono::Duration::days(i64::from(query.older_than_days));
     let before = state.now() - age;
     let deleted = crate::retention::prune_failed(state.stores.outbox.as_ref(), before).await?;
-    tracing::info!(deleted, older_than_days = query.older_than_days, "failed deliveries pruned");
+    tracing::info!(
+        deleted,
+        older_than_days = query.older_than_days,
+        "failed deliveries pruned"
+    );
     Ok(Json(json!({ "deleted": deleted })).into_response())
 }

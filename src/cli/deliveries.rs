@@ -92,18 +92,37 @@ pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
 
 async fn list(client: &ApiClient, filters: &Filters, json: bool) -> anyhow::Result<()> {
     let items = client
-        .walk(&["logout-deliveries"], filters.query(), "deliveries", filters.limit)
+        .walk(
+            &["logout-deliveries"],
+            filters.query(),
+            "deliveries",
+            filters.limit,
+        )
         .await?;
     if json {
         return print_json(&Value::Array(items));
     }
     let headers = [
-        "ID", "STATE", "CLIENT", "SESSION", "USER", "INITIATOR", "ATTEMPTS", "LAST_STATUS",
+        "ID",
+        "STATE",
+        "CLIENT",
+        "SESSION",
+        "USER",
+        "INITIATOR",
+        "ATTEMPTS",
+        "LAST_STATUS",
         "CREATED",
     ];
     let fields = [
-        "id", "state", "client_id", "session_id", "user_id", "initiator", "attempts",
-        "last_status", "created_at",
+        "id",
+        "state",
+        "client_id",
+        "session_id",
+        "user_id",
+        "initiator",
+        "attempts",
+        "last_status",
+        "created_at",
     ];
     let rows: Vec<Vec<String>> = items
         .iter()
@@ -120,20 +139,42 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
         return print_json(&detail);
     }
     let fields = [
-        "id", "event_id", "session_id", "user_id", "client_id", "initiator", "state",
-        "attempts", "next_attempt_at", "last_status", "last_error", "created_at", "delivered_at",
+        "id",
+        "event_id",
+        "session_id",
+        "user_id",
+        "client_id",
+        "initiator",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "last_status",
+        "last_error",
+        "created_at",
+        "delivered_at",
     ];
     let rows: Vec<Vec<String>> = fields
         .iter()
         .map(|f| vec![(*f).to_owned(), cell(&detail[*f])])
         .collect();
     println!("{}", table(&["FIELD", "VALUE"], &rows));
-    let history = detail["attempt_history"].as_array().cloned().unwrap_or_default();
+    let history = detail["attempt_history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let rows: Vec<Vec<String>> = history
         .iter()
-        .map(|a| ["at", "status", "error", "latency_ms", "jti"].iter().map(|f| cell(&a[*f])).collect())
+        .map(|a| {
+            ["at", "status", "error", "latency_ms", "jti"]
+                .iter()
+                .map(|f| cell(&a[*f]))
+                .collect()
+        })
         .collect();
-    println!("\n{}", table(&["AT", "STATUS", "ERROR", "LATENCY_MS", "JTI"], &rows));
+    println!(
+        "\n{}",
+        table(&["AT", "STATUS", "ERROR", "LATENCY_MS", "JTI"], &rows)
+    );
     Ok(())
 }
 
@@ -157,7 +198,12 @@ async fn retry_all(client: &ApiClient, mut filters: Filters, json: bool) -> anyh
         Some(other) => bail!("only failed deliveries can be re-driven, not {other}"),
     }
     let items = client
-        .walk(&["logout-deliveries"], filters.query(), "deliveries", filters.limit)
+        .walk(
+            &["logout-deliveries"],
+            filters.query(),
+            "deliveries",
+            filters.limit,
+        )
         .await?;
     let bar = progress(items.len(), "re-driving");
     let mut failures = Vec::new();

@@ -72,7 +72,12 @@ impl ApiClient {
 
     /// Sends a request and returns the JSON answer; non-2xx statuses become errors that say
     /// what went wrong.
-    pub async fn send(&self, method: Method, url: Url, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self.http.request(method, url.clone());
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
@@ -80,7 +85,10 @@ impl ApiClient {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req.send().await.map_err(|e| transport_error(&self.base, &e))?;
+        let res = req
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.base, &e))?;
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -106,7 +114,9 @@ impl ApiClient {
             if let Some(cursor) = &from {
                 q.push(("from", cursor.clone()));
             }
-            let page = self.send(Method::GET, self.url(segments, &q)?, None).await?;
+            let page = self
+                .send(Method::GET, self.url(segments, &q)?, None)
+                .await?;
             if let Some(list) = page[key].as_array() {
                 items.extend(list.iter().cloned());
             }
@@ -125,7 +135,9 @@ impl ApiClient {
 /// A connection failure, said plainly.
 fn transport_error(base: &Url, err: &reqwest::Error) -> anyhow::Error {
     if err.is_connect() {
-        anyhow!("cannot connect to {base}: connection refused or unreachable (is `logoutd serve` running? set --url or LOGOUTD_URL)")
+        anyhow!(
+            "cannot connect to {base}: connection refused or unreachable (is `logoutd serve` running? set --url or LOGOUTD_URL)"
+        )
     } else if err.is_timeout() {
         anyhow!("{base} did not answer in time")
     } else {

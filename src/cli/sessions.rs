@@ -73,17 +73,33 @@ fn row(s: &Value) -> Vec<String> {
         .as_array()
         .map(|cs| cs.iter().filter_map(|c| c["client_id"].as_str()).collect())
         .unwrap_or_default();
-    let mut row: Vec<String> = ["id", "user_id", "created_at", "expires_at", "idle_expires_at"]
-        .iter()
-        .map(|f| cell(&s[*f]))
-        .collect();
-    row.push(if clients.is_empty() { "-".to_owned() } else { clients.join(",") });
+    let mut row: Vec<String> = [
+        "id",
+        "user_id",
+        "created_at",
+        "expires_at",
+        "idle_expires_at",
+    ]
+    .iter()
+    .map(|f| cell(&s[*f]))
+    .collect();
+    row.push(if clients.is_empty() {
+        "-".to_owned()
+    } else {
+        clients.join(",")
+    });
     row.push(cell(&s["ended_at"]));
     row
 }
 
 const HEADERS: [&str; 7] = [
-    "ID", "USER", "CREATED", "EXPIRES", "IDLE_EXPIRES", "CLIENTS", "ENDED",
+    "ID",
+    "USER",
+    "CREATED",
+    "EXPIRES",
+    "IDLE_EXPIRES",
+    "CLIENTS",
+    "ENDED",
 ];
 
 async fn get(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
@@ -113,7 +129,11 @@ async fn list(client: &ApiClient, user: &str, json: bool) -> anyhow::Result<()> 
 async fn end(client: &ApiClient, id: &str, initiator: &str) -> anyhow::Result<Value> {
     let body = json!({ "session_id": id, "initiator": initiator });
     client
-        .send(Method::POST, client.url(&["logout-events"], &[])?, Some(body))
+        .send(
+            Method::POST,
+            client.url(&["logout-events"], &[])?,
+            Some(body),
+        )
         .await
 }
 
@@ -130,7 +150,12 @@ async fn end_one(client: &ApiClient, id: &str, initiator: &str, json: bool) -> a
 }
 
 /// Lists the user's sessions, then ends each, with a progress bar.
-async fn end_user(client: &ApiClient, user: &str, initiator: &str, json: bool) -> anyhow::Result<()> {
+async fn end_user(
+    client: &ApiClient,
+    user: &str,
+    initiator: &str,
+    json: bool,
+) -> anyhow::Result<()> {
     let sessions = client
         .walk(&["users", user, "sessions"], Vec::new(), "sessions", None)
         .await?;

@@ -39,7 +39,9 @@ async fn logoutd(base: &str, token: &str, args: &[&str]) -> Run {
 
 async fn create_session(server: &ServeProcess, id: &str, user: &str) {
     let body = json!({ "id": id, "user_id": user, "clients": [{ "client_id": "c1" }] });
-    let (status, reply) = server.call(Method::POST, "/api/v2/sessions", Some(body)).await;
+    let (status, reply) = server
+        .call(Method::POST, "/api/v2/sessions", Some(body))
+        .await;
     assert_eq!(status, 201, "{reply}");
 }
 
@@ -70,17 +72,36 @@ async fn deliveries_list_show_and_retry_one_and_in_bulk() {
     for id in ["s1", "s2", "s3"] {
         create_session(&server, id, "u1").await;
     }
-    let (status, _) = server.call(Method::DELETE, "/api/v2/users/u1/sessions", None).await;
+    let (status, _) = server
+        .call(Method::DELETE, "/api/v2/users/u1/sessions", None)
+        .await;
     assert_eq!(status, 202);
     wait_state(&server, "failed", 3).await;
     let base = server.base.clone();
     let base = base.as_str();
 
-    let table = logoutd(base, API_TOKEN, &["deliveries", "list", "--state", "failed"]).await;
+    let table = logoutd(
+        base,
+        API_TOKEN,
+        &["deliveries", "list", "--state", "failed"],
+    )
+    .await;
     assert!(table.ok, "{}", table.stderr);
     assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
-    assert_eq!(table.stdout.lines().filter(|l| l.contains("failed")).count(), 3);
-    let listed = logoutd(base, API_TOKEN, &["deliveries", "list", "--client", "c1", "--json"]).await;
+    assert_eq!(
+        table
+            .stdout
+            .lines()
+            .filter(|l| l.contains("failed"))
+            .count(),
+        3
+    );
+    let listed = logoutd(
+        base,
+        API_TOKEN,
+        &["deliveries", "list", "--client", "c1", "--json"],
+    )
+    .await;
     let listed = listed.json();
     assert_eq!(listed.as_array().unwrap().len(), 3);
     let id = listed[0]["id"].as_str().unwrap().to_owned();
@@ -88,14 +109,26 @@ async fn deliveries_list_show_and_retry_one_and_in_bulk() {
     let shown = logoutd(base, API_TOKEN, &["deliveries", "show", &id, "--json"]).await;
     assert_eq!(shown.json()["attempt_history"].as_array().unwrap().len(), 1);
     let shown = logoutd(base, API_TOKEN, &["deliveries", "show", &id]).await;
-    assert!(shown.stdout.contains("JTI") && shown.stdout.contains(&id), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("JTI") && shown.stdout.contains(&id),
+        "{}",
+        shown.stdout
+    );
 
     let one = logoutd(base, API_TOKEN, &["deliveries", "retry", &id]).await;
     assert!(one.ok && one.stdout.contains("re-driven"), "{}", one.stderr);
     let bulk = logoutd(
         base,
         API_TOKEN,
-        &["deliveries", "retry", "--client", "c1", "--state", "failed", "--json"],
+        &[
+            "deliveries",
+            "retry",
+            "--client",
+            "c1",
+            "--state",
+            "failed",
+            "--json",
+        ],
     )
     .await;
     assert!(bulk.ok, "{}", bulk.stderr);
@@ -127,12 +160,32 @@ async fn sessions_get_list_and_end_one_and_per_user() {
     }
     assert!(!listed.stdout.contains("b1"));
 
-    let one = logoutd(base, API_TOKEN, &["sessions", "end", "b1", "--initiator", "idp-logout"]).await;
-    assert!(one.ok && one.stdout.contains("1 deliveries"), "{} {}", one.stdout, one.stderr);
-    let all = logoutd(base, API_TOKEN, &["sessions", "end", "--user", "alice", "--json"]).await;
+    let one = logoutd(
+        base,
+        API_TOKEN,
+        &["sessions", "end", "b1", "--initiator", "idp-logout"],
+    )
+    .await;
+    assert!(
+        one.ok && one.stdout.contains("1 deliveries"),
+        "{} {}",
+        one.stdout,
+        one.stderr
+    );
+    let all = logoutd(
+        base,
+        API_TOKEN,
+        &["sessions", "end", "--user", "alice", "--json"],
+    )
+    .await;
     assert!(all.ok, "{}", all.stderr);
     assert_eq!(all.json(), json!({ "sessions_ended": 3, "deliveries": 3 }));
-    let left = logoutd(base, API_TOKEN, &["sessions", "list", "--user", "alice", "--json"]).await;
+    let left = logoutd(
+        base,
+        API_TOKEN,
+        &["sessions", "list", "--user", "alice", "--json"],
+    )
+    .await;
     assert_eq!(left.json(), json!([]));
     assert!(server.terminate().await.success());
 }
@@ -144,12 +197,28 @@ async fn cli_errors_are_clear_and_exit_non_zero() {
     let base = server.base.clone();
     let base = base.as_str();
     let denied = logoutd(base, "wrong-token", &["deliveries", "list"]).await;
-    assert!(!denied.ok && denied.stderr.contains("401"), "{}", denied.stderr);
+    assert!(
+        !denied.ok && denied.stderr.contains("401"),
+        "{}",
+        denied.stderr
+    );
     let missing = logoutd(base, API_TOKEN, &["sessions", "get", "nope"]).await;
-    assert!(!missing.ok && missing.stderr.contains("404"), "{}", missing.stderr);
+    assert!(
+        !missing.ok && missing.stderr.contains("404"),
+        "{}",
+        missing.stderr
+    );
     let missing = logoutd(base, API_TOKEN, &["deliveries", "retry", "nope"]).await;
-    assert!(!missing.ok && missing.stderr.contains("404"), "{}", missing.stderr);
+    assert!(
+        !missing.ok && missing.stderr.contains("404"),
+        "{}",
+        missing.stderr
+    );
     assert!(server.terminate().await.success());
     let refused = logoutd(base, API_TOKEN, &["sessions", "list", "--user", "u"]).await;
-    assert!(!refused.ok && refused.stderr.contains("cannot connect"), "{}", refused.stderr);
+    assert!(
+        !refused.ok && refused.stderr.contains("cannot connect"),
+        "{}",
+        refused.stderr
+    );
 }

@@ -18,8 +18,13 @@ async fn three_clients(h: &Harness, url: &str) {
     h.client("plain", url, json!({})).await;
     h.client("opted", url, json!({ "oidc_logout": { "backchannel_logout_urls": [url],
         "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": ["session-expired"] } } })).await;
-    h.client("all", url, json!({ "oidc_logout": { "backchannel_logout_urls": [url],
-        "backchannel_logout_initiators": { "mode": "all" } } })).await;
+    h.client(
+        "all",
+        url,
+        json!({ "oidc_logout": { "backchannel_logout_urls": [url],
+        "backchannel_logout_initiators": { "mode": "all" } } }),
+    )
+    .await;
 }
 
 async fn expiring_session(h: &Harness, id: &str, expiry: Value) {
@@ -54,21 +59,44 @@ async fn idle_and_absolute_expiry_send_session_expired_to_subscribed_clients_onl
     let url = rp.url("/bc");
     three_clients(&h, url.as_str()).await;
     let t0 = start_time();
-    expiring_session(&h, "absolute", json!({ "expires_at": t0 + Duration::seconds(60) })).await;
-    expiring_session(&h, "idle", json!({ "expires_at": t0 + Duration::hours(8),
-        "idle_expires_at": t0 + Duration::seconds(90) }))
+    expiring_session(
+        &h,
+        "absolute",
+        json!({ "expires_at": t0 + Duration::seconds(60) }),
+    )
     .await;
-    expiring_session(&h, "later", json!({ "expires_at": t0 + Duration::hours(1) })).await;
+    expiring_session(
+        &h,
+        "idle",
+        json!({ "expires_at": t0 + Duration::hours(8),
+        "idle_expires_at": t0 + Duration::seconds(90) }),
+    )
+    .await;
+    expiring_session(
+        &h,
+        "later",
+        json!({ "expires_at": t0 + Duration::hours(1) }),
+    )
+    .await;
     let stop = spawn_sweeper(&h);
     h.clock.set(t0 + Duration::seconds(120));
     h.app.stores.sessions.expiry_wakeup().notify_one();
     h.outbox.wait_recorded(4).await;
     for sid in ["absolute", "idle"] {
         let rows = h.deliveries(&format!("session_id={sid}")).await;
-        let clients: HashSet<&str> = rows.iter().map(|d| d["client_id"].as_str().unwrap()).collect();
+        let clients: HashSet<&str> = rows
+            .iter()
+            .map(|d| d["client_id"].as_str().unwrap())
+            .collect();
         assert_eq!(clients, HashSet::from(["opted", "all"]), "{sid}");
-        assert!(rows.iter().all(|d| d["initiator"] == "session-expired" && d["state"] == "delivered"));
-        let (_, session) = h.app.call(Method::GET, &format!("/api/v2/sessions/{sid}"), None).await;
+        assert!(
+            rows.iter()
+                .all(|d| d["initiator"] == "session-expired" && d["state"] == "delivered")
+        );
+        let (_, session) = h
+            .app
+            .call(Method::GET, &format!("/api/v2/sessions/{sid}"), None)
+            .await;
         assert_eq!(session["end_initiator"], "session-expired");
     }
     assert!(h.deliveries("session_id=later").await.is_empty());
@@ -92,22 +120,48 @@ async fn pruning_removes_old_finished_rows_and_keeps_failed_and_young_ones() {
     h.end(json!({ "session_id": "young" }), "rp-logout").await;
     h.outbox.wait_recorded(3).await;
     let before = h.clock.now_utc() - Duration::days(7);
-    let report = logoutd::retention::prune(&h.app.stores, before).await.unwrap();
+    let report = logoutd::retention::prune(&h.app.stores, before)
+        .await
+        .unwrap();
     assert_eq!((report.deliveries, report.sessions), (1, 0));
     let left: Vec<(String, String)> = h
         .deliveries("")
         .await
         .iter()
-        .map(|d| (d["session_id"].as_str().unwrap().into(), d["state"].as_str().unwrap().into()))
+        .map(|d| {
+            (
+                d["session_id"].as_str().unwrap().into(),
+                d["state"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(left, [("old".into(), "failed".into()), ("young".into(), "delivered".into())]);
+    assert_eq!(
+        left,
+        [
+            ("old".into(), "failed".into()),
+            ("young".into(), "delivered".into())
+        ]
+    );
     let (status, reply) = h
         .app
-        .call(Method::POST, "/api/v2/logout-deliveries/prune-failed?older_than_days=7", None)
+        .call(
+            Method::POST,
+            "/api/v2/logout-deliveries/prune-failed?older_than_days=7",
+            None,
+        )
         .await;
-    assert_eq!((status, reply["deleted"].as_u64()), (StatusCode::OK, Some(1)), "{reply}");
-    let report = logoutd::retention::prune(&h.app.stores, before).await.unwrap();
-    assert_eq!(report.sessions, 1, "the old session goes once its failed row is gone");
+    assert_eq!(
+        (status, reply["deleted"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{reply}"
+    );
+    let report = logoutd::retention::prune(&h.app.stores, before)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.sessions, 1,
+        "the old session goes once its failed row is gone"
+    );
     h.stop().await;
 }
 
@@ -130,7 +184,10 @@ async fn metrics_move_as_deliveries_happen() {
     let rp = RecordingRp::start(Reply::ok()).await;
     h.client("c1", rp.url("/bc").as_str(), json!({})).await;
     h.client("c2", rp.url("/bc").as_str(), json!({})).await;
-    let (status, _) = h.app.call(Method::POST, "/api/v2/clients/c2/pause", None).await;
+    let (status, _) = h
+        .app
+        .call(Method::POST, "/api/v2/clients/c2/pause", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     h.session("s1", "u1", &["c1", "c2"], json!({})).await;
     let before = scrape(&h).await;
@@ -142,7 +199,11 @@ async fn metrics_move_as_deliveries_happen() {
     let delivered = "logoutd_delivery_attempts_total{outcome=\"delivered\",client_id=\"c1\"}";
     assert_eq!(sample(&before, delivered), 0.0);
     assert_eq!(sample(&after, delivered), 1.0, "{after}");
-    assert_eq!(sample(&after, "logoutd_deliveries_pending"), 1.0, "the paused client's row");
+    assert_eq!(
+        sample(&after, "logoutd_deliveries_pending"),
+        1.0,
+        "the paused client's row"
+    );
     assert_eq!(sample(&after, "logoutd_deliveries_in_flight"), 0.0);
     assert_eq!(sample(&after, "logoutd_deliveries_dead_letter"), 0.0);
     assert_eq!(sample(&after, "logoutd_oldest_due_age_seconds"), 30.0);

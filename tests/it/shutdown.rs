@@ -18,7 +18,9 @@ const FLAGS: &[&str] = &["--lease-seconds", "300", "--max-in-flight", "8"];
 /// The `sid` claim of a request's token, read without verification.
 fn sid(req: &RecordedRequest) -> String {
     let token = req.form_param("logout_token").unwrap();
-    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap();
+    let payload = URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).unwrap())
+        .unwrap();
     let claims: Value = serde_json::from_slice(&payload).unwrap();
     claims["sid"].as_str().unwrap().to_owned()
 }
@@ -32,11 +34,18 @@ async fn sigterm_during_mass_logout_delivers_every_pair_exactly_once() {
     for n in 0..SESSIONS {
         let body = json!({ "id": format!("s{n:03}"), "user_id": "u1",
             "clients": [{ "client_id": "c1" }] });
-        let (status, reply) = server.call(Method::POST, "/api/v2/sessions", Some(body)).await;
+        let (status, reply) = server
+            .call(Method::POST, "/api/v2/sessions", Some(body))
+            .await;
         assert_eq!(status, 201, "{reply}");
     }
-    let (status, reply) = server.call(Method::DELETE, "/api/v2/users/u1/sessions", None).await;
-    assert_eq!((status, reply["deliveries"].as_u64()), (202, Some(SESSIONS as u64)));
+    let (status, reply) = server
+        .call(Method::DELETE, "/api/v2/users/u1/sessions", None)
+        .await;
+    assert_eq!(
+        (status, reply["deliveries"].as_u64()),
+        (202, Some(SESSIONS as u64))
+    );
     rp.wait_requests(20).await;
     assert!(server.terminate().await.success());
     let restarted = ServeProcess::start(dir.path(), FLAGS).await;
@@ -55,6 +64,14 @@ async fn sigterm_during_mass_logout_delivers_every_pair_exactly_once() {
         state: Some(DeliveryState::Delivered),
         ..DeliveryFilter::default()
     };
-    let page = stores.outbox.list_deliveries(&delivered, None, 1000).await.unwrap();
-    assert_eq!(page.items.len(), SESSIONS, "every row recorded as delivered");
+    let page = stores
+        .outbox
+        .list_deliveries(&delivered, None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.len(),
+        SESSIONS,
+        "every row recorded as delivered"
+    );
 }

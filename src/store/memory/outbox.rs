@@ -138,11 +138,7 @@ impl Outbox for MemoryStore {
         Ok(self.lock().stats(now))
     }
 
-    async fn prune_finished(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let finished = [DeliveryState::Delivered, DeliveryState::Cancelled];
         Ok(self.lock().prune_rows(&finished, before, limit))
     }

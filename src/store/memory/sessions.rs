@@ -152,7 +152,8 @@ impl SessionStore for MemoryStore {
                 deliveries: 0,
             };
             for id in ids {
-                report.deliveries += end_one(&mut state, &id, Initiator::SessionExpired, event_id, now);
+                report.deliveries +=
+                    end_one(&mut state, &id, Initiator::SessionExpired, event_id, now);
             }
             report
         };
@@ -172,11 +173,7 @@ impl SessionStore for MemoryStore {
             .min())
     }
 
-    async fn prune_sessions(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         Ok(self.lock().prune_sessions(before, limit))
     }
 

@@ -193,11 +193,7 @@ impl Outbox for PostgresStore {
         super::retention::stats(&self.pool, now).await
     }
 
-    async fn prune_finished(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
     }
 

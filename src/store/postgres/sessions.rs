@@ -144,11 +144,7 @@ impl SessionStore for PostgresStore {
         super::retention::next_expiry(&self.pool).await
     }
 
-    async fn prune_sessions(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         super::retention::prune_sessions(self, before, limit).await
     }
 

@@ -178,11 +178,7 @@ impl Outbox for SqliteStore {
         super::retention::stats(&self.reader, now).await
     }
 
-    async fn prune_finished(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
     }
 

@@ -24,7 +24,10 @@ pub(super) async fn next_expiry(pool: &SqlitePool) -> Result<Option<DateTime<Utc
 
 /// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
 /// due row (first entry of `deliveries_due`).
-pub(super) async fn stats(pool: &SqlitePool, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+pub(super) async fn stats(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+) -> Result<OutboxStats, StoreError> {
     let (pending, in_flight, failed, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
          (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'), \

@@ -133,11 +133,7 @@ impl SessionStore for SqliteStore {
         super::retention::next_expiry(&self.reader).await
     }
 
-    async fn prune_sessions(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         super::retention::prune_sessions(self, before, limit).await
     }
 

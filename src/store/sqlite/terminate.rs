@@ -50,7 +50,15 @@ pub(super) async fn end_expired(
     .await
     .map_err(db)?;
     let sessions = hydrate(&mut tx, rows).await?;
-    finish(store, tx, sessions, Initiator::SessionExpired, event_id, now).await
+    finish(
+        store,
+        tx,
+        sessions,
+        Initiator::SessionExpired,
+        event_id,
+        now,
+    )
+    .await
 }
 
 /// Writes the rows [`terminate::plan`] derives for `sessions`, marks them ended, commits

@@ -71,7 +71,10 @@ pub async fn end_expired_ends_past_sessions_for_subscribed_clients_only(s: Store
         let mut clients: Vec<&str> = rows.iter().map(|d| d.client_id.as_str()).collect();
         clients.sort_unstable();
         assert_eq!(clients, ["all", "opted"], "{id}");
-        assert!(rows.iter().all(|d| d.initiator == Initiator::SessionExpired));
+        assert!(
+            rows.iter()
+                .all(|d| d.initiator == Initiator::SessionExpired)
+        );
     }
     for id in ["future", "forever"] {
         let active = s.sessions.get_session(&SessionId::new(id)).await.unwrap();
@@ -176,7 +179,11 @@ pub async fn prune_finished_keeps_failed_and_young_rows(s: Stores) {
     );
     // The failed row keeps its session; the others' sessions go.
     assert_eq!(s.sessions.prune_sessions(t(3_000), 100).await.unwrap(), 2);
-    let kept = s.sessions.get_session(&SessionId::new("bad")).await.unwrap();
+    let kept = s
+        .sessions
+        .get_session(&SessionId::new("bad"))
+        .await
+        .unwrap();
     assert!(kept.is_some());
     for id in ["ok", "cancelled"] {
         let gone = s.sessions.get_session(&SessionId::new(id)).await.unwrap();

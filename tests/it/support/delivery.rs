@@ -121,11 +121,7 @@ impl Outbox for ObservedOutbox {
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
         self.inner.stats(now).await
     }
-    async fn prune_finished(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         self.inner.prune_finished(before, limit).await
     }
     async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {

@@ -76,7 +76,12 @@ impl ServeProcess {
     }
 
     /// Sends an authenticated API request and returns the status and JSON reply.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = reqwest::Client::new()
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(API_TOKEN);
@@ -93,7 +98,9 @@ impl ServeProcess {
         let body = json!({ "client_id": id, "name": id,
             "oidc_logout": { "backchannel_logout_urls": [url],
                 "backchannel_logout_initiators": { "mode": "all" } } });
-        let (status, reply) = self.call(reqwest::Method::POST, "/api/v2/clients", Some(body)).await;
+        let (status, reply) = self
+            .call(reqwest::Method::POST, "/api/v2/clients", Some(body))
+            .await;
         assert_eq!(status, 201, "{reply}");
     }
 }
