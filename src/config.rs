@@ -27,6 +27,10 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_MAX_PER_ORIGIN: usize = 64;
 /// Default logout token lifetime in seconds (also the maximum, spec errata).
 pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 120;
+/// Default age after which delivered and cancelled rows and ended sessions are pruned.
+pub const DEFAULT_RETENTION_DAYS: u64 = 7;
+/// How often the pruner runs.
+pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The optional `logoutd.toml`; unknown keys are an error.
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +68,10 @@ pub struct FileConfig {
     pub retry_cap_ms: Option<u64>,
     /// Logout token lifetime.
     pub token_lifetime_seconds: Option<u64>,
+    /// Days delivered/cancelled rows and ended sessions are kept.
+    pub retention_days: Option<u64>,
+    /// Whether expired sessions are ended by the sweeper (default true).
+    pub expiry_sweep: Option<bool>,
 }
 
 impl FileConfig {
@@ -164,6 +172,38 @@ impl Default for DispatchSettings {
     }
 }
 
+/// Background housekeeping: the expiry sweeper and the pruner.
+#[derive(Debug, Clone)]
+pub struct HousekeepingSettings {
+    /// End sessions when their `expires_at` or `idle_expires_at` passes.
+    pub expiry_sweep: bool,
+    /// Age after which delivered and cancelled rows and ended sessions are pruned.
+    pub retention: Duration,
+    /// How often the pruner runs.
+    pub prune_interval: Duration,
+}
+
+impl Default for HousekeepingSettings {
+    fn default() -> Self {
+        Self {
+            expiry_sweep: true,
+            retention: retention(None).unwrap_or(Duration::from_secs(7 * 86_400)),
+            prune_interval: DEFAULT_PRUNE_INTERVAL,
+        }
+    }
+}
+
+/// Checks a retention age in days: at least one.
+pub fn retention(days: Option<u64>) -> Result<Duration, ConfigError> {
+    let days = days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    if days == 0 {
+        return Err(invalid("retention_days", "must be at least 1"));
+    }
+    days.checked_mul(86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| invalid("retention_days", "is too large"))
+}
+
 /// Everything `serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -187,6 +227,8 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     /// Sender settings.
     pub sender: SenderConfig,
+    /// Expiry sweeper and pruner.
+    pub housekeeping: HousekeepingSettings,
 }
 
 fn invalid(name: &'static str, reason: impl fmt::Display) -> ConfigError {

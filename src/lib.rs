@@ -11,6 +11,7 @@
 //! - [`clients`] and [`net_policy`]: relying-party registration, URL rules, initiator
 //!   subscription.
 //! - [`terminate`]: the pure fan-out of a session end into outbox rows.
+//! - [`expiry`]: the sweeper that ends sessions past their expiry (`session-expired`).
 //! - [`outbox`]: delivery rows, states, leases; the outbox trait.
 //! - [`store`]: the `memory`, `sqlite` and `postgres` backends.
 //! - [`dispatcher`]: claim, mint, send, record; concurrency caps; shutdown.
@@ -19,6 +20,7 @@
 //! - [`sender`]: the only code that touches the HTTP client (form POST, no redirects, SSRF
 //!   guard).
 //! - [`retry`]: classification of an attempt and the backoff schedule (pure).
+//! - [`retention`]: pruning of finished deliveries and old ended sessions.
 //! - [`verify`]: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
 //!   an RP.
 //! - [`api`]: the axum router, one file per resource, one error mapping.
@@ -33,6 +35,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod dispatcher;
+pub mod expiry;
 pub mod ids;
 pub mod initiator;
 pub mod keys;
@@ -41,6 +44,7 @@ pub mod metrics;
 pub mod mock_rp;
 pub mod net_policy;
 pub mod outbox;
+pub mod retention;
 pub mod retry;
 pub mod sender;
 pub mod server;

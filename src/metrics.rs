@@ -1,5 +1,7 @@
 //! Prometheus metrics: one registry, created at start and passed down.
 
+use crate::outbox::OutboxStats;
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -118,6 +120,18 @@ impl Metrics {
             oldest_due_age_seconds,
             lease_reclaims,
         }
+    }
+
+    /// Sets the outbox gauges from a store snapshot taken at `now`.
+    pub fn set_outbox(&self, stats: &OutboxStats, now: DateTime<Utc>) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.pending.set(gauge(stats.pending));
+        self.in_flight.set(gauge(stats.in_flight));
+        self.dead_letter.set(gauge(stats.failed));
+        let age = stats
+            .oldest_due_at
+            .map_or(0, |due| (now - due).num_seconds().max(0));
+        self.oldest_due_age_seconds.set(age);
     }
 
     /// The Prometheus text exposition.

@@ -151,6 +151,8 @@ pub struct ClaimedDelivery {
     pub client: RelyingParty,
     /// Start of the row's age budget: `created_at`, or the time of the last operator re-drive.
     pub budget_started_at: DateTime<Utc>,
+    /// The row was in flight under an expired lease when claimed (a lease reclaim).
+    pub reclaimed: bool,
 }
 
 /// A worker's result for one claimed row.
@@ -177,6 +179,20 @@ pub struct DeliveryFilter {
     pub session_id: Option<SessionId>,
     /// Only rows for this user.
     pub user_id: Option<UserId>,
+}
+
+/// Counts of live and dead-letter rows, for the metrics gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStats {
+    /// Rows in state `pending`.
+    pub pending: u64,
+    /// Rows in state `in_flight`.
+    pub in_flight: u64,
+    /// Rows in state `failed` (the dead letter).
+    pub failed: u64,
+    /// The earliest `next_attempt_at` at or before `now` of a pending or in-flight row: how
+    /// long the oldest due row has waited.
+    pub oldest_due_at: Option<DateTime<Utc>>,
 }
 
 /// Result of an operator re-drive.
@@ -234,4 +250,15 @@ pub trait Outbox: Send + Sync {
     /// Signalled after new due rows are committed (by this process, or by another node when
     /// the backend can tell), so workers wake without polling.
     fn wakeup(&self) -> Arc<Notify>;
+
+    /// Live and dead-letter counts, and the oldest due row, as of `now`.
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
+
+    /// Deletes up to `limit` `delivered` and `cancelled` rows (with their attempt history)
+    /// whose last change was before `before`. Returns how many.
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` `failed` rows (with their history) whose last change was before
+    /// `before`: the operator's explicit dead-letter cleanup. Returns how many.
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 }

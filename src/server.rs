@@ -1,17 +1,20 @@
-//! `logoutd serve` as a library function: the API and the dispatcher on an already-bound
-//! listener, until a shutdown token is cancelled.
+//! `logoutd serve` as a library function: the API, the dispatcher, the expiry sweeper and the
+//! pruner on an already-bound listener, until a shutdown token is cancelled.
 
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::dispatcher::{Dispatcher, DispatcherParts};
+use crate::expiry::ExpirySweeper;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
+use crate::retention;
 use crate::sender::Sender;
 use crate::store::Stores;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How often the keys directory is checked for rotations made by `logoutd keys rotate`.
@@ -66,6 +69,7 @@ pub async fn run(
         metrics,
         body_limit: settings.body_limit,
     });
+    let housekeeping = spawn_housekeeping(&settings, &state, clock.clone(), &shutdown);
     let dispatcher = tokio::spawn(dispatcher.run());
     let reloader = tokio::spawn(reload_keys(
         keys,
@@ -82,7 +86,40 @@ pub async fn run(
         tracing::error!("dispatcher task failed");
     }
     reloader.abort();
+    for task in housekeeping {
+        if task.await.is_err() {
+            tracing::error!("housekeeping task failed");
+        }
+    }
     served.map_err(Into::into)
+}
+
+/// Starts the expiry sweeper (unless turned off) and the pruner; both stop on `shutdown`.
+fn spawn_housekeeping(
+    settings: &Settings,
+    state: &AppState,
+    clock: SharedClock,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let config = &settings.housekeeping;
+    let mut tasks = Vec::new();
+    if config.expiry_sweep {
+        let sweeper = ExpirySweeper::new(
+            state.stores.sessions.clone(),
+            clock.clone(),
+            state.metrics.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(sweeper.run()));
+    }
+    tasks.push(tokio::spawn(retention::run(
+        state.stores.clone(),
+        clock,
+        config.retention,
+        config.prune_interval,
+        shutdown.clone(),
+    )));
+    tasks
 }
 
 async fn reload_keys(

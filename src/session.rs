@@ -7,6 +7,8 @@ use crate::store::{Page, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Where a session came from, as Auth0 records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,4 +146,25 @@ pub trait SessionStore: Send + Sync {
         event_id: &EventId,
         now: DateTime<Utc>,
     ) -> Result<EndReport, StoreError>;
+
+    /// Ends up to `limit` active sessions whose `expires_at` or `idle_expires_at` is at or
+    /// before `now`, with initiator `session-expired`, exactly as [`Self::end_sessions`] does
+    /// (same transaction, rows only for subscribed clients). A session another node ends
+    /// meanwhile is skipped, never ended twice.
+    async fn end_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        event_id: &EventId,
+    ) -> Result<EndReport, StoreError>;
+
+    /// The earliest `expires_at` or `idle_expires_at` among active sessions, if any.
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Deletes up to `limit` sessions that ended before `before` and have no outbox rows left
+    /// (their client lists go with them). Returns how many.
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// Signalled when a session with an expiry is created, so the expiry sweeper reschedules.
+    fn expiry_wakeup(&self) -> Arc<Notify>;
 }

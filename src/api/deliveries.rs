@@ -1,4 +1,5 @@
-//! `/api/v2/logout-deliveries`: the delivery status API and operator re-drive.
+//! `/api/v2/logout-deliveries`: the delivery status API, operator re-drive and the explicit
+//! dead-letter cleanup.
 
 use super::extract::{PathParams, QueryParams};
 use super::{ApiError, Shared, page_size};
@@ -89,4 +90,29 @@ pub async fn retry(
             ),
         )),
     }
+}
+
+/// Query of `POST /api/v2/logout-deliveries/prune-failed`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneFailedQuery {
+    older_than_days: u32,
+}
+
+/// `POST /api/v2/logout-deliveries/prune-failed?older_than_days=N`: deletes failed deliveries
+/// (and their attempt history) whose last change is more than N days old; `N = 0` removes
+/// every failed delivery. Answers `{"deleted": n}`.
+pub async fn prune_failed(
+    State(state): State<Shared>,
+    QueryParams(query): QueryParams<PruneFailedQuery>,
+) -> Result<Response, ApiError> {
+    let age = chrono::Duration::days(i64::from(query.older_than_days));
+    let before = state.now() - age;
+    let deleted = crate::retention::prune_failed(state.stores.outbox.as_ref(), before).await?;
+    tracing::info!(
+        deleted,
+        older_than_days = query.older_than_days,
+        "failed deliveries pruned"
+    );
+    Ok(Json(json!({ "deleted": deleted })).into_response())
 }

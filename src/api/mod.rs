@@ -106,6 +106,10 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/logout-events", post(events::create))
         .route("/logout-deliveries", get(deliveries::list))
+        .route(
+            "/logout-deliveries/prune-failed",
+            post(deliveries::prune_failed),
+        )
         .route("/logout-deliveries/{id}", get(deliveries::get))
         .route("/logout-deliveries/{id}/retry", post(deliveries::retry))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

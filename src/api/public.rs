@@ -67,8 +67,16 @@ pub async fn readyz(State(state): State<Shared>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`: Prometheus text. The outbox gauges are read from the store at scrape time;
+/// if the store does not answer they keep their last values.
 pub async fn metrics(State(state): State<Shared>) -> Response {
+    let now = state.clock.now();
+    match state.stores.outbox.stats(now).await {
+        Ok(stats) => state.metrics.set_outbox(&stats, now),
+        Err(err) => {
+            tracing::warn!(error = %super::error::chain(&err), "reading outbox statistics failed")
+        }
+    }
     let body = state.metrics.encode();
     let mut response = body.into_response();
     response.headers_mut().insert(

@@ -6,7 +6,7 @@ use super::proc_stats;
 use crate::alg::SigningAlg;
 use crate::clients::{OidcLogout, RelyingParty};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{ApiToken, DispatchSettings, Settings};
+use crate::config::{ApiToken, DispatchSettings, HousekeepingSettings, Settings};
 use crate::ids::{ClientId, Issuer, SessionId, UserId};
 use crate::keys::KeyRing;
 use crate::net_policy::NetPolicy;
@@ -110,6 +110,7 @@ fn settings(dir: &Path, store: String, alg: SigningAlg) -> Settings {
         api_token: ApiToken::new(crate::ids::random_token()),
         dev: false,
         dispatch: DispatchSettings::default(),
+        housekeeping: HousekeepingSettings::default(),
         sender: SenderConfig {
             policy: NetPolicy {
                 allow_insecure: true,

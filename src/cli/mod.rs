@@ -4,9 +4,12 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod bench;
+pub mod deliveries;
+pub mod http;
 pub mod keys;
 pub mod mock_rp;
 pub mod serve;
+pub mod sessions;
 pub mod token;
 
 /// logoutd: OIDC Back-Channel Logout tokens, delivered durably.
@@ -34,6 +37,10 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Inspect and re-drive deliveries through the API.
+    Deliveries(deliveries::DeliveriesArgs),
+    /// Inspect and end sessions through the API.
+    Sessions(sessions::SessionsArgs),
 }
 
 /// Parses the command line, sets up logging to stderr and runs the command.
@@ -57,6 +64,8 @@ pub fn main() -> ExitCode {
             Command::Token(cmd) => token::run(cmd).await,
             Command::MockRp(args) => mock_rp::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Deliveries(args) => deliveries::run(args).await,
+            Command::Sessions(args) => sessions::run(args).await,
         }
     });
     match result {

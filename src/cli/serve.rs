@@ -2,7 +2,8 @@
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{
-    self, ApiToken, ConfigError, DispatchSettings, FileConfig, Settings, positive,
+    self, ApiToken, ConfigError, DispatchSettings, FileConfig, HousekeepingSettings, Settings,
+    positive,
 };
 use crate::keys::{KeyRing, KeySet};
 use crate::net_policy::NetPolicy;
@@ -69,6 +70,12 @@ pub struct ServeArgs {
     /// Logout token lifetime in seconds, 1-120 [default: 120].
     #[arg(long, env = "LOGOUTD_TOKEN_LIFETIME_SECONDS")]
     pub token_lifetime_seconds: Option<u64>,
+    /// Days delivered/cancelled deliveries and ended sessions are kept [default: 7].
+    #[arg(long, env = "LOGOUTD_RETENTION_DAYS")]
+    pub retention_days: Option<u64>,
+    /// Whether sessions past their expiry are ended with `session-expired` [default: true].
+    #[arg(long, env = "LOGOUTD_EXPIRY_SWEEP", value_name = "BOOL")]
+    pub expiry_sweep: Option<bool>,
 }
 
 impl ServeArgs {
@@ -156,6 +163,11 @@ impl ServeArgs {
             dev,
             dispatch,
             sender,
+            housekeeping: HousekeepingSettings {
+                expiry_sweep: self.expiry_sweep.or(file.expiry_sweep).unwrap_or(true),
+                retention: config::retention(self.retention_days.or(file.retention_days))?,
+                prune_interval: config::DEFAULT_PRUNE_INTERVAL,
+            },
         })
     }
 }

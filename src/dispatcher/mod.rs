@@ -146,7 +146,11 @@ impl Dispatcher {
             .claim_due(inner.clock.now(), inner.lease, limit)
             .await
         {
-            Ok(rows) => rows,
+            Ok(rows) => {
+                let reclaimed = rows.iter().filter(|r| r.reclaimed).count();
+                inner.metrics.lease_reclaims.inc_by(reclaimed as u64);
+                rows
+            }
             Err(err) => {
                 tracing::error!(error = %crate::api::error::chain(&err), "claiming due deliveries failed");
                 tokio::select! {

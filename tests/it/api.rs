@@ -86,7 +86,7 @@ async fn discovery_and_jwks_are_public() {
     assert_eq!(doc["backchannel_logout_session_supported"], true);
     assert_eq!(
         doc["id_token_signing_alg_values_supported"],
-        json!(["ES256"])
+        json!(["RS256", "PS256", "ES256", "EdDSA"])
     );
     let (status, _, body) = app
         .raw(Method::GET, "/.well-known/jwks.json", None, None, None)

@@ -2,11 +2,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod cli;
 mod crash;
 mod delivery;
+mod housekeeping;
 mod keys;
 mod mock_rp;
 mod sender;
+mod shutdown;
 mod store;
 mod support;
 mod token;

@@ -5,6 +5,7 @@ pub mod app;
 pub mod delivery;
 pub mod process;
 pub mod recording_rp;
+pub mod serve_process;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

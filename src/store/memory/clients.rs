@@ -61,7 +61,7 @@ impl ClientRegistry for MemoryStore {
                 ..client.clone()
             };
             if client.logout_url().is_none() {
-                state.cancel_client_rows(&client.client_id)
+                state.cancel_client_rows(&client.client_id, now)
             } else {
                 0
             }
@@ -73,9 +73,9 @@ impl ClientRegistry for MemoryStore {
         Ok(cancelled)
     }
 
-    async fn delete_client(&self, id: &ClientId, _now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn delete_client(&self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut state = self.lock();
         state.clients.remove(id).ok_or(StoreError::NotFound)?;
-        Ok(state.cancel_client_rows(id))
+        Ok(state.cancel_client_rows(id, now))
     }
 }

@@ -4,6 +4,7 @@
 
 mod clients;
 mod outbox;
+mod retention;
 mod sessions;
 
 use super::{Health, StoreError, Stores};
@@ -23,6 +24,7 @@ use tokio::sync::Notify;
 pub struct MemoryStore {
     state: Mutex<State>,
     wakeup: Arc<Notify>,
+    expiry: Arc<Notify>,
 }
 
 impl MemoryStore {
@@ -49,9 +51,14 @@ impl MemoryStore {
 
     /// Wakes every waiting worker, and leaves a permit for one that is about to wait.
     fn notify(&self) {
-        self.wakeup.notify_waiters();
-        self.wakeup.notify_one();
+        wake(&self.wakeup);
     }
+}
+
+/// Wakes every waiter of `notify`, and leaves a permit for one that is about to wait.
+fn wake(notify: &Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
 }
 
 #[async_trait]
@@ -80,6 +87,8 @@ struct Row {
     lease: Option<LeaseId>,
     budget_started_at: DateTime<Utc>,
     history: Vec<AttemptRecord>,
+    /// Last state change, the age retention counts from.
+    updated_at: DateTime<Utc>,
 }
 
 /// Whether rows in `state` are in the due index.
@@ -88,12 +97,19 @@ fn is_live(state: DeliveryState) -> bool {
 }
 
 impl State {
-    /// Moves row `id` to `state` with `next` as its due time, keeping the due index in step.
-    /// Leaving the in-flight state drops the lease.
-    fn schedule(&mut self, id: &DeliveryId, state: DeliveryState, next: Option<DateTime<Utc>>) {
+    /// Moves row `id` to `state` with `next` as its due time at `now`, keeping the due index
+    /// in step. Leaving the in-flight state drops the lease.
+    fn schedule(
+        &mut self,
+        id: &DeliveryId,
+        state: DeliveryState,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
         let Some(row) = self.rows.get_mut(id) else {
             return;
         };
+        row.updated_at = now;
         let d = &mut row.delivery;
         if let (true, Some(at)) = (is_live(d.state), d.next_attempt_at) {
             self.due.remove(&(at, id.clone()));
@@ -109,7 +125,7 @@ impl State {
     }
 
     /// Cancels every pending or in-flight row of `client`; returns how many.
-    fn cancel_client_rows(&mut self, client: &ClientId) -> u64 {
+    fn cancel_client_rows(&mut self, client: &ClientId, now: DateTime<Utc>) -> u64 {
         let ids: Vec<DeliveryId> = self
             .due
             .iter()
@@ -121,7 +137,7 @@ impl State {
             .map(|(_, id)| id.clone())
             .collect();
         for id in &ids {
-            self.schedule(id, DeliveryState::Cancelled, None);
+            self.schedule(id, DeliveryState::Cancelled, None, now);
         }
         ids.len() as u64
     }

@@ -4,7 +4,7 @@ use super::{MemoryStore, Row, State};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    Outbox, Redrive,
+    Outbox, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
 use crate::store::{Page, StoreError};
@@ -40,7 +40,7 @@ impl Outbox for MemoryStore {
         let until = now + lease;
         Ok(ids
             .iter()
-            .filter_map(|id| claim_one(&mut state, id, &lease_id, until))
+            .filter_map(|id| claim_one(&mut state, id, &lease_id, until, now))
             .collect())
     }
 
@@ -60,7 +60,7 @@ impl Outbox for MemoryStore {
             let mut released = 0;
             for (id, lease) in leases {
                 if holds_lease(&state, id, lease) {
-                    state.schedule(id, DeliveryState::Pending, Some(now));
+                    state.schedule(id, DeliveryState::Pending, Some(now), now);
                     released += 1;
                 }
             }
@@ -124,7 +124,7 @@ impl Outbox for MemoryStore {
             }
             row.delivery.attempts = 0;
             row.budget_started_at = now;
-            state.schedule(id, DeliveryState::Pending, Some(now));
+            state.schedule(id, DeliveryState::Pending, Some(now), now);
         }
         self.notify();
         Ok(Redrive::Requeued)
@@ -132,6 +132,21 @@ impl Outbox for MemoryStore {
 
     fn wakeup(&self) -> Arc<Notify> {
         self.wakeup.clone()
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        Ok(self.lock().stats(now))
+    }
+
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let finished = [DeliveryState::Delivered, DeliveryState::Cancelled];
+        Ok(self.lock().prune_rows(&finished, before, limit))
+    }
+
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        Ok(self
+            .lock()
+            .prune_rows(&[DeliveryState::Failed], before, limit))
     }
 }
 
@@ -141,8 +156,13 @@ fn claim_one(
     id: &DeliveryId,
     lease: &LeaseId,
     until: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Option<ClaimedDelivery> {
-    state.schedule(id, DeliveryState::InFlight, Some(until));
+    let reclaimed = state
+        .rows
+        .get(id)
+        .is_some_and(|row| row.delivery.state == DeliveryState::InFlight);
+    state.schedule(id, DeliveryState::InFlight, Some(until), now);
     let row = state.rows.get_mut(id)?;
     row.lease = Some(lease.clone());
     let client = state.clients.get(&row.delivery.client_id)?.clone();
@@ -152,6 +172,7 @@ fn claim_one(
         session_metadata: row.metadata.clone(),
         client,
         budget_started_at: row.budget_started_at,
+        reclaimed,
     })
 }
 
@@ -172,7 +193,7 @@ fn record_one(state: &mut State, result: &AttemptResult) -> bool {
         Decision::RetryAt(at) => (DeliveryState::Pending, Some(*at)),
         Decision::GiveUp(_) => (DeliveryState::Failed, None),
     };
-    state.schedule(&result.id, next_state, next_at);
+    state.schedule(&result.id, next_state, next_at, result.attempt.at);
     let Some(row) = state.rows.get_mut(&result.id) else {
         return false;
     };

@@ -10,6 +10,8 @@ use crate::store::{Page, StoreError};
 use crate::terminate;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 #[async_trait]
 impl SessionStore for MemoryStore {
@@ -34,6 +36,10 @@ impl SessionStore for MemoryStore {
             .or_default()
             .insert(session.id.clone());
         state.sessions.insert(session.id.clone(), stored);
+        drop(state);
+        if session.expires_at.is_some() || session.idle_expires_at.is_some() {
+            super::wake(&self.expiry);
+        }
         Ok(())
     }
 
@@ -124,6 +130,64 @@ impl SessionStore for MemoryStore {
         }
         Ok(report)
     }
+
+    async fn end_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        event_id: &EventId,
+    ) -> Result<EndReport, StoreError> {
+        let report = {
+            let mut state = self.lock();
+            let ids: Vec<SessionId> = state
+                .sessions
+                .values()
+                .filter(|s| !s.is_ended() && expiry(s).is_some_and(|at| at <= now))
+                .take(limit)
+                .map(|s| s.id.clone())
+                .collect();
+            let mut report = EndReport {
+                event_id: event_id.clone(),
+                sessions_ended: ids.len(),
+                deliveries: 0,
+            };
+            for id in ids {
+                report.deliveries +=
+                    end_one(&mut state, &id, Initiator::SessionExpired, event_id, now);
+            }
+            report
+        };
+        if report.deliveries > 0 {
+            self.notify();
+        }
+        Ok(report)
+    }
+
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .sessions
+            .values()
+            .filter(|s| !s.is_ended())
+            .filter_map(expiry)
+            .min())
+    }
+
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        Ok(self.lock().prune_sessions(before, limit))
+    }
+
+    fn expiry_wakeup(&self) -> Arc<Notify> {
+        self.expiry.clone()
+    }
+}
+
+/// When a session expires: the earlier of its absolute and idle expiry.
+fn expiry(session: &Session) -> Option<DateTime<Utc>> {
+    match (session.expires_at, session.idle_expires_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The session `id`, refusing unknown and ended ones.
@@ -204,6 +268,7 @@ fn insert_row(state: &mut State, new: NewDelivery) {
         lease: None,
         budget_started_at: new.created_at,
         history: Vec::new(),
+        updated_at: new.created_at,
     };
     state.rows.insert(new.id, row);
 }

@@ -11,11 +11,14 @@
 //!   channel (see `listener`) and signals its [`Outbox::wakeup`](crate::outbox::Outbox::wakeup).
 //! - **Timestamps** are BIGINT milliseconds since the epoch, as in the SQLite backend, and
 //!   identifier columns use the "C" collation so paging follows byte order (see the migration).
+//! - **Expiry sweeps** lock expired active sessions `FOR UPDATE SKIP LOCKED`, so sweepers on
+//!   several nodes split the work and never end one session twice.
 //! - Migrations run at open; sqlx serialises concurrent migrators with an advisory lock.
 
 mod clients;
 mod listener;
 mod outbox;
+mod retention;
 mod rows;
 mod sessions;
 mod status;
@@ -40,6 +43,7 @@ const CHANNEL: &str = "logoutd_outbox";
 pub struct PostgresStore {
     pool: PgPool,
     wakeup: Arc<Notify>,
+    expiry: Arc<Notify>,
     listener: JoinHandle<()>,
 }
 
@@ -63,6 +67,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             wakeup,
+            expiry: Arc::new(Notify::new()),
             listener,
         })
     }

@@ -7,7 +7,7 @@ use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    Outbox, Redrive,
+    Outbox, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
 use crate::store::{Page, StoreError};
@@ -24,13 +24,14 @@ use tokio::sync::Notify;
 /// expired. `claimed` puts them in flight under lease `$3` until `$4`; the outer query joins
 /// each with its client's registration and restores the due order.
 const CLAIM: &str = concat!(
-    "WITH due AS (SELECT d.id AS due_id, d.next_attempt_at AS due_at FROM deliveries d",
+    "WITH due AS (SELECT d.id AS due_id, d.next_attempt_at AS due_at,",
+    " d.state = 'in_flight' AS reclaimed FROM deliveries d",
     " WHERE d.state IN ('pending', 'in_flight') AND d.next_attempt_at <= $1",
     " AND d.client_id IN (SELECT client_id FROM clients WHERE NOT paused AND has_url)",
     " ORDER BY d.next_attempt_at, d.id LIMIT $2 FOR UPDATE OF d SKIP LOCKED),",
     " claimed AS (UPDATE deliveries SET state = 'in_flight', lease_id = $3, lease_until = $4,",
     " next_attempt_at = $4, updated_at = $1 FROM due WHERE id = due.due_id",
-    " RETURNING due.due_at, ",
+    " RETURNING due.due_at, due.reclaimed, ",
     delivery_columns!(),
     ") SELECT claimed.*, c.settings AS client_settings, c.paused AS client_paused,",
     " c.created_at AS client_created_at, c.updated_at AS client_updated_at",
@@ -73,8 +74,8 @@ impl Outbox for PostgresStore {
             .map_err(db)?;
         rows.into_iter()
             .map(|row| {
-                let (row, client) = row.into_parts()?;
-                claimed(&row, client, &lease_id)
+                let (row, client, reclaimed) = row.into_parts()?;
+                claimed(&row, client, &lease_id, reclaimed)
             })
             .collect()
     }
@@ -187,6 +188,18 @@ impl Outbox for PostgresStore {
     fn wakeup(&self) -> Arc<Notify> {
         self.wakeup.clone()
     }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        super::retention::stats(&self.pool, now).await
+    }
+
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
+    }
+
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        super::retention::prune_rows(self, &["failed"], before, limit).await
+    }
 }
 
 /// The claim handed to a worker (the row as the claim left it: in flight until the lease end).
@@ -194,6 +207,7 @@ fn claimed(
     row: &DeliveryRow,
     client: RelyingParty,
     lease: &LeaseId,
+    reclaimed: bool,
 ) -> Result<ClaimedDelivery, StoreError> {
     Ok(ClaimedDelivery {
         delivery: row.to_delivery()?,
@@ -201,6 +215,7 @@ fn claimed(
         session_metadata: row.metadata()?,
         client,
         budget_started_at: row.budget_started_at()?,
+        reclaimed,
     })
 }
 

@@ -188,6 +188,7 @@ impl DeliveryRow {
 pub(super) struct ClaimRow {
     #[sqlx(flatten)]
     row: DeliveryRow,
+    reclaimed: bool,
     client_settings: Value,
     client_paused: bool,
     client_created_at: i64,
@@ -195,8 +196,8 @@ pub(super) struct ClaimRow {
 }
 
 impl ClaimRow {
-    /// The row and its client's registration.
-    pub fn into_parts(self) -> Result<(DeliveryRow, RelyingParty), StoreError> {
+    /// The row, its client's registration, and whether the claim reclaimed an expired lease.
+    pub fn into_parts(self) -> Result<(DeliveryRow, RelyingParty, bool), StoreError> {
         let client = ClientRow {
             settings: self.client_settings,
             paused: self.client_paused,
@@ -204,7 +205,7 @@ impl ClaimRow {
             updated_at: self.client_updated_at,
         }
         .into_client()?;
-        Ok((self.row, client))
+        Ok((self.row, client, self.reclaimed))
     }
 }
 

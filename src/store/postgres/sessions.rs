@@ -15,6 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 #[async_trait]
 impl SessionStore for PostgresStore {
@@ -31,7 +33,11 @@ impl SessionStore for PostgresStore {
         if !insert_session(&mut tx, session).await? {
             return Err(conflict());
         }
-        tx.commit().await.map_err(db)
+        tx.commit().await.map_err(db)?;
+        if session.expires_at.is_some() || session.idle_expires_at.is_some() {
+            super::wake(&self.expiry);
+        }
+        Ok(())
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -123,6 +129,27 @@ impl SessionStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<EndReport, StoreError> {
         super::terminate::end_sessions(self, target, initiator, event_id, now).await
+    }
+
+    async fn end_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        event_id: &EventId,
+    ) -> Result<EndReport, StoreError> {
+        super::terminate::end_expired(self, now, limit, event_id).await
+    }
+
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        super::retention::next_expiry(&self.pool).await
+    }
+
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        super::retention::prune_sessions(self, before, limit).await
+    }
+
+    fn expiry_wakeup(&self) -> Arc<Notify> {
+        self.expiry.clone()
     }
 }
 

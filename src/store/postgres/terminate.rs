@@ -17,7 +17,7 @@ use crate::store::StoreError;
 use crate::terminate;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, Transaction};
 
 /// Ends the target's active sessions and writes their rows from [`terminate::plan`]; commits
 /// both together (announcing the rows to every node), then wakes this node's workers.
@@ -30,7 +30,44 @@ pub(super) async fn end_sessions(
 ) -> Result<EndReport, StoreError> {
     let mut tx = store.begin().await?;
     let ids = lock_targets(&mut tx, target).await?;
-    let sessions = active_sessions(&mut tx, &ids).await?;
+    finish(store, tx, &ids, initiator, event_id, now).await
+}
+
+/// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, with
+/// `session-expired`. Sessions another sweeper holds are skipped (`SKIP LOCKED`), and the
+/// lock re-checks `ended_at IS NULL`, so two nodes never end one session twice.
+pub(super) async fn end_expired(
+    store: &PostgresStore,
+    now: DateTime<Utc>,
+    limit: usize,
+    event_id: &EventId,
+) -> Result<EndReport, StoreError> {
+    let mut tx = store.begin().await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM sessions WHERE ended_at IS NULL \
+         AND (expires_at <= $1 OR idle_expires_at <= $1) \
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(ms(now))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    finish(store, tx, &ids, Initiator::SessionExpired, event_id, now).await
+}
+
+/// Reads the locked sessions that are still active, writes their rows from
+/// [`terminate::plan`] and marks them ended; commits both together (announcing the rows to
+/// every node), then wakes this node's workers.
+async fn finish(
+    store: &PostgresStore,
+    mut tx: Transaction<'static, Postgres>,
+    ids: &[String],
+    initiator: Initiator,
+    event_id: &EventId,
+    now: DateTime<Utc>,
+) -> Result<EndReport, StoreError> {
+    let sessions = active_sessions(&mut tx, ids).await?;
     let clients = registrations(&mut tx, &sessions).await?;
     let rows: Vec<NewDelivery> = sessions
         .iter()

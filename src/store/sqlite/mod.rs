@@ -12,6 +12,7 @@
 
 mod clients;
 mod outbox;
+mod retention;
 mod rows;
 mod sessions;
 mod status;
@@ -39,6 +40,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     wakeup: Arc<Notify>,
+    expiry: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -71,6 +73,7 @@ impl SqliteStore {
             writer,
             reader,
             wakeup: Arc::new(Notify::new()),
+            expiry: Arc::new(Notify::new()),
         })
     }
 
@@ -95,9 +98,14 @@ impl SqliteStore {
 
     /// Wakes every waiting worker, and leaves a permit for one that is about to wait.
     fn notify(&self) {
-        self.wakeup.notify_waiters();
-        self.wakeup.notify_one();
+        wake(&self.wakeup);
     }
+}
+
+/// Wakes every waiter of `notify`, and leaves a permit for one that is about to wait.
+fn wake(notify: &Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
 }
 
 /// A pool of exactly one connection that is never closed for idleness.

@@ -7,7 +7,7 @@ use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    Outbox, Redrive,
+    Outbox, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
 use crate::store::{Page, StoreError};
@@ -173,6 +173,18 @@ impl Outbox for SqliteStore {
     fn wakeup(&self) -> Arc<Notify> {
         self.wakeup.clone()
     }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        super::retention::stats(&self.reader, now).await
+    }
+
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
+    }
+
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        super::retention::prune_rows(self, &["failed"], before, limit).await
+    }
 }
 
 /// Up to `limit` claimable rows, oldest due first. In-flight rows carry their lease end in
@@ -250,6 +262,7 @@ fn claimed(
         session_metadata: row.metadata()?,
         client,
         budget_started_at: row.budget_started_at()?,
+        reclaimed: row.state == DeliveryState::InFlight.as_str(),
     })
 }
 

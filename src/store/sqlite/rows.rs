@@ -113,7 +113,7 @@ pub(super) struct DeliveryRow {
     user_id: String,
     pub client_id: String,
     initiator: String,
-    state: String,
+    pub state: String,
     attempts: i64,
     next_attempt_at: Option<i64>,
     last_status: Option<i64>,

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 use crate::terminate;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::SqliteConnection;
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 /// Ends the target's active sessions and writes their rows from [`terminate::plan`]; commits
 /// both together, then wakes the dispatcher.
@@ -25,6 +25,52 @@ pub(super) async fn end_sessions(
 ) -> Result<EndReport, StoreError> {
     let mut tx = store.begin_write().await?;
     let sessions = active_targets(&mut tx, target).await?;
+    finish(store, tx, sessions, initiator, event_id, now).await
+}
+
+/// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, with
+/// `session-expired`. The write lock taken at `BEGIN IMMEDIATE` keeps another process from
+/// ending the same sessions meanwhile.
+pub(super) async fn end_expired(
+    store: &SqliteStore,
+    now: DateTime<Utc>,
+    limit: usize,
+    event_id: &EventId,
+) -> Result<EndReport, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM sessions WHERE ended_at IS NULL AND (expires_at <= ?1 OR idle_expires_at <= ?1)",
+        " ORDER BY id LIMIT ?2"
+    ))
+    .bind(ms(now))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    let sessions = hydrate(&mut tx, rows).await?;
+    finish(
+        store,
+        tx,
+        sessions,
+        Initiator::SessionExpired,
+        event_id,
+        now,
+    )
+    .await
+}
+
+/// Writes the rows [`terminate::plan`] derives for `sessions`, marks them ended, commits
+/// both together, then wakes the dispatcher.
+async fn finish(
+    store: &SqliteStore,
+    mut tx: Transaction<'static, Sqlite>,
+    sessions: Vec<Session>,
+    initiator: Initiator,
+    event_id: &EventId,
+    now: DateTime<Utc>,
+) -> Result<EndReport, StoreError> {
     let clients = registrations(&mut tx, &sessions).await?;
     let rows: Vec<NewDelivery> = sessions
         .iter()

@@ -4,6 +4,7 @@
 mod claims;
 mod clients;
 mod fixtures;
+mod housekeeping;
 mod postgres;
 mod results;
 mod sessions;
@@ -78,7 +79,16 @@ macro_rules! conformance {
                 results::release_returns_rows_without_counting_an_attempt,
                 results::next_due_at_tracks_pending_and_leased_rows,
                 results::deliveries_filter_and_page_by_id,
-                results::redrive_requeues_failed_rows_only
+                results::redrive_requeues_failed_rows_only,
+                housekeeping::end_expired_ends_past_sessions_for_subscribed_clients_only,
+                housekeeping::end_expired_respects_the_batch_limit,
+                housekeeping::next_expiry_is_the_earliest_of_active_sessions,
+                housekeeping::creating_an_expiring_session_wakes_the_sweeper,
+                housekeeping::prune_finished_keeps_failed_and_young_rows,
+                housekeeping::prune_keeps_sessions_with_live_rows_and_active_sessions,
+                housekeeping::prune_works_in_batches,
+                housekeeping::stats_count_live_and_dead_rows,
+                housekeeping::claims_flag_rows_whose_lease_expired
             );
         }
     };

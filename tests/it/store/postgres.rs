@@ -275,3 +275,41 @@ async fn termination_on_one_node_wakes_another() {
         Some(t(2_000) + Duration::seconds(30))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sweepers_never_end_one_session_twice() {
+    let Some((a, b, _db)) = two_nodes().await else {
+        return;
+    };
+    register(&a, &[client("c1"), client("c2")]).await;
+    for n in 0..60 {
+        let mut s = session(&format!("s{n:02}"), "u1", &["c1", "c2"]);
+        s.expires_at = Some(t(2_000));
+        a.sessions.create_session(&s).await.unwrap();
+    }
+    let sweeps: Vec<_> = [&a, &b, &a, &b]
+        .into_iter()
+        .map(|node| {
+            let sessions = node.sessions.clone();
+            tokio::spawn(async move {
+                let mut ended = 0;
+                loop {
+                    let report = sessions
+                        .end_expired(t(3_000), 7, &EventId::generate())
+                        .await
+                        .unwrap();
+                    // Each sweeper counts what it ended; the sum must be exactly the expired.
+                    ended += report.sessions_ended;
+                    if report.sessions_ended == 0 {
+                        return ended;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for sweep in sweeps {
+        total += sweep.await.unwrap();
+    }
+    assert_eq!(total, 60, "every expired session ended exactly once");
+}

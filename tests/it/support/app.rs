@@ -46,6 +46,16 @@ impl TestApp {
 
     /// The router over `stores` with a given clock.
     pub fn with_clock(stores: Stores, insecure: bool, clock: Arc<ManualClock>) -> Self {
+        Self::with_parts(stores, insecure, clock, Arc::new(Metrics::new()))
+    }
+
+    /// The router over `stores` with a given clock and metrics registry.
+    pub fn with_parts(
+        stores: Stores,
+        insecure: bool,
+        clock: Arc<ManualClock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let keys = test_keys();
         let state = Arc::new(AppState {
             stores: stores.clone(),
@@ -56,7 +66,7 @@ impl TestApp {
             },
             clock: clock.clone(),
             api_token_digest: AppState::token_digest(API_TOKEN),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             body_limit: api::DEFAULT_BODY_LIMIT,
         });
         Self {

@@ -12,7 +12,8 @@ use logoutd::ids::{DeliveryId, Issuer, LeaseId};
 use logoutd::metrics::Metrics;
 use logoutd::net_policy::NetPolicy;
 use logoutd::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, Outbox, Redrive,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, Outbox, OutboxStats,
+    Redrive,
 };
 use logoutd::sender::{Sender, SenderConfig};
 use logoutd::store::{Page, StoreError, Stores};
@@ -117,6 +118,15 @@ impl Outbox for ObservedOutbox {
     fn wakeup(&self) -> Arc<Notify> {
         self.inner.wakeup()
     }
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        self.inner.stats(now).await
+    }
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.inner.prune_finished(before, limit).await
+    }
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.inner.prune_failed(before, limit).await
+    }
 }
 
 /// The API plus a running dispatcher.
@@ -162,8 +172,8 @@ impl Harness {
             ..stores
         };
         let clock = Arc::new(ManualClock::new(start_time()));
-        let app = TestApp::with_clock(stores.clone(), true, clock.clone());
         let metrics = Arc::new(Metrics::new());
+        let app = TestApp::with_parts(stores.clone(), true, clock.clone(), metrics.clone());
         let shutdown = CancellationToken::new();
         let dispatcher = Dispatcher::new(
             DispatcherParts {

@@ -198,6 +198,22 @@ impl RecordingRp {
         Url::parse(&format!("http://{}{}", self.addr, path_and_query)).unwrap()
     }
 
+    /// Waits (bounded) until at least `n` requests have arrived.
+    pub async fn wait_requests(&self, n: usize) {
+        let wait = async {
+            loop {
+                let arrived = self.state.arrived.notified();
+                if self.state.requests.lock().unwrap().len() >= n {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(super::delivery::EVENT_TIMEOUT * 3, wait)
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} requests arrived"));
+    }
+
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests.lock().unwrap().clone()

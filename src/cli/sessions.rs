@@ -1,0 +1,182 @@
+//! `logoutd sessions get|list|end`: sessions for operators, over HTTP.
+
+use super::http::{ApiArgs, ApiClient, bulk_outcome, cell, print_json, progress, table};
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// `logoutd sessions ...`.
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// API location and output format.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The operation.
+    #[command(subcommand)]
+    pub command: SessionsCommand,
+}
+
+/// The session operations.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Show one session.
+    Get {
+        /// The session id.
+        id: String,
+    },
+    /// List a user's active sessions, following every page.
+    List {
+        /// The user.
+        #[arg(long)]
+        user: String,
+    },
+    /// End one session, or every active session of a user (one by one, with progress).
+    End {
+        /// The session id; omit it and give --user to end all of a user's sessions.
+        id: Option<String>,
+        /// End every active session of this user.
+        #[arg(long, conflicts_with = "id")]
+        user: Option<String>,
+        /// The logout initiator the RPs are told about.
+        #[arg(long, default_value = "session-revoked")]
+        initiator: String,
+    },
+}
+
+/// Runs a `sessions` command.
+pub async fn run(args: SessionsArgs) -> anyhow::Result<ExitCode> {
+    let client = ApiClient::new(&args.api.url)?;
+    let json = args.api.json;
+    match args.command {
+        SessionsCommand::Get { id } => get(&client, &id, json).await,
+        SessionsCommand::List { user } => list(&client, &user, json).await,
+        SessionsCommand::End {
+            id: Some(id),
+            initiator,
+            ..
+        } => end_one(&client, &id, &initiator, json).await,
+        SessionsCommand::End {
+            user: Some(user),
+            initiator,
+            ..
+        } => end_user(&client, &user, &initiator, json).await,
+        SessionsCommand::End { .. } => bail!("give a session id or --user U"),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One table row of a session.
+fn row(s: &Value) -> Vec<String> {
+    let clients: Vec<&str> = s["clients"]
+        .as_array()
+        .map(|cs| cs.iter().filter_map(|c| c["client_id"].as_str()).collect())
+        .unwrap_or_default();
+    let mut row: Vec<String> = [
+        "id",
+        "user_id",
+        "created_at",
+        "expires_at",
+        "idle_expires_at",
+    ]
+    .iter()
+    .map(|f| cell(&s[*f]))
+    .collect();
+    row.push(if clients.is_empty() {
+        "-".to_owned()
+    } else {
+        clients.join(",")
+    });
+    row.push(cell(&s["ended_at"]));
+    row
+}
+
+const HEADERS: [&str; 7] = [
+    "ID",
+    "USER",
+    "CREATED",
+    "EXPIRES",
+    "IDLE_EXPIRES",
+    "CLIENTS",
+    "ENDED",
+];
+
+async fn get(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
+    let session = client
+        .send(Method::GET, client.url(&["sessions", id], &[])?, None)
+        .await?;
+    if json {
+        return print_json(&session);
+    }
+    println!("{}", table(&HEADERS, &[row(&session)]));
+    Ok(())
+}
+
+async fn list(client: &ApiClient, user: &str, json: bool) -> anyhow::Result<()> {
+    let sessions = client
+        .walk(&["users", user, "sessions"], Vec::new(), "sessions", None)
+        .await?;
+    if json {
+        return print_json(&Value::Array(sessions));
+    }
+    let rows: Vec<Vec<String>> = sessions.iter().map(row).collect();
+    println!("{}", table(&HEADERS, &rows));
+    Ok(())
+}
+
+/// Ends one session with `POST /api/v2/logout-events`; returns its reply.
+async fn end(client: &ApiClient, id: &str, initiator: &str) -> anyhow::Result<Value> {
+    let body = json!({ "session_id": id, "initiator": initiator });
+    client
+        .send(
+            Method::POST,
+            client.url(&["logout-events"], &[])?,
+            Some(body),
+        )
+        .await
+}
+
+async fn end_one(client: &ApiClient, id: &str, initiator: &str, json: bool) -> anyhow::Result<()> {
+    let reply = end(client, id, initiator).await?;
+    if json {
+        return print_json(&reply);
+    }
+    println!(
+        "session {id} ended; {} deliveries queued",
+        cell(&reply["deliveries"])
+    );
+    Ok(())
+}
+
+/// Lists the user's sessions, then ends each, with a progress bar.
+async fn end_user(
+    client: &ApiClient,
+    user: &str,
+    initiator: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let sessions = client
+        .walk(&["users", user, "sessions"], Vec::new(), "sessions", None)
+        .await?;
+    let bar = progress(sessions.len(), "ending sessions");
+    let (mut ended, mut deliveries) = (0usize, 0u64);
+    let mut failures = Vec::new();
+    for id in sessions.iter().filter_map(|s| s["id"].as_str()) {
+        match end(client, id, initiator).await {
+            Ok(reply) => {
+                ended += 1;
+                deliveries += reply["deliveries"].as_u64().unwrap_or(0);
+            }
+            Err(err) => failures.push(format!("{id}: {err:#}")),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if json {
+        print_json(&json!({ "sessions_ended": ended, "deliveries": deliveries }))?;
+    } else {
+        println!("ended {ended} sessions of {user}; {deliveries} deliveries queued");
+    }
+    bulk_outcome(ended, &failures, "ending sessions")
+}

@@ -1,0 +1,95 @@
+//! Retention: prunes delivered and cancelled rows (with their attempt history) and ended
+//! sessions older than the retention age, in small batches so no prune holds a lock for long.
+//!
+//! Failed rows, the dead letter, are never pruned here: they stay until an operator re-drives
+//! them or removes them with `POST /api/v2/logout-deliveries/prune-failed`. An ended session
+//! stays while any of its rows does, so a session with pending, in-flight or failed deliveries
+//! is always kept.
+
+use crate::clock::SharedClock;
+use crate::outbox::Outbox;
+use crate::store::{StoreError, Stores};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Most rows or sessions deleted in one transaction.
+pub const PRUNE_BATCH: usize = 500;
+
+/// What one prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    /// Delivery rows deleted (with their attempt history).
+    pub deliveries: u64,
+    /// Ended sessions deleted (with their client lists).
+    pub sessions: u64,
+}
+
+/// Deletes delivered and cancelled rows last changed before `before`, then ended sessions
+/// that ended before it and have no rows left; batch by batch.
+pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport, StoreError> {
+    let mut report = PruneReport::default();
+    loop {
+        let n = stores.outbox.prune_finished(before, PRUNE_BATCH).await?;
+        report.deliveries += n;
+        if n < PRUNE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    loop {
+        let n = stores.sessions.prune_sessions(before, PRUNE_BATCH).await?;
+        report.sessions += n;
+        if n < PRUNE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(report)
+}
+
+/// Deletes failed rows last changed before `before`, batch by batch; returns how many.
+pub async fn prune_failed(outbox: &dyn Outbox, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = outbox.prune_failed(before, PRUNE_BATCH).await?;
+        total += n;
+        if n < PRUNE_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Prunes at start and then every `interval`, keeping `retention` of history, until shutdown.
+pub async fn run(
+    stores: Stores,
+    clock: SharedClock,
+    retention: Duration,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let age = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    loop {
+        let before = clock
+            .now()
+            .checked_sub_signed(age)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match prune(&stores, before).await {
+            Ok(report) if report.deliveries + report.sessions > 0 => tracing::info!(
+                deliveries = report.deliveries,
+                sessions = report.sessions,
+                "pruned old deliveries and sessions"
+            ),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(error = %crate::api::error::chain(&err), "pruning failed")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

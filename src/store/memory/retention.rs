@@ -1,0 +1,73 @@
+//! Retention and statistics over the in-memory state: pruning finished rows and old ended
+//! sessions, and the counts behind the metrics gauges.
+
+use super::State;
+use crate::ids::{DeliveryId, SessionId};
+use crate::outbox::{DeliveryState, OutboxStats};
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+impl State {
+    /// Live and dead-letter counts, and the oldest due row, as of `now`.
+    pub(super) fn stats(&self, now: DateTime<Utc>) -> OutboxStats {
+        let mut stats = OutboxStats {
+            oldest_due_at: self.due.first().map(|(at, _)| *at).filter(|at| *at <= now),
+            ..OutboxStats::default()
+        };
+        for row in self.rows.values() {
+            match row.delivery.state {
+                DeliveryState::Pending => stats.pending += 1,
+                DeliveryState::InFlight => stats.in_flight += 1,
+                DeliveryState::Failed => stats.failed += 1,
+                DeliveryState::Delivered | DeliveryState::Cancelled => {}
+            }
+        }
+        stats
+    }
+
+    /// Deletes up to `limit` rows in one of `states` last changed before `before`.
+    pub(super) fn prune_rows(
+        &mut self,
+        states: &[DeliveryState],
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> u64 {
+        let ids: Vec<DeliveryId> = self
+            .rows
+            .iter()
+            .filter(|(_, row)| states.contains(&row.delivery.state) && row.updated_at < before)
+            .take(limit)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            self.rows.remove(id);
+        }
+        ids.len() as u64
+    }
+
+    /// Deletes up to `limit` sessions ended before `before` that no outbox row refers to.
+    pub(super) fn prune_sessions(&mut self, before: DateTime<Utc>, limit: usize) -> u64 {
+        let referenced: HashSet<&SessionId> =
+            self.rows.values().map(|r| &r.delivery.session_id).collect();
+        let ids: Vec<SessionId> = self
+            .sessions
+            .values()
+            .filter(|s| s.ended_at.is_some_and(|at| at < before))
+            .filter(|s| !referenced.contains(&s.id))
+            .take(limit)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in &ids {
+            let Some(session) = self.sessions.remove(id) else {
+                continue;
+            };
+            if let Some(set) = self.by_user.get_mut(&session.user_id) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.by_user.remove(&session.user_id);
+                }
+            }
+        }
+        ids.len() as u64
+    }
+}

@@ -1,0 +1,120 @@
+//! Expiry lookups, retention and statistics over SQLite: the next session expiry, pruning of
+//! finished rows and old ended sessions in bounded batches, and the counts behind the gauges.
+
+use super::{SqliteStore, db, json_list, ms, opt_from_ms};
+use crate::outbox::OutboxStats;
+use crate::store::StoreError;
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+
+/// The earliest expiry of an active session; each branch reads one partial index.
+pub(super) async fn next_expiry(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let next: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(t) FROM (\
+         SELECT MIN(expires_at) AS t FROM sessions \
+         WHERE ended_at IS NULL AND expires_at IS NOT NULL \
+         UNION ALL SELECT MIN(idle_expires_at) FROM sessions \
+         WHERE ended_at IS NULL AND idle_expires_at IS NOT NULL)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    opt_from_ms(next)
+}
+
+/// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
+/// due row (first entry of `deliveries_due`).
+pub(super) async fn stats(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+) -> Result<OutboxStats, StoreError> {
+    let (pending, in_flight, failed, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
+         (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'), \
+         (SELECT COUNT(*) FROM deliveries WHERE state = 'failed'), \
+         (SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
+         WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)",
+    )
+    .bind(ms(now))
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    Ok(OutboxStats {
+        pending: pending.unsigned_abs(),
+        in_flight: in_flight.unsigned_abs(),
+        failed: failed.unsigned_abs(),
+        oldest_due_at: opt_from_ms(oldest)?,
+    })
+}
+
+/// Deletes up to `limit` rows in one of `states` last changed before `before`, with their
+/// attempt history, in one short write transaction.
+pub(super) async fn prune_rows(
+    store: &SqliteStore,
+    states: &[&str],
+    before: DateTime<Utc>,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM deliveries WHERE state IN (SELECT value FROM json_each(?1)) \
+         AND updated_at < ?2 LIMIT ?3",
+    )
+    .bind(json_list(states.iter().copied())?)
+    .bind(ms(before))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let list = json_list(ids.iter().map(String::as_str))?;
+    for sql in [
+        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))",
+    ] {
+        sqlx::query(sql)
+            .bind(&list)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(ids.len() as u64)
+}
+
+/// Deletes up to `limit` sessions ended before `before` that no outbox row refers to, with
+/// their client lists, in one short write transaction.
+pub(super) async fn prune_sessions(
+    store: &SqliteStore,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM sessions AS s WHERE ended_at IS NOT NULL AND ended_at < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.session_id = s.id) LIMIT ?2",
+    )
+    .bind(ms(before))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let list = json_list(ids.iter().map(String::as_str))?;
+    for sql in [
+        "DELETE FROM session_clients WHERE session_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM sessions WHERE id IN (SELECT value FROM json_each(?))",
+    ] {
+        sqlx::query(sql)
+            .bind(&list)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(ids.len() as u64)
+}

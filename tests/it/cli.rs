@@ -1,0 +1,224 @@
+//! The operator commands (`logoutd deliveries ...`, `logoutd sessions ...`) against a running
+//! `logoutd serve`.
+
+use crate::support::app::API_TOKEN;
+use crate::support::recording_rp::{RecordingRp, Reply};
+use crate::support::serve_process::ServeProcess;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Output of one `logoutd` run.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// Runs `logoutd ARGS` against `base` with `token`.
+async fn logoutd(base: &str, token: &str, args: &[&str]) -> Run {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
+        .args(args)
+        .env("LOGOUTD_URL", base)
+        .env("LOGOUTD_API_TOKEN", token)
+        .env("LOGOUTD_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn create_session(server: &ServeProcess, id: &str, user: &str) {
+    let body = json!({ "id": id, "user_id": user, "clients": [{ "client_id": "c1" }] });
+    let (status, reply) = server
+        .call(Method::POST, "/api/v2/sessions", Some(body))
+        .await;
+    assert_eq!(status, 201, "{reply}");
+}
+
+/// Waits (bounded) until `n` deliveries are in `state`, asking the API.
+async fn wait_state(server: &ServeProcess, state: &str, n: usize) {
+    let path = format!("/api/v2/logout-deliveries?state={state}");
+    let wait = async {
+        loop {
+            let (_, reply) = server.call(Method::GET, &path, None).await;
+            if reply["deliveries"].as_array().map_or(0, Vec::len) >= n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("fewer than {n} deliveries {state}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_list_show_and_retry_one_and_in_bulk() {
+    let dir = tempfile::tempdir().unwrap();
+    let rp = RecordingRp::start(Reply::ok()).await;
+    rp.fail_first(3, Reply::status(400));
+    let server = ServeProcess::start(dir.path(), &[]).await;
+    server.client("c1", rp.url("/bc").as_str()).await;
+    for id in ["s1", "s2", "s3"] {
+        create_session(&server, id, "u1").await;
+    }
+    let (status, _) = server
+        .call(Method::DELETE, "/api/v2/users/u1/sessions", None)
+        .await;
+    assert_eq!(status, 202);
+    wait_state(&server, "failed", 3).await;
+    let base = server.base.clone();
+    let base = base.as_str();
+
+    let table = logoutd(
+        base,
+        API_TOKEN,
+        &["deliveries", "list", "--state", "failed"],
+    )
+    .await;
+    assert!(table.ok, "{}", table.stderr);
+    assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
+    assert_eq!(
+        table
+            .stdout
+            .lines()
+            .filter(|l| l.contains("failed"))
+            .count(),
+        3
+    );
+    let listed = logoutd(
+        base,
+        API_TOKEN,
+        &["deliveries", "list", "--client", "c1", "--json"],
+    )
+    .await;
+    let listed = listed.json();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+
+    let shown = logoutd(base, API_TOKEN, &["deliveries", "show", &id, "--json"]).await;
+    assert_eq!(shown.json()["attempt_history"].as_array().unwrap().len(), 1);
+    let shown = logoutd(base, API_TOKEN, &["deliveries", "show", &id]).await;
+    assert!(
+        shown.stdout.contains("JTI") && shown.stdout.contains(&id),
+        "{}",
+        shown.stdout
+    );
+
+    let one = logoutd(base, API_TOKEN, &["deliveries", "retry", &id]).await;
+    assert!(one.ok && one.stdout.contains("re-driven"), "{}", one.stderr);
+    let bulk = logoutd(
+        base,
+        API_TOKEN,
+        &[
+            "deliveries",
+            "retry",
+            "--client",
+            "c1",
+            "--state",
+            "failed",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(bulk.ok, "{}", bulk.stderr);
+    let retried = bulk.json()["retried"].as_u64().unwrap();
+    assert!((1..=2).contains(&retried), "{}", bulk.stdout);
+    wait_state(&server, "delivered", 3).await;
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_get_list_and_end_one_and_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let rp = RecordingRp::start(Reply::ok()).await;
+    let server = ServeProcess::start(dir.path(), &[]).await;
+    server.client("c1", rp.url("/bc").as_str()).await;
+    for id in ["a1", "a2", "a3"] {
+        create_session(&server, id, "alice").await;
+    }
+    create_session(&server, "b1", "bob").await;
+    let base = server.base.clone();
+    let base = base.as_str();
+
+    let got = logoutd(base, API_TOKEN, &["sessions", "get", "a1", "--json"]).await;
+    assert_eq!(got.json()["user_id"], "alice");
+    let listed = logoutd(base, API_TOKEN, &["sessions", "list", "--user", "alice"]).await;
+    assert!(listed.ok, "{}", listed.stderr);
+    for id in ["a1", "a2", "a3"] {
+        assert!(listed.stdout.contains(id), "{}", listed.stdout);
+    }
+    assert!(!listed.stdout.contains("b1"));
+
+    let one = logoutd(
+        base,
+        API_TOKEN,
+        &["sessions", "end", "b1", "--initiator", "idp-logout"],
+    )
+    .await;
+    assert!(
+        one.ok && one.stdout.contains("1 deliveries"),
+        "{} {}",
+        one.stdout,
+        one.stderr
+    );
+    let all = logoutd(
+        base,
+        API_TOKEN,
+        &["sessions", "end", "--user", "alice", "--json"],
+    )
+    .await;
+    assert!(all.ok, "{}", all.stderr);
+    assert_eq!(all.json(), json!({ "sessions_ended": 3, "deliveries": 3 }));
+    let left = logoutd(
+        base,
+        API_TOKEN,
+        &["sessions", "list", "--user", "alice", "--json"],
+    )
+    .await;
+    assert_eq!(left.json(), json!([]));
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_errors_are_clear_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(dir.path(), &[]).await;
+    let base = server.base.clone();
+    let base = base.as_str();
+    let denied = logoutd(base, "wrong-token", &["deliveries", "list"]).await;
+    assert!(
+        !denied.ok && denied.stderr.contains("401"),
+        "{}",
+        denied.stderr
+    );
+    let missing = logoutd(base, API_TOKEN, &["sessions", "get", "nope"]).await;
+    assert!(
+        !missing.ok && missing.stderr.contains("404"),
+        "{}",
+        missing.stderr
+    );
+    let missing = logoutd(base, API_TOKEN, &["deliveries", "retry", "nope"]).await;
+    assert!(
+        !missing.ok && missing.stderr.contains("404"),
+        "{}",
+        missing.stderr
+    );
+    assert!(server.terminate().await.success());
+    let refused = logoutd(base, API_TOKEN, &["sessions", "list", "--user", "u"]).await;
+    assert!(
+        !refused.ok && refused.stderr.contains("cannot connect"),
+        "{}",
+        refused.stderr
+    );
+}

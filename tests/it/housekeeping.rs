@@ -1,0 +1,213 @@
+//! Session expiry, retention and metrics end to end, in process: the expiry sweeper on a
+//! manual clock, pruning through the store and the operator route, and `/metrics` moving as
+//! deliveries happen.
+
+use crate::support::app::start_time;
+use crate::support::delivery::{Harness, NowUtc};
+use crate::support::recording_rp::{RecordingRp, Reply};
+use axum::http::{Method, StatusCode};
+use chrono::Duration;
+use logoutd::expiry::ExpirySweeper;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Registers `opted` (custom + session-expired), `plain` (default custom) and `all`.
+async fn three_clients(h: &Harness, url: &str) {
+    h.client("plain", url, json!({})).await;
+    h.client("opted", url, json!({ "oidc_logout": { "backchannel_logout_urls": [url],
+        "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": ["session-expired"] } } })).await;
+    h.client(
+        "all",
+        url,
+        json!({ "oidc_logout": { "backchannel_logout_urls": [url],
+        "backchannel_logout_initiators": { "mode": "all" } } }),
+    )
+    .await;
+}
+
+async fn expiring_session(h: &Harness, id: &str, expiry: Value) {
+    let mut body = json!({ "id": id, "user_id": "u1",
+        "clients": [{ "client_id": "plain" }, { "client_id": "opted" }, { "client_id": "all" }] });
+    for (k, v) in expiry.as_object().cloned().unwrap_or_default() {
+        body[k] = v;
+    }
+    let (status, reply) = h
+        .app
+        .call(Method::POST, "/api/v2/sessions", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+}
+
+fn spawn_sweeper(h: &Harness) -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let sweeper = ExpirySweeper::new(
+        h.app.stores.sessions.clone(),
+        h.clock.clone(),
+        Arc::new(logoutd::metrics::Metrics::new()),
+        shutdown.clone(),
+    );
+    tokio::spawn(sweeper.run());
+    shutdown
+}
+
+#[tokio::test]
+async fn idle_and_absolute_expiry_send_session_expired_to_subscribed_clients_only() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    let url = rp.url("/bc");
+    three_clients(&h, url.as_str()).await;
+    let t0 = start_time();
+    expiring_session(
+        &h,
+        "absolute",
+        json!({ "expires_at": t0 + Duration::seconds(60) }),
+    )
+    .await;
+    expiring_session(
+        &h,
+        "idle",
+        json!({ "expires_at": t0 + Duration::hours(8),
+        "idle_expires_at": t0 + Duration::seconds(90) }),
+    )
+    .await;
+    expiring_session(
+        &h,
+        "later",
+        json!({ "expires_at": t0 + Duration::hours(1) }),
+    )
+    .await;
+    let stop = spawn_sweeper(&h);
+    h.clock.set(t0 + Duration::seconds(120));
+    h.app.stores.sessions.expiry_wakeup().notify_one();
+    h.outbox.wait_recorded(4).await;
+    for sid in ["absolute", "idle"] {
+        let rows = h.deliveries(&format!("session_id={sid}")).await;
+        let clients: HashSet<&str> = rows
+            .iter()
+            .map(|d| d["client_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(clients, HashSet::from(["opted", "all"]), "{sid}");
+        assert!(
+            rows.iter()
+                .all(|d| d["initiator"] == "session-expired" && d["state"] == "delivered")
+        );
+        let (_, session) = h
+            .app
+            .call(Method::GET, &format!("/api/v2/sessions/{sid}"), None)
+            .await;
+        assert_eq!(session["end_initiator"], "session-expired");
+    }
+    assert!(h.deliveries("session_id=later").await.is_empty());
+    assert_eq!(rp.requests().len(), 4);
+    stop.cancel();
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn pruning_removes_old_finished_rows_and_keeps_failed_and_young_ones() {
+    let h = Harness::memory().await;
+    let ok = RecordingRp::start(Reply::ok()).await;
+    let bad = RecordingRp::start(Reply::status(400)).await;
+    h.client("ok", ok.url("/bc").as_str(), json!({})).await;
+    h.client("bad", bad.url("/bc").as_str(), json!({})).await;
+    h.session("old", "u1", &["ok", "bad"], json!({})).await;
+    h.end(json!({ "session_id": "old" }), "rp-logout").await;
+    h.outbox.wait_recorded(2).await;
+    h.clock.set(start_time() + Duration::days(8));
+    h.session("young", "u1", &["ok"], json!({})).await;
+    h.end(json!({ "session_id": "young" }), "rp-logout").await;
+    h.outbox.wait_recorded(3).await;
+    let before = h.clock.now_utc() - Duration::days(7);
+    let report = logoutd::retention::prune(&h.app.stores, before)
+        .await
+        .unwrap();
+    assert_eq!((report.deliveries, report.sessions), (1, 0));
+    let left: Vec<(String, String)> = h
+        .deliveries("")
+        .await
+        .iter()
+        .map(|d| {
+            (
+                d["session_id"].as_str().unwrap().into(),
+                d["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("old".into(), "failed".into()),
+            ("young".into(), "delivered".into())
+        ]
+    );
+    let (status, reply) = h
+        .app
+        .call(
+            Method::POST,
+            "/api/v2/logout-deliveries/prune-failed?older_than_days=7",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, reply["deleted"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{reply}"
+    );
+    let report = logoutd::retention::prune(&h.app.stores, before)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.sessions, 1,
+        "the old session goes once its failed row is gone"
+    );
+    h.stop().await;
+}
+
+/// The value of the sample line `name` (without labels) in a Prometheus text body.
+fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(h: &Harness) -> String {
+    let (status, _, body) = h.app.raw(Method::GET, "/metrics", None, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn metrics_move_as_deliveries_happen() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    h.client("c1", rp.url("/bc").as_str(), json!({})).await;
+    h.client("c2", rp.url("/bc").as_str(), json!({})).await;
+    let (status, _) = h
+        .app
+        .call(Method::POST, "/api/v2/clients/c2/pause", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.session("s1", "u1", &["c1", "c2"], json!({})).await;
+    let before = scrape(&h).await;
+    assert_eq!(sample(&before, "logoutd_deliveries_pending"), 0.0);
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    h.clock.set(start_time() + Duration::seconds(30));
+    let after = scrape(&h).await;
+    let delivered = "logoutd_delivery_attempts_total{outcome=\"delivered\",client_id=\"c1\"}";
+    assert_eq!(sample(&before, delivered), 0.0);
+    assert_eq!(sample(&after, delivered), 1.0, "{after}");
+    assert_eq!(
+        sample(&after, "logoutd_deliveries_pending"),
+        1.0,
+        "the paused client's row"
+    );
+    assert_eq!(sample(&after, "logoutd_deliveries_in_flight"), 0.0);
+    assert_eq!(sample(&after, "logoutd_deliveries_dead_letter"), 0.0);
+    assert_eq!(sample(&after, "logoutd_oldest_due_age_seconds"), 30.0);
+    assert!(sample(&after, "logoutd_delivery_attempt_duration_seconds_count") >= 1.0);
+    assert!(after.contains("logoutd_lease_reclaims_total"));
+    h.stop().await;
+}
