@@ -215,11 +215,12 @@ fn api_token(file: Option<PathBuf>, dev: bool) -> Result<(ApiToken, bool), Confi
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.resolve()?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let (keys, created) = KeySet::load_or_create_default(&settings.keys_dir, clock.now())?;
+    let (_, created) = KeySet::load_or_create_default(&settings.keys_dir, clock.now())?;
     if created {
         tracing::warn!(dir = %settings.keys_dir.display(), "no signing key found; generated an RS256 key");
     }
-    let keys = Arc::new(KeyRing::from_set(keys));
+    // Loaded through the ring so it remembers the manifest it read and reloads only on change.
+    let keys = Arc::new(KeyRing::load(&settings.keys_dir, clock.now())?);
     let stores = crate::store::open(&settings.store).await?;
     let mut settings = settings;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
