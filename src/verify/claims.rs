@@ -86,6 +86,13 @@ fn check_times(claims: &Map<String, Value>, opts: &VerifyOptions, now: DateTime<
         Ok(_) => {}
         Err(err) => errors.push(err.clone()),
     }
+    if claims.contains_key("nbf") {
+        match numeric(claims, "nbf") {
+            Ok(nbf) if nbf > now + leeway => errors.push(VerifyError::NotYetValid),
+            Ok(_) => {}
+            Err(err) => errors.push(err),
+        }
+    }
     if let (Ok(iat), Ok(exp), Some(max)) = (iat, exp, opts.max_lifetime_secs) {
         let lifetime = exp - iat;
         if lifetime <= 0.0 || lifetime > max as f64 {

@@ -168,6 +168,9 @@ pub enum VerifyError {
     /// `iat` is in the future beyond the leeway.
     #[error("iat is in the future")]
     IssuedInFuture,
+    /// `nbf` (RFC 7519 §4.1.5), when present, is in the future beyond the leeway.
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
     /// `exp - iat` is not within the accepted lifetime.
     #[error("lifetime exp - iat must be between 1 and {0} seconds")]
     Lifetime(i64),

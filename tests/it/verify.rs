@@ -227,6 +227,18 @@ fn iat_far_in_the_future_is_refused() {
 }
 
 #[test]
+fn nbf_in_the_future_is_refused_and_a_past_nbf_accepted() {
+    let future = token_with_claims(&with(|c| {
+        c.insert("nbf".into(), json!(1_700_000_100));
+    }));
+    assert_refused(&future, VerifyError::NotYetValid);
+    let past = token_with_claims(&with(|c| {
+        c.insert("nbf".into(), json!(1_699_999_990));
+    }));
+    assert!(verify(&past, &jwks(), &opts(), now()).is_ok());
+}
+
+#[test]
 fn lifetime_beyond_the_maximum_is_refused_when_asked() {
     let token = token_with_claims(&with(|c| {
         c.insert("exp".into(), json!(1_700_000_000 + 3600));
