@@ -96,8 +96,8 @@ fn scratch() -> anyhow::Result<Scratch> {
     Ok(Scratch(dir))
 }
 
-fn settings(dir: &Path, store: String, alg: SigningAlg) -> Settings {
-    let _ = alg;
+/// Server settings for a benchmark run: loopback, insecure RP URLs allowed, a random token.
+pub fn settings(dir: &Path, store: String) -> Settings {
     Settings {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         issuer: Issuer::new("https://logoutd.bench"),
@@ -192,7 +192,7 @@ pub async fn run(scenario: Scenario, sinks: &[String], count_url: &str) -> anyho
         .store
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.0.display()));
-    let settings = settings(&dir.0, store.clone(), scenario.alg);
+    let settings = settings(&dir.0, store.clone());
     let now = chrono::Utc::now();
     crate::keys::generate(&settings.keys_dir, scenario.alg, None, now)?;
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, now)?);

@@ -1,10 +1,12 @@
 //! Benchmarks, each reporting its figure next to the limit measured in the same run
 //! (design §7).
 //!
+//! - [`api`]: management API latency (create, PATCH, GET) under concurrent load.
 //! - [`sign`]: full logout tokens per second per core against the raw signature rate.
 //! - [`deliver`]: end-to-end deliveries into a loopback receiver ([`sink`], its own process),
 //!   CPU per delivery against the raw signature cost, peak RSS and end-session API latency.
 
+pub mod api;
 pub mod deliver;
 pub mod proc_stats;
 pub mod sign;

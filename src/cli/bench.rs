@@ -16,6 +16,9 @@ pub enum BenchCommand {
     /// End-to-end deliveries into a loopback receiver (another process): deliveries/s, CPU
     /// per delivery next to the raw signature cost, peak RSS, end-session API latency.
     Deliver(DeliverArgs),
+    /// Management API latency on SQLite: session create, PATCH metadata, GET session, p50/p99
+    /// at each concurrency.
+    Api(ApiArgs),
     /// The loopback receiver `bench deliver` runs as a child process.
     #[command(hide = true)]
     Sink(SinkArgs),
@@ -44,6 +47,17 @@ pub struct DeliverArgs {
     store: Option<String>,
 }
 
+/// Arguments of `bench api`.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Requests per operation and concurrency level.
+    #[arg(long, default_value_t = 5000)]
+    requests: usize,
+    /// Concurrent clients; repeatable [default: 1 and 64].
+    #[arg(long = "concurrency")]
+    concurrency: Vec<usize>,
+}
+
 /// Arguments of `bench sink`.
 #[derive(Debug, clap::Args)]
 pub struct SinkArgs {
@@ -68,6 +82,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Sign(args) => run_sign(args).await,
         BenchCommand::Deliver(args) => run_deliver(args).await,
+        BenchCommand::Api(args) => run_api(args).await,
         BenchCommand::Sink(args) => crate::bench::sink::serve(args.ports)
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -154,6 +169,20 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 store: args.store.clone(),
             };
             let report = deliver::run(scenario, &sink.urls, &count_url).await?;
+            println!("{report}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
+    let levels = if args.concurrency.is_empty() {
+        vec![1, 64]
+    } else {
+        args.concurrency
+    };
+    for concurrency in levels {
+        for report in crate::bench::api::run(args.requests, concurrency).await? {
             println!("{report}");
         }
     }

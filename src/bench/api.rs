@@ -1,0 +1,144 @@
+//! Management API latency under load on loopback: session create, PATCH metadata and GET
+//! session on the embedded SQLite store, at a given number of concurrent clients.
+
+use super::deliver::percentiles;
+use crate::clock::{SharedClock, SystemClock};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// One operation's latencies.
+#[derive(Debug, Clone)]
+pub struct OpReport {
+    /// `create`, `patch` or `get`.
+    pub op: &'static str,
+    /// Concurrent clients.
+    pub concurrency: usize,
+    /// Requests made.
+    pub requests: usize,
+    /// Requests per second over the phase.
+    pub per_sec: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+}
+
+impl std::fmt::Display for OpReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "api {:<6} concurrency={:<3} requests={} req/s={:.0} p50={:.2}ms p99={:.2}ms",
+            self.op, self.concurrency, self.requests, self.per_sec, self.p50_ms, self.p99_ms
+        )
+    }
+}
+
+/// Runs create, PATCH and GET phases of `requests` each at `concurrency`.
+pub async fn run(requests: usize, concurrency: usize) -> anyhow::Result<Vec<OpReport>> {
+    let dir =
+        std::env::temp_dir().join(format!("logoutd-bench-api-{}", crate::ids::random_token()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(&dir, requests, concurrency).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(
+    dir: &std::path::Path,
+    requests: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<OpReport>> {
+    let store = format!("sqlite://{}/bench.db", dir.display());
+    let settings = super::deliver::settings(dir, store.clone());
+    let now = chrono::Utc::now();
+    crate::keys::generate(&settings.keys_dir, crate::alg::SigningAlg::ES256, None, now)?;
+    let keys = Arc::new(crate::keys::KeyRing::load(&settings.keys_dir, now)?);
+    let stores = crate::store::open(&store).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    let base = format!("http://{}/api/v2", listener.local_addr()?);
+    let token = settings.api_token.expose().to_owned();
+    let shutdown = CancellationToken::new();
+    let clock: SharedClock = Arc::new(SystemClock);
+    let parts = crate::server::ServerParts {
+        settings,
+        stores,
+        keys,
+        clock,
+    };
+    let server = tokio::spawn(crate::server::run(listener, parts, shutdown.clone()));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let load = Load {
+        http,
+        base,
+        token,
+        concurrency,
+    };
+    let mut reports = Vec::new();
+    for op in ["create", "patch", "get"] {
+        reports.push(load.phase(op, requests).await?);
+    }
+    shutdown.cancel();
+    let _ = server.await;
+    Ok(reports)
+}
+
+struct Load {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    concurrency: usize,
+}
+
+impl Load {
+    fn request(&self, op: &str, n: usize) -> reqwest::RequestBuilder {
+        let id = format!("bench-{n}");
+        match op {
+            "create" => {
+                self.http
+                    .post(format!("{}/sessions", self.base))
+                    .json(&serde_json::json!({
+                "id": id, "user_id": format!("user-{}", n % 100),
+                "session_metadata": { "tenant": "acme", "plan": "pro" } }))
+            }
+            "patch" => self
+                .http
+                .patch(format!("{}/sessions/{id}", self.base))
+                .json(&serde_json::json!({
+                "session_metadata": { "tenant": "acme", "step": n.to_string() } })),
+            _ => self.http.get(format!("{}/sessions/{id}", self.base)),
+        }
+        .bearer_auth(&self.token)
+    }
+
+    async fn phase(&self, op: &'static str, requests: usize) -> anyhow::Result<OpReport> {
+        use futures_util::StreamExt as _;
+        let start = Instant::now();
+        let calls = futures_util::stream::iter(0..requests).map(|n| async move {
+            let started = Instant::now();
+            let response = self.request(op, n).send().await?;
+            let status = response.status();
+            let _ = response.bytes().await?;
+            anyhow::ensure!(status.is_success(), "{op} answered {status}");
+            Ok::<Duration, anyhow::Error>(started.elapsed())
+        });
+        let mut calls = calls.buffer_unordered(self.concurrency.max(1));
+        let mut samples = Vec::with_capacity(requests);
+        while let Some(latency) = calls.next().await {
+            samples.push(latency?.as_secs_f64() * 1000.0);
+        }
+        let per_sec = requests as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        let (p50_ms, p99_ms) = percentiles(samples).unwrap_or_default();
+        Ok(OpReport {
+            op,
+            concurrency: self.concurrency,
+            requests,
+            per_sec,
+            p50_ms,
+            p99_ms,
+        })
+    }
+}
