@@ -2,11 +2,16 @@
 //! serve` child processes sharing it, the end calls spread over them, and their CPU time
 //! summed from `/proc` (design §5: several nodes share the outbox).
 
-use super::deliver::{self, Report, Scenario};
-use super::drive::{Target, drive};
-use super::nodes::{self, NodeConfig};
+use super::deliver::{Report, Scenario};
+#[cfg(feature = "postgres")]
+use super::{
+    deliver,
+    drive::{Target, drive},
+    nodes::{self, NodeConfig},
+};
 
 /// The `iss` of every node.
+#[cfg(feature = "postgres")]
 const ISSUER: &str = "https://logoutd.bench";
 
 /// Runs `scenario` on a database created for it on the server at `scenario.store`, and drops
@@ -30,6 +35,7 @@ pub async fn run(_scenario: Scenario, _sinks: &[String]) -> anyhow::Result<Repor
 }
 
 /// Populates the database, starts the nodes, drives the workload and stops the nodes.
+#[cfg(feature = "postgres")]
 async fn on_database(scenario: Scenario, url: &str, sinks: &[String]) -> anyhow::Result<Report> {
     let dir = deliver::scratch()?;
     let keys_dir = dir.0.join("keys");
