@@ -1,7 +1,7 @@
 //! Management API latency under load on loopback: session create, PATCH metadata and GET
 //! session on the embedded SQLite store, at a given number of concurrent clients.
 
-use super::deliver::percentiles;
+use super::drive::percentiles;
 use crate::clock::{SharedClock, SystemClock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

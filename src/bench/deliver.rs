@@ -1,7 +1,12 @@
 //! End-to-end delivery benchmark: N sessions × M RPs ended through the API, delivered by the
 //! dispatcher into a fast loopback receiver running in another process, with logoutd's CPU
 //! per delivery set next to the raw signature cost measured in the same run.
+//!
+//! With a SQLite (or no) store, logoutd runs inside the bench process. With a PostgreSQL
+//! server, each scenario gets a throwaway database and `--nodes` `logoutd serve` child
+//! processes (see [`super::cluster`]), whose CPU time is summed.
 
+use super::drive::{Measured, Target, drive, percentiles};
 use super::proc_stats;
 use crate::alg::SigningAlg;
 use crate::clients::{OidcLogout, RelyingParty};
@@ -16,7 +21,7 @@ use crate::store::Stores;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// One benchmark scenario.
@@ -32,8 +37,11 @@ pub struct Scenario {
     pub sessions_per_user: usize,
     /// Single-session ends timed while the mass logout runs.
     pub probes: usize,
-    /// Store URL; a fresh SQLite file when `None`.
+    /// Store URL; a fresh SQLite file when `None`. A `postgres://` URL names a server on
+    /// which a throwaway database is created for the scenario.
     pub store: Option<String>,
+    /// `logoutd serve` processes sharing the work (PostgreSQL only; 1 otherwise).
+    pub nodes: usize,
 }
 
 /// What one scenario measured.
@@ -41,15 +49,17 @@ pub struct Scenario {
 pub struct Report {
     /// The scenario.
     pub scenario: Scenario,
-    /// Deliveries received by the sink.
+    /// Distinct (session, RP) pairs received by the sink.
     pub deliveries: u64,
+    /// POSTs beyond the first of each (session, RP) pair.
+    pub duplicates: u64,
     /// From the first end call to the last receipt.
     pub wall: Duration,
-    /// logoutd's CPU time over the same span.
+    /// logoutd's CPU time over the same span, summed over its processes.
     pub cpu: Duration,
     /// Raw signatures per second on one core, same alg, same run.
     pub raw_sig_per_sec: f64,
-    /// Peak RSS of the logoutd process, KiB.
+    /// Peak RSS of the logoutd process (the largest node), KiB.
     pub peak_rss_kib: u64,
     /// End-session API latencies (ms) measured during the run: p50, p99.
     pub end_latency_ms: Option<(f64, f64)>,
@@ -77,12 +87,12 @@ impl std::fmt::Display for Report {
         if let Some((p50, p99)) = self.end_latency_ms {
             write!(f, " end_api_p50={p50:.2}ms end_api_p99={p99:.2}ms")?;
         }
-        Ok(())
+        write!(f, " nodes={} duplicates={}", s.nodes, self.duplicates)
     }
 }
 
 /// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -90,7 +100,8 @@ impl Drop for Scratch {
     }
 }
 
-fn scratch() -> anyhow::Result<Scratch> {
+/// A fresh scratch directory under the system temporary directory.
+pub(super) fn scratch() -> anyhow::Result<Scratch> {
     let dir = std::env::temp_dir().join(format!("logoutd-bench-{}", crate::ids::random_token()));
     std::fs::create_dir_all(&dir)?;
     Ok(Scratch(dir))
@@ -162,8 +173,14 @@ fn session(id: String, user: String, rps: usize) -> Session {
     }
 }
 
-/// Registers the RPs and writes the sessions straight into the store (not measured).
-async fn populate(stores: &Stores, s: &Scenario, sinks: &[String]) -> anyhow::Result<()> {
+/// Registers the RPs and writes the sessions straight into the store (not measured). User and
+/// session ids start with `tag`, so that the sink tells scenarios apart.
+pub(super) async fn populate(
+    stores: &Stores,
+    s: &Scenario,
+    sinks: &[String],
+    tag: &str,
+) -> anyhow::Result<()> {
     for i in 0..s.rps {
         let sink = sinks
             .get(i % sinks.len().max(1))
@@ -172,21 +189,44 @@ async fn populate(stores: &Stores, s: &Scenario, sinks: &[String]) -> anyhow::Re
     }
     let per_user = s.sessions_per_user.max(1);
     for n in 0..s.sessions {
-        let user = format!("user-{}", n / per_user);
+        let user = format!("{tag}user-{}", n / per_user);
         stores
             .sessions
-            .create_session(&session(format!("s-{n}"), user, s.rps))
+            .create_session(&session(format!("{tag}s-{n}"), user, s.rps))
             .await?;
     }
     for n in 0..s.probes {
-        let probe = session(format!("probe-{n}"), format!("probe-{n}"), s.rps);
+        let id = format!("{tag}probe-{n}");
+        let probe = session(id.clone(), id, s.rps);
         stores.sessions.create_session(&probe).await?;
     }
     Ok(())
 }
 
-/// Runs one scenario against the sink at `sinks` (counting at `count_url`).
-pub async fn run(scenario: Scenario, sinks: &[String], count_url: &str) -> anyhow::Result<Report> {
+/// Runs one scenario against the sink listening at `sinks` (figures at `sinks[0]`).
+pub async fn run(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Report> {
+    let postgres = scenario
+        .store
+        .as_deref()
+        .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"));
+    if postgres {
+        return super::cluster::run(scenario, sinks).await;
+    }
+    anyhow::ensure!(
+        scenario.nodes <= 1,
+        "--nodes above 1 needs a postgres:// --store"
+    );
+    in_process(scenario, sinks).await
+}
+
+/// A short prefix that keeps one scenario's ids apart from another's.
+pub(super) fn tag() -> String {
+    let token = crate::ids::random_token();
+    format!("{}-", token.get(..6).unwrap_or(&token))
+}
+
+/// Runs logoutd inside this process over a SQLite (or the given) store.
+async fn in_process(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Report> {
     let dir = scratch()?;
     let store = scenario
         .store
@@ -197,9 +237,10 @@ pub async fn run(scenario: Scenario, sinks: &[String], count_url: &str) -> anyho
     crate::keys::generate(&settings.keys_dir, scenario.alg, None, now)?;
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, now)?);
     let stores = crate::store::open(&store).await?;
-    populate(&stores, &scenario, sinks).await?;
+    let tag = tag();
+    populate(&stores, &scenario, sinks, &tag).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-    let base = format!("http://{}", listener.local_addr()?);
+    let bases = [format!("http://{}", listener.local_addr()?)];
     let token = settings.api_token.expose().to_owned();
     let shutdown = CancellationToken::new();
     let clock: SharedClock = Arc::new(SystemClock);
@@ -210,132 +251,40 @@ pub async fn run(scenario: Scenario, sinks: &[String], count_url: &str) -> anyho
         clock,
     };
     let server = tokio::spawn(crate::server::run(listener, parts, shutdown.clone()));
+    let cpu = || proc_stats::cpu_time().unwrap_or_default();
+    let target = Target {
+        bases: &bases,
+        token: &token,
+        sink: sinks.first().map_or("", String::as_str),
+        tag: &tag,
+        cpu: &cpu,
+    };
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let measured = drive(&http, &base, &token, &scenario, count_url).await;
+    let measured = drive(&http, &target, &scenario).await;
     shutdown.cancel();
     let _ = server.await;
-    let (deliveries, wall, cpu, latencies) = measured?;
+    let rss = proc_stats::peak_rss_kib().unwrap_or(0);
+    report(scenario, measured?, rss).await
+}
+
+/// The report of a measured run, with the raw signature rate measured now.
+pub(super) async fn report(
+    scenario: Scenario,
+    measured: Measured,
+    peak_rss_kib: u64,
+) -> anyhow::Result<Report> {
     let alg = scenario.alg;
     let raw =
         tokio::task::spawn_blocking(move || super::sign::measure(alg, Duration::from_secs(1)))
             .await??;
     Ok(Report {
         scenario,
-        deliveries,
-        wall,
-        cpu,
+        deliveries: measured.delivered,
+        duplicates: measured.duplicates,
+        wall: measured.wall,
+        cpu: measured.cpu,
         raw_sig_per_sec: raw.raw_per_sec,
-        peak_rss_kib: proc_stats::peak_rss_kib().unwrap_or(0),
-        end_latency_ms: percentiles(latencies),
+        peak_rss_kib,
+        end_latency_ms: percentiles(measured.latencies),
     })
-}
-
-type Measured = (u64, Duration, Duration, Vec<f64>);
-
-/// Ends every user's sessions (8 calls at a time) while timing single-session ends, then
-/// waits for the sink to have seen every delivery.
-async fn drive(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    s: &Scenario,
-    count_url: &str,
-) -> anyhow::Result<Measured> {
-    let before = sink_count(http, count_url).await?;
-    let expected = ((s.sessions + s.probes) * s.rps) as u64;
-    let cpu0 = proc_stats::cpu_time().unwrap_or_default();
-    let start = Instant::now();
-    let users = s.sessions.div_ceil(s.sessions_per_user.max(1));
-    let ends = end_users(http, base, token, users);
-    let probes = probe_ends(http, base, token, s.probes);
-    let (ends, latencies) = tokio::join!(ends, probes);
-    ends?;
-    let latencies = latencies?;
-    loop {
-        let seen = sink_count(http, count_url).await? - before;
-        if seen >= expected {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(3600) {
-            anyhow::bail!("only {seen} of {expected} deliveries arrived within an hour");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let wall = start.elapsed();
-    let cpu = proc_stats::cpu_time()
-        .unwrap_or_default()
-        .saturating_sub(cpu0);
-    Ok((expected, wall, cpu, latencies))
-}
-
-async fn end_users(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    users: usize,
-) -> anyhow::Result<()> {
-    use futures_util::StreamExt as _;
-    let calls = futures_util::stream::iter(0..users).map(|u| {
-        let body = serde_json::json!({ "user_id": format!("user-{u}"), "initiator": "rp-logout" });
-        http.post(format!("{base}/api/v2/logout-events"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-    });
-    let mut calls = calls.buffer_unordered(8);
-    while let Some(result) = calls.next().await {
-        let response = result?;
-        anyhow::ensure!(
-            response.status().as_u16() == 202,
-            "end call answered {}",
-            response.status()
-        );
-    }
-    Ok(())
-}
-
-/// Ends the probe sessions one at a time, returning each call's latency in ms.
-async fn probe_ends(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    probes: usize,
-) -> anyhow::Result<Vec<f64>> {
-    let mut latencies = Vec::with_capacity(probes);
-    for n in 0..probes {
-        let started = Instant::now();
-        let body =
-            serde_json::json!({ "session_id": format!("probe-{n}"), "initiator": "rp-logout" });
-        let response = http
-            .post(format!("{base}/api/v2/logout-events"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().as_u16() == 202,
-            "probe end answered {}",
-            response.status()
-        );
-        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    Ok(latencies)
-}
-
-async fn sink_count(http: &reqwest::Client, count_url: &str) -> anyhow::Result<u64> {
-    let text = http.get(count_url).send().await?.text().await?;
-    Ok(text.trim().parse()?)
-}
-
-/// p50 and p99 of `samples` (nearest rank).
-pub fn percentiles(mut samples: Vec<f64>) -> Option<(f64, f64)> {
-    if samples.is_empty() {
-        return None;
-    }
-    samples.sort_by(f64::total_cmp);
-    let rank = |p: f64| {
-        let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[i]
-    };
-    Some((rank(0.50), rank(0.99)))
 }

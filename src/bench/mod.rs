@@ -4,10 +4,17 @@
 //! - [`api`]: management API latency (create, PATCH, GET) under concurrent load.
 //! - [`sign`]: full logout tokens per second per core against the raw signature rate.
 //! - [`deliver`]: end-to-end deliveries into a loopback receiver ([`sink`], its own process),
-//!   CPU per delivery against the raw signature cost, peak RSS and end-session API latency.
+//!   CPU per delivery against the raw signature cost, peak RSS, end-session API latency and
+//!   duplicate deliveries. [`drive`] is its measured part; over PostgreSQL, [`cluster`] runs
+//!   the [`nodes`] as child processes on a throwaway database.
 
 pub mod api;
+mod cluster;
+#[cfg(feature = "postgres")]
+mod database;
 pub mod deliver;
+pub mod drive;
+pub mod nodes;
 pub mod proc_stats;
 pub mod sign;
 pub mod sink;

@@ -1,28 +1,40 @@
 //! A fast back-channel receiver for benchmarks, run as its own process (`logoutd bench sink`)
 //! so that its CPU time is not counted as logoutd's. It answers every POST with 200 at once,
-//! keeps connections alive, and reports how many POSTs it has seen at `GET /count`.
+//! keeps connections alive, and reports how many POSTs it has seen at `GET /count` and how
+//! many distinct (`sid`, `aud`) pairs they carried at `GET /distinct` (the difference is the
+//! duplicate deliveries). Tokens are decoded, never verified: this is a counter, not an RP.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
+
+/// What the sink has seen.
+#[derive(Default)]
+struct Tally {
+    posts: AtomicU64,
+    pairs: Mutex<HashSet<(String, String)>>,
+}
 
 /// Binds `ports` listeners on 127.0.0.1, prints `listening on URL URL ...` on stdout, and
 /// serves until the process is killed.
 pub async fn serve(ports: usize) -> anyhow::Result<()> {
-    let count = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for _ in 0..ports.max(1) {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         addrs.push(listener.local_addr()?);
-        tokio::spawn(accept(listener, count.clone()));
+        tokio::spawn(accept(listener, tally.clone()));
     }
     let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
     println!("listening on {}", urls.join(" "));
@@ -30,12 +42,12 @@ pub async fn serve(ports: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accept(listener: TcpListener, count: Arc<AtomicU64>) {
+async fn accept(listener: TcpListener, tally: Arc<Tally>) {
     while let Ok((stream, _)) = listener.accept().await {
         let _ = stream.set_nodelay(true);
-        let count = count.clone();
+        let tally = tally.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(req, count.clone()));
+            let service = service_fn(move |req| answer(req, tally.clone()));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -43,18 +55,63 @@ async fn accept(listener: TcpListener, count: Arc<AtomicU64>) {
     }
 }
 
-async fn answer(
-    req: Request<Incoming>,
-    count: Arc<AtomicU64>,
-) -> Result<Response<Body>, Infallible> {
+async fn answer(req: Request<Incoming>, tally: Arc<Tally>) -> Result<Response<Body>, Infallible> {
     let mut response = Response::new(Body::empty());
-    if req.method() == Method::GET && req.uri().path() == "/count" {
-        *response.body_mut() = Body::from(count.load(Ordering::Acquire).to_string());
+    if req.method() == Method::GET {
+        let figure = match req.uri().path() {
+            "/count" => Some(tally.posts.load(Ordering::Acquire)),
+            "/distinct" => Some(distinct(&tally)),
+            _ => None,
+        };
+        match figure {
+            Some(n) => *response.body_mut() = Body::from(n.to_string()),
+            None => *response.status_mut() = StatusCode::NOT_FOUND,
+        }
         return Ok(response);
     }
-    // Drain the body so the connection can be reused.
-    let _ = axum::body::to_bytes(Body::new(req.into_body()), 64 * 1024).await;
-    count.fetch_add(1, Ordering::AcqRel);
-    *response.status_mut() = StatusCode::OK;
+    // Reading the whole body also lets the connection be reused.
+    let body = axum::body::to_bytes(Body::new(req.into_body()), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    if let Some(pair) = pair_of(&body)
+        && let Ok(mut pairs) = tally.pairs.lock()
+    {
+        pairs.insert(pair);
+    }
+    tally.posts.fetch_add(1, Ordering::AcqRel);
     Ok(response)
+}
+
+fn distinct(tally: &Tally) -> u64 {
+    tally.pairs.lock().map_or(0, |pairs| pairs.len() as u64)
+}
+
+/// The (`sid`, `aud`) of the `logout_token` in a form body, decoded without verification.
+fn pair_of(body: &Bytes) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        sid: String,
+        aud: serde_json::Value,
+    }
+    let (_, token) = url::form_urlencoded::parse(body).find(|(k, _)| k == "logout_token")?;
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    let claims: Claims = serde_json::from_slice(&payload).ok()?;
+    let aud = match claims.aud {
+        serde_json::Value::String(aud) => aud,
+        other => other.to_string(),
+    };
+    Some((claims.sid, aud))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_of_reads_sid_and_aud_from_the_form() {
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"sid":"s-1","aud":"rp-0","iss":"x"}"#);
+        let body = Bytes::from(format!("logout_token=e30.{claims}.c2ln"));
+        assert_eq!(pair_of(&body), Some(("s-1".into(), "rp-0".into())));
+        assert_eq!(pair_of(&Bytes::from_static(b"logout_token=garbage")), None);
+    }
 }

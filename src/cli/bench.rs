@@ -42,9 +42,15 @@ pub struct DeliverArgs {
     /// Single-session ends timed while the mass logout is in flight.
     #[arg(long, default_value_t = 200)]
     probes: usize,
-    /// Store URL [default: a fresh SQLite file per scenario].
+    /// Store URL [default: a fresh SQLite file per scenario]. A postgres:// URL names a
+    /// server (e.g. postgres://postgres@127.0.0.1:5432/postgres) on which each scenario
+    /// creates and drops a database `logoutd_bench_<random>`, served by `--nodes` child
+    /// `logoutd serve` processes.
     #[arg(long)]
     store: Option<String>,
+    /// `logoutd serve` processes sharing the work; above 1 needs a postgres:// --store.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 /// Arguments of `bench api`.
@@ -153,11 +159,14 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.rps
     };
+    let postgres = args
+        .store
+        .as_deref()
+        .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"));
+    if args.nodes == 0 || (args.nodes > 1 && !postgres) {
+        anyhow::bail!("--nodes must be 1, or more with a postgres:// --store");
+    }
     let sink = start_sink(rps_list.iter().copied().max().unwrap_or(1)).await?;
-    let count_url = format!(
-        "{}/count",
-        sink.urls.first().map(String::as_str).unwrap_or_default()
-    );
     for alg in algs {
         for &rps in &rps_list {
             let scenario = Scenario {
@@ -167,8 +176,9 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 sessions_per_user: args.sessions_per_user,
                 probes: args.probes,
                 store: args.store.clone(),
+                nodes: args.nodes,
             };
-            let report = deliver::run(scenario, &sink.urls, &count_url).await?;
+            let report = deliver::run(scenario, &sink.urls).await?;
             println!("{report}");
         }
     }

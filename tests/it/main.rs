@@ -8,6 +8,7 @@ mod delivery;
 mod housekeeping;
 mod keys;
 mod mock_rp;
+mod multinode;
 mod sender;
 mod shutdown;
 mod store;

@@ -5,7 +5,7 @@ mod claims;
 mod clients;
 mod fixtures;
 mod housekeeping;
-mod postgres;
+pub mod postgres;
 mod results;
 mod sessions;
 mod sqlite;

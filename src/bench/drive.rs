@@ -1,0 +1,169 @@
+//! The measured part of `bench deliver`: end every user's sessions through the API of one or
+//! more nodes while timing single-session ends, then wait until the sink has seen every
+//! (session, RP) pair, reading the CPU time consumed meanwhile.
+
+use super::deliver::Scenario;
+use futures_util::StreamExt as _;
+use std::time::{Duration, Instant};
+
+/// Longest wait for every delivery to arrive.
+const DELIVERY_LIMIT: Duration = Duration::from_secs(3600);
+/// How often the sink is asked how far it got.
+const POLL: Duration = Duration::from_millis(20);
+/// User-wide end calls in flight.
+const END_CONCURRENCY: usize = 8;
+
+/// Where the workload goes and how its cost is read.
+pub struct Target<'a> {
+    /// Base URLs of the nodes; end calls are spread over them round-robin.
+    pub bases: &'a [String],
+    /// API bearer token.
+    pub token: &'a str,
+    /// Base URL of the sink (`/count`, `/distinct`).
+    pub sink: &'a str,
+    /// Prefix of this scenario's user and session ids.
+    pub tag: &'a str,
+    /// CPU time consumed so far by the logoutd processes measured.
+    pub cpu: &'a (dyn Fn() -> Duration + Sync),
+}
+
+impl Target<'_> {
+    fn base(&self, i: usize) -> &str {
+        self.bases
+            .get(i % self.bases.len().max(1))
+            .map_or("", String::as_str)
+    }
+}
+
+/// What one run measured.
+pub struct Measured {
+    /// Distinct (session, RP) pairs delivered.
+    pub delivered: u64,
+    /// POSTs beyond the first of each pair.
+    pub duplicates: u64,
+    /// From the first end call to the last pair's arrival.
+    pub wall: Duration,
+    /// CPU time over the same span.
+    pub cpu: Duration,
+    /// Single-session end latencies, ms.
+    pub latencies: Vec<f64>,
+}
+
+/// Ends every user's sessions ([`END_CONCURRENCY`] calls at a time) while timing
+/// single-session ends, then waits for the sink to have seen every pair.
+pub async fn drive(
+    http: &reqwest::Client,
+    target: &Target<'_>,
+    s: &Scenario,
+) -> anyhow::Result<Measured> {
+    let (posts0, distinct0) = sink_figures(http, target.sink).await?;
+    let expected = ((s.sessions + s.probes) * s.rps) as u64;
+    let cpu0 = (target.cpu)();
+    let start = Instant::now();
+    let users = s.sessions.div_ceil(s.sessions_per_user.max(1));
+    let (ends, latencies) = tokio::join!(
+        end_users(http, target, users),
+        probe_ends(http, target, s.probes)
+    );
+    ends?;
+    let latencies = latencies?;
+    loop {
+        let (posts, distinct) = sink_figures(http, target.sink).await?;
+        let seen = distinct.saturating_sub(distinct0);
+        if seen >= expected {
+            return Ok(Measured {
+                delivered: seen,
+                duplicates: posts.saturating_sub(posts0).saturating_sub(seen),
+                wall: start.elapsed(),
+                cpu: (target.cpu)().saturating_sub(cpu0),
+                latencies,
+            });
+        }
+        if start.elapsed() > DELIVERY_LIMIT {
+            anyhow::bail!("only {seen} of {expected} deliveries arrived within an hour");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// One `POST /api/v2/logout-events` to `base`, which must answer 202.
+async fn end(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<()> {
+    let response = http
+        .post(format!("{base}/api/v2/logout-events"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().as_u16() == 202,
+        "end call answered {}",
+        response.status()
+    );
+    Ok(())
+}
+
+async fn end_users(
+    http: &reqwest::Client,
+    target: &Target<'_>,
+    users: usize,
+) -> anyhow::Result<()> {
+    let calls = futures_util::stream::iter(0..users).map(|u| {
+        let user = format!("{}user-{u}", target.tag);
+        let body = serde_json::json!({ "user_id": user, "initiator": "rp-logout" });
+        end(http, target.base(u), target.token, body)
+    });
+    let mut calls = calls.buffer_unordered(END_CONCURRENCY);
+    while let Some(result) = calls.next().await {
+        result?;
+    }
+    Ok(())
+}
+
+/// Ends the probe sessions one at a time, returning each call's latency in ms.
+async fn probe_ends(
+    http: &reqwest::Client,
+    target: &Target<'_>,
+    probes: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::with_capacity(probes);
+    for n in 0..probes {
+        let started = Instant::now();
+        let sid = format!("{}probe-{n}", target.tag);
+        let body = serde_json::json!({ "session_id": sid, "initiator": "rp-logout" });
+        end(http, target.base(n), target.token, body).await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(latencies)
+}
+
+/// The sink's POST count and distinct (sid, aud) count.
+async fn sink_figures(http: &reqwest::Client, sink: &str) -> anyhow::Result<(u64, u64)> {
+    let get = |path: &'static str| async move {
+        let text = http
+            .get(format!("{sink}{path}"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        anyhow::Ok(text.trim().parse::<u64>()?)
+    };
+    Ok((get("/count").await?, get("/distinct").await?))
+}
+
+/// p50 and p99 of `samples` (nearest rank).
+pub fn percentiles(mut samples: Vec<f64>) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by(f64::total_cmp);
+    let rank = |p: f64| {
+        let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i]
+    };
+    Some((rank(0.50), rank(0.99)))
+}
