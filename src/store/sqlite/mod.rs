@@ -53,7 +53,11 @@ impl SqliteStore {
             .create_if_missing(true)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            // Statement journals of the batched multi-row updates stay in memory, and the
+            // page cache holds the hot outbox index (8 MiB per connection at most).
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-8192");
         let (writer, reader) = if in_memory {
             let pool = single_connection(options).await?;
             (pool.clone(), pool)
