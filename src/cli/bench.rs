@@ -107,7 +107,7 @@ async fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     };
     for alg in algs {
         let report = tokio::task::spawn_blocking(move || sign::measure(alg, total)).await??;
-        println!("{report}");
+        crate::outln!("{report}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -179,7 +179,7 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 nodes: args.nodes,
             };
             let report = deliver::run(scenario, &sink.urls).await?;
-            println!("{report}");
+            crate::outln!("{report}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -193,7 +193,7 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
     };
     for concurrency in levels {
         for report in crate::bench::api::run(args.requests, concurrency).await? {
-            println!("{report}");
+            crate::outln!("{report}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -128,7 +128,7 @@ async fn list(client: &ApiClient, filters: &Filters, json: bool) -> anyhow::Resu
         .iter()
         .map(|d| fields.iter().map(|f| cell(&d[*f])).collect())
         .collect();
-    println!("{}", table(&headers, &rows));
+    crate::outln!("{}", table(&headers, &rows));
     Ok(())
 }
 
@@ -157,7 +157,7 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|f| vec![(*f).to_owned(), cell(&detail[*f])])
         .collect();
-    println!("{}", table(&["FIELD", "VALUE"], &rows));
+    crate::outln!("{}", table(&["FIELD", "VALUE"], &rows));
     let history = detail["attempt_history"]
         .as_array()
         .cloned()
@@ -171,7 +171,7 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
                 .collect()
         })
         .collect();
-    println!(
+    crate::outln!(
         "\n{}",
         table(&["AT", "STATUS", "ERROR", "LATENCY_MS", "JTI"], &rows)
     );
@@ -184,7 +184,7 @@ async fn retry_one(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<(
     if json {
         return print_json(&reply);
     }
-    println!("delivery {id} re-driven");
+    crate::outln!("delivery {id} re-driven");
     Ok(())
 }
 
@@ -220,7 +220,7 @@ async fn retry_all(client: &ApiClient, mut filters: Filters, json: bool) -> anyh
     if json {
         print_json(&json!({ "retried": done, "failed": failures.len() }))?;
     } else {
-        println!("re-drove {done} of {} deliveries", items.len());
+        crate::outln!("re-drove {done} of {} deliveries", items.len());
     }
     bulk_outcome(done, &failures, "re-drive")
 }

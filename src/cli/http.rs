@@ -159,7 +159,7 @@ fn status_error(status: StatusCode, body: &Value, path: &str) -> anyhow::Error {
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    crate::outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -64,17 +64,17 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 "standby"
             };
             tracing::info!(alg = %args.alg, %kid, state, "generated signing key");
-            println!("{kid}");
+            crate::outln!("{kid}");
         }
         KeysCommand::Rotate(args) => {
             let kid = keys::rotate(&args.dir.keys_dir, args.alg, now)
                 .with_context(|| format!("rotating the {} key", args.alg))?;
             tracing::info!(alg = %args.alg, %kid, "rotated signing key");
-            println!("{kid}");
+            crate::outln!("{kid}");
         }
         KeysCommand::Jwks(dir) => {
             let set = KeySet::load(&dir.keys_dir, now)?;
-            println!("{}", serde_json::to_string_pretty(&set.jwks(now))?);
+            crate::outln!("{}", serde_json::to_string_pretty(&set.jwks(now))?);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,30 @@ pub enum Command {
     Sessions(sessions::SessionsArgs),
 }
 
+/// Writes one line to stdout. A closed pipe (`logoutd keys jwks | head`) ends the process
+/// quietly with the conventional status 141 instead of a panic; other write errors are
+/// ignored, as a terminal that went away is no reason to crash.
+pub fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_fmt(args).and_then(|()| out.write_all(b"\n"))
+        && err.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(141);
+    }
+}
+
+/// `crate::outln!` that never panics; see [`print_line`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::cli::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 /// Parses the command line, sets up logging to stderr and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -231,7 +231,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if settings.dev {
         tracing::warn!("development mode: a generated API token is printed once on stdout");
-        println!("LOGOUTD_API_TOKEN={}", settings.api_token.expose());
+        crate::outln!("LOGOUTD_API_TOKEN={}", settings.api_token.expose());
     }
     tracing::info!(%addr, issuer = %settings.issuer, store = %redact_store(&settings.store), "logoutd listening");
     let shutdown = CancellationToken::new();

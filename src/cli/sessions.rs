@@ -109,7 +109,7 @@ async fn get(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&session);
     }
-    println!("{}", table(&HEADERS, &[row(&session)]));
+    crate::outln!("{}", table(&HEADERS, &[row(&session)]));
     Ok(())
 }
 
@@ -121,7 +121,7 @@ async fn list(client: &ApiClient, user: &str, json: bool) -> anyhow::Result<()> 
         return print_json(&Value::Array(sessions));
     }
     let rows: Vec<Vec<String>> = sessions.iter().map(row).collect();
-    println!("{}", table(&HEADERS, &rows));
+    crate::outln!("{}", table(&HEADERS, &rows));
     Ok(())
 }
 
@@ -142,7 +142,7 @@ async fn end_one(client: &ApiClient, id: &str, initiator: &str, json: bool) -> a
     if json {
         return print_json(&reply);
     }
-    println!(
+    crate::outln!(
         "session {id} ended; {} deliveries queued",
         cell(&reply["deliveries"])
     );
@@ -176,7 +176,7 @@ async fn end_user(
     if json {
         print_json(&json!({ "sessions_ended": ended, "deliveries": deliveries }))?;
     } else {
-        println!("ended {ended} sessions of {user}; {deliveries} deliveries queued");
+        crate::outln!("ended {ended} sessions of {user}; {deliveries} deliveries queued");
     }
     bulk_outcome(ended, &failures, "ending sessions")
 }

@@ -133,7 +133,7 @@ fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
     .lifetime(chrono::Duration::seconds(args.lifetime))?
     .session_metadata(&metadata)
     .build();
-    println!("{}", keys.sign(alg, args.typ, &claims)?);
+    crate::outln!("{}", keys.sign(alg, args.typ, &claims)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -177,7 +177,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     match source.verify(&token, &opts, chrono::Utc::now()).await {
         Ok(verified) => {
-            println!("{}", serde_json::to_string_pretty(&verified.claims)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&verified.claims)?);
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
