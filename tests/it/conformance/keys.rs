@@ -82,7 +82,9 @@ async fn key_rotation_while_deliveries_are_pending() {
     let rig = Rig::start_with(&FLAGS).await;
     let old_kids = kids(&wait_for_keys(&rig, 1).await);
     // Before the rotation both clients' receivers answer 503; after it, healthy ones take over.
-    let refetch = ["--jwks-refetch-interval", "1"];
+    // The mocks refetch on every unknown kid (interval 0): their start-up fetch must not
+    // throttle the refetch however soon after it the rotation lands.
+    let refetch = ["--jwks-refetch-interval", "0"];
     let failing = rig
         .mock(CLIENT, &["--fail-first", "1000000", refetch[0], refetch[1]])
         .await;
@@ -128,7 +130,9 @@ async fn key_rotation_while_deliveries_are_pending() {
     receipts.iter().for_each(assert_valid);
     assert!(receipts.iter().all(|r| r.status == Some(200)));
     // Tokens after the rotation carry the new kid ...
-    for req in healthy_raw.requests() {
+    let after = healthy_raw.requests();
+    assert!(!after.is_empty());
+    for req in after {
         let token = req.form_param("logout_token").unwrap();
         assert_eq!(verified_kid(&token, &jwks, RAW_CLIENT), new_kids[0]);
     }
