@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod conformance;
 mod crash;
 mod delivery;
 mod housekeeping;

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod delivery;
+pub mod mock_rp_process;
 pub mod process;
 pub mod recording_rp;
 pub mod serve_process;
