@@ -35,12 +35,27 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections in the read pool of a file database.
 const READ_CONNECTIONS: u32 = 4;
 
+/// Longest a background write (dispatcher claims and results, pruning) defers to API writes
+/// before it takes its turn anyway, so deliveries cannot starve under sustained API load.
+const BACKGROUND_DEFER: Duration = Duration::from_millis(50);
+
 /// SQLite store.
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
+    lanes: Arc<WriteLanes>,
+}
+
+/// Gives API writes priority over background batches on the single writer connection: the
+/// API's latency is a caller waiting, a batch's is only throughput.
+#[derive(Default)]
+struct WriteLanes {
+    /// API writes waiting for (or starting) their transaction.
+    api_waiting: std::sync::atomic::AtomicUsize,
+    /// Signalled when `api_waiting` drops to zero.
+    idle: Notify,
 }
 
 impl SqliteStore {
@@ -78,6 +93,7 @@ impl SqliteStore {
             reader,
             wakeup: Arc::new(Notify::new()),
             expiry: Arc::new(Notify::new()),
+            lanes: Arc::default(),
         })
     }
 
@@ -92,8 +108,34 @@ impl SqliteStore {
         }
     }
 
-    /// Starts a write transaction holding the database write lock (see the module docs).
+    /// Starts a write transaction holding the database write lock (see the module docs), ahead
+    /// of any waiting background batch.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        use std::sync::atomic::Ordering;
+        self.lanes.api_waiting.fetch_add(1, Ordering::AcqRel);
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await;
+        if self.lanes.api_waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.lanes.idle.notify_waiters();
+        }
+        tx.map_err(StoreError::backend)
+    }
+
+    /// Starts a write transaction for a background batch: it first lets waiting API writes go
+    /// (for at most [`BACKGROUND_DEFER`]).
+    async fn begin_background_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        use std::sync::atomic::Ordering;
+        let defer = async {
+            loop {
+                let idle = self.lanes.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.lanes.api_waiting.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(BACKGROUND_DEFER, defer).await;
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await

@@ -27,7 +27,7 @@ impl Outbox for SqliteStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_background_write().await?;
         let rows = due_rows(&mut tx, now, limit).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -52,7 +52,7 @@ impl Outbox for SqliteStore {
             return Ok(0);
         }
         let batch = result_batch(results);
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_background_write().await?;
         sqlx::query(
             "INSERT INTO delivery_attempts (delivery_id, at, status, error, latency_ms, jti) \
              SELECT d.id, r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, \
@@ -93,7 +93,7 @@ impl Outbox for SqliteStore {
             .iter()
             .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
             .collect();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_background_write().await?;
         let released = sqlx::query(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, lease_id = NULL, \
              lease_until = NULL, updated_at = ?1 FROM json_each(?2) AS r \

@@ -55,7 +55,7 @@ pub(super) async fn prune_rows(
     before: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64, StoreError> {
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin_background_write().await?;
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM deliveries WHERE state IN (SELECT value FROM json_each(?1)) \
          AND updated_at < ?2 LIMIT ?3",
@@ -91,7 +91,7 @@ pub(super) async fn prune_sessions(
     before: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64, StoreError> {
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin_background_write().await?;
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM sessions AS s WHERE ended_at IS NOT NULL AND ended_at < ?1 \
          AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.session_id = s.id) LIMIT ?2",
