@@ -51,20 +51,8 @@ async fn end(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// `DELETE /api/v2/sessions/{id}`: ends it with `session-revoked`.
-pub async fn delete_session(
-    State(state): State<Shared>,
-    PathParams(id): PathParams<String>,
-) -> Result<Response, ApiError> {
-    end(
-        &state,
-        EndTarget::Session(SessionId::new(id)),
-        Initiator::SessionRevoked,
-    )
-    .await
-}
-
-/// `POST /api/v2/sessions/{id}/revoke`: ends it with `session-revoked`.
+/// `DELETE /api/v2/sessions/{id}` and `POST /api/v2/sessions/{id}/revoke`: end it with
+/// `session-revoked`.
 pub async fn revoke_session(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,

@@ -88,7 +88,7 @@ pub fn router(state: Shared) -> Router {
             "/sessions/{id}",
             get(sessions::get)
                 .patch(sessions::patch)
-                .delete(events::delete_session),
+                .delete(events::revoke_session),
         )
         .route("/sessions/{id}/revoke", post(events::revoke_session))
         .route("/sessions/{id}/clients", post(sessions::add_client))

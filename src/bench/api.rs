@@ -2,10 +2,8 @@
 //! session on the embedded SQLite store, at a given number of concurrent clients.
 
 use super::drive::percentiles;
-use crate::clock::{SharedClock, SystemClock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 /// One operation's latencies.
 #[derive(Debug, Clone)]
@@ -55,18 +53,9 @@ async fn run_in(
     crate::keys::generate(&settings.keys_dir, crate::alg::SigningAlg::ES256, None, now)?;
     let keys = Arc::new(crate::keys::KeyRing::load(&settings.keys_dir, now)?);
     let stores = crate::store::open(&store).await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-    let base = format!("http://{}/api/v2", listener.local_addr()?);
-    let token = settings.api_token.expose().to_owned();
-    let shutdown = CancellationToken::new();
-    let clock: SharedClock = Arc::new(SystemClock);
-    let parts = crate::server::ServerParts {
-        settings,
-        stores,
-        keys,
-        clock,
-    };
-    let server = tokio::spawn(crate::server::run(listener, parts, shutdown.clone()));
+    let server = super::in_process::InProcess::start(settings, stores, keys).await?;
+    let base = format!("{}/api/v2", server.base);
+    let token = server.token.clone();
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(concurrency)
@@ -81,8 +70,7 @@ async fn run_in(
     for op in ["create", "patch", "get"] {
         reports.push(load.phase(op, requests).await?);
     }
-    shutdown.cancel();
-    let _ = server.await;
+    server.stop().await;
     Ok(reports)
 }
 

@@ -10,7 +10,6 @@ use super::drive::{Measured, Target, drive, percentiles};
 use super::proc_stats;
 use crate::alg::SigningAlg;
 use crate::clients::{OidcLogout, RelyingParty};
-use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ApiToken, DispatchSettings, HousekeepingSettings, Settings};
 use crate::ids::{ClientId, Issuer, SessionId, UserId};
 use crate::keys::KeyRing;
@@ -22,7 +21,6 @@ use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// One benchmark scenario.
 #[derive(Debug, Clone)]
@@ -239,18 +237,9 @@ async fn in_process(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Repo
     let stores = crate::store::open(&store).await?;
     let tag = tag();
     populate(&stores, &scenario, sinks, &tag).await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-    let bases = [format!("http://{}", listener.local_addr()?)];
-    let token = settings.api_token.expose().to_owned();
-    let shutdown = CancellationToken::new();
-    let clock: SharedClock = Arc::new(SystemClock);
-    let parts = crate::server::ServerParts {
-        settings,
-        stores,
-        keys,
-        clock,
-    };
-    let server = tokio::spawn(crate::server::run(listener, parts, shutdown.clone()));
+    let server = super::in_process::InProcess::start(settings, stores, keys).await?;
+    let bases = [server.base.clone()];
+    let token = server.token.clone();
     let cpu = || proc_stats::cpu_time().unwrap_or_default();
     let target = Target {
         bases: &bases,
@@ -261,8 +250,7 @@ async fn in_process(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Repo
     };
     let http = reqwest::Client::builder().no_proxy().build()?;
     let measured = drive(&http, &target, &scenario).await;
-    shutdown.cancel();
-    let _ = server.await;
+    server.stop().await;
     let rss = proc_stats::peak_rss_kib().unwrap_or(0);
     report(scenario, measured?, rss).await
 }

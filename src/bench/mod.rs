@@ -14,6 +14,7 @@ mod cluster;
 mod database;
 pub mod deliver;
 pub mod drive;
+pub mod in_process;
 pub mod nodes;
 pub mod proc_stats;
 pub mod sign;

@@ -3,10 +3,10 @@
 //! The bound address is printed on stdout as one line, `listening on http://ADDR`, so that
 //! scripts started with `--listen 127.0.0.1:0` can find the port.
 
-use crate::alg::SigningAlg;
-use crate::ids::{ClientId, Issuer};
+use super::token::CheckFlags;
+
 use crate::mock_rp::{DEFAULT_FAIL_STATUS, Faults, MockRp, MockRpConfig};
-use crate::verify::{DEFAULT_REFETCH_INTERVAL, JwksSource, TypPolicy, VerifyOptions};
+use crate::verify::{DEFAULT_REFETCH_INTERVAL, JwksSource};
 use anyhow::Context as _;
 use hyper::StatusCode;
 use std::io::Write as _;
@@ -39,25 +39,11 @@ pub struct MockRpArgs {
     faults: FaultArgs,
 }
 
-/// How tokens are checked; the same options as `token verify`.
+/// How tokens are checked: the same flags as `token verify`, plus the receiver's own.
 #[derive(Debug, clap::Args)]
 struct CheckArgs {
-    /// An accepted alg; repeatable. Default: all supported algs.
-    #[arg(long = "alg")]
-    algs: Vec<SigningAlg>,
-    /// Also accept this typ; only `JWT` is meaningful.
-    #[arg(long, value_parser = ["JWT"])]
-    accept_typ: Option<String>,
-    /// Also accept a token without typ.
-    #[arg(long)]
-    allow_untyped: bool,
-    /// Clock skew allowed for iat and exp, in seconds.
-    #[arg(long, default_value_t = crate::verify::DEFAULT_LEEWAY_SECS)]
-    leeway: i64,
-    /// Refuse tokens whose exp - iat exceeds this many seconds (e.g. 120). Off by default,
-    /// like `token verify`: spec §2.6 sets no upper bound an RP must enforce.
-    #[arg(long)]
-    max_lifetime: Option<i64>,
+    #[command(flatten)]
+    flags: CheckFlags,
     /// Shortest time between two JWKS refetches triggered by unknown kids, in seconds.
     #[arg(long, default_value_t = DEFAULT_REFETCH_INTERVAL.as_secs())]
     jwks_refetch_interval: u64,
@@ -90,22 +76,6 @@ struct FaultArgs {
     redirect_to: Option<Url>,
 }
 
-impl CheckArgs {
-    fn options(&self, issuer: &str, client_id: &str) -> VerifyOptions {
-        VerifyOptions {
-            issuer: Issuer::new(issuer),
-            client_id: ClientId::new(client_id),
-            allowed_algs: (!self.algs.is_empty()).then(|| self.algs.clone()),
-            accept_typ: TypPolicy {
-                accept_jwt: self.accept_typ.is_some(),
-                allow_untyped: self.allow_untyped,
-            },
-            leeway_secs: self.leeway,
-            max_lifetime_secs: self.max_lifetime,
-        }
-    }
-}
-
 impl FaultArgs {
     fn faults(&self) -> anyhow::Result<Faults> {
         Ok(Faults {
@@ -125,7 +95,10 @@ async fn config(args: &MockRpArgs) -> anyhow::Result<MockRpConfig> {
     let jwks = JwksSource::from_uri(&args.jwks_uri)
         .await?
         .with_refetch_interval(interval);
-    let mut config = MockRpConfig::new(args.checks.options(&args.issuer, &args.client_id), jwks);
+    let mut config = MockRpConfig::new(
+        args.checks.flags.options(&args.issuer, &args.client_id),
+        jwks,
+    );
     config.faults = args.faults.faults()?;
     config.replay_as_error = args.checks.replay_as_error;
     config.receipts_file = args.receipts.clone();

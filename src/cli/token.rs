@@ -71,6 +71,15 @@ pub struct VerifyArgs {
     /// The expected `aud`.
     #[arg(long)]
     client_id: String,
+    #[command(flatten)]
+    checks: CheckFlags,
+    /// The token, or `-` to read it from stdin.
+    token: String,
+}
+
+/// How strictly a token is checked; shared by `token verify` and `mock-rp`.
+#[derive(Debug, clap::Args)]
+pub struct CheckFlags {
     /// An accepted alg; repeatable. Default: all supported algs.
     #[arg(long = "alg")]
     algs: Vec<SigningAlg>,
@@ -80,14 +89,30 @@ pub struct VerifyArgs {
     /// Also accept a token without typ.
     #[arg(long)]
     allow_untyped: bool,
-    /// Clock skew allowed for iat and exp, in seconds.
+    /// Clock skew allowed for iat, exp and nbf, in seconds.
     #[arg(long, default_value_t = crate::verify::DEFAULT_LEEWAY_SECS)]
     leeway: i64,
-    /// Refuse tokens whose exp - iat exceeds this many seconds.
+    /// Refuse tokens whose exp - iat exceeds this many seconds (e.g. 120). Off by default:
+    /// spec §2.6 sets no upper bound an RP must enforce.
     #[arg(long)]
     max_lifetime: Option<i64>,
-    /// The token, or `-` to read it from stdin.
-    token: String,
+}
+
+impl CheckFlags {
+    /// The verifier options for `issuer` and `client_id` under these flags.
+    pub fn options(&self, issuer: &str, client_id: &str) -> VerifyOptions {
+        VerifyOptions {
+            issuer: Issuer::new(issuer),
+            client_id: ClientId::new(client_id),
+            allowed_algs: (!self.algs.is_empty()).then(|| self.algs.clone()),
+            accept_typ: TypPolicy {
+                accept_jwt: self.accept_typ.is_some(),
+                allow_untyped: self.allow_untyped,
+            },
+            leeway_secs: self.leeway,
+            max_lifetime_secs: self.max_lifetime,
+        }
+    }
 }
 
 /// Runs a `token` subcommand.
@@ -164,17 +189,7 @@ fn read_token(arg: &str) -> anyhow::Result<String> {
 async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let token = read_token(&args.token)?;
     let source = jwks_source(&args).await?;
-    let opts = VerifyOptions {
-        issuer: Issuer::new(args.issuer),
-        client_id: ClientId::new(args.client_id),
-        allowed_algs: (!args.algs.is_empty()).then_some(args.algs),
-        accept_typ: TypPolicy {
-            accept_jwt: args.accept_typ.is_some(),
-            allow_untyped: args.allow_untyped,
-        },
-        leeway_secs: args.leeway,
-        max_lifetime_secs: args.max_lifetime,
-    };
+    let opts = args.checks.options(&args.issuer, &args.client_id);
     match source.verify(&token, &opts, chrono::Utc::now()).await {
         Ok(verified) => {
             crate::outln!("{}", serde_json::to_string_pretty(&verified.claims)?);

@@ -1,0 +1,53 @@
+//! A logoutd server started inside the benchmark process on 127.0.0.1:0.
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::keys::KeyRing;
+use crate::store::Stores;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running in-process server.
+pub struct InProcess {
+    /// `http://ADDR` of its API.
+    pub base: String,
+    /// Its API bearer token.
+    pub token: String,
+    shutdown: CancellationToken,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    /// Binds `settings.listen` and runs API and dispatcher over `stores` and `keys`.
+    pub async fn start(
+        settings: Settings,
+        stores: Stores,
+        keys: Arc<KeyRing>,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let token = settings.api_token.expose().to_owned();
+        let shutdown = CancellationToken::new();
+        let clock: SharedClock = Arc::new(SystemClock);
+        let parts = crate::server::ServerParts {
+            settings,
+            stores,
+            keys,
+            clock,
+        };
+        let server = tokio::spawn(crate::server::run(listener, parts, shutdown.clone()));
+        Ok(Self {
+            base,
+            token,
+            shutdown,
+            server,
+        })
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+    }
+}
