@@ -36,7 +36,7 @@ pub(super) async fn handle(
 ) -> Result<Response<Body>, Dropped> {
     let (parts, body) = req.into_parts();
     if parts.uri.path() == RECEIPTS_PATH {
-        return Ok(receipts(&shared, &parts));
+        return Ok(receipts(&shared, &parts).await);
     }
     if parts.method != Method::POST {
         return Ok(method_not_allowed("POST"));
@@ -152,13 +152,29 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     )
 }
 
-/// `GET /receipts`: JSON lines, or a JSON array with `?format=json`.
-fn receipts(shared: &Shared, parts: &Parts) -> Response<Body> {
+/// Longest `GET /receipts?min=N&wait_ms=T` holds the request.
+const MAX_RECEIPTS_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `GET /receipts`: JSON lines, or a JSON array with `?format=json`. With `min=N` (and
+/// optionally `wait_ms=T`, default and cap 60 s) it first waits until N receipts have been
+/// recorded since start, so scripts and tests wait for deliveries instead of sleeping.
+async fn receipts(shared: &Shared, parts: &Parts) -> Response<Body> {
     if parts.method != Method::GET {
         return method_not_allowed("GET");
     }
-    let receipts: Vec<Receipt> = shared.log.all();
     let query = parts.uri.query().unwrap_or_default();
+    let param = |key: &str| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == key)
+            .and_then(|(_, value)| value.parse::<u64>().ok())
+    };
+    if let Some(min) = param("min") {
+        let wait = param("wait_ms")
+            .map_or(MAX_RECEIPTS_WAIT, std::time::Duration::from_millis)
+            .min(MAX_RECEIPTS_WAIT);
+        shared.log.wait_for(min, wait).await;
+    }
+    let receipts: Vec<Receipt> = shared.log.all();
     let as_array = url::form_urlencoded::parse(query.as_bytes())
         .any(|(name, value)| name == "format" && value == "json");
     if as_array {

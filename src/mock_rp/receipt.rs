@@ -52,6 +52,10 @@ pub struct Receipt {
 pub struct ReceiptLog {
     memory: Mutex<VecDeque<Receipt>>,
     file: Option<tokio::sync::Mutex<tokio::fs::File>>,
+    /// Receipts recorded since start (memory keeps only the newest).
+    total: std::sync::atomic::AtomicU64,
+    /// Signalled after every recorded receipt.
+    arrived: tokio::sync::Notify,
 }
 
 impl ReceiptLog {
@@ -71,6 +75,8 @@ impl ReceiptLog {
         Ok(Self {
             memory: Mutex::new(VecDeque::new()),
             file,
+            total: std::sync::atomic::AtomicU64::new(0),
+            arrived: tokio::sync::Notify::new(),
         })
     }
 
@@ -97,6 +103,26 @@ impl ReceiptLog {
             memory.pop_front();
         }
         memory.push_back(receipt);
+        drop(memory);
+        self.total.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.arrived.notify_waiters();
+    }
+
+    /// Waits until at least `count` receipts have been recorded since start, or `limit`
+    /// passes; returns whether the count was reached.
+    pub async fn wait_for(&self, count: u64, limit: std::time::Duration) -> bool {
+        let reached = async {
+            loop {
+                let arrived = self.arrived.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                if self.total.load(std::sync::atomic::Ordering::Acquire) >= count {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(limit, reached).await.is_ok()
     }
 
     /// The receipts kept in memory, oldest first.

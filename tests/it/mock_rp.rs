@@ -257,6 +257,29 @@ async fn receipts_endpoint_serves_json_lines_or_an_array() {
 }
 
 #[tokio::test]
+async fn receipts_with_min_wait_for_the_next_request() {
+    let (rp, _jwks) = start().await;
+    let url = rp.url("/receipts?format=json&min=1&wait_ms=20000");
+    let waiting = tokio::spawn(async move { client().get(url).send().await });
+    tokio::task::yield_now().await;
+    assert_eq!(post_token(&rp, &token()).await.status(), StatusCode::OK);
+    let answered = waiting.await.unwrap().unwrap();
+    let receipts: Vec<Receipt> = answered.json().await.unwrap();
+    assert_eq!(receipts.len(), 1, "answered once the receipt existed");
+    let short = client()
+        .get(rp.url("/receipts?format=json&min=5&wait_ms=1"))
+        .send()
+        .await
+        .unwrap();
+    let receipts: Vec<Receipt> = short.json().await.unwrap();
+    assert_eq!(
+        receipts.len(),
+        1,
+        "a wait that runs out answers what there is"
+    );
+}
+
+#[tokio::test]
 async fn replay_is_accepted_and_marked() {
     let (rp, _jwks) = start().await;
     let token = token();

@@ -13,10 +13,6 @@ use tokio::process::{Child, Command};
 /// Longest wait for the process to start, or for receipts to arrive.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// How often the receipts endpoint is read while waiting. The mock offers no push channel,
-/// so a wait is a short poll of `GET /receipts` inside a bounded timeout, never a fixed sleep.
-const POLL: Duration = Duration::from_millis(10);
-
 /// Numbers the receipts files of the mocks started by one test binary.
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
@@ -89,27 +85,30 @@ impl MockRpProcess {
 
     /// Every receipt so far, oldest first.
     pub async fn receipts(&self) -> Vec<Receipt> {
-        let res = self
-            .http
-            .get(self.url("/receipts?format=json"))
-            .send()
-            .await
-            .unwrap();
+        self.receipts_after(0).await
+    }
+
+    /// The receipts once at least `min` exist (the mock holds the request until then, or
+    /// until its own wait limit).
+    async fn receipts_after(&self, min: usize) -> Vec<Receipt> {
+        let path = format!(
+            "/receipts?format=json&min={min}&wait_ms={}",
+            WAIT.as_millis()
+        );
+        let res = self.http.get(self.url(&path)).send().await.unwrap();
         assert_eq!(res.status().as_u16(), 200);
         res.json().await.unwrap()
     }
 
     /// Waits until the receipts satisfy `done`, then returns them; panics after [`WAIT`].
+    /// Each round asks the mock for one receipt more than last seen, and the mock answers
+    /// when it arrives: waiting on the event, not on a timer.
     pub async fn wait_until(&self, mut done: impl FnMut(&[Receipt]) -> bool) -> Vec<Receipt> {
         let mut last = Vec::new();
         let waited = tokio::time::timeout(WAIT, async {
-            let mut tick = tokio::time::interval(POLL);
-            loop {
-                tick.tick().await;
-                last = self.receipts().await;
-                if done(&last) {
-                    return;
-                }
+            last = self.receipts().await;
+            while !done(&last) {
+                last = self.receipts_after(last.len() + 1).await;
             }
         })
         .await;
