@@ -644,3 +644,26 @@ async fn unknown_routes_and_methods_answer_in_auth0_shape() {
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_auth0_error(status, &body, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn data_written_through_the_api_survives_a_restart_on_the_same_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/logoutd.db", dir.path().display());
+    let (client_body, session_body) = {
+        let app = TestApp::over(logoutd::store::open(&url).await.unwrap(), false);
+        let c = client(&app, "rp1", json!({ "logout_token_typ": "JWT" })).await;
+        let s = session(
+            &app,
+            "s1",
+            &["rp1"],
+            json!({ "tenant": "acme", "lang": "日本語" }),
+        )
+        .await;
+        (c, s)
+    };
+    let app = TestApp::over(logoutd::store::open(&url).await.unwrap(), false);
+    assert_eq!(get(&app, "/api/v2/clients/rp1").await, client_body);
+    assert_eq!(get(&app, "/api/v2/sessions/s1").await, session_body);
+    let listed = get(&app, "/api/v2/users/auth0%7Cu1/sessions").await;
+    assert_eq!(listed["sessions"], json!([session_body]));
+}
