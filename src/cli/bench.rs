@@ -51,6 +51,10 @@ pub struct DeliverArgs {
     /// `logoutd serve` processes sharing the work; above 1 needs a postgres:// --store.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Deliver into an already running `bench sink` at these URLs (as it printed them, the
+    /// first one answering `/count` and `/distinct`) instead of starting one; repeatable.
+    #[arg(long = "sink")]
+    sinks: Vec<String>,
 }
 
 /// Arguments of `bench api`.
@@ -166,7 +170,13 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     if args.nodes == 0 || (args.nodes > 1 && !postgres) {
         anyhow::bail!("--nodes must be 1, or more with a postgres:// --store");
     }
-    let sink = start_sink(rps_list.iter().copied().max().unwrap_or(1)).await?;
+    let (_sink, urls) = if args.sinks.is_empty() {
+        let sink = start_sink(rps_list.iter().copied().max().unwrap_or(1)).await?;
+        let urls = sink.urls.clone();
+        (Some(sink), urls)
+    } else {
+        (None, args.sinks)
+    };
     for alg in algs {
         for &rps in &rps_list {
             let scenario = Scenario {
@@ -178,7 +188,7 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 store: args.store.clone(),
                 nodes: args.nodes,
             };
-            let report = deliver::run(scenario, &sink.urls).await?;
+            let report = deliver::run(scenario, &urls).await?;
             crate::outln!("{report}");
         }
     }
