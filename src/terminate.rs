@@ -26,7 +26,7 @@ pub fn plan(
         .filter_map(|joined| clients.iter().find(|c| c.client_id == joined.client_id))
         .filter(|client| client.wants(initiator))
         .map(|client| NewDelivery {
-            id: DeliveryId::generate(),
+            id: DeliveryId::generate_at(now),
             event_id: event_id.clone(),
             session_id: session.id.clone(),
             user_id: session.user_id.clone(),
