@@ -100,7 +100,8 @@ pub struct EndReport {
     pub deliveries: usize,
 }
 
-/// Storage of sessions. Every method is atomic.
+/// Storage of sessions. Every method is atomic, except that ending a user's sessions may commit
+/// them in several transactions; each session's end still commits together with its rows.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Stores a new session. `Conflict` if the id exists; `UnknownClient` if a listed client

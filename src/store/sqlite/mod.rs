@@ -10,21 +10,26 @@
 //!
 //! Timestamps are INTEGER milliseconds since the epoch (see the migration).
 
+mod checkpoint;
 mod clients;
+mod gate;
 mod outbox;
 mod retention;
 mod rows;
 mod sessions;
 mod status;
 mod terminate;
+mod values;
 
 use super::{Health, StoreError, Stores};
 use async_trait::async_trait;
+use checkpoint::Checkpoints;
 use chrono::{DateTime, Utc};
+use gate::{Lane, Pass, WriteGate};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,27 +40,49 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections in the read pool of a file database.
 const READ_CONNECTIONS: u32 = 4;
 
-/// Longest a background write (dispatcher claims and results, pruning) defers to API writes
-/// before it takes its turn anyway, so deliveries cannot starve under sustained API load.
-const BACKGROUND_DEFER: Duration = Duration::from_millis(50);
-
 /// SQLite store.
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
-    lanes: Arc<WriteLanes>,
+    gate: Arc<WriteGate>,
+    checkpoints: Arc<Checkpoints>,
 }
 
-/// Gives API writes priority over background batches on the single writer connection: the
-/// API's latency is a caller waiting, a batch's is only throughput.
-#[derive(Default)]
-struct WriteLanes {
-    /// API writes waiting for (or starting) their transaction.
-    api_waiting: std::sync::atomic::AtomicUsize,
-    /// Signalled when `api_waiting` drops to zero.
-    idle: Notify,
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpoints.close();
+    }
+}
+
+/// A write transaction and its turn at the writer (see [`gate`]); derefs to the connection.
+struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _pass: Pass,
+    checkpoints: Arc<Checkpoints>,
+}
+
+impl WriteTx {
+    /// Commits, then lets the next writer in.
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await?;
+        self.checkpoints.wrote();
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 impl SqliteStore {
@@ -72,7 +99,9 @@ impl SqliteStore {
             // Statement journals of the batched multi-row updates stay in memory, and the
             // page cache holds the hot outbox index (8 MiB per connection at most).
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-8192");
+            .pragma("cache_size", "-8192")
+            .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES);
+        let checkpoints = Arc::new(Checkpoints::default());
         let (writer, reader) = if in_memory {
             let pool = single_connection(options).await?;
             (pool.clone(), pool)
@@ -85,6 +114,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await
                 .map_err(StoreError::backend)?;
+            checkpoints.spawn(reader.clone());
             (writer, reader)
         };
         migrate(&writer).await?;
@@ -93,7 +123,8 @@ impl SqliteStore {
             reader,
             wakeup: Arc::new(Notify::new()),
             expiry: Arc::new(Notify::new()),
-            lanes: Arc::default(),
+            gate: Arc::default(),
+            checkpoints,
         })
     }
 
@@ -108,38 +139,30 @@ impl SqliteStore {
         }
     }
 
-    /// Starts a write transaction holding the database write lock (see the module docs), ahead
-    /// of any waiting background batch.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        use std::sync::atomic::Ordering;
-        self.lanes.api_waiting.fetch_add(1, Ordering::AcqRel);
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await;
-        if self.lanes.api_waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.lanes.idle.notify_waiters();
-        }
-        tx.map_err(StoreError::backend)
+    /// Starts a write transaction for an API request, holding the database write lock (see
+    /// the module docs), ahead of queued bulk and background writes.
+    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        self.begin_in(Lane::Interactive).await
     }
 
-    /// Starts a write transaction for a background batch: it first lets waiting API writes go
-    /// (for at most [`BACKGROUND_DEFER`]).
-    async fn begin_background_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        use std::sync::atomic::Ordering;
-        let defer = async {
-            loop {
-                let idle = self.lanes.idle.notified();
-                tokio::pin!(idle);
-                idle.as_mut().enable();
-                if self.lanes.api_waiting.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        };
-        let _ = tokio::time::timeout(BACKGROUND_DEFER, defer).await;
-        self.writer
+    /// Starts a write transaction in `lane` (see [`gate`]).
+    async fn begin_in(&self, lane: Lane) -> Result<WriteTx, StoreError> {
+        let pass = self.gate.enter(lane).await;
+        let tx = self
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(StoreError::backend)
+            .map_err(StoreError::backend)?;
+        Ok(WriteTx {
+            tx,
+            _pass: pass,
+            checkpoints: self.checkpoints.clone(),
+        })
+    }
+
+    /// Starts a write transaction for a dispatcher or pruning batch, behind API writes.
+    async fn begin_background_write(&self) -> Result<WriteTx, StoreError> {
+        self.begin_in(Lane::Background).await
     }
 
     /// Wakes every waiting worker, and leaves a permit for one that is about to wait.

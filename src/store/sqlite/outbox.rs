@@ -2,12 +2,12 @@
 
 use super::rows::{DeliveryRow, delivery_columns};
 use super::terminate::fetch_clients;
-use super::{SqliteStore, db, json_list, ms, opt_from_ms, status};
+use super::{SqliteStore, db, json_list, ms, opt_from_ms, status, values};
 use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    Outbox, OutboxStats, Redrive,
+    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
+    DeliveryState, Outbox, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
 use crate::store::{Page, StoreError};
@@ -45,40 +45,21 @@ impl Outbox for SqliteStore {
             .collect()
     }
 
-    /// Two statements for the whole batch: append the attempts of rows whose lease matches,
-    /// then update those rows. The unary `+` on `state` makes SQLite look rows up by id.
+    /// Per chunk of up to 256 results, two statements: append the attempts of rows whose
+    /// lease matches, then update those rows. The unary `+` on `state` makes SQLite look rows
+    /// up by id.
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
-        if results.is_empty() {
+        let rows = result_rows(results);
+        if rows.is_empty() {
             return Ok(0);
         }
-        let batch = result_batch(results);
         let mut tx = self.begin_background_write().await?;
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, at, status, error, latency_ms, jti) \
-             SELECT d.id, r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, \
-             r.value ->> 11 FROM json_each(?1) AS r \
-             JOIN deliveries AS d ON d.id = r.value ->> 0 AND d.lease_id = r.value ->> 1 \
-             AND +d.state = 'in_flight' ORDER BY r.key",
-        )
-        .bind(&batch)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let applied = sqlx::query(
-            "UPDATE deliveries SET state = r.value ->> 2, next_attempt_at = r.value ->> 3, \
-             delivered_at = r.value ->> 4, last_status = r.value ->> 5, \
-             last_error = r.value ->> 6, attempts = attempts + 1, lease_id = NULL, \
-             lease_until = NULL, updated_at = r.value ->> 7 \
-             FROM json_each(?1) AS r \
-             WHERE deliveries.id = r.value ->> 0 AND deliveries.lease_id = r.value ->> 1 \
-             AND +deliveries.state = 'in_flight'",
-        )
-        .bind(&batch)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let mut applied = 0;
+        for chunk in rows.chunks(values::MAX_ROWS) {
+            applied += record_chunk(&mut tx, chunk).await?;
+        }
         tx.commit().await.map_err(db)?;
-        Ok(applied.rows_affected())
+        Ok(applied)
     }
 
     async fn release(
@@ -266,36 +247,100 @@ fn claimed(
     })
 }
 
-/// The results as one JSON parameter, the first result per row only: `[id, lease, state,
-/// next_attempt_at, delivered_at, last_status, last_error, at, status, error, latency_ms,
-/// jti]`.
-fn result_batch(results: &[AttemptResult]) -> String {
+/// One result as stored: the row's new state and the attempt appended to its history.
+struct ResultRow<'a> {
+    id: &'a str,
+    lease: &'a str,
+    state: &'static str,
+    next_attempt_at: Option<i64>,
+    delivered_at: Option<i64>,
+    last_error: Option<&'a str>,
+    attempt: &'a AttemptRecord,
+}
+
+/// The first result of each row, as stored.
+fn result_rows(results: &[AttemptResult]) -> Vec<ResultRow<'_>> {
     let mut seen = HashSet::new();
-    let batch: Vec<_> = results
+    results
         .iter()
         .filter(|r| seen.insert(&r.id))
         .map(|r| {
             let a = &r.attempt;
-            let (state, next, delivered, last_error) = match &r.decision {
+            let (state, next_attempt_at, delivered_at, last_error) = match &r.decision {
                 Decision::Delivered => ("delivered", None, Some(ms(a.at)), a.error.as_deref()),
                 Decision::RetryAt(t) => ("pending", Some(ms(*t)), None, a.error.as_deref()),
                 Decision::GiveUp(reason) => ("failed", None, None, Some(reason.as_str())),
             };
-            json!([
-                r.id.as_str(),
-                r.lease.as_str(),
+            ResultRow {
+                id: r.id.as_str(),
+                lease: r.lease.as_str(),
                 state,
-                next,
-                delivered,
-                a.status,
+                next_attempt_at,
+                delivered_at,
                 last_error,
-                ms(a.at),
-                a.status,
-                a.error,
-                a.latency_ms,
-                a.jti.as_str(),
-            ])
+                attempt: a,
+            }
         })
-        .collect();
-    serde_json::Value::Array(batch).to_string()
+        .collect()
+}
+
+/// Writes one chunk of results (see [`values`]); returns the rows updated.
+async fn record_chunk(
+    conn: &mut SqliteConnection,
+    chunk: &[ResultRow<'_>],
+) -> Result<u64, StoreError> {
+    let size = values::shape(chunk.len());
+    let padding = size - chunk.len();
+    let insert = format!(
+        "WITH r (id, lease, at, status, error, latency_ms, jti) AS (VALUES {}) \
+         INSERT INTO delivery_attempts (delivery_id, at, status, error, latency_ms, jti) \
+         SELECT d.id, r.at, r.status, r.error, r.latency_ms, r.jti FROM r \
+         JOIN deliveries AS d ON d.id = r.id AND d.lease_id = r.lease \
+         AND +d.state = 'in_flight' WHERE r.id IS NOT NULL",
+        values::placeholders(size, 7)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+    for row in chunk {
+        let a = row.attempt;
+        query = query
+            .bind(row.id)
+            .bind(row.lease)
+            .bind(ms(a.at))
+            .bind(a.status)
+            .bind(a.error.as_deref())
+            .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+            .bind(a.jti.as_str());
+    }
+    for _ in 0..padding * 7 {
+        query = query.bind(None::<&str>);
+    }
+    query.execute(&mut *conn).await.map_err(db)?;
+    let update = format!(
+        "WITH r (id, lease, state, next_attempt_at, delivered_at, last_status, last_error, \
+         at) AS (VALUES {}) \
+         UPDATE deliveries SET state = r.state, next_attempt_at = r.next_attempt_at, \
+         delivered_at = r.delivered_at, last_status = r.last_status, \
+         last_error = r.last_error, attempts = attempts + 1, lease_id = NULL, \
+         lease_until = NULL, updated_at = r.at FROM r \
+         WHERE r.id IS NOT NULL AND deliveries.id = r.id AND deliveries.lease_id = r.lease \
+         AND +deliveries.state = 'in_flight'",
+        values::placeholders(size, 8)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(update));
+    for row in chunk {
+        query = query
+            .bind(row.id)
+            .bind(row.lease)
+            .bind(row.state)
+            .bind(row.next_attempt_at)
+            .bind(row.delivered_at)
+            .bind(row.attempt.status)
+            .bind(row.last_error)
+            .bind(ms(row.attempt.at));
+    }
+    for _ in 0..padding * 8 {
+        query = query.bind(None::<&str>);
+    }
+    let applied = query.execute(&mut *conn).await.map_err(db)?;
+    Ok(applied.rows_affected())
 }

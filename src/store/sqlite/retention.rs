@@ -57,8 +57,9 @@ pub(super) async fn prune_rows(
 ) -> Result<u64, StoreError> {
     let mut tx = store.begin_background_write().await?;
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM deliveries WHERE state IN (SELECT value FROM json_each(?1)) \
-         AND updated_at < ?2 LIMIT ?3",
+        "SELECT id FROM deliveries INDEXED BY deliveries_finished_age \
+         WHERE state NOT IN ('pending', 'in_flight') \
+         AND state IN (SELECT value FROM json_each(?1)) AND updated_at < ?2 LIMIT ?3",
     )
     .bind(json_list(states.iter().copied())?)
     .bind(ms(before))

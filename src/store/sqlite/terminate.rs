@@ -2,9 +2,9 @@
 
 use super::rows::{ClientRow, SessionRow, session_columns};
 use super::sessions::{fetch_row, hydrate};
-use super::{SqliteStore, db, json_list, ms};
+use super::{Lane, SqliteStore, WriteTx, db, json_list, ms};
 use crate::clients::RelyingParty;
-use crate::ids::EventId;
+use crate::ids::{EventId, UserId};
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
 use crate::session::{EndReport, EndTarget, Session};
@@ -12,10 +12,15 @@ use crate::store::StoreError;
 use crate::terminate;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::SqliteConnection;
 
-/// Ends the target's active sessions and writes their rows from [`terminate::plan`]; commits
-/// both together, then wakes the dispatcher.
+/// Sessions ended per transaction when one call ends a user's sessions. Each chunk commits
+/// its sessions' end together with their rows, so a single-session end waits behind one chunk
+/// on the writer, never behind a whole user.
+pub(super) const END_CHUNK: usize = 64;
+
+/// Ends the target's active sessions and writes their rows from [`terminate::plan`]; each
+/// session's end commits together with its rows, then the dispatcher is woken.
 pub(super) async fn end_sessions(
     store: &SqliteStore,
     target: &EndTarget,
@@ -23,9 +28,56 @@ pub(super) async fn end_sessions(
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Result<EndReport, StoreError> {
-    let mut tx = store.begin_write().await?;
-    let sessions = active_targets(&mut tx, target).await?;
-    finish(store, tx, sessions, initiator, event_id, now).await
+    match target {
+        EndTarget::Session(id) => {
+            let mut tx = store.begin_write().await?;
+            let row = fetch_row(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+            let sessions = hydrate(&mut tx, vec![row]).await?;
+            let active = sessions.into_iter().filter(|s| !s.is_ended()).collect();
+            finish(store, tx, active, initiator, event_id, now).await
+        }
+        EndTarget::User(user) => end_user(store, user, initiator, event_id, now).await,
+    }
+}
+
+/// Ends a user's active sessions [`END_CHUNK`] at a time, in id order, on the bulk lane.
+async fn end_user(
+    store: &SqliteStore,
+    user: &UserId,
+    initiator: Initiator,
+    event_id: &EventId,
+    now: DateTime<Utc>,
+) -> Result<EndReport, StoreError> {
+    let mut report = EndReport {
+        event_id: event_id.clone(),
+        sessions_ended: 0,
+        deliveries: 0,
+    };
+    let mut after: Option<String> = None;
+    loop {
+        let mut tx = store.begin_in(Lane::Bulk).await?;
+        let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = ?1 AND ended_at IS NULL",
+            " AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3"
+        ))
+        .bind(user.as_str())
+        .bind(after.as_deref())
+        .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let last_chunk = rows.len() < END_CHUNK;
+        after = rows.last().map(|r| r.id.clone());
+        let sessions = hydrate(&mut tx, rows).await?;
+        let part = finish(store, tx, sessions, initiator, event_id, now).await?;
+        report.sessions_ended += part.sessions_ended;
+        report.deliveries += part.deliveries;
+        if last_chunk {
+            return Ok(report);
+        }
+    }
 }
 
 /// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, with
@@ -37,7 +89,7 @@ pub(super) async fn end_expired(
     limit: usize,
     event_id: &EventId,
 ) -> Result<EndReport, StoreError> {
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin_in(Lane::Bulk).await?;
     let rows: Vec<SessionRow> = sqlx::query_as(concat!(
         "SELECT ",
         session_columns!(),
@@ -65,7 +117,7 @@ pub(super) async fn end_expired(
 /// both together, then wakes the dispatcher.
 async fn finish(
     store: &SqliteStore,
-    mut tx: Transaction<'static, Sqlite>,
+    mut tx: WriteTx,
     sessions: Vec<Session>,
     initiator: Initiator,
     event_id: &EventId,
@@ -87,30 +139,6 @@ async fn finish(
         sessions_ended: sessions.len(),
         deliveries: rows.len(),
     })
-}
-
-/// The active sessions a termination covers; `NotFound` for an unknown single session.
-async fn active_targets(
-    conn: &mut SqliteConnection,
-    target: &EndTarget,
-) -> Result<Vec<Session>, StoreError> {
-    let rows = match target {
-        EndTarget::Session(id) => {
-            let row = fetch_row(conn, id).await?.ok_or(StoreError::NotFound)?;
-            vec![row]
-        }
-        EndTarget::User(user) => sqlx::query_as::<_, SessionRow>(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE user_id = ? AND ended_at IS NULL ORDER BY id"
-        ))
-        .bind(user.as_str())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?,
-    };
-    let sessions = hydrate(conn, rows).await?;
-    Ok(sessions.into_iter().filter(|s| !s.is_ended()).collect())
 }
 
 /// The current registrations of every client the sessions name (absent ones are skipped).
