@@ -30,6 +30,18 @@ pub struct ServerParts {
     pub keys: Arc<KeyRing>,
     /// Time.
     pub clock: SharedClock,
+    /// Where delivery attempts run (see [`delivery_runtime`]); the caller's runtime if `None`.
+    pub delivery: Option<tokio::runtime::Handle>,
+}
+
+/// The runtime for delivery attempts: minting, signing and the POST to each RP. It is kept
+/// apart from the runtime that serves the API and drives the store, so that during a mass
+/// logout an API request or a store transaction is not queued behind signing tasks.
+pub fn delivery_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("logoutd-delivery")
+        .build()
 }
 
 /// Serves the API on `listener` and runs the dispatcher until `shutdown` is cancelled, then
@@ -44,10 +56,11 @@ pub async fn run(
         stores,
         keys,
         clock,
+        delivery,
     } = parts;
     let metrics = Arc::new(Metrics::new());
     let sender = Sender::with_clock(settings.sender.clone(), clock.clone())?;
-    let dispatcher = Dispatcher::new(
+    let mut dispatcher = Dispatcher::new(
         DispatcherParts {
             outbox: stores.outbox.clone(),
             keys: keys.clone(),
@@ -59,6 +72,9 @@ pub async fn run(
         },
         shutdown.clone(),
     );
+    if let Some(runtime) = delivery {
+        dispatcher = dispatcher.run_attempts_on(runtime);
+    }
     let state = Arc::new(AppState {
         stores,
         keys: keys.clone(),

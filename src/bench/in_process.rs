@@ -16,6 +16,7 @@ pub struct InProcess {
     pub token: String,
     shutdown: CancellationToken,
     server: JoinHandle<anyhow::Result<()>>,
+    delivery: tokio::runtime::Runtime,
 }
 
 impl InProcess {
@@ -30,11 +31,13 @@ impl InProcess {
         let token = settings.api_token.expose().to_owned();
         let shutdown = CancellationToken::new();
         let clock: SharedClock = Arc::new(SystemClock);
+        let delivery = crate::server::delivery_runtime()?;
         let parts = crate::server::ServerParts {
             settings,
             stores,
             keys,
             clock,
+            delivery: Some(delivery.handle().clone()),
         };
         let server = tokio::spawn(crate::server::run(listener, parts, shutdown.clone()));
         Ok(Self {
@@ -42,6 +45,7 @@ impl InProcess {
             token,
             shutdown,
             server,
+            delivery,
         })
     }
 
@@ -49,5 +53,6 @@ impl InProcess {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.server.await;
+        self.delivery.shutdown_background();
     }
 }

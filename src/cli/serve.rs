@@ -236,13 +236,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, issuer = %settings.issuer, store = %redact_store(&settings.store), "logoutd listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let delivery = crate::server::delivery_runtime()?;
     let parts = crate::server::ServerParts {
         settings,
         stores,
         keys,
         clock,
+        delivery: Some(delivery.handle().clone()),
     };
-    crate::server::run(listener, parts, shutdown).await?;
+    let served = crate::server::run(listener, parts, shutdown).await;
+    delivery.shutdown_background();
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,6 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Most rows claimed in one round trip.
 pub const CLAIM_BATCH: usize = 128;
+
+/// Free slots worth a claim while attempts are in flight: an eighth of the in-flight cap.
+fn claim_step(max_in_flight: usize) -> u32 {
+    u32::try_from((max_in_flight / 8).clamp(1, CLAIM_BATCH)).unwrap_or(1)
+}
 /// Longest idle wait before looking at the outbox again, in case a wake-up was missed.
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Idle wait when rows are due but none could be claimed (e.g. their client is paused).
@@ -61,6 +66,7 @@ pub struct Inner {
     retry: RetryPolicy,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     origins: OriginLimits,
     shutdown: CancellationToken,
 }
@@ -68,6 +74,7 @@ pub struct Inner {
 /// The dispatcher. Several may run against one store; leases keep them apart.
 pub struct Dispatcher {
     inner: Arc<Inner>,
+    attempts: Option<tokio::runtime::Handle>,
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -90,10 +97,20 @@ impl Dispatcher {
                 retry: settings.retry,
                 metrics: parts.metrics,
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+                max_in_flight: settings.max_in_flight.max(1),
                 origins: OriginLimits::new(settings.max_per_origin),
                 shutdown,
             }),
+            attempts: None,
         }
+    }
+
+    /// Runs the attempts (minting, signing and the POST) on `runtime` rather than on the
+    /// caller's. Claims, results and the API then stay on a runtime whose queue is short, so a
+    /// store transaction or an API request is not polled behind hundreds of signing tasks.
+    pub fn run_attempts_on(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.attempts = Some(runtime);
+        self
     }
 
     /// Runs until shutdown, then waits for attempts in flight, hands back rows it could not
@@ -111,7 +128,11 @@ impl Dispatcher {
                 continue;
             }
             for (row, slot) in claimed.into_iter().zip(slots) {
-                tasks.spawn(attempt::run(self.inner.clone(), row, slot, tx.clone()));
+                let attempt = attempt::run(self.inner.clone(), row, slot, tx.clone());
+                match &self.attempts {
+                    Some(runtime) => tasks.spawn_on(attempt, runtime),
+                    None => tasks.spawn(attempt),
+                };
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -122,16 +143,25 @@ impl Dispatcher {
         tracing::info!("dispatcher stopped");
     }
 
-    /// Waits for at least one in-flight slot and takes up to a batch; `None` on shutdown.
+    /// Waits for free in-flight slots and takes up to a batch; `None` on shutdown. While
+    /// attempts are in flight it waits for [`claim_step`] free slots rather than one, so that
+    /// claims (one write transaction each) come in batches instead of one row per finished
+    /// attempt, and the pipeline stays nearly full meanwhile.
     async fn free_slots(&self) -> Option<Vec<OwnedSemaphorePermit>> {
-        let first = tokio::select! {
+        let in_flight = &self.inner.in_flight;
+        let step = claim_step(self.inner.max_in_flight);
+        let mut first = tokio::select! {
             biased;
             _ = self.inner.shutdown.cancelled() => return None,
-            permit = self.inner.in_flight.clone().acquire_owned() => permit.ok()?,
+            permits = in_flight.clone().acquire_many_owned(step) => permits.ok()?,
         };
-        let mut slots = vec![first];
+        let mut slots = Vec::with_capacity(CLAIM_BATCH);
+        while first.num_permits() > 1 {
+            slots.extend(first.split(1));
+        }
+        slots.push(first);
         while slots.len() < CLAIM_BATCH {
-            match self.inner.in_flight.clone().try_acquire_owned() {
+            match in_flight.clone().try_acquire_owned() {
                 Ok(permit) => slots.push(permit),
                 Err(_) => break,
             }

@@ -9,6 +9,10 @@ use tokio::sync::mpsc::Receiver;
 
 /// Most results written in one call.
 pub const BATCH: usize = 256;
+/// How long a short batch waits for more results before it is written. Every write
+/// transaction costs the pages it touches, however few rows it carries; a crash meanwhile only
+/// means the rows are delivered again when their leases expire.
+const LINGER: Duration = Duration::from_millis(5);
 /// Attempts to write one batch before giving up on it (its leases then expire and the rows
 /// are delivered again: a duplicate, never a loss).
 const WRITE_TRIES: u32 = 8;
@@ -17,6 +21,15 @@ const WRITE_TRIES: u32 = 8;
 pub async fn run(outbox: Arc<dyn Outbox>, mut results: Receiver<AttemptResult>) {
     let mut batch = Vec::with_capacity(BATCH);
     while results.recv_many(&mut batch, BATCH).await > 0 {
+        let _ = tokio::time::timeout(LINGER, async {
+            loop {
+                let room = BATCH.saturating_sub(batch.len());
+                if room == 0 || results.recv_many(&mut batch, room).await == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
         write(outbox.as_ref(), &batch).await;
         if batch
             .iter()
