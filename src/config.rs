@@ -25,6 +25,10 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Default cap on attempts in flight to one RP origin (scheme, host, port).
 pub const DEFAULT_MAX_PER_ORIGIN: usize = 64;
+/// How much nicer the delivery threads (signing and POSTs) run than the API and the store's
+/// threads: 10. Signing is the bulk of the CPU during a mass logout; at a lower priority it
+/// gives way to API requests at once, and still uses every core they leave idle.
+pub const DEFAULT_DELIVERY_NICE: i32 = 10;
 /// Default logout token lifetime in seconds (also the maximum, spec errata).
 pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 120;
 /// Default age after which delivered and cancelled rows and ended sessions are pruned.
@@ -72,6 +76,8 @@ pub struct FileConfig {
     pub retention_days: Option<u64>,
     /// Whether expired sessions are ended by the sweeper (default true).
     pub expiry_sweep: Option<bool>,
+    /// How much nicer the delivery threads run than the API's.
+    pub delivery_nice: Option<i32>,
 }
 
 impl FileConfig {
@@ -158,6 +164,8 @@ pub struct DispatchSettings {
     pub token_lifetime: Duration,
     /// The retry schedule and budgets.
     pub retry: RetryPolicy,
+    /// How much nicer (0-19) the delivery threads run than the rest of the process.
+    pub delivery_nice: i32,
 }
 
 impl Default for DispatchSettings {
@@ -168,6 +176,7 @@ impl Default for DispatchSettings {
             max_per_origin: DEFAULT_MAX_PER_ORIGIN,
             token_lifetime: Duration::from_secs(DEFAULT_TOKEN_LIFETIME_SECS),
             retry: RetryPolicy::default(),
+            delivery_nice: DEFAULT_DELIVERY_NICE,
         }
     }
 }
@@ -191,6 +200,15 @@ impl Default for HousekeepingSettings {
             prune_interval: DEFAULT_PRUNE_INTERVAL,
         }
     }
+}
+
+/// Checks a delivery niceness: 0 (the API's priority) to 19 (the lowest).
+pub fn delivery_nice(value: Option<i32>) -> Result<i32, ConfigError> {
+    let nice = value.unwrap_or(DEFAULT_DELIVERY_NICE);
+    if !(0..=19).contains(&nice) {
+        return Err(invalid("delivery_nice", "must be between 0 and 19"));
+    }
+    Ok(nice)
 }
 
 /// Checks a retention age in days: at least one.
@@ -294,4 +312,18 @@ pub fn positive(name: &'static str, value: usize) -> Result<usize, ConfigError> 
         return Err(invalid(name, "must be at least 1"));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_nice_defaults_to_ten_and_stays_within_0_to_19() {
+        assert_eq!(delivery_nice(None).unwrap(), DEFAULT_DELIVERY_NICE);
+        assert_eq!(delivery_nice(Some(0)).unwrap(), 0);
+        assert_eq!(delivery_nice(Some(19)).unwrap(), 19);
+        assert!(delivery_nice(Some(-1)).is_err());
+        assert!(delivery_nice(Some(20)).is_err());
+    }
 }

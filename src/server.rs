@@ -35,13 +35,32 @@ pub struct ServerParts {
 }
 
 /// The runtime for delivery attempts: minting, signing and the POST to each RP. It is kept
-/// apart from the runtime that serves the API and drives the store, so that during a mass
-/// logout an API request or a store transaction is not queued behind signing tasks.
-pub fn delivery_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+/// apart from the runtime that serves the API and drives the store, and its threads run `nice`
+/// steps nicer ([`crate::config::DEFAULT_DELIVERY_NICE`]), so that during a mass logout an API
+/// request or a store transaction is neither queued behind signing tasks nor waiting for a core.
+pub fn delivery_runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("logoutd-delivery")
+        .on_thread_start(move || lower_priority(nice))
         .build()
+}
+
+/// Lowers the calling thread's priority by `by` steps (Linux; elsewhere a no-op).
+fn lower_priority(by: i32) {
+    #[cfg(target_os = "linux")]
+    if by > 0 {
+        let thread = Some(rustix::thread::gettid());
+        let nice = rustix::process::getpriority_process(thread)
+            .unwrap_or(0)
+            .saturating_add(by)
+            .min(19);
+        if let Err(err) = rustix::process::setpriority_process(thread, nice) {
+            tracing::debug!(error = %err, "cannot lower the delivery thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
 }
 
 /// Serves the API on `listener` and runs the dispatcher until `shutdown` is cancelled, then
@@ -156,5 +175,22 @@ async fn reload_keys(
                 tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set")
             }
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn delivery_threads_run_nicer_than_the_caller() {
+        let own = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let runtime = super::delivery_runtime(5).unwrap();
+        let theirs = runtime.block_on(async {
+            tokio::spawn(async {
+                rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(theirs, (own + 5).min(19));
     }
 }

@@ -31,7 +31,7 @@ impl InProcess {
         let token = settings.api_token.expose().to_owned();
         let shutdown = CancellationToken::new();
         let clock: SharedClock = Arc::new(SystemClock);
-        let delivery = crate::server::delivery_runtime()?;
+        let delivery = crate::server::delivery_runtime(settings.dispatch.delivery_nice)?;
         let parts = crate::server::ServerParts {
             settings,
             stores,

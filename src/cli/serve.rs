@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// Whether sessions past their expiry are ended with `session-expired` [default: true].
     #[arg(long, env = "LOGOUTD_EXPIRY_SWEEP", value_name = "BOOL")]
     pub expiry_sweep: Option<bool>,
+    /// How much nicer (0-19) the delivery threads run than the API's [default: 10].
+    #[arg(long, env = "LOGOUTD_DELIVERY_NICE")]
+    pub delivery_nice: Option<i32>,
 }
 
 impl ServeArgs {
@@ -131,6 +134,7 @@ impl ServeArgs {
                 self.max_attempts.or(file.max_attempts),
                 self.max_age_seconds.or(file.max_age_seconds),
             )?,
+            delivery_nice: config::delivery_nice(self.delivery_nice.or(file.delivery_nice))?,
         };
         let sender = SenderConfig {
             timeout: Duration::from_millis(positive_u64(
@@ -236,7 +240,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, issuer = %settings.issuer, store = %redact_store(&settings.store), "logoutd listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let delivery = crate::server::delivery_runtime()?;
+    let delivery = crate::server::delivery_runtime(settings.dispatch.delivery_nice)?;
     let parts = crate::server::ServerParts {
         settings,
         stores,

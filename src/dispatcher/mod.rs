@@ -29,7 +29,7 @@ pub const CLAIM_BATCH: usize = 128;
 
 /// Free slots worth a claim while attempts are in flight: an eighth of the in-flight cap.
 fn claim_step(max_in_flight: usize) -> u32 {
-    u32::try_from((max_in_flight / 8).clamp(1, CLAIM_BATCH)).unwrap_or(1)
+    u32::try_from((max_in_flight / 4).clamp(1, CLAIM_BATCH)).unwrap_or(1)
 }
 /// Longest idle wait before looking at the outbox again, in case a wake-up was missed.
 const MAX_IDLE: Duration = Duration::from_secs(5);

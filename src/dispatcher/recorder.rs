@@ -12,7 +12,7 @@ pub const BATCH: usize = 256;
 /// How long a short batch waits for more results before it is written. Every write
 /// transaction costs the pages it touches, however few rows it carries; a crash meanwhile only
 /// means the rows are delivered again when their leases expire.
-const LINGER: Duration = Duration::from_millis(5);
+const LINGER: Duration = Duration::from_millis(20);
 /// Attempts to write one batch before giving up on it (its leases then expire and the rows
 /// are delivered again: a duplicate, never a loss).
 const WRITE_TRIES: u32 = 8;

@@ -191,9 +191,18 @@ fn build_client(config: &SenderConfig) -> Result<reqwest::Client, reqwest::Error
         .build()
 }
 
-/// The request body: exactly one form parameter (spec §2.5).
+/// The request body: exactly one form parameter (spec §2.5). A compact JWS is base64url and
+/// dots, which form encoding leaves as they are, so the usual token is copied in one go.
 pub fn form_body(logout_token: &str) -> String {
-    let mut body = String::from("logout_token=");
+    const NAME: &str = "logout_token=";
+    let unchanged = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*');
+    if logout_token.bytes().all(unchanged) {
+        let mut body = String::with_capacity(NAME.len() + logout_token.len());
+        body.push_str(NAME);
+        body.push_str(logout_token);
+        return body;
+    }
+    let mut body = String::from(NAME);
     body.extend(url::form_urlencoded::byte_serialize(
         logout_token.as_bytes(),
     ));

@@ -23,6 +23,19 @@ fn form_body_is_one_urlencoded_parameter() {
 }
 
 #[test]
+fn form_body_matches_form_urlencoding_for_every_ascii_character() {
+    for b in 0u8..128 {
+        let token = format!("ab{}cd", char::from(b));
+        let expected: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        assert_eq!(
+            form_body(&token),
+            format!("logout_token={expected}"),
+            "byte {b}"
+        );
+    }
+}
+
+#[test]
 fn precheck_refuses_non_public_ip_literals() {
     for raw in [
         "https://127.0.0.1/x",

@@ -1,18 +1,18 @@
 //! Who writes next on SQLite's single writer connection.
 //!
 //! Every write transaction passes through one [`WriteGate`]. While a transaction runs, the
-//! others wait in one of three lanes, and the next to go is taken from the most urgent lane:
-//! a caller waiting on a single API request first, then the chunks of a bulk termination, then
-//! the dispatcher's and the pruner's batches. A waiter of a less urgent lane that has waited
-//! longer than its lane's limit goes first anyway, so no lane starves. Only the holder of the
-//! gate asks the pool for the connection, so the pool's own first-come queue never reorders
-//! this.
+//! others wait in one of three lanes. A caller waiting on a single API request goes first;
+//! the chunks of bulk terminations and the dispatcher's and pruner's batches take turns after
+//! it. So that a steady stream of API writes cannot starve the others, one of them goes after
+//! every [`INTERACTIVE_STREAK`] API writes served while it waited. Only the holder of the gate
+//! asks the pool for the connection, so the pool's own first-come queue never reorders this.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
+
+/// API writes served in a row, while other writes wait, before one of those goes.
+const INTERACTIVE_STREAK: u32 = 8;
 
 /// How urgent a write is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +26,6 @@ pub(super) enum Lane {
 }
 
 impl Lane {
-    /// Lanes in the order they are served.
-    const ALL: [Lane; 3] = [Lane::Interactive, Lane::Bulk, Lane::Background];
-
     fn index(self) -> usize {
         match self {
             Lane::Interactive => 0,
@@ -36,19 +33,9 @@ impl Lane {
             Lane::Background => 2,
         }
     }
-
-    /// How long a waiter of this lane lets more urgent lanes go first.
-    fn patience(self) -> Duration {
-        match self {
-            Lane::Interactive => Duration::ZERO,
-            Lane::Bulk => Duration::from_millis(100),
-            Lane::Background => Duration::from_millis(50),
-        }
-    }
 }
 
 struct Waiter {
-    since: Instant,
     handoff: oneshot::Sender<Pass>,
 }
 
@@ -56,6 +43,10 @@ struct Waiter {
 struct State {
     busy: bool,
     lanes: [VecDeque<Waiter>; 3],
+    /// API writes served in a row while another lane waited.
+    streak: u32,
+    /// The lane of the last bulk or background write served, so the two alternate.
+    last_batch: Option<Lane>,
 }
 
 /// The gate in front of the writer connection.
@@ -99,10 +90,7 @@ impl WriteGate {
                     };
                 }
                 let (handoff, turn) = oneshot::channel();
-                state.lanes[lane.index()].push_back(Waiter {
-                    since: Instant::now(),
-                    handoff,
-                });
+                state.lanes[lane.index()].push_back(Waiter { handoff });
                 turn
             };
             // The sender is only dropped unsent if the gate itself goes away; queue again.
@@ -117,7 +105,7 @@ impl WriteGate {
         loop {
             let next = {
                 let mut state = self.lock();
-                match next_waiter(&mut state, Instant::now()) {
+                match next_waiter(&mut state) {
                     Some(waiter) => waiter,
                     None => {
                         state.busy = false;
@@ -137,24 +125,23 @@ impl WriteGate {
     }
 }
 
-/// The waiter to serve next: the front of a lane that has run out of patience (the longest
-/// waiting of those), else the front of the most urgent non-empty lane.
-fn next_waiter(state: &mut State, now: Instant) -> Option<Waiter> {
-    let overdue = Lane::ALL
-        .iter()
-        .filter_map(|lane| {
-            let front = state.lanes[lane.index()].front()?;
-            let waited = now.saturating_duration_since(front.since);
-            (waited > lane.patience() && lane.patience() > Duration::ZERO)
-                .then_some((front.since, *lane))
-        })
-        .min_by_key(|(since, _)| *since)
-        .map(|(_, lane)| lane);
-    let lane = overdue.or_else(|| {
-        Lane::ALL
-            .into_iter()
-            .find(|lane| !state.lanes[lane.index()].is_empty())
-    })?;
+/// The waiter to serve next: an API write unless [`INTERACTIVE_STREAK`] of them went in a row
+/// while others waited; otherwise bulk and background writes alternate.
+fn next_waiter(state: &mut State) -> Option<Waiter> {
+    let waiting = |state: &State, lane: Lane| !state.lanes[lane.index()].is_empty();
+    let others = waiting(state, Lane::Bulk) || waiting(state, Lane::Background);
+    if waiting(state, Lane::Interactive) && !(others && state.streak >= INTERACTIVE_STREAK) {
+        state.streak = if others { state.streak + 1 } else { 0 };
+        return state.lanes[Lane::Interactive.index()].pop_front();
+    }
+    state.streak = 0;
+    let lane = match (waiting(state, Lane::Bulk), waiting(state, Lane::Background)) {
+        (true, true) if state.last_batch == Some(Lane::Bulk) => Lane::Background,
+        (true, _) => Lane::Bulk,
+        (false, true) => Lane::Background,
+        (false, false) => return None,
+    };
+    state.last_batch = Some(lane);
     state.lanes[lane.index()].pop_front()
 }
 
@@ -187,7 +174,7 @@ mod tests {
         task
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn interactive_writes_go_before_queued_batches() {
         let gate = Arc::new(WriteGate::default());
         let order = Order::default();
@@ -205,21 +192,49 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_batch_that_waited_past_its_patience_goes_first() {
+    #[tokio::test]
+    async fn a_waiting_batch_goes_after_a_streak_of_api_writes() {
         let gate = Arc::new(WriteGate::default());
         let order = Order::default();
         let held = gate.enter(Lane::Interactive).await;
         let background = queued(&gate, Lane::Background, &order, "background").await;
-        tokio::time::advance(Lane::Background.patience() * 2).await;
-        let interactive = queued(&gate, Lane::Interactive, &order, "interactive").await;
+        let mut api = Vec::new();
+        for _ in 0..INTERACTIVE_STREAK + 2 {
+            api.push(queued(&gate, Lane::Interactive, &order, "api").await);
+        }
         drop(held);
         background.await.unwrap();
-        interactive.await.unwrap();
-        assert_eq!(*order.lock().unwrap(), ["background", "interactive"]);
+        for task in api {
+            task.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        let position = order.iter().position(|&name| name == "background");
+        assert_eq!(position, Some(INTERACTIVE_STREAK as usize));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
+    async fn bulk_and_background_writes_take_turns() {
+        let gate = Arc::new(WriteGate::default());
+        let order = Order::default();
+        let held = gate.enter(Lane::Background).await;
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            tasks.push(queued(&gate, Lane::Bulk, &order, "bulk").await);
+        }
+        for _ in 0..2 {
+            tasks.push(queued(&gate, Lane::Background, &order, "background").await);
+        }
+        drop(held);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["bulk", "background", "bulk", "background"]
+        );
+    }
+
+    #[tokio::test]
     async fn a_cancelled_wait_passes_the_gate_on() {
         let gate = Arc::new(WriteGate::default());
         let order = Order::default();

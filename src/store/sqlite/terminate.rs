@@ -2,7 +2,7 @@
 
 use super::rows::{ClientRow, SessionRow, session_columns};
 use super::sessions::{fetch_row, hydrate};
-use super::{Lane, SqliteStore, WriteTx, db, json_list, ms};
+use super::{Lane, SqliteStore, WriteTx, db, json_list, ms, values};
 use crate::clients::RelyingParty;
 use crate::ids::{EventId, UserId};
 use crate::initiator::Initiator;
@@ -11,13 +11,12 @@ use crate::session::{EndReport, EndTarget, Session};
 use crate::store::StoreError;
 use crate::terminate;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::SqliteConnection;
 
 /// Sessions ended per transaction when one call ends a user's sessions. Each chunk commits
 /// its sessions' end together with their rows, so a single-session end waits behind one chunk
 /// on the writer, never behind a whole user.
-pub(super) const END_CHUNK: usize = 64;
+pub(super) const END_CHUNK: usize = 16;
 
 /// Ends the target's active sessions and writes their rows from [`terminate::plan`]; each
 /// session's end commits together with its rows, then the dispatcher is woken.
@@ -53,23 +52,27 @@ async fn end_user(
         sessions_ended: 0,
         deliveries: 0,
     };
-    let mut after: Option<String> = None;
+    // The cursor starts below every id, so each chunk is one range of the `sessions_user`
+    // index rather than a rescan of the sessions already ended.
+    let mut after = String::new();
     loop {
         let mut tx = store.begin_in(Lane::Bulk).await?;
         let rows: Vec<SessionRow> = sqlx::query_as(concat!(
             "SELECT ",
             session_columns!(),
-            " FROM sessions WHERE user_id = ?1 AND ended_at IS NULL",
-            " AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3"
+            " FROM sessions WHERE user_id = ?1 AND id > ?2 AND ended_at IS NULL",
+            " ORDER BY id LIMIT ?3"
         ))
         .bind(user.as_str())
-        .bind(after.as_deref())
+        .bind(after.as_str())
         .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
         let last_chunk = rows.len() < END_CHUNK;
-        after = rows.last().map(|r| r.id.clone());
+        if let Some(last) = rows.last() {
+            after.clone_from(&last.id);
+        }
         let sessions = hydrate(&mut tx, rows).await?;
         let part = finish(store, tx, sessions, initiator, event_id, now).await?;
         report.sessions_ended += part.sessions_ended;
@@ -197,35 +200,39 @@ async fn mark_ended(
     .map(|_| ())
 }
 
-/// Inserts the planned rows as pending and due at once, in one statement.
+/// Inserts the planned rows as pending and due at once, up to 256 rows per statement.
 async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewDelivery]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in rows.chunks(values::MAX_ROWS) {
+        let size = values::shape(chunk.len());
+        let sql = format!(
+            "WITH r (id, event_id, session_id, user_id, client_id, initiator, metadata, \
+             created_at) AS (VALUES {}) \
+             INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, initiator, \
+             metadata, state, attempts, next_attempt_at, budget_started_at, created_at, \
+             updated_at) \
+             SELECT id, event_id, session_id, user_id, client_id, initiator, metadata, \
+             'pending', 0, created_at, created_at, created_at, created_at FROM r \
+             WHERE id IS NOT NULL",
+            values::placeholders(size, 8)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            let metadata =
+                serde_json::to_string(&r.session_metadata).map_err(StoreError::backend)?;
+            query = query
+                .bind(r.id.as_str())
+                .bind(r.event_id.as_str())
+                .bind(r.session_id.as_str())
+                .bind(r.user_id.as_str())
+                .bind(r.client_id.as_str())
+                .bind(r.initiator.as_str())
+                .bind(metadata)
+                .bind(ms(r.created_at));
+        }
+        for _ in 0..(size - chunk.len()) * 8 {
+            query = query.bind(None::<&str>);
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
     }
-    let mut batch = Vec::with_capacity(rows.len());
-    for r in rows {
-        let metadata = serde_json::to_string(&r.session_metadata).map_err(StoreError::backend)?;
-        batch.push(json!([
-            r.id.as_str(),
-            r.event_id.as_str(),
-            r.session_id.as_str(),
-            r.user_id.as_str(),
-            r.client_id.as_str(),
-            r.initiator.as_str(),
-            metadata,
-            ms(r.created_at),
-        ]));
-    }
-    sqlx::query(
-        "INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, initiator, \
-         metadata, state, attempts, next_attempt_at, budget_started_at, created_at, updated_at) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-         value ->> 6, 'pending', 0, value ->> 7, value ->> 7, value ->> 7, value ->> 7 \
-         FROM json_each(?)",
-    )
-    .bind(serde_json::Value::Array(batch).to_string())
-    .execute(conn)
-    .await
-    .map_err(db)
-    .map(|_| ())
+    Ok(())
 }
