@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 /// Most rows claimed in one round trip.
 pub const CLAIM_BATCH: usize = 128;
 
-/// Free slots worth a claim while attempts are in flight: an eighth of the in-flight cap.
+/// Free slots worth a claim while attempts are in flight: a quarter of the in-flight cap.
 fn claim_step(max_in_flight: usize) -> u32 {
     u32::try_from((max_in_flight / 4).clamp(1, CLAIM_BATCH)).unwrap_or(1)
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use tokio::sync::Notify;
 
 /// Write transactions between two background checkpoints.
-const EVERY: u32 = 64;
+const EVERY: u32 = 256;
 /// The writer's own automatic checkpoint threshold, in pages (4 KiB each): only reached when
 /// the background checkpoints fall behind.
 pub(super) const BACKSTOP_PAGES: &str = "16384";
