@@ -31,6 +31,7 @@ pub const CLAIM_BATCH: usize = 128;
 fn claim_step(max_in_flight: usize) -> u32 {
     u32::try_from((max_in_flight / 4).clamp(1, CLAIM_BATCH)).unwrap_or(1)
 }
+
 /// Longest idle wait before looking at the outbox again, in case a wake-up was missed.
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Idle wait when rows are due but none could be claimed (e.g. their client is paused).
@@ -146,7 +147,7 @@ impl Dispatcher {
     /// Waits for free in-flight slots and takes up to a batch; `None` on shutdown. While
     /// attempts are in flight it waits for [`claim_step`] free slots rather than one, so that
     /// claims (one write transaction each) come in batches instead of one row per finished
-    /// attempt, and the pipeline stays nearly full meanwhile.
+    /// attempt, while at least three quarters of the slots stay busy.
     async fn free_slots(&self) -> Option<Vec<OwnedSemaphorePermit>> {
         let in_flight = &self.inner.in_flight;
         let step = claim_step(self.inner.max_in_flight);

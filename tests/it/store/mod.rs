@@ -62,6 +62,7 @@ macro_rules! conformance {
                 termination::repeated_end_adds_nothing,
                 termination::ending_an_unknown_session_is_not_found,
                 termination::user_wide_end_covers_every_active_session,
+                termination::user_wide_end_of_many_sessions_ends_each_once_with_its_rows,
                 termination::ending_wakes_the_dispatcher,
                 termination::deleted_client_gets_no_row_and_sessions_keep_their_lists,
                 clients::client_crud_and_paging,

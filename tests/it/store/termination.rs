@@ -201,6 +201,57 @@ pub async fn user_wide_end_covers_every_active_session(s: Stores) {
     assert!(listed.items.is_empty());
 }
 
+pub async fn user_wide_end_of_many_sessions_ends_each_once_with_its_rows(s: Stores) {
+    register(&s, &[client("c1"), client("c2")]).await;
+    let ids: Vec<String> = (0..70).map(|n| format!("m{n:03}")).collect();
+    for id in &ids {
+        s.sessions
+            .create_session(&session(id, "many", &["c1", "c2"]))
+            .await
+            .unwrap();
+    }
+    // Already ended sessions spread through the id range are skipped, not ended twice.
+    for id in ["m005", "m031", "m069"] {
+        end(&s, id, Initiator::RpLogout, t(2_000)).await;
+    }
+    let target = EndTarget::User(UserId::new("many"));
+    let event = EventId::generate();
+    let report = s
+        .sessions
+        .end_sessions(&target, Initiator::IdpLogout, &event, t(3_000))
+        .await
+        .unwrap();
+    assert_eq!((report.sessions_ended, report.deliveries), (67, 134));
+    let filter = DeliveryFilter {
+        user_id: Some(UserId::new("many")),
+        ..Default::default()
+    };
+    let mut rows = 0;
+    let mut from = None;
+    loop {
+        let page = s
+            .outbox
+            .list_deliveries(&filter, from.as_deref(), 50)
+            .await
+            .unwrap();
+        rows += page.items.len();
+        match page.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(rows, 140, "two rows per session, written once");
+    for id in &ids {
+        let sess = s
+            .sessions
+            .get_session(&SessionId::new(id.as_str()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(sess.is_ended(), "{id} ended");
+    }
+}
+
 pub async fn ending_wakes_the_dispatcher(s: Stores) {
     let wakeup = s.outbox.wakeup();
     one_row(&s, "s1", t(2_000)).await;
