@@ -52,7 +52,7 @@ impl ClientRegistry for SqliteStore {
     ) -> Result<Page<RelyingParty>, StoreError> {
         let rows: Vec<ClientRow> = sqlx::query_as(
             "SELECT settings, paused, created_at, updated_at FROM clients \
-             WHERE (?1 IS NULL OR client_id > ?1) ORDER BY client_id LIMIT ?2",
+             WHERE (?1 IS NULL OR client_id > ?1) ORDER BY client_id LIMIT +?2",
         )
         .bind(from)
         .bind(limit(take))

@@ -9,6 +9,10 @@
 //! lives only as long as its connection, so there a single connection serves both roles.
 //!
 //! Timestamps are INTEGER milliseconds since the epoch (see the migration).
+//!
+//! Every bound `LIMIT` is written `LIMIT +?`: SQLite plans a plain `LIMIT ?` with the value bound
+//! at the time, and so prepares the statement again each time it is bound anew; the unary plus
+//! keeps the prepared statement in use.
 
 mod checkpoint;
 mod clients;

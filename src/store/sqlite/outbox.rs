@@ -182,7 +182,7 @@ async fn due_rows(
         " FROM deliveries INDEXED BY deliveries_due",
         " WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?1",
         " AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1)",
-        " ORDER BY next_attempt_at LIMIT ?2"
+        " ORDER BY next_attempt_at LIMIT +?2"
     ))
     .bind(ms(now))
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))

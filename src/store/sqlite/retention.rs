@@ -59,7 +59,7 @@ pub(super) async fn prune_rows(
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM deliveries INDEXED BY deliveries_finished_age \
          WHERE state NOT IN ('pending', 'in_flight') \
-         AND state IN (SELECT value FROM json_each(?1)) AND updated_at < ?2 LIMIT ?3",
+         AND state IN (SELECT value FROM json_each(?1)) AND updated_at < ?2 LIMIT +?3",
     )
     .bind(json_list(states.iter().copied())?)
     .bind(ms(before))
@@ -95,7 +95,7 @@ pub(super) async fn prune_sessions(
     let mut tx = store.begin_background_write().await?;
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM sessions AS s WHERE ended_at IS NOT NULL AND ended_at < ?1 \
-         AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.session_id = s.id) LIMIT ?2",
+         AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.session_id = s.id) LIMIT +?2",
     )
     .bind(ms(before))
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))

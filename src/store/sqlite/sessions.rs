@@ -50,7 +50,7 @@ impl SessionStore for SqliteStore {
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE user_id = ?1 AND ended_at IS NULL",
-            " AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3"
+            " AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT +?3"
         ))
         .bind(user.as_str())
         .bind(from)

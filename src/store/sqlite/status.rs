@@ -41,7 +41,7 @@ pub(super) async fn list(
     if let Some(cursor) = from {
         sql.push(" AND id > ").push_bind(cursor.to_owned());
     }
-    sql.push(" ORDER BY id LIMIT ").push_bind(limit(take));
+    sql.push(" ORDER BY id LIMIT +").push_bind(limit(take));
     let rows: Vec<DeliveryRow> = sql.build_query_as().fetch_all(pool).await.map_err(db)?;
     let items = rows
         .iter()

@@ -61,7 +61,7 @@ async fn end_user(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE user_id = ?1 AND id > ?2 AND ended_at IS NULL",
-            " ORDER BY id LIMIT ?3"
+            " ORDER BY id LIMIT +?3"
         ))
         .bind(user.as_str())
         .bind(after.as_str())
@@ -97,7 +97,7 @@ pub(super) async fn end_expired(
         "SELECT ",
         session_columns!(),
         " FROM sessions WHERE ended_at IS NULL AND (expires_at <= ?1 OR idle_expires_at <= ?1)",
-        " ORDER BY id LIMIT ?2"
+        " ORDER BY id LIMIT +?2"
     ))
     .bind(ms(now))
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
