@@ -34,13 +34,6 @@ pub struct ServerParts {
     pub delivery: Option<tokio::runtime::Handle>,
 }
 
-/// Worker threads for the runtime that serves the API and drives the store: a quarter of the
-/// cores, at least one. That work is mostly waiting on sockets and the store; a thread more
-/// than it needs only adds wake-ups. Signing and the POSTs run on [`delivery_runtime`].
-pub fn control_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 4).max(1))
-}
-
 /// The runtime for delivery attempts: minting, signing and the POST to each RP. It is kept
 /// apart from the runtime that serves the API and drives the store, and its threads run `nice`
 /// steps nicer ([`crate::config::DEFAULT_DELIVERY_NICE`]), so that during a mass logout an API

@@ -60,16 +60,27 @@ async fn run_in(
         .no_proxy()
         .pool_max_idle_per_host(concurrency)
         .build()?;
-    let load = Load {
+    let load = Arc::new(Load {
         http,
         base,
         token,
         concurrency,
-    };
+    });
+    // The load runs on a thread of its own, apart from the server's runtime.
+    let generator = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let mut reports = Vec::new();
     for op in ["create", "patch", "get"] {
-        reports.push(load.phase(op, requests).await?);
+        let load = load.clone();
+        reports.push(
+            generator
+                .spawn(async move { load.phase(op, requests).await })
+                .await??,
+        );
     }
+    generator.shutdown_background();
     server.stop().await;
     Ok(reports)
 }

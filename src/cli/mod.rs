@@ -72,9 +72,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if runs_a_server(&cli.command) {
-        builder.worker_threads(crate::server::control_threads());
-    }
     if matches!(cli.command, Command::Bench(bench::BenchCommand::Sink(_))) {
         // The benchmark receiver shares the cores with what it measures: one thread keeps up
         // and takes the least from it.
@@ -105,15 +102,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Whether the command runs logoutd's server, whose runtime then only serves the API and
-/// drives the store: deliveries get a runtime of their own ([`crate::server::delivery_runtime`]).
-fn runs_a_server(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Serve(_) | Command::Bench(bench::BenchCommand::Deliver(_))
-    )
 }
 
 fn init_tracing() {
