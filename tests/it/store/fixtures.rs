@@ -118,6 +118,25 @@ pub async fn end(stores: &Stores, id: &str, initiator: Initiator, at: DateTime<U
         .unwrap()
 }
 
+/// Ends every active session of `user` with `initiator` at `at`.
+pub async fn end_user(
+    stores: &Stores,
+    user: &str,
+    initiator: Initiator,
+    at: DateTime<Utc>,
+) -> EndReport {
+    stores
+        .sessions
+        .end_sessions(
+            &EndTarget::User(UserId::new(user)),
+            initiator,
+            &EventId::generate(),
+            at,
+        )
+        .await
+        .unwrap()
+}
+
 /// Registers client `c1`, creates session `id` for it and ends it at `at`: one pending row.
 pub async fn one_row(stores: &Stores, id: &str, at: DateTime<Utc>) {
     if stores

@@ -168,13 +168,7 @@ pub async fn user_wide_end_covers_every_active_session(s: Stores) {
         .await
         .unwrap();
     end(&s, "b", Initiator::RpLogout, t(2_000)).await;
-    let target = EndTarget::User(UserId::new("u1"));
-    let event = EventId::generate();
-    let report = s
-        .sessions
-        .end_sessions(&target, Initiator::IdpLogout, &event, t(3_000))
-        .await
-        .unwrap();
+    let report = end_user(&s, "u1", Initiator::IdpLogout, t(3_000)).await;
     assert_eq!((report.sessions_ended, report.deliveries), (2, 4));
     for id in ["a", "c"] {
         let sess = s
@@ -214,13 +208,7 @@ pub async fn user_wide_end_of_many_sessions_ends_each_once_with_its_rows(s: Stor
     for id in ["m005", "m031", "m069"] {
         end(&s, id, Initiator::RpLogout, t(2_000)).await;
     }
-    let target = EndTarget::User(UserId::new("many"));
-    let event = EventId::generate();
-    let report = s
-        .sessions
-        .end_sessions(&target, Initiator::IdpLogout, &event, t(3_000))
-        .await
-        .unwrap();
+    let report = end_user(&s, "many", Initiator::IdpLogout, t(3_000)).await;
     assert_eq!((report.sessions_ended, report.deliveries), (67, 134));
     let filter = DeliveryFilter {
         user_id: Some(UserId::new("many")),
