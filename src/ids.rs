@@ -1,8 +1,8 @@
 //! Identifier newtypes, so that a `ClientId` is never confused with a `SessionId`.
 //!
 //! Generated identifiers carry 128 random bits from the system CSPRNG, encoded as
-//! unpadded base64url (22 characters). Delivery ids also start with their creation time, so
-//! that rows written together sit together in every index ordered by id.
+//! unpadded base64url (22 characters). Delivery ids also start with their creation time and a
+//! sequence number, so that rows are appended to every index ordered by id.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -110,19 +110,54 @@ const SORTED_BASE64URL: &[u8; 64] =
     b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
 
 impl DeliveryId {
-    /// A fresh id: `dlv_`, the millisecond of `now` in 8 characters that sort in time order
-    /// (48 bits, until the year 10889), then 128 random bits. Ids of one millisecond are in
-    /// random order among themselves.
+    /// A fresh id: `dlv_`, 11 characters that sort in the order this process generated its ids
+    /// (the millisecond of `now` in 8, until the year 10889, then a 16-bit sequence number in
+    /// 3), then 128 random bits. The sequence orders ids of one millisecond, and when `now` is
+    /// behind an id already generated (one request ending many sessions, or a clock stepped
+    /// back) the id follows that one instead. So rows are appended to every index ordered by
+    /// id, rather than scattered over it.
     pub fn generate_at(now: chrono::DateTime<chrono::Utc>) -> Self {
-        let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        let mut id = String::with_capacity(4 + 8 + 22);
+        let millis = u64::try_from(now.timestamp_millis())
+            .unwrap_or(0)
+            .min(MAX_MILLIS);
+        let tick = next_tick(millis);
+        let mut id = String::with_capacity(4 + 11 + 22);
         id.push_str("dlv_");
-        for shift in (0..8).rev() {
-            let digit = (millis >> (shift * 6)) & 63;
-            id.push(char::from(SORTED_BASE64URL[digit as usize]));
-        }
+        push_sorted(&mut id, tick >> 16, 8);
+        push_sorted(&mut id, tick & 0xffff, 3);
         id.push_str(&random_token());
         Self(id)
+    }
+}
+
+/// The largest millisecond count an id encodes (48 bits).
+const MAX_MILLIS: u64 = (1 << 48) - 1;
+
+/// The last delivery id tick of this process: its millisecond shifted left by 16, plus the
+/// sequence number.
+static LAST_TICK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The tick after every earlier one, and no earlier than the start of `millis`. A sequence
+/// that overflows carries into the millisecond.
+fn next_tick(millis: u64) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let floor = millis << 16;
+    let mut last = LAST_TICK.load(Relaxed);
+    loop {
+        let next = floor.max(last.saturating_add(1));
+        match LAST_TICK.compare_exchange_weak(last, next, Relaxed, Relaxed) {
+            Ok(_) => return next,
+            Err(current) => last = current,
+        }
+    }
+}
+
+/// Appends the low `digits * 6` bits of `value` in [`SORTED_BASE64URL`] digits, most
+/// significant first.
+fn push_sorted(out: &mut String, value: u64, digits: u32) {
+    for shift in (0..digits).rev() {
+        let digit = (value >> (shift * 6)) & 63;
+        out.push(char::from(SORTED_BASE64URL[digit as usize]));
     }
 }
 
@@ -153,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn delivery_ids_sort_by_creation_time_and_keep_128_random_bits() {
+    fn delivery_ids_sort_in_generation_order_and_keep_128_random_bits() {
         let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
         let times = [
             0,
@@ -170,10 +205,13 @@ mod tests {
             .collect();
         let mut sorted = ids.clone();
         sorted.sort();
-        assert_eq!(sorted, ids, "string order is time order");
+        assert_eq!(sorted, ids, "string order is generation order");
+        let behind = DeliveryId::generate_at(at(0));
+        assert!(ids.iter().all(|id| *id < behind), "a clock behind never goes back");
         let same_ms = DeliveryId::generate_at(at(5));
-        assert_ne!(same_ms, DeliveryId::generate_at(at(5)));
-        let raw = &same_ms.as_str()[4 + 8..];
+        let next = DeliveryId::generate_at(at(5));
+        assert!(same_ms < next, "ids of one millisecond sort in generation order");
+        let raw = &same_ms.as_str()[4 + 11..];
         assert_eq!(URL_SAFE_NO_PAD.decode(raw).map(|v| v.len()).ok(), Some(16));
         assert!(SORTED_BASE64URL.windows(2).all(|w| w[0] < w[1]));
     }
