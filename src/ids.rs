@@ -207,10 +207,16 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, ids, "string order is generation order");
         let behind = DeliveryId::generate_at(at(0));
-        assert!(ids.iter().all(|id| *id < behind), "a clock behind never goes back");
+        assert!(
+            ids.iter().all(|id| *id < behind),
+            "a clock behind never goes back"
+        );
         let same_ms = DeliveryId::generate_at(at(5));
         let next = DeliveryId::generate_at(at(5));
-        assert!(same_ms < next, "ids of one millisecond sort in generation order");
+        assert!(
+            same_ms < next,
+            "ids of one millisecond sort in generation order"
+        );
         let raw = &same_ms.as_str()[4 + 11..];
         assert_eq!(URL_SAFE_NO_PAD.decode(raw).map(|v| v.len()).ok(), Some(16));
         assert!(SORTED_BASE64URL.windows(2).all(|w| w[0] < w[1]));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
 /// Most results written in one call.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 64;
 /// How long a short batch waits for more results before it is written. Every write
 /// transaction costs the pages it touches, however few rows it carries; a crash meanwhile only
 /// means the rows are delivered again when their leases expire.

@@ -106,6 +106,7 @@ impl SqliteStore {
             .pragma("cache_size", "-8192")
             .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES);
         let checkpoints = Arc::new(Checkpoints::default());
+        let gate = Arc::new(WriteGate::default());
         let (writer, reader) = if in_memory {
             let pool = single_connection(options).await?;
             (pool.clone(), pool)
@@ -115,10 +116,10 @@ impl SqliteStore {
             let writer = single_connection(options.clone()).await?;
             let reader = SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await
                 .map_err(StoreError::backend)?;
-            checkpoints.spawn(reader.clone());
+            checkpoints.spawn(reader.clone(), options, gate.clone());
             (writer, reader)
         };
         migrate(&writer).await?;
@@ -127,7 +128,7 @@ impl SqliteStore {
             reader,
             wakeup: Arc::new(Notify::new()),
             expiry: Arc::new(Notify::new()),
-            gate: Arc::default(),
+            gate,
             checkpoints,
         })
     }

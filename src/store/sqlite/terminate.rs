@@ -16,7 +16,7 @@ use sqlx::SqliteConnection;
 /// Sessions ended per transaction when one call ends a user's sessions. Each chunk commits
 /// its sessions' end together with their rows, so a single-session end waits behind one chunk
 /// on the writer, never behind a whole user.
-pub(super) const END_CHUNK: usize = 16;
+pub(super) const END_CHUNK: usize = 8;
 
 /// Ends the target's active sessions and writes their rows from [`terminate::plan`]; each
 /// session's end commits together with its rows, then the dispatcher is woken.
