@@ -122,21 +122,9 @@ impl Pin {
     /// Takes a snapshot of the newest commit, then lets the previous one go. On any error the
     /// pin is dropped, and the WAL restarts as SQLite would without it.
     async fn advance(&mut self) {
-        let spare = match self.spare.take() {
-            Some(conn) => Ok(conn),
-            None => self.options.connect().await,
-        };
-        let result = match spare {
-            Ok(mut conn) => match snapshot(&mut conn).await {
-                Ok(()) => Ok(conn),
-                Err(err) => Err(err),
-            },
-            Err(err) => Err(err),
-        };
-        match result {
+        match self.fresh_snapshot().await {
             Ok(conn) => {
-                let previous = self.held.replace(conn);
-                if let Some(previous) = previous {
+                if let Some(previous) = self.held.replace(conn) {
                     self.spare = end(previous).await;
                 }
             }
@@ -145,6 +133,16 @@ impl Pin {
                 self.release().await;
             }
         }
+    }
+
+    /// The spare connection (opened if there is none) with a snapshot of the newest commit.
+    async fn fresh_snapshot(&mut self) -> Result<SqliteConnection, sqlx::Error> {
+        let mut conn = match self.spare.take() {
+            Some(conn) => conn,
+            None => self.options.connect().await?,
+        };
+        snapshot(&mut conn).await?;
+        Ok(conn)
     }
 
     /// Lets the snapshot go.
@@ -186,89 +184,96 @@ mod tests {
     use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
     use std::str::FromStr as _;
 
-    /// A WAL database in `dir` with one table, its writer, and a reader pool.
-    async fn database(dir: &std::path::Path) -> (SqliteConnectOptions, SqlitePool, SqlitePool) {
-        let url = format!("sqlite://{}", dir.join("pin.db").display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .pragma("wal_autocheckpoint", "0");
-        let pool = |n| {
-            SqlitePoolOptions::new()
-                .max_connections(n)
-                .connect_with(options.clone())
-        };
-        let writer = pool(1).await.unwrap();
-        let reader = pool(2).await.unwrap();
-        sqlx::query("CREATE TABLE t (v INTEGER)")
-            .execute(&writer)
-            .await
-            .unwrap();
-        (options, writer, reader)
+    /// A WAL database with one table, its writer, a reader pool and a pin.
+    struct Wal {
+        _dir: tempfile::TempDir,
+        writer: SqlitePool,
+        reader: SqlitePool,
+        pin: Pin,
     }
 
-    async fn write(writer: &SqlitePool) {
-        sqlx::query("INSERT INTO t (v) VALUES (1)")
-            .execute(writer)
-            .await
-            .unwrap();
-    }
-
-    /// Frames in the WAL after one write, having checkpointed it completely before.
-    async fn frames_after_a_complete_checkpoint(
-        writer: &SqlitePool,
-        reader: &SqlitePool,
-        pin: &mut Pin,
-        pinned: bool,
-    ) -> i64 {
-        write(writer).await;
-        if pinned {
-            pin.advance().await;
+    impl Wal {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("pin.db").display());
+            let options = SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .pragma("wal_autocheckpoint", "0");
+            let pool = |n| {
+                SqlitePoolOptions::new()
+                    .max_connections(n)
+                    .connect_with(options.clone())
+            };
+            let writer = pool(1).await.unwrap();
+            let reader = pool(2).await.unwrap();
+            sqlx::query("CREATE TABLE t (v INTEGER)")
+                .execute(&writer)
+                .await
+                .unwrap();
+            Self {
+                _dir: dir,
+                writer,
+                reader,
+                pin: Pin::new(options),
+            }
         }
-        let before = checkpoint(reader).await.unwrap();
-        write(writer).await;
-        let after = checkpoint(reader).await.unwrap();
-        assert!(after > 0 && before > 0);
-        after
+
+        async fn write(&self) {
+            sqlx::query("INSERT INTO t (v) VALUES (1)")
+                .execute(&self.writer)
+                .await
+                .unwrap();
+        }
+
+        /// Frames in the WAL after one write, having checkpointed it completely before
+        /// (advancing the pin first if `pinned`).
+        async fn frames_after_a_complete_checkpoint(&mut self, pinned: bool) -> i64 {
+            self.write().await;
+            if pinned {
+                self.pin.advance().await;
+            }
+            let before = checkpoint(&self.reader).await.unwrap();
+            self.write().await;
+            let after = checkpoint(&self.reader).await.unwrap();
+            assert!(after > 0 && before > 0);
+            after
+        }
+
+        async fn cycles(&mut self, pinned: bool) -> Vec<i64> {
+            let mut frames = Vec::new();
+            for _ in 0..4 {
+                frames.push(self.frames_after_a_complete_checkpoint(pinned).await);
+            }
+            frames
+        }
     }
 
     #[tokio::test]
     async fn a_pinned_wal_grows_and_restarts_once_let_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let (options, writer, reader) = database(dir.path()).await;
-        let mut pin = Pin::new(options);
-        let mut frames = Vec::new();
-        for _ in 0..4 {
-            frames.push(frames_after_a_complete_checkpoint(&writer, &reader, &mut pin, true).await);
-        }
-        assert!(pin.held.is_some());
+        let mut wal = Wal::new().await;
+        let frames = wal.cycles(true).await;
+        assert!(wal.pin.held.is_some());
         assert!(
             frames.windows(2).all(|w| w[0] < w[1]),
             "the writer never started the pinned WAL over: {frames:?}"
         );
-        pin.release().await;
-        let restarted = frames_after_a_complete_checkpoint(&writer, &reader, &mut pin, false).await;
+        wal.pin.release().await;
+        let restarted = wal.frames_after_a_complete_checkpoint(false).await;
         assert!(
             restarted < frames[0],
             "once let go, the WAL starts over: {restarted} frames after {frames:?}"
         );
-        let pinned_again =
-            frames_after_a_complete_checkpoint(&writer, &reader, &mut pin, true).await;
-        assert!(pinned_again > restarted && pin.held.is_some());
+        let pinned_again = wal.frames_after_a_complete_checkpoint(true).await;
+        assert!(pinned_again > restarted && wal.pin.held.is_some());
     }
 
     #[tokio::test]
     async fn without_a_pin_every_complete_checkpoint_restarts_the_wal() {
-        let dir = tempfile::tempdir().unwrap();
-        let (options, writer, reader) = database(dir.path()).await;
-        let mut pin = Pin::new(options);
-        let mut frames = Vec::new();
-        for _ in 0..4 {
-            frames
-                .push(frames_after_a_complete_checkpoint(&writer, &reader, &mut pin, false).await);
-        }
+        let mut wal = Wal::new().await;
+        let frames = wal.cycles(false).await;
         assert!(
             frames.windows(2).all(|w| w[0] == w[1]),
             "each write starts the WAL over: {frames:?}"

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sqlx::SqliteConnection;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use tokio::sync::Notify;
 
 #[async_trait]
@@ -284,22 +284,42 @@ fn result_rows(results: &[AttemptResult]) -> Vec<ResultRow<'_>> {
         .collect()
 }
 
+/// Appends the attempts of result rows whose lease still holds.
+static INSERT_ATTEMPTS: LazyLock<values::Statement> = LazyLock::new(|| {
+    values::Statement::new(7, |rows| {
+        format!(
+            "WITH r (id, lease, at, status, error, latency_ms, jti) AS (VALUES {rows}) \
+             INSERT INTO delivery_attempts (delivery_id, at, status, error, latency_ms, jti) \
+             SELECT d.id, r.at, r.status, r.error, r.latency_ms, r.jti FROM r \
+             JOIN deliveries AS d ON d.id = r.id AND d.lease_id = r.lease \
+             AND +d.state = 'in_flight' WHERE r.id IS NOT NULL"
+        )
+    })
+});
+
+/// Updates the result rows whose lease still holds.
+static UPDATE_RESULTS: LazyLock<values::Statement> = LazyLock::new(|| {
+    values::Statement::new(8, |rows| {
+        format!(
+            "WITH r (id, lease, state, next_attempt_at, delivered_at, last_status, last_error, \
+             at) AS (VALUES {rows}) \
+             UPDATE deliveries SET state = r.state, next_attempt_at = r.next_attempt_at, \
+             delivered_at = r.delivered_at, last_status = r.last_status, \
+             last_error = r.last_error, attempts = attempts + 1, lease_id = NULL, \
+             lease_until = NULL, updated_at = r.at FROM r \
+             WHERE r.id IS NOT NULL AND deliveries.id = r.id AND deliveries.lease_id = r.lease \
+             AND +deliveries.state = 'in_flight'"
+        )
+    })
+});
+
 /// Writes one chunk of results (see [`values`]); returns the rows updated.
 async fn record_chunk(
     conn: &mut SqliteConnection,
     chunk: &[ResultRow<'_>],
 ) -> Result<u64, StoreError> {
-    let size = values::shape(chunk.len());
-    let padding = size - chunk.len();
-    let insert = format!(
-        "WITH r (id, lease, at, status, error, latency_ms, jti) AS (VALUES {}) \
-         INSERT INTO delivery_attempts (delivery_id, at, status, error, latency_ms, jti) \
-         SELECT d.id, r.at, r.status, r.error, r.latency_ms, r.jti FROM r \
-         JOIN deliveries AS d ON d.id = r.id AND d.lease_id = r.lease \
-         AND +d.state = 'in_flight' WHERE r.id IS NOT NULL",
-        values::placeholders(size, 7)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+    let attempts = &*INSERT_ATTEMPTS;
+    let mut query = sqlx::query(attempts.sql(chunk.len()));
     for row in chunk {
         let a = row.attempt;
         query = query
@@ -311,22 +331,13 @@ async fn record_chunk(
             .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
             .bind(a.jti.as_str());
     }
-    for _ in 0..padding * 7 {
-        query = query.bind(None::<&str>);
-    }
-    query.execute(&mut *conn).await.map_err(db)?;
-    let update = format!(
-        "WITH r (id, lease, state, next_attempt_at, delivered_at, last_status, last_error, \
-         at) AS (VALUES {}) \
-         UPDATE deliveries SET state = r.state, next_attempt_at = r.next_attempt_at, \
-         delivered_at = r.delivered_at, last_status = r.last_status, \
-         last_error = r.last_error, attempts = attempts + 1, lease_id = NULL, \
-         lease_until = NULL, updated_at = r.at FROM r \
-         WHERE r.id IS NOT NULL AND deliveries.id = r.id AND deliveries.lease_id = r.lease \
-         AND +deliveries.state = 'in_flight'",
-        values::placeholders(size, 8)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(update));
+    attempts
+        .pad(query, chunk.len())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    let results = &*UPDATE_RESULTS;
+    let mut query = sqlx::query(results.sql(chunk.len()));
     for row in chunk {
         query = query
             .bind(row.id)
@@ -338,9 +349,10 @@ async fn record_chunk(
             .bind(row.last_error)
             .bind(ms(row.attempt.at));
     }
-    for _ in 0..padding * 8 {
-        query = query.bind(None::<&str>);
-    }
-    let applied = query.execute(&mut *conn).await.map_err(db)?;
+    let applied = results
+        .pad(query, chunk.len())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
     Ok(applied.rows_affected())
 }

@@ -12,6 +12,7 @@ use crate::store::StoreError;
 use crate::terminate;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
+use std::sync::LazyLock;
 
 /// Sessions ended per transaction when one call ends a user's sessions. Each chunk commits
 /// its sessions' end together with their rows, so a single-session end waits behind one chunk
@@ -200,22 +201,27 @@ async fn mark_ended(
     .map(|_| ())
 }
 
-/// Inserts the planned rows as pending and due at once, up to 256 rows per statement.
-async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewDelivery]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(values::MAX_ROWS) {
-        let size = values::shape(chunk.len());
-        let sql = format!(
+/// The insert of planned rows, pending and due at once.
+static INSERT_ROWS: LazyLock<values::Statement> = LazyLock::new(|| {
+    values::Statement::new(8, |rows| {
+        format!(
             "WITH r (id, event_id, session_id, user_id, client_id, initiator, metadata, \
-             created_at) AS (VALUES {}) \
+             created_at) AS (VALUES {rows}) \
              INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, initiator, \
              metadata, state, attempts, next_attempt_at, budget_started_at, created_at, \
              updated_at) \
              SELECT id, event_id, session_id, user_id, client_id, initiator, metadata, \
              'pending', 0, created_at, created_at, created_at, created_at FROM r \
-             WHERE id IS NOT NULL",
-            values::placeholders(size, 8)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+             WHERE id IS NOT NULL"
+        )
+    })
+});
+
+/// Inserts the planned rows as pending and due at once, up to 256 rows per statement.
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewDelivery]) -> Result<(), StoreError> {
+    let statement = &*INSERT_ROWS;
+    for chunk in rows.chunks(values::MAX_ROWS) {
+        let mut query = sqlx::query(statement.sql(chunk.len()));
         for r in chunk {
             let metadata =
                 serde_json::to_string(&r.session_metadata).map_err(StoreError::backend)?;
@@ -229,10 +235,11 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewDelivery]) -> Resul
                 .bind(metadata)
                 .bind(ms(r.created_at));
         }
-        for _ in 0..(size - chunk.len()) * 8 {
-            query = query.bind(None::<&str>);
-        }
-        query.execute(&mut *conn).await.map_err(db)?;
+        statement
+            .pad(query, chunk.len())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
     }
     Ok(())
 }

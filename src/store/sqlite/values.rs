@@ -2,21 +2,64 @@
 //! re-parsing a JSON document once per field.
 //!
 //! A batch is cut into chunks of at most [`MAX_ROWS`] rows, and each chunk is padded with
-//! NULL rows up to the next power of two. The statements therefore come in nine shapes that
-//! stay prepared in the connection's statement cache, and at most half of a statement's rows
-//! are padding. Statements skip the padding rows by their NULL first column.
+//! NULL rows up to the next power of two. A [`Statement`] therefore comes in nine shapes,
+//! built once and kept prepared in the connection's statement cache, and at most half of a
+//! statement's rows are padding. Statements skip the padding rows by their NULL first column.
+
+use sqlx::Sqlite;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
 
 /// Most rows in one statement (256 rows of 8 columns stay far below SQLite's 32,766
 /// parameters).
 pub(super) const MAX_ROWS: usize = 256;
 
+/// One statement over a `VALUES` list, in each of its shapes.
+pub(super) struct Statement {
+    columns: usize,
+    /// The SQL for 1, 2, 4, ... [`MAX_ROWS`] rows.
+    shapes: Vec<String>,
+}
+
+impl Statement {
+    /// Builds every shape of the statement `sql` makes of a `VALUES` list of rows of `columns`
+    /// placeholders each.
+    pub(super) fn new(columns: usize, sql: impl Fn(&str) -> String) -> Self {
+        let shapes = (0..=MAX_ROWS.trailing_zeros())
+            .map(|power| sql(&placeholders(1 << power, columns)))
+            .collect();
+        Self { columns, shapes }
+    }
+
+    /// The SQL for a chunk of `rows` rows (at most [`MAX_ROWS`]).
+    pub(super) fn sql(&self, rows: usize) -> &str {
+        let power = shape(rows).trailing_zeros() as usize;
+        self.shapes
+            .get(power)
+            .or(self.shapes.last())
+            .map_or("", String::as_str)
+    }
+
+    /// Binds the NULL rows that pad a chunk of `rows` rows to its shape.
+    pub(super) fn pad<'q>(
+        &self,
+        mut query: Query<'q, Sqlite, SqliteArguments>,
+        rows: usize,
+    ) -> Query<'q, Sqlite, SqliteArguments> {
+        for _ in 0..(shape(rows) - rows.min(MAX_ROWS)) * self.columns {
+            query = query.bind(None::<&str>);
+        }
+        query
+    }
+}
+
 /// The statement size for a chunk of `rows` rows (at most [`MAX_ROWS`]).
-pub(super) fn shape(rows: usize) -> usize {
+fn shape(rows: usize) -> usize {
     rows.next_power_of_two().min(MAX_ROWS)
 }
 
 /// `rows` parenthesised groups of `columns` placeholders: `(?, ?), (?, ?)`.
-pub(super) fn placeholders(rows: usize, columns: usize) -> String {
+fn placeholders(rows: usize, columns: usize) -> String {
     let group = format!("({})", vec!["?"; columns].join(", "));
     vec![group; rows].join(", ")
 }
@@ -38,5 +81,14 @@ mod tests {
     #[test]
     fn placeholders_have_one_group_per_row() {
         assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
+    }
+
+    #[test]
+    fn a_statement_has_one_shape_per_power_of_two() {
+        let statement = Statement::new(2, |values| format!("VALUES {values}"));
+        assert_eq!(statement.sql(1), "VALUES (?, ?)");
+        assert_eq!(statement.sql(3), statement.sql(4));
+        assert_eq!(statement.sql(3).matches('(').count(), 4);
+        assert_eq!(statement.sql(MAX_ROWS).matches('(').count(), MAX_ROWS);
     }
 }
