@@ -1,7 +1,6 @@
 //! The outbox over SQLite: leased claims and batched results, each call one write transaction.
 
-use super::rows::{DeliveryRow, delivery_columns};
-use super::terminate::fetch_clients;
+use super::rows::{ClientRow, DeliveryRow, delivery_columns};
 use super::{SqliteStore, db, json_list, ms, opt_from_ms, status, values};
 use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
@@ -34,8 +33,7 @@ impl Outbox for SqliteStore {
         }
         let lease_id = LeaseId::generate();
         let until = now + lease;
-        take_lease(&mut tx, &rows, &lease_id, until, now).await?;
-        let clients = row_clients(&mut tx, &rows).await?;
+        let clients = take_lease(&mut tx, &rows, &lease_id, until, now).await?;
         tx.commit().await.map_err(db)?;
         rows.iter()
             .filter_map(|row| {
@@ -45,9 +43,9 @@ impl Outbox for SqliteStore {
             .collect()
     }
 
-    /// Per chunk of up to 256 results, two statements: append the attempts of rows whose
-    /// lease matches, then update those rows. The unary `+` on `state` makes SQLite look rows
-    /// up by id.
+    /// Per chunk of up to 256 results, two statements in one round trip: append the attempts
+    /// of rows whose lease matches, then update those rows. The unary `+` on `state` makes
+    /// SQLite look rows up by id.
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         let rows = result_rows(results);
         if rows.is_empty() {
@@ -191,40 +189,37 @@ async fn due_rows(
     .map_err(db)
 }
 
-/// Puts the rows in flight under `lease` until `until`.
+/// Puts the rows in flight under `lease` until `until` and reads the current registrations
+/// of their clients, in one round trip.
 async fn take_lease(
     conn: &mut SqliteConnection,
     rows: &[DeliveryRow],
     lease: &LeaseId,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<HashMap<String, RelyingParty>, StoreError> {
+    let ids: HashSet<&str> = rows.iter().map(|r| r.client_id.as_str()).collect();
+    let clients: Vec<ClientRow> = sqlx::query_as(
         "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, lease_until = ?2, \
-         next_attempt_at = ?2, updated_at = ?3 WHERE id IN (SELECT value FROM json_each(?4))",
+         next_attempt_at = ?2, updated_at = ?3 WHERE id IN (SELECT value FROM json_each(?4)); \
+         SELECT settings, paused, created_at, updated_at FROM clients \
+         WHERE client_id IN (SELECT value FROM json_each(?5))",
     )
     .bind(lease.as_str())
     .bind(ms(until))
     .bind(ms(now))
     .bind(json_list(rows.iter().map(|r| r.id()))?)
-    .execute(conn)
+    .bind(json_list(ids)?)
+    .fetch_all(conn)
     .await
-    .map_err(db)
-    .map(|_| ())
-}
-
-/// The current registrations of the rows' clients, fetched once per claim.
-async fn row_clients(
-    conn: &mut SqliteConnection,
-    rows: &[DeliveryRow],
-) -> Result<HashMap<String, RelyingParty>, StoreError> {
-    let ids: HashSet<&str> = rows.iter().map(|r| r.client_id.as_str()).collect();
-    let ids: Vec<&str> = ids.into_iter().collect();
-    let clients = fetch_clients(conn, &ids).await?;
-    Ok(clients
+    .map_err(db)?;
+    clients
         .into_iter()
-        .map(|c| (c.client_id.to_string(), c))
-        .collect())
+        .map(|row| {
+            let client = row.into_client()?;
+            Ok((client.client_id.to_string(), client))
+        })
+        .collect()
 }
 
 /// The claim handed to a worker.
@@ -313,13 +308,16 @@ static UPDATE_RESULTS: LazyLock<values::Statement> = LazyLock::new(|| {
     })
 });
 
+/// Appending the attempts, then updating the rows, in one round trip.
+static RECORD: LazyLock<values::Sequence> =
+    LazyLock::new(|| values::Sequence::new(&[&INSERT_ATTEMPTS, &UPDATE_RESULTS]));
+
 /// Writes one chunk of results (see [`values`]); returns the rows updated.
 async fn record_chunk(
     conn: &mut SqliteConnection,
     chunk: &[ResultRow<'_>],
 ) -> Result<u64, StoreError> {
-    let attempts = &*INSERT_ATTEMPTS;
-    let mut query = sqlx::query(attempts.sql(chunk.len()));
+    let mut query = sqlx::query(RECORD.sql(chunk.len()));
     for row in chunk {
         let a = row.attempt;
         query = query
@@ -331,13 +329,7 @@ async fn record_chunk(
             .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
             .bind(a.jti.as_str());
     }
-    attempts
-        .pad(query, chunk.len())
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    let results = &*UPDATE_RESULTS;
-    let mut query = sqlx::query(results.sql(chunk.len()));
+    query = INSERT_ATTEMPTS.pad(query, chunk.len());
     for row in chunk {
         query = query
             .bind(row.id)
@@ -349,10 +341,13 @@ async fn record_chunk(
             .bind(row.last_error)
             .bind(ms(row.attempt.at));
     }
-    let applied = results
+    let changed = UPDATE_RESULTS
         .pad(query, chunk.len())
         .execute(&mut *conn)
         .await
-        .map_err(db)?;
-    Ok(applied.rows_affected())
+        .map_err(db)?
+        .rows_affected();
+    // Both statements match the same rows (id, lease and state in flight), one attempt and
+    // one update each, and the count covers both.
+    Ok(changed / 2)
 }

@@ -104,6 +104,82 @@ impl ClientRow {
     }
 }
 
+/// The select that reads sessions about to end together with every client each joined and
+/// that client's registration, if it still exists: one row per (session, client) pair in
+/// session and joining order, and one row with NULL client columns for a session that joined
+/// none. `$sessions` is a query for the sessions' [`session_columns`], named `s`.
+macro_rules! ending_select {
+    ($sessions:expr) => {
+        concat!(
+            "WITH s AS (",
+            $sessions,
+            ") SELECT s.id, s.user_id, s.created_at, s.updated_at, s.authenticated_at, \
+             s.idle_expires_at, s.expires_at, s.last_interacted_at, s.device, s.metadata, \
+             s.ended_at, s.end_initiator, sc.client_id AS joined, c.settings, c.paused, \
+             c.created_at AS registered_at, c.updated_at AS changed_at FROM s \
+             LEFT JOIN session_clients AS sc ON sc.session_id = s.id \
+             LEFT JOIN clients AS c ON c.client_id = sc.client_id \
+             ORDER BY s.id, sc.position"
+        )
+    };
+}
+pub(super) use ending_select;
+
+/// A row of [`ending_select`].
+#[derive(sqlx::FromRow)]
+pub(super) struct EndingRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    joined: Option<String>,
+    settings: Option<String>,
+    paused: Option<bool>,
+    registered_at: Option<i64>,
+    changed_at: Option<i64>,
+}
+
+/// Sessions from the rows of [`ending_select`], each with its clients in joining order, and
+/// the registrations of those clients that exist, each once.
+pub(super) fn ending_sessions(
+    rows: Vec<EndingRow>,
+) -> Result<(Vec<Session>, Vec<RelyingParty>), StoreError> {
+    let mut sessions: Vec<(SessionRow, Vec<SessionClient>)> = Vec::new();
+    let mut registrations: Vec<RelyingParty> = Vec::new();
+    for row in rows {
+        if sessions.last().is_none_or(|(s, _)| s.id != row.session.id) {
+            sessions.push((row.session, Vec::new()));
+        }
+        let Some(joined) = row.joined else {
+            continue;
+        };
+        let known = registrations.iter().any(|c| c.client_id.as_str() == joined);
+        if let (false, Some(settings), Some(paused), Some(created_at), Some(updated_at)) = (
+            known,
+            row.settings,
+            row.paused,
+            row.registered_at,
+            row.changed_at,
+        ) {
+            let client = ClientRow {
+                settings,
+                paused,
+                created_at,
+                updated_at,
+            };
+            registrations.push(client.into_client()?);
+        }
+        if let Some((_, clients)) = sessions.last_mut() {
+            clients.push(SessionClient {
+                client_id: joined.into(),
+            });
+        }
+    }
+    let sessions = sessions
+        .into_iter()
+        .map(|(row, clients)| row.into_session(clients))
+        .collect::<Result<_, _>>()?;
+    Ok((sessions, registrations))
+}
+
 /// A row of `deliveries` (the columns of [`delivery_columns`]).
 #[derive(sqlx::FromRow)]
 pub(super) struct DeliveryRow {

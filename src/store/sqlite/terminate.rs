@@ -1,7 +1,6 @@
 //! Termination over SQLite: the sessions' end and their outbox rows in one transaction.
 
-use super::rows::{ClientRow, SessionRow, session_columns};
-use super::sessions::{fetch_row, hydrate};
+use super::rows::{EndingRow, ending_select, ending_sessions, session_columns};
 use super::{Lane, SqliteStore, WriteTx, db, json_list, ms, values};
 use crate::clients::RelyingParty;
 use crate::ids::{EventId, UserId};
@@ -21,6 +20,11 @@ pub(super) const END_CHUNK: usize = 8;
 
 /// Ends the target's active sessions and writes their rows from [`terminate::plan`]; each
 /// session's end commits together with its rows, then the dispatcher is woken.
+///
+/// Each transaction makes four round trips to the writer connection's thread: `BEGIN`, one
+/// select of the sessions with their clients' registrations ([`ending_select`]), one
+/// statement sequence that marks them ended and inserts their rows, and `COMMIT`. Other
+/// writes wait for the whole transaction, so every round trip saved shortens their wait.
 pub(super) async fn end_sessions(
     store: &SqliteStore,
     target: &EndTarget,
@@ -31,10 +35,21 @@ pub(super) async fn end_sessions(
     match target {
         EndTarget::Session(id) => {
             let mut tx = store.begin_write().await?;
-            let row = fetch_row(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
-            let sessions = hydrate(&mut tx, vec![row]).await?;
+            let rows: Vec<EndingRow> = sqlx::query_as(ending_select!(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE id = ?"
+            )))
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let (sessions, clients) = ending_sessions(rows)?;
+            if sessions.is_empty() {
+                return Err(StoreError::NotFound);
+            }
             let active = sessions.into_iter().filter(|s| !s.is_ended()).collect();
-            finish(store, tx, active, initiator, event_id, now).await
+            finish(store, tx, active, &clients, initiator, event_id, now).await
         }
         EndTarget::User(user) => end_user(store, user, initiator, event_id, now).await,
     }
@@ -58,24 +73,25 @@ async fn end_user(
     let mut after = String::new();
     loop {
         let mut tx = store.begin_in(Lane::Bulk).await?;
-        let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+        let rows: Vec<EndingRow> = sqlx::query_as(ending_select!(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE user_id = ?1 AND id > ?2 AND ended_at IS NULL",
             " ORDER BY id LIMIT +?3"
-        ))
+        )))
         .bind(user.as_str())
         .bind(after.as_str())
         .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        let last_chunk = rows.len() < END_CHUNK;
-        if let Some(last) = rows.last() {
-            after.clone_from(&last.id);
+        let (sessions, clients) = ending_sessions(rows)?;
+        let last_chunk = sessions.len() < END_CHUNK;
+        if let Some(last) = sessions.last() {
+            after.clear();
+            after.push_str(last.id.as_str());
         }
-        let sessions = hydrate(&mut tx, rows).await?;
-        let part = finish(store, tx, sessions, initiator, event_id, now).await?;
+        let part = finish(store, tx, sessions, &clients, initiator, event_id, now).await?;
         report.sessions_ended += part.sessions_ended;
         report.deliveries += part.deliveries;
         if last_chunk {
@@ -94,22 +110,23 @@ pub(super) async fn end_expired(
     event_id: &EventId,
 ) -> Result<EndReport, StoreError> {
     let mut tx = store.begin_in(Lane::Bulk).await?;
-    let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+    let rows: Vec<EndingRow> = sqlx::query_as(ending_select!(concat!(
         "SELECT ",
         session_columns!(),
         " FROM sessions WHERE ended_at IS NULL AND (expires_at <= ?1 OR idle_expires_at <= ?1)",
         " ORDER BY id LIMIT +?2"
-    ))
+    )))
     .bind(ms(now))
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
-    let sessions = hydrate(&mut tx, rows).await?;
+    let (sessions, clients) = ending_sessions(rows)?;
     finish(
         store,
         tx,
         sessions,
+        &clients,
         Initiator::SessionExpired,
         event_id,
         now,
@@ -117,23 +134,24 @@ pub(super) async fn end_expired(
     .await
 }
 
-/// Writes the rows [`terminate::plan`] derives for `sessions`, marks them ended, commits
-/// both together, then wakes the dispatcher.
+/// Writes the rows [`terminate::plan`] derives for `sessions` from the `clients`'
+/// registrations, marks the sessions ended, commits both together, then wakes the dispatcher.
 async fn finish(
     store: &SqliteStore,
     mut tx: WriteTx,
     sessions: Vec<Session>,
+    clients: &[RelyingParty],
     initiator: Initiator,
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Result<EndReport, StoreError> {
-    let clients = registrations(&mut tx, &sessions).await?;
     let rows: Vec<NewDelivery> = sessions
         .iter()
-        .flat_map(|s| terminate::plan(s, &clients, initiator, event_id, now))
+        .flat_map(|s| terminate::plan(s, clients, initiator, event_id, now))
         .collect();
-    mark_ended(&mut tx, &sessions, initiator, now).await?;
-    insert_rows(&mut tx, &rows).await?;
+    if !sessions.is_empty() {
+        write_ends(&mut tx, &sessions, initiator, now, &rows).await?;
+    }
     tx.commit().await.map_err(db)?;
     if !rows.is_empty() {
         store.notify();
@@ -145,61 +163,14 @@ async fn finish(
     })
 }
 
-/// The current registrations of every client the sessions name (absent ones are skipped).
-async fn registrations(
-    conn: &mut SqliteConnection,
-    sessions: &[Session],
-) -> Result<Vec<RelyingParty>, StoreError> {
-    let mut ids: Vec<&str> = sessions
-        .iter()
-        .flat_map(|s| s.clients.iter().map(|c| c.client_id.as_str()))
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    fetch_clients(conn, &ids).await
-}
-
-/// The registrations of the named clients that exist.
-pub(super) async fn fetch_clients(
-    conn: &mut SqliteConnection,
-    ids: &[&str],
-) -> Result<Vec<RelyingParty>, StoreError> {
-    let rows: Vec<ClientRow> = sqlx::query_as(
-        "SELECT settings, paused, created_at, updated_at FROM clients \
-         WHERE client_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(json_list(ids.iter().copied())?)
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.into_iter().map(ClientRow::into_client).collect()
-}
-
-/// Marks the sessions ended.
-async fn mark_ended(
-    conn: &mut SqliteConnection,
-    sessions: &[Session],
-    initiator: Initiator,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    if sessions.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE sessions SET ended_at = ?1, end_initiator = ?2, updated_at = ?1 \
-         WHERE id IN (SELECT value FROM json_each(?3)) AND ended_at IS NULL",
-    )
-    .bind(ms(now))
-    .bind(initiator.as_str())
-    .bind(json_list(sessions.iter().map(|s| s.id.as_str()))?)
-    .execute(conn)
-    .await
-    .map_err(db)
-    .map(|_| ())
-}
+/// Marks sessions ended; runs before the first chunk of their rows (see [`write_ends`]).
+static MARK_ENDED: LazyLock<values::Statement> = LazyLock::new(|| {
+    values::Statement::new(0, |_| {
+        "UPDATE sessions SET ended_at = ?, end_initiator = ?, updated_at = ? \
+         WHERE id IN (SELECT value FROM json_each(?)) AND ended_at IS NULL"
+            .to_owned()
+    })
+});
 
 /// The insert of planned rows, pending and due at once.
 static INSERT_ROWS: LazyLock<values::Statement> = LazyLock::new(|| {
@@ -217,29 +188,64 @@ static INSERT_ROWS: LazyLock<values::Statement> = LazyLock::new(|| {
     })
 });
 
-/// Inserts the planned rows as pending and due at once, up to 256 rows per statement.
-async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewDelivery]) -> Result<(), StoreError> {
-    let statement = &*INSERT_ROWS;
-    for chunk in rows.chunks(values::MAX_ROWS) {
-        let mut query = sqlx::query(statement.sql(chunk.len()));
-        for r in chunk {
-            let metadata =
-                serde_json::to_string(&r.session_metadata).map_err(StoreError::backend)?;
-            query = query
-                .bind(r.id.as_str())
-                .bind(r.event_id.as_str())
-                .bind(r.session_id.as_str())
-                .bind(r.user_id.as_str())
-                .bind(r.client_id.as_str())
-                .bind(r.initiator.as_str())
-                .bind(metadata)
-                .bind(ms(r.created_at));
-        }
-        statement
-            .pad(query, chunk.len())
+/// Marking the sessions ended, then the first chunk of their rows, in one round trip.
+static END_AND_INSERT: LazyLock<values::Sequence> =
+    LazyLock::new(|| values::Sequence::new(&[&MARK_ENDED, &INSERT_ROWS]));
+
+/// Marks `sessions` (not empty) ended and inserts their planned rows as pending and due at
+/// once, up to 256 rows per statement. The first statement carries the marking too.
+async fn write_ends(
+    conn: &mut SqliteConnection,
+    sessions: &[Session],
+    initiator: Initiator,
+    now: DateTime<Utc>,
+    rows: &[NewDelivery],
+) -> Result<(), StoreError> {
+    let ended = json_list(sessions.iter().map(|s| s.id.as_str()))?;
+    let mark = |query: Query<'static>| {
+        query
+            .bind(ms(now))
+            .bind(initiator.as_str())
+            .bind(ms(now))
+            .bind(ended.clone())
+    };
+    let mut chunks = rows.chunks(values::MAX_ROWS);
+    let Some(first) = chunks.next() else {
+        return mark(sqlx::query(MARK_ENDED.sql(1)))
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(db);
+    };
+    let query = mark(sqlx::query(END_AND_INSERT.sql(first.len())));
+    bind_rows(query, first)?
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    for chunk in chunks {
+        bind_rows(sqlx::query(INSERT_ROWS.sql(chunk.len())), chunk)?
             .execute(&mut *conn)
             .await
             .map_err(db)?;
     }
     Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds a chunk of planned rows to [`INSERT_ROWS`], padding included.
+fn bind_rows<'q>(mut query: Query<'q>, chunk: &'q [NewDelivery]) -> Result<Query<'q>, StoreError> {
+    for r in chunk {
+        let metadata = serde_json::to_string(&r.session_metadata).map_err(StoreError::backend)?;
+        query = query
+            .bind(r.id.as_str())
+            .bind(r.event_id.as_str())
+            .bind(r.session_id.as_str())
+            .bind(r.user_id.as_str())
+            .bind(r.client_id.as_str())
+            .bind(r.initiator.as_str())
+            .bind(metadata)
+            .bind(ms(r.created_at));
+    }
+    Ok(INSERT_ROWS.pad(query, chunk.len()))
 }

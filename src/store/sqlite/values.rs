@@ -33,11 +33,7 @@ impl Statement {
 
     /// The SQL for a chunk of `rows` rows (at most [`MAX_ROWS`]).
     pub(super) fn sql(&self, rows: usize) -> &str {
-        let power = shape(rows).trailing_zeros() as usize;
-        self.shapes
-            .get(power)
-            .or(self.shapes.last())
-            .map_or("", String::as_str)
+        shape_sql(&self.shapes, rows)
     }
 
     /// Binds the NULL rows that pad a chunk of `rows` rows to its shape.
@@ -51,6 +47,42 @@ impl Statement {
         }
         query
     }
+}
+
+/// Statements that run one after the other in a single round trip to the connection's thread,
+/// in each shape. Their parameters are bound in statement order, each statement's rows and
+/// padding by its own [`Statement`]; `?` placeholders number on across the statements.
+pub(super) struct Sequence {
+    shapes: Vec<String>,
+}
+
+impl Sequence {
+    /// `parts`, in order.
+    pub(super) fn new(parts: &[&Statement]) -> Self {
+        let shapes = (0..=MAX_ROWS.trailing_zeros() as usize)
+            .map(|power| {
+                parts
+                    .iter()
+                    .filter_map(|part| part.shapes.get(power).map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .collect();
+        Self { shapes }
+    }
+
+    /// The SQL for a chunk of `rows` rows (at most [`MAX_ROWS`]).
+    pub(super) fn sql(&self, rows: usize) -> &str {
+        shape_sql(&self.shapes, rows)
+    }
+}
+
+fn shape_sql(shapes: &[String], rows: usize) -> &str {
+    let power = shape(rows).trailing_zeros() as usize;
+    shapes
+        .get(power)
+        .or(shapes.last())
+        .map_or("", String::as_str)
 }
 
 /// The statement size for a chunk of `rows` rows (at most [`MAX_ROWS`]).
@@ -90,5 +122,17 @@ mod tests {
         assert_eq!(statement.sql(3), statement.sql(4));
         assert_eq!(statement.sql(3).matches('(').count(), 4);
         assert_eq!(statement.sql(MAX_ROWS).matches('(').count(), MAX_ROWS);
+    }
+
+    #[test]
+    fn a_sequence_joins_its_statements_shape_by_shape() {
+        let fixed = Statement::new(0, |_| "UPDATE t SET a = ?".to_owned());
+        let rows = Statement::new(1, |values| format!("INSERT INTO t VALUES {values}"));
+        let sequence = Sequence::new(&[&fixed, &rows]);
+        assert_eq!(
+            sequence.sql(2),
+            "UPDATE t SET a = ?; INSERT INTO t VALUES (?), (?)"
+        );
+        assert_eq!(sequence.sql(3), sequence.sql(4));
     }
 }

@@ -65,6 +65,7 @@ macro_rules! conformance {
                 termination::user_wide_end_of_many_sessions_ends_each_once_with_its_rows,
                 termination::ending_wakes_the_dispatcher,
                 termination::deleted_client_gets_no_row_and_sessions_keep_their_lists,
+                termination::user_wide_end_writes_every_row_of_sessions_with_many_clients,
                 clients::client_crud_and_paging,
                 clients::delete_cancels_pending_and_in_flight_rows,
                 clients::emptying_the_url_list_cancels_rows,

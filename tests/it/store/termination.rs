@@ -274,3 +274,50 @@ pub async fn deleted_client_gets_no_row_and_sessions_keep_their_lists(s: Stores)
     );
     assert_eq!(row_clients(&s, "s1").await, ["c2"]);
 }
+
+pub async fn user_wide_end_writes_every_row_of_sessions_with_many_clients(s: Stores) {
+    let names: Vec<String> = (0..40).map(|n| format!("c{n:02}")).collect();
+    let clients: Vec<_> = names.iter().map(|n| client(n)).collect();
+    register(&s, &clients).await;
+    let joined: Vec<&str> = names.iter().map(String::as_str).collect();
+    // Nine sessions of 40 clients: the first transaction of a user-wide end writes more rows
+    // than one insert statement carries, and the next one the rest.
+    for n in 0..9 {
+        s.sessions
+            .create_session(&session(&format!("w{n}"), "wide", &joined))
+            .await
+            .unwrap();
+    }
+    s.sessions
+        .create_session(&session("w-none", "wide", &[]))
+        .await
+        .unwrap();
+    s.clients
+        .delete_client(&ClientId::new("c07"), t(1_500))
+        .await
+        .unwrap();
+    let report = end_user(&s, "wide", Initiator::IdpLogout, t(3_000)).await;
+    assert_eq!((report.sessions_ended, report.deliveries), (10, 9 * 39));
+    let mut expected: Vec<&str> = joined.clone();
+    expected.retain(|c| *c != "c07");
+    for n in 0..9 {
+        assert_eq!(row_clients(&s, &format!("w{n}")).await, expected, "w{n}");
+    }
+    for id in ["w0", "w8", "w-none"] {
+        let sess = s
+            .sessions
+            .get_session(&SessionId::new(id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sess.ended_at, Some(t(3_000)), "{id}");
+        assert_eq!(sess.end_initiator, Some(Initiator::IdpLogout), "{id}");
+    }
+    let w0 = s
+        .sessions
+        .get_session(&SessionId::new("w0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w0.clients.len(), 40, "the session keeps its list");
+}
