@@ -108,8 +108,10 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("LOGOUTD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOGOUTD_LOG_FORMAT").is_ok_and(|v| v == "json");
+    // Colour codes only for a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -117,7 +117,7 @@ impl Dispatcher {
     /// Runs until shutdown, then waits for attempts in flight, hands back rows it could not
     /// start, and writes every result before returning.
     pub async fn run(self) {
-        let (tx, rx) = tokio::sync::mpsc::channel(recorder::BATCH * 4);
+        let (tx, rx) = tokio::sync::mpsc::channel(recorder::CHANNEL);
         let recorder = tokio::spawn(recorder::run(self.inner.outbox.clone(), rx));
         let mut tasks = JoinSet::new();
         while let Some(slots) = self.free_slots().await {

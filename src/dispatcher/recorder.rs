@@ -9,6 +9,9 @@ use tokio::sync::mpsc::Receiver;
 
 /// Most results written in one call.
 pub const BATCH: usize = 64;
+/// Results queued for the recorder before attempts wait to hand theirs over: room for what
+/// arrives during one linger at the fastest delivery rates.
+pub const CHANNEL: usize = BATCH * 8;
 /// How long a short batch waits for more results before it is written. Every write
 /// transaction costs the pages it touches, however few rows it carries; a crash meanwhile only
 /// means the rows are delivered again when their leases expire.
@@ -18,18 +21,23 @@ const LINGER: Duration = Duration::from_millis(20);
 const WRITE_TRIES: u32 = 8;
 
 /// Drains `results` until every sender is gone.
+///
+/// A short batch lingers with a timer rather than by waiting on the channel: a receiver
+/// waiting on the channel is woken by every result sent, and each wake-up can cost a thread
+/// hand-off on a core that is busy signing. Results that arrive meanwhile are taken without
+/// waiting once the timer fires; a backlog is written in full batches with no lingering.
 pub async fn run(outbox: Arc<dyn Outbox>, mut results: Receiver<AttemptResult>) {
     let mut batch = Vec::with_capacity(BATCH);
     while results.recv_many(&mut batch, BATCH).await > 0 {
-        let _ = tokio::time::timeout(LINGER, async {
-            loop {
-                let room = BATCH.saturating_sub(batch.len());
-                if room == 0 || results.recv_many(&mut batch, room).await == 0 {
-                    break;
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match results.try_recv() {
+                    Ok(result) => batch.push(result),
+                    Err(_) => break,
                 }
             }
-        })
-        .await;
+        }
         write(outbox.as_ref(), &batch).await;
         if batch
             .iter()
