@@ -116,6 +116,7 @@ impl SqliteStore {
             let writer = single_connection(options.clone()).await?;
             let reader = SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
+                .test_before_acquire(false)
                 .connect_with(options.clone())
                 .await
                 .map_err(StoreError::backend)?;
@@ -183,9 +184,14 @@ fn wake(notify: &Notify) {
 }
 
 /// A pool of exactly one connection that is never closed for idleness.
+///
+/// Neither pool pings a connection before handing it out: a SQLite connection is a file
+/// handle in this process with no peer to lose, and the ping would be one more round trip
+/// to the connection's thread for every transaction.
 async fn single_connection(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
     SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .min_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
