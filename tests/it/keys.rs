@@ -77,6 +77,24 @@ fn bad_rsa_size_fails_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("2048, 3072 or 4096"));
 }
 
+#[test]
+fn logs_written_to_a_pipe_are_plain_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_logoutd"))
+        .args(["keys", "generate", "--alg", "ES256"])
+        .env("LOGOUTD_KEYS_DIR", tmp.path())
+        .env("LOGOUTD_LOG", "info")
+        .env_remove("LOGOUTD_LOG_FORMAT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("generated signing key"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
+}
+
 fn verify_with_stdin(dir: &Path, jwks_file: &Path, token: &str, extra: &[&str]) -> Output {
     let jwks = jwks_file.to_str().unwrap();
     let mut args = vec!["token", "verify", "--issuer", ISSUER, "--client-id", CLIENT];
