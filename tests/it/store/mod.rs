@@ -77,6 +77,7 @@ macro_rules! conformance {
                 claims::concurrent_claimers_never_share_a_row,
                 results::record_applies_decisions,
                 results::record_ignores_stale_and_unknown_leases,
+                results::record_counts_only_the_rows_whose_lease_holds,
                 results::attempt_history_is_oldest_first,
                 results::release_returns_rows_without_counting_an_attempt,
                 results::next_due_at_tracks_pending_and_leased_rows,

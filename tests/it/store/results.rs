@@ -101,6 +101,33 @@ pub async fn record_ignores_stale_and_unknown_leases(s: Stores) {
     assert_eq!((row.delivery.attempts, row.attempt_history.len()), (1, 1));
 }
 
+pub async fn record_counts_only_the_rows_whose_lease_holds(s: Stores) {
+    for id in ["s1", "s2", "s3"] {
+        one_row(&s, id, t(2_000)).await;
+    }
+    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let mut stale = result(&claimed[1], 2_100, 200, Decision::Delivered);
+    stale.lease = LeaseId::generate();
+    let batch = [
+        result(&claimed[0], 2_100, 200, Decision::Delivered),
+        stale,
+        result(&claimed[2], 2_100, 503, Decision::RetryAt(t(9_000))),
+    ];
+    assert_eq!(s.outbox.record(&batch).await.unwrap(), 2);
+    let history = |n: usize| {
+        let id = claimed[n].delivery.id.clone();
+        let s = &s;
+        async move {
+            let row = s.outbox.get_delivery(&id).await.unwrap().unwrap();
+            (row.delivery.state, row.attempt_history.len())
+        }
+    };
+    assert_eq!(history(0).await, (DeliveryState::Delivered, 1));
+    assert_eq!(history(1).await, (DeliveryState::InFlight, 0));
+    assert_eq!(history(2).await, (DeliveryState::Pending, 1));
+}
+
 pub async fn attempt_history_is_oldest_first(s: Stores) {
     one_row(&s, "s1", t(2_000)).await;
     let mut expected = Vec::new();
