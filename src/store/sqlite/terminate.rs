@@ -100,9 +100,24 @@ async fn end_user(
     }
 }
 
-/// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, with
-/// `session-expired`. The write lock taken at `BEGIN IMMEDIATE` keeps another process from
-/// ending the same sessions meanwhile.
+/// The sessions [`end_expired`] ends, with their clients. Each kind of expiry is a range of
+/// its partial index, earliest first and bounded by the limit, so the sweep reads about
+/// `limit` sessions however many are active. (With the two conditions OR-ed under
+/// `ORDER BY id`, SQLite walks every session in id order instead.)
+const EXPIRED: &str = ending_select!(concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions WHERE id IN (",
+    "SELECT id FROM (SELECT id FROM sessions WHERE ended_at IS NULL AND expires_at <= ?1",
+    " ORDER BY expires_at LIMIT +?2)",
+    " UNION SELECT id FROM (SELECT id FROM sessions",
+    " WHERE ended_at IS NULL AND idle_expires_at <= ?1 ORDER BY idle_expires_at LIMIT +?2))",
+    " ORDER BY id LIMIT +?2"
+));
+
+/// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, those that
+/// expired first, with `session-expired`. The write lock taken at `BEGIN IMMEDIATE` keeps
+/// another process from ending the same sessions meanwhile.
 pub(super) async fn end_expired(
     store: &SqliteStore,
     now: DateTime<Utc>,
@@ -110,17 +125,12 @@ pub(super) async fn end_expired(
     event_id: &EventId,
 ) -> Result<EndReport, StoreError> {
     let mut tx = store.begin_in(Lane::Bulk).await?;
-    let rows: Vec<EndingRow> = sqlx::query_as(ending_select!(concat!(
-        "SELECT ",
-        session_columns!(),
-        " FROM sessions WHERE ended_at IS NULL AND (expires_at <= ?1 OR idle_expires_at <= ?1)",
-        " ORDER BY id LIMIT +?2"
-    )))
-    .bind(ms(now))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db)?;
+    let rows: Vec<EndingRow> = sqlx::query_as(EXPIRED)
+        .bind(ms(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
     let (sessions, clients) = ending_sessions(rows)?;
     finish(
         store,
@@ -248,4 +258,38 @@ fn bind_rows<'q>(mut query: Query<'q>, chunk: &'q [NewDelivery]) -> Result<Query
             .bind(ms(r.created_at));
     }
     Ok(INSERT_ROWS.pad(query, chunk.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_expiry_sweep_reads_index_ranges_not_every_session() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {EXPIRED}")))
+                .bind(0_i64)
+                .bind(10_i64)
+                .fetch_all(&store.writer)
+                .await
+                .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("USING INDEX sessions_expires")),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("USING INDEX sessions_idle_expires")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.starts_with("SCAN sessions")),
+            "{steps:?}"
+        );
+    }
 }
