@@ -175,11 +175,10 @@ async fn finish(
 
 /// Marks sessions ended; runs before the first chunk of their rows (see [`write_ends`]).
 static MARK_ENDED: LazyLock<values::Statement> = LazyLock::new(|| {
-    values::Statement::new(0, |_| {
+    values::Statement::fixed(
         "UPDATE sessions SET ended_at = ?, end_initiator = ?, updated_at = ? \
-         WHERE id IN (SELECT value FROM json_each(?)) AND ended_at IS NULL"
-            .to_owned()
-    })
+         WHERE id IN (SELECT value FROM json_each(?)) AND ended_at IS NULL",
+    )
 });
 
 /// The insert of planned rows, pending and due at once.
@@ -212,12 +211,12 @@ async fn write_ends(
     rows: &[NewDelivery],
 ) -> Result<(), StoreError> {
     let ended = json_list(sessions.iter().map(|s| s.id.as_str()))?;
-    let mark = |query: Query<'static>| {
+    let mark = move |query: Query<'static>| {
         query
             .bind(ms(now))
             .bind(initiator.as_str())
             .bind(ms(now))
-            .bind(ended.clone())
+            .bind(ended)
     };
     let mut chunks = rows.chunks(values::MAX_ROWS);
     let Some(first) = chunks.next() else {

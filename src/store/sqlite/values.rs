@@ -31,6 +31,15 @@ impl Statement {
         Self { columns, shapes }
     }
 
+    /// A statement without a `VALUES` list, the same for every chunk size: its parameters are
+    /// bound once, and nothing pads it.
+    pub(super) fn fixed(sql: &str) -> Self {
+        Self {
+            columns: 0,
+            shapes: vec![sql.to_owned()],
+        }
+    }
+
     /// The SQL for a chunk of `rows` rows (at most [`MAX_ROWS`]).
     pub(super) fn sql(&self, rows: usize) -> &str {
         shape_sql(&self.shapes, rows)
@@ -63,7 +72,7 @@ impl Sequence {
             .map(|power| {
                 parts
                     .iter()
-                    .filter_map(|part| part.shapes.get(power).map(String::as_str))
+                    .map(|part| shape_sql(&part.shapes, 1 << power))
                     .collect::<Vec<_>>()
                     .join("; ")
             })
@@ -77,6 +86,8 @@ impl Sequence {
     }
 }
 
+/// The shape in `shapes` for a chunk of `rows` rows; a fixed statement's one shape serves
+/// every size.
 fn shape_sql(shapes: &[String], rows: usize) -> &str {
     let power = shape(rows).trailing_zeros() as usize;
     shapes
@@ -126,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_sequence_joins_its_statements_shape_by_shape() {
-        let fixed = Statement::new(0, |_| "UPDATE t SET a = ?".to_owned());
+        let fixed = Statement::fixed("UPDATE t SET a = ?");
         let rows = Statement::new(1, |values| format!("INSERT INTO t VALUES {values}"));
         let sequence = Sequence::new(&[&fixed, &rows]);
         assert_eq!(

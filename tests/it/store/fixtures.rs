@@ -104,6 +104,21 @@ pub async fn register(stores: &Stores, clients: &[RelyingParty]) {
     }
 }
 
+/// Stores `session`.
+pub async fn create(stores: &Stores, session: &Session) {
+    stores.sessions.create_session(session).await.unwrap();
+}
+
+/// The stored session `id`, which must exist.
+pub async fn stored(stores: &Stores, id: &str) -> Session {
+    stores
+        .sessions
+        .get_session(&SessionId::new(id))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("session {id} is stored"))
+}
+
 /// Ends session `id` with `initiator` at `at`.
 pub async fn end(stores: &Stores, id: &str, initiator: Initiator, at: DateTime<Utc>) -> EndReport {
     stores

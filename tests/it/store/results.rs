@@ -115,17 +115,24 @@ pub async fn record_counts_only_the_rows_whose_lease_holds(s: Stores) {
         result(&claimed[2], 2_100, 503, Decision::RetryAt(t(9_000))),
     ];
     assert_eq!(s.outbox.record(&batch).await.unwrap(), 2);
-    let history = |n: usize| {
-        let id = claimed[n].delivery.id.clone();
-        let s = &s;
-        async move {
-            let row = s.outbox.get_delivery(&id).await.unwrap().unwrap();
-            (row.delivery.state, row.attempt_history.len())
-        }
-    };
-    assert_eq!(history(0).await, (DeliveryState::Delivered, 1));
-    assert_eq!(history(1).await, (DeliveryState::InFlight, 0));
-    assert_eq!(history(2).await, (DeliveryState::Pending, 1));
+    let mut seen = Vec::new();
+    for c in &claimed {
+        let row = s
+            .outbox
+            .get_delivery(&c.delivery.id)
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push((row.delivery.state, row.attempt_history.len()));
+    }
+    assert_eq!(
+        seen,
+        [
+            (DeliveryState::Delivered, 1),
+            (DeliveryState::InFlight, 0),
+            (DeliveryState::Pending, 1)
+        ]
+    );
 }
 
 pub async fn attempt_history_is_oldest_first(s: Stores) {

@@ -30,14 +30,8 @@ pub async fn ending_writes_rows_only_for_subscribed_clients_with_a_url(s: Stores
     ];
     register(&s, &clients).await;
     let joined = ["plain", "pwd", "all", "nourl"];
-    s.sessions
-        .create_session(&session("s1", "u1", &joined))
-        .await
-        .unwrap();
-    s.sessions
-        .create_session(&session("s2", "u1", &joined))
-        .await
-        .unwrap();
+    create(&s, &session("s1", "u1", &joined)).await;
+    create(&s, &session("s2", "u1", &joined)).await;
     let rp = end(&s, "s1", Initiator::RpLogout, t(2_000)).await;
     assert_eq!((rp.sessions_ended, rp.deliveries), (1, 3));
     assert_eq!(row_clients(&s, "s1").await, ["all", "plain", "pwd"]);
@@ -50,10 +44,7 @@ pub async fn all_mode_client_gets_every_initiator(s: Stores) {
     register(&s, &[all_mode_client("all"), client("plain")]).await;
     for (n, initiator) in Initiator::ALL.into_iter().enumerate() {
         let id = format!("s{n}");
-        s.sessions
-            .create_session(&session(&id, "u1", &["all", "plain"]))
-            .await
-            .unwrap();
+        create(&s, &session(&id, "u1", &["all", "plain"])).await;
         let report = end(&s, &id, initiator, t(2_000)).await;
         let expected = if Initiator::ALWAYS_ON.contains(&initiator) {
             2
@@ -67,10 +58,7 @@ pub async fn all_mode_client_gets_every_initiator(s: Stores) {
 
 pub async fn rows_are_pending_and_due_at_the_end(s: Stores) {
     register(&s, &[all_mode_client("c1")]).await;
-    s.sessions
-        .create_session(&session("s1", "u1", &["c1"]))
-        .await
-        .unwrap();
+    create(&s, &session("s1", "u1", &["c1"])).await;
     let event = EventId::new("evt-1");
     let target = EndTarget::Session(SessionId::new("s1"));
     let report = s
@@ -99,22 +87,14 @@ pub async fn rows_are_pending_and_due_at_the_end(s: Stores) {
         (row.last_status, row.last_error.clone(), row.delivered_at),
         (None, None, None)
     );
-    let ended = s
-        .sessions
-        .get_session(&SessionId::new("s1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let ended = stored(&s, "s1").await;
     assert_eq!(ended.ended_at, Some(t(2_345)));
     assert_eq!(ended.end_initiator, Some(Initiator::SessionRevoked));
 }
 
 pub async fn repeated_end_adds_nothing(s: Stores) {
     register(&s, &[client("c1")]).await;
-    s.sessions
-        .create_session(&session("s1", "u1", &["c1"]))
-        .await
-        .unwrap();
+    create(&s, &session("s1", "u1", &["c1"])).await;
     assert_eq!(
         end(&s, "s1", Initiator::RpLogout, t(2_000))
             .await
@@ -129,14 +109,9 @@ pub async fn repeated_end_adds_nothing(s: Stores) {
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
-    let stored = s
-        .sessions
-        .get_session(&SessionId::new("s1"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.ended_at, Some(t(2_000)));
-    assert_eq!(stored.end_initiator, Some(Initiator::RpLogout));
+    let session = stored(&s, "s1").await;
+    assert_eq!(session.ended_at, Some(t(2_000)));
+    assert_eq!(session.end_initiator, Some(Initiator::RpLogout));
 }
 
 pub async fn ending_an_unknown_session_is_not_found(s: Stores) {
@@ -158,34 +133,18 @@ pub async fn ending_an_unknown_session_is_not_found(s: Stores) {
 pub async fn user_wide_end_covers_every_active_session(s: Stores) {
     register(&s, &[client("c1"), client("c2")]).await;
     for id in ["a", "b", "c"] {
-        s.sessions
-            .create_session(&session(id, "u1", &["c1", "c2"]))
-            .await
-            .unwrap();
+        create(&s, &session(id, "u1", &["c1", "c2"])).await;
     }
-    s.sessions
-        .create_session(&session("other", "u2", &["c1"]))
-        .await
-        .unwrap();
+    create(&s, &session("other", "u2", &["c1"])).await;
     end(&s, "b", Initiator::RpLogout, t(2_000)).await;
     let report = end_user(&s, "u1", Initiator::IdpLogout, t(3_000)).await;
     assert_eq!((report.sessions_ended, report.deliveries), (2, 4));
     for id in ["a", "c"] {
-        let sess = s
-            .sessions
-            .get_session(&SessionId::new(id))
-            .await
-            .unwrap()
-            .unwrap();
+        let sess = stored(&s, id).await;
         assert_eq!(sess.ended_at, Some(t(3_000)));
         assert_eq!(row_clients(&s, id).await, ["c1", "c2"]);
     }
-    let other = s
-        .sessions
-        .get_session(&SessionId::new("other"))
-        .await
-        .unwrap()
-        .unwrap();
+    let other = stored(&s, "other").await;
     assert!(!other.is_ended());
     let listed = s
         .sessions
@@ -199,10 +158,7 @@ pub async fn user_wide_end_of_many_sessions_ends_each_once_with_its_rows(s: Stor
     register(&s, &[client("c1"), client("c2")]).await;
     let ids: Vec<String> = (0..70).map(|n| format!("m{n:03}")).collect();
     for id in &ids {
-        s.sessions
-            .create_session(&session(id, "many", &["c1", "c2"]))
-            .await
-            .unwrap();
+        create(&s, &session(id, "many", &["c1", "c2"])).await;
     }
     // Already ended sessions spread through the id range are skipped, not ended twice.
     for id in ["m005", "m031", "m069"] {
@@ -230,12 +186,7 @@ pub async fn user_wide_end_of_many_sessions_ends_each_once_with_its_rows(s: Stor
     }
     assert_eq!(rows, 140, "two rows per session, written once");
     for id in &ids {
-        let sess = s
-            .sessions
-            .get_session(&SessionId::new(id.as_str()))
-            .await
-            .unwrap()
-            .unwrap();
+        let sess = stored(&s, id.as_str()).await;
         assert!(sess.is_ended(), "{id} ended");
     }
 }
@@ -251,20 +202,12 @@ pub async fn ending_wakes_the_dispatcher(s: Stores) {
 
 pub async fn deleted_client_gets_no_row_and_sessions_keep_their_lists(s: Stores) {
     register(&s, &[client("c1"), client("c2")]).await;
-    s.sessions
-        .create_session(&session("s1", "u1", &["c1", "c2"]))
-        .await
-        .unwrap();
+    create(&s, &session("s1", "u1", &["c1", "c2"])).await;
     s.clients
         .delete_client(&ClientId::new("c1"), t(1_500))
         .await
         .unwrap();
-    let kept = s
-        .sessions
-        .get_session(&SessionId::new("s1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let kept = stored(&s, "s1").await;
     assert_eq!(kept.clients.len(), 2);
     assert_eq!(
         end(&s, "s1", Initiator::RpLogout, t(2_000))
@@ -283,15 +226,9 @@ pub async fn user_wide_end_writes_every_row_of_sessions_with_many_clients(s: Sto
     // Nine sessions of 40 clients: the first transaction of a user-wide end writes more rows
     // than one insert statement carries, and the next one the rest.
     for n in 0..9 {
-        s.sessions
-            .create_session(&session(&format!("w{n}"), "wide", &joined))
-            .await
-            .unwrap();
+        create(&s, &session(&format!("w{n}"), "wide", &joined)).await;
     }
-    s.sessions
-        .create_session(&session("w-none", "wide", &[]))
-        .await
-        .unwrap();
+    create(&s, &session("w-none", "wide", &[])).await;
     s.clients
         .delete_client(&ClientId::new("c07"), t(1_500))
         .await
@@ -304,20 +241,10 @@ pub async fn user_wide_end_writes_every_row_of_sessions_with_many_clients(s: Sto
         assert_eq!(row_clients(&s, &format!("w{n}")).await, expected, "w{n}");
     }
     for id in ["w0", "w8", "w-none"] {
-        let sess = s
-            .sessions
-            .get_session(&SessionId::new(id))
-            .await
-            .unwrap()
-            .unwrap();
+        let sess = stored(&s, id).await;
         assert_eq!(sess.ended_at, Some(t(3_000)), "{id}");
         assert_eq!(sess.end_initiator, Some(Initiator::IdpLogout), "{id}");
     }
-    let w0 = s
-        .sessions
-        .get_session(&SessionId::new("w0"))
-        .await
-        .unwrap()
-        .unwrap();
+    let w0 = stored(&s, "w0").await;
     assert_eq!(w0.clients.len(), 40, "the session keeps its list");
 }
