@@ -180,6 +180,10 @@ fn build_client(config: &SenderConfig) -> Result<reqwest::Client, reqwest::Error
     };
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // Every POST is one recorded attempt with a token of its own, so the client never
+        // sends a request again by itself. With no retries allowed it also skips copying
+        // every request's headers in case one were needed.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .no_proxy()
         .http1_only()
         .tcp_nodelay(true)
