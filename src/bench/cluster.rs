@@ -63,6 +63,7 @@ async fn on_database(scenario: Scenario, url: &str, sinks: &[String]) -> anyhow:
         sink: sinks.first().map_or("", String::as_str),
         tag: &tag,
         cpu: &cpu,
+        in_process: false,
     };
     let http = reqwest::Client::builder().no_proxy().build()?;
     let measured = drive(&http, &target, &scenario).await;

@@ -7,7 +7,7 @@
 //! processes (see [`super::cluster`]), whose CPU time is summed.
 
 use super::drive::{Measured, Target, drive, percentiles};
-use super::proc_stats;
+use super::proc_stats::{self, CpuSplit};
 use crate::alg::SigningAlg;
 use crate::clients::{OidcLogout, RelyingParty};
 use crate::config::{ApiToken, DispatchSettings, HousekeepingSettings, Settings};
@@ -55,6 +55,8 @@ pub struct Report {
     pub wall: Duration,
     /// logoutd's CPU time over the same span, summed over its processes.
     pub cpu: Duration,
+    /// The same by kind of thread, when logoutd ran in this process.
+    pub split: Option<CpuSplit>,
     /// Raw signatures per second on one core, same alg, same run.
     pub raw_sig_per_sec: f64,
     /// Peak RSS of the logoutd process (the largest node), KiB.
@@ -82,6 +84,16 @@ impl std::fmt::Display for Report {
             per / raw_us,
             self.peak_rss_kib / 1024,
         )?;
+        if let Some(split) = &self.split {
+            let us = |d: Duration| d.as_secs_f64() * 1e6 / self.deliveries.max(1) as f64;
+            write!(
+                f,
+                " split_us=delivery:{:.0},sqlite:{:.0},runtime:{:.0}",
+                us(split.delivery),
+                us(split.sqlite),
+                us(split.runtime)
+            )?;
+        }
         if let Some((p50, p99)) = self.end_latency_ms {
             write!(f, " end_api_p50={p50:.2}ms end_api_p99={p99:.2}ms")?;
         }
@@ -247,6 +259,7 @@ async fn in_process(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Repo
         sink: sinks.first().map_or("", String::as_str),
         tag: &tag,
         cpu: &cpu,
+        in_process: true,
     };
     let http = reqwest::Client::builder().no_proxy().build()?;
     let measured = drive(&http, &target, &scenario).await;
@@ -271,6 +284,7 @@ pub(super) async fn report(
         duplicates: measured.duplicates,
         wall: measured.wall,
         cpu: measured.cpu,
+        split: measured.split,
         raw_sig_per_sec: raw.raw_per_sec,
         peak_rss_kib,
         end_latency_ms: percentiles(measured.latencies),

@@ -3,6 +3,7 @@
 //! (session, RP) pair, reading the CPU time consumed meanwhile.
 
 use super::deliver::Scenario;
+use super::proc_stats::{CpuSplit, thread_times};
 use futures_util::StreamExt as _;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub struct Target<'a> {
     pub tag: &'a str,
     /// CPU time consumed so far by the logoutd processes measured.
     pub cpu: &'a (dyn Fn() -> Duration + Sync),
+    /// Whether logoutd runs in this process, so that its CPU time can be split by thread.
+    pub in_process: bool,
 }
 
 impl Target<'_> {
@@ -45,6 +48,8 @@ pub struct Measured {
     pub wall: Duration,
     /// CPU time over the same span.
     pub cpu: Duration,
+    /// The same, by kind of thread (in-process runs only).
+    pub split: Option<CpuSplit>,
     /// Single-session end latencies, ms.
     pub latencies: Vec<f64>,
 }
@@ -58,6 +63,7 @@ pub async fn drive(
 ) -> anyhow::Result<Measured> {
     let (posts0, distinct0) = sink_figures(http, target.sink).await?;
     let expected = ((s.sessions + s.probes) * s.rps) as u64;
+    let threads0 = target.in_process.then(thread_times);
     let cpu0 = (target.cpu)();
     let start = Instant::now();
     let users = s.sessions.div_ceil(s.sessions_per_user.max(1));
@@ -76,6 +82,7 @@ pub async fn drive(
                 duplicates: posts.saturating_sub(posts0).saturating_sub(seen),
                 wall: start.elapsed(),
                 cpu: (target.cpu)().saturating_sub(cpu0),
+                split: threads0.map(|before| CpuSplit::between(&before, &thread_times())),
                 latencies,
             });
         }

@@ -1,5 +1,6 @@
 //! CPU time and peak memory of this process or a child, from `/proc` (Linux).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Clock ticks per second of `/proc/PID/stat` (USER_HZ; 100 on Linux).
@@ -16,7 +17,11 @@ pub fn cpu_time_of(pid: u32) -> Option<Duration> {
 }
 
 fn cpu_time_in(path: &str) -> Option<Duration> {
-    let stat = std::fs::read_to_string(path).ok()?;
+    stat_cpu(&std::fs::read_to_string(path).ok()?)
+}
+
+/// utime + stime of a `/proc/.../stat` line.
+fn stat_cpu(stat: &str) -> Option<Duration> {
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -25,6 +30,95 @@ fn cpu_time_in(path: &str) -> Option<Duration> {
     Some(Duration::from_millis(
         (utime + stime) * 1000 / TICKS_PER_SEC,
     ))
+}
+
+/// What a thread of an in-process run does, told by the name it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThreadKind {
+    /// The delivery runtime's threads: minting, signing, the POSTs.
+    Delivery,
+    /// sqlx's SQLite connection threads, which run every statement.
+    Sqlite,
+    /// Everything else: the API/store runtime, the dispatcher loop, the bench driver's calls.
+    Runtime,
+}
+
+impl ThreadKind {
+    /// The kind of a thread named `comm` (the kernel keeps the first 15 bytes of a name).
+    pub fn of(comm: &str) -> Self {
+        if comm.starts_with("logoutd-deliver") {
+            Self::Delivery
+        } else if comm.starts_with("sqlx-sqlite") {
+            Self::Sqlite
+        } else {
+            Self::Runtime
+        }
+    }
+}
+
+/// CPU time consumed so far by each live thread of this process, by thread id.
+pub type ThreadTimes = HashMap<u32, (ThreadKind, Duration)>;
+
+/// Reads [`ThreadTimes`] from `/proc/self/task`; threads that exit while it is read are
+/// skipped.
+pub fn thread_times() -> ThreadTimes {
+    let mut times = ThreadTimes::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return times;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let dir = task.path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue;
+        };
+        if let Some(cpu) = stat_cpu(&stat) {
+            times.insert(tid, (ThreadKind::of(comm.trim_end()), cpu));
+        }
+    }
+    times
+}
+
+/// CPU time between two readings, summed by thread kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuSplit {
+    /// [`ThreadKind::Delivery`] threads.
+    pub delivery: Duration,
+    /// [`ThreadKind::Sqlite`] threads.
+    pub sqlite: Duration,
+    /// [`ThreadKind::Runtime`] threads.
+    pub runtime: Duration,
+}
+
+impl CpuSplit {
+    /// What each kind of thread consumed from `before` to `after`. A thread that started in
+    /// between counts from zero; one that ended in between is missing from both sums.
+    pub fn between(before: &ThreadTimes, after: &ThreadTimes) -> Self {
+        let mut split = Self::default();
+        for (tid, (kind, cpu)) in after {
+            let earlier = before
+                .get(tid)
+                .filter(|(k, _)| k == kind)
+                .map_or(Duration::ZERO, |(_, c)| *c);
+            let spent = cpu.saturating_sub(earlier);
+            match kind {
+                ThreadKind::Delivery => split.delivery += spent,
+                ThreadKind::Sqlite => split.sqlite += spent,
+                ThreadKind::Runtime => split.runtime += spent,
+            }
+        }
+        split
+    }
+
+    /// The three sums together.
+    pub fn total(&self) -> Duration {
+        self.delivery + self.sqlite + self.runtime
+    }
 }
 
 /// Peak resident set size of this process in KiB (`VmHWM`).
@@ -54,5 +148,63 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_time_of(pid).is_some());
         assert!(peak_rss_kib_of(pid).unwrap() > 0);
+    }
+
+    #[test]
+    fn reads_a_stat_line_whose_name_has_spaces_and_parentheses() {
+        let line = "42 (tokio (rt) worker) S 1 2 3 4 5 6 7 8 9 10 250 125 0 0 20 0 4 0 100";
+        assert_eq!(stat_cpu(line), Some(Duration::from_millis(3750)));
+        assert_eq!(stat_cpu("42 (short) S 1 2"), None);
+    }
+
+    #[test]
+    fn names_tell_the_thread_kinds_apart() {
+        assert_eq!(ThreadKind::of("logoutd-deliver"), ThreadKind::Delivery);
+        assert_eq!(ThreadKind::of("sqlx-sqlite-wor"), ThreadKind::Sqlite);
+        assert_eq!(ThreadKind::of("tokio-rt-worker"), ThreadKind::Runtime);
+        assert_eq!(ThreadKind::of("logoutd"), ThreadKind::Runtime);
+    }
+
+    #[test]
+    fn a_split_counts_new_threads_from_zero_and_reused_ids_afresh() {
+        let ms = Duration::from_millis;
+        let before = ThreadTimes::from([
+            (1, (ThreadKind::Runtime, ms(100))),
+            (2, (ThreadKind::Sqlite, ms(50))),
+            (3, (ThreadKind::Delivery, ms(10))),
+            (9, (ThreadKind::Delivery, ms(500))),
+        ]);
+        let after = ThreadTimes::from([
+            (1, (ThreadKind::Runtime, ms(130))),
+            (2, (ThreadKind::Sqlite, ms(90))),
+            // A thread id reused by a thread of another kind counts from zero.
+            (3, (ThreadKind::Sqlite, ms(7))),
+            (4, (ThreadKind::Delivery, ms(20))),
+        ]);
+        let split = CpuSplit::between(&before, &after);
+        assert_eq!(split.runtime, ms(30));
+        assert_eq!(split.sqlite, ms(47));
+        assert_eq!(split.delivery, ms(20));
+        assert_eq!(split.total(), ms(97));
+    }
+
+    #[test]
+    fn this_threads_time_is_in_the_reading() {
+        let tid = u32::try_from(rustix::thread::gettid().as_raw_nonzero().get()).unwrap();
+        let before = thread_times();
+        let mine = |t: &ThreadTimes| t.get(&tid).map(|(_, cpu)| *cpu);
+        let start = mine(&before).expect("the calling thread is listed");
+        // Spin until the kernel has charged this thread 30 ms more (ticks are 10 ms).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut after = thread_times();
+        let mut x = 0u64;
+        while mine(&after).unwrap() < start + Duration::from_millis(30) {
+            assert!(std::time::Instant::now() < deadline, "no CPU time charged");
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            after = thread_times();
+        }
+        assert!(CpuSplit::between(&before, &after).total() >= Duration::from_millis(30));
     }
 }
