@@ -32,8 +32,15 @@ fn stat_cpu(stat: &str) -> Option<Duration> {
     ))
 }
 
+/// The command (thread) name of a `/proc/.../stat` line: what stands between the first `(`
+/// and the last `)`.
+fn stat_name(stat: &str) -> Option<&str> {
+    let (_, rest) = stat.split_once('(')?;
+    Some(rest.rsplit_once(')')?.0)
+}
+
 /// What a thread of an in-process run does, told by the name it was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThreadKind {
     /// The delivery runtime's threads: minting, signing, the POSTs.
     Delivery,
@@ -70,15 +77,11 @@ pub fn thread_times() -> ThreadTimes {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
             continue;
         };
-        let dir = task.path();
-        let (Ok(comm), Ok(stat)) = (
-            std::fs::read_to_string(dir.join("comm")),
-            std::fs::read_to_string(dir.join("stat")),
-        ) else {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        if let Some(cpu) = stat_cpu(&stat) {
-            times.insert(tid, (ThreadKind::of(comm.trim_end()), cpu));
+        if let (Some(name), Some(cpu)) = (stat_name(&stat), stat_cpu(&stat)) {
+            times.insert(tid, (ThreadKind::of(name), cpu));
         }
     }
     times
@@ -113,11 +116,6 @@ impl CpuSplit {
             }
         }
         split
-    }
-
-    /// The three sums together.
-    pub fn total(&self) -> Duration {
-        self.delivery + self.sqlite + self.runtime
     }
 }
 
@@ -154,6 +152,7 @@ mod tests {
     fn reads_a_stat_line_whose_name_has_spaces_and_parentheses() {
         let line = "42 (tokio (rt) worker) S 1 2 3 4 5 6 7 8 9 10 250 125 0 0 20 0 4 0 100";
         assert_eq!(stat_cpu(line), Some(Duration::from_millis(3750)));
+        assert_eq!(stat_name(line), Some("tokio (rt) worker"));
         assert_eq!(stat_cpu("42 (short) S 1 2"), None);
     }
 
@@ -185,7 +184,7 @@ mod tests {
         assert_eq!(split.runtime, ms(30));
         assert_eq!(split.sqlite, ms(47));
         assert_eq!(split.delivery, ms(20));
-        assert_eq!(split.total(), ms(97));
+        assert_eq!(split.runtime + split.sqlite + split.delivery, ms(97));
     }
 
     #[test]
@@ -205,6 +204,7 @@ mod tests {
             }
             after = thread_times();
         }
-        assert!(CpuSplit::between(&before, &after).total() >= Duration::from_millis(30));
+        let split = CpuSplit::between(&before, &after);
+        assert!(split.runtime + split.sqlite + split.delivery >= Duration::from_millis(30));
     }
 }
