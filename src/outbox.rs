@@ -147,8 +147,8 @@ pub struct ClaimedDelivery {
     pub lease: LeaseId,
     /// Metadata snapshot at termination.
     pub session_metadata: SessionMetadata,
-    /// The client's current registration.
-    pub client: RelyingParty,
+    /// The client's current registration, shared by the rows of one claim.
+    pub client: Arc<RelyingParty>,
     /// Start of the row's age budget: `created_at`, or the time of the last operator re-drive.
     pub budget_started_at: DateTime<Utc>,
     /// The row was in flight under an expired lease when claimed (a lease reclaim).

@@ -50,11 +50,11 @@ pub async fn run(
     slot: OwnedSemaphorePermit,
     results: ResultTx<AttemptResult>,
 ) {
-    let Some(url) = row.client.logout_url().cloned() else {
+    let Some(url) = row.client.logout_url() else {
         inner.hand_back(&row, inner.clock.now()).await;
         return;
     };
-    let origin = super::origin::origin_of(&url);
+    let origin = super::origin::origin_of(url);
     let Some(origin_permit) = inner.origins.acquire(&origin).await else {
         inner.hand_back(&row, inner.clock.now() + DEFER).await;
         return;
@@ -63,7 +63,7 @@ pub async fn run(
         inner.hand_back(&row, inner.clock.now()).await;
         return;
     }
-    let result = attempt(&inner, &row, &url).await;
+    let result = attempt(&inner, &row, url).await;
     drop(origin_permit);
     drop(slot);
     if results.send(result).await.is_err() {

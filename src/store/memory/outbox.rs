@@ -165,7 +165,7 @@ fn claim_one(
     state.schedule(id, DeliveryState::InFlight, Some(until), now);
     let row = state.rows.get_mut(id)?;
     row.lease = Some(lease.clone());
-    let client = state.clients.get(&row.delivery.client_id)?.clone();
+    let client = Arc::new(state.clients.get(&row.delivery.client_id)?.clone());
     Some(ClaimedDelivery {
         delivery: row.delivery.clone(),
         lease: lease.clone(),

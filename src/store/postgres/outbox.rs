@@ -75,7 +75,7 @@ impl Outbox for PostgresStore {
         rows.into_iter()
             .map(|row| {
                 let (row, client, reclaimed) = row.into_parts()?;
-                claimed(&row, client, &lease_id, reclaimed)
+                claimed(&row, Arc::new(client), &lease_id, reclaimed)
             })
             .collect()
     }
@@ -205,7 +205,7 @@ impl Outbox for PostgresStore {
 /// The claim handed to a worker (the row as the claim left it: in flight until the lease end).
 fn claimed(
     row: &DeliveryRow,
-    client: RelyingParty,
+    client: Arc<RelyingParty>,
     lease: &LeaseId,
     reclaimed: bool,
 ) -> Result<ClaimedDelivery, StoreError> {

@@ -35,7 +35,7 @@ impl Outbox for SqliteStore {
         let until = now + lease;
         let clients = take_lease(&mut tx, &rows, &lease_id, until, now).await?;
         tx.commit().await.map_err(db)?;
-        rows.iter()
+        rows.into_iter()
             .filter_map(|row| {
                 let client = clients.get(row.client_id.as_str())?.clone();
                 Some(claimed(row, client, &lease_id, until))
@@ -190,14 +190,15 @@ async fn due_rows(
 }
 
 /// Puts the rows in flight under `lease` until `until` and reads the current registrations
-/// of their clients, in one round trip.
+/// of their clients, in one round trip. Each registration is parsed once and shared by every
+/// row of the claim that goes to that client.
 async fn take_lease(
     conn: &mut SqliteConnection,
     rows: &[DeliveryRow],
     lease: &LeaseId,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<HashMap<String, RelyingParty>, StoreError> {
+) -> Result<HashMap<String, Arc<RelyingParty>>, StoreError> {
     let ids: HashSet<&str> = rows.iter().map(|r| r.client_id.as_str()).collect();
     let clients: Vec<ClientRow> = sqlx::query_as(
         "UPDATE deliveries SET state = 'in_flight', lease_id = ?1, lease_until = ?2, \
@@ -217,28 +218,31 @@ async fn take_lease(
         .into_iter()
         .map(|row| {
             let client = row.into_client()?;
-            Ok((client.client_id.to_string(), client))
+            Ok((client.client_id.to_string(), Arc::new(client)))
         })
         .collect()
 }
 
-/// The claim handed to a worker.
+/// The claim handed to a worker; the row's strings move into it.
 fn claimed(
-    row: &DeliveryRow,
-    client: RelyingParty,
+    row: DeliveryRow,
+    client: Arc<RelyingParty>,
     lease: &LeaseId,
     until: DateTime<Utc>,
 ) -> Result<ClaimedDelivery, StoreError> {
-    let mut delivery = row.to_delivery()?;
+    let session_metadata = row.metadata()?;
+    let budget_started_at = row.budget_started_at()?;
+    let reclaimed = row.state == DeliveryState::InFlight.as_str();
+    let mut delivery = row.into_delivery()?;
     delivery.state = DeliveryState::InFlight;
     delivery.next_attempt_at = Some(until);
     Ok(ClaimedDelivery {
         delivery,
         lease: lease.clone(),
-        session_metadata: row.metadata()?,
+        session_metadata,
         client,
-        budget_started_at: row.budget_started_at()?,
-        reclaimed: row.state == DeliveryState::InFlight.as_str(),
+        budget_started_at,
+        reclaimed,
     })
 }
 

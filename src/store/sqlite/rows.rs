@@ -206,14 +206,9 @@ impl DeliveryRow {
         &self.id
     }
 
-    /// The status view of the row.
-    pub fn to_delivery(&self) -> Result<Delivery, StoreError> {
+    /// The status view of the row, its strings moved rather than copied.
+    pub fn into_delivery(self) -> Result<Delivery, StoreError> {
         Ok(Delivery {
-            id: self.id.as_str().into(),
-            event_id: self.event_id.as_str().into(),
-            session_id: self.session_id.as_str().into(),
-            user_id: self.user_id.as_str().into(),
-            client_id: self.client_id.as_str().into(),
             initiator: parse(&self.initiator, "initiator")?,
             state: parse(&self.state, "state")?,
             attempts: u32::try_from(self.attempts)
@@ -223,9 +218,14 @@ impl DeliveryRow {
                 .last_status
                 .map(|s| u16::try_from(s).map_err(|_| StoreError::backend(Corrupt("last_status"))))
                 .transpose()?,
-            last_error: self.last_error.clone(),
             created_at: from_ms(self.created_at)?,
             delivered_at: opt_from_ms(self.delivered_at)?,
+            id: self.id.into(),
+            event_id: self.event_id.into(),
+            session_id: self.session_id.into(),
+            user_id: self.user_id.into(),
+            client_id: self.client_id.into(),
+            last_error: self.last_error,
         })
     }
 

@@ -44,8 +44,8 @@ pub(super) async fn list(
     sql.push(" ORDER BY id LIMIT +").push_bind(limit(take));
     let rows: Vec<DeliveryRow> = sql.build_query_as().fetch_all(pool).await.map_err(db)?;
     let items = rows
-        .iter()
-        .map(DeliveryRow::to_delivery)
+        .into_iter()
+        .map(DeliveryRow::into_delivery)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_overfetch(items, take, |d: &Delivery| {
         d.id.to_string()
@@ -79,7 +79,7 @@ pub(super) async fn detail(
     .await
     .map_err(db)?;
     Ok(Some(DeliveryDetail {
-        delivery: row.to_delivery()?,
+        delivery: row.into_delivery()?,
         attempt_history: attempts
             .into_iter()
             .map(AttemptRow::into_record)

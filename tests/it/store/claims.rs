@@ -38,7 +38,7 @@ pub async fn claims_due_rows_oldest_first_under_a_lease(s: Stores) {
     assert_eq!(first.delivery.state, DeliveryState::InFlight);
     assert_eq!(first.delivery.next_attempt_at, Some(t(36_000)));
     assert_eq!(first.delivery.attempts, 0);
-    assert_eq!(first.client, client("c1"));
+    assert_eq!(*first.client, client("c1"));
     assert_eq!(first.session_metadata, meta(&[("tenant", "acme")]));
     assert_eq!(first.budget_started_at, t(2_000));
     let stored = s
