@@ -9,10 +9,11 @@
 use super::drive::{Measured, Target, drive, percentiles};
 use super::proc_stats::{self, CpuSplit};
 use crate::alg::SigningAlg;
-use crate::clients::{OidcLogout, RelyingParty};
+use crate::clients::{MetadataOptIn, OidcLogout, RelyingParty};
 use crate::config::{ApiToken, DispatchSettings, HousekeepingSettings, Settings};
 use crate::ids::{ClientId, Issuer, SessionId, UserId};
 use crate::keys::KeyRing;
+use crate::metadata::SessionMetadata;
 use crate::net_policy::NetPolicy;
 use crate::sender::SenderConfig;
 use crate::session::{Device, Session, SessionClient};
@@ -35,6 +36,8 @@ pub struct Scenario {
     pub sessions_per_user: usize,
     /// Single-session ends timed while the mass logout runs.
     pub probes: usize,
+    /// `session_metadata` pairs on every session; above 0, every RP opts in to them.
+    pub metadata_pairs: usize,
     /// Store URL; a fresh SQLite file when `None`. A `postgres://` URL names a server on
     /// which a throwaway database is created for the scenario.
     pub store: Option<String>,
@@ -97,6 +100,9 @@ impl std::fmt::Display for Report {
         if let Some((p50, p99)) = self.end_latency_ms {
             write!(f, " end_api_p50={p50:.2}ms end_api_p99={p99:.2}ms")?;
         }
+        if s.metadata_pairs > 0 {
+            write!(f, " metadata_pairs={}", s.metadata_pairs)?;
+        }
         write!(f, " nodes={} duplicates={}", s.nodes, self.duplicates)
     }
 }
@@ -142,25 +148,36 @@ pub fn settings(dir: &Path, store: String) -> Settings {
     }
 }
 
-fn rp(i: usize, sink: &str, alg: SigningAlg) -> anyhow::Result<RelyingParty> {
+fn rp(i: usize, sink: &str, s: &Scenario) -> anyhow::Result<RelyingParty> {
     let now = crate::clock::to_millis(chrono::Utc::now());
     Ok(RelyingParty {
         client_id: ClientId::new(format!("rp-{i}")),
         name: format!("bench rp {i}"),
         oidc_logout: OidcLogout {
             backchannel_logout_urls: vec![url::Url::parse(&format!("{sink}/logout/{i}"))?],
+            backchannel_logout_session_metadata: MetadataOptIn {
+                include: s.metadata_pairs > 0,
+            },
             ..OidcLogout::default()
         },
         backchannel_logout_session_required: false,
         logout_token_typ: crate::alg::TokenTyp::LogoutJwt,
-        id_token_signed_response_alg: alg,
+        id_token_signed_response_alg: s.alg,
         paused: false,
         created_at: now,
         updated_at: now,
     })
 }
 
-fn session(id: String, user: String, rps: usize) -> Session {
+/// `pairs` metadata pairs of 40-character values, the same on every session.
+fn metadata(pairs: usize) -> anyhow::Result<SessionMetadata> {
+    let map = (0..pairs)
+        .map(|i| (format!("key_{i:02}"), format!("{i:02}-{}", "v".repeat(37))))
+        .collect();
+    Ok(SessionMetadata::try_from_map(map)?)
+}
+
+fn session(id: String, user: String, rps: usize, metadata: &SessionMetadata) -> Session {
     let now = crate::clock::to_millis(chrono::Utc::now());
     Session {
         id: SessionId::new(id),
@@ -177,7 +194,7 @@ fn session(id: String, user: String, rps: usize) -> Session {
                 client_id: ClientId::new(format!("rp-{i}")),
             })
             .collect(),
-        session_metadata: Default::default(),
+        session_metadata: metadata.clone(),
         ended_at: None,
         end_initiator: None,
     }
@@ -195,19 +212,20 @@ pub(super) async fn populate(
         let sink = sinks
             .get(i % sinks.len().max(1))
             .context("no sink address")?;
-        stores.clients.create_client(&rp(i, sink, s.alg)?).await?;
+        stores.clients.create_client(&rp(i, sink, s)?).await?;
     }
+    let metadata = metadata(s.metadata_pairs)?;
     let per_user = s.sessions_per_user.max(1);
     for n in 0..s.sessions {
         let user = format!("{tag}user-{}", n / per_user);
         stores
             .sessions
-            .create_session(&session(format!("{tag}s-{n}"), user, s.rps))
+            .create_session(&session(format!("{tag}s-{n}"), user, s.rps, &metadata))
             .await?;
     }
     for n in 0..s.probes {
         let id = format!("{tag}probe-{n}");
-        let probe = session(id.clone(), id, s.rps);
+        let probe = session(id.clone(), id, s.rps, &metadata);
         stores.sessions.create_session(&probe).await?;
     }
     Ok(())

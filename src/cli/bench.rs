@@ -42,6 +42,10 @@ pub struct DeliverArgs {
     /// Single-session ends timed while the mass logout is in flight.
     #[arg(long, default_value_t = 200)]
     probes: usize,
+    /// `session_metadata` pairs on every session (0 to 25, the Auth0 limit), each a 40-character
+    /// value; when above 0, every RP opts in and each token carries them.
+    #[arg(long, default_value_t = 0, value_parser = metadata_pairs)]
+    metadata_pairs: usize,
     /// Store URL [default: a fresh SQLite file per scenario]. A postgres:// URL names a
     /// server (e.g. postgres://postgres@127.0.0.1:5432/postgres) on which each scenario
     /// creates and drops a database `logoutd_bench_<random>`, served by `--nodes` child
@@ -151,6 +155,18 @@ async fn start_sink(ports: usize) -> anyhow::Result<Sink> {
     })
 }
 
+/// A `--metadata-pairs` value: a count a session may hold.
+fn metadata_pairs(text: &str) -> Result<usize, String> {
+    let pairs: usize = text.parse().map_err(|_| format!("not a count: {text}"))?;
+    if pairs > crate::metadata::MAX_PAIRS {
+        return Err(format!(
+            "a session holds at most {} metadata pairs",
+            crate::metadata::MAX_PAIRS
+        ));
+    }
+    Ok(pairs)
+}
+
 async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     use crate::bench::deliver::{self, Scenario};
     let algs = if args.algs.is_empty() {
@@ -185,6 +201,7 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 rps,
                 sessions_per_user: args.sessions_per_user,
                 probes: args.probes,
+                metadata_pairs: args.metadata_pairs,
                 store: args.store.clone(),
                 nodes: args.nodes,
             };
