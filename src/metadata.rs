@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Most key/value pairs a session may carry.
 pub const MAX_PAIRS: usize = 25;
@@ -50,9 +51,10 @@ pub enum MetadataError {
 }
 
 /// A validated, flat map of string metadata.
-#[derive(Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct SessionMetadata(BTreeMap<String, String>);
+///
+/// The map is shared: a clone (one per planned row, claim and token) only counts a reference.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SessionMetadata(Arc<BTreeMap<String, String>>);
 
 /// One change to a session's metadata.
 #[derive(Clone, PartialEq, Eq)]
@@ -127,7 +129,15 @@ impl SessionMetadata {
             validate_key(key)?;
             validate_value(key, value)?;
         }
-        Ok(Self(map))
+        Ok(Self(Arc::new(map)))
+    }
+
+    /// Parses and validates a snapshot as a store wrote it (the JSON of [`Serialize`]),
+    /// straight into the map rather than through a `serde_json::Value`.
+    pub fn from_stored(text: &str) -> Result<Self, StoredMetadataError> {
+        let map: BTreeMap<String, String> =
+            serde_json::from_str(text).map_err(|_| StoredMetadataError)?;
+        Self::try_from_map(map).map_err(|_| StoredMetadataError)
     }
 
     /// Parses and validates a JSON value; `null` is the empty map.
@@ -151,22 +161,22 @@ impl SessionMetadata {
             validate_value(key, value)?;
             map.insert(key.clone(), value.clone());
         }
-        Ok(Self(map))
+        Ok(Self(Arc::new(map)))
     }
 
     /// The result of applying `op`, validated; `self` is unchanged.
     pub fn apply(&self, op: &MetadataOp) -> Result<Self, MetadataError> {
         match op {
-            MetadataOp::Replace(next) => Self::try_from_map(next.0.clone()),
+            MetadataOp::Replace(next) => Ok(next.clone()),
             MetadataOp::Set { key, value } => {
-                let mut map = self.0.clone();
+                let mut map = self.0.as_ref().clone();
                 map.insert(key.clone(), value.clone());
                 Self::try_from_map(map)
             }
             MetadataOp::Delete { key } => {
-                let mut map = self.0.clone();
+                let mut map = self.0.as_ref().clone();
                 map.remove(key);
-                Ok(Self(map))
+                Ok(Self(Arc::new(map)))
             }
             MetadataOp::Evict => Ok(Self::default()),
         }
@@ -198,6 +208,17 @@ impl SessionMetadata {
     }
 }
 
+/// A stored metadata snapshot that is not a valid metadata object.
+#[derive(Debug, thiserror::Error)]
+#[error("stored session metadata is not a valid metadata object")]
+pub struct StoredMetadataError;
+
+impl Serialize for SessionMetadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_ref().serialize(serializer)
+    }
+}
+
 impl<'de> Deserialize<'de> for SessionMetadata {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
@@ -217,6 +238,29 @@ impl fmt::Debug for SessionMetadata {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_stored_snapshot_reads_back_as_written_and_bad_ones_are_refused() {
+        let meta = SessionMetadata::from_json(&json!({ "b": "2", "a": "日本\"" })).unwrap();
+        let text = serde_json::to_string(&meta).unwrap();
+        assert_eq!(SessionMetadata::from_stored(&text).unwrap(), meta);
+        assert!(SessionMetadata::from_stored("{}").unwrap().is_empty());
+        let many: serde_json::Map<_, _> = (0..26).map(|i| (format!("k{i}"), json!("v"))).collect();
+        let many = serde_json::Value::Object(many).to_string();
+        let refused = [
+            "",
+            "{",
+            "[]",
+            "null",
+            r#"{"k": 1}"#,
+            r#"{"k": {"x": "y"}}"#,
+            r#"{"bad key": "v"}"#,
+            many.as_str(),
+        ];
+        for text in refused {
+            assert!(SessionMetadata::from_stored(text).is_err(), "{text}");
+        }
+    }
 
     #[test]
     fn counts_unicode_scalar_values_not_bytes() {

@@ -4,6 +4,7 @@ use super::rows::{ClientRow, DeliveryRow, delivery_columns};
 use super::{SqliteStore, db, json_list, ms, opt_from_ms, status, values};
 use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
+use crate::metadata::SessionMetadata;
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
     DeliveryState, Outbox, OutboxStats, Redrive,
@@ -35,12 +36,25 @@ impl Outbox for SqliteStore {
         let until = now + lease;
         let clients = take_lease(&mut tx, &rows, &lease_id, until, now).await?;
         tx.commit().await.map_err(db)?;
-        rows.into_iter()
-            .filter_map(|row| {
-                let client = clients.get(row.client_id.as_str())?.clone();
-                Some(claimed(row, client, &lease_id, until))
-            })
-            .collect()
+        // A session's rows are written together and so lie next to each other in due order;
+        // each run of rows with the same snapshot parses it once and shares it.
+        let mut snapshot: Option<(String, SessionMetadata)> = None;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(client) = clients.get(row.client_id.as_str()).cloned() else {
+                continue;
+            };
+            let metadata = match &snapshot {
+                Some((text, metadata)) if text == row.metadata_text() => metadata.clone(),
+                _ => {
+                    let metadata = DeliveryRow::parse_metadata(row.metadata_text())?;
+                    snapshot = Some((row.metadata_text().to_owned(), metadata.clone()));
+                    metadata
+                }
+            };
+            claims.push(claimed(row, client, metadata, &lease_id, until)?);
+        }
+        Ok(claims)
     }
 
     /// Per chunk of up to 256 results, two statements in one round trip: append the attempts
@@ -227,10 +241,10 @@ async fn take_lease(
 fn claimed(
     row: DeliveryRow,
     client: Arc<RelyingParty>,
+    session_metadata: SessionMetadata,
     lease: &LeaseId,
     until: DateTime<Utc>,
 ) -> Result<ClaimedDelivery, StoreError> {
-    let session_metadata = row.metadata()?;
     let budget_started_at = row.budget_started_at()?;
     let reclaimed = row.state == DeliveryState::InFlight.as_str();
     let mut delivery = row.into_delivery()?;

@@ -73,7 +73,8 @@ impl SessionRow {
             last_interacted_at: opt_from_ms(self.last_interacted_at)?,
             device: json::<Device>(&self.device, "device")?,
             clients,
-            session_metadata: json::<SessionMetadata>(&self.metadata, "metadata")?,
+            session_metadata: SessionMetadata::from_stored(&self.metadata)
+                .map_err(|_| StoreError::backend(Corrupt("metadata")))?,
             ended_at: opt_from_ms(self.ended_at)?,
             end_initiator: self
                 .end_initiator
@@ -229,9 +230,15 @@ impl DeliveryRow {
         })
     }
 
-    /// The metadata snapshot taken at termination.
-    pub fn metadata(&self) -> Result<SessionMetadata, StoreError> {
-        json(&self.metadata, "metadata snapshot")
+    /// The metadata snapshot taken at termination, as stored (JSON).
+    pub fn metadata_text(&self) -> &str {
+        &self.metadata
+    }
+
+    /// Parses a metadata snapshot as stored.
+    pub fn parse_metadata(text: &str) -> Result<SessionMetadata, StoreError> {
+        SessionMetadata::from_stored(text)
+            .map_err(|_| StoreError::backend(Corrupt("metadata snapshot")))
     }
 
     /// Start of the age budget.

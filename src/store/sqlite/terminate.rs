@@ -11,7 +11,7 @@ use crate::store::StoreError;
 use crate::terminate;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 /// Sessions ended per transaction when one call ends a user's sessions. Each chunk commits
 /// its sessions' end together with their rows, so a single-session end waits behind one chunk
@@ -218,8 +218,11 @@ async fn write_ends(
             .bind(ms(now))
             .bind(ended)
     };
-    let mut chunks = rows.chunks(values::MAX_ROWS);
-    let Some(first) = chunks.next() else {
+    let snapshots = snapshots(rows)?;
+    let mut chunks = rows
+        .chunks(values::MAX_ROWS)
+        .zip(snapshots.chunks(values::MAX_ROWS));
+    let Some((first, first_snapshots)) = chunks.next() else {
         return mark(sqlx::query(MARK_ENDED.sql(1)))
             .execute(&mut *conn)
             .await
@@ -227,25 +230,50 @@ async fn write_ends(
             .map_err(db);
     };
     let query = mark(sqlx::query(END_AND_INSERT.sql(first.len())));
-    bind_rows(query, first)?
+    bind_rows(query, first, first_snapshots)
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    for chunk in chunks {
-        bind_rows(sqlx::query(INSERT_ROWS.sql(chunk.len())), chunk)?
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+    for (chunk, chunk_snapshots) in chunks {
+        bind_rows(
+            sqlx::query(INSERT_ROWS.sql(chunk.len())),
+            chunk,
+            chunk_snapshots,
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
     }
     Ok(())
 }
 
+/// Each planned row's metadata snapshot as stored, serialized once per session: a session's
+/// rows are planned next to each other and share one text.
+fn snapshots(rows: &[NewDelivery]) -> Result<Vec<Arc<str>>, StoreError> {
+    let mut texts: Vec<Arc<str>> = Vec::with_capacity(rows.len());
+    let mut previous: Option<(&NewDelivery, Arc<str>)> = None;
+    for r in rows {
+        let text = match previous {
+            Some((p, text)) if p.session_id == r.session_id => text,
+            _ => {
+                Arc::from(serde_json::to_string(&r.session_metadata).map_err(StoreError::backend)?)
+            }
+        };
+        texts.push(text.clone());
+        previous = Some((r, text));
+    }
+    Ok(texts)
+}
+
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// Binds a chunk of planned rows to [`INSERT_ROWS`], padding included.
-fn bind_rows<'q>(mut query: Query<'q>, chunk: &'q [NewDelivery]) -> Result<Query<'q>, StoreError> {
-    for r in chunk {
-        let metadata = serde_json::to_string(&r.session_metadata).map_err(StoreError::backend)?;
+/// Binds a chunk of planned rows, with their snapshots, to [`INSERT_ROWS`], padding included.
+fn bind_rows<'q>(
+    mut query: Query<'q>,
+    chunk: &'q [NewDelivery],
+    snapshots: &[Arc<str>],
+) -> Query<'q> {
+    for (r, snapshot) in chunk.iter().zip(snapshots) {
         query = query
             .bind(r.id.as_str())
             .bind(r.event_id.as_str())
@@ -253,15 +281,46 @@ fn bind_rows<'q>(mut query: Query<'q>, chunk: &'q [NewDelivery]) -> Result<Query
             .bind(r.user_id.as_str())
             .bind(r.client_id.as_str())
             .bind(r.initiator.as_str())
-            .bind(metadata)
+            .bind(snapshot.clone())
             .bind(ms(r.created_at));
     }
-    Ok(INSERT_ROWS.pad(query, chunk.len()))
+    INSERT_ROWS.pad(query, chunk.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{ClientId, DeliveryId, SessionId};
+    use crate::metadata::SessionMetadata;
+
+    #[test]
+    fn each_session_s_snapshot_is_serialized_once_and_shared_by_its_rows() {
+        let now = Utc::now();
+        let row = |session: &str, metadata: &SessionMetadata| NewDelivery {
+            id: DeliveryId::generate_at(now),
+            event_id: EventId::generate(),
+            session_id: SessionId::new(session),
+            user_id: UserId::new("u"),
+            client_id: ClientId::new("c"),
+            initiator: Initiator::RpLogout,
+            session_metadata: metadata.clone(),
+            created_at: now,
+        };
+        let acme = SessionMetadata::from_json(&serde_json::json!({ "tenant": "acme" })).unwrap();
+        let none = SessionMetadata::new();
+        let rows = [
+            row("s1", &acme),
+            row("s1", &acme),
+            row("s2", &none),
+            row("s3", &acme),
+        ];
+        let texts = snapshots(&rows).unwrap();
+        let written: Vec<&str> = texts.iter().map(|t| &**t).collect();
+        let acme_text = r#"{"tenant":"acme"}"#;
+        assert_eq!(written, [acme_text, acme_text, "{}", acme_text]);
+        assert!(Arc::ptr_eq(&texts[0], &texts[1]));
+        assert!(!Arc::ptr_eq(&texts[1], &texts[3]));
+    }
 
     #[tokio::test]
     async fn the_expiry_sweep_reads_index_ranges_not_every_session() {

@@ -205,3 +205,29 @@ pub async fn concurrent_claimers_never_share_a_row(s: Stores) {
     assert_eq!(all.len(), 100);
     assert_eq!(unique.len(), 100);
 }
+
+pub async fn a_claim_gives_each_row_the_metadata_of_its_own_session(s: Stores) {
+    register(&s, &[client("c1"), client("c2")]).await;
+    let snapshots = [
+        ("s-a", meta(&[("tenant", "acme")])),
+        ("s-b", meta(&[("tenant", "other"), ("plan", "gold")])),
+        ("s-c", meta(&[("tenant", "acme")])),
+        ("s-d", meta(&[])),
+        ("s-e", meta(&[("tenant", "other"), ("plan", "gold")])),
+    ];
+    for (id, metadata) in &snapshots {
+        let mut sess = session(id, "u", &["c1", "c2"]);
+        sess.session_metadata = metadata.clone();
+        create(&s, &sess).await;
+    }
+    end_user(&s, "u", Initiator::RpLogout, t(2_000)).await;
+    let claimed = s.outbox.claim_due(t(3_000), lease(), 100).await.unwrap();
+    assert_eq!(claimed.len(), 10);
+    for c in &claimed {
+        let (_, expected) = snapshots
+            .iter()
+            .find(|(id, _)| c.delivery.session_id.as_str() == *id)
+            .unwrap();
+        assert_eq!(&c.session_metadata, expected, "{}", c.delivery.session_id);
+    }
+}
