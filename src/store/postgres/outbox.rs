@@ -5,6 +5,7 @@ use super::rows::{ClaimRow, DeliveryRow, delivery_columns};
 use super::{Corrupt, PostgresStore, announce, db, ms, opt_from_ms, status};
 use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
+use crate::metadata::SessionMetadata;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
     Outbox, OutboxStats, Redrive,
@@ -14,7 +15,7 @@ use crate::store::{Page, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -72,12 +73,24 @@ impl Outbox for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.into_iter()
-            .map(|row| {
-                let (row, client, reclaimed) = row.into_parts()?;
-                claimed(&row, Arc::new(client), &lease_id, reclaimed)
-            })
-            .collect()
+        // A session's rows are written together and lie next to each other in due order;
+        // each run of rows with the same snapshot parses it once and shares it.
+        let mut registrations = HashMap::new();
+        let mut snapshot: Option<(Value, SessionMetadata)> = None;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (row, client, reclaimed) = row.into_parts(&mut registrations)?;
+            let metadata = match &snapshot {
+                Some((value, metadata)) if value == row.metadata_value() => metadata.clone(),
+                _ => {
+                    let metadata = DeliveryRow::parse_metadata(row.metadata_value())?;
+                    snapshot = Some((row.metadata_value().clone(), metadata.clone()));
+                    metadata
+                }
+            };
+            claims.push(claimed(&row, client, metadata, &lease_id, reclaimed)?);
+        }
+        Ok(claims)
     }
 
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
@@ -206,13 +219,14 @@ impl Outbox for PostgresStore {
 fn claimed(
     row: &DeliveryRow,
     client: Arc<RelyingParty>,
+    session_metadata: SessionMetadata,
     lease: &LeaseId,
     reclaimed: bool,
 ) -> Result<ClaimedDelivery, StoreError> {
     Ok(ClaimedDelivery {
         delivery: row.to_delivery()?,
         lease: lease.clone(),
-        session_metadata: row.metadata()?,
+        session_metadata,
         client,
         budget_started_at: row.budget_started_at()?,
         reclaimed,

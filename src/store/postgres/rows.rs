@@ -7,7 +7,9 @@ use crate::outbox::{AttemptRecord, Delivery};
 use crate::session::{Device, Session, SessionClient};
 use crate::store::StoreError;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The columns of [`SessionRow`] selected `FROM sessions`, for `concat!`: the session's clients
 /// come in joining order from the same statement, so they belong to the same snapshot.
@@ -172,9 +174,15 @@ impl DeliveryRow {
         })
     }
 
-    /// The metadata snapshot taken at termination.
-    pub fn metadata(&self) -> Result<SessionMetadata, StoreError> {
-        json(self.metadata.clone(), "metadata snapshot")
+    /// The metadata snapshot taken at termination, as stored.
+    pub fn metadata_value(&self) -> &Value {
+        &self.metadata
+    }
+
+    /// Parses a metadata snapshot as stored.
+    pub fn parse_metadata(value: &Value) -> Result<SessionMetadata, StoreError> {
+        SessionMetadata::from_json(value)
+            .map_err(|_| StoreError::backend(Corrupt("metadata snapshot")))
     }
 
     /// Start of the age budget.
@@ -197,14 +205,28 @@ pub(super) struct ClaimRow {
 
 impl ClaimRow {
     /// The row, its client's registration, and whether the claim reclaimed an expired lease.
-    pub fn into_parts(self) -> Result<(DeliveryRow, RelyingParty, bool), StoreError> {
-        let client = ClientRow {
-            settings: self.client_settings,
-            paused: self.client_paused,
-            created_at: self.client_created_at,
-            updated_at: self.client_updated_at,
-        }
-        .into_client()?;
+    /// Every row carries its client's registration; `registrations` keeps each one parsed
+    /// once per claim and shared by the client's rows.
+    pub fn into_parts(
+        self,
+        registrations: &mut HashMap<String, Arc<RelyingParty>>,
+    ) -> Result<(DeliveryRow, Arc<RelyingParty>, bool), StoreError> {
+        let client = match registrations.get(&self.row.client_id) {
+            Some(client) => client.clone(),
+            None => {
+                let client = Arc::new(
+                    ClientRow {
+                        settings: self.client_settings,
+                        paused: self.client_paused,
+                        created_at: self.client_created_at,
+                        updated_at: self.client_updated_at,
+                    }
+                    .into_client()?,
+                );
+                registrations.insert(self.row.client_id.clone(), client.clone());
+                client
+            }
+        };
         Ok((self.row, client, self.reclaimed))
     }
 }
