@@ -9,7 +9,7 @@ use super::rows::{ClientRow, SessionRow, client_columns, session_columns};
 use super::sessions::lock;
 use super::{PostgresStore, announce, db, ms, to_json};
 use crate::clients::RelyingParty;
-use crate::ids::EventId;
+use crate::ids::{EventId, UserId};
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
 use crate::session::{EndReport, EndTarget, Session};
@@ -19,8 +19,14 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, Postgres, Transaction};
 
+/// Sessions ended per transaction when one call ends a user's sessions. Each chunk commits
+/// its sessions' end together with their rows, so what one call holds in memory, and how long
+/// one transaction keeps its locks, stay bounded however many sessions the user has.
+pub(super) const END_CHUNK: usize = 64;
+
 /// Ends the target's active sessions and writes their rows from [`terminate::plan`]; commits
-/// both together (announcing the rows to every node), then wakes this node's workers.
+/// each session's end together with its rows (announcing the rows to every node), then wakes
+/// this node's workers. A user's sessions are ended [`END_CHUNK`] at a time.
 pub(super) async fn end_sessions(
     store: &PostgresStore,
     target: &EndTarget,
@@ -28,9 +34,65 @@ pub(super) async fn end_sessions(
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Result<EndReport, StoreError> {
-    let mut tx = store.begin().await?;
-    let ids = lock_targets(&mut tx, target).await?;
-    finish(store, tx, &ids, initiator, event_id, now).await
+    match target {
+        EndTarget::Session(id) => {
+            let mut tx = store.begin().await?;
+            let ids = lock(&mut tx, &[id.as_str()]).await?;
+            if ids.is_empty() {
+                return Err(StoreError::NotFound);
+            }
+            finish(store, tx, &ids, initiator, event_id, now).await
+        }
+        EndTarget::User(user) => end_user(store, user, initiator, event_id, now).await,
+    }
+}
+
+/// Ends a user's active sessions [`END_CHUNK`] at a time, in id order. Each chunk reads the
+/// next candidates past a cursor, then locks them; a session another transaction ends
+/// meanwhile drops out when its lock is granted (see [`active_sessions`]), and the cursor
+/// moves past every candidate, so the walk ends however many drop out.
+async fn end_user(
+    store: &PostgresStore,
+    user: &UserId,
+    initiator: Initiator,
+    event_id: &EventId,
+    now: DateTime<Utc>,
+) -> Result<EndReport, StoreError> {
+    let mut report = EndReport {
+        event_id: event_id.clone(),
+        sessions_ended: 0,
+        deliveries: 0,
+    };
+    let mut after = String::new();
+    loop {
+        let mut tx = store.begin().await?;
+        let candidates: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE user_id = $1 AND ended_at IS NULL AND id > $2 \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(user.as_str())
+        .bind(after.as_str())
+        .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let last_chunk = candidates.len() < END_CHUNK;
+        if let Some(last) = candidates.last() {
+            after.clone_from(last);
+        }
+        let wanted: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        let ids = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            lock(&mut tx, &wanted).await?
+        };
+        let part = finish(store, tx, &ids, initiator, event_id, now).await?;
+        report.sessions_ended += part.sessions_ended;
+        report.deliveries += part.deliveries;
+        if last_chunk {
+            return Ok(report);
+        }
+    }
 }
 
 /// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, with
@@ -87,32 +149,6 @@ async fn finish(
         sessions_ended: sessions.len(),
         deliveries: rows.len(),
     })
-}
-
-/// Locks the sessions a termination covers and returns their ids; `NotFound` for an unknown
-/// single session. A user's sessions that another transaction ends meanwhile drop out, since
-/// `FOR UPDATE` re-checks `ended_at IS NULL` on the row version it locks.
-async fn lock_targets(
-    conn: &mut PgConnection,
-    target: &EndTarget,
-) -> Result<Vec<String>, StoreError> {
-    match target {
-        EndTarget::Session(id) => {
-            let ids = lock(conn, &[id.as_str()]).await?;
-            if ids.is_empty() {
-                return Err(StoreError::NotFound);
-            }
-            Ok(ids)
-        }
-        EndTarget::User(user) => sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE user_id = $1 AND ended_at IS NULL \
-             ORDER BY id FOR UPDATE",
-        )
-        .bind(user.as_str())
-        .fetch_all(conn)
-        .await
-        .map_err(db),
-    }
 }
 
 /// The locked sessions that are still active, read after the locks were granted.

@@ -248,6 +248,64 @@ async fn two_nodes_ending_one_session_write_its_rows_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_ending_one_user_end_each_session_once_across_chunks() {
+    let Some((a, b, _db)) = two_nodes().await else {
+        return;
+    };
+    register(&a, &[client("c1"), client("c2")]).await;
+    // More sessions than three chunks of a user-wide end, so both walks overlap.
+    let sessions = 200;
+    for n in 0..sessions {
+        let id = format!("s{n:03}");
+        create(&a, &session(&id, "u1", &["c1", "c2"])).await;
+    }
+    let ends = [&a, &b].map(|node| {
+        let store = node.sessions.clone();
+        tokio::spawn(async move {
+            store
+                .end_sessions(
+                    &EndTarget::User(logoutd::ids::UserId::new("u1")),
+                    Initiator::IdpLogout,
+                    &EventId::generate(),
+                    t(3_000),
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let mut reports = Vec::new();
+    for end in ends {
+        reports.push(end.await.unwrap());
+    }
+    let ended: usize = reports.iter().map(|r| r.sessions_ended).sum();
+    let rows: usize = reports.iter().map(|r| r.deliveries).sum();
+    assert_eq!((ended, rows), (sessions, 2 * sessions));
+    let mut pairs = HashSet::new();
+    let mut from = None;
+    loop {
+        let page = a
+            .outbox
+            .list_deliveries(&DeliveryFilter::default(), from.as_deref(), 100)
+            .await
+            .unwrap();
+        for d in &page.items {
+            assert!(
+                pairs.insert((d.session_id.to_string(), d.client_id.to_string())),
+                "one row per session and client"
+            );
+        }
+        match page.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pairs.len(), 2 * sessions);
+    for n in 0..sessions {
+        assert!(stored(&a, &format!("s{n:03}")).await.is_ended());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn termination_on_one_node_wakes_another() {
     let Some((a, b, _db)) = two_nodes().await else {
         return;
