@@ -100,6 +100,23 @@ pub struct EndReport {
     pub deliveries: usize,
 }
 
+impl EndReport {
+    /// A termination under `event_id` that has ended nothing yet.
+    pub fn nothing(event_id: &EventId) -> Self {
+        Self {
+            event_id: event_id.clone(),
+            sessions_ended: 0,
+            deliveries: 0,
+        }
+    }
+
+    /// Adds what one part of the same termination (a chunk of sessions) did.
+    pub fn absorb(&mut self, part: EndReport) {
+        self.sessions_ended += part.sessions_ended;
+        self.deliveries += part.deliveries;
+    }
+}
+
 /// Storage of sessions. Every method is atomic, except that ending a user's sessions may commit
 /// them in several transactions; each session's end still commits together with its rows.
 #[async_trait]

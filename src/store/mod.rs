@@ -1,10 +1,11 @@
 //! Storage backends behind the three store traits, and how a `--store` URL picks one.
 
 use crate::clients::ClientRegistry;
-use crate::metadata::MetadataError;
+use crate::metadata::{MetadataError, SessionMetadata};
 use crate::outbox::Outbox;
 use crate::session::SessionStore;
 use serde::Serialize;
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 pub mod memory;
@@ -12,6 +13,35 @@ pub mod memory;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+/// The metadata snapshot of the last run of claimed rows, parsed once per run. A session's
+/// rows are written together and so lie next to each other in due order; each run of rows
+/// with the same stored snapshot (`K` is how a backend returns it) shares one parsed map.
+pub(crate) struct SnapshotRuns<K: ?Sized + ToOwned> {
+    last: Option<(K::Owned, SessionMetadata)>,
+}
+
+impl<K: ?Sized + ToOwned + PartialEq> SnapshotRuns<K> {
+    pub(crate) fn new() -> Self {
+        Self { last: None }
+    }
+
+    /// The map of `stored`: the last one when `stored` is the same, else `parse(stored)`.
+    pub(crate) fn get(
+        &mut self,
+        stored: &K,
+        parse: impl FnOnce(&K) -> Result<SessionMetadata, StoreError>,
+    ) -> Result<SessionMetadata, StoreError> {
+        if let Some((text, metadata)) = &self.last
+            && text.borrow() == stored
+        {
+            return Ok(metadata.clone());
+        }
+        let metadata = parse(stored)?;
+        self.last = Some((stored.to_owned(), metadata.clone()));
+        Ok(metadata)
+    }
+}
 
 /// One page of a listing, with the cursor of the next page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

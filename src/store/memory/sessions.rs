@@ -114,11 +114,7 @@ impl SessionStore for MemoryStore {
         let report = {
             let mut state = self.lock();
             let ids = target_sessions(&state, target)?;
-            let mut report = EndReport {
-                event_id: event_id.clone(),
-                sessions_ended: 0,
-                deliveries: 0,
-            };
+            let mut report = EndReport::nothing(event_id);
             for id in ids {
                 report.deliveries += end_one(&mut state, &id, initiator, event_id, now);
                 report.sessions_ended += 1;

@@ -11,7 +11,7 @@ use crate::outbox::{
     Outbox, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
-use crate::store::{Page, StoreError};
+use crate::store::{Page, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
@@ -73,21 +73,12 @@ impl Outbox for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        // A session's rows are written together and lie next to each other in due order;
-        // each run of rows with the same snapshot parses it once and shares it.
         let mut registrations = HashMap::new();
-        let mut snapshot: Option<(Value, SessionMetadata)> = None;
+        let mut snapshots = SnapshotRuns::<Value>::new();
         let mut claims = Vec::with_capacity(rows.len());
         for row in rows {
             let (row, client, reclaimed) = row.into_parts(&mut registrations)?;
-            let metadata = match &snapshot {
-                Some((value, metadata)) if value == row.metadata_value() => metadata.clone(),
-                _ => {
-                    let metadata = DeliveryRow::parse_metadata(row.metadata_value())?;
-                    snapshot = Some((row.metadata_value().clone(), metadata.clone()));
-                    metadata
-                }
-            };
+            let metadata = snapshots.get(row.metadata_value(), DeliveryRow::parse_metadata)?;
             claims.push(claimed(&row, client, metadata, &lease_id, reclaimed)?);
         }
         Ok(claims)

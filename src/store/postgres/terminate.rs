@@ -58,11 +58,7 @@ async fn end_user(
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Result<EndReport, StoreError> {
-    let mut report = EndReport {
-        event_id: event_id.clone(),
-        sessions_ended: 0,
-        deliveries: 0,
-    };
+    let mut report = EndReport::nothing(event_id);
     let mut after = String::new();
     loop {
         let mut tx = store.begin().await?;
@@ -86,9 +82,7 @@ async fn end_user(
         } else {
             lock(&mut tx, &wanted).await?
         };
-        let part = finish(store, tx, &ids, initiator, event_id, now).await?;
-        report.sessions_ended += part.sessions_ended;
-        report.deliveries += part.deliveries;
+        report.absorb(finish(store, tx, &ids, initiator, event_id, now).await?);
         if last_chunk {
             return Ok(report);
         }

@@ -10,7 +10,7 @@ use crate::outbox::{
     DeliveryState, Outbox, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
-use crate::store::{Page, StoreError};
+use crate::store::{Page, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -36,22 +36,13 @@ impl Outbox for SqliteStore {
         let until = now + lease;
         let clients = take_lease(&mut tx, &rows, &lease_id, until, now).await?;
         tx.commit().await.map_err(db)?;
-        // A session's rows are written together and so lie next to each other in due order;
-        // each run of rows with the same snapshot parses it once and shares it.
-        let mut snapshot: Option<(String, SessionMetadata)> = None;
+        let mut snapshots = SnapshotRuns::<str>::new();
         let mut claims = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(client) = clients.get(row.client_id.as_str()).cloned() else {
                 continue;
             };
-            let metadata = match &snapshot {
-                Some((text, metadata)) if text == row.metadata_text() => metadata.clone(),
-                _ => {
-                    let metadata = DeliveryRow::parse_metadata(row.metadata_text())?;
-                    snapshot = Some((row.metadata_text().to_owned(), metadata.clone()));
-                    metadata
-                }
-            };
+            let metadata = snapshots.get(row.metadata_text(), DeliveryRow::parse_metadata)?;
             claims.push(claimed(row, client, metadata, &lease_id, until)?);
         }
         Ok(claims)

@@ -63,11 +63,7 @@ async fn end_user(
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Result<EndReport, StoreError> {
-    let mut report = EndReport {
-        event_id: event_id.clone(),
-        sessions_ended: 0,
-        deliveries: 0,
-    };
+    let mut report = EndReport::nothing(event_id);
     // The cursor starts below every id, so each chunk is one range of the `sessions_user`
     // index rather than a rescan of the sessions already ended.
     let mut after = String::new();
@@ -91,9 +87,7 @@ async fn end_user(
             after.clear();
             after.push_str(last.id.as_str());
         }
-        let part = finish(store, tx, sessions, &clients, initiator, event_id, now).await?;
-        report.sessions_ended += part.sessions_ended;
-        report.deliveries += part.deliveries;
+        report.absorb(finish(store, tx, sessions, &clients, initiator, event_id, now).await?);
         if last_chunk {
             return Ok(report);
         }

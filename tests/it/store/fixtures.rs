@@ -5,7 +5,7 @@ use logoutd::clients::{InitiatorMode, LogoutInitiators, OidcLogout, RelyingParty
 use logoutd::ids::{ClientId, EventId, Jti, SessionId, UserId};
 use logoutd::initiator::Initiator;
 use logoutd::metadata::SessionMetadata;
-use logoutd::outbox::AttemptRecord;
+use logoutd::outbox::{AttemptRecord, Delivery, DeliveryFilter};
 use logoutd::session::{Device, EndReport, EndTarget, Session, SessionClient};
 use logoutd::store::Stores;
 use url::Url;
@@ -179,5 +179,23 @@ pub fn attempt(at: DateTime<Utc>, status: Option<u16>, error: Option<&str>) -> A
         error: error.map(str::to_owned),
         latency_ms: 12,
         jti: Jti::generate(),
+    }
+}
+
+/// Every delivery, read page by page (`take` per page) in id order.
+pub async fn all_deliveries(stores: &Stores, take: usize) -> Vec<Delivery> {
+    let mut all = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let page = stores
+            .outbox
+            .list_deliveries(&DeliveryFilter::default(), from.as_deref(), take)
+            .await
+            .unwrap();
+        all.extend(page.items);
+        match page.next {
+            Some(next) => from = Some(next),
+            None => return all,
+        }
     }
 }

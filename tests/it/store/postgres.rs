@@ -12,10 +12,10 @@ use super::claims::lease;
 use super::fixtures::*;
 use chrono::Duration;
 use futures_util::FutureExt;
-use logoutd::ids::{DeliveryId, EventId, SessionId};
+use logoutd::ids::{DeliveryId, EventId, SessionId, UserId};
 use logoutd::initiator::Initiator;
 use logoutd::outbox::DeliveryFilter;
-use logoutd::session::EndTarget;
+use logoutd::session::{EndReport, EndTarget};
 use logoutd::store::postgres::PostgresStore;
 use logoutd::store::{self, Stores};
 use sqlx::{Connection, PgConnection};
@@ -206,6 +206,30 @@ async fn two_nodes_never_hold_a_current_lease_on_one_row() {
     assert_eq!(unique.len(), 200, "no row claimed twice");
 }
 
+/// Ends `target` with `idp-logout` on both nodes at once; both reports.
+async fn end_on_both(a: &Stores, b: &Stores, target: EndTarget) -> Vec<EndReport> {
+    let ends = [a, b].map(|node| {
+        let sessions = node.sessions.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            sessions
+                .end_sessions(
+                    &target,
+                    Initiator::IdpLogout,
+                    &EventId::generate(),
+                    t(3_000),
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let mut reports = Vec::new();
+    for end in ends {
+        reports.push(end.await.unwrap());
+    }
+    reports
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_ending_one_session_write_its_rows_once() {
     let Some((a, b, _db)) = two_nodes().await else {
@@ -216,25 +240,7 @@ async fn two_nodes_ending_one_session_write_its_rows_once() {
         let id = format!("s{n:02}");
         let joined = session(&id, "u1", &["c1", "c2"]);
         a.sessions.create_session(&joined).await.unwrap();
-        let ends = [&a, &b].map(|node| {
-            let sessions = node.sessions.clone();
-            let target = EndTarget::Session(SessionId::new(id.as_str()));
-            tokio::spawn(async move {
-                sessions
-                    .end_sessions(
-                        &target,
-                        Initiator::IdpLogout,
-                        &EventId::generate(),
-                        t(3_000),
-                    )
-                    .await
-                    .unwrap()
-            })
-        });
-        let mut reports = Vec::new();
-        for end in ends {
-            reports.push(end.await.unwrap());
-        }
+        let reports = end_on_both(&a, &b, EndTarget::Session(SessionId::new(id.as_str()))).await;
         let ended: usize = reports.iter().map(|r| r.sessions_ended).sum();
         let rows: usize = reports.iter().map(|r| r.deliveries).sum();
         assert_eq!((ended, rows), (1, 2), "session {id}");
@@ -259,45 +265,16 @@ async fn two_nodes_ending_one_user_end_each_session_once_across_chunks() {
         let id = format!("s{n:03}");
         create(&a, &session(&id, "u1", &["c1", "c2"])).await;
     }
-    let ends = [&a, &b].map(|node| {
-        let store = node.sessions.clone();
-        tokio::spawn(async move {
-            store
-                .end_sessions(
-                    &EndTarget::User(logoutd::ids::UserId::new("u1")),
-                    Initiator::IdpLogout,
-                    &EventId::generate(),
-                    t(3_000),
-                )
-                .await
-                .unwrap()
-        })
-    });
-    let mut reports = Vec::new();
-    for end in ends {
-        reports.push(end.await.unwrap());
-    }
+    let reports = end_on_both(&a, &b, EndTarget::User(UserId::new("u1"))).await;
     let ended: usize = reports.iter().map(|r| r.sessions_ended).sum();
     let rows: usize = reports.iter().map(|r| r.deliveries).sum();
     assert_eq!((ended, rows), (sessions, 2 * sessions));
     let mut pairs = HashSet::new();
-    let mut from = None;
-    loop {
-        let page = a
-            .outbox
-            .list_deliveries(&DeliveryFilter::default(), from.as_deref(), 100)
-            .await
-            .unwrap();
-        for d in &page.items {
-            assert!(
-                pairs.insert((d.session_id.to_string(), d.client_id.to_string())),
-                "one row per session and client"
-            );
-        }
-        match page.next {
-            Some(next) => from = Some(next),
-            None => break,
-        }
+    for d in all_deliveries(&a, 100).await {
+        assert!(
+            pairs.insert((d.session_id.to_string(), d.client_id.to_string())),
+            "one row per session and client"
+        );
     }
     assert_eq!(pairs.len(), 2 * sessions);
     for n in 0..sessions {

@@ -261,20 +261,11 @@ pub async fn deliveries_filter_and_page_by_id(s: Stores) {
         ("c2", "s2")
     );
 
-    let mut paged = Vec::new();
-    let mut from: Option<String> = None;
-    loop {
-        let page = s
-            .outbox
-            .list_deliveries(&DeliveryFilter::default(), from.as_deref(), 4)
-            .await
-            .unwrap();
-        paged.extend(page.items.into_iter().map(|d| d.id));
-        match page.next {
-            Some(next) => from = Some(next),
-            None => break,
-        }
-    }
+    let paged: Vec<_> = all_deliveries(&s, 4)
+        .await
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
     assert_eq!(paged, ids);
 }
 
