@@ -174,24 +174,31 @@ impl Outbox for SqliteStore {
 /// Up to `limit` claimable rows, oldest due first. In-flight rows carry their lease end in
 /// `next_attempt_at`, so one ordered range over the partial `deliveries_due` index finds both
 /// kinds; `INDEXED BY` keeps the planner from preferring `deliveries_state` and sorting.
+///
+/// The rows come back as one value, a JSON array holding each row's columns as an array: the
+/// driver hands every result row from its database thread to this one as a message of its
+/// own, and a claim of a hundred rows would otherwise wake this thread up to a hundred times.
 async fn due_rows(
     conn: &mut SqliteConnection,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
-    sqlx::query_as(concat!(
-        "SELECT ",
+    let rows: String = sqlx::query_scalar(concat!(
+        "SELECT json_group_array(json_array(",
+        delivery_columns!(),
+        ") ORDER BY next_attempt_at) FROM (SELECT ",
         delivery_columns!(),
         " FROM deliveries INDEXED BY deliveries_due",
         " WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?1",
         " AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1)",
-        " ORDER BY next_attempt_at LIMIT +?2"
+        " ORDER BY next_attempt_at LIMIT +?2)"
     ))
     .bind(ms(now))
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(conn)
+    .fetch_one(conn)
     .await
-    .map_err(db)
+    .map_err(db)?;
+    serde_json::from_str(&rows).map_err(|_| StoreError::backend(super::Corrupt("claimed rows")))
 }
 
 /// Puts the rows in flight under `lease` until `until` and reads the current registrations

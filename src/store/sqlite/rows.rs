@@ -42,8 +42,9 @@ fn json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(value).map_err(|_| StoreError::backend(Corrupt(column)))
 }
 
-/// A row of `sessions`.
-#[derive(sqlx::FromRow)]
+/// A row of `sessions`, read as a result row or as a JSON array of its columns in the order
+/// of [`session_columns`].
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct SessionRow {
     pub id: String,
     user_id: String,
@@ -106,34 +107,37 @@ impl ClientRow {
 }
 
 /// The select that reads sessions about to end together with every client each joined and
-/// that client's registration, if it still exists: one row per (session, client) pair in
-/// session and joining order, and one row with NULL client columns for a session that joined
+/// that client's registration, if it still exists: one entry per (session, client) pair in
+/// session and joining order, and one with null client columns for a session that joined
 /// none. `$sessions` is a query for the sessions' [`session_columns`], named `s`.
+///
+/// The entries come back as one value, a JSON array of [`EndingRow`]s, rather than as one
+/// result row each: the driver hands every result row from its database thread to the async
+/// side as a message of its own, and each can wake a thread.
 macro_rules! ending_select {
     ($sessions:expr) => {
         concat!(
             "WITH s AS (",
             $sessions,
-            ") SELECT s.id, s.user_id, s.created_at, s.updated_at, s.authenticated_at, \
-             s.idle_expires_at, s.expires_at, s.last_interacted_at, s.device, s.metadata, \
-             s.ended_at, s.end_initiator, sc.client_id AS joined, c.settings, c.paused, \
-             c.created_at AS registered_at, c.updated_at AS changed_at FROM s \
+            ") SELECT json_group_array(json_array(json_array(s.id, s.user_id, s.created_at, \
+             s.updated_at, s.authenticated_at, s.idle_expires_at, s.expires_at, \
+             s.last_interacted_at, s.device, s.metadata, s.ended_at, s.end_initiator), \
+             sc.client_id, c.settings, c.paused, c.created_at, c.updated_at) \
+             ORDER BY s.id, sc.position) FROM s \
              LEFT JOIN session_clients AS sc ON sc.session_id = s.id \
-             LEFT JOIN clients AS c ON c.client_id = sc.client_id \
-             ORDER BY s.id, sc.position"
+             LEFT JOIN clients AS c ON c.client_id = sc.client_id"
         )
     };
 }
 pub(super) use ending_select;
 
-/// A row of [`ending_select`].
-#[derive(sqlx::FromRow)]
-pub(super) struct EndingRow {
-    #[sqlx(flatten)]
+/// An entry of [`ending_select`]: the session's columns as an array, then the client's.
+#[derive(serde::Deserialize)]
+struct EndingRow {
     session: SessionRow,
     joined: Option<String>,
     settings: Option<String>,
-    paused: Option<bool>,
+    paused: Option<i64>,
     registered_at: Option<i64>,
     changed_at: Option<i64>,
 }
@@ -141,8 +145,9 @@ pub(super) struct EndingRow {
 /// Sessions from the rows of [`ending_select`], each with its clients in joining order, and
 /// the registrations of those clients that exist, each once.
 pub(super) fn ending_sessions(
-    rows: Vec<EndingRow>,
+    selected: &str,
 ) -> Result<(Vec<Session>, Vec<RelyingParty>), StoreError> {
+    let rows: Vec<EndingRow> = json(selected, "ending sessions")?;
     let mut sessions: Vec<(SessionRow, Vec<SessionClient>)> = Vec::new();
     let mut registrations: Vec<RelyingParty> = Vec::new();
     for row in rows {
@@ -162,7 +167,7 @@ pub(super) fn ending_sessions(
         ) {
             let client = ClientRow {
                 settings,
-                paused,
+                paused: paused != 0,
                 created_at,
                 updated_at,
             };
@@ -181,8 +186,9 @@ pub(super) fn ending_sessions(
     Ok((sessions, registrations))
 }
 
-/// A row of `deliveries` (the columns of [`delivery_columns`]).
-#[derive(sqlx::FromRow)]
+/// A row of `deliveries` (the columns of [`delivery_columns`]), read as a result row or as a
+/// JSON array of those columns in that order (see [`super::outbox`]).
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct DeliveryRow {
     id: String,
     event_id: String,

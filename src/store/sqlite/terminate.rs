@@ -1,6 +1,6 @@
 //! Termination over SQLite: the sessions' end and their outbox rows in one transaction.
 
-use super::rows::{EndingRow, ending_select, ending_sessions, session_columns};
+use super::rows::{ending_select, ending_sessions, session_columns};
 use super::{Lane, SqliteStore, WriteTx, db, json_list, ms, values};
 use crate::clients::RelyingParty;
 use crate::ids::{EventId, UserId};
@@ -35,16 +35,16 @@ pub(super) async fn end_sessions(
     match target {
         EndTarget::Session(id) => {
             let mut tx = store.begin_write().await?;
-            let rows: Vec<EndingRow> = sqlx::query_as(ending_select!(concat!(
+            let rows: String = sqlx::query_scalar(ending_select!(concat!(
                 "SELECT ",
                 session_columns!(),
                 " FROM sessions WHERE id = ?"
             )))
             .bind(id.as_str())
-            .fetch_all(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-            let (sessions, clients) = ending_sessions(rows)?;
+            let (sessions, clients) = ending_sessions(&rows)?;
             if sessions.is_empty() {
                 return Err(StoreError::NotFound);
             }
@@ -69,7 +69,7 @@ async fn end_user(
     let mut after = String::new();
     loop {
         let mut tx = store.begin_in(Lane::Bulk).await?;
-        let rows: Vec<EndingRow> = sqlx::query_as(ending_select!(concat!(
+        let rows: String = sqlx::query_scalar(ending_select!(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE user_id = ?1 AND id > ?2 AND ended_at IS NULL",
@@ -78,10 +78,10 @@ async fn end_user(
         .bind(user.as_str())
         .bind(after.as_str())
         .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        let (sessions, clients) = ending_sessions(rows)?;
+        let (sessions, clients) = ending_sessions(&rows)?;
         let last_chunk = sessions.len() < END_CHUNK;
         if let Some(last) = sessions.last() {
             after.clear();
@@ -119,13 +119,13 @@ pub(super) async fn end_expired(
     event_id: &EventId,
 ) -> Result<EndReport, StoreError> {
     let mut tx = store.begin_in(Lane::Bulk).await?;
-    let rows: Vec<EndingRow> = sqlx::query_as(EXPIRED)
+    let rows: String = sqlx::query_scalar(EXPIRED)
         .bind(ms(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-    let (sessions, clients) = ending_sessions(rows)?;
+    let (sessions, clients) = ending_sessions(&rows)?;
     finish(
         store,
         tx,

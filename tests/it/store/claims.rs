@@ -231,3 +231,33 @@ pub async fn a_claim_gives_each_row_the_metadata_of_its_own_session(s: Stores) {
         assert_eq!(&c.session_metadata, expected, "{}", c.delivery.session_id);
     }
 }
+
+/// Text that JSON must escape reaches the claim unchanged, whichever way the store carries it
+/// from the session to the claimed row.
+pub async fn text_that_needs_escaping_reaches_the_claim_unchanged(s: Stores) {
+    register(&s, &[client("c1"), client("c2")]).await;
+    let tricky = meta(&[
+        ("quote", "say \"hi\" \\ back\\"),
+        ("lines", "one\ntwo\tthree\r\u{1}\u{1f}"),
+        ("unicode", "é ß 日本 😀 \u{2028}"),
+        ("markup", "</script><!-- ' -->"),
+    ]);
+    let user = "usér \"q\" 😀";
+    let mut sess = session("s-\"tricky\"-é", user, &["c1", "c2"]);
+    sess.session_metadata = tricky.clone();
+    sess.device.last_user_agent = Some("Agent \"x\" \\ é".to_owned());
+    create(&s, &sess).await;
+    create(&s, &session("s-none", user, &[])).await;
+    let report = end_user(&s, user, Initiator::RpLogout, t(2_000)).await;
+    assert_eq!((report.sessions_ended, report.deliveries), (2, 2));
+    let ended = stored(&s, "s-\"tricky\"-é").await;
+    assert_eq!(ended.device, sess.device);
+    assert_eq!(ended.session_metadata, tricky);
+    let claimed = s.outbox.claim_due(t(3_000), lease(), 100).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in &claimed {
+        assert_eq!(c.session_metadata, tricky);
+        assert_eq!(c.delivery.session_id.as_str(), "s-\"tricky\"-é");
+        assert_eq!(c.delivery.user_id.as_str(), user);
+    }
+}

@@ -76,6 +76,7 @@ macro_rules! conformance {
                 claims::expired_lease_is_reclaimed_and_old_result_ignored,
                 claims::concurrent_claimers_never_share_a_row,
                 claims::a_claim_gives_each_row_the_metadata_of_its_own_session,
+                claims::text_that_needs_escaping_reaches_the_claim_unchanged,
                 results::record_applies_decisions,
                 results::record_ignores_stale_and_unknown_leases,
                 results::record_counts_only_the_rows_whose_lease_holds,
