@@ -65,10 +65,23 @@ pub async fn run(
     }
     let result = attempt(&inner, &row, url).await;
     drop(origin_permit);
-    drop(slot);
+    hand_over(&results, result, slot).await;
+}
+
+/// Queues `result` for the recorder, and only then gives up the attempt's in-flight slot.
+/// When results are recorded more slowly than attempts finish (a slow database), claims thus
+/// slow down to match, instead of finished attempts piling up in memory, each with its task,
+/// waiting for room in the queue while their slots let ever more rows be claimed.
+async fn hand_over(
+    results: &ResultTx<AttemptResult>,
+    result: AttemptResult,
+    slot: OwnedSemaphorePermit,
+) {
+    let id = result.id.clone();
     if results.send(result).await.is_err() {
-        tracing::error!(delivery_id = %row.delivery.id, "result channel closed; the lease will expire and the row be retried");
+        tracing::error!(delivery_id = %id, "result channel closed; the lease will expire and the row be retried");
     }
+    drop(slot);
 }
 
 async fn attempt(inner: &Inner, row: &ClaimedDelivery, url: &url::Url) -> AttemptResult {
@@ -138,5 +151,49 @@ pub fn outcome_label(decision: &Decision) -> &'static str {
         Decision::Delivered => "delivered",
         Decision::RetryAt(_) => "retry",
         Decision::GiveUp(_) => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ids::{DeliveryId, LeaseId};
+    use tokio::sync::Semaphore;
+
+    fn result(n: u32) -> AttemptResult {
+        AttemptResult {
+            id: DeliveryId::new(format!("dlv_{n}")),
+            lease: LeaseId::new("lease"),
+            attempt: AttemptRecord {
+                at: DateTime::UNIX_EPOCH,
+                status: Some(204),
+                error: None,
+                latency_ms: 1,
+                jti: Jti::new("jti"),
+            },
+            decision: Decision::Delivered,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_slot_is_held_until_the_result_is_queued() {
+        let slots = Arc::new(Semaphore::new(1));
+        let slot = slots.clone().try_acquire_owned().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        tx.send(result(1)).await.unwrap();
+        let handing = tokio::spawn(async move { hand_over(&tx, result(2), slot).await });
+        // The task runs until the full queue makes it wait.
+        tokio::task::yield_now().await;
+        assert!(!handing.is_finished());
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "slot given up with the result unqueued"
+        );
+        assert_eq!(rx.recv().await.unwrap().id.as_str(), "dlv_1");
+        handing.await.unwrap();
+        assert_eq!(slots.available_permits(), 1);
+        assert_eq!(rx.recv().await.unwrap().id.as_str(), "dlv_2");
     }
 }
