@@ -17,6 +17,7 @@
 
 mod clients;
 mod listener;
+mod nodelay;
 mod outbox;
 mod retention;
 mod rows;
@@ -53,8 +54,18 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| StoreError::UnsupportedUrl(redact_url(url)))?;
+        let port = options.get_port();
+        let tcp = options.get_socket().is_none();
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
+            .after_connect(move |_conn, _meta| {
+                Box::pin(async move {
+                    if tcp && let Err(err) = nodelay::set_on_sockets_to(port) {
+                        tracing::warn!(error = %err, "cannot set TCP_NODELAY on a database connection; statements larger than 16 KiB may wait up to 40 ms");
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(StoreError::backend)?;
