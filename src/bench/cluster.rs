@@ -15,13 +15,24 @@ use super::{
 const ISSUER: &str = "https://logoutd.bench";
 
 /// Runs `scenario` on a database created for it on the server at `scenario.store`, and drops
-/// the database afterwards whatever the outcome.
+/// the database afterwards whatever the outcome. SIGTERM or SIGINT ends the run early: the
+/// nodes are killed as they are dropped, and the database is still dropped, so neither
+/// outlives an interrupted benchmark.
 #[cfg(feature = "postgres")]
 pub async fn run(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Report> {
     use super::database::BenchDatabase;
     let server = scenario.store.clone().unwrap_or_default();
     let db = BenchDatabase::create(&server).await?;
-    let result = on_database(scenario, &db.url, sinks).await;
+    let interrupted = async {
+        if crate::cli::stop_signal().await.is_err() {
+            // Without signal handlers the run is not interruptible, as before.
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        result = on_database(scenario, &db.url, sinks) => result,
+        () = interrupted => Err(anyhow::anyhow!("interrupted; the nodes were stopped")),
+    };
     if let Err(err) = db.drop_now().await {
         eprintln!("could not drop the benchmark database: {err:#}");
     }

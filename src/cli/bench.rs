@@ -49,7 +49,7 @@ pub struct DeliverArgs {
     /// Store URL [default: a fresh SQLite file per scenario]. A postgres:// URL names a
     /// server (e.g. postgres://postgres@127.0.0.1:5432/postgres) on which each scenario
     /// creates and drops a database `logoutd_bench_<random>`, served by `--nodes` child
-    /// `logoutd serve` processes.
+    /// `logoutd serve` processes. SIGTERM or SIGINT stops the run, its nodes and its database.
     #[arg(long)]
     store: Option<String>,
     /// `logoutd serve` processes sharing the work; above 1 needs a postgres:// --store.

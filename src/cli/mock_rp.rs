@@ -119,19 +119,10 @@ pub async fn run(args: MockRpArgs) -> anyhow::Result<ExitCode> {
     stdout.flush()?;
     drop(stdout);
     tracing::info!(addr = %rp.addr(), "mock RP ready");
-    let stopped = stop_signal().await;
+    let stopped = super::stop_signal()
+        .await
+        .context("cannot handle SIGTERM or SIGINT");
     rp.shutdown().await;
     stopped?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn stop_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    Ok(())
 }

@@ -67,6 +67,18 @@ macro_rules! outln {
     };
 }
 
+/// Waits for SIGTERM or SIGINT, and logs which one came.
+pub async fn stop_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    Ok(())
+}
+
 /// Parses the command line, sets up logging to stderr and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -266,17 +266,8 @@ fn redact_store(url: &str) -> String {
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    match super::stop_signal().await {
+        Ok(()) => shutdown.cancel(),
+        Err(err) => tracing::error!(error = %err, "cannot install signal handlers"),
     }
-    shutdown.cancel();
 }
