@@ -77,9 +77,8 @@ async fn hand_over(
     result: AttemptResult,
     slot: OwnedSemaphorePermit,
 ) {
-    let id = result.id.clone();
-    if results.send(result).await.is_err() {
-        tracing::error!(delivery_id = %id, "result channel closed; the lease will expire and the row be retried");
+    if let Err(unsent) = results.send(result).await {
+        tracing::error!(delivery_id = %unsent.0.id, "result channel closed; the lease will expire and the row be retried");
     }
     drop(slot);
 }

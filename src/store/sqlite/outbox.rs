@@ -1,6 +1,6 @@
 //! The outbox over SQLite: leased claims and batched results, each call one write transaction.
 
-use super::rows::{ClientRow, DeliveryRow, delivery_columns};
+use super::rows::{self, ClientRow, DeliveryRow, delivery_columns};
 use super::{SqliteStore, db, json_list, ms, opt_from_ms, status, values};
 use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
@@ -198,7 +198,7 @@ async fn due_rows(
     .fetch_one(conn)
     .await
     .map_err(db)?;
-    serde_json::from_str(&rows).map_err(|_| StoreError::backend(super::Corrupt("claimed rows")))
+    rows::json(&rows, "claimed rows")
 }
 
 /// Puts the rows in flight under `lease` until `until` and reads the current registrations

@@ -34,8 +34,9 @@ fn parse<T: FromStr>(value: &str, column: &'static str) -> Result<T, StoreError>
         .map_err(|_| StoreError::backend(Corrupt(column)))
 }
 
-/// Parses a stored JSON column, naming only the column on failure.
-fn json<T: serde::de::DeserializeOwned>(
+/// Parses JSON read from the database (a column, or rows built into one value), naming only
+/// what it is on failure.
+pub(super) fn json<T: serde::de::DeserializeOwned>(
     value: &str,
     column: &'static str,
 ) -> Result<T, StoreError> {
