@@ -7,6 +7,7 @@ pub mod bench;
 pub mod deliveries;
 pub mod http;
 pub mod keys;
+pub mod logs;
 pub mod mock_rp;
 pub mod serve;
 pub mod sessions;
@@ -52,6 +53,7 @@ pub fn print_line(args: std::fmt::Arguments<'_>) {
     if let Err(err) = out.write_fmt(args).and_then(|()| out.write_all(b"\n"))
         && err.kind() == std::io::ErrorKind::BrokenPipe
     {
+        logs::flush();
         std::process::exit(141);
     }
 }
@@ -92,6 +94,7 @@ pub fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
+            logs::flush();
             eprintln!("error: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
@@ -107,6 +110,9 @@ pub fn main() -> ExitCode {
             Command::Sessions(args) => sessions::run(args).await,
         }
     });
+    // The runtime's threads may still log while they stop.
+    drop(runtime);
+    logs::flush();
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -116,15 +122,22 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Sets up the `tracing` subscriber, writing through [`logs::BatchedStderr`], and a panic hook
+/// that writes the waiting lines before the panic's message.
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        logs::flush();
+        report(info);
+    }));
     let filter = EnvFilter::try_from_env("LOGOUTD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOGOUTD_LOG_FORMAT").is_ok_and(|v| v == "json");
     // Colour codes only for a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(logs::BatchedStderr::start());
     if json {
         builder.json().init();
     } else {
