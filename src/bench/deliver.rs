@@ -66,6 +66,21 @@ pub struct Report {
     pub peak_rss_kib: u64,
     /// End-session API latencies (ms) measured during the run: p50, p99.
     pub end_latency_ms: Option<(f64, f64)>,
+    /// The receiver's CPU time over the same span, when it reports it.
+    pub sink_cpu: Option<Duration>,
+    /// Cores on this machine.
+    pub cores: usize,
+}
+
+impl Report {
+    /// Deliveries per second as a share of what the cores the receiver leaves can sign at the
+    /// raw rate: `deliveries/s ÷ ((cores − receiver's cores in use) × raw signatures/s)`.
+    pub fn ceiling_share(&self) -> Option<f64> {
+        let wall = self.wall.as_secs_f64();
+        let sink_cores = self.sink_cpu?.as_secs_f64() / wall.max(1e-9);
+        let ceiling = (self.cores as f64 - sink_cores) * self.raw_sig_per_sec;
+        (ceiling > 0.0).then(|| self.deliveries as f64 / wall.max(1e-9) / ceiling)
+    }
 }
 
 impl std::fmt::Display for Report {
@@ -95,6 +110,14 @@ impl std::fmt::Display for Report {
                 us(split.delivery),
                 us(split.sqlite),
                 us(split.runtime)
+            )?;
+        }
+        if let (Some(sink), Some(share)) = (self.sink_cpu, self.ceiling_share()) {
+            let us = sink.as_secs_f64() * 1e6 / self.deliveries.max(1) as f64;
+            write!(
+                f,
+                " sink_cpu/delivery={us:.0}us ceiling={:.0}%",
+                share * 100.0
             )?;
         }
         if let Some((p50, p99)) = self.end_latency_ms {
@@ -306,5 +329,57 @@ pub(super) async fn report(
         raw_sig_per_sec: raw.raw_per_sec,
         peak_rss_kib,
         end_latency_ms: percentiles(measured.latencies),
+        sink_cpu: measured.sink_cpu,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(sink_cpu: Option<Duration>) -> Report {
+        Report {
+            scenario: Scenario {
+                alg: SigningAlg::RS256,
+                sessions: 1000,
+                rps: 5,
+                sessions_per_user: 100,
+                probes: 0,
+                metadata_pairs: 0,
+                store: None,
+                nodes: 1,
+            },
+            deliveries: 6000,
+            duplicates: 0,
+            wall: Duration::from_secs(2),
+            cpu: Duration::from_secs(3),
+            split: None,
+            raw_sig_per_sec: 2000.0,
+            peak_rss_kib: 0,
+            end_latency_ms: None,
+            sink_cpu,
+            cores: 2,
+        }
+    }
+
+    #[test]
+    fn the_ceiling_leaves_out_the_cores_the_receiver_used() {
+        // 3,000 deliveries/s; the receiver used half a core, so 1.5 cores sign 3,000/s at most.
+        let share = report(Some(Duration::from_secs(1)))
+            .ceiling_share()
+            .unwrap();
+        assert!((share - 1.0).abs() < 1e-9, "{share}");
+        let line = report(Some(Duration::from_secs(1))).to_string();
+        assert!(
+            line.contains("sink_cpu/delivery=167us ceiling=100%"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn without_the_receivers_figure_there_is_no_ceiling() {
+        assert_eq!(report(None).ceiling_share(), None);
+        assert!(!report(None).to_string().contains("ceiling="));
+    }
 }

@@ -52,6 +52,8 @@ pub struct Measured {
     pub split: Option<CpuSplit>,
     /// Single-session end latencies, ms.
     pub latencies: Vec<f64>,
+    /// The sink's CPU time over the same span (`None` from a sink that does not report it).
+    pub sink_cpu: Option<Duration>,
 }
 
 /// Ends every user's sessions ([`END_CONCURRENCY`] calls at a time) while timing
@@ -62,6 +64,7 @@ pub async fn drive(
     s: &Scenario,
 ) -> anyhow::Result<Measured> {
     let (posts0, distinct0) = sink_figures(http, target.sink).await?;
+    let sink_cpu0 = sink_cpu(http, target.sink).await;
     let expected = ((s.sessions + s.probes) * s.rps) as u64;
     let threads0 = target.in_process.then(thread_times);
     let cpu0 = (target.cpu)();
@@ -77,6 +80,7 @@ pub async fn drive(
         let (posts, distinct) = sink_figures(http, target.sink).await?;
         let seen = distinct.saturating_sub(distinct0);
         if seen >= expected {
+            let sink_cpu = sink_cpu(http, target.sink).await;
             return Ok(Measured {
                 delivered: seen,
                 duplicates: posts.saturating_sub(posts0).saturating_sub(seen),
@@ -84,6 +88,9 @@ pub async fn drive(
                 cpu: (target.cpu)().saturating_sub(cpu0),
                 split: threads0.map(|before| CpuSplit::between(&before, &thread_times())),
                 latencies,
+                sink_cpu: sink_cpu0
+                    .zip(sink_cpu)
+                    .map(|(before, after)| after.saturating_sub(before)),
             });
         }
         if start.elapsed() > DELIVERY_LIMIT {
@@ -160,6 +167,16 @@ async fn sink_figures(http: &reqwest::Client, sink: &str) -> anyhow::Result<(u64
         anyhow::Ok(text.trim().parse::<u64>()?)
     };
     Ok((get("/count").await?, get("/distinct").await?))
+}
+
+/// The CPU time the sink's process has used, or `None` if it does not say.
+async fn sink_cpu(http: &reqwest::Client, sink: &str) -> Option<Duration> {
+    let response = http.get(format!("{sink}/cpu_us")).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let micros = response.text().await.ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_micros(micros))
 }
 
 /// p50 and p99 of `samples` (nearest rank).

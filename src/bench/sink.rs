@@ -2,7 +2,9 @@
 //! so that its CPU time is not counted as logoutd's. It answers every POST with 200 at once,
 //! keeps connections alive, and reports how many POSTs it has seen at `GET /count` and how
 //! many distinct (`sid`, `aud`) pairs they carried at `GET /distinct` (the difference is the
-//! duplicate deliveries). Tokens are decoded, never verified: this is a counter, not an RP.
+//! duplicate deliveries), and at `GET /cpu_us` the CPU time its process has used, so that
+//! the benchmark can take the receiver's share of the cores out of the signing ceiling. Tokens
+//! are decoded, never verified: this is a counter, not an RP.
 
 use axum::body::{Body, Bytes};
 use base64::Engine as _;
@@ -61,6 +63,8 @@ async fn answer(req: Request<Incoming>, tally: Arc<Tally>) -> Result<Response<Bo
         let figure = match req.uri().path() {
             "/count" => Some(tally.posts.load(Ordering::Acquire)),
             "/distinct" => Some(distinct(&tally)),
+            "/cpu_us" => super::proc_stats::cpu_time()
+                .map(|cpu| u64::try_from(cpu.as_micros()).unwrap_or(u64::MAX)),
             _ => None,
         };
         match figure {

@@ -14,7 +14,8 @@ pub enum BenchCommand {
     /// for RS256, PS256, ES256 and EdDSA.
     Sign(SignArgs),
     /// End-to-end deliveries into a loopback receiver (another process): deliveries/s, CPU
-    /// per delivery next to the raw signature cost, peak RSS, end-session API latency.
+    /// per delivery next to the raw signature cost, the share of the signing ceiling left by
+    /// the receiver's CPU, peak RSS, end-session API latency.
     Deliver(DeliverArgs),
     /// Management API latency on SQLite: session create, PATCH metadata, GET session, p50/p99
     /// at each concurrency.
