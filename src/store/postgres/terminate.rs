@@ -7,7 +7,7 @@
 
 use super::rows::{ClientRow, SessionRow, client_columns, session_columns};
 use super::sessions::lock;
-use super::{PostgresStore, announce, db, ms, to_json};
+use super::{CHANNEL, PostgresStore, db, ms, to_json};
 use crate::clients::RelyingParty;
 use crate::ids::{EventId, UserId};
 use crate::initiator::Initiator;
@@ -129,11 +129,7 @@ async fn finish(
         .iter()
         .flat_map(|s| terminate::plan(s, &clients, initiator, event_id, now))
         .collect();
-    mark_ended(&mut tx, &sessions, initiator, now).await?;
-    insert_rows(&mut tx, &rows).await?;
-    if !rows.is_empty() {
-        announce(&mut tx).await?;
-    }
+    write_end(&mut tx, &sessions, &rows, initiator, now).await?;
     tx.commit().await.map_err(db)?;
     if !rows.is_empty() {
         store.notify();
@@ -192,10 +188,13 @@ async fn registrations(
     rows.into_iter().map(ClientRow::into_client).collect()
 }
 
-/// Marks the sessions ended.
-async fn mark_ended(
+/// Marks the sessions ended, inserts the planned rows as pending and due at once, and
+/// announces them (when there are any), in one statement: one round trip where there were
+/// three, each a wait for a turn on the cores while a mass logout runs.
+async fn write_end(
     conn: &mut PgConnection,
     sessions: &[Session],
+    rows: &[NewDelivery],
     initiator: Initiator,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -203,24 +202,6 @@ async fn mark_ended(
         return Ok(());
     }
     let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
-    sqlx::query(
-        "UPDATE sessions SET ended_at = $1, end_initiator = $2, updated_at = $1 \
-         WHERE id = ANY($3) AND ended_at IS NULL",
-    )
-    .bind(ms(now))
-    .bind(initiator.as_str())
-    .bind(&ids)
-    .execute(conn)
-    .await
-    .map_err(db)
-    .map(|_| ())
-}
-
-/// Inserts the planned rows as pending and due at once, in one statement.
-async fn insert_rows(conn: &mut PgConnection, rows: &[NewDelivery]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
     let mut batch = Vec::with_capacity(rows.len());
     for r in rows {
         batch.push(json!({
@@ -235,14 +216,22 @@ async fn insert_rows(conn: &mut PgConnection, rows: &[NewDelivery]) -> Result<()
         }));
     }
     sqlx::query(
-        "INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, initiator, \
-         metadata, state, attempts, next_attempt_at, budget_started_at, created_at, updated_at) \
+        "WITH ended AS (UPDATE sessions SET ended_at = $1, end_initiator = $2, updated_at = $1 \
+         WHERE id = ANY($3) AND ended_at IS NULL), \
+         inserted AS (INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, \
+         initiator, metadata, state, attempts, next_attempt_at, budget_started_at, created_at, \
+         updated_at) \
          SELECT r.id, r.event_id, r.session_id, r.user_id, r.client_id, r.initiator, \
          r.metadata, 'pending', 0, r.at, r.at, r.at, r.at \
-         FROM jsonb_to_recordset($1) AS r (id text, event_id text, session_id text, \
-         user_id text, client_id text, initiator text, metadata jsonb, at bigint)",
+         FROM jsonb_to_recordset($4) AS r (id text, event_id text, session_id text, \
+         user_id text, client_id text, initiator text, metadata jsonb, at bigint)) \
+         SELECT pg_notify($5, '') WHERE jsonb_array_length($4) > 0",
     )
+    .bind(ms(now))
+    .bind(initiator.as_str())
+    .bind(&ids)
     .bind(serde_json::Value::Array(batch))
+    .bind(CHANNEL)
     .execute(conn)
     .await
     .map_err(db)
