@@ -76,10 +76,10 @@ impl Report {
     /// Deliveries per second as a share of what the cores the receiver leaves can sign at the
     /// raw rate: `deliveries/s ÷ ((cores − receiver's cores in use) × raw signatures/s)`.
     pub fn ceiling_share(&self) -> Option<f64> {
-        let wall = self.wall.as_secs_f64();
-        let sink_cores = self.sink_cpu?.as_secs_f64() / wall.max(1e-9);
+        let wall = self.wall.as_secs_f64().max(1e-9);
+        let sink_cores = self.sink_cpu?.as_secs_f64() / wall;
         let ceiling = (self.cores as f64 - sink_cores) * self.raw_sig_per_sec;
-        (ceiling > 0.0).then(|| self.deliveries as f64 / wall.max(1e-9) / ceiling)
+        (ceiling > 0.0).then(|| self.deliveries as f64 / wall / ceiling)
     }
 }
 

@@ -157,26 +157,23 @@ async fn probe_ends(
 
 /// The sink's POST count and distinct (sid, aud) count.
 async fn sink_figures(http: &reqwest::Client, sink: &str) -> anyhow::Result<(u64, u64)> {
-    let get = |path: &'static str| async move {
-        let text = http
-            .get(format!("{sink}{path}"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        anyhow::Ok(text.trim().parse::<u64>()?)
-    };
-    Ok((get("/count").await?, get("/distinct").await?))
+    Ok((
+        sink_figure(http, sink, "/count").await?,
+        sink_figure(http, sink, "/distinct").await?,
+    ))
 }
 
-/// The CPU time the sink's process has used, or `None` if it does not say.
+/// The CPU time the sink's process has used, or `None` from a sink that does not report it.
 async fn sink_cpu(http: &reqwest::Client, sink: &str) -> Option<Duration> {
-    let response = http.get(format!("{sink}/cpu_us")).send().await.ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    let micros = response.text().await.ok()?.trim().parse::<u64>().ok()?;
+    let micros = sink_figure(http, sink, "/cpu_us").await.ok()?;
     Some(Duration::from_micros(micros))
+}
+
+/// One number the sink serves at `path`.
+async fn sink_figure(http: &reqwest::Client, sink: &str, path: &str) -> anyhow::Result<u64> {
+    let response = http.get(format!("{sink}{path}")).send().await?;
+    let text = response.error_for_status()?.text().await?;
+    Ok(text.trim().parse::<u64>()?)
 }
 
 /// p50 and p99 of `samples` (nearest rank).

@@ -4,9 +4,10 @@
 //! thread that logs it a system call and, when stderr is a pipe or journald's socket, waking
 //! the reader: a delivery thread spent about two thirds as much on that as on an ES256
 //! signature. Here a line is appended to a buffer in memory instead, and a flusher thread
-//! writes what has gathered every [`INTERVAL`], or as soon as [`HIGH_WATER`] bytes are waiting. The lines keep their order.
-//! When the reader of stderr stalls and [`CAP`] bytes are waiting, the logging thread writes
-//! them itself and so waits for the reader, as an unbuffered stderr would: nothing is dropped.
+//! writes what has gathered every [`INTERVAL`], or as soon as [`HIGH_WATER`] bytes are
+//! waiting. The lines keep their order. When the reader of stderr stalls and [`CAP`] bytes are
+//! waiting, the logging thread writes them itself and so waits for the reader, as an
+//! unbuffered stderr would: nothing is dropped.
 //!
 //! [`flush`] writes what is waiting at once; the process calls it before it exits, before it
 //! prints an error of its own, and when it panics. A process killed with SIGKILL loses at most

@@ -45,9 +45,9 @@ const CLAIM: &str = concat!(
 /// statistics predate its backlog (a new database, or the first minute of a mass logout, before
 /// autovacuum analyzes it; a test table of 40,000 due rows that had never been analyzed was
 /// estimated at 41) is read whole with a bitmap scan and sorted, and in the benchmark every
-/// claim then cost 50-100 ms of the server's CPU instead of under 1 ms. With sorting disabled only that ordered scan is
-/// left; JIT stays off because the disabled sort's cost would otherwise set it off (300 ms of
-/// compiling per claim, measured).
+/// claim then cost 50-100 ms of the server's CPU instead of under 1 ms. With sorting disabled
+/// only that ordered scan is left; JIT stays off because the disabled sort's cost would
+/// otherwise set it off (300 ms of compiling per claim, measured).
 const CLAIM_PLAN: &str = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL jit = off";
 
 /// Records a batch of results in one statement: `done` applies each result whose lease is
