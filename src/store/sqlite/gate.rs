@@ -6,13 +6,22 @@
 //! it. So that a steady stream of API writes cannot starve the others, one of them goes after
 //! every [`INTERACTIVE_STREAK`] API writes served while it waited. Only the holder of the gate
 //! asks the pool for the connection, so the pool's own first-come queue never reorders this.
+//!
+//! A transaction that holds the writer cannot be interrupted, so an API write that arrives
+//! waits for the rest of it. The gate therefore also tells batch writers whether API writes are
+//! arriving ([`WriteGate::api_active`]); while they are, those writers cut their work into
+//! smaller transactions (see `BatchSizes` in the parent module).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// API writes served in a row, while other writes wait, before one of those goes.
 const INTERACTIVE_STREAK: u32 = 8;
+/// How long after the last API write asked for the writer [`WriteGate::api_active`] holds.
+const API_ACTIVE_FOR: Duration = Duration::from_millis(100);
 
 /// How urgent a write is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +56,17 @@ struct State {
     streak: u32,
     /// The lane of the last bulk or background write served, so the two alternate.
     last_batch: Option<Lane>,
+    /// When an API write last asked for the writer.
+    last_api: Option<Instant>,
 }
 
 /// The gate in front of the writer connection.
 #[derive(Default)]
 pub(super) struct WriteGate {
     state: Mutex<State>,
+    /// Passes handed out so far: the write transactions begun.
+    #[cfg(test)]
+    passes: std::sync::atomic::AtomicUsize,
 }
 
 /// The right to write, held for the life of one transaction; dropping it lets the next
@@ -83,8 +97,12 @@ impl WriteGate {
         loop {
             let turn = {
                 let mut state = self.lock();
+                if lane == Lane::Interactive {
+                    state.last_api = Some(Instant::now());
+                }
                 if !state.busy {
                     state.busy = true;
+                    self.count_pass();
                     return Pass {
                         gate: Some(self.clone()),
                     };
@@ -95,9 +113,39 @@ impl WriteGate {
             };
             // The sender is only dropped unsent if the gate itself goes away; queue again.
             if let Ok(pass) = turn.await {
+                self.count_pass();
                 return pass;
             }
         }
+    }
+
+    #[cfg(test)]
+    fn count_pass(&self) {
+        self.passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[cfg(not(test))]
+    fn count_pass(&self) {}
+
+    /// The write transactions begun so far.
+    #[cfg(test)]
+    pub(super) fn passes(&self) -> usize {
+        self.passes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes [`Self::api_active`] hold for an hour, or, with `false`, no longer hold.
+    #[cfg(test)]
+    pub(super) fn set_api_active(&self, active: bool) {
+        let hour = Duration::from_secs(3_600);
+        self.lock().last_api = active.then(|| Instant::now() + hour);
+    }
+
+    /// Whether an API write asked for the writer within the last [`API_ACTIVE_FOR`].
+    pub(super) fn api_active(&self) -> bool {
+        self.lock()
+            .last_api
+            .is_some_and(|at| at.elapsed() < API_ACTIVE_FOR)
     }
 
     /// Hands the gate to the next waiter, or marks it free.
@@ -232,6 +280,26 @@ mod tests {
             *order.lock().unwrap(),
             ["bulk", "background", "bulk", "background"]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn api_writes_mark_the_gate_active_for_a_while() {
+        let gate = Arc::new(WriteGate::default());
+        assert!(!gate.api_active(), "no API write yet");
+        drop(gate.enter(Lane::Background).await);
+        drop(gate.enter(Lane::Bulk).await);
+        assert!(!gate.api_active(), "batch writes are not API writes");
+        let held = gate.enter(Lane::Background).await;
+        let api = queued(&gate, Lane::Interactive, &Order::default(), "api").await;
+        assert!(gate.api_active(), "an API write that waits counts");
+        drop(held);
+        api.await.unwrap();
+        tokio::time::advance(API_ACTIVE_FOR - Duration::from_millis(1)).await;
+        assert!(gate.api_active());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!gate.api_active(), "quiet again {API_ACTIVE_FOR:?} later");
+        drop(gate.enter(Lane::Interactive).await);
+        assert!(gate.api_active());
     }
 
     #[tokio::test]

@@ -44,6 +44,41 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections in the read pool of a file database.
 const READ_CONNECTIONS: u32 = 4;
 
+/// How much one batch write transaction takes on.
+///
+/// An API write that arrives while a batch transaction holds the writer waits for the rest of
+/// it, and that wait grows with the transaction's rows. Larger transactions cost less per row
+/// (each commit writes the pages it touched once, however many of its rows share them), so
+/// batches are written whole while no API write is arriving, and in smaller transactions
+/// while API writes are (see [`WriteGate::api_active`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BatchSizes {
+    /// Most rows one claim takes.
+    claim: usize,
+    /// Most results one transaction records.
+    results: usize,
+    /// Sessions one chunk of a user-wide end ends.
+    end_sessions: usize,
+}
+
+impl BatchSizes {
+    /// No API write is arriving: each batch in one transaction (a claim takes what the
+    /// dispatcher asks for).
+    const WHOLE: Self = Self {
+        claim: usize::MAX,
+        results: usize::MAX,
+        end_sessions: terminate::END_CHUNK,
+    };
+    /// API writes are arriving: claims of at most 32 rows (a full one takes 128), results 32
+    /// to a transaction (the recorder's batches hold up to 64), and 4 sessions to a chunk of
+    /// a user-wide end.
+    const API_ACTIVE: Self = Self {
+        claim: 32,
+        results: 32,
+        end_sessions: terminate::END_CHUNK / 2,
+    };
+}
+
 /// SQLite store.
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -171,6 +206,15 @@ impl SqliteStore {
         self.begin_in(Lane::Background).await
     }
 
+    /// The sizes for the next batch transaction, from whether API writes are arriving now.
+    fn batch_sizes(&self) -> BatchSizes {
+        if self.gate.api_active() {
+            BatchSizes::API_ACTIVE
+        } else {
+            BatchSizes::WHOLE
+        }
+    }
+
     /// Wakes every waiting worker, and leaves a permit for one that is about to wait.
     fn notify(&self) {
         wake(&self.wakeup);
@@ -257,4 +301,141 @@ fn opt_from_ms(value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> 
 /// A JSON array of strings, to pass a list of ids as one parameter (read with `json_each`).
 fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, StoreError> {
     serde_json::to_string(&items.into_iter().collect::<Vec<_>>()).map_err(StoreError::backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::ClientRegistry;
+    use crate::clients::{OidcLogout, RelyingParty};
+    use crate::ids::{ClientId, EventId, Jti, SessionId, UserId};
+    use crate::initiator::Initiator;
+    use crate::metadata::SessionMetadata;
+    use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery, Outbox};
+    use crate::retry::Decision;
+    use crate::session::{Device, EndTarget, Session, SessionClient, SessionStore};
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_735_689_600_000 + ms).unwrap()
+    }
+
+    /// A store with client `c1` and `sessions` sessions of user `u1` with it, not yet ended.
+    async fn store_with(sessions: usize) -> SqliteStore {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let client = RelyingParty {
+            client_id: ClientId::new("c1"),
+            name: "RP c1".into(),
+            oidc_logout: OidcLogout {
+                backchannel_logout_urls: vec![url::Url::parse("https://c1.example/bcl").unwrap()],
+                ..OidcLogout::default()
+            },
+            backchannel_logout_session_required: false,
+            logout_token_typ: Default::default(),
+            id_token_signed_response_alg: Default::default(),
+            paused: false,
+            created_at: at(0),
+            updated_at: at(0),
+        };
+        store.create_client(&client).await.unwrap();
+        for n in 0..sessions {
+            let session = Session {
+                id: SessionId::new(format!("s{n:03}")),
+                user_id: UserId::new("u1"),
+                created_at: at(1),
+                updated_at: at(1),
+                authenticated_at: None,
+                idle_expires_at: None,
+                expires_at: None,
+                last_interacted_at: None,
+                device: Device::default(),
+                clients: vec![SessionClient {
+                    client_id: ClientId::new("c1"),
+                }],
+                session_metadata: SessionMetadata::new(),
+                ended_at: None,
+                end_initiator: None,
+            };
+            store.create_session(&session).await.unwrap();
+        }
+        store
+    }
+
+    async fn end_user(store: &SqliteStore) -> usize {
+        let target = EndTarget::User(UserId::new("u1"));
+        let event = EventId::generate();
+        let report = store
+            .end_sessions(&target, Initiator::RpLogout, &event, at(2))
+            .await
+            .unwrap();
+        report.sessions_ended
+    }
+
+    async fn claim(store: &SqliteStore, limit: usize) -> Vec<ClaimedDelivery> {
+        store
+            .claim_due(at(3), chrono::Duration::seconds(60), limit)
+            .await
+            .unwrap()
+    }
+
+    fn delivered(c: &ClaimedDelivery) -> AttemptResult {
+        AttemptResult {
+            id: c.delivery.id.clone(),
+            lease: c.lease.clone(),
+            attempt: AttemptRecord {
+                at: at(4),
+                status: Some(200),
+                error: None,
+                latency_ms: 1,
+                jti: Jti::generate(),
+            },
+            decision: Decision::Delivered,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_wide_end_takes_smaller_chunks_while_api_writes_arrive() {
+        let store = store_with(16).await;
+        store.gate.set_api_active(false);
+        let before = store.gate.passes();
+        // 8 + 8, then the empty chunk that shows there are no more.
+        assert_eq!(end_user(&store).await, 16);
+        assert_eq!(store.gate.passes() - before, 3);
+
+        let store = store_with(16).await;
+        store.gate.set_api_active(true);
+        let before = store.gate.passes();
+        assert_eq!(end_user(&store).await, 16);
+        assert_eq!(store.gate.passes() - before, 5, "4 + 4 + 4 + 4, then none");
+    }
+
+    #[tokio::test]
+    async fn claims_and_results_take_smaller_transactions_while_api_writes_arrive() {
+        let store = store_with(80).await;
+        assert_eq!(end_user(&store).await, 80);
+
+        store.gate.set_api_active(true);
+        let first = claim(&store, 128).await;
+        assert_eq!(first.len(), BatchSizes::API_ACTIVE.claim);
+        store.gate.set_api_active(false);
+        let rest = claim(&store, 128).await;
+        assert_eq!(
+            rest.len(),
+            80 - BatchSizes::API_ACTIVE.claim,
+            "the rest at once"
+        );
+
+        let results: Vec<AttemptResult> = first.iter().chain(&rest).map(delivered).collect();
+        store.gate.set_api_active(true);
+        let before = store.gate.passes();
+        assert_eq!(store.record(&results[..70]).await.unwrap(), 70);
+        assert_eq!(store.gate.passes() - before, 3, "32 + 32 + 6");
+        store.gate.set_api_active(false);
+        let before = store.gate.passes();
+        // Results already written are not written again.
+        assert_eq!(store.record(&results).await.unwrap(), 10);
+        assert_eq!(store.gate.passes() - before, 1);
+
+        let stats = store.stats(at(5)).await.unwrap();
+        assert_eq!((stats.pending, stats.in_flight, stats.failed), (0, 0, 0));
+    }
 }

@@ -28,6 +28,7 @@ impl Outbox for SqliteStore {
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let mut tx = self.begin_background_write().await?;
+        let limit = limit.min(self.batch_sizes().claim);
         let rows = due_rows(&mut tx, now, limit).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -51,17 +52,23 @@ impl Outbox for SqliteStore {
     /// Per chunk of up to 256 results, two statements in one round trip: append the attempts
     /// of rows whose lease matches, then update those rows. The unary `+` on `state` makes
     /// SQLite look rows up by id.
+    ///
+    /// The results go in one transaction, or, while API writes are arriving, in transactions
+    /// of [`super::BatchSizes::API_ACTIVE`] results each. Each result stands alone (its row's
+    /// lease guards it), so if a later transaction fails, writing the whole batch again
+    /// applies only what is missing.
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
-        let rows = result_rows(results);
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.begin_background_write().await?;
+        let mut rows = &result_rows(results)[..];
         let mut applied = 0;
-        for chunk in rows.chunks(values::MAX_ROWS) {
-            applied += record_chunk(&mut tx, chunk).await?;
+        while !rows.is_empty() {
+            let mut tx = self.begin_background_write().await?;
+            let (now, later) = rows.split_at(rows.len().min(self.batch_sizes().results));
+            for chunk in now.chunks(values::MAX_ROWS) {
+                applied += record_chunk(&mut tx, chunk).await?;
+            }
+            tx.commit().await.map_err(db)?;
+            rows = later;
         }
-        tx.commit().await.map_err(db)?;
         Ok(applied)
     }
 

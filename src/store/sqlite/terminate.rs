@@ -13,9 +13,10 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use std::sync::{Arc, LazyLock};
 
-/// Sessions ended per transaction when one call ends a user's sessions. Each chunk commits
-/// its sessions' end together with their rows, so a single-session end waits behind one chunk
-/// on the writer, never behind a whole user.
+/// Sessions ended per transaction when one call ends a user's sessions (half as many while API
+/// writes are arriving, see [`super::BatchSizes`]). Each chunk commits its sessions' end
+/// together with their rows, so a single-session end waits behind one chunk on the writer,
+/// never behind a whole user.
 pub(super) const END_CHUNK: usize = 8;
 
 /// Ends the target's active sessions and writes their rows from [`terminate::plan`]; each
@@ -55,7 +56,8 @@ pub(super) async fn end_sessions(
     }
 }
 
-/// Ends a user's active sessions [`END_CHUNK`] at a time, in id order, on the bulk lane.
+/// Ends a user's active sessions [`END_CHUNK`] at a time (fewer while API writes are
+/// arriving), in id order, on the bulk lane.
 async fn end_user(
     store: &SqliteStore,
     user: &UserId,
@@ -69,6 +71,7 @@ async fn end_user(
     let mut after = String::new();
     loop {
         let mut tx = store.begin_in(Lane::Bulk).await?;
+        let chunk = store.batch_sizes().end_sessions;
         let rows: String = sqlx::query_scalar(ending_select!(concat!(
             "SELECT ",
             session_columns!(),
@@ -77,12 +80,12 @@ async fn end_user(
         )))
         .bind(user.as_str())
         .bind(after.as_str())
-        .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
+        .bind(i64::try_from(chunk).unwrap_or(i64::MAX))
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
         let (sessions, clients) = ending_sessions(&rows)?;
-        let last_chunk = sessions.len() < END_CHUNK;
+        let last_chunk = sessions.len() < chunk;
         if let Some(last) = sessions.last() {
             after.clear();
             after.push_str(last.id.as_str());
