@@ -77,10 +77,11 @@ async fn on_database(scenario: Scenario, url: &str, sinks: &[String]) -> anyhow:
         in_process: false,
     };
     let http = reqwest::Client::builder().no_proxy().build()?;
+    let raw_before = deliver::raw_rate(scenario.alg).await?;
     let measured = drive(&http, &target, &scenario).await;
     let rss = nodes::peak_rss_max(&pids);
     for node in nodes {
         node.stop().await;
     }
-    deliver::report(scenario, measured?, rss).await
+    deliver::report(scenario, measured?, rss, raw_before).await
 }

@@ -60,8 +60,12 @@ pub struct Report {
     pub cpu: Duration,
     /// The same by kind of thread, when logoutd ran in this process.
     pub split: Option<CpuSplit>,
-    /// Raw signatures per second on one core, same alg, same run.
+    /// Raw signatures per second on one core, same alg: the mean of the rates measured just
+    /// before and just after the run (this is what `ratio=` and `ceiling=` divide by).
     pub raw_sig_per_sec: f64,
+    /// The two rates that mean is of, before and after the run; how far apart they are shows
+    /// how much the machine's speed moved during it.
+    pub raw_sig_before_after: (f64, f64),
     /// Peak RSS of the logoutd process (the largest node), KiB.
     pub peak_rss_kib: u64,
     /// End-session API latencies (ms) measured during the run: p50, p99.
@@ -90,7 +94,7 @@ impl std::fmt::Display for Report {
         let raw_us = 1e6 / self.raw_sig_per_sec.max(1.0);
         write!(
             f,
-            "deliver {} sessions={} rps={} deliveries={} wall={:.2}s deliveries/s={:.0} cpu/delivery={:.0}us raw_sig={:.0}us ratio={:.2} peak_rss={}MiB",
+            "deliver {} sessions={} rps={} deliveries={} wall={:.2}s deliveries/s={:.0} cpu/delivery={:.0}us raw_sig={:.0}us raw_sig_before/after={:.0}/{:.0}us ratio={:.2} peak_rss={}MiB",
             s.alg,
             s.sessions,
             s.rps,
@@ -99,6 +103,8 @@ impl std::fmt::Display for Report {
             self.deliveries as f64 / self.wall.as_secs_f64().max(1e-9),
             per,
             raw_us,
+            1e6 / self.raw_sig_before_after.0.max(1.0),
+            1e6 / self.raw_sig_before_after.1.max(1.0),
             per / raw_us,
             self.peak_rss_kib / 1024,
         )?;
@@ -303,22 +309,30 @@ async fn in_process(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Repo
         in_process: true,
     };
     let http = reqwest::Client::builder().no_proxy().build()?;
+    let raw_before = raw_rate(scenario.alg).await?;
     let measured = drive(&http, &target, &scenario).await;
     server.stop().await;
     let rss = proc_stats::peak_rss_kib().unwrap_or(0);
-    report(scenario, measured?, rss).await
+    report(scenario, measured?, rss, raw_before).await
 }
 
-/// The report of a measured run, with the raw signature rate measured now.
+/// Raw signatures per second on one core for `alg`, measured for one second now.
+pub(super) async fn raw_rate(alg: SigningAlg) -> anyhow::Result<f64> {
+    let raw =
+        tokio::task::spawn_blocking(move || super::sign::measure(alg, Duration::from_secs(1)))
+            .await??;
+    Ok(raw.raw_per_sec)
+}
+
+/// The report of a measured run, with the raw signature rate measured now and `raw_before`,
+/// the one measured just before the run.
 pub(super) async fn report(
     scenario: Scenario,
     measured: Measured,
     peak_rss_kib: u64,
+    raw_before: f64,
 ) -> anyhow::Result<Report> {
-    let alg = scenario.alg;
-    let raw =
-        tokio::task::spawn_blocking(move || super::sign::measure(alg, Duration::from_secs(1)))
-            .await??;
+    let raw_after = raw_rate(scenario.alg).await?;
     Ok(Report {
         scenario,
         deliveries: measured.delivered,
@@ -326,7 +340,8 @@ pub(super) async fn report(
         wall: measured.wall,
         cpu: measured.cpu,
         split: measured.split,
-        raw_sig_per_sec: raw.raw_per_sec,
+        raw_sig_per_sec: (raw_before + raw_after) / 2.0,
+        raw_sig_before_after: (raw_before, raw_after),
         peak_rss_kib,
         end_latency_ms: percentiles(measured.latencies),
         sink_cpu: measured.sink_cpu,
@@ -356,6 +371,7 @@ mod tests {
             cpu: Duration::from_secs(3),
             split: None,
             raw_sig_per_sec: 2000.0,
+            raw_sig_before_after: (2500.0, 1500.0),
             peak_rss_kib: 0,
             end_latency_ms: None,
             sink_cpu,
@@ -373,6 +389,19 @@ mod tests {
         let line = report(Some(Duration::from_secs(1))).to_string();
         assert!(
             line.contains("sink_cpu/delivery=167us ceiling=100%"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn the_ratio_divides_by_the_mean_raw_rate_and_the_line_shows_both() {
+        // 500 us per delivery against the mean 2,000 signatures/s (500 us), measured at 400
+        // and 667 us before and after.
+        let line = report(None).to_string();
+        assert!(
+            line.contains(
+                "cpu/delivery=500us raw_sig=500us raw_sig_before/after=400/667us ratio=1.00"
+            ),
             "{line}"
         );
     }
