@@ -60,11 +60,8 @@ pub struct Report {
     pub cpu: Duration,
     /// The same by kind of thread, when logoutd ran in this process.
     pub split: Option<CpuSplit>,
-    /// Raw signatures per second on one core, same alg: the mean of the rates measured just
-    /// before and just after the run (this is what `ratio=` and `ceiling=` divide by).
-    pub raw_sig_per_sec: f64,
-    /// The two rates that mean is of, before and after the run; how far apart they are shows
-    /// how much the machine's speed moved during it.
+    /// Raw signatures per second on one core, same alg, measured just before and just after
+    /// the run; how far apart they are shows how much the machine's speed moved during it.
     pub raw_sig_before_after: (f64, f64),
     /// Peak RSS of the logoutd process (the largest node), KiB.
     pub peak_rss_kib: u64,
@@ -77,12 +74,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// The mean of the raw rates before and after the run: what `ratio=` and `ceiling=`
+    /// divide by.
+    pub fn raw_sig_per_sec(&self) -> f64 {
+        let (before, after) = self.raw_sig_before_after;
+        (before + after) / 2.0
+    }
+
     /// Deliveries per second as a share of what the cores the receiver leaves can sign at the
     /// raw rate: `deliveries/s ÷ ((cores − receiver's cores in use) × raw signatures/s)`.
     pub fn ceiling_share(&self) -> Option<f64> {
         let wall = self.wall.as_secs_f64().max(1e-9);
         let sink_cores = self.sink_cpu?.as_secs_f64() / wall;
-        let ceiling = (self.cores as f64 - sink_cores) * self.raw_sig_per_sec;
+        let ceiling = (self.cores as f64 - sink_cores) * self.raw_sig_per_sec();
         (ceiling > 0.0).then(|| self.deliveries as f64 / wall / ceiling)
     }
 }
@@ -91,7 +95,7 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = &self.scenario;
         let per = self.cpu.as_secs_f64() * 1e6 / self.deliveries.max(1) as f64;
-        let raw_us = 1e6 / self.raw_sig_per_sec.max(1.0);
+        let raw_us = 1e6 / self.raw_sig_per_sec().max(1.0);
         write!(
             f,
             "deliver {} sessions={} rps={} deliveries={} wall={:.2}s deliveries/s={:.0} cpu/delivery={:.0}us raw_sig={:.0}us raw_sig_before/after={:.0}/{:.0}us ratio={:.2} peak_rss={}MiB",
@@ -340,7 +344,6 @@ pub(super) async fn report(
         wall: measured.wall,
         cpu: measured.cpu,
         split: measured.split,
-        raw_sig_per_sec: (raw_before + raw_after) / 2.0,
         raw_sig_before_after: (raw_before, raw_after),
         peak_rss_kib,
         end_latency_ms: percentiles(measured.latencies),
@@ -370,7 +373,6 @@ mod tests {
             wall: Duration::from_secs(2),
             cpu: Duration::from_secs(3),
             split: None,
-            raw_sig_per_sec: 2000.0,
             raw_sig_before_after: (2500.0, 1500.0),
             peak_rss_kib: 0,
             end_latency_ms: None,

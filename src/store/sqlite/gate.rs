@@ -94,6 +94,15 @@ impl WriteGate {
     /// Waits for the writer's turn in `lane`. Cancel-safe: a dropped wait gives up its place,
     /// and a pass handed to a wait that was dropped meanwhile goes to the next waiter.
     pub(super) async fn enter(self: &Arc<Self>, lane: Lane) -> Pass {
+        let pass = self.turn(lane).await;
+        #[cfg(test)]
+        self.passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        pass
+    }
+
+    /// Notes an API write, then waits for the writer's turn in `lane` (see [`Self::enter`]).
+    async fn turn(self: &Arc<Self>, lane: Lane) -> Pass {
         loop {
             let turn = {
                 let mut state = self.lock();
@@ -102,7 +111,6 @@ impl WriteGate {
                 }
                 if !state.busy {
                     state.busy = true;
-                    self.count_pass();
                     return Pass {
                         gate: Some(self.clone()),
                     };
@@ -113,20 +121,10 @@ impl WriteGate {
             };
             // The sender is only dropped unsent if the gate itself goes away; queue again.
             if let Ok(pass) = turn.await {
-                self.count_pass();
                 return pass;
             }
         }
     }
-
-    #[cfg(test)]
-    fn count_pass(&self) {
-        self.passes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    #[cfg(not(test))]
-    fn count_pass(&self) {}
 
     /// The write transactions begun so far.
     #[cfg(test)]

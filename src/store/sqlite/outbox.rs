@@ -62,12 +62,12 @@ impl Outbox for SqliteStore {
         let mut applied = 0;
         while !rows.is_empty() {
             let mut tx = self.begin_background_write().await?;
-            let (now, later) = rows.split_at(rows.len().min(self.batch_sizes().results));
-            for chunk in now.chunks(values::MAX_ROWS) {
+            let (these, rest) = rows.split_at(rows.len().min(self.batch_sizes().results));
+            for chunk in these.chunks(values::MAX_ROWS) {
                 applied += record_chunk(&mut tx, chunk).await?;
             }
             tx.commit().await.map_err(db)?;
-            rows = later;
+            rows = rest;
         }
         Ok(applied)
     }
