@@ -39,8 +39,13 @@ pub enum JwksError {
     #[error("refusing JWKS URI {0}: use https (plain http is allowed only for loopback hosts)")]
     Insecure(String),
     /// The fetch failed.
-    #[error("fetching the JWKS failed: {0}")]
-    Http(String),
+    #[error("fetching the JWKS from {url} failed: {reason}")]
+    Http {
+        /// The `jwks_uri`.
+        url: String,
+        /// What went wrong, with its causes.
+        reason: String,
+    },
 }
 
 enum Origin {
@@ -100,18 +105,20 @@ fn read_file(path: &Path) -> Result<Jwks, JwksError> {
 }
 
 async fn fetch(client: &reqwest::Client, url: &Url) -> Result<Jwks, JwksError> {
-    let http = |e: reqwest::Error| JwksError::Http(e.without_url().to_string());
+    let failed = |reason: String| JwksError::Http {
+        url: url.to_string(),
+        reason,
+    };
+    let http = |e: reqwest::Error| failed(crate::api::error::chain(&e.without_url()));
     let mut response = client.get(url.clone()).send().await.map_err(http)?;
     if !response.status().is_success() {
-        return Err(JwksError::Http(format!("status {}", response.status())));
+        return Err(failed(format!("status {}", response.status())));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(http)? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_JWKS_BYTES {
-            return Err(JwksError::Http(format!(
-                "body larger than {MAX_JWKS_BYTES} bytes"
-            )));
+            return Err(failed(format!("body larger than {MAX_JWKS_BYTES} bytes")));
         }
     }
     parse_jwks(&body)
@@ -150,7 +157,10 @@ impl JwksSource {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)
             .build()
-            .map_err(|e| JwksError::Http(e.to_string()))?;
+            .map_err(|e| JwksError::Http {
+                url: uri.to_owned(),
+                reason: e.to_string(),
+            })?;
         let jwks = fetch(&client, &url).await?;
         Ok(Self::new(Origin::Uri { url, client }, jwks))
     }

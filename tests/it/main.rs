@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod delivery;
+mod examples;
 mod housekeeping;
 mod keys;
 mod mock_rp;

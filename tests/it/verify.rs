@@ -394,3 +394,19 @@ fn every_error_displays_as_one_line() {
         assert!(!error.to_string().contains('\n'));
     }
 }
+
+/// A JWKS that cannot be fetched is reported with its URL and the cause, so that a mock RP
+/// started before its JWKS server says what it tried and why it failed.
+#[tokio::test]
+async fn failed_jwks_fetch_names_the_url_and_the_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", closed.local_addr().unwrap());
+    drop(closed);
+    let err = logoutd::verify::JwksSource::from_uri(&url)
+        .await
+        .err()
+        .expect("a closed port cannot serve a JWKS")
+        .to_string();
+    assert!(err.contains(&url), "{err}");
+    assert!(err.to_lowercase().contains("connect"), "{err}");
+}
