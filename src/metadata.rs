@@ -42,6 +42,13 @@ pub enum MetadataError {
         /// The key, shortened.
         key: String,
     },
+    /// A value holds U+0000, which PostgreSQL's text cannot store and no RP expects; refused on
+    /// every backend alike.
+    #[error("session_metadata value for key {key:?} must not contain the NUL character (U+0000)")]
+    NulInValue {
+        /// The key, shortened.
+        key: String,
+    },
     /// A value is longer than [`MAX_VALUE_CHARS`].
     #[error("session_metadata value for key {key:?} is longer than {MAX_VALUE_CHARS} characters")]
     ValueTooLong {
@@ -106,8 +113,11 @@ pub fn validate_key(key: &str) -> Result<(), MetadataError> {
     }
 }
 
-/// Checks one value's length in Unicode scalar values.
+/// Checks one value: its length in Unicode scalar values, and no NUL.
 pub fn validate_value(key: &str, value: &str) -> Result<(), MetadataError> {
+    if value.contains('\0') {
+        return Err(MetadataError::NulInValue { key: shorten(key) });
+    }
     if value.chars().count() > MAX_VALUE_CHARS {
         return Err(MetadataError::ValueTooLong { key: shorten(key) });
     }

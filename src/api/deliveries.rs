@@ -99,6 +99,10 @@ pub struct PruneFailedQuery {
     older_than_days: u32,
 }
 
+/// The largest `older_than_days` accepted: a century, far past any retention anyone keeps,
+/// and far from the date arithmetic's limits.
+pub const MAX_PRUNE_DAYS: u32 = 36_500;
+
 /// `POST /api/v2/logout-deliveries/prune-failed?older_than_days=N`: deletes failed deliveries
 /// (and their attempt history) whose last change is more than N days old; `N = 0` removes
 /// every failed delivery. Answers `{"deleted": n}`.
@@ -106,8 +110,16 @@ pub async fn prune_failed(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<PruneFailedQuery>,
 ) -> Result<Response, ApiError> {
+    if query.older_than_days > MAX_PRUNE_DAYS {
+        return Err(ApiError::invalid_query(format!(
+            "older_than_days must be between 0 and {MAX_PRUNE_DAYS}"
+        )));
+    }
     let age = chrono::Duration::days(i64::from(query.older_than_days));
-    let before = state.now() - age;
+    let before = state
+        .now()
+        .checked_sub_signed(age)
+        .ok_or_else(|| ApiError::invalid_query("older_than_days reaches before the calendar"))?;
     let deleted = crate::retention::prune_failed(state.stores.outbox.as_ref(), before).await?;
     tracing::info!(
         deleted,

@@ -28,6 +28,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(bytes_rejection)?;
+        if let Some(key) = super::json_keys::first_duplicate_key(&bytes) {
+            return Err(ApiError::invalid_body(format!(
+                "the key {} appears twice in one object",
+                super::error::shorten(&key)
+            )));
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }

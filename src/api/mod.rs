@@ -21,6 +21,7 @@ mod deliveries;
 pub mod error;
 mod events;
 pub mod extract;
+mod json_keys;
 mod public;
 mod sessions;
 
@@ -123,7 +124,24 @@ pub fn router(state: Shared) -> Router {
         .fallback(public::not_found)
         .method_not_allowed_fallback(public::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
+}
+
+/// A handler that panicked answers 500 in Auth0's shape instead of dropping the connection,
+/// and the panic is logged once, here. Input must never reach a panic; this is the net
+/// under that rule, not a way to handle input.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    use axum::response::IntoResponse as _;
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned());
+    tracing::error!(panic = %what, "a request handler panicked");
+    ApiError::internal().into_response()
 }
 
 /// Rejects requests without the right `Authorization: Bearer` token, in constant time.
@@ -157,5 +175,35 @@ pub fn page_size(take: Option<usize>) -> Result<usize, ApiError> {
         Some(_) => Err(ApiError::invalid_query(format!(
             "take must be between 1 and {MAX_TAKE}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_response;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    /// A panicking handler answers 500 in Auth0's shape; the connection is not dropped.
+    #[tokio::test]
+    async fn a_handler_panic_answers_500_in_auth0_shape() {
+        #[allow(clippy::panic)]
+        async fn boom() -> &'static str {
+            panic!("overflowed")
+        }
+        let router = Router::new().route("/boom", get(boom)).layer(
+            tower_http::catch_panic::CatchPanicLayer::custom(panic_response),
+        );
+        let req = Request::builder().uri("/boom").body(Body::empty()).unwrap();
+        let res = router.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["statusCode"], 500);
+        assert_eq!(body["errorCode"], "internal_error");
+        assert!(!body.to_string().contains("overflowed"), "{body}");
     }
 }

@@ -53,14 +53,18 @@ fn validate_device(device: &Device) -> Result<(), ApiError> {
         &device.last_ip,
         &device.last_user_agent,
     ];
-    if fields
-        .iter()
-        .filter_map(|f| f.as_deref())
-        .any(|v| v.chars().count() > MAX_DEVICE_FIELD_CHARS)
-    {
+    let present = || fields.iter().filter_map(|f| f.as_deref());
+    if present().any(|v| v.chars().count() > MAX_DEVICE_FIELD_CHARS) {
         return Err(ApiError::invalid_body(format!(
             "device fields are at most {MAX_DEVICE_FIELD_CHARS} characters"
         )));
+    }
+    // A user agent or address never holds control characters; NUL in particular cannot be
+    // stored by PostgreSQL, so every backend refuses them alike.
+    if present().any(|v| v.chars().any(char::is_control)) {
+        return Err(ApiError::invalid_body(
+            "device fields must not contain control characters",
+        ));
     }
     Ok(())
 }

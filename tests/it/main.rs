@@ -7,6 +7,7 @@ mod conformance;
 mod crash;
 mod delivery;
 mod examples;
+mod hostile;
 mod housekeeping;
 mod keys;
 mod mock_rp;

@@ -55,6 +55,7 @@ macro_rules! conformance {
                 sessions::add_client_refusals_change_nothing,
                 sessions::metadata_ops_apply_and_bump_updated_at,
                 sessions::metadata_refusals_change_nothing,
+                sessions::metadata_with_nul_is_refused_alike,
                 sessions::duplicate_clients_are_listed_once_in_joining_order,
                 termination::ending_writes_rows_only_for_subscribed_clients_with_a_url,
                 termination::all_mode_client_gets_every_initiator,

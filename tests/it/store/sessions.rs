@@ -3,7 +3,7 @@
 use super::fixtures::*;
 use logoutd::ids::{ClientId, SessionId, UserId};
 use logoutd::initiator::Initiator;
-use logoutd::metadata::{MetadataError, MetadataOp};
+use logoutd::metadata::{MetadataError, MetadataOp, SessionMetadata};
 use logoutd::session::Device;
 use logoutd::store::{StoreError, Stores};
 
@@ -266,4 +266,30 @@ pub async fn duplicate_clients_are_listed_once_in_joining_order(s: Stores) {
         .map(|c| c.client_id.to_string())
         .collect();
     assert_eq!(clients, ["c2", "c1", "c3"]);
+}
+
+/// NUL cannot be stored in PostgreSQL text, so every backend refuses it alike, before the
+/// database sees it, and the session is unchanged.
+pub async fn metadata_with_nul_is_refused_alike(s: Stores) {
+    let sess = session("s1", "u1", &[]);
+    s.sessions.create_session(&sess).await.unwrap();
+    let id = SessionId::new("s1");
+    let nul = MetadataOp::Set {
+        key: "k".into(),
+        value: "a\0b".into(),
+    };
+    let res = s.sessions.update_metadata(&id, &nul, t(2_000)).await;
+    assert!(
+        matches!(
+            res,
+            Err(StoreError::Metadata(MetadataError::NulInValue { .. }))
+        ),
+        "{res:?}"
+    );
+    assert_eq!(s.sessions.get_session(&id).await.unwrap().unwrap(), sess);
+    let map = std::collections::BTreeMap::from([("k".to_owned(), "a\0b".to_owned())]);
+    assert!(matches!(
+        SessionMetadata::try_from_map(map),
+        Err(MetadataError::NulInValue { .. })
+    ));
 }
