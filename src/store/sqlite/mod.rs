@@ -252,13 +252,51 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         .map_err(StoreError::backend)
 }
 
-/// Creates the directory the database file goes in.
+/// Creates the directory the database file goes in (mode 0700) and the file itself (mode
+/// 0600) before SQLite opens it: the database holds user ids, session metadata and attempt
+/// history, and SQLite gives its `-wal` and `-shm` files the mode of the database file. An
+/// existing file or directory open to others is kept as it is, with a warning.
 async fn create_parent_dir(options: &SqliteConnectOptions) -> Result<(), StoreError> {
-    match options.get_filename().parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(StoreError::backend),
-        _ => Ok(()),
+    let file = options.get_filename().to_owned();
+    tokio::task::spawn_blocking(move || create_private(&file))
+        .await
+        .map_err(StoreError::backend)?
+        .map_err(StoreError::backend)
+}
+
+fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        warn_if_open(dir, std::fs::metadata(dir)?.permissions().mode());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_open(file, std::fs::metadata(file)?.permissions().mode());
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn warn_if_open(path: &std::path::Path, mode: u32) {
+    if mode & 0o077 != 0 {
+        let wanted = if path.is_dir() { "700" } else { "600" };
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the SQLite database is readable by other users; run `chmod {wanted} {}`",
+            path.display()
+        );
     }
 }
 

@@ -112,3 +112,25 @@ async fn data_survives_a_restart() {
     let ended = end(&after, "active", Initiator::RpLogout, t(4_000)).await;
     assert_eq!(ended.deliveries, 1, "the restarted store keeps working");
 }
+
+/// The database and its directory are private from the start: the file, its `-wal` and
+/// `-shm` 0600 and a directory it creates 0700, whatever the umask.
+#[tokio::test]
+async fn database_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("sqlite://{}", data.join("logoutd.db").display());
+    let stores = logoutd::store::sqlite::SqliteStore::open(&url)
+        .await
+        .unwrap()
+        .into_stores();
+    stores.health.ping().await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    for name in ["logoutd.db", "logoutd.db-wal", "logoutd.db-shm"] {
+        let path = data.join(name);
+        assert!(path.exists(), "{name} missing");
+        assert_eq!(mode(&path), 0o600, "{name}");
+    }
+}
