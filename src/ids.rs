@@ -12,6 +12,11 @@ use std::fmt;
 /// Number of random bytes in a generated identifier (128 bits).
 pub const RANDOM_ID_BYTES: usize = 16;
 
+/// 256 random bits, base64url encoded (43 characters): for secrets such as API tokens.
+pub fn random_secret() -> String {
+    format!("{}{}", random_token(), random_token())
+}
+
 /// Returns `RANDOM_ID_BYTES` bytes from the system CSPRNG, base64url encoded.
 pub fn random_token() -> String {
     let mut bytes = [0u8; RANDOM_ID_BYTES];

@@ -23,7 +23,8 @@
 //! - [`retention`]: pruning of finished deliveries and old ended sessions.
 //! - [`verify`]: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
 //!   an RP.
-//! - [`api`]: the axum router, one file per resource, one error mapping.
+//! - [`api`] and [`tokens`]: the axum router, one file per resource, one error mapping;
+//!   the scoped API tokens.
 //! - [`mock_rp`]: the conformance receiver.
 //! - [`cli`] and [`bench`]: the `logoutd` commands and benchmarks.
 
@@ -52,4 +53,5 @@ pub mod session;
 pub mod store;
 pub mod terminate;
 pub mod token;
+pub mod tokens;
 pub mod verify;

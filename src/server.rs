@@ -94,13 +94,17 @@ pub async fn run(
     if let Some(runtime) = delivery {
         dispatcher = dispatcher.run_attempts_on(runtime);
     }
+    let credentials = Arc::new(api::Credentials::new(
+        settings.api_token.as_ref().map(|t| t.expose()),
+        Some(settings.api_tokens_file.clone()),
+    )?);
     let state = Arc::new(AppState {
         stores,
         keys: keys.clone(),
         issuer: settings.issuer.clone(),
         net: settings.net,
         clock: clock.clone(),
-        api_token_digest: AppState::token_digest(settings.api_token.expose()),
+        credentials: credentials.clone(),
         metrics,
         body_limit: settings.body_limit,
     });
@@ -110,6 +114,7 @@ pub async fn run(
         keys,
         settings.keys_dir.clone(),
         clock,
+        credentials,
         shutdown.clone(),
     ));
     let router = api::router(state);
@@ -161,6 +166,7 @@ async fn reload_keys(
     keys: Arc<KeyRing>,
     dir: std::path::PathBuf,
     clock: SharedClock,
+    credentials: Arc<api::Credentials>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -173,6 +179,13 @@ async fn reload_keys(
             Ok(false) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set")
+            }
+        }
+        match credentials.reload() {
+            Ok(true) => tracing::info!("API tokens reloaded"),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "reloading API tokens failed; keeping the current set")
             }
         }
     }

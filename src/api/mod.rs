@@ -8,14 +8,14 @@ use crate::metrics::Metrics;
 use crate::net_policy::NetPolicy;
 use crate::store::Stores;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
-use axum::middleware::{self, Next};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+mod auth;
 mod clients;
 mod deliveries;
 pub mod error;
@@ -25,6 +25,7 @@ mod json_keys;
 mod public;
 mod sessions;
 
+pub use auth::{Credentials, required_scope};
 pub use error::ApiError;
 
 /// Default cap on request bodies (64 KiB).
@@ -46,8 +47,8 @@ pub struct AppState {
     pub net: NetPolicy,
     /// Time.
     pub clock: SharedClock,
-    /// SHA-256 of the API bearer token.
-    pub api_token_digest: [u8; 32],
+    /// The bearer tokens the management API accepts, and their scopes.
+    pub credentials: Arc<auth::Credentials>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Request body cap in bytes.
@@ -58,14 +59,6 @@ pub struct AppState {
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    /// The digest stored for a bearer token.
-    pub fn token_digest(token: &str) -> [u8; 32] {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest.as_ref());
-        out
-    }
-
     /// Now, truncated to the store's millisecond precision.
     pub fn now(&self) -> DateTime<Utc> {
         crate::clock::to_millis(self.clock.now())
@@ -113,7 +106,14 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/logout-deliveries/{id}", get(deliveries::get))
         .route("/logout-deliveries/{id}/retry", post(deliveries::retry))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        // After routing's own answers, so that an unknown route or method is a 401 too
+        // without credentials, never a 404 or 405 that maps the API for a stranger.
+        .fallback(public::not_found)
+        .method_not_allowed_fallback(public::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/.well-known/openid-configuration", get(public::discovery))
         .route("/.well-known/jwks.json", get(public::jwks))
@@ -142,29 +142,6 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .unwrap_or_else(|| "a non-text panic payload".to_owned());
     tracing::error!(panic = %what, "a request handler panicked");
     ApiError::internal().into_response()
-}
-
-/// Rejects requests without the right `Authorization: Bearer` token, in constant time.
-async fn require_token(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    use axum::response::IntoResponse as _;
-    use subtle::ConstantTimeEq as _;
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    let Some(token) = presented else {
-        return ApiError::unauthorized().into_response();
-    };
-    let digest = AppState::token_digest(token);
-    if bool::from(digest.ct_eq(&state.api_token_digest)) {
-        next.run(req).await
-    } else {
-        ApiError::unauthorized().into_response()
-    }
 }
 
 /// Validates a `take` query parameter.

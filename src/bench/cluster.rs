@@ -56,7 +56,7 @@ async fn on_database(scenario: Scenario, url: &str, sinks: &[String]) -> anyhow:
         let stores = crate::store::open(url).await?;
         deliver::populate(&stores, &scenario, sinks, &tag).await?;
     }
-    let api_token = crate::ids::random_token();
+    let api_token = crate::ids::random_secret();
     let config = NodeConfig {
         store: url,
         keys_dir: &keys_dir,

@@ -28,7 +28,11 @@ impl InProcess {
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(settings.listen).await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let token = settings.api_token.expose().to_owned();
+        let token = settings
+            .api_token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .unwrap_or_default();
         let shutdown = CancellationToken::new();
         let clock: SharedClock = Arc::new(SystemClock);
         let delivery = crate::server::delivery_runtime(settings.dispatch.delivery_nice)?;

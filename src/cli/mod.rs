@@ -12,6 +12,7 @@ pub mod mock_rp;
 pub mod serve;
 pub mod sessions;
 pub mod token;
+pub mod tokens;
 
 /// logoutd: OIDC Back-Channel Logout tokens, delivered durably.
 #[derive(Debug, Parser)]
@@ -42,6 +43,9 @@ pub enum Command {
     Deliveries(deliveries::DeliveriesArgs),
     /// Inspect and end sessions through the API.
     Sessions(sessions::SessionsArgs),
+    /// Manage scoped API tokens (read, operate, admin).
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 /// Writes one line to stdout. A closed pipe (`logoutd keys jwks | head`) ends the process
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Deliveries(args) => deliveries::run(args).await,
             Command::Sessions(args) => sessions::run(args).await,
+            Command::Tokens(cmd) => tokens::run(cmd).await,
         }
     });
     // The runtime's threads may still log while they stop.

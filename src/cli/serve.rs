@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// File holding the API bearer token (instead of LOGOUTD_API_TOKEN).
     #[arg(long, env = "LOGOUTD_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// File of scoped API tokens managed by `logoutd tokens` [default: data/api-tokens.json].
+    #[arg(long, env = "LOGOUTD_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
     /// Claim lease in seconds [default: 30].
     #[arg(long, env = "LOGOUTD_LEASE_SECONDS")]
     pub lease_seconds: Option<u64>,
@@ -106,6 +109,17 @@ impl ServeArgs {
         };
         let token_file = self.api_token_file.or(file.api_token_file);
         let (api_token, dev) = api_token(token_file, self.dev)?;
+        let api_tokens_file = self
+            .api_tokens_file
+            .or(file.api_tokens_file)
+            .unwrap_or_else(|| PathBuf::from(crate::tokens::DEFAULT_TOKENS_FILE));
+        if api_token.is_none()
+            && crate::tokens::TokenFile::load(&api_tokens_file)?
+                .tokens
+                .is_empty()
+        {
+            return Err(ConfigError::NoApiToken);
+        }
         let max_per_origin = positive(
             "max_per_origin",
             self.max_per_origin
@@ -164,6 +178,7 @@ impl ServeArgs {
                     .unwrap_or(crate::api::DEFAULT_BODY_LIMIT),
             )?,
             api_token,
+            api_tokens_file,
             dev,
             dispatch,
             sender,
@@ -187,12 +202,20 @@ fn positive_u64(name: &'static str, value: Option<u64>, default: u64) -> Result<
     Ok(value)
 }
 
-/// The API token: LOGOUTD_API_TOKEN, else the token file, else (with `--dev`) a new one.
-fn api_token(file: Option<PathBuf>, dev: bool) -> Result<(ApiToken, bool), ConfigError> {
+/// The single API token: LOGOUTD_API_TOKEN, else the token file, else (with `--dev`) a new
+/// one, else none (the scoped token file may still hold some). Outside `--dev` a configured
+/// token must be strong ([`crate::tokens::check_strength`]).
+fn api_token(file: Option<PathBuf>, dev: bool) -> Result<(Option<ApiToken>, bool), ConfigError> {
+    let strong = |token: &str| -> Result<Option<ApiToken>, ConfigError> {
+        if !dev {
+            crate::tokens::check_strength(token).map_err(ConfigError::WeakApiToken)?;
+        }
+        Ok(Some(ApiToken::new(token)))
+    };
     if let Ok(token) = std::env::var("LOGOUTD_API_TOKEN")
         && !token.trim().is_empty()
     {
-        return Ok((ApiToken::new(token.trim()), false));
+        return Ok((strong(token.trim())?, false));
     }
     if let Some(path) = file {
         let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
@@ -202,17 +225,12 @@ fn api_token(file: Option<PathBuf>, dev: bool) -> Result<(ApiToken, bool), Confi
         if text.trim().is_empty() {
             return Err(ConfigError::NoApiToken);
         }
-        return Ok((ApiToken::new(text.trim()), false));
+        return Ok((strong(text.trim())?, false));
     }
     if dev {
-        let token = format!(
-            "{}{}",
-            crate::ids::random_token(),
-            crate::ids::random_token()
-        );
-        return Ok((ApiToken::new(token), true));
+        return Ok((Some(ApiToken::new(crate::ids::random_secret())), true));
     }
-    Err(ConfigError::NoApiToken)
+    Ok((None, false))
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -233,9 +251,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // The default issuer names the address actually bound (port 0 picks one).
         settings.issuer = config::parse_issuer(&format!("http://{addr}"))?;
     }
-    if settings.dev {
+    if settings.dev
+        && let Some(token) = &settings.api_token
+    {
         tracing::warn!("development mode: a generated API token is printed once on stdout");
-        crate::outln!("LOGOUTD_API_TOKEN={}", settings.api_token.expose());
+        crate::outln!("LOGOUTD_API_TOKEN={}", token.expose());
     }
     tracing::info!(%addr, issuer = %settings.issuer, store = %redact_store(&settings.store), "logoutd listening");
     let shutdown = CancellationToken::new();

@@ -17,4 +17,5 @@ mod shutdown;
 mod store;
 mod support;
 mod token;
+mod tokens;
 mod verify;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt as _;
 
-pub const API_TOKEN: &str = "test-api-token-0123456789";
+pub const API_TOKEN: &str = "test-api-token-0123456789abcdefghij";
 pub const ISSUER: &str = "https://idp.test";
 
 /// A key ring with the four fixture keys active.
@@ -65,7 +65,7 @@ impl TestApp {
                 allow_insecure: insecure,
             },
             clock: clock.clone(),
-            api_token_digest: AppState::token_digest(API_TOKEN),
+            credentials: Arc::new(logoutd::api::Credentials::new(Some(API_TOKEN), None).unwrap()),
             metrics,
             body_limit: api::DEFAULT_BODY_LIMIT,
         });

@@ -1,0 +1,210 @@
+//! Who may call the management API: the bearer token, checked in constant time, and the
+//! scope a route needs. Every `/api/v2` request passes here before routing can answer 404
+//! or 405, so that a caller without credentials learns nothing about the routes.
+
+use super::{ApiError, Shared};
+use crate::tokens::{Scope, TokenFile, digest};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
+
+/// The accepted credentials: the single configured token (admin), and the scoped tokens of
+/// the token file, reloaded when the file changes.
+#[derive(Debug)]
+pub struct Credentials {
+    admin: Option<[u8; 32]>,
+    file: Option<PathBuf>,
+    scoped: RwLock<Loaded>,
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
+    tokens: Arc<Vec<([u8; 32], Scope)>>,
+    stamp: Option<(SystemTime, u64)>,
+}
+
+impl Credentials {
+    /// Credentials from the configured admin token (if any) and the token file (if any),
+    /// which is read now.
+    pub fn new(
+        admin: Option<&str>,
+        file: Option<PathBuf>,
+    ) -> Result<Self, crate::tokens::TokenFileError> {
+        let creds = Self {
+            admin: admin.map(digest),
+            file,
+            scoped: RwLock::new(Loaded::default()),
+        };
+        creds.reload()?;
+        Ok(creds)
+    }
+
+    /// Whether any credential would be accepted.
+    pub fn any(&self) -> bool {
+        self.admin.is_some() || !self.snapshot().is_empty()
+    }
+
+    fn snapshot(&self) -> Arc<Vec<([u8; 32], Scope)>> {
+        match self.scoped.read() {
+            Ok(loaded) => loaded.tokens.clone(),
+            Err(poisoned) => poisoned.into_inner().tokens.clone(),
+        }
+    }
+
+    /// Re-reads the token file if it changed since the last read. On an error the tokens
+    /// already loaded stay in force. Returns whether the set changed.
+    pub fn reload(&self) -> Result<bool, crate::tokens::TokenFileError> {
+        let Some(path) = &self.file else {
+            return Ok(false);
+        };
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        let current = match self.scoped.read() {
+            Ok(loaded) => loaded.stamp,
+            Err(poisoned) => poisoned.into_inner().stamp,
+        };
+        if stamp == current && current.is_some() {
+            return Ok(false);
+        }
+        let file = TokenFile::load(path)?;
+        let tokens: Vec<([u8; 32], Scope)> = file
+            .tokens
+            .iter()
+            .filter_map(|t| Some((t.digest()?, t.scope)))
+            .collect();
+        let mut loaded = match self.scoped.write() {
+            Ok(loaded) => loaded,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *loaded = Loaded {
+            tokens: Arc::new(tokens),
+            stamp,
+        };
+        Ok(true)
+    }
+
+    /// The scope of `token`, if it is one of ours. Every stored digest is compared, in
+    /// constant time, whatever matches.
+    pub fn scope_of(&self, token: &str) -> Option<Scope> {
+        let presented = digest(token);
+        let mut found = 0u8;
+        let mut scope = 0u8;
+        if let Some(admin) = &self.admin {
+            let hit = presented.ct_eq(admin);
+            found.conditional_assign(&1, hit);
+            scope.conditional_assign(&(Scope::Admin as u8), hit);
+        }
+        for (stored, stored_scope) in self.snapshot().iter() {
+            let hit = presented.ct_eq(stored);
+            found.conditional_assign(&1, hit);
+            scope.conditional_assign(&(*stored_scope as u8), hit);
+        }
+        (found == 1).then(|| match scope {
+            0 => Scope::Read,
+            1 => Scope::Operate,
+            _ => Scope::Admin,
+        })
+    }
+}
+
+/// The scope a request needs: `read` for `GET` and `HEAD`; `operate` for re-drive, pause,
+/// resume and prune; `admin` for everything else. `path` is relative to `/api/v2`.
+pub fn required_scope(method: &Method, path: &str) -> Scope {
+    if method == Method::GET || method == Method::HEAD {
+        return Scope::Read;
+    }
+    let operate = method == Method::POST
+        && ((path.starts_with("/clients/")
+            && (path.ends_with("/pause") || path.ends_with("/resume")))
+            || (path.starts_with("/logout-deliveries/") && path.ends_with("/retry"))
+            || path == "/logout-deliveries/prune-failed");
+    if operate {
+        Scope::Operate
+    } else {
+        Scope::Admin
+    }
+}
+
+/// The middleware: 401 without a token we know, 403 when its scope is too small.
+pub async fn require_token(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let Some(scope) = presented.and_then(|token| state.credentials.scope_of(token)) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let needed = required_scope(req.method(), req.uri().path());
+    if scope < needed {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("this token's scope is {scope}; the request needs {needed}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::TokenFile;
+
+    #[test]
+    fn routes_need_the_scopes_the_docs_name() {
+        let cases = [
+            (Method::GET, "/logout-deliveries", Scope::Read),
+            (Method::POST, "/logout-deliveries/d1/retry", Scope::Operate),
+            (
+                Method::POST,
+                "/logout-deliveries/prune-failed",
+                Scope::Operate,
+            ),
+            (Method::POST, "/clients/a/pause", Scope::Operate),
+            (Method::POST, "/clients/a/resume", Scope::Operate),
+            (Method::POST, "/clients", Scope::Admin),
+            (Method::PATCH, "/clients/pause", Scope::Admin),
+            (Method::DELETE, "/clients/a", Scope::Admin),
+            (Method::POST, "/logout-events", Scope::Admin),
+            (Method::DELETE, "/clients/a/pause", Scope::Admin),
+        ];
+        for (method, path, scope) in cases {
+            assert_eq!(required_scope(&method, path), scope, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn each_token_has_its_scope_and_revocation_takes_effect_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let mut file = TokenFile::default();
+        let now = chrono::Utc::now();
+        let read = file.add("r", Scope::Read, now);
+        let operate = file.add("o", Scope::Operate, now);
+        file.save(&path).unwrap();
+        let admin = "a-configured-admin-token-0123456789";
+        let creds = Credentials::new(Some(admin), Some(path.clone())).unwrap();
+        assert_eq!(creds.scope_of(&read), Some(Scope::Read));
+        assert_eq!(creds.scope_of(&operate), Some(Scope::Operate));
+        assert_eq!(creds.scope_of(admin), Some(Scope::Admin));
+        assert_eq!(creds.scope_of("nope"), None);
+        let id = file.tokens[0].id.clone();
+        assert!(file.revoke(&id));
+        file.save(&path).unwrap();
+        // The stamp is the mtime and length; the length changed, so the reload sees it.
+        assert!(creds.reload().unwrap());
+        assert_eq!(creds.scope_of(&read), None);
+        assert_eq!(creds.scope_of(&operate), Some(Scope::Operate));
+    }
+}
