@@ -134,7 +134,11 @@ fn require_signing_key(state: &Shared, alg: SigningAlg) -> Result<(), ApiError> 
     if keys.active_key(alg).is_some() {
         return Ok(());
     }
-    let active: Vec<&str> = keys.active_algs().into_iter().map(SigningAlg::as_str).collect();
+    let active: Vec<&str> = keys
+        .active_algs()
+        .into_iter()
+        .map(SigningAlg::as_str)
+        .collect();
     let choice = match active.as_slice() {
         [] => String::new(),
         algs => format!(", or choose an alg that has one ({})", algs.join(", ")),

@@ -127,7 +127,10 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("activating key {kid}"))?;
             tracing::info!(alg = %done.alg, %kid, "activated signing key");
             let retired = match &done.retired {
-                Some(old) => format!("; {old} is retired and stays published for {} s", keys::RETIRED_GRACE_SECS),
+                Some(old) => format!(
+                    "; {old} is retired and stays published for {} s",
+                    keys::RETIRED_GRACE_SECS
+                ),
                 None => String::new(),
             };
             crate::outln!("{kid} now signs {} tokens{retired}", done.alg);
@@ -190,8 +193,8 @@ fn rotate(args: &RotateArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
     let dir = &args.dir.keys_dir;
     let rotated = match args.alg {
         Some(alg) => {
-            let kid = keys::rotate(dir, alg, now)
-                .with_context(|| format!("rotating the {alg} key"))?;
+            let kid =
+                keys::rotate(dir, alg, now).with_context(|| format!("rotating the {alg} key"))?;
             vec![(alg, kid)]
         }
         None => keys::rotate_all(dir, now).context("rotating the signing keys")?,
@@ -229,16 +232,38 @@ fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&Value::Array(items));
     }
-    let fields = ["kid", "alg", "state", "created_at", "activated_at", "retired_at"];
+    let fields = [
+        "kid",
+        "alg",
+        "state",
+        "created_at",
+        "activated_at",
+        "retired_at",
+    ];
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|item| {
             let mut row: Vec<String> = fields.iter().map(|f| cell(&item[*f])).collect();
-            row.push(if item["imported"] == true { "yes" } else { "no" }.to_owned());
+            row.push(
+                if item["imported"] == true {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_owned(),
+            );
             row
         })
         .collect();
-    let headers = ["KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRED", "IMPORTED"];
+    let headers = [
+        "KID",
+        "ALG",
+        "STATE",
+        "CREATED",
+        "ACTIVATED",
+        "RETIRED",
+        "IMPORTED",
+    ];
     crate::outln!("{}", table(&headers, &rows));
     Ok(())
 }

@@ -276,6 +276,5 @@ fn load_entry(dir: &Path, entry: &KeyEntry) -> Result<SigningKey, KeyError> {
     })
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -183,12 +183,9 @@ fn p256(jwk: &PrivateJwk) -> Result<Zeroizing<Vec<u8>>, ImportError> {
     point.extend_from_slice(&fixed(&jwk.x, "x", 32)?);
     point.extend_from_slice(&fixed(&jwk.y, "y", 32)?);
     let d = fixed(&jwk.d, "d", 32)?;
-    let key = EcdsaKeyPair::from_private_key_and_public_key(
-        &ECDSA_P256_SHA256_FIXED_SIGNING,
-        &d,
-        &point,
-    )
-    .map_err(|err| ImportError::Rejected("P-256", err.to_string()))?;
+    let key =
+        EcdsaKeyPair::from_private_key_and_public_key(&ECDSA_P256_SHA256_FIXED_SIGNING, &d, &point)
+            .map_err(|err| ImportError::Rejected("P-256", err.to_string()))?;
     let pkcs8 = key
         .to_pkcs8v1()
         .map_err(|_| ImportError::Rejected("P-256", "cannot encode it as PKCS#8".into()))?;

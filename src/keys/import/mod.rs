@@ -30,7 +30,7 @@ pub enum ImportError {
     Unrecognised(String),
     /// The key is protected by a passphrase.
     #[error(
-        "the key is encrypted ({0}); decrypt it first, e.g. `openssl pkey -in FILE -out \\
+        "the key is encrypted ({0}); decrypt it first, e.g. `openssl pkey -in FILE -out \
          plain.pem`, import plain.pem and delete it"
     )]
     Encrypted(&'static str),
@@ -51,8 +51,8 @@ pub enum ImportError {
     KeyType(String),
     /// An RSA JWK without the CRT members aws-lc-rs needs.
     #[error(
-        "the RSA JWK lacks {0}; logoutd needs its CRT members p, q, dp, dq and qi: export \\
-         the key with them, or as PEM"
+        "the RSA JWK lacks the CRT members {0}, which logoutd needs: export the key with \
+         p, q, dp, dq and qi, or as PEM"
     )]
     RsaCrt(String),
     /// A JWK member is missing or not base64url of the right size.
@@ -87,7 +87,7 @@ pub enum ImportError {
     JwkAlg(String),
     /// A kid that cannot appear in a JOSE header as given.
     #[error(
-        "kid {0:?} is not usable: a kid must be 1 to {MAX_KID_CHARS} characters without \\
+        "kid {0:?} is not usable: a kid must be 1 to {MAX_KID_CHARS} characters without \
          spaces or control characters"
     )]
     Kid(String),
@@ -214,10 +214,7 @@ fn choose_alg(
 /// JSON string, and into `keys list` and shell commands logoutd prints, so no whitespace.
 fn check_kid(kid: String) -> Result<KeyId, ImportError> {
     let len = kid.chars().count();
-    if len == 0
-        || len > MAX_KID_CHARS
-        || kid.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
+    if len == 0 || len > MAX_KID_CHARS || kid.chars().any(|c| c.is_control() || c.is_whitespace()) {
         let shown: String = kid.chars().take(64).collect();
         return Err(ImportError::Kid(shown));
     }

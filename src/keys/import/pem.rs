@@ -30,10 +30,10 @@ const KNOWN: &[(&[u8], &str)] = &[
 ];
 
 fn oid_name(oid: &[u8]) -> String {
-    KNOWN
-        .iter()
-        .find(|(known, _)| *known == oid)
-        .map_or_else(|| format!("OID {}", der::dotted(oid)), |(_, name)| (*name).to_owned())
+    KNOWN.iter().find(|(known, _)| *known == oid).map_or_else(
+        || format!("OID {}", der::dotted(oid)),
+        |(_, name)| (*name).to_owned(),
+    )
 }
 
 fn malformed(label: &str) -> ImportError {
@@ -51,7 +51,12 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ImportError> {
     let blocks: Vec<(String, Zeroizing<Vec<u8>>)> = ::pem::parse_many(text)
         .map_err(|err| ImportError::Unrecognised(format!("not valid PEM: {err}")))?
         .into_iter()
-        .map(|block| (block.tag().to_owned(), Zeroizing::new(block.into_contents())))
+        .map(|block| {
+            (
+                block.tag().to_owned(),
+                Zeroizing::new(block.into_contents()),
+            )
+        })
         .collect();
     let mut private = Vec::new();
     let mut public = None;
@@ -154,7 +159,8 @@ fn pkcs8_kind(der: &[u8]) -> Result<KeyKind, ImportError> {
 /// PKCS#1 `RSAPrivateKey` to PKCS#8.
 fn rsa_pkcs1(der: &[u8]) -> Result<Zeroizing<Vec<u8>>, ImportError> {
     check_rsa_bits(rsa_bits(der).ok_or_else(|| malformed("RSA PRIVATE KEY"))?)?;
-    let rejected = |err: aws_lc_rs::error::KeyRejected| ImportError::Rejected("RSA", err.to_string());
+    let rejected =
+        |err: aws_lc_rs::error::KeyRejected| ImportError::Rejected("RSA", err.to_string());
     let key = RsaKeyPair::from_der(der).map_err(rejected)?;
     let pkcs8 = key
         .as_der()

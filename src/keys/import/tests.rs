@@ -9,7 +9,9 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/keys").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/keys")
+        .join(name);
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -82,7 +84,10 @@ fn the_alg_follows_the_key_or_the_flag() {
     assert_eq!(choose_alg(KeyKind::P256, None, None).unwrap(), ES256);
     assert_eq!(choose_alg(KeyKind::Ed25519, None, None).unwrap(), EdDSA);
     assert_eq!(choose_alg(KeyKind::Rsa, Some(PS256), None).unwrap(), PS256);
-    assert_eq!(choose_alg(KeyKind::Rsa, None, Some("RS256")).unwrap(), RS256);
+    assert_eq!(
+        choose_alg(KeyKind::Rsa, None, Some("RS256")).unwrap(),
+        RS256
+    );
     assert!(matches!(
         choose_alg(KeyKind::Rsa, None, None),
         Err(ImportError::AlgNeeded)
@@ -239,7 +244,10 @@ fn duplicate_kids_and_keys_are_refused_and_change_nothing() {
     let before = snapshot(tmp.path());
     let ed = fixture("ed25519.pem");
     let taken = import(tmp.path(), request(&ed, None, Some("idp-1")), t0()).unwrap_err();
-    assert!(taken.to_string().contains("kid idp-1 already exists"), "{taken}");
+    assert!(
+        taken.to_string().contains("kid idp-1 already exists"),
+        "{taken}"
+    );
     let again = import(tmp.path(), request(&es, None, Some("idp-2")), t0()).unwrap_err();
     assert!(again.to_string().contains("as kid idp-1"), "{again}");
     assert_eq!(snapshot(tmp.path()), before);
