@@ -26,7 +26,7 @@ pub struct KeysDirArg {
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
     /// Create a key. It becomes active if its alg has no active key; otherwise it is
-    /// published now and activated by the next `keys rotate`.
+    /// published now and activated by the next `keys rotate` (or `keys activate KID`).
     Generate(GenerateArgs),
     /// Import an existing private key (e.g. your IdP's), keeping its kid. It becomes active
     /// if its alg has no active key; otherwise it is a standby key for `keys activate`.
