@@ -49,6 +49,12 @@ pub enum ImportError {
     /// A key type that cannot sign with RS256, PS256, ES256 or EdDSA.
     #[error("{0} keys are not supported; logoutd signs with RSA, P-256 and Ed25519 keys")]
     KeyType(String),
+    /// An RSA key restricted to RSASSA-PSS by its algorithm identifier (RFC 4055).
+    #[error(
+        "the key is an RSASSA-PSS-restricted RSA key (OID 1.2.840.113549.1.1.10), which \
+         logoutd cannot read; to sign PS256, import a plain RSA key with --alg PS256"
+    )]
+    RsaPss,
     /// An RSA JWK without the CRT members aws-lc-rs needs.
     #[error(
         "the RSA JWK lacks the CRT members {0}, which logoutd needs: export the key with \

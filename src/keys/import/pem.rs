@@ -143,9 +143,7 @@ fn pkcs8_kind(der: &[u8]) -> Result<KeyKind, ImportError> {
             None => Err(ImportError::Curve("with explicit parameters".into())),
         },
         ED25519 => Ok(KeyKind::Ed25519),
-        RSA_PSS => Err(ImportError::KeyType(
-            "RSASSA-PSS-restricted RSA (export it as a plain rsaEncryption key)".into(),
-        )),
+        RSA_PSS => Err(ImportError::RsaPss),
         other => {
             let name = oid_name(other);
             match name.as_str() {

@@ -142,6 +142,8 @@ fn refusals_name_the_problem() {
         refusal("import/rsa-no-crt.jwk.json"),
         ImportError::RsaCrt(m) if m == "p, q, dp, dq, qi"
     ));
+    assert!(matches!(refusal("import/ed448.pem"), ImportError::Curve(c) if c == "Ed448"));
+    assert!(matches!(refusal("import/rsa-pss.pem"), ImportError::RsaPss));
     let two = format!("{}{}", fixture("es256.pem"), fixture("ed25519.pem"));
     assert!(matches!(parse(&two), Err(ImportError::SeveralKeys(2))));
 }
