@@ -171,7 +171,8 @@ string_id!(
     Jti, ""
 );
 string_id!(
-    /// A JWK key id (`kid`): the RFC 7638 thumbprint of the public key.
+    /// A JWK key id (`kid`): the RFC 7638 thumbprint of the public key, or the kid an imported
+    /// key was given.
     KeyId, ""
 );
 string_id!(

@@ -126,6 +126,35 @@ fn apply_logout(
     Ok(())
 }
 
+/// Refuses an alg that no active key signs with: every delivery to such a client would fail
+/// to sign, so the mistake is reported to whoever registers it rather than found in the
+/// dead letters.
+fn require_signing_key(state: &Shared, alg: SigningAlg) -> Result<(), ApiError> {
+    let keys = state.keys.current();
+    if keys.active_key(alg).is_some() {
+        return Ok(());
+    }
+    let active: Vec<&str> = keys
+        .active_algs()
+        .into_iter()
+        .map(SigningAlg::as_str)
+        .collect();
+    let choice = match active.as_slice() {
+        [] => String::new(),
+        algs => format!(", or choose an alg that has one ({})", algs.join(", ")),
+    };
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "no_signing_key",
+        format!(
+            "no active {alg} signing key for id_token_signed_response_alg {alg}; run \
+             `logoutd keys generate --alg {alg}` (or import your IdP's key with `logoutd keys \
+             import --alg {alg} FILE`) on the server and retry once it has loaded the key \
+             (within a few seconds){choice}"
+        ),
+    ))
+}
+
 fn blank(client_id: ClientId, now: DateTime<Utc>) -> RelyingParty {
     RelyingParty {
         client_id,
@@ -156,6 +185,7 @@ pub async fn create(
         return Err(ApiError::invalid_body("name is required"));
     }
     let client = body.apply(blank(client_id, state.now()), state.net)?;
+    require_signing_key(&state, client.id_token_signed_response_alg)?;
     state
         .stores
         .clients
@@ -217,7 +247,13 @@ pub async fn update(
         return Err(ApiError::invalid_body("client_id cannot be changed"));
     }
     let current = load(&state, &id).await?;
+    // Only a PATCH that sets the alg is checked: one that renames a client or moves its URL
+    // must not fail because of the key directory.
+    let sets_alg = body.id_token_signed_response_alg.is_some();
     let mut next = body.apply(current, state.net)?;
+    if sets_alg {
+        require_signing_key(&state, next.id_token_signed_response_alg)?;
+    }
     next.updated_at = state.now();
     save(&state, &next).await?;
     Ok(Json(next))

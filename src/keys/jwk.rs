@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct Jwk {
     /// Key type: `RSA`, `EC` or `OKP`.
     pub kty: String,
-    /// Key id; logoutd uses the RFC 7638 thumbprint.
+    /// Key id: the RFC 7638 thumbprint, or the kid an imported key keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
     /// The one algorithm this key is used with.

@@ -4,19 +4,27 @@
 //! first use and stays there for at least the longest token lifetime after it stops
 //! signing. The lifecycle of a key, as recorded in the manifest ([`store`]):
 //!
-//! 1. *standby*: generated while its alg already had an active key; published, not signing;
+//! 1. *standby*: generated or imported while its alg already had an active key; published,
+//!    not signing;
 //! 2. *active*: the one key that signs for its alg;
-//! 3. *retired*: replaced by [`rotate`]; published until `retired_at` +
+//! 3. *retired*: replaced by [`rotate`] or [`activate`]; published until `retired_at` +
 //!    [`RETIRED_GRACE_SECS`], then dropped from the JWKS.
+//!
+//! Keys are generated here ([`generate`]) or imported from an IdP ([`import()`]), so that
+//! logoutd signs with a key the IdP already publishes.
 
+pub mod import;
 mod jwk;
+mod lifecycle;
 mod ring;
 mod signer;
 pub mod store;
 
+pub use import::{ImportError, ImportRequest, Imported, import};
 pub use jwk::{Jwk, Jwks};
+pub use lifecycle::{Activated, activate, generate, rotate, rotate_all};
 pub use ring::KeyRing;
-pub use signer::{SignError, SigningKey};
+pub use signer::{RSA_BITS, SignError, SigningKey};
 
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::ids::KeyId;
@@ -57,12 +65,50 @@ pub enum KeyError {
     #[error("RSA keys must be 2048, 3072 or 4096 bits, not {0}")]
     RsaBits(usize),
     /// A key file does not hold the key the manifest names.
-    #[error("key file for kid {expected} holds a key with kid {actual}")]
-    KidMismatch {
+    #[error("the key file of kid {kid} holds the key with thumbprint {actual}, not {expected}")]
+    ThumbprintMismatch {
         /// The kid in the manifest.
+        kid: KeyId,
+        /// The thumbprint the manifest records.
         expected: KeyId,
         /// The thumbprint of the key in the file.
         actual: KeyId,
+    },
+    /// A key to import was refused; nothing was written.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// `keys rotate` without an alg found no active key to rotate.
+    #[error(
+        "no active signing key in {0}: create one with `logoutd keys generate --alg RS256` \
+         or `logoutd keys import`"
+    )]
+    NoActiveKey(PathBuf),
+    /// No key in the manifest has this kid.
+    #[error("no key with kid {0} in the keys directory (see `logoutd keys list`)")]
+    UnknownKid(KeyId),
+    /// Only a standby key can be activated.
+    #[error(
+        "key {kid} is {state}; only a standby key can be activated (import or generate \
+         a new key instead)"
+    )]
+    NotStandby {
+        /// The key asked for.
+        kid: KeyId,
+        /// Its state: `active` or `retired`.
+        state: &'static str,
+    },
+    /// Rotating would replace an imported key with one the IdP does not publish.
+    #[error(
+        "the active {alg} key {kid} was imported and no standby {alg} key is waiting; a \
+         generated key would sign tokens your IdP's JWKS cannot verify. Import the IdP's next \
+         key with `logoutd keys import --alg {alg} FILE` (or, to leave the IdP's key behind, \
+         add one with `logoutd keys generate --alg {alg}`) and rotate again"
+    )]
+    ImportedActive {
+        /// The alg to rotate.
+        alg: SigningAlg,
+        /// The active imported key.
+        kid: KeyId,
     },
 }
 
@@ -211,91 +257,23 @@ impl KeySet {
     }
 }
 
+/// Loads one key, checking that its file holds the key the manifest names: the thumbprint
+/// of the key in the file must equal the one recorded (for a generated key, its kid).
 fn load_entry(dir: &Path, entry: &KeyEntry) -> Result<SigningKey, KeyError> {
     let pem = store::read_key_file(dir, entry)?;
     let key = SigningKey::from_pkcs8_pem(entry.alg, &pem)?;
-    if key.kid() != &entry.kid {
-        return Err(KeyError::KidMismatch {
-            expected: entry.kid.clone(),
+    if key.kid() != entry.thumbprint() {
+        return Err(KeyError::ThumbprintMismatch {
+            kid: entry.kid.clone(),
+            expected: entry.thumbprint().clone(),
             actual: key.kid().clone(),
         });
     }
-    Ok(key)
-}
-
-fn write_new_key(
-    dir: &Path,
-    alg: SigningAlg,
-    rsa_bits: Option<usize>,
-    now: DateTime<Utc>,
-) -> Result<KeyEntry, KeyError> {
-    let key = SigningKey::generate(alg, rsa_bits)?;
-    let entry = KeyEntry {
-        alg,
-        kid: key.kid().clone(),
-        created_at: now,
-        activated_at: None,
-        retired_at: None,
-    };
-    store::write_private(&dir.join(entry.file_name()), key.to_pkcs8_pem()?.as_bytes())?;
-    Ok(entry)
-}
-
-/// Generates a key for `alg` in `dir` (created 0700 if needed), file mode 0600.
-///
-/// The key becomes active only when `alg` has no active key. Otherwise it is a *standby*
-/// key: published in the JWKS at once but not signing, and the next [`rotate`] for `alg`
-/// activates it. This lets operators pre-publish a key before it is used.
-pub fn generate(
-    dir: &Path,
-    alg: SigningAlg,
-    rsa_bits: Option<usize>,
-    now: DateTime<Utc>,
-) -> Result<KeyId, KeyError> {
-    store::ensure_dir(dir)?;
-    let mut manifest = store::read_manifest(dir)?;
-    let mut entry = write_new_key(dir, alg, rsa_bits, now)?;
-    if manifest.active(alg).is_none() {
-        entry.activated_at = Some(now);
-    }
-    let kid = entry.kid.clone();
-    manifest.keys.push(entry);
-    store::write_manifest(dir, &manifest)?;
-    Ok(kid)
-}
-
-/// Makes a new key active for `alg` and retires the previous one, which stays published
-/// for [`RETIRED_GRACE_SECS`]. The newest standby key is promoted if there is one;
-/// otherwise a new key is generated (RSA: 2048 bits; pre-generate larger keys with
-/// [`generate`]).
-pub fn rotate(dir: &Path, alg: SigningAlg, now: DateTime<Utc>) -> Result<KeyId, KeyError> {
-    store::ensure_dir(dir)?;
-    let mut manifest = store::read_manifest(dir)?;
-    let standby = manifest
-        .keys
-        .iter()
-        .rposition(|e| e.alg == alg && e.is_standby());
-    let next = match standby {
-        Some(index) => index,
-        None => {
-            manifest.keys.push(write_new_key(dir, alg, None, now)?);
-            manifest.keys.len() - 1
-        }
-    };
-    for entry in manifest.keys.iter_mut() {
-        if entry.alg == alg && entry.is_active() {
-            entry.retired_at = Some(now);
-        }
-    }
-    let Some(entry) = manifest.keys.get_mut(next) else {
-        return Err(KeyError::Invalid(
-            "rotation lost track of the new key".into(),
-        ));
-    };
-    entry.activated_at = Some(now);
-    let kid = entry.kid.clone();
-    store::write_manifest(dir, &manifest)?;
-    Ok(kid)
+    Ok(if key.kid() == &entry.kid {
+        key
+    } else {
+        key.with_kid(entry.kid.clone())
+    })
 }
 
 #[cfg(test)]

@@ -102,13 +102,16 @@ fn public_jwk(pair: &Pair) -> Result<Jwk, KeyError> {
 }
 
 fn encoded_header(alg: SigningAlg, typ: TokenTyp, kid: &KeyId) -> String {
-    // alg and typ are fixed names and kid is base64url, so none needs JSON escaping.
-    let header = format!(
-        r#"{{"alg":"{alg}","typ":"{}","kid":"{kid}"}}"#,
-        typ.as_str()
-    );
+    // alg and typ are fixed names; an imported key's kid is the IdP's and may need escaping
+    // (a thumbprint is base64url and comes out unchanged).
+    let kid = serde_json::Value::from(kid.as_str());
+    let header = format!(r#"{{"alg":"{alg}","typ":"{}","kid":{kid}}}"#, typ.as_str());
     URL_SAFE_NO_PAD.encode(header)
 }
+
+/// The RSA modulus sizes logoutd signs with: 2048 bits at least (RFC 7518 §3.3), and at most
+/// what aws-lc-rs accepts.
+pub const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
 fn rejected(alg: SigningAlg, err: impl fmt::Display) -> KeyError {
     KeyError::Invalid(format!("not a usable {alg} PKCS#8 private key: {err}"))
@@ -120,8 +123,8 @@ impl SigningKey {
         let pair = match alg {
             SigningAlg::RS256 | SigningAlg::PS256 => {
                 let key = RsaKeyPair::from_pkcs8(der).map_err(|e| rejected(alg, e))?;
-                if !matches!(key.public_modulus_len() * 8, 2048 | 3072 | 4096) {
-                    return Err(rejected(alg, "RSA keys must be 2048, 3072 or 4096 bits"));
+                if !RSA_BITS.contains(&(key.public_modulus_len() * 8)) {
+                    return Err(rejected(alg, "RSA keys must have 2048 to 8192 bits"));
                 }
                 Pair::Rsa(key)
             }
@@ -171,21 +174,28 @@ impl SigningKey {
     fn from_pair(alg: SigningAlg, pair: Pair) -> Result<Self, KeyError> {
         let mut jwk = public_jwk(&pair)?;
         let kid = jwk.thumbprint();
-        jwk.kid = Some(kid.as_str().to_owned());
         jwk.alg = Some(alg.as_str().to_owned());
         jwk.use_ = Some("sig".to_owned());
-        let headers = [
-            encoded_header(alg, TokenTyp::LogoutJwt, &kid),
-            encoded_header(alg, TokenTyp::Jwt, &kid),
-        ];
         Ok(Self {
             alg,
-            kid,
+            kid: kid.clone(),
             pair,
             jwk,
-            headers,
+            headers: [String::new(), String::new()],
             rng: SystemRandom::new(),
-        })
+        }
+        .with_kid(kid))
+    }
+
+    /// The same key published and signing under `kid`, for a key imported with its IdP's kid.
+    pub fn with_kid(mut self, kid: KeyId) -> Self {
+        self.jwk.kid = Some(kid.as_str().to_owned());
+        self.headers = [
+            encoded_header(self.alg, TokenTyp::LogoutJwt, &kid),
+            encoded_header(self.alg, TokenTyp::Jwt, &kid),
+        ];
+        self.kid = kid;
+        self
     }
 
     /// The PKCS#8 PEM encoding of the private key; zeroized when dropped.
@@ -208,9 +218,14 @@ impl SigningKey {
         self.alg
     }
 
-    /// The key id (RFC 7638 thumbprint).
+    /// The key id: the RFC 7638 thumbprint, unless the key was imported under another kid.
     pub fn kid(&self) -> &KeyId {
         &self.kid
+    }
+
+    /// The RFC 7638 thumbprint of the public key, whatever the kid.
+    pub fn thumbprint(&self) -> KeyId {
+        self.jwk.thumbprint()
     }
 
     /// The public JWK, with `kid`, `alg` and `use`.

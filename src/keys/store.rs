@@ -2,6 +2,8 @@
 //!
 //! The manifest records each key's alg, kid and lifecycle times. It is replaced atomically
 //! (written to a temporary file, then renamed), so a running server never reads half of it.
+//! A key file is named after the key's RFC 7638 thumbprint, never after a kid an IdP chose,
+//! so no kid can reach outside the directory.
 
 use super::KeyError;
 use crate::alg::SigningAlg;
@@ -22,8 +24,17 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub struct KeyEntry {
     /// The algorithm the key signs with.
     pub alg: SigningAlg,
-    /// The RFC 7638 thumbprint; also the file stem.
+    /// The kid the key is published and signs under: its RFC 7638 thumbprint, or for an
+    /// imported key the kid it was given.
     pub kid: KeyId,
+    /// The RFC 7638 thumbprint when it differs from `kid` or the key was imported; it names
+    /// the key file and is checked against the file's key on loading. Absent for generated
+    /// keys, whose kid is the thumbprint, so their entries read as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<KeyId>,
+    /// True for a key brought in with `logoutd keys import` rather than generated here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
     /// When the key was generated.
     pub created_at: DateTime<Utc>,
     /// When it started signing; `None` while it is only published (pre-rotation).
@@ -45,9 +56,46 @@ impl KeyEntry {
         self.activated_at.is_none() && self.retired_at.is_none()
     }
 
-    /// The key file's name.
+    /// Where the key stands in its lifecycle.
+    pub fn state(&self) -> KeyState {
+        match (self.activated_at, self.retired_at) {
+            (_, Some(_)) => KeyState::Retired,
+            (Some(_), None) => KeyState::Active,
+            (None, None) => KeyState::Standby,
+        }
+    }
+
+    /// The RFC 7638 thumbprint of the key the file must hold.
+    pub fn thumbprint(&self) -> &KeyId {
+        self.thumbprint.as_ref().unwrap_or(&self.kid)
+    }
+
+    /// The key file's name: `<thumbprint>.pem`.
     pub fn file_name(&self) -> String {
-        format!("{}.pem", self.kid)
+        format!("{}.pem", self.thumbprint())
+    }
+}
+
+/// A key's place in its lifecycle (see the module docs of `crate::keys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Published, not signing yet.
+    Standby,
+    /// Signing new tokens.
+    Active,
+    /// No longer signing; published for a grace period, then dropped.
+    Retired,
+}
+
+impl KeyState {
+    /// The lowercase name, as `keys list` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standby => "standby",
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
     }
 }
 

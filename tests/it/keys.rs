@@ -1,6 +1,9 @@
 //! The `logoutd keys` and `logoutd token` commands, run as a user would run them, and the
 //! JWKS as a relying party fetches it.
 
+mod import;
+mod registration;
+
 use crate::support::*;
 use logoutd::alg::{SigningAlg, TokenTyp};
 use logoutd::ids::{ClientId, Issuer};
@@ -12,7 +15,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn logoutd(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn logoutd(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_logoutd"))
         .args(args)
         .env("LOGOUTD_KEYS_DIR", dir)
@@ -21,7 +24,7 @@ fn logoutd(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
         "stderr: {}",
@@ -30,7 +33,7 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
@@ -47,7 +50,7 @@ fn keys_generate_rotate_and_jwks_publish_public_members_only() {
         &dir,
         &["keys", "generate", "--alg", "PS256", "--bits", "3072"],
     ));
-    let rotated = stdout(&logoutd(&dir, &["keys", "rotate"]));
+    let rotated = stdout(&logoutd(&dir, &["keys", "rotate", "--alg", "RS256"]));
     assert_ne!(rs, rotated);
     assert_eq!(mode(&dir), 0o700);
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -95,7 +98,12 @@ fn logs_written_to_a_pipe_are_plain_text() {
     );
 }
 
-fn verify_with_stdin(dir: &Path, jwks_file: &Path, token: &str, extra: &[&str]) -> Output {
+pub(crate) fn verify_with_stdin(
+    dir: &Path,
+    jwks_file: &Path,
+    token: &str,
+    extra: &[&str],
+) -> Output {
     let jwks = jwks_file.to_str().unwrap();
     let mut args = vec!["token", "verify", "--issuer", ISSUER, "--client-id", CLIENT];
     args.extend_from_slice(&["--jwks-file", jwks]);
