@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub keys_dir: Option<PathBuf>,
     /// `--allow-insecure-rp-urls`.
     pub allow_insecure_rp_urls: Option<bool>,
+    /// `--allow-loose-key-permissions`.
+    pub allow_loose_key_permissions: Option<bool>,
     /// A file holding the API bearer token.
     pub api_token_file: Option<PathBuf>,
     /// `--api-tokens-file`: the scoped tokens (hashes) that `logoutd tokens` manages.
@@ -241,6 +243,8 @@ pub struct Settings {
     pub store: String,
     /// Keys directory.
     pub keys_dir: PathBuf,
+    /// Whether a keys directory or key file open to other users is used anyway.
+    pub allow_loose_key_permissions: bool,
     /// URL and connect policy.
     pub net: NetPolicy,
     /// Request body cap.

@@ -163,6 +163,7 @@ pub fn settings(dir: &Path, store: String) -> Settings {
         issuer: Issuer::new("https://logoutd.bench"),
         store,
         keys_dir: dir.join("keys"),
+        allow_loose_key_permissions: false,
         net: NetPolicy {
             allow_insecure: true,
         },

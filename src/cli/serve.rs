@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Allow http and loopback/private RP URLs (tests and demos only).
     #[arg(long, env = "LOGOUTD_ALLOW_INSECURE_RP_URLS")]
     pub allow_insecure_rp_urls: bool,
+    /// Use a keys directory or key files that other users can read (refused by default).
+    #[arg(long, env = "LOGOUTD_ALLOW_LOOSE_KEY_PERMISSIONS")]
+    pub allow_loose_key_permissions: bool,
     /// Development mode: generate an API token and print it once.
     #[arg(long)]
     pub dev: bool,
@@ -172,6 +175,8 @@ impl ServeArgs {
                 .or(file.keys_dir)
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_KEYS_DIR)),
             net,
+            allow_loose_key_permissions: self.allow_loose_key_permissions
+                || file.allow_loose_key_permissions.unwrap_or(false),
             body_limit: positive(
                 "body_limit_bytes",
                 file.body_limit_bytes
@@ -237,6 +242,9 @@ fn api_token(file: Option<PathBuf>, dev: bool) -> Result<(Option<ApiToken>, bool
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.resolve()?;
     let clock: SharedClock = Arc::new(SystemClock);
+    if !settings.allow_loose_key_permissions {
+        crate::keys::store::check_permissions(&settings.keys_dir)?;
+    }
     let (_, created) = KeySet::load_or_create_default(&settings.keys_dir, clock.now())?;
     if created {
         tracing::warn!(dir = %settings.keys_dir.display(), "no signing key found; generated an RS256 key");

@@ -110,6 +110,19 @@ pub enum KeyError {
         /// The active imported key.
         kid: KeyId,
     },
+    /// The keys directory or a file in it can be read by other users.
+    #[error(
+        "{path} is open to other users (mode {mode:o}); run `chmod {wanted:o} {path}`, or \
+         start serve with --allow-loose-key-permissions to use it anyway"
+    )]
+    LoosePermissions {
+        /// The directory or file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// The mode to set.
+        wanted: u32,
+    },
 }
 
 impl KeyError {

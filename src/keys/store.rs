@@ -143,6 +143,46 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, KeyError> {
     }
 }
 
+/// Checks that the keys directory is 0700 (or tighter) and that its manifest and key files
+/// are 0600 (or tighter): private keys that other users can read are no longer private. A
+/// directory that does not exist yet passes; it is created 0700.
+pub fn check_permissions(dir: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode_of = |path: &Path| -> Result<Option<u32>, KeyError> {
+        match fs::metadata(path) {
+            Ok(meta) => Ok(Some(meta.permissions().mode() & 0o777)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(KeyError::io(path, err)),
+        }
+    };
+    let loose = |path: &Path, mode: u32, wanted: u32| KeyError::LoosePermissions {
+        path: path.to_owned(),
+        mode,
+        wanted,
+    };
+    let Some(mode) = mode_of(dir)? else {
+        return Ok(());
+    };
+    if mode & 0o077 != 0 {
+        return Err(loose(dir, mode, 0o700));
+    }
+    let manifest = read_manifest(dir)?;
+    let files = std::iter::once(dir.join(MANIFEST_FILE)).chain(
+        manifest
+            .keys
+            .iter()
+            .map(|entry| dir.join(entry.file_name())),
+    );
+    for file in files {
+        if let Some(mode) = mode_of(&file)?
+            && mode & 0o077 != 0
+        {
+            return Err(loose(&file, mode, 0o600));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the keys directory (mode 0700) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
     fs::DirBuilder::new()

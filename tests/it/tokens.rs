@@ -136,3 +136,71 @@ async fn unauthenticated_requests_get_401_before_404_or_405() {
     let (status, _) = app.call(Method::PUT, "/api/v2/clients", None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// A keys directory or key file that other users can read stops `serve` with the `chmod` to
+/// run, unless the operator explicitly allows it.
+#[tokio::test]
+async fn loose_key_permissions_are_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let out = logoutd(
+        &["keys", "generate", "--alg", "ES256", "--keys-dir", "keys"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let serve = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory://"])
+            .args(["--keys-dir", "keys"])
+            .args(extra)
+            .current_dir(dir.path())
+            .env("LOGOUTD_API_TOKEN", crate::support::app::API_TOKEN)
+            .env("LOGOUTD_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = serve(&[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("chmod 700"), "{stderr}");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pem = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pem"))
+        .unwrap();
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = serve(&[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    // With the explicit flag it starts: it logs that it listens (and is stopped here).
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory://"])
+        .args(["--keys-dir", "keys", "--allow-loose-key-permissions"])
+        .current_dir(dir.path())
+        .env("LOGOUTD_API_TOKEN", crate::support::app::API_TOKEN)
+        .env("LOGOUTD_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("logoutd listening") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(listening, Ok(true), "serve did not start with the flag");
+    child.kill().await.unwrap();
+}
