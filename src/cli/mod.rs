@@ -9,6 +9,7 @@ pub mod http;
 pub mod keys;
 pub mod logs;
 pub mod mock_rp;
+pub mod openapi;
 pub mod serve;
 pub mod sessions;
 pub mod token;
@@ -42,6 +43,8 @@ pub enum Command {
     Deliveries(deliveries::DeliveriesArgs),
     /// Inspect and end sessions through the API.
     Sessions(sessions::SessionsArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (the text of docs/openapi.json).
+    Openapi,
 }
 
 /// Writes one line to stdout. A closed pipe (`logoutd keys jwks | head`) ends the process
@@ -108,6 +111,7 @@ pub fn main() -> ExitCode {
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Deliveries(args) => deliveries::run(args).await,
             Command::Sessions(args) => sessions::run(args).await,
+            Command::Openapi => openapi::run(),
         }
     });
     // The runtime's threads may still log while they stop.
