@@ -1,5 +1,6 @@
 //! The HTTP API (axum): public discovery and health routes, and the Auth0-shaped management
-//! API under `/api/v2`, guarded by a bearer token compared in constant time.
+//! API under `/api/v2`, guarded by a bearer token compared in constant time. Every route is
+//! registered with its OpenAPI operation ([`openapi`]).
 
 use crate::clock::SharedClock;
 use crate::ids::Issuer;

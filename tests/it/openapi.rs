@@ -48,6 +48,22 @@ fn committed_openapi_json_is_what_the_code_generates() {
     );
 }
 
+#[tokio::test]
+async fn logoutd_openapi_prints_the_committed_text() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
+        .arg("openapi")
+        .env("LOGOUTD_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), generated_text());
+}
+
 #[test]
 fn openapi_document_validates_against_the_openapi_3_1_meta_schema() {
     let doc: Value =
@@ -892,6 +908,8 @@ fn the_contract_refuses_what_the_routes_do_not_answer() {
         !errors.is_empty(),
         "PATCH refuses members other than session_metadata"
     );
+    let value = &c.doc["components"]["schemas"]["ValueBody"]["properties"]["value"];
+    assert_eq!(value["maxLength"], logoutd::metadata::MAX_VALUE_CHARS);
     let bad_key = json!({ "session_metadata": { "no spaces": "v" } });
     let errors = c.request_errors(&Method::PATCH, "/api/v2/sessions/{id}", &bad_key);
     assert!(
