@@ -86,7 +86,8 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// The management API (mounted at `/api/v2`), each route with its OpenAPI operation.
+/// The management API (mounted at `/api/v2`), each route with its OpenAPI operation. Paths
+/// and methods are in each handler's `#[utoipa::path]`; one `routes!` groups a path's methods.
 fn management_routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
         .routes(routes!(clients::create, clients::list))
