@@ -1,7 +1,7 @@
 //! The HTTP API's OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]`
 //! annotations and the request and response types, and served at `GET /api/v2/openapi.json`.
 //!
-//! The routes and the document come from the same registration in [`super::api_routes`], so a
+//! The routes and the document come from the same registration (`api_routes`), so a
 //! route cannot exist without its operation. `docs/openapi.json` is this document, committed;
 //! `logoutd openapi` prints it.
 
