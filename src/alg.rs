@@ -6,7 +6,18 @@ use std::str::FromStr;
 
 /// A signing algorithm a client may ask for (`id_token_signed_response_alg`).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 pub enum SigningAlg {
     /// RSASSA-PKCS1-v1_5 with SHA-256; the default.
@@ -55,7 +66,9 @@ impl FromStr for SigningAlg {
 }
 
 /// The `typ` header of a logout token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub enum TokenTyp {
     /// `logout+jwt`, the explicit type of RFC 8725 §3.11 and the spec's errata; the default.
     #[default]

@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
+use utoipa::ToSchema;
 
 /// How a client chooses the initiators it is told about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InitiatorMode {
     /// Every initiator.
@@ -21,7 +22,7 @@ pub enum InitiatorMode {
 }
 
 /// Auth0's `backchannel_logout_initiators`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LogoutInitiators {
     /// `all` or `custom`.
     pub mode: InitiatorMode,
@@ -54,14 +55,14 @@ impl LogoutInitiators {
 }
 
 /// Auth0's `backchannel_logout_session_metadata`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct MetadataOptIn {
     /// Include `session_metadata` in this client's logout tokens.
     pub include: bool,
 }
 
 /// Auth0's `oidc_logout` object.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct OidcLogout {
     /// Zero or one back-channel logout URL.
     pub backchannel_logout_urls: Vec<Url>,
@@ -72,7 +73,7 @@ pub struct OidcLogout {
 }
 
 /// A registered relying party.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RelyingParty {
     /// The client_id; the `aud` of its logout tokens.
     pub client_id: ClientId,

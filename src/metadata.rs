@@ -236,6 +236,33 @@ impl<'de> Deserialize<'de> for SessionMetadata {
     }
 }
 
+/// The rules above as a JSON Schema, for the API's OpenAPI document. JSON Schema's
+/// `maxLength` counts code points, which for a JSON string are Unicode scalar values.
+impl utoipa::PartialSchema for SessionMetadata {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let value = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(MAX_VALUE_CHARS));
+        let key = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^[A-Za-z0-9_-]{{1,{MAX_KEY_CHARS}}}$")));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(format!(
+                "Flat string metadata: at most {MAX_PAIRS} pairs, keys match \
+                 `[A-Za-z0-9_-]{{1,{MAX_KEY_CHARS}}}`, values are strings of at most \
+                 {MAX_VALUE_CHARS} Unicode scalar values."
+            )))
+            .max_properties(Some(MAX_PAIRS))
+            .property_names(Some(key))
+            .additional_properties(Some(value))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SessionMetadata {}
+
 impl fmt::Debug for SessionMetadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::Notify;
+use utoipa::ToSchema;
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Waiting for `next_attempt_at`.
@@ -62,7 +63,7 @@ impl FromStr for DeliveryState {
 }
 
 /// A delivery as the status API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Delivery {
     /// Row id.
     pub id: DeliveryId,
@@ -93,7 +94,7 @@ pub struct Delivery {
 }
 
 /// One attempt in a delivery's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptRecord {
     /// When the attempt started.
     pub at: DateTime<Utc>,
@@ -108,7 +109,7 @@ pub struct AttemptRecord {
 }
 
 /// A delivery with its attempt history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryDetail {
     /// The row.
     #[serde(flatten)]

@@ -131,8 +131,24 @@ pub fn required_scope(method: &Method, path: &str) -> Scope {
     }
 }
 
-/// The middleware: 401 without a token we know, 403 when its scope is too small.
+/// The path under `/api/v2` that needs a token, if `path` is one: everything there except
+/// the public OpenAPI document.
+fn guarded_path<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix("/api/v2")?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let public = rest == "/openapi.json" && (method == Method::GET || method == Method::HEAD);
+    (!public).then_some(rest)
+}
+
+/// The middleware, around the whole router: under `/api/v2`, 401 without a token we know
+/// (whether or not the route exists) and 403 when its scope is too small.
 pub async fn require_token(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let Some(path) = guarded_path(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let needed = required_scope(req.method(), path);
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -144,7 +160,6 @@ pub async fn require_token(State(state): State<Shared>, req: Request, next: Next
     let Some(scope) = presented.and_then(|token| state.credentials.scope_of(token)) else {
         return ApiError::unauthorized().into_response();
     };
-    let needed = required_scope(req.method(), req.uri().path());
     if scope < needed {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -182,6 +197,20 @@ mod tests {
         for (method, path, scope) in cases {
             assert_eq!(required_scope(&method, path), scope, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn every_api_v2_path_but_the_openapi_document_is_guarded() {
+        assert_eq!(guarded_path(&Method::GET, "/api/v2/clients"), Some("/clients"));
+        assert_eq!(guarded_path(&Method::PUT, "/api/v2/nope"), Some("/nope"));
+        assert_eq!(guarded_path(&Method::GET, "/api/v2"), Some(""));
+        assert_eq!(guarded_path(&Method::GET, "/api/v2/openapi.json"), None);
+        assert_eq!(
+            guarded_path(&Method::POST, "/api/v2/openapi.json"),
+            Some("/openapi.json")
+        );
+        assert_eq!(guarded_path(&Method::GET, "/api/v2x"), None);
+        assert_eq!(guarded_path(&Method::GET, "/healthz"), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `/api/v2/clients`: relying-party registration in Auth0's `oidc_logout` shape.
 
+use super::error::ErrorBody;
 use super::extract::{JsonBody, PathParams, QueryParams};
+use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared, page_size};
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, RelyingParty};
@@ -11,43 +13,59 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Longest accepted identifier or name, in characters.
 pub const MAX_ID_CHARS: usize = 255;
 
 /// A create or PATCH body. Absent fields keep their current (or default) value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientBody {
+    /// The client_id (1-255 characters); generated when absent on create, and cannot change.
     client_id: Option<String>,
+    /// Display name (1-255 characters); required on create.
     name: Option<String>,
+    /// Back-channel logout settings; absent members keep their value.
     oidc_logout: Option<OidcLogoutBody>,
+    /// The RP requires `sid` in its logout tokens.
     backchannel_logout_session_required: Option<bool>,
+    /// The `typ` header of its logout tokens.
     logout_token_typ: Option<TokenTyp>,
+    /// The alg its logout tokens are signed with.
     id_token_signed_response_alg: Option<SigningAlg>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Auth0's `oidc_logout` object in a request.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OidcLogoutBody {
+    /// Zero or one URL; an empty list cancels the client's pending deliveries.
+    #[schema(max_items = 1)]
     backchannel_logout_urls: Option<Vec<String>>,
+    /// Which initiators the client receives.
     backchannel_logout_initiators: Option<InitiatorsBody>,
+    /// Whether its tokens carry the session metadata.
     backchannel_logout_session_metadata: Option<MetadataOptInBody>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Auth0's `backchannel_logout_initiators` in a request.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InitiatorsBody {
+    /// `all`, or `custom`: `rp-logout`, `idp-logout` and the selected ones.
     mode: InitiatorMode,
+    /// The initiators chosen in `custom` mode.
     #[serde(default)]
     selected_initiators: Vec<Initiator>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Auth0's `backchannel_logout_session_metadata` in a request.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MetadataOptInBody {
+    /// Include `session_metadata` in the client's logout tokens.
     include: bool,
 }
 
@@ -170,6 +188,22 @@ fn blank(client_id: ClientId, now: DateTime<Utc>) -> RelyingParty {
 }
 
 /// `POST /api/v2/clients`.
+#[utoipa::path(
+    post,
+    path = "/clients",
+    tag = "clients",
+    operation_id = "create_client",
+    summary = "Register a relying party",
+    request_body(content = ClientBody, description = "`name` is required."),
+    responses(
+        (status = 201, description = "The client as registered", body = RelyingParty),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "A client with that `client_id` exists (`already_exists`)",
+            body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn create(
     State(state): State<Shared>,
     JsonBody(mut body): JsonBody<ClientBody>,
@@ -197,27 +231,55 @@ pub async fn create(
 }
 
 /// Paging parameters of a listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Cursor: the last id of the previous page.
+    /// Cursor: the `next` of the previous page; omit it for the first page.
     pub from: Option<String>,
-    /// Page size.
+    /// Page size: 1 to 100, 50 when omitted.
+    #[param(minimum = 1, maximum = 100, default = 50)]
     pub take: Option<usize>,
 }
 
+/// A page of `GET /api/v2/clients`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientPage {
+    /// Clients in `client_id` order.
+    clients: Vec<RelyingParty>,
+    /// Cursor of the next page, to pass as `from`; `null` on the last page.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
 /// `GET /api/v2/clients`.
+#[utoipa::path(
+    get,
+    path = "/clients",
+    tag = "clients",
+    operation_id = "list_clients",
+    summary = "List relying parties, a page at a time",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of clients", body = ClientPage),
+        (status = 400, response = BadRequest),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn list(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<PageQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ClientPage>, ApiError> {
     let take = page_size(query.take)?;
     let page = state
         .stores
         .clients
         .list_clients(query.from.as_deref(), take)
         .await?;
-    Ok(Json(json!({ "clients": page.items, "next": page.next })).into_response())
+    Ok(Json(ClientPage {
+        clients: page.items,
+        next: page.next,
+    }))
 }
 
 async fn load(state: &Shared, id: &str) -> Result<RelyingParty, ApiError> {
@@ -230,6 +292,20 @@ async fn load(state: &Shared, id: &str) -> Result<RelyingParty, ApiError> {
 }
 
 /// `GET /api/v2/clients/{client_id}`.
+#[utoipa::path(
+    get,
+    path = "/clients/{client_id}",
+    tag = "clients",
+    operation_id = "get_client",
+    summary = "Read a relying party",
+    params(("client_id" = String, Path, description = "The client's `client_id`")),
+    responses(
+        (status = 200, description = "The client", body = RelyingParty),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn get(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -238,6 +314,23 @@ pub async fn get(
 }
 
 /// `PATCH /api/v2/clients/{client_id}`.
+#[utoipa::path(
+    patch,
+    path = "/clients/{client_id}",
+    tag = "clients",
+    operation_id = "update_client",
+    summary = "Change a relying party",
+    params(("client_id" = String, Path, description = "The client's `client_id`")),
+    request_body(content = ClientBody,
+        description = "Absent members keep their value; `client_id`, if given, must be the same."),
+    responses(
+        (status = 200, description = "The client as changed", body = RelyingParty),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn update(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -271,6 +364,20 @@ async fn save(state: &Shared, client: &RelyingParty) -> Result<(), ApiError> {
 }
 
 /// `DELETE /api/v2/clients/{client_id}`: cancels its pending deliveries.
+#[utoipa::path(
+    delete,
+    path = "/clients/{client_id}",
+    tag = "clients",
+    operation_id = "delete_client",
+    summary = "Delete a relying party and cancel its pending deliveries",
+    params(("client_id" = String, Path, description = "The client's `client_id`")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn delete(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -301,6 +408,20 @@ async fn set_paused(
 }
 
 /// `POST /api/v2/clients/{client_id}/pause`: holds its deliveries.
+#[utoipa::path(
+    post,
+    path = "/clients/{client_id}/pause",
+    tag = "clients",
+    operation_id = "pause_client",
+    summary = "Hold a relying party's deliveries",
+    params(("client_id" = String, Path, description = "The client's `client_id`")),
+    responses(
+        (status = 200, description = "The client, paused", body = RelyingParty),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn pause(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -309,6 +430,20 @@ pub async fn pause(
 }
 
 /// `POST /api/v2/clients/{client_id}/resume`: releases its held deliveries.
+#[utoipa::path(
+    post,
+    path = "/clients/{client_id}/resume",
+    tag = "clients",
+    operation_id = "resume_client",
+    summary = "Release a relying party's held deliveries",
+    params(("client_id" = String, Path, description = "The client's `client_id`")),
+    responses(
+        (status = 200, description = "The client, resumed", body = RelyingParty),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn resume(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,

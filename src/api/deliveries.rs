@@ -1,34 +1,68 @@
 //! `/api/v2/logout-deliveries`: the delivery status API, operator re-drive and the explicit
 //! dead-letter cleanup.
 
+use super::error::ErrorBody;
 use super::extract::{PathParams, QueryParams};
+use super::openapi::{BadRequest, InternalError, NotFound};
 use super::{ApiError, Shared, page_size};
 use crate::ids::{ClientId, DeliveryId, SessionId, UserId};
-use crate::outbox::{DeliveryDetail, DeliveryFilter, DeliveryState, Redrive};
+use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter, DeliveryState, Redrive};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Filters and paging of `GET /api/v2/logout-deliveries`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only deliveries in this state.
+    #[param(value_type = Option<DeliveryState>)]
     state: Option<String>,
+    /// Only deliveries to this client.
     client_id: Option<String>,
+    /// Only deliveries for this session.
     session_id: Option<String>,
+    /// Only deliveries for this user's sessions.
     user_id: Option<String>,
+    /// Cursor: the `next` of the previous page; omit it for the first page.
     from: Option<String>,
+    /// Page size: 1 to 100, 50 when omitted.
+    #[param(minimum = 1, maximum = 100, default = 50)]
     take: Option<usize>,
 }
 
+/// A page of `GET /api/v2/logout-deliveries`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    /// Matching deliveries in id order, which is the order they were created in.
+    deliveries: Vec<Delivery>,
+    /// Cursor of the next page, to pass as `from`; `null` on the last page.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
 /// `GET /api/v2/logout-deliveries`: `{deliveries, next}`.
+#[utoipa::path(
+    get,
+    path = "/logout-deliveries",
+    tag = "deliveries",
+    operation_id = "list_deliveries",
+    summary = "List deliveries, filtered, a page at a time",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of deliveries", body = DeliveryPage),
+        (status = 400, response = BadRequest),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn list(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<DeliveryPage>, ApiError> {
     let take = page_size(query.take)?;
     let filter = DeliveryFilter {
         state: query
@@ -46,10 +80,27 @@ pub async fn list(
         .outbox
         .list_deliveries(&filter, query.from.as_deref(), take)
         .await?;
-    Ok(Json(json!({ "deliveries": page.items, "next": page.next })).into_response())
+    Ok(Json(DeliveryPage {
+        deliveries: page.items,
+        next: page.next,
+    }))
 }
 
 /// `GET /api/v2/logout-deliveries/{id}`: the row with its attempt history.
+#[utoipa::path(
+    get,
+    path = "/logout-deliveries/{id}",
+    tag = "deliveries",
+    operation_id = "get_delivery",
+    summary = "Read a delivery and its attempt history",
+    params(("id" = String, Path, description = "The delivery id")),
+    responses(
+        (status = 200, description = "The delivery", body = DeliveryDetail),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn get(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -63,7 +114,32 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("delivery"))
 }
 
+/// The 202 body of a re-drive.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redriven {
+    /// The delivery.
+    id: DeliveryId,
+    /// Its new state: `pending`, due at once.
+    state: DeliveryState,
+}
+
 /// `POST /api/v2/logout-deliveries/{id}/retry`: re-drives a failed delivery.
+#[utoipa::path(
+    post,
+    path = "/logout-deliveries/{id}/retry",
+    tag = "deliveries",
+    operation_id = "retry_delivery",
+    summary = "Re-drive a failed delivery",
+    params(("id" = String, Path, description = "The delivery id")),
+    responses(
+        (status = 202, description = "Queued again with a fresh attempt budget", body = Redriven),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The delivery is not `failed` (`not_failed`)",
+            body = ErrorBody),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn retry(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -78,7 +154,10 @@ pub async fn retry(
     match outcome {
         Redrive::Requeued => {
             tracing::info!(delivery_id = %delivery_id, "delivery re-driven");
-            let body = json!({ "id": delivery_id, "state": DeliveryState::Pending });
+            let body = Redriven {
+                id: delivery_id,
+                state: DeliveryState::Pending,
+            };
             Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
         Redrive::NotFailed(current) => Err(ApiError::new(
@@ -93,19 +172,41 @@ pub async fn retry(
 }
 
 /// Query of `POST /api/v2/logout-deliveries/prune-failed`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PruneFailedQuery {
+    /// Delete failed deliveries whose last change is more than this many days old; 0 deletes
+    /// every failed delivery.
     older_than_days: u32,
 }
 
 /// The largest `older_than_days` accepted: a century, far past any retention anyone keeps,
 /// and far from the date arithmetic's limits.
 pub const MAX_PRUNE_DAYS: u32 = 36_500;
+/// The body of a prune.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pruned {
+    /// Failed deliveries deleted, with their attempt history.
+    deleted: u64,
+}
 
 /// `POST /api/v2/logout-deliveries/prune-failed?older_than_days=N`: deletes failed deliveries
 /// (and their attempt history) whose last change is more than N days old; `N = 0` removes
 /// every failed delivery. Answers `{"deleted": n}`.
+#[utoipa::path(
+    post,
+    path = "/logout-deliveries/prune-failed",
+    tag = "deliveries",
+    operation_id = "prune_failed_deliveries",
+    summary = "Delete old dead letters",
+    params(PruneFailedQuery),
+    responses(
+        (status = 200, description = "How many were deleted", body = Pruned),
+        (status = 400, response = BadRequest),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn prune_failed(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<PruneFailedQuery>,
@@ -126,5 +227,5 @@ pub async fn prune_failed(
         older_than_days = query.older_than_days,
         "failed deliveries pruned"
     );
-    Ok(Json(json!({ "deleted": deleted })).into_response())
+    Ok(Json(Pruned { deleted }).into_response())
 }

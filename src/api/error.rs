@@ -17,13 +17,25 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error response body, in Auth0's shape.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// The HTTP status, repeated.
     #[serde(rename = "statusCode")]
+    #[schema(minimum = 400, maximum = 599, examples(400))]
     status_code: u16,
+    /// The status's reason phrase, such as `Bad Request`.
+    #[schema(examples("Bad Request"))]
     error: &'a str,
+    /// What went wrong, for people; it never echoes secrets or metadata values.
+    #[schema(examples("name is required"))]
     message: &'a str,
+    /// A stable machine code: `invalid_body`, `invalid_query_string`, `invalid_path`,
+    /// `invalid_uri`, `invalid_token`, `not_found`, `already_exists`, `session_ended`,
+    /// `not_failed`, `method_not_allowed`, `payload_too_large`, `store_unavailable` or
+    /// `internal_error`.
     #[serde(rename = "errorCode")]
+    #[schema(examples("invalid_body"))]
     error_code: &'a str,
 }
 
@@ -134,7 +146,7 @@ pub fn shorten(text: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             status_code: self.status.as_u16(),
             error: self.status.canonical_reason().unwrap_or("Error"),
             message: &self.message,

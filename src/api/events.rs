@@ -4,6 +4,7 @@
 
 use super::clients::validate_id;
 use super::extract::{JsonBody, PathParams};
+use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared};
 use crate::ids::{EventId, SessionId, UserId};
 use crate::initiator::Initiator;
@@ -13,8 +14,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The 202 body of every route that ends sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndAccepted {
+    /// The termination event; every delivery it created carries it.
+    event_id: EventId,
+    /// Deliveries written: one per (ended session, subscribed RP with a URL). 0 when the
+    /// sessions had already ended.
+    deliveries: usize,
+}
 
 /// Ends the target's sessions in one transaction with their outbox rows.
 async fn end(
@@ -47,12 +58,53 @@ async fn end(
         deliveries = report.deliveries,
         "sessions ended"
     );
-    let body = json!({ "event_id": report.event_id, "deliveries": report.deliveries });
+    let body = EndAccepted {
+        event_id: report.event_id,
+        deliveries: report.deliveries,
+    };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// `DELETE /api/v2/sessions/{id}` and `POST /api/v2/sessions/{id}/revoke`: end it with
-/// `session-revoked`.
+/// `DELETE /api/v2/sessions/{id}`: ends it with `session-revoked`, as
+/// [`revoke_session`] does.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "logout",
+    operation_id = "delete_session",
+    summary = "End a session with `session-revoked`",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 202, description = "Ended, or had already ended; deliveries are queued",
+            body = EndAccepted),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    )
+)]
+pub async fn delete_session(
+    state: State<Shared>,
+    id: PathParams<String>,
+) -> Result<Response, ApiError> {
+    revoke_session(state, id).await
+}
+
+/// `POST /api/v2/sessions/{id}/revoke`: ends it with `session-revoked`.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/revoke",
+    tag = "logout",
+    operation_id = "revoke_session",
+    summary = "End a session with `session-revoked`",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 202, description = "Ended, or had already ended; deliveries are queued",
+            body = EndAccepted),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn revoke_session(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -67,6 +119,20 @@ pub async fn revoke_session(
 
 /// `DELETE /api/v2/users/{user_id}/sessions`: ends every session of the user with
 /// `session-revoked`.
+#[utoipa::path(
+    delete,
+    path = "/users/{user_id}/sessions",
+    tag = "logout",
+    operation_id = "delete_user_sessions",
+    summary = "End every session of a user with `session-revoked`",
+    params(("user_id" = String, Path, description = "The user")),
+    responses(
+        (status = 202, description = "Every active session ended (none is not an error); \
+            deliveries are queued", body = EndAccepted),
+        (status = 400, response = BadRequest),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn delete_user_sessions(
     State(state): State<Shared>,
     PathParams(user_id): PathParams<String>,
@@ -80,15 +146,34 @@ pub async fn delete_user_sessions(
 }
 
 /// `POST /api/v2/logout-events` body: one of `session_id` or `user_id`, and an initiator.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBody {
+    /// End this session; give it or `user_id`, not both.
     session_id: Option<String>,
+    /// End every active session of this user; give it or `session_id`, not both.
     user_id: Option<String>,
+    /// Why the sessions end.
     initiator: Initiator,
 }
 
 /// `POST /api/v2/logout-events`: ends one session or all of a user's with any initiator.
+#[utoipa::path(
+    post,
+    path = "/logout-events",
+    tag = "logout",
+    operation_id = "create_logout_event",
+    summary = "End one session, or every session of a user, with any initiator",
+    request_body = EventBody,
+    responses(
+        (status = 202, description = "Ended, or had already ended; deliveries are queued",
+            body = EndAccepted),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn create(
     State(state): State<Shared>,
     JsonBody(body): JsonBody<EventBody>,

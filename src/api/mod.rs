@@ -1,5 +1,6 @@
 //! The HTTP API (axum): public discovery and health routes, and the Auth0-shaped management
-//! API under `/api/v2`, guarded by a bearer token compared in constant time.
+//! API under `/api/v2`, guarded by a bearer token compared in constant time. Every route is
+//! registered with its OpenAPI operation ([`openapi`]).
 
 use crate::clock::SharedClock;
 use crate::ids::Issuer;
@@ -11,9 +12,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod auth;
 mod clients;
@@ -22,6 +24,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod json_keys;
+pub mod openapi;
 mod public;
 mod sessions;
 
@@ -67,67 +70,64 @@ impl AppState {
 
 /// The whole router.
 pub fn router(state: Shared) -> Router {
-    let management = Router::new()
-        .route("/clients", post(clients::create).get(clients::list))
-        .route(
-            "/clients/{client_id}",
-            get(clients::get)
-                .patch(clients::update)
-                .delete(clients::delete),
-        )
-        .route("/clients/{client_id}/pause", post(clients::pause))
-        .route("/clients/{client_id}/resume", post(clients::resume))
-        .route("/sessions", post(sessions::create))
-        .route(
-            "/sessions/{id}",
-            get(sessions::get)
-                .patch(sessions::patch)
-                .delete(events::revoke_session),
-        )
-        .route("/sessions/{id}/revoke", post(events::revoke_session))
-        .route("/sessions/{id}/clients", post(sessions::add_client))
-        .route(
-            "/sessions/{id}/metadata",
-            axum::routing::delete(sessions::evict_metadata),
-        )
-        .route(
-            "/sessions/{id}/metadata/{key}",
-            put(sessions::set_metadata).delete(sessions::delete_metadata),
-        )
-        .route(
-            "/users/{user_id}/sessions",
-            get(sessions::list_for_user).delete(events::delete_user_sessions),
-        )
-        .route("/logout-events", post(events::create))
-        .route("/logout-deliveries", get(deliveries::list))
-        .route(
-            "/logout-deliveries/prune-failed",
-            post(deliveries::prune_failed),
-        )
-        .route("/logout-deliveries/{id}", get(deliveries::get))
-        .route("/logout-deliveries/{id}/retry", post(deliveries::retry))
-        // After routing's own answers, so that an unknown route or method is a 401 too
-        // without credentials, never a 404 or 405 that maps the API for a stranger.
+    let (routes, _) = api_routes(management_routes()).split_for_parts();
+    routes
         .fallback(public::not_found)
         .method_not_allowed_fallback(public::method_not_allowed)
+        // Around routing's own answers, so that an unknown route or method under /api/v2 is a
+        // 401 too without credentials, never a 404 or 405 that maps the API for a stranger.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
-        ));
-    Router::new()
-        .route("/.well-known/openid-configuration", get(public::discovery))
-        .route("/.well-known/jwks.json", get(public::jwks))
-        .route("/healthz", get(public::healthz))
-        .route("/readyz", get(public::readyz))
-        .route("/metrics", get(public::metrics))
-        .nest("/api/v2", management)
-        .fallback(public::not_found)
-        .method_not_allowed_fallback(public::method_not_allowed)
+        ))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
         .with_state(state)
+}
+
+/// The management API (mounted at `/api/v2`), each route with its OpenAPI operation. Paths
+/// and methods are in each handler's `#[utoipa::path]`; one `routes!` groups a path's methods.
+fn management_routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(clients::create, clients::list))
+        .routes(routes!(clients::get, clients::update, clients::delete))
+        .routes(routes!(clients::pause))
+        .routes(routes!(clients::resume))
+        .routes(routes!(sessions::create))
+        .routes(routes!(
+            sessions::get,
+            sessions::patch,
+            events::delete_session
+        ))
+        .routes(routes!(events::revoke_session))
+        .routes(routes!(sessions::add_client))
+        .routes(routes!(sessions::evict_metadata))
+        .routes(routes!(sessions::set_metadata, sessions::delete_metadata))
+        .routes(routes!(
+            sessions::list_for_user,
+            events::delete_user_sessions
+        ))
+        .routes(routes!(events::create))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::prune_failed))
+        .routes(routes!(deliveries::get))
+        .routes(routes!(deliveries::retry))
+}
+
+/// Every route: the public ones, the OpenAPI document, and `management` (the management
+/// routes, guarded or not) under `/api/v2`, whose operations all need the bearer token.
+fn api_routes(mut management: OpenApiRouter<Shared>) -> OpenApiRouter<Shared> {
+    openapi::require_bearer(management.get_openapi_mut());
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(public::discovery))
+        .routes(routes!(public::jwks))
+        .routes(routes!(public::healthz))
+        .routes(routes!(public::readyz))
+        .routes(routes!(public::metrics))
+        .routes(routes!(openapi::serve))
+        .nest("/api/v2", management)
 }
 
 /// A handler that panicked answers 500 in Auth0's shape instead of dropping the connection,

@@ -1,33 +1,67 @@
 //! Public routes: discovery, JWKS, health, readiness, metrics, and the JSON 404/405.
 
+use super::openapi::JwkSet;
 use super::{ApiError, Shared};
+use crate::alg::SigningAlg;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The discovery document: the members an RP needs for back-channel logout (OpenID Connect
+/// Back-Channel Logout 1.0 §2.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Discovery {
+    /// The `iss` of every logout token.
+    issuer: String,
+    /// Where the signing keys are published.
+    jwks_uri: String,
+    /// Always `true`.
+    backchannel_logout_supported: bool,
+    /// Always `true`: logout tokens carry `sid`.
+    backchannel_logout_session_supported: bool,
+    /// The algorithms of the active signing keys.
+    id_token_signing_alg_values_supported: Vec<SigningAlg>,
+}
 
 /// `GET /.well-known/openid-configuration`: the back-channel logout discovery members.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "public",
+    operation_id = "get_openid_configuration",
+    summary = "OpenID Provider metadata for back-channel logout",
+    responses(
+        (status = 200, description = "The discovery document; cacheable for 60 s",
+            body = Discovery),
+    )
+)]
 pub async fn discovery(State(state): State<Shared>) -> Response {
     let issuer = state.issuer.as_str();
-    let algs: Vec<&str> = state
-        .keys
-        .current()
-        .active_algs()
-        .iter()
-        .map(|a| a.as_str())
-        .collect();
-    let body = json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
-        "backchannel_logout_supported": true,
-        "backchannel_logout_session_supported": true,
-        "id_token_signing_alg_values_supported": algs,
-    });
+    let body = Discovery {
+        issuer: issuer.to_owned(),
+        jwks_uri: format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
+        backchannel_logout_supported: true,
+        backchannel_logout_session_supported: true,
+        id_token_signing_alg_values_supported: state.keys.current().active_algs(),
+    };
     cacheable(Json(body).into_response())
 }
 
 /// `GET /.well-known/jwks.json`: public keys only, including retired keys still in use.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "public",
+    operation_id = "get_jwks",
+    summary = "The public signing keys",
+    responses(
+        (status = 200, description = "The JWK Set; cacheable for 60 s",
+            content_type = "application/jwk-set+json", body = JwkSet),
+    )
+)]
 pub async fn jwks(State(state): State<Shared>) -> Response {
     let body = state.keys.current().jwks(state.clock.now());
     let mut response = Json(body).into_response();
@@ -46,15 +80,43 @@ fn cacheable(mut response: Response) -> Response {
     response
 }
 
+/// The body of the health and readiness checks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    #[schema(examples("ok", "ready"))]
+    status: &'static str,
+}
+
 /// `GET /healthz`: the process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "public",
+    operation_id = "get_healthz",
+    summary = "Liveness",
+    responses((status = 200, description = "The process is alive: `ok`", body = Health))
+)]
 pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+    Json(Health { status: "ok" }).into_response()
 }
 
 /// `GET /readyz`: the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "public",
+    operation_id = "get_readyz",
+    summary = "Readiness: the store answers",
+    responses(
+        (status = 200, description = "The store answers: `ready`", body = Health),
+        (status = 503, description = "The store does not answer (`store_unavailable`)",
+            body = super::error::ErrorBody),
+    )
+)]
 pub async fn readyz(State(state): State<Shared>) -> Response {
     match state.stores.health.ping().await {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(()) => Json(Health { status: "ready" }).into_response(),
         Err(err) => {
             tracing::warn!(error = %super::error::chain(&err), "readiness check failed");
             ApiError::new(
@@ -69,6 +131,18 @@ pub async fn readyz(State(state): State<Shared>) -> Response {
 
 /// `GET /metrics`: Prometheus text. The outbox gauges are read from the store at scrape time;
 /// if the store does not answer they keep their last values.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "public",
+    operation_id = "get_metrics",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "The metrics in the OpenMetrics text format",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body = String),
+    )
+)]
 pub async fn metrics(State(state): State<Shared>) -> Response {
     let now = state.clock.now();
     match state.stores.outbox.stats(now).await {

@@ -2,7 +2,9 @@
 //! that join them, and their metadata (Auth0 Session Metadata).
 
 use super::clients::{PageQuery, validate_id};
+use super::error::ErrorBody;
 use super::extract::{JsonBody, PathParams, QueryParams};
+use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared, page_size};
 use crate::ids::{ClientId, SessionId, UserId};
 use crate::metadata::{self, MetadataOp, SessionMetadata};
@@ -12,33 +14,44 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Longest accepted device field (IP or user agent), in characters.
 pub const MAX_DEVICE_FIELD_CHARS: usize = 1024;
 
 /// `POST /api/v2/sessions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    /// The session id (1-255 characters); generated with 128 random bits when absent.
     id: Option<String>,
+    /// The user (1-255 characters).
     user_id: String,
+    /// RPs that took part; each must be registered. Repeats are kept once.
     #[serde(default)]
     clients: Vec<ClientRef>,
+    /// The session's metadata; `null` or absent is none.
     #[serde(default)]
+    #[schema(value_type = Option<SessionMetadata>)]
     session_metadata: serde_json::Value,
+    /// Absolute expiry.
     expires_at: Option<DateTime<Utc>>,
+    /// Idle expiry.
     idle_expires_at: Option<DateTime<Utc>>,
+    /// When the user authenticated.
     authenticated_at: Option<DateTime<Utc>>,
+    /// Last user interaction.
     last_interacted_at: Option<DateTime<Utc>>,
+    /// Device information; each field at most 1024 characters.
     device: Option<Device>,
 }
 
-/// `{"client_id"}`.
-#[derive(Debug, Deserialize)]
+/// `{"client_id"}`: an RP that takes part in a session.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientRef {
+    /// A registered client's `client_id`.
     client_id: String,
 }
 
@@ -109,6 +122,22 @@ impl CreateBody {
 }
 
 /// `POST /api/v2/sessions`: 201 with the session.
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    tag = "sessions",
+    operation_id = "create_session",
+    summary = "Register a session",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The session as registered", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "A session with that id exists (`already_exists`)",
+            body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn create(
     State(state): State<Shared>,
     JsonBody(body): JsonBody<CreateBody>,
@@ -125,6 +154,20 @@ pub async fn create(
 }
 
 /// `GET /api/v2/sessions/{id}`.
+#[utoipa::path(
+    get,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    operation_id = "get_session",
+    summary = "Read a session",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn get(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -139,6 +182,24 @@ pub async fn get(
 }
 
 /// `POST /api/v2/sessions/{id}/clients`: an RP joined the session.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/clients",
+    tag = "sessions",
+    operation_id = "add_session_client",
+    summary = "Record that an RP joined a session",
+    params(("id" = String, Path, description = "The session id")),
+    request_body = ClientRef,
+    responses(
+        (status = 200, description = "The session with the client", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
+            body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn add_client(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -172,7 +233,37 @@ async fn change_metadata(
         .map_err(|e| ApiError::from_store(e, "session"))
 }
 
+/// `PATCH /api/v2/sessions/{id}` body: `session_metadata` and nothing else.
+// `patch` reads the body as a JSON object rather than as this type, so that its refusals can
+// name the field at fault; this type only describes the body.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "only describes the body; it is never built")]
+pub struct MetadataPatch {
+    /// The new metadata, replacing all of it; `null` or `{}` clears it.
+    #[schema(required = true)]
+    session_metadata: Option<SessionMetadata>,
+}
+
 /// `PATCH /api/v2/sessions/{id}` with `{"session_metadata": {...} | null}`: replaces it.
+#[utoipa::path(
+    patch,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    operation_id = "replace_session_metadata",
+    summary = "Replace a session's metadata",
+    params(("id" = String, Path, description = "The session id")),
+    request_body = MetadataPatch,
+    responses(
+        (status = 200, description = "The session with its new metadata", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
+            body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn patch(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -193,13 +284,36 @@ pub async fn patch(
 }
 
 /// `PUT /api/v2/sessions/{id}/metadata/{key}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValueBody {
+    /// The value: at most 255 Unicode scalar values.
+    #[schema(max_length = 255)]
     value: String,
 }
 
 /// `PUT /api/v2/sessions/{id}/metadata/{key}` with `{"value"}`: sets one key.
+#[utoipa::path(
+    put,
+    path = "/sessions/{id}/metadata/{key}",
+    tag = "sessions",
+    operation_id = "set_session_metadata",
+    summary = "Set one metadata key",
+    params(
+        ("id" = String, Path, description = "The session id"),
+        ("key" = String, Path, description = "The key, matching `[A-Za-z0-9_-]{1,255}`"),
+    ),
+    request_body = ValueBody,
+    responses(
+        (status = 200, description = "The session with the key set", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
+            body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn set_metadata(
     State(state): State<Shared>,
     PathParams((id, key)): PathParams<(String, String)>,
@@ -216,6 +330,25 @@ pub async fn set_metadata(
 }
 
 /// `DELETE /api/v2/sessions/{id}/metadata/{key}`: deletes one key.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}/metadata/{key}",
+    tag = "sessions",
+    operation_id = "delete_session_metadata",
+    summary = "Delete one metadata key",
+    params(
+        ("id" = String, Path, description = "The session id"),
+        ("key" = String, Path, description = "The key; deleting an absent key changes nothing"),
+    ),
+    responses(
+        (status = 200, description = "The session without the key", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
+            body = ErrorBody),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn delete_metadata(
     State(state): State<Shared>,
     PathParams((id, key)): PathParams<(String, String)>,
@@ -225,6 +358,22 @@ pub async fn delete_metadata(
 }
 
 /// `DELETE /api/v2/sessions/{id}/metadata`: removes every key.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}/metadata",
+    tag = "sessions",
+    operation_id = "evict_session_metadata",
+    summary = "Remove every metadata key",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session without metadata", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
+            body = ErrorBody),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn evict_metadata(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
@@ -232,17 +381,43 @@ pub async fn evict_metadata(
     change_metadata(&state, id, MetadataOp::Evict).await
 }
 
+/// A page of `GET /api/v2/users/{user_id}/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionPage {
+    /// The user's active sessions, in session id order.
+    sessions: Vec<Session>,
+    /// Cursor of the next page, to pass as `from`; `null` on the last page.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
 /// `GET /api/v2/users/{user_id}/sessions?from=&take=`: `{sessions, next}`.
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}/sessions",
+    tag = "sessions",
+    operation_id = "list_user_sessions",
+    summary = "List a user's sessions, a page at a time",
+    params(("user_id" = String, Path, description = "The user"), PageQuery),
+    responses(
+        (status = 200, description = "One page of the user's sessions", body = SessionPage),
+        (status = 400, response = BadRequest),
+        (status = 500, response = InternalError),
+    )
+)]
 pub async fn list_for_user(
     State(state): State<Shared>,
     PathParams(user_id): PathParams<String>,
     QueryParams(query): QueryParams<PageQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<SessionPage>, ApiError> {
     let take = page_size(query.take)?;
     let page = state
         .stores
         .sessions
         .list_user_sessions(&UserId::new(user_id), query.from.as_deref(), take)
         .await?;
-    Ok(Json(json!({ "sessions": page.items, "next": page.next })).into_response())
+    Ok(Json(SessionPage {
+        sessions: page.items,
+        next: page.next,
+    }))
 }

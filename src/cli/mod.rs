@@ -9,6 +9,7 @@ pub mod http;
 pub mod keys;
 pub mod logs;
 pub mod mock_rp;
+pub mod openapi;
 pub mod serve;
 pub mod sessions;
 pub mod token;
@@ -46,6 +47,8 @@ pub enum Command {
     /// Manage scoped API tokens (read, operate, admin).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Print the HTTP API's OpenAPI 3.1 document (the text of docs/openapi.json).
+    Openapi,
 }
 
 /// Writes one line to stdout. A closed pipe (`logoutd keys jwks | head`) ends the process
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
             Command::Deliveries(args) => deliveries::run(args).await,
             Command::Sessions(args) => sessions::run(args).await,
             Command::Tokens(cmd) => tokens::run(cmd).await,
+            Command::Openapi => openapi::run(),
         }
     });
     // The runtime's threads may still log while they stop.

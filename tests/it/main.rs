@@ -12,6 +12,7 @@ mod housekeeping;
 mod keys;
 mod mock_rp;
 mod multinode;
+mod openapi;
 mod sender;
 mod shutdown;
 mod store;
