@@ -15,6 +15,13 @@ export function sessionMetadata(ctx) {
   return { device: (ctx.get('user-agent') || 'unknown').slice(0, 255), region: REGION };
 }
 
+function logoutSource(ctx, form) {
+  ctx.body = `<!DOCTYPE html><html><head><meta charset="utf-8"><title>Sign out</title></head>
+<body><h1>Sign out?</h1>${form}
+<button type="submit" form="op.logoutForm" name="logout" value="yes">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button></body></html>`;
+}
+
 /**
  * An oidc-provider for `issuer` signing with `jwks` (private JWKs), serving `clients`
  * (static metadata, `backchannel_logout_uri` included), with `glue` attached.
@@ -26,10 +33,15 @@ export function createIdp({ issuer, jwks, clients, glue }) {
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     features: {
       devInteractions: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      // A plain confirmation page (the default one loads a web font).
+      rpInitiatedLogout: { enabled: true, logoutSource },
       backchannelLogout: { enabled: false }, // logoutd sends the logout tokens
     },
     ttl: {
+      AccessToken: 600,
+      IdToken: 600,
+      Interaction: 600,
+      Grant: SESSION_SECONDS,
       // The expiry is fixed at the first save and never slides, so the expires_at logoutd
       // got at login stays true.
       Session: (ctx, session) => (session.exp

@@ -102,6 +102,7 @@ export function createLogoutdGlue({ url, token, sessionMetadata = () => ({}) }) 
           name: c.client_name ?? c.client_id,
           oidc_logout: {
             backchannel_logout_urls: [c.backchannel_logout_uri],
+            backchannel_logout_initiators: { mode: 'all' }, // every kind of session end
             backchannel_logout_session_metadata: { include: true },
           },
           backchannel_logout_session_required: c.backchannel_logout_session_required ?? false,

@@ -2,6 +2,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +17,10 @@ export const LOGOUTD_BIN = process.env.LOGOUTD_BIN
 
 /** `logoutd keys import --keys-dir DIR --alg ALG FILE` for each `{ file, alg }`. */
 export async function importKeys(keysDir, keys) {
+  await access(LOGOUTD_BIN, constants.X_OK).catch(() => {
+    throw new Error(`no logoutd binary at ${LOGOUTD_BIN}: run \`cargo build --release\` in the `
+      + 'repository, or set LOGOUTD_BIN');
+  });
   for (const { file, alg } of keys) {
     await promisify(execFile)(LOGOUTD_BIN, ['keys', 'import', '--keys-dir', keysDir, '--alg', alg, file]);
   }
