@@ -28,7 +28,7 @@ async function signingKey(dir, alg, kid) {
   return { jwk, file, alg };
 }
 
-describe('oidc-provider with logoutd doing back-channel logout', () => {
+describe('oidc-provider with logoutd doing back-channel logout', { timeout: 100_000 }, () => {
   let tmp;
   let logoutd;
   let server;
