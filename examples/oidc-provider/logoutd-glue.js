@@ -2,7 +2,7 @@
 // Logout tokens. oidc-provider's own backchannelLogout feature stays off; this file tells
 // logoutd's management API (/api/v2, Auth0-shaped) about clients, sessions and session ends.
 //
-// Four hooks, each awaited, so the IdP answers only once logoutd has recorded the change:
+// Three hooks, each awaited, so the IdP answers only once logoutd has recorded the change:
 //   registerClients(clients)        RPs with a backchannel_logout_uri -> POST /clients
 //   provider.use (post-middleware)  after an authorization response   -> POST /sessions[/{id}/clients]
 //   Session adapter's destroy       end-session confirm               -> logout-events rp-logout
