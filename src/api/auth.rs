@@ -201,7 +201,10 @@ mod tests {
 
     #[test]
     fn every_api_v2_path_but_the_openapi_document_is_guarded() {
-        assert_eq!(guarded_path(&Method::GET, "/api/v2/clients"), Some("/clients"));
+        assert_eq!(
+            guarded_path(&Method::GET, "/api/v2/clients"),
+            Some("/clients")
+        );
         assert_eq!(guarded_path(&Method::PUT, "/api/v2/nope"), Some("/nope"));
         assert_eq!(guarded_path(&Method::GET, "/api/v2"), Some(""));
         assert_eq!(guarded_path(&Method::GET, "/api/v2/openapi.json"), None);

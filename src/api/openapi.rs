@@ -92,7 +92,10 @@ pub(super) fn require_bearer(doc: &mut OpenApi) {
         for operation in reads.into_iter().flatten() {
             operation.security = bearer();
             let answers = &mut operation.responses.responses;
-            answers.insert("401".to_owned(), Ref::from_response_name("Unauthorized").into());
+            answers.insert(
+                "401".to_owned(),
+                Ref::from_response_name("Unauthorized").into(),
+            );
         }
         let writes = [
             &mut item.put,
@@ -105,8 +108,14 @@ pub(super) fn require_bearer(doc: &mut OpenApi) {
         for operation in writes.into_iter().flatten() {
             operation.security = bearer();
             let answers = &mut operation.responses.responses;
-            answers.insert("401".to_owned(), Ref::from_response_name("Unauthorized").into());
-            answers.insert("403".to_owned(), Ref::from_response_name("Forbidden").into());
+            answers.insert(
+                "401".to_owned(),
+                Ref::from_response_name("Unauthorized").into(),
+            );
+            answers.insert(
+                "403".to_owned(),
+                Ref::from_response_name("Forbidden").into(),
+            );
         }
     }
 }
