@@ -13,10 +13,10 @@ use url::Url;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InitiatorMode {
-    /// Every initiator.
+    /// Every initiator (the default, see [`LogoutInitiators::default`]).
+    #[default]
     All,
     /// `rp-logout`, `idp-logout` and the selected ones.
-    #[default]
     Custom,
 }
 
@@ -31,8 +31,23 @@ pub struct LogoutInitiators {
 }
 
 impl Default for LogoutInitiators {
-    /// `custom` with only the always-on initiators, as Auth0 does when the field is omitted.
+    /// `all`: a client registered without `backchannel_logout_initiators` is told of every
+    /// kind of session end. Auth0 defaults to `custom` with only `rp-logout` and `idp-logout`,
+    /// which leaves such a client unaware of revocations, password changes and expiries; see
+    /// [`LogoutInitiators::auth0_default`] for that behaviour.
     fn default() -> Self {
+        Self {
+            mode: InitiatorMode::All,
+            selected_initiators: Vec::new(),
+        }
+    }
+}
+
+impl LogoutInitiators {
+    /// Auth0's default: `custom` with only the always-on initiators (`rp-logout`,
+    /// `idp-logout`). Registrations stored by earlier versions of logoutd carry exactly this,
+    /// written out, so they keep it.
+    pub fn auth0_default() -> Self {
         Self {
             mode: InitiatorMode::Custom,
             selected_initiators: Initiator::ALWAYS_ON.to_vec(),

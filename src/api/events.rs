@@ -5,16 +5,64 @@
 use super::clients::validate_id;
 use super::extract::{JsonBody, PathParams};
 use super::{ApiError, Shared};
-use crate::ids::{EventId, SessionId, UserId};
+use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metrics::InitiatorLabels;
-use crate::session::EndTarget;
+use crate::session::{EndReport, EndTarget};
+use crate::terminate::{ClientNote, SkipReason};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+
+/// The 202 answer of every end route.
+#[derive(Debug, Serialize)]
+pub struct EndResponse {
+    /// The termination event; every delivery it wrote carries it.
+    pub event_id: EventId,
+    /// Deliveries written (held ones included).
+    pub deliveries: usize,
+    /// Participating clients told nothing, and why.
+    pub skipped: Vec<ClientOutcome>,
+    /// Paused clients whose deliveries were written and wait until they are resumed.
+    pub held: Vec<ClientOutcome>,
+}
+
+/// A client an end skipped or holds. A user-wide end lists each (client, reason) once, with
+/// the first session it happened in and in how many.
+#[derive(Debug, Serialize)]
+pub struct ClientOutcome {
+    /// The client.
+    pub client_id: ClientId,
+    /// `not_subscribed`, `no_url`, `unknown_client`, or `paused` (held).
+    pub reason: SkipReason,
+    /// User-wide ends only: the first session (in id order) it happened in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+    /// User-wide ends only: in how many of the ended sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
+}
+
+impl EndResponse {
+    /// The answer to ending `target`, from the store's report.
+    fn new(report: EndReport, target: &EndTarget) -> Self {
+        let per_user = matches!(target, EndTarget::User(_));
+        let outcome = |note: ClientNote| ClientOutcome {
+            client_id: note.client_id,
+            reason: note.reason,
+            session_id: per_user.then_some(note.session_id),
+            sessions: per_user.then_some(note.sessions),
+        };
+        Self {
+            event_id: report.event_id,
+            deliveries: report.deliveries,
+            skipped: report.notes.skipped.into_iter().map(outcome).collect(),
+            held: report.notes.held.into_iter().map(outcome).collect(),
+        }
+    }
+}
 
 /// Ends the target's sessions in one transaction with their outbox rows.
 async fn end(
@@ -45,9 +93,11 @@ async fn end(
         initiator = %initiator,
         sessions_ended = report.sessions_ended,
         deliveries = report.deliveries,
+        skipped = report.notes.skipped.len(),
+        held = report.notes.held.len(),
         "sessions ended"
     );
-    let body = json!({ "event_id": report.event_id, "deliveries": report.deliveries });
+    let body = EndResponse::new(report, &target);
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 

@@ -2,6 +2,7 @@
 //! default 415/422 or plain text.
 
 use super::error::ApiError;
+use super::json_error;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -32,31 +33,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses a JSON document into `T`, mapping errors to 400 `invalid_body`.
+/// Parses a JSON document into `T`, mapping errors to 400 `invalid_body` whose message names
+/// the offending field and what it should be, never a Rust type (see [`super::json_error`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_body(
             "the request body must be a JSON object",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|err| {
-        let what = match err.classify() {
-            serde_json::error::Category::Data => "invalid request body",
-            _ => "malformed JSON",
-        };
-        ApiError::invalid_body(format!("{what}: {}", describe(&err)))
-    })
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        refusal::<T>(&path, err.inner())
+    })?;
+    de.end().map_err(|err| refusal::<T>(".", &err))?;
+    Ok(value)
 }
 
-/// serde's message without echoing long caller input.
-fn describe(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    if text.len() > 300 {
-        let cut: String = text.chars().take(300).collect();
-        format!("{cut}...")
-    } else {
-        text
-    }
+/// The 400 for a body that is not JSON (`malformed JSON`) or does not fit `T`.
+fn refusal<T: DeserializeOwned>(path: &str, err: &serde_json::Error) -> ApiError {
+    let message = match err.classify() {
+        serde_json::error::Category::Data => format!(
+            "invalid request body: {}",
+            json_error::describe_data::<T>(path, err)
+        ),
+        _ => format!("malformed JSON: {}", json_error::describe_syntax(err)),
+    };
+    ApiError::invalid_body(message)
 }
 
 fn bytes_rejection(rejection: BytesRejection) -> ApiError {

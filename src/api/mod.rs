@@ -21,6 +21,7 @@ mod deliveries;
 pub mod error;
 mod events;
 pub mod extract;
+mod json_error;
 mod public;
 mod sessions;
 

@@ -12,13 +12,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 /// The columns of [`SessionRow`] selected `FROM sessions`, for `concat!`: the session's clients
-/// come in joining order from the same statement, so they belong to the same snapshot.
+/// and their sids come in joining order from the same statement, so they belong to the same
+/// snapshot.
 macro_rules! session_columns {
     () => {
         "id, user_id, created_at, updated_at, authenticated_at, idle_expires_at, expires_at, \
          last_interacted_at, device, metadata, ended_at, end_initiator, \
          ARRAY(SELECT sc.client_id FROM session_clients sc WHERE sc.session_id = sessions.id \
-         ORDER BY sc.position) AS clients"
+         ORDER BY sc.position) AS clients, \
+         ARRAY(SELECT sc.sid FROM session_clients sc WHERE sc.session_id = sessions.id \
+         ORDER BY sc.position) AS client_sids"
     };
 }
 pub(super) use session_columns;
@@ -28,7 +31,7 @@ macro_rules! delivery_columns {
     () => {
         "id, event_id, session_id, user_id, client_id, initiator, state, attempts, \
          next_attempt_at, last_status, last_error, created_at, delivered_at, metadata, \
-         budget_started_at"
+         budget_started_at, sid"
     };
 }
 pub(super) use delivery_columns;
@@ -77,17 +80,20 @@ pub(super) struct SessionRow {
     ended_at: Option<i64>,
     end_initiator: Option<String>,
     clients: Vec<String>,
+    client_sids: Vec<Option<String>>,
 }
 
 impl SessionRow {
     /// The session, with its clients in joining order.
     pub fn into_session(self) -> Result<Session, StoreError> {
+        if self.client_sids.len() != self.clients.len() {
+            return Err(StoreError::backend(Corrupt("session clients")));
+        }
         let clients = self
             .clients
             .into_iter()
-            .map(|c| SessionClient {
-                client_id: c.into(),
-            })
+            .zip(self.client_sids)
+            .map(|(c, sid)| SessionClient::with_sid(c.into(), sid.map(Into::into)))
             .collect();
         Ok(Session {
             id: self.id.into(),
@@ -149,6 +155,7 @@ pub(super) struct DeliveryRow {
     delivered_at: Option<i64>,
     metadata: Value,
     budget_started_at: i64,
+    sid: Option<String>,
 }
 
 impl DeliveryRow {
@@ -158,6 +165,7 @@ impl DeliveryRow {
             id: self.id.as_str().into(),
             event_id: self.event_id.as_str().into(),
             session_id: self.session_id.as_str().into(),
+            sid: self.sid.as_deref().map(Into::into),
             user_id: self.user_id.as_str().into(),
             client_id: self.client_id.as_str().into(),
             initiator: parse(&self.initiator, "initiator")?,
