@@ -42,12 +42,30 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        refusal::<T>(&path, err.inner())
-    })?;
-    de.end().map_err(|err| refusal::<T>(".", &err))?;
-    Ok(value)
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => {
+            de.end().map_err(|err| refusal::<T>(".", &err))?;
+            Ok(value)
+        }
+        Err(err) if err.inner().classify() == serde_json::error::Category::Data => {
+            Err(refusal::<T>(&err.path().to_string(), err.inner()))
+        }
+        Err(err) => reparse(bytes).unwrap_or_else(|| {
+            Err(refusal::<T>(&err.path().to_string(), err.inner()))
+        }),
+    }
+}
+
+/// serde_json reports a few wrong types as syntax errors ("expected value" for a number
+/// where an enum's string belongs). When the body is well-formed JSON after all, reading `T`
+/// from its parsed form gives the data error, with its path, instead. `None` when the body
+/// is not JSON. Only refused bodies pay for the second parse.
+fn reparse<T: DeserializeOwned>(bytes: &[u8]) -> Option<Result<T, ApiError>> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Some(
+        serde_path_to_error::deserialize(value)
+            .map_err(|err| refusal::<T>(&err.path().to_string(), err.inner())),
+    )
 }
 
 /// The 400 for a body that is not JSON (`malformed JSON`) or does not fit `T`.

@@ -59,7 +59,8 @@ fn without_rust_names(text: &str) -> String {
         ("struct ", OBJECT),
         ("enum ", "one of the allowed values"),
     ];
-    const WORDS: [(&str, &str); 16] = [
+    const WORDS: [(&str, &str); 17] = [
+        ("string or map", "a string naming an allowed value"),
         ("a map", "a JSON object"),
         ("a sequence", "a JSON array"),
         ("usize", "a non-negative integer"),
@@ -78,11 +79,17 @@ fn without_rust_names(text: &str) -> String {
         ("char", "a single character"),
     ];
     let text = text
+        .replace("unknown variant ", "unknown value ")
         .replace("invalid type: map,", "invalid type: object,")
         .replace("invalid type: sequence,", "invalid type: array,");
     let Some((head, expected)) = text.split_once("expected ") else {
         return text;
     };
+    // serde also reads a struct from an array of its fields in order; an array that does not
+    // fit is reported by length, which only makes sense to someone who knows that.
+    if head.starts_with("invalid length ") && expected.starts_with("struct ") {
+        return format!("invalid type: array, expected {OBJECT}");
+    }
     let mut out = format!("{head}expected ");
     for (kind, word) in KINDS {
         if let Some(name) = expected.strip_prefix(kind) {
@@ -191,7 +198,10 @@ mod tests {
             text,
             "invalid type: integer `5`, expected a JSON object with the field `value`"
         );
-        assert!(data::<Outer>("[]").contains("with the fields `inner`, `take`"));
+        assert_eq!(
+            data::<Outer>("[]"),
+            "invalid type: array, expected a JSON object with the fields `inner`, `take`"
+        );
     }
 
     #[test]
