@@ -158,3 +158,29 @@ pub trait ClientRegistry: Send + Sync {
     /// how many were cancelled; `NotFound` if absent.
     async fn delete_client(&self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn omitted_initiators_mean_every_initiator() {
+        let default = LogoutInitiators::default();
+        assert_eq!(default.mode, InitiatorMode::All);
+        assert!(Initiator::ALL.into_iter().all(|i| default.subscribes(i)));
+    }
+
+    #[test]
+    fn auth0_s_default_is_only_the_always_on_initiators() {
+        let auth0 = LogoutInitiators::auth0_default();
+        let told: Vec<Initiator> = Initiator::ALL
+            .into_iter()
+            .filter(|i| auth0.subscribes(*i))
+            .collect();
+        assert_eq!(told, Initiator::ALWAYS_ON);
+        let explicit: LogoutInitiators =
+            serde_json::from_str(r#"{"mode":"custom","selected_initiators":[]}"#).unwrap();
+        assert!(!explicit.subscribes(Initiator::SessionRevoked));
+        assert!(explicit.subscribes(Initiator::RpLogout));
+    }
+}
