@@ -299,7 +299,14 @@ mod tests {
         let summary: Vec<(&str, SkipReason, &str, usize)> = notes
             .skipped
             .iter()
-            .map(|n| (n.client_id.as_str(), n.reason, n.session_id.as_str(), n.sessions))
+            .map(|n| {
+                (
+                    n.client_id.as_str(),
+                    n.reason,
+                    n.session_id.as_str(),
+                    n.sessions,
+                )
+            })
             .collect();
         assert_eq!(
             summary,

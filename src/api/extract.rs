@@ -50,9 +50,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Err(err) if err.inner().classify() == serde_json::error::Category::Data => {
             Err(refusal::<T>(&err.path().to_string(), err.inner()))
         }
-        Err(err) => reparse(bytes).unwrap_or_else(|| {
-            Err(refusal::<T>(&err.path().to_string(), err.inner()))
-        }),
+        Err(err) => reparse(bytes)
+            .unwrap_or_else(|| Err(refusal::<T>(&err.path().to_string(), err.inner()))),
     }
 }
 

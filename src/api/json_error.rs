@@ -16,12 +16,11 @@ const MAX_CHARS: usize = 300;
 /// Rust type names replaced.
 pub fn describe_data<T: DeserializeOwned>(path: &str, err: &serde_json::Error) -> String {
     let mut message = plain(err);
-    if path == "." || path.is_empty() {
-        if let Some(fields) = field_names::<T>() {
-            message = message.replace(OBJECT, &object_with(fields));
-        }
+    let whole_body = path == "." || path.is_empty();
+    if whole_body && let Some(fields) = field_names::<T>() {
+        message = message.replace(OBJECT, &object_with(fields));
     }
-    let text = if path == "." || path.is_empty() || message.contains(&format!("`{path}`")) {
+    let text = if whole_body || message.contains(&format!("`{path}`")) {
         message
     } else {
         format!("at `{path}`: {message}")
@@ -93,7 +92,8 @@ fn without_rust_names(text: &str) -> String {
     let mut out = format!("{head}expected ");
     for (kind, word) in KINDS {
         if let Some(name) = expected.strip_prefix(kind) {
-            let rest = name.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_' || c == ':');
+            let rest =
+                name.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_' || c == ':');
             let _ = write!(out, "{word}{rest}");
             return out;
         }
@@ -228,6 +228,9 @@ mod tests {
     fn missing_and_unknown_fields_are_named() {
         assert_eq!(data::<ValueBody>("{}"), "missing field `value`");
         let unknown = data::<ValueBody>(r#"{"value": "a", "extra": 1}"#);
-        assert!(unknown.contains("unknown field `extra`, expected `value`"), "{unknown}");
+        assert!(
+            unknown.contains("unknown field `extra`, expected `value`"),
+            "{unknown}"
+        );
     }
 }

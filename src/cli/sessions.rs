@@ -174,9 +174,11 @@ impl Notes {
                 let client_id = entry["client_id"].as_str().unwrap_or("?");
                 let reason = entry["reason"].as_str().unwrap_or("?");
                 let sessions = entry["sessions"].as_u64().unwrap_or(1);
-                match self.entries.iter_mut().find(|n| {
-                    n.list == list && n.client_id == client_id && n.reason == reason
-                }) {
+                match self
+                    .entries
+                    .iter_mut()
+                    .find(|n| n.list == list && n.client_id == client_id && n.reason == reason)
+                {
                     Some(note) => note.sessions += sessions,
                     None => self.entries.push(Note {
                         list,
@@ -194,7 +196,9 @@ impl Notes {
         self.entries
             .iter()
             .filter(|n| n.list == list)
-            .map(|n| json!({ "client_id": n.client_id, "reason": n.reason, "sessions": n.sessions }))
+            .map(
+                |n| json!({ "client_id": n.client_id, "reason": n.reason, "sessions": n.sessions }),
+            )
             .collect()
     }
 

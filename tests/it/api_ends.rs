@@ -16,8 +16,12 @@ async fn register(app: &TestApp, id: &str, logout: Value) {
 /// `all` (default), `auth0` (Auth0's default), `nourl`, `paused` and `gone` (deleted).
 async fn clients(app: &TestApp) {
     register(app, "all", json!({ "backchannel_logout_urls": [URL] })).await;
-    register(app, "auth0", json!({ "backchannel_logout_urls": [URL],
-        "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": [] } }))
+    register(
+        app,
+        "auth0",
+        json!({ "backchannel_logout_urls": [URL],
+        "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": [] } }),
+    )
     .await;
     register(app, "nourl", json!({ "backchannel_logout_urls": [] })).await;
     register(app, "paused", json!({ "backchannel_logout_urls": [URL] })).await;
@@ -119,7 +123,10 @@ async fn user_wide_ends_list_each_client_and_reason_once_with_a_session() {
         .call(Method::POST, "/api/v2/logout-events", Some(body))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
-    assert_eq!(reply["deliveries"], 6, "rp-logout reaches auth0-mode clients");
+    assert_eq!(
+        reply["deliveries"], 6,
+        "rp-logout reaches auth0-mode clients"
+    );
     assert_eq!(
         reply["skipped"],
         json!([

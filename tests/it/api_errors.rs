@@ -29,10 +29,14 @@ async fn setup() -> TestApp {
     let app = TestApp::memory().await;
     let client = json!({ "client_id": "rp1", "name": "rp1",
         "oidc_logout": { "backchannel_logout_urls": ["https://rp.example.com/bc"] } });
-    let (status, _) = app.call(Method::POST, "/api/v2/clients", Some(client)).await;
+    let (status, _) = app
+        .call(Method::POST, "/api/v2/clients", Some(client))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let session = json!({ "id": "s1", "user_id": "u1", "clients": [{ "client_id": "rp1" }] });
-    let (status, _) = app.call(Method::POST, "/api/v2/sessions", Some(session)).await;
+    let (status, _) = app
+        .call(Method::POST, "/api/v2/sessions", Some(session))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     app
 }
@@ -42,32 +46,97 @@ async fn wrong_bodies_name_the_field_and_no_rust_type() {
     let app = setup().await;
     // (method, path, body, text the message must contain)
     let cases: Vec<(Method, &str, Value, &str)> = vec![
-        (Method::PUT, "/api/v2/sessions/s1/metadata/k", json!(5), "object with the field `value`"),
-        (Method::PUT, "/api/v2/sessions/s1/metadata/k", json!({ "value": 5 }), "`value`"),
-        (Method::PUT, "/api/v2/sessions/s1/metadata/k", json!({}), "missing field `value`"),
-        (Method::POST, "/api/v2/sessions/s1/clients", json!("rp1"), "`client_id`, `sid`"),
-        (Method::POST, "/api/v2/sessions/s1/clients", json!({ "client_id": 1 }), "`client_id`"),
-        (Method::PATCH, "/api/v2/sessions/s1", json!([]), "JSON object"),
+        (
+            Method::PUT,
+            "/api/v2/sessions/s1/metadata/k",
+            json!(5),
+            "object with the field `value`",
+        ),
+        (
+            Method::PUT,
+            "/api/v2/sessions/s1/metadata/k",
+            json!({ "value": 5 }),
+            "`value`",
+        ),
+        (
+            Method::PUT,
+            "/api/v2/sessions/s1/metadata/k",
+            json!({}),
+            "missing field `value`",
+        ),
+        (
+            Method::POST,
+            "/api/v2/sessions/s1/clients",
+            json!("rp1"),
+            "`client_id`, `sid`",
+        ),
+        (
+            Method::POST,
+            "/api/v2/sessions/s1/clients",
+            json!({ "client_id": 1 }),
+            "`client_id`",
+        ),
+        (
+            Method::PATCH,
+            "/api/v2/sessions/s1",
+            json!([]),
+            "JSON object",
+        ),
         (
             Method::POST,
             "/api/v2/sessions",
             json!({ "user_id": "u", "clients": [{ "client_id": "rp1", "sid": 5 }] }),
             "`clients[0].sid`",
         ),
-        (Method::POST, "/api/v2/sessions", json!({ "user_id": "u", "device": "x" }), "`device`"),
-        (Method::POST, "/api/v2/sessions", json!({ "user_id": "u", "clients": {} }), "`clients`"),
+        (
+            Method::POST,
+            "/api/v2/sessions",
+            json!({ "user_id": "u", "device": "x" }),
+            "`device`",
+        ),
+        (
+            Method::POST,
+            "/api/v2/sessions",
+            json!({ "user_id": "u", "clients": {} }),
+            "`clients`",
+        ),
         (Method::POST, "/api/v2/sessions", json!(true), "`user_id`"),
-        (Method::POST, "/api/v2/clients", json!({ "name": "x", "oidc_logout": "y" }), "`oidc_logout`"),
+        (
+            Method::POST,
+            "/api/v2/clients",
+            json!({ "name": "x", "oidc_logout": "y" }),
+            "`oidc_logout`",
+        ),
         (
             Method::POST,
             "/api/v2/clients",
             json!({ "name": "x", "oidc_logout": { "backchannel_logout_initiators": { "mode": 5 } } }),
             "mode",
         ),
-        (Method::POST, "/api/v2/clients", json!({ "name": "x", "logout_token_typ": 5 }), "logout_token_typ"),
-        (Method::PATCH, "/api/v2/clients/rp1", json!({ "name": ["x"] }), "`name`"),
-        (Method::PATCH, "/api/v2/clients/rp1", json!(7), "`oidc_logout`"),
-        (Method::POST, "/api/v2/logout-events", json!([]), "`initiator`"),
+        (
+            Method::POST,
+            "/api/v2/clients",
+            json!({ "name": "x", "logout_token_typ": 5 }),
+            "logout_token_typ",
+        ),
+        (
+            Method::PATCH,
+            "/api/v2/clients/rp1",
+            json!({ "name": ["x"] }),
+            "`name`",
+        ),
+        (
+            Method::PATCH,
+            "/api/v2/clients/rp1",
+            json!(7),
+            "`oidc_logout`",
+        ),
+        (
+            Method::POST,
+            "/api/v2/logout-events",
+            json!([]),
+            "`initiator`",
+        ),
         (
             Method::POST,
             "/api/v2/logout-events",
@@ -120,7 +189,10 @@ async fn refused_rp_urls_name_the_flag_that_allows_them() {
         let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body)).await;
         assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
         let message = reply["message"].as_str().unwrap();
-        assert!(message.contains("--allow-insecure-rp-urls"), "{url}: {message}");
+        assert!(
+            message.contains("--allow-insecure-rp-urls"),
+            "{url}: {message}"
+        );
     }
     let (_, list) = app.call(Method::GET, "/api/v2/clients", None).await;
     assert_eq!(list["clients"], json!([]));

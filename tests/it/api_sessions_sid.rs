@@ -59,9 +59,16 @@ async fn a_bad_sid_is_400_in_auth0_shape_and_stores_nothing() {
             "clients": [{ "client_id": "rp1", "sid": sid }] });
         let (status, reply) = app.call(Method::POST, "/api/v2/sessions", Some(body)).await;
         assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
-        assert!(reply["message"].as_str().unwrap().contains("sid"), "{reply}");
+        assert!(
+            reply["message"].as_str().unwrap().contains("sid"),
+            "{reply}"
+        );
         let (status, _) = app.call(Method::GET, "/api/v2/sessions/s1", None).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored for sid {sid}");
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "nothing stored for sid {sid}"
+        );
     }
     let body = json!({ "id": "s1", "user_id": "u1", "clients": [{ "client_id": "rp1" }] });
     let (status, _) = app.call(Method::POST, "/api/v2/sessions", Some(body)).await;

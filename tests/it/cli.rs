@@ -246,7 +246,8 @@ async fn sessions_end_prints_the_clients_it_skipped_and_why() {
         user.stdout
     );
     assert!(
-        user.stdout.contains("skipped nourl (no_url) in 2 session(s)"),
+        user.stdout
+            .contains("skipped nourl (no_url) in 2 session(s)"),
         "{}",
         user.stdout
     );

@@ -267,8 +267,13 @@ async fn custom_client_skips_password_changed_but_always_gets_rp_logout() {
     let h = Harness::memory().await;
     let rp = RecordingRp::start(Reply::ok()).await;
     let url = rp.url("/bc");
-    h.client("custom", url.as_str(), json!({ "oidc_logout": { "backchannel_logout_urls": [url.as_str()],
-        "backchannel_logout_initiators": { "mode": "custom" } } })).await;
+    h.client(
+        "custom",
+        url.as_str(),
+        json!({ "oidc_logout": { "backchannel_logout_urls": [url.as_str()],
+        "backchannel_logout_initiators": { "mode": "custom" } } }),
+    )
+    .await;
     h.client("picky", url.as_str(), json!({ "oidc_logout": { "backchannel_logout_urls": [url.as_str()],
         "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": ["password-changed"] } } })).await;
     h.client(

@@ -20,7 +20,12 @@ fn sids(session: &Session) -> Vec<(String, Option<String>)> {
     session
         .clients
         .iter()
-        .map(|c| (c.client_id.to_string(), c.sid.as_ref().map(|s| s.to_string())))
+        .map(|c| {
+            (
+                c.client_id.to_string(),
+                c.sid.as_ref().map(|s| s.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -66,7 +71,11 @@ pub async fn joining_again_with_a_sid_replaces_it_and_without_one_keeps_it(s: St
     ];
     for (client, at) in &steps {
         let answer = s.sessions.add_client(&id, client, *at).await.unwrap();
-        assert_eq!(answer, stored(&s, "s1").await, "the answer is what is stored");
+        assert_eq!(
+            answer,
+            stored(&s, "s1").await,
+            "the answer is what is stored"
+        );
     }
     let expected = [
         pair("c1", Some("second")),
@@ -78,19 +87,25 @@ pub async fn joining_again_with_a_sid_replaces_it_and_without_one_keeps_it(s: St
     assert_eq!(after.updated_at, t(5_000));
 }
 
-pub async fn a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_session_id(
-    s: Stores,
-) {
+pub async fn a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_session_id(s: Stores) {
     register(
         &s,
-        &[all_mode_client("c1"), all_mode_client("c2"), all_mode_client("c3")],
+        &[
+            all_mode_client("c1"),
+            all_mode_client("c2"),
+            all_mode_client("c3"),
+        ],
     )
     .await;
     let mut sess = session("s1", "u1", &[]);
     sess.clients = vec![joined("c1", Some("op-sid-c1")), joined("c2", None)];
     create(&s, &sess).await;
     s.sessions
-        .add_client(&SessionId::new("s1"), &joined("c3", Some("op-sid-c3")), t(1_500))
+        .add_client(
+            &SessionId::new("s1"),
+            &joined("c3", Some("op-sid-c3")),
+            t(1_500),
+        )
         .await
         .unwrap();
     let report = end(&s, "s1", Initiator::SessionRevoked, t(2_000)).await;
@@ -100,17 +115,17 @@ pub async fn a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_sessi
         .iter()
         .map(|c| {
             assert_eq!(c.delivery.session_id, SessionId::new("s1"));
-            (c.delivery.client_id.to_string(), c.delivery.token_sid().to_string())
+            (
+                c.delivery.client_id.to_string(),
+                c.delivery.token_sid().to_string(),
+            )
         })
         .collect();
-    let expected: BTreeMap<String, String> = [
-        ("c1", "op-sid-c1"),
-        ("c2", "s1"),
-        ("c3", "op-sid-c3"),
-    ]
-    .into_iter()
-    .map(|(c, sid)| (c.to_owned(), sid.to_owned()))
-    .collect();
+    let expected: BTreeMap<String, String> =
+        [("c1", "op-sid-c1"), ("c2", "s1"), ("c3", "op-sid-c3")]
+            .into_iter()
+            .map(|(c, sid)| (c.to_owned(), sid.to_owned()))
+            .collect();
     assert_eq!(token_sids, expected);
     let listed = s
         .outbox
@@ -120,10 +135,18 @@ pub async fn a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_sessi
     let shown: BTreeMap<String, Option<String>> = listed
         .items
         .iter()
-        .map(|d| (d.client_id.to_string(), d.sid.as_ref().map(|s| s.to_string())))
+        .map(|d| {
+            (
+                d.client_id.to_string(),
+                d.sid.as_ref().map(|s| s.to_string()),
+            )
+        })
         .collect();
     assert_eq!(shown["c1"].as_deref(), Some("op-sid-c1"));
-    assert_eq!(shown["c2"], None, "no sid of its own: the session id is used");
+    assert_eq!(
+        shown["c2"], None,
+        "no sid of its own: the session id is used"
+    );
     let detail = s
         .outbox
         .get_delivery(&claimed[0].delivery.id)

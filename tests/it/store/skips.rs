@@ -19,7 +19,12 @@ fn summary(notes: &[ClientNote]) -> Vec<(String, SkipReason, String, usize)> {
         .collect()
 }
 
-fn note(client: &str, reason: SkipReason, session: &str, n: usize) -> (String, SkipReason, String, usize) {
+fn note(
+    client: &str,
+    reason: SkipReason,
+    session: &str,
+    n: usize,
+) -> (String, SkipReason, String, usize) {
     (client.to_owned(), reason, session.to_owned(), n)
 }
 

@@ -176,7 +176,12 @@ async fn a_database_from_before_per_client_sids_upgrades_and_keeps_auth0_s_defau
     let revoked = end(&stores, "s1", Initiator::SessionRevoked, t(2_000)).await;
     assert_eq!(revoked.deliveries, 0);
     assert_eq!(revoked.notes.skipped[0].client_id, ClientId::new("old"));
-    assert_eq!(end(&stores, "s2", Initiator::RpLogout, t(2_000)).await.deliveries, 1);
+    assert_eq!(
+        end(&stores, "s2", Initiator::RpLogout, t(2_000))
+            .await
+            .deliveries,
+        1
+    );
     let claimed = stores
         .outbox
         .claim_due(t(2_000), Duration::seconds(30), 10)
