@@ -18,10 +18,8 @@ macro_rules! session_columns {
     () => {
         "id, user_id, created_at, updated_at, authenticated_at, idle_expires_at, expires_at, \
          last_interacted_at, device, metadata, ended_at, end_initiator, \
-         ARRAY(SELECT sc.client_id FROM session_clients sc WHERE sc.session_id = sessions.id \
-         ORDER BY sc.position) AS clients, \
-         ARRAY(SELECT sc.sid FROM session_clients sc WHERE sc.session_id = sessions.id \
-         ORDER BY sc.position) AS client_sids"
+         ARRAY(SELECT ROW(sc.client_id, sc.sid) FROM session_clients sc \
+         WHERE sc.session_id = sessions.id ORDER BY sc.position) AS clients"
     };
 }
 pub(super) use session_columns;
@@ -79,20 +77,16 @@ pub(super) struct SessionRow {
     metadata: Value,
     ended_at: Option<i64>,
     end_initiator: Option<String>,
-    clients: Vec<String>,
-    client_sids: Vec<Option<String>>,
+    /// `(client_id, sid)` in joining order: one array of pairs, read by one subquery.
+    clients: Vec<(String, Option<String>)>,
 }
 
 impl SessionRow {
     /// The session, with its clients in joining order.
     pub fn into_session(self) -> Result<Session, StoreError> {
-        if self.client_sids.len() != self.clients.len() {
-            return Err(StoreError::backend(Corrupt("session clients")));
-        }
         let clients = self
             .clients
             .into_iter()
-            .zip(self.client_sids)
             .map(|(c, sid)| SessionClient::with_sid(c.into(), sid.map(Into::into)))
             .collect();
         Ok(Session {
