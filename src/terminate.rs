@@ -56,16 +56,9 @@ impl ClientNotes {
     /// Notes `client` of `session` for `reason`: a new entry, or one more session on the
     /// entry of the same client and reason.
     pub fn note(&mut self, client: &ClientId, reason: SkipReason, session: &SessionId) {
-        let list = match reason {
-            SkipReason::Paused => &mut self.held,
-            _ => &mut self.skipped,
-        };
-        match list
-            .iter_mut()
-            .find(|n| n.reason == reason && &n.client_id == client)
-        {
+        match self.entry(client, reason) {
             Some(entry) => entry.sessions += 1,
-            None => list.push(ClientNote {
+            None => self.list(reason).push(ClientNote {
                 client_id: client.clone(),
                 reason,
                 session_id: session.clone(),
@@ -76,23 +69,27 @@ impl ClientNotes {
 
     /// Adds the notes of a later part of the same termination (a later chunk of sessions).
     pub fn absorb(&mut self, later: ClientNotes) {
-        for entry in later.skipped.into_iter().chain(later.held) {
-            self.merge(entry);
+        for note in later.skipped.into_iter().chain(later.held) {
+            match self.entry(&note.client_id, note.reason) {
+                Some(entry) => entry.sessions += note.sessions,
+                None => self.list(note.reason).push(note),
+            }
         }
     }
 
-    fn merge(&mut self, entry: ClientNote) {
-        let list = match entry.reason {
+    /// The list a note for `reason` goes in.
+    fn list(&mut self, reason: SkipReason) -> &mut Vec<ClientNote> {
+        match reason {
             SkipReason::Paused => &mut self.held,
             _ => &mut self.skipped,
-        };
-        match list
-            .iter_mut()
-            .find(|n| n.reason == entry.reason && n.client_id == entry.client_id)
-        {
-            Some(existing) => existing.sessions += entry.sessions,
-            None => list.push(entry),
         }
+    }
+
+    /// The entry of `client` for `reason`, if there is one.
+    fn entry(&mut self, client: &ClientId, reason: SkipReason) -> Option<&mut ClientNote> {
+        self.list(reason)
+            .iter_mut()
+            .find(|n| n.reason == reason && &n.client_id == client)
     }
 }
 
