@@ -20,7 +20,7 @@ RP=$(sed 's/^listening on //' mock-rp.out)
 A="Authorization: Bearer $T"; J='Content-Type: application/json'
 curl -sf -XPOST $API/clients -H "$A" -H "$J" -d '{"client_id":"app1","name":"App 1","oidc_logout":{"backchannel_logout_urls":["'"$RP"'/bc"],"backchannel_logout_session_metadata":{"include":true}}}'; echo
 curl -sf -XPOST $API/sessions -H "$A" -H "$J" -d '{"id":"sess-1","user_id":"auth0|alice","clients":[{"client_id":"app1"}],"session_metadata":{"tenant":"acme"}}'; echo
-curl -sf -XPOST $API/logout-events -H "$A" -H "$J" -d '{"session_id":"sess-1","initiator":"rp-logout"}'; echo   # 202 {"event_id","deliveries":1,...}
+curl -sf -XPOST $API/logout-events -H "$A" -H "$J" -d '{"session_id":"sess-1","initiator":"rp-logout"}'; echo   # 202 {"event_id","deliveries":1,"skipped":[],"held":[]}
 
 # The RP's receipt (the request waits up to 30 s for it), then the delivery as logoutd saw it.
 curl -sf "$RP/receipts?format=json&min=1&wait_ms=30000" | jq -se '.[0] | length == 1 and all(.valid)'

@@ -14,10 +14,10 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InitiatorMode {
-    /// Every initiator.
+    /// Every initiator (the default, see [`LogoutInitiators::default`]).
+    #[default]
     All,
     /// `rp-logout`, `idp-logout` and the selected ones.
-    #[default]
     Custom,
 }
 
@@ -32,8 +32,23 @@ pub struct LogoutInitiators {
 }
 
 impl Default for LogoutInitiators {
-    /// `custom` with only the always-on initiators, as Auth0 does when the field is omitted.
+    /// `all`: a client registered without `backchannel_logout_initiators` is told of every
+    /// kind of session end. Auth0 defaults to `custom` with only `rp-logout` and `idp-logout`,
+    /// which leaves such a client unaware of revocations, password changes and expiries; see
+    /// [`LogoutInitiators::auth0_default`] for that behaviour.
     fn default() -> Self {
+        Self {
+            mode: InitiatorMode::All,
+            selected_initiators: Vec::new(),
+        }
+    }
+}
+
+impl LogoutInitiators {
+    /// Auth0's default: `custom` with only the always-on initiators (`rp-logout`,
+    /// `idp-logout`). Registrations stored by earlier versions of logoutd carry exactly this,
+    /// written out, so they keep it.
+    pub fn auth0_default() -> Self {
         Self {
             mode: InitiatorMode::Custom,
             selected_initiators: Initiator::ALWAYS_ON.to_vec(),
@@ -143,4 +158,30 @@ pub trait ClientRegistry: Send + Sync {
     /// Deletes a client and cancels its pending deliveries in the same transaction. Returns
     /// how many were cancelled; `NotFound` if absent.
     async fn delete_client(&self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn omitted_initiators_mean_every_initiator() {
+        let default = LogoutInitiators::default();
+        assert_eq!(default.mode, InitiatorMode::All);
+        assert!(Initiator::ALL.into_iter().all(|i| default.subscribes(i)));
+    }
+
+    #[test]
+    fn auth0_s_default_is_only_the_always_on_initiators() {
+        let auth0 = LogoutInitiators::auth0_default();
+        let told: Vec<Initiator> = Initiator::ALL
+            .into_iter()
+            .filter(|i| auth0.subscribes(*i))
+            .collect();
+        assert_eq!(told, Initiator::ALWAYS_ON);
+        let explicit: LogoutInitiators =
+            serde_json::from_str(r#"{"mode":"custom","selected_initiators":[]}"#).unwrap();
+        assert!(!explicit.subscribes(Initiator::SessionRevoked));
+        assert!(explicit.subscribes(Initiator::RpLogout));
+    }
 }

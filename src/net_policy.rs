@@ -25,12 +25,22 @@ pub enum UrlError {
     /// Carries `user:password@`.
     #[error("backchannel_logout_urls entries must not contain credentials")]
     Credentials,
-    /// A scheme other than https (or http when insecure URLs are allowed).
+    /// A scheme other than https and http.
     #[error("backchannel_logout_urls entries must use https")]
     NotHttps,
+    /// Plain http, while insecure URLs are not allowed.
+    #[error(
+        "backchannel_logout_urls entries must use https; plain http is accepted only when \
+         logoutd runs with --allow-insecure-rp-urls (LOGOUTD_ALLOW_INSECURE_RP_URLS=true), \
+         meant for tests and demos"
+    )]
+    PlainHttp,
     /// The host is loopback, private, link-local, unique-local or a metadata service.
     #[error(
-        "backchannel_logout_urls entries must not point at loopback, private, link-local or metadata addresses"
+        "backchannel_logout_urls entries must not point at loopback, private, link-local or \
+         metadata addresses; such URLs are accepted only when logoutd runs with \
+         --allow-insecure-rp-urls (LOGOUTD_ALLOW_INSECURE_RP_URLS=true), meant for tests and \
+         demos"
     )]
     NonPublicHost,
 }
@@ -61,6 +71,7 @@ impl NetPolicy {
         match url.scheme() {
             "https" => {}
             "http" if self.allow_insecure => {}
+            "http" => return Err(UrlError::PlainHttp),
             _ => return Err(UrlError::NotHttps),
         }
         if !self.allow_insecure && !host_is_public(&url) {
@@ -154,7 +165,7 @@ mod tests {
             ("not a url", UrlError::Malformed),
             ("/relative", UrlError::Malformed),
             ("https://rp.example.com/x#frag", UrlError::Fragment),
-            ("http://rp.example.com/x", UrlError::NotHttps),
+            ("http://rp.example.com/x", UrlError::PlainHttp),
             ("ftp://rp.example.com/x", UrlError::NotHttps),
             ("https://u:p@rp.example.com/x", UrlError::Credentials),
             ("https://127.0.0.1/x", UrlError::NonPublicHost),
@@ -173,6 +184,19 @@ mod tests {
         ] {
             assert_eq!(strict().validate_url(raw), Err(err), "{raw}");
         }
+    }
+
+    #[test]
+    fn refusals_the_override_lifts_name_it_and_others_do_not() {
+        let named = |raw: &str| {
+            let err = strict().validate_url(raw).unwrap_err().to_string();
+            err.contains("--allow-insecure-rp-urls")
+        };
+        assert!(named("http://rp.example.com/x"));
+        assert!(named("https://127.0.0.1/x"));
+        assert!(named("https://10.1.2.3/x"));
+        assert!(!named("ftp://rp.example.com/x"));
+        assert!(!named("https://rp.example.com/x#frag"));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct Delivery {
     pub event_id: EventId,
     /// The ended session.
     pub session_id: SessionId,
+    /// The client's own `sid` in that session, when it joined with one: the token's `sid`
+    /// instead of `session_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<SessionId>,
     /// Its user.
     pub user_id: UserId,
     /// The RP to tell.
@@ -91,6 +95,13 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     /// When it was delivered.
     pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl Delivery {
+    /// The `sid` its logout tokens carry: the client's own, else the session id.
+    pub fn token_sid(&self) -> &SessionId {
+        self.sid.as_ref().unwrap_or(&self.session_id)
+    }
 }
 
 /// One attempt in a delivery's history.
@@ -127,6 +138,8 @@ pub struct NewDelivery {
     pub event_id: EventId,
     /// The ended session.
     pub session_id: SessionId,
+    /// The client's own `sid` in that session, if it joined with one.
+    pub sid: Option<SessionId>,
     /// Its user.
     pub user_id: UserId,
     /// The RP to tell.

@@ -4,6 +4,7 @@ use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::{MetadataOp, SessionMetadata};
 use crate::store::{Page, StoreError};
+use crate::terminate::ClientNotes;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,26 @@ pub struct Device {
 pub struct SessionClient {
     /// The RP's client_id.
     pub client_id: ClientId,
+    /// The `sid` this RP's ID token carried, when the IdP gives each RP its own (panva's
+    /// oidc-provider does; Keycloak and Auth0 use the session id for every RP). This RP's
+    /// logout token carries it; without it, the token carries the session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<SessionId>,
+}
+
+impl SessionClient {
+    /// A client that joined without a sid of its own.
+    pub fn new(client_id: ClientId) -> Self {
+        Self {
+            client_id,
+            sid: None,
+        }
+    }
+
+    /// A client that joined with `sid` (or without one).
+    pub fn with_sid(client_id: ClientId, sid: Option<SessionId>) -> Self {
+        Self { client_id, sid }
+    }
 }
 
 /// A login session, with Auth0's field names.
@@ -79,6 +100,34 @@ impl Session {
     pub fn has_client(&self, client: &ClientId) -> bool {
         self.clients.iter().any(|c| &c.client_id == client)
     }
+
+    /// Records that `client` joined: appended when new; when it is already listed it keeps
+    /// its place, and takes the new `sid` if one is given (the RP's latest ID token carries
+    /// it), else keeps the one it had.
+    pub fn join(&mut self, client: SessionClient) {
+        join(&mut self.clients, client);
+    }
+}
+
+/// `clients` with each client listed once, in first-joining order, merged as
+/// [`Session::join`] does.
+pub fn joined_once(clients: &[SessionClient]) -> Vec<SessionClient> {
+    let mut out = Vec::with_capacity(clients.len());
+    for c in clients {
+        join(&mut out, c.clone());
+    }
+    out
+}
+
+fn join(list: &mut Vec<SessionClient>, client: SessionClient) {
+    match list.iter_mut().find(|c| c.client_id == client.client_id) {
+        Some(listed) => {
+            if client.sid.is_some() {
+                listed.sid = client.sid;
+            }
+        }
+        None => list.push(client),
+    }
 }
 
 /// Which sessions a termination covers.
@@ -99,6 +148,9 @@ pub struct EndReport {
     pub sessions_ended: usize,
     /// Outbox rows written.
     pub deliveries: usize,
+    /// The participating clients that got no row, or a row held while they are paused.
+    #[serde(flatten)]
+    pub notes: ClientNotes,
 }
 
 impl EndReport {
@@ -108,6 +160,7 @@ impl EndReport {
             event_id: event_id.clone(),
             sessions_ended: 0,
             deliveries: 0,
+            notes: ClientNotes::default(),
         }
     }
 
@@ -115,6 +168,7 @@ impl EndReport {
     pub fn absorb(&mut self, part: EndReport) {
         self.sessions_ended += part.sessions_ended;
         self.deliveries += part.deliveries;
+        self.notes.absorb(part.notes);
     }
 }
 
@@ -137,12 +191,13 @@ pub trait SessionStore: Send + Sync {
         take: usize,
     ) -> Result<Page<Session>, StoreError>;
 
-    /// Records that `client` joined the session (idempotent). `NotFound`, `Ended` or
-    /// `UnknownClient` otherwise.
+    /// Records that `client` joined the session. Joining again keeps the client's place in
+    /// the list; a `sid` given on the new join replaces the one stored, a join without one
+    /// keeps it. `NotFound`, `Ended` or `UnknownClient` otherwise.
     async fn add_client(
         &self,
         id: &SessionId,
-        client: &ClientId,
+        client: &SessionClient,
         now: DateTime<Utc>,
     ) -> Result<Session, StoreError>;
 
@@ -156,8 +211,9 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Session, StoreError>;
 
     /// Ends the target's active sessions and, in the same transaction, writes the outbox rows
-    /// that [`crate::terminate::plan`] derives for each. Sessions already ended are skipped and
-    /// add no rows. `NotFound` when a single target session does not exist.
+    /// that [`crate::terminate::plan`] derives for each, and reports the clients it noted.
+    /// Sessions already ended are skipped and add no rows and no notes. `NotFound` when a
+    /// single target session does not exist.
     async fn end_sessions(
         &self,
         target: &EndTarget,

@@ -6,10 +6,11 @@ use super::clients::validate_id;
 use super::extract::{JsonBody, PathParams};
 use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared};
-use crate::ids::{EventId, SessionId, UserId};
+use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metrics::InitiatorLabels;
-use crate::session::EndTarget;
+use crate::session::{EndReport, EndTarget};
+use crate::terminate::{ClientNote, SkipReason};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,14 +18,52 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The 202 body of every route that ends sessions.
+/// The 202 answer of every end route.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EndAccepted {
-    /// The termination event; every delivery it created carries it.
-    event_id: EventId,
-    /// Deliveries written: one per (ended session, subscribed RP with a URL). 0 when the
-    /// sessions had already ended.
-    deliveries: usize,
+pub struct EndResponse {
+    /// The termination event; every delivery it wrote carries it.
+    pub event_id: EventId,
+    /// Deliveries written (held ones included).
+    pub deliveries: usize,
+    /// Participating clients told nothing, and why.
+    pub skipped: Vec<ClientOutcome>,
+    /// Paused clients whose deliveries were written and wait until they are resumed.
+    pub held: Vec<ClientOutcome>,
+}
+
+/// A client an end skipped or holds. A user-wide end lists each (client, reason) once, with
+/// the first session it happened in and in how many.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientOutcome {
+    /// The client.
+    pub client_id: ClientId,
+    /// `not_subscribed`, `no_url`, `unknown_client`, or `paused` (held).
+    pub reason: SkipReason,
+    /// User-wide ends only: the first session (in id order) it happened in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+    /// User-wide ends only: in how many of the ended sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
+}
+
+impl EndResponse {
+    /// The answer to ending `target`, from the store's report.
+    fn new(report: EndReport, target: &EndTarget) -> Self {
+        let per_user = matches!(target, EndTarget::User(_));
+        let outcome = |note: ClientNote| ClientOutcome {
+            client_id: note.client_id,
+            reason: note.reason,
+            session_id: per_user.then_some(note.session_id),
+            sessions: per_user.then_some(note.sessions),
+        };
+        Self {
+            event_id: report.event_id,
+            deliveries: report.deliveries,
+            skipped: report.notes.skipped.into_iter().map(outcome).collect(),
+            held: report.notes.held.into_iter().map(outcome).collect(),
+        }
+    }
 }
 
 /// Ends the target's sessions in one transaction with their outbox rows.
@@ -56,12 +95,11 @@ async fn end(
         initiator = %initiator,
         sessions_ended = report.sessions_ended,
         deliveries = report.deliveries,
+        skipped = report.notes.skipped.len(),
+        held = report.notes.held.len(),
         "sessions ended"
     );
-    let body = EndAccepted {
-        event_id: report.event_id,
-        deliveries: report.deliveries,
-    };
+    let body = EndResponse::new(report, &target);
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
@@ -76,7 +114,7 @@ async fn end(
     params(("id" = String, Path, description = "The session id")),
     responses(
         (status = 202, description = "Ended, or had already ended; deliveries are queued",
-            body = EndAccepted),
+            body = EndResponse),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = InternalError),
@@ -99,7 +137,7 @@ pub async fn delete_session(
     params(("id" = String, Path, description = "The session id")),
     responses(
         (status = 202, description = "Ended, or had already ended; deliveries are queued",
-            body = EndAccepted),
+            body = EndResponse),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = InternalError),
@@ -128,7 +166,7 @@ pub async fn revoke_session(
     params(("user_id" = String, Path, description = "The user")),
     responses(
         (status = 202, description = "Every active session ended (none is not an error); \
-            deliveries are queued", body = EndAccepted),
+            deliveries are queued", body = EndResponse),
         (status = 400, response = BadRequest),
         (status = 500, response = InternalError),
     )
@@ -167,7 +205,7 @@ pub struct EventBody {
     request_body = EventBody,
     responses(
         (status = 202, description = "Ended, or had already ended; deliveries are queued",
-            body = EndAccepted),
+            body = EndResponse),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 413, response = PayloadTooLarge),

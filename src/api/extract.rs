@@ -2,6 +2,7 @@
 //! default 415/422 or plain text.
 
 use super::error::ApiError;
+use super::json_error;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -38,31 +39,50 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses a JSON document into `T`, mapping errors to 400 `invalid_body`.
+/// Parses a JSON document into `T`, mapping errors to 400 `invalid_body` whose message names
+/// the offending field and what it should be, never a Rust type (see [`super::json_error`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_body(
             "the request body must be a JSON object",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|err| {
-        let what = match err.classify() {
-            serde_json::error::Category::Data => "invalid request body",
-            _ => "malformed JSON",
-        };
-        ApiError::invalid_body(format!("{what}: {}", describe(&err)))
-    })
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => {
+            de.end().map_err(|err| refusal::<T>(".", &err))?;
+            Ok(value)
+        }
+        Err(err) if err.inner().classify() == serde_json::error::Category::Data => {
+            Err(refusal::<T>(&err.path().to_string(), err.inner()))
+        }
+        Err(err) => reparse(bytes)
+            .unwrap_or_else(|| Err(refusal::<T>(&err.path().to_string(), err.inner()))),
+    }
 }
 
-/// serde's message without echoing long caller input.
-fn describe(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    if text.len() > 300 {
-        let cut: String = text.chars().take(300).collect();
-        format!("{cut}...")
-    } else {
-        text
-    }
+/// serde_json reports a few wrong types as syntax errors ("expected value" for a number
+/// where an enum's string belongs). When the body is well-formed JSON after all, reading `T`
+/// from its parsed form gives the data error, with its path, instead. `None` when the body
+/// is not JSON. Only refused bodies pay for the second parse.
+fn reparse<T: DeserializeOwned>(bytes: &[u8]) -> Option<Result<T, ApiError>> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Some(
+        serde_path_to_error::deserialize(value)
+            .map_err(|err| refusal::<T>(&err.path().to_string(), err.inner())),
+    )
+}
+
+/// The 400 for a body that is not JSON (`malformed JSON`) or does not fit `T`.
+fn refusal<T: DeserializeOwned>(path: &str, err: &serde_json::Error) -> ApiError {
+    let message = match err.classify() {
+        serde_json::error::Category::Data => format!(
+            "invalid request body: {}",
+            json_error::describe_data::<T>(path, err)
+        ),
+        _ => format!("malformed JSON: {}", json_error::describe_syntax(err)),
+    };
+    ApiError::invalid_body(message)
 }
 
 fn bytes_rejection(rejection: BytesRejection) -> ApiError {

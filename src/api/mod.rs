@@ -23,6 +23,7 @@ mod deliveries;
 pub mod error;
 mod events;
 pub mod extract;
+mod json_error;
 mod json_keys;
 pub mod openapi;
 mod public;

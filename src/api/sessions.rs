@@ -8,7 +8,7 @@ use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared, page_size};
 use crate::ids::{ClientId, SessionId, UserId};
 use crate::metadata::{self, MetadataOp, SessionMetadata};
-use crate::session::{Device, Session, SessionClient};
+use crate::session::{Device, Session, SessionClient, joined_once};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -47,12 +47,30 @@ pub struct CreateBody {
     device: Option<Device>,
 }
 
-/// `{"client_id"}`: an RP that takes part in a session.
+/// `{"client_id", "sid"?}`: an RP that joined, with the `sid` of its ID token when the IdP
+/// gives each RP its own.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientRef {
     /// A registered client's `client_id`.
     client_id: String,
+    /// The `sid` of this RP's ID token, when the IdP gives each RP its own; its logout
+    /// token then carries it. Omitted: the session's id.
+    sid: Option<String>,
+}
+
+impl ClientRef {
+    /// The validated entry.
+    fn into_client(self) -> Result<SessionClient, ApiError> {
+        validate_id("client_id", &self.client_id)?;
+        if let Some(sid) = &self.sid {
+            validate_id("sid", sid)?;
+        }
+        Ok(SessionClient::with_sid(
+            ClientId::new(self.client_id),
+            self.sid.map(SessionId::new),
+        ))
+    }
 }
 
 fn ms(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
@@ -92,14 +110,11 @@ impl CreateBody {
             None => SessionId::generate(),
         };
         validate_id("user_id", &self.user_id)?;
-        let mut clients: Vec<SessionClient> = Vec::with_capacity(self.clients.len());
-        for entry in self.clients {
-            validate_id("client_id", &entry.client_id)?;
-            let client_id = ClientId::new(entry.client_id);
-            if !clients.iter().any(|c| c.client_id == client_id) {
-                clients.push(SessionClient { client_id });
-            }
-        }
+        let clients = self
+            .clients
+            .into_iter()
+            .map(ClientRef::into_client)
+            .collect::<Result<Vec<_>, _>>()?;
         let device = self.device.unwrap_or_default();
         validate_device(&device)?;
         Ok(Session {
@@ -112,7 +127,7 @@ impl CreateBody {
             expires_at: ms(self.expires_at),
             last_interacted_at: ms(self.last_interacted_at),
             device,
-            clients,
+            clients: joined_once(&clients),
             session_metadata: SessionMetadata::from_json(&self.session_metadata)
                 .map_err(|e| ApiError::invalid_body(e.to_string()))?,
             ended_at: None,
@@ -181,7 +196,8 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("session"))
 }
 
-/// `POST /api/v2/sessions/{id}/clients`: an RP joined the session.
+/// `POST /api/v2/sessions/{id}/clients`: an RP joined the session. Joining again keeps its
+/// place; a `sid` given then replaces the one it had.
 #[utoipa::path(
     post,
     path = "/sessions/{id}/clients",
@@ -205,15 +221,11 @@ pub async fn add_client(
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<ClientRef>,
 ) -> Result<Json<Session>, ApiError> {
-    validate_id("client_id", &body.client_id)?;
+    let client = body.into_client()?;
     state
         .stores
         .sessions
-        .add_client(
-            &SessionId::new(id),
-            &ClientId::new(body.client_id),
-            state.now(),
-        )
+        .add_client(&SessionId::new(id), &client, state.now())
         .await
         .map(Json)
         .map_err(|e| ApiError::from_store(e, "session"))

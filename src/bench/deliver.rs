@@ -225,9 +225,7 @@ fn session(id: String, user: String, rps: usize, metadata: &SessionMetadata) -> 
         last_interacted_at: None,
         device: Device::default(),
         clients: (0..rps)
-            .map(|i| SessionClient {
-                client_id: ClientId::new(format!("rp-{i}")),
-            })
+            .map(|i| SessionClient::new(ClientId::new(format!("rp-{i}"))))
             .collect(),
         session_metadata: metadata.clone(),
         ended_at: None,

@@ -253,7 +253,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, clock.now())?);
     let stores = crate::store::open(&settings.store).await?;
     let mut settings = settings;
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    let listener = bind(settings.listen).await?;
     let addr = listener.local_addr()?;
     if settings.issuer.as_str() == format!("http://{}", settings.listen) {
         // The default issuer names the address actually bound (port 0 picks one).
@@ -280,6 +280,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     delivery.shutdown_background();
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the API listener; a failure names the address, and when it is taken, how to pick
+/// another.
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+        let hint = if err.kind() == std::io::ErrorKind::AddrInUse {
+            " (another process is listening there; stop it or choose another address with \
+             --listen or LOGOUTD_LISTEN)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(err).context(format!("cannot listen on {addr}{hint}"))
+    })
 }
 
 /// The store URL without its password.

@@ -146,7 +146,85 @@ async fn end_one(client: &ApiClient, id: &str, initiator: &str, json: bool) -> a
         "session {id} ended; {} deliveries queued",
         cell(&reply["deliveries"])
     );
+    let mut notes = Notes::default();
+    notes.add(&reply);
+    notes.print(initiator, false);
     Ok(())
+}
+
+/// The clients that ends skipped or hold, one entry per (list, client, reason) with the
+/// number of sessions, in the order first met.
+#[derive(Default)]
+struct Notes {
+    entries: Vec<Note>,
+}
+
+struct Note {
+    list: &'static str,
+    client_id: String,
+    reason: String,
+    sessions: u64,
+}
+
+impl Notes {
+    /// Adds the `skipped` and `held` entries of one end reply.
+    fn add(&mut self, reply: &Value) {
+        for list in ["skipped", "held"] {
+            for entry in reply[list].as_array().into_iter().flatten() {
+                let client_id = entry["client_id"].as_str().unwrap_or("?");
+                let reason = entry["reason"].as_str().unwrap_or("?");
+                let sessions = entry["sessions"].as_u64().unwrap_or(1);
+                match self
+                    .entries
+                    .iter_mut()
+                    .find(|n| n.list == list && n.client_id == client_id && n.reason == reason)
+                {
+                    Some(note) => note.sessions += sessions,
+                    None => self.entries.push(Note {
+                        list,
+                        client_id: client_id.to_owned(),
+                        reason: reason.to_owned(),
+                        sessions,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The entries as JSON, for `--json`.
+    fn to_json(&self, list: &str) -> Value {
+        self.entries
+            .iter()
+            .filter(|n| n.list == list)
+            .map(
+                |n| json!({ "client_id": n.client_id, "reason": n.reason, "sessions": n.sessions }),
+            )
+            .collect()
+    }
+
+    /// One line per entry, saying what the reason means; with `counts`, in how many sessions.
+    fn print(&self, initiator: &str, counts: bool) {
+        for n in &self.entries {
+            let why = match n.reason.as_str() {
+                "not_subscribed" => format!("not subscribed to {initiator}"),
+                "no_url" => "no back-channel logout URL registered".to_owned(),
+                "unknown_client" => "deleted since the session started".to_owned(),
+                "paused" => "paused; its delivery waits until it is resumed".to_owned(),
+                other => other.to_owned(),
+            };
+            let times = if counts {
+                format!(" in {} session(s)", n.sessions)
+            } else {
+                String::new()
+            };
+            crate::outln!(
+                "  {:<7} {} ({}){times}: {why}",
+                n.list,
+                n.client_id,
+                n.reason
+            );
+        }
+    }
 }
 
 /// Lists the user's sessions, then ends each, with a progress bar.
@@ -161,12 +239,14 @@ async fn end_user(
         .await?;
     let bar = progress(sessions.len(), "ending sessions");
     let (mut ended, mut deliveries) = (0usize, 0u64);
+    let mut notes = Notes::default();
     let mut failures = Vec::new();
     for id in sessions.iter().filter_map(|s| s["id"].as_str()) {
         match end(client, id, initiator).await {
             Ok(reply) => {
                 ended += 1;
                 deliveries += reply["deliveries"].as_u64().unwrap_or(0);
+                notes.add(&reply);
             }
             Err(err) => failures.push(format!("{id}: {err:#}")),
         }
@@ -174,9 +254,15 @@ async fn end_user(
     }
     bar.finish_and_clear();
     if json {
-        print_json(&json!({ "sessions_ended": ended, "deliveries": deliveries }))?;
+        print_json(&json!({
+            "sessions_ended": ended,
+            "deliveries": deliveries,
+            "skipped": notes.to_json("skipped"),
+            "held": notes.to_json("held"),
+        }))?;
     } else {
         crate::outln!("ended {ended} sessions of {user}; {deliveries} deliveries queued");
+        notes.print(initiator, true);
     }
     bulk_outcome(ended, &failures, "ending sessions")
 }

@@ -15,7 +15,7 @@ const DEFER: chrono::Duration = chrono::Duration::milliseconds(500);
 
 /// Mints the logout token for one attempt (OIDC Back-Channel Logout 1.0 §2.4): a new `jti`,
 /// `iat` and `exp`, the current key for the client's alg, the client's `typ`, `sub` and
-/// `sid`, and `session_metadata` only for clients that opted in (omitted when empty).
+/// `sid` (the client's own sid in the session when it joined with one), and `session_metadata` only for clients that opted in (omitted when empty).
 pub fn mint(
     inner: &Inner,
     row: &ClaimedDelivery,
@@ -23,7 +23,7 @@ pub fn mint(
 ) -> Result<(String, Jti), String> {
     let subject = Subject::Both(
         row.delivery.user_id.clone(),
-        row.delivery.session_id.clone(),
+        row.delivery.token_sid().clone(),
     );
     let mut builder = LogoutTokenBuilder::new(&inner.issuer, &row.client.client_id, subject, now)
         .lifetime(inner.token_lifetime)

@@ -7,6 +7,13 @@ use serde_json::{Value, json};
 
 const RP_URL: &str = "https://rp.example.com/backchannel?tenant=a";
 
+/// Registration fields that ask for Auth0's default: `custom` with no extra initiators, so
+/// only `rp-logout` and `idp-logout` reach the client.
+static AUTH0_DEFAULT_INITIATORS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({ "oidc_logout": { "backchannel_logout_urls": [RP_URL],
+        "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": [] } } })
+});
+
 async fn client(app: &TestApp, id: &str, extra: Value) -> Value {
     let mut body = json!({
         "client_id": id,
@@ -105,15 +112,14 @@ async fn discovery_and_jwks_are_public() {
 }
 
 #[tokio::test]
-async fn client_registration_defaults_to_custom_mode_with_always_on_initiators() {
+async fn client_registration_defaults_to_all_mode() {
     let app = TestApp::memory().await;
     let body = client(&app, "rp1", json!({})).await;
     let logout = &body["oidc_logout"];
     assert_eq!(logout["backchannel_logout_urls"], json!([RP_URL]));
-    assert_eq!(logout["backchannel_logout_initiators"]["mode"], "custom");
     assert_eq!(
-        logout["backchannel_logout_initiators"]["selected_initiators"],
-        json!(["rp-logout", "idp-logout"])
+        logout["backchannel_logout_initiators"],
+        json!({ "mode": "all", "selected_initiators": [] })
     );
     assert_eq!(
         logout["backchannel_logout_session_metadata"]["include"],
@@ -489,7 +495,7 @@ async fn user_sessions_are_listed_with_cursor_paging() {
 #[tokio::test]
 async fn ending_sessions_answers_202_and_is_idempotent() {
     let app = TestApp::memory().await;
-    client(&app, "rp1", json!({})).await;
+    client(&app, "rp1", AUTH0_DEFAULT_INITIATORS.clone()).await;
     session(&app, "s1", &["rp1"], json!({})).await;
     session(&app, "s2", &["rp1"], json!({})).await;
     let (status, body) = app.call(Method::DELETE, "/api/v2/sessions/s1", None).await;

@@ -179,7 +179,10 @@ async fn sessions_get_list_and_end_one_and_per_user() {
     )
     .await;
     assert!(all.ok, "{}", all.stderr);
-    assert_eq!(all.json(), json!({ "sessions_ended": 3, "deliveries": 3 }));
+    assert_eq!(
+        all.json(),
+        json!({ "sessions_ended": 3, "deliveries": 3, "skipped": [], "held": [] })
+    );
     let left = logoutd(
         base,
         API_TOKEN,
@@ -188,6 +191,95 @@ async fn sessions_get_list_and_end_one_and_per_user() {
     .await;
     assert_eq!(left.json(), json!([]));
     assert!(server.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_prints_the_clients_it_skipped_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let rp = RecordingRp::start(Reply::ok()).await;
+    let server = ServeProcess::start(dir.path(), &[]).await;
+    server.client("c1", rp.url("/bc").as_str()).await;
+    for (id, logout) in [
+        (
+            "auth0",
+            json!({ "backchannel_logout_urls": [rp.url("/bc").as_str()],
+                "backchannel_logout_initiators": { "mode": "custom" } }),
+        ),
+        ("nourl", json!({ "backchannel_logout_urls": [] })),
+    ] {
+        let body = json!({ "client_id": id, "name": id, "oidc_logout": logout });
+        let (status, reply) = server
+            .call(Method::POST, "/api/v2/clients", Some(body))
+            .await;
+        assert_eq!(status, 201, "{reply}");
+    }
+    let joined = json!([{ "client_id": "c1" }, { "client_id": "auth0" }, { "client_id": "nourl" }]);
+    for id in ["a1", "a2", "a3"] {
+        let body = json!({ "id": id, "user_id": "alice", "clients": joined });
+        let (status, reply) = server
+            .call(Method::POST, "/api/v2/sessions", Some(body))
+            .await;
+        assert_eq!(status, 201, "{reply}");
+    }
+    let base = server.base.clone();
+    let base = base.as_str();
+
+    let one = logoutd(base, API_TOKEN, &["sessions", "end", "a1"]).await;
+    assert!(one.ok, "{}", one.stderr);
+    let lines: Vec<&str> = one.stdout.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        [
+            "session a1 ended; 1 deliveries queued",
+            "skipped auth0 (not_subscribed): not subscribed to session-revoked",
+            "skipped nourl (no_url): no back-channel logout URL registered",
+        ],
+        "{}",
+        one.stdout
+    );
+    let user = logoutd(base, API_TOKEN, &["sessions", "end", "--user", "alice"]).await;
+    assert!(user.ok, "{}", user.stderr);
+    assert!(
+        user.stdout
+            .contains("skipped auth0 (not_subscribed) in 2 session(s): not subscribed"),
+        "{}",
+        user.stdout
+    );
+    assert!(
+        user.stdout
+            .contains("skipped nourl (no_url) in 2 session(s)"),
+        "{}",
+        user.stdout
+    );
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_an_address_in_use_names_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let store = format!("sqlite://{}", dir.path().join("db").display());
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
+        .args(["serve", "--listen", &addr, "--store", &store, "--keys-dir"])
+        .arg(dir.path().join("keys"))
+        .env("LOGOUTD_API_TOKEN", API_TOKEN)
+        .env("LOGOUTD_LOG", "warn")
+        .env_remove("LOGOUTD_CONFIG")
+        .current_dir(dir.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("serve exits when it cannot listen")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("--listen"),
+        "{stderr}"
+    );
+    drop(taken);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

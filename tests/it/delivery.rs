@@ -115,6 +115,42 @@ async fn retries_503_with_a_fresh_jti_each_attempt() {
 }
 
 #[tokio::test]
+async fn an_rp_that_joined_with_its_own_sid_gets_it_in_every_token() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    rp.fail_first(1, Reply::status(503));
+    h.client("own", rp.url("/own").as_str(), json!({})).await;
+    h.client("shared", rp.url("/shared").as_str(), json!({}))
+        .await;
+    let body = json!({ "id": "s1", "user_id": "u1", "clients": [
+        { "client_id": "own", "sid": "op-sid-own" }, { "client_id": "shared" }] });
+    let (status, reply) = h
+        .app
+        .call(axum::http::Method::POST, "/api/v2/sessions", Some(body))
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(h.end(json!({ "session_id": "s1" }), "rp-logout").await, 2);
+    h.outbox.wait_recorded(2).await;
+    let retried = h
+        .deliveries("state=pending")
+        .await
+        .pop()
+        .expect("the 503 leaves one row pending");
+    h.advance_to(&retried);
+    h.outbox.wait_recorded(3).await;
+    let reqs = rp.requests();
+    assert_eq!(reqs.len(), 3);
+    for req in &reqs {
+        let aud = peek_aud(req);
+        let token = verified(&h, req, &aud, TypPolicy::STRICT);
+        let expected = if aud == "own" { "op-sid-own" } else { "s1" };
+        assert_eq!(token.claims["sid"], expected, "{aud}");
+        assert_eq!(token.claims["sub"], "u1");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn bad_request_is_one_attempt_and_failed_with_the_rp_error() {
     let h = Harness::memory().await;
     let rp = RecordingRp::start(Reply::invalid_request("signature check failed")).await;
@@ -231,7 +267,13 @@ async fn custom_client_skips_password_changed_but_always_gets_rp_logout() {
     let h = Harness::memory().await;
     let rp = RecordingRp::start(Reply::ok()).await;
     let url = rp.url("/bc");
-    h.client("custom", url.as_str(), json!({})).await;
+    h.client(
+        "custom",
+        url.as_str(),
+        json!({ "oidc_logout": { "backchannel_logout_urls": [url.as_str()],
+        "backchannel_logout_initiators": { "mode": "custom" } } }),
+    )
+    .await;
     h.client("picky", url.as_str(), json!({ "oidc_logout": { "backchannel_logout_urls": [url.as_str()],
         "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": ["password-changed"] } } })).await;
     h.client(

@@ -13,9 +13,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Registers `opted` (custom + session-expired), `plain` (default custom) and `all`.
+/// Registers `opted` (custom + session-expired), `plain` (Auth0's default: custom with only
+/// the always-on initiators) and `all`.
 async fn three_clients(h: &Harness, url: &str) {
-    h.client("plain", url, json!({})).await;
+    h.client(
+        "plain",
+        url,
+        json!({ "oidc_logout": { "backchannel_logout_urls": [url],
+        "backchannel_logout_initiators": { "mode": "custom" } } }),
+    )
+    .await;
     h.client("opted", url, json!({ "oidc_logout": { "backchannel_logout_urls": [url],
         "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": ["session-expired"] } } })).await;
     h.client(

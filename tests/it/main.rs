@@ -2,6 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod api_ends;
+mod api_errors;
+mod api_sessions_sid;
 mod cli;
 mod conformance;
 mod crash;

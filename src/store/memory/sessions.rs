@@ -1,13 +1,13 @@
 //! The session store over the in-memory state, including termination.
 
 use super::{MemoryStore, Row, State};
-use crate::ids::{ClientId, EventId, SessionId, UserId};
+use crate::ids::{EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::MetadataOp;
 use crate::outbox::{Delivery, DeliveryState, NewDelivery};
-use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore};
+use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore, joined_once};
 use crate::store::{Page, StoreError};
-use crate::terminate;
+use crate::terminate::{self, ClientNotes};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -28,8 +28,7 @@ impl SessionStore for MemoryStore {
             return Err(StoreError::UnknownClient(unknown.client_id.to_string()));
         }
         let mut stored = session.clone();
-        let mut seen = std::collections::HashSet::new();
-        stored.clients.retain(|c| seen.insert(c.client_id.clone()));
+        stored.clients = joined_once(&session.clients);
         state
             .by_user
             .entry(session.user_id.clone())
@@ -73,20 +72,16 @@ impl SessionStore for MemoryStore {
     async fn add_client(
         &self,
         id: &SessionId,
-        client: &ClientId,
+        client: &SessionClient,
         now: DateTime<Utc>,
     ) -> Result<Session, StoreError> {
         let mut state = self.lock();
-        let known = state.clients.contains_key(client);
+        let known = state.clients.contains_key(&client.client_id);
         let session = active_session(&mut state, id)?;
         if !known {
-            return Err(StoreError::UnknownClient(client.to_string()));
+            return Err(StoreError::UnknownClient(client.client_id.to_string()));
         }
-        if !session.has_client(client) {
-            session.clients.push(SessionClient {
-                client_id: client.clone(),
-            });
-        }
+        session.join(client.clone());
         session.updated_at = now;
         Ok(session.clone())
     }
@@ -116,7 +111,8 @@ impl SessionStore for MemoryStore {
             let ids = target_sessions(&state, target)?;
             let mut report = EndReport::nothing(event_id);
             for id in ids {
-                report.deliveries += end_one(&mut state, &id, initiator, event_id, now);
+                report.deliveries +=
+                    end_one(&mut state, &id, initiator, event_id, now, &mut report.notes);
                 report.sessions_ended += 1;
             }
             report
@@ -142,14 +138,11 @@ impl SessionStore for MemoryStore {
                 .take(limit)
                 .map(|s| s.id.clone())
                 .collect();
-            let mut report = EndReport {
-                event_id: event_id.clone(),
-                sessions_ended: ids.len(),
-                deliveries: 0,
-            };
+            let mut report = EndReport::nothing(event_id);
+            report.sessions_ended = ids.len();
             for id in ids {
-                report.deliveries +=
-                    end_one(&mut state, &id, Initiator::SessionExpired, event_id, now);
+                let (expired, notes) = (Initiator::SessionExpired, &mut report.notes);
+                report.deliveries += end_one(&mut state, &id, expired, event_id, now, notes);
             }
             report
         };
@@ -212,13 +205,15 @@ fn target_sessions(state: &State, target: &EndTarget) -> Result<Vec<SessionId>, 
     }
 }
 
-/// Ends one active session and writes its rows; returns how many rows.
+/// Ends one active session and writes its rows, noting the clients it skips or holds;
+/// returns how many rows.
 fn end_one(
     state: &mut State,
     id: &SessionId,
     initiator: Initiator,
     event_id: &EventId,
     now: DateTime<Utc>,
+    notes: &mut ClientNotes,
 ) -> usize {
     let Some(session) = state.sessions.get_mut(id) else {
         return 0;
@@ -232,7 +227,7 @@ fn end_one(
         .iter()
         .filter_map(|c| state.clients.get(&c.client_id).cloned())
         .collect();
-    let rows = terminate::plan(&session, &clients, initiator, event_id, now);
+    let rows = terminate::plan(&session, &clients, initiator, event_id, now, notes);
     let count = rows.len();
     for row in rows {
         insert_row(state, row);
@@ -246,6 +241,7 @@ fn insert_row(state: &mut State, new: NewDelivery) {
         id: new.id.clone(),
         event_id: new.event_id,
         session_id: new.session_id,
+        sid: new.sid,
         user_id: new.user_id,
         client_id: new.client_id,
         initiator: new.initiator,

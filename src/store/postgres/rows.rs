@@ -12,13 +12,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 /// The columns of [`SessionRow`] selected `FROM sessions`, for `concat!`: the session's clients
-/// come in joining order from the same statement, so they belong to the same snapshot.
+/// and their sids come in joining order from the same statement, so they belong to the same
+/// snapshot.
 macro_rules! session_columns {
     () => {
         "id, user_id, created_at, updated_at, authenticated_at, idle_expires_at, expires_at, \
          last_interacted_at, device, metadata, ended_at, end_initiator, \
-         ARRAY(SELECT sc.client_id FROM session_clients sc WHERE sc.session_id = sessions.id \
-         ORDER BY sc.position) AS clients"
+         ARRAY(SELECT ROW(sc.client_id, sc.sid) FROM session_clients sc \
+         WHERE sc.session_id = sessions.id ORDER BY sc.position) AS clients"
     };
 }
 pub(super) use session_columns;
@@ -28,7 +29,7 @@ macro_rules! delivery_columns {
     () => {
         "id, event_id, session_id, user_id, client_id, initiator, state, attempts, \
          next_attempt_at, last_status, last_error, created_at, delivered_at, metadata, \
-         budget_started_at"
+         budget_started_at, sid"
     };
 }
 pub(super) use delivery_columns;
@@ -76,7 +77,8 @@ pub(super) struct SessionRow {
     metadata: Value,
     ended_at: Option<i64>,
     end_initiator: Option<String>,
-    clients: Vec<String>,
+    /// `(client_id, sid)` in joining order: one array of pairs, read by one subquery.
+    clients: Vec<(String, Option<String>)>,
 }
 
 impl SessionRow {
@@ -85,9 +87,7 @@ impl SessionRow {
         let clients = self
             .clients
             .into_iter()
-            .map(|c| SessionClient {
-                client_id: c.into(),
-            })
+            .map(|(c, sid)| SessionClient::with_sid(c.into(), sid.map(Into::into)))
             .collect();
         Ok(Session {
             id: self.id.into(),
@@ -149,6 +149,7 @@ pub(super) struct DeliveryRow {
     delivered_at: Option<i64>,
     metadata: Value,
     budget_started_at: i64,
+    sid: Option<String>,
 }
 
 impl DeliveryRow {
@@ -158,6 +159,7 @@ impl DeliveryRow {
             id: self.id.as_str().into(),
             event_id: self.event_id.as_str().into(),
             session_id: self.session_id.as_str().into(),
+            sid: self.sid.as_deref().map(Into::into),
             user_id: self.user_id.as_str().into(),
             client_id: self.client_id.as_str().into(),
             initiator: parse(&self.initiator, "initiator")?,

@@ -9,7 +9,7 @@ use super::{PostgresStore, db, ms, overfetch, to_json};
 use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::MetadataOp;
-use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore};
+use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore, joined_once};
 use crate::store::{Page, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -75,20 +75,21 @@ impl SessionStore for PostgresStore {
     async fn add_client(
         &self,
         id: &SessionId,
-        client: &ClientId,
+        client: &SessionClient,
         now: DateTime<Utc>,
     ) -> Result<Session, StoreError> {
         let mut tx = self.begin().await?;
         let mut session = locked_active(&mut tx, id).await?;
-        if first_unknown_client(&mut tx, &[client]).await?.is_some() {
-            return Err(StoreError::UnknownClient(client.to_string()));
+        if first_unknown_client(&mut tx, &[&client.client_id])
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::UnknownClient(client.client_id.to_string()));
         }
-        if !session.has_client(client) {
-            insert_clients(&mut tx, id, &[client]).await?;
-            session.clients.push(SessionClient {
-                client_id: client.clone(),
-            });
+        if !session.has_client(&client.client_id) || client.sid.is_some() {
+            insert_clients(&mut tx, id, std::slice::from_ref(client)).await?;
         }
+        session.join(client.clone());
         sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
             .bind(ms(now))
             .bind(id.as_str())
@@ -238,36 +239,36 @@ async fn insert_session(conn: &mut PgConnection, s: &Session) -> Result<bool, St
     if inserted.rows_affected() == 0 {
         return Ok(false);
     }
-    let mut clients: Vec<&ClientId> = Vec::with_capacity(s.clients.len());
-    for c in &s.clients {
-        if !clients.contains(&&c.client_id) {
-            clients.push(&c.client_id);
-        }
-    }
-    insert_clients(conn, &s.id, &clients).await?;
+    insert_clients(conn, &s.id, &joined_once(&s.clients)).await?;
     Ok(true)
 }
 
-/// Appends clients to the end of a session's list in one statement; clients already listed
-/// are skipped.
+/// Appends clients to the end of a session's list in one statement. A client already listed
+/// keeps its place, and takes the new sid when one is given (see [`Session::join`]).
 async fn insert_clients(
     conn: &mut PgConnection,
     id: &SessionId,
-    clients: &[&ClientId],
+    clients: &[SessionClient],
 ) -> Result<(), StoreError> {
     if clients.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = clients.iter().map(|c| c.as_str()).collect();
+    let ids: Vec<&str> = clients.iter().map(|c| c.client_id.as_str()).collect();
+    let sids: Vec<Option<&str>> = clients
+        .iter()
+        .map(|c| c.sid.as_ref().map(SessionId::as_str))
+        .collect();
     sqlx::query(
-        "INSERT INTO session_clients (session_id, client_id, position) \
-         SELECT $1, c.client_id, CAST(c.ord - 1 + (SELECT COALESCE(MAX(position) + 1, 0) \
+        "INSERT INTO session_clients (session_id, client_id, sid, position) \
+         SELECT $1, c.client_id, c.sid, CAST(c.ord - 1 + (SELECT COALESCE(MAX(position) + 1, 0) \
          FROM session_clients WHERE session_id = $1) AS integer) \
-         FROM UNNEST($2::text[]) WITH ORDINALITY AS c (client_id, ord) \
-         ON CONFLICT DO NOTHING",
+         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS c (client_id, sid, ord) \
+         ON CONFLICT (session_id, client_id) \
+         DO UPDATE SET sid = COALESCE(excluded.sid, session_clients.sid)",
     )
     .bind(id.as_str())
     .bind(&ids)
+    .bind(&sids)
     .execute(conn)
     .await
     .map_err(db)

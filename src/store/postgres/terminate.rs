@@ -114,7 +114,7 @@ pub(super) async fn end_expired(
 
 /// Reads the locked sessions that are still active, writes their rows from
 /// [`terminate::plan`] and marks them ended; commits both together (announcing the rows to
-/// every node), then wakes this node's workers.
+/// every node), then wakes this node's workers. Reports the clients the plan noted.
 async fn finish(
     store: &PostgresStore,
     mut tx: Transaction<'static, Postgres>,
@@ -125,10 +125,7 @@ async fn finish(
 ) -> Result<EndReport, StoreError> {
     let sessions = active_sessions(&mut tx, ids).await?;
     let clients = registrations(&mut tx, &sessions).await?;
-    let rows: Vec<NewDelivery> = sessions
-        .iter()
-        .flat_map(|s| terminate::plan(s, &clients, initiator, event_id, now))
-        .collect();
+    let (rows, notes) = terminate::plan_all(&sessions, &clients, initiator, event_id, now);
     write_end(&mut tx, &sessions, &rows, initiator, now).await?;
     tx.commit().await.map_err(db)?;
     if !rows.is_empty() {
@@ -138,6 +135,7 @@ async fn finish(
         event_id: event_id.clone(),
         sessions_ended: sessions.len(),
         deliveries: rows.len(),
+        notes,
     })
 }
 
@@ -204,7 +202,7 @@ async fn write_end(
     let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
     let mut batch = Vec::with_capacity(rows.len());
     for r in rows {
-        batch.push(json!({
+        let mut row = json!({
             "id": r.id.as_str(),
             "event_id": r.event_id.as_str(),
             "session_id": r.session_id.as_str(),
@@ -213,18 +211,23 @@ async fn write_end(
             "initiator": r.initiator.as_str(),
             "metadata": to_json(&r.session_metadata)?,
             "at": ms(r.created_at),
-        }));
+        });
+        // Absent (NULL in the recordset) unless the client joined with its own sid.
+        if let (Some(sid), Some(fields)) = (&r.sid, row.as_object_mut()) {
+            fields.insert("sid".into(), sid.as_str().into());
+        }
+        batch.push(row);
     }
     sqlx::query(
         "WITH ended AS (UPDATE sessions SET ended_at = $1, end_initiator = $2, updated_at = $1 \
          WHERE id = ANY($3) AND ended_at IS NULL), \
-         inserted AS (INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, \
-         initiator, metadata, state, attempts, next_attempt_at, budget_started_at, created_at, \
-         updated_at) \
-         SELECT r.id, r.event_id, r.session_id, r.user_id, r.client_id, r.initiator, \
+         inserted AS (INSERT INTO deliveries (id, event_id, session_id, sid, user_id, \
+         client_id, initiator, metadata, state, attempts, next_attempt_at, budget_started_at, \
+         created_at, updated_at) \
+         SELECT r.id, r.event_id, r.session_id, r.sid, r.user_id, r.client_id, r.initiator, \
          r.metadata, 'pending', 0, r.at, r.at, r.at, r.at \
          FROM jsonb_to_recordset($4) AS r (id text, event_id text, session_id text, \
-         user_id text, client_id text, initiator text, metadata jsonb, at bigint)) \
+         sid text, user_id text, client_id text, initiator text, metadata jsonb, at bigint)) \
          SELECT pg_notify($5, '') WHERE jsonb_array_length($4) > 0",
     )
     .bind(ms(now))

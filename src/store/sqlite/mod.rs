@@ -386,9 +386,7 @@ mod tests {
                 expires_at: None,
                 last_interacted_at: None,
                 device: Device::default(),
-                clients: vec![SessionClient {
-                    client_id: ClientId::new("c1"),
-                }],
+                clients: vec![SessionClient::new(ClientId::new("c1"))],
                 session_metadata: SessionMetadata::new(),
                 ended_at: None,
                 end_initiator: None,

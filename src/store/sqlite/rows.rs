@@ -22,7 +22,7 @@ macro_rules! delivery_columns {
     () => {
         "id, event_id, session_id, user_id, client_id, initiator, state, attempts, \
          next_attempt_at, last_status, last_error, created_at, delivered_at, metadata, \
-         budget_started_at"
+         budget_started_at, sid"
     };
 }
 pub(super) use delivery_columns;
@@ -123,7 +123,7 @@ macro_rules! ending_select {
             ") SELECT json_group_array(json_array(json_array(s.id, s.user_id, s.created_at, \
              s.updated_at, s.authenticated_at, s.idle_expires_at, s.expires_at, \
              s.last_interacted_at, s.device, s.metadata, s.ended_at, s.end_initiator), \
-             sc.client_id, c.settings, c.paused, c.created_at, c.updated_at) \
+             sc.client_id, sc.sid, c.settings, c.paused, c.created_at, c.updated_at) \
              ORDER BY s.id, sc.position) FROM s \
              LEFT JOIN session_clients AS sc ON sc.session_id = s.id \
              LEFT JOIN clients AS c ON c.client_id = sc.client_id"
@@ -137,6 +137,7 @@ pub(super) use ending_select;
 struct EndingRow {
     session: SessionRow,
     joined: Option<String>,
+    joined_sid: Option<String>,
     settings: Option<String>,
     paused: Option<i64>,
     registered_at: Option<i64>,
@@ -175,9 +176,10 @@ pub(super) fn ending_sessions(
             registrations.push(client.into_client()?);
         }
         if let Some((_, clients)) = sessions.last_mut() {
-            clients.push(SessionClient {
-                client_id: joined.into(),
-            });
+            clients.push(SessionClient::with_sid(
+                joined.into(),
+                row.joined_sid.map(Into::into),
+            ));
         }
     }
     let sessions = sessions
@@ -206,6 +208,7 @@ pub(super) struct DeliveryRow {
     delivered_at: Option<i64>,
     metadata: String,
     budget_started_at: i64,
+    sid: Option<String>,
 }
 
 impl DeliveryRow {
@@ -231,6 +234,7 @@ impl DeliveryRow {
             id: self.id.into(),
             event_id: self.event_id.into(),
             session_id: self.session_id.into(),
+            sid: self.sid.map(Into::into),
             user_id: self.user_id.into(),
             client_id: self.client_id.into(),
             last_error: self.last_error,

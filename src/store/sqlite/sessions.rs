@@ -5,7 +5,7 @@ use super::{SqliteStore, db, json_list, ms};
 use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::MetadataOp;
-use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore};
+use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore, joined_once};
 use crate::store::{Page, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -67,20 +67,21 @@ impl SessionStore for SqliteStore {
     async fn add_client(
         &self,
         id: &SessionId,
-        client: &ClientId,
+        client: &SessionClient,
         now: DateTime<Utc>,
     ) -> Result<Session, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut session = active_session(&mut tx, id).await?;
-        if first_unknown_client(&mut tx, &[client]).await?.is_some() {
-            return Err(StoreError::UnknownClient(client.to_string()));
+        if first_unknown_client(&mut tx, &[&client.client_id])
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::UnknownClient(client.client_id.to_string()));
         }
-        if !session.has_client(client) {
-            insert_clients(&mut tx, id, &[client]).await?;
-            session.clients.push(SessionClient {
-                client_id: client.clone(),
-            });
+        if !session.has_client(&client.client_id) || client.sid.is_some() {
+            insert_clients(&mut tx, id, std::slice::from_ref(client)).await?;
         }
+        session.join(client.clone());
         touch(&mut tx, id, now).await?;
         tx.commit().await.map_err(db)?;
         session.updated_at = now;
@@ -190,8 +191,8 @@ pub(super) async fn hydrate(
         return Ok(Vec::new());
     }
     let ids = json_list(rows.iter().map(|r| r.id.as_str()))?;
-    let links: Vec<(String, String)> = sqlx::query_as(
-        "SELECT session_id, client_id FROM session_clients \
+    let links: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT session_id, client_id, sid FROM session_clients \
          WHERE session_id IN (SELECT value FROM json_each(?)) ORDER BY session_id, position",
     )
     .bind(ids)
@@ -199,10 +200,11 @@ pub(super) async fn hydrate(
     .await
     .map_err(db)?;
     let mut clients: HashMap<String, Vec<SessionClient>> = HashMap::new();
-    for (session, client) in links {
-        clients.entry(session).or_default().push(SessionClient {
-            client_id: client.into(),
-        });
+    for (session, client, sid) in links {
+        clients
+            .entry(session)
+            .or_default()
+            .push(SessionClient::with_sid(client.into(), sid.map(Into::into)));
     }
     rows.into_iter()
         .map(|row| {
@@ -255,34 +257,33 @@ async fn insert_session(conn: &mut SqliteConnection, s: &Session) -> Result<(), 
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    let mut clients: Vec<&ClientId> = Vec::with_capacity(s.clients.len());
-    for c in &s.clients {
-        if !clients.contains(&&c.client_id) {
-            clients.push(&c.client_id);
-        }
-    }
-    insert_clients(conn, &s.id, &clients).await
+    insert_clients(conn, &s.id, &joined_once(&s.clients)).await
 }
 
-/// Appends clients to the end of a session's list in one statement; clients already listed
-/// are skipped.
+/// Appends clients to the end of a session's list in one statement. A client already listed
+/// keeps its place, and takes the new sid when one is given (see [`Session::join`]).
 async fn insert_clients(
     conn: &mut SqliteConnection,
     id: &SessionId,
-    clients: &[&ClientId],
+    clients: &[SessionClient],
 ) -> Result<(), StoreError> {
     if clients.is_empty() {
         return Ok(());
     }
+    let pairs: Vec<(&str, Option<&str>)> = clients
+        .iter()
+        .map(|c| (c.client_id.as_str(), c.sid.as_ref().map(SessionId::as_str)))
+        .collect();
     // `WHERE true` lets SQLite parse the upsert clause after INSERT ... SELECT.
     sqlx::query(
-        "INSERT INTO session_clients (session_id, client_id, position) \
-         SELECT ?1, value, key + (SELECT COALESCE(MAX(position) + 1, 0) \
+        "INSERT INTO session_clients (session_id, client_id, sid, position) \
+         SELECT ?1, value ->> 0, value ->> 1, key + (SELECT COALESCE(MAX(position) + 1, 0) \
          FROM session_clients WHERE session_id = ?1) \
-         FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING",
+         FROM json_each(?2) WHERE true ON CONFLICT (session_id, client_id) \
+         DO UPDATE SET sid = COALESCE(excluded.sid, session_clients.sid)",
     )
     .bind(id.as_str())
-    .bind(json_list(clients.iter().map(|c| c.as_str()))?)
+    .bind(serde_json::to_string(&pairs).map_err(StoreError::backend)?)
     .execute(conn)
     .await
     .map_err(db)

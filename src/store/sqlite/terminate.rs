@@ -143,6 +143,7 @@ pub(super) async fn end_expired(
 
 /// Writes the rows [`terminate::plan`] derives for `sessions` from the `clients`'
 /// registrations, marks the sessions ended, commits both together, then wakes the dispatcher.
+/// Reports the clients the plan noted.
 async fn finish(
     store: &SqliteStore,
     mut tx: WriteTx,
@@ -152,10 +153,7 @@ async fn finish(
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Result<EndReport, StoreError> {
-    let rows: Vec<NewDelivery> = sessions
-        .iter()
-        .flat_map(|s| terminate::plan(s, clients, initiator, event_id, now))
-        .collect();
+    let (rows, notes) = terminate::plan_all(&sessions, clients, initiator, event_id, now);
     if !sessions.is_empty() {
         write_ends(&mut tx, &sessions, initiator, now, &rows).await?;
     }
@@ -167,6 +165,7 @@ async fn finish(
         event_id: event_id.clone(),
         sessions_ended: sessions.len(),
         deliveries: rows.len(),
+        notes,
     })
 }
 
@@ -180,15 +179,15 @@ static MARK_ENDED: LazyLock<values::Statement> = LazyLock::new(|| {
 
 /// The insert of planned rows, pending and due at once.
 static INSERT_ROWS: LazyLock<values::Statement> = LazyLock::new(|| {
-    values::Statement::new(8, |rows| {
+    values::Statement::new(9, |rows| {
         format!(
             "WITH r (id, event_id, session_id, user_id, client_id, initiator, metadata, \
-             created_at) AS (VALUES {rows}) \
+             created_at, sid) AS (VALUES {rows}) \
              INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, initiator, \
              metadata, state, attempts, next_attempt_at, budget_started_at, created_at, \
-             updated_at) \
+             updated_at, sid) \
              SELECT id, event_id, session_id, user_id, client_id, initiator, metadata, \
-             'pending', 0, created_at, created_at, created_at, created_at FROM r \
+             'pending', 0, created_at, created_at, created_at, created_at, sid FROM r \
              WHERE id IS NOT NULL"
         )
     })
@@ -279,7 +278,8 @@ fn bind_rows<'q>(
             .bind(r.client_id.as_str())
             .bind(r.initiator.as_str())
             .bind(snapshot.clone())
-            .bind(ms(r.created_at));
+            .bind(ms(r.created_at))
+            .bind(r.sid.as_ref().map(|sid| sid.as_str()));
     }
     INSERT_ROWS.pad(query, chunk.len())
 }
@@ -297,6 +297,7 @@ mod tests {
             id: DeliveryId::generate_at(now),
             event_id: EventId::generate(),
             session_id: SessionId::new(session),
+            sid: None,
             user_id: UserId::new("u"),
             client_id: ClientId::new("c"),
             initiator: Initiator::RpLogout,

@@ -60,6 +60,20 @@ async fn every_initiator_reaches_an_all_mode_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_registered_without_initiators_gets_every_initiator() {
+    let rig = Rig::start().await;
+    let mock = rig.mock("rp-default", &[]).await;
+    rig.register(client_body("rp-default", &mock)).await;
+
+    assert_eq!(end_one_session_per_initiator(&rig, "rp-default").await, 9);
+    let expected: BTreeSet<String> = INITIATORS.iter().map(|i| format!("s-{i}")).collect();
+    wait_delivered(&rig, &expected).await;
+    let receipts = mock.receipts().await;
+    assert_eq!(receipts.len(), 9, "{receipts:#?}");
+    receipts.iter().for_each(assert_valid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_mode_gets_only_always_on_and_selected_initiators() {
     let rig = Rig::start().await;
     let mock = rig.mock("rp-custom", &[]).await;

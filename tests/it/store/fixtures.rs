@@ -15,7 +15,7 @@ pub fn t(ms: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap() + Duration::milliseconds(ms)
 }
 
-/// A client with a URL in the default (`custom`, always-on only) mode.
+/// A client with a URL in Auth0's default mode (`custom`, always-on initiators only).
 pub fn client(id: &str) -> RelyingParty {
     RelyingParty {
         client_id: ClientId::new(id),
@@ -24,6 +24,7 @@ pub fn client(id: &str) -> RelyingParty {
             backchannel_logout_urls: vec![
                 Url::parse(&format!("https://{id}.example/bcl")).unwrap(),
             ],
+            backchannel_logout_initiators: LogoutInitiators::auth0_default(),
             ..OidcLogout::default()
         },
         backchannel_logout_session_required: false,
@@ -87,9 +88,7 @@ pub fn session(id: &str, user: &str, clients: &[&str]) -> Session {
         device: Device::default(),
         clients: clients
             .iter()
-            .map(|c| SessionClient {
-                client_id: ClientId::new(*c),
-            })
+            .map(|c| SessionClient::new(ClientId::new(*c)))
             .collect(),
         session_metadata: meta(&[("tenant", "acme")]),
         ended_at: None,

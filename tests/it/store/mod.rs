@@ -8,6 +8,8 @@ mod housekeeping;
 pub mod postgres;
 mod results;
 mod sessions;
+mod sids;
+mod skips;
 mod sqlite;
 mod termination;
 
@@ -67,6 +69,12 @@ macro_rules! conformance {
                 termination::ending_wakes_the_dispatcher,
                 termination::deleted_client_gets_no_row_and_sessions_keep_their_lists,
                 termination::user_wide_end_writes_every_row_of_sessions_with_many_clients,
+                sids::per_client_sids_are_stored_and_listed,
+                sids::joining_again_with_a_sid_replaces_it_and_without_one_keeps_it,
+                sids::a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_session_id,
+                skips::an_end_reports_each_client_it_skips_or_holds_with_the_reason,
+                skips::a_user_wide_end_reports_each_client_and_reason_once,
+                skips::the_expiry_sweep_reports_what_it_skipped,
                 clients::client_crud_and_paging,
                 clients::delete_cancels_pending_and_in_flight_rows,
                 clients::emptying_the_url_list_cancels_rows,

@@ -4,7 +4,7 @@ use super::fixtures::*;
 use logoutd::ids::{ClientId, SessionId, UserId};
 use logoutd::initiator::Initiator;
 use logoutd::metadata::{MetadataError, MetadataOp, SessionMetadata};
-use logoutd::session::Device;
+use logoutd::session::{Device, SessionClient};
 use logoutd::store::{StoreError, Stores};
 
 pub async fn session_round_trips_at_millisecond_precision(s: Stores) {
@@ -106,7 +106,7 @@ pub async fn add_client_is_idempotent_and_bumps_updated_at(s: Stores) {
         .await
         .unwrap();
     let id = SessionId::new("s1");
-    let c2 = ClientId::new("c2");
+    let c2 = SessionClient::new(ClientId::new("c2"));
     let after = s.sessions.add_client(&id, &c2, t(7_000)).await.unwrap();
     assert_eq!(after.updated_at, t(7_000));
     let again = s.sessions.add_client(&id, &c2, t(8_000)).await.unwrap();
@@ -132,7 +132,7 @@ pub async fn add_client_refusals_change_nothing(s: Stores) {
         .await
         .unwrap();
     end(&s, "s2", Initiator::RpLogout, t(2_000)).await;
-    let c1 = ClientId::new("c1");
+    let c1 = SessionClient::new(ClientId::new("c1"));
     let missing = s
         .sessions
         .add_client(&SessionId::new("nope"), &c1, t(3_000))
@@ -145,7 +145,11 @@ pub async fn add_client_refusals_change_nothing(s: Stores) {
     assert!(matches!(ended, Err(StoreError::Ended)));
     let ghost = s
         .sessions
-        .add_client(&SessionId::new("s1"), &ClientId::new("ghost"), t(3_000))
+        .add_client(
+            &SessionId::new("s1"),
+            &SessionClient::new(ClientId::new("ghost")),
+            t(3_000),
+        )
         .await;
     assert!(matches!(ghost, Err(StoreError::UnknownClient(_))));
     let s1 = s
@@ -256,7 +260,7 @@ pub async fn duplicate_clients_are_listed_once_in_joining_order(s: Stores) {
     s.sessions.create_session(&sess).await.unwrap();
     let id = SessionId::new("s1");
     s.sessions
-        .add_client(&id, &ClientId::new("c3"), t(2_000))
+        .add_client(&id, &SessionClient::new(ClientId::new("c3")), t(2_000))
         .await
         .unwrap();
     let stored = s.sessions.get_session(&id).await.unwrap().unwrap();

@@ -133,4 +133,79 @@ async fn database_files_are_created_private() {
         assert!(path.exists(), "{name} missing");
         assert_eq!(mode(&path), 0o600, "{name}");
     }
+/// A registration exactly as versions before per-client sids stored it: a client registered
+/// without `backchannel_logout_initiators` got Auth0's default written out.
+const OLD_SETTINGS: &str = r#"{"client_id":"old","name":"old","oidc_logout":{"backchannel_logout_urls":["https://old.example/bcl"],"backchannel_logout_initiators":{"mode":"custom","selected_initiators":["rp-logout","idp-logout"]},"backchannel_logout_session_metadata":{"include":false}},"backchannel_logout_session_required":false,"logout_token_typ":"logout+jwt","id_token_signed_response_alg":"RS256","paused":false,"created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z"}"#;
+
+/// Builds a database at the schema before per-client sids (migration 3) with one client
+/// registered without initiators and two active sessions it joined.
+async fn database_before_sids(path: &std::path::Path) {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let migrator = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    migrator.run_to(3, &mut conn).await.unwrap();
+    let statements = [
+        format!(
+            "INSERT INTO clients (client_id, settings, paused, has_url, created_at, updated_at) \
+             VALUES ('old', '{OLD_SETTINGS}', 0, 1, 0, 0)"
+        ),
+        "INSERT INTO sessions (id, user_id, created_at, updated_at, device, metadata) VALUES \
+         ('s1', 'u1', 1000, 1000, '{}', '{}'), ('s2', 'u1', 1000, 1000, '{}', '{}')"
+            .to_owned(),
+        "INSERT INTO session_clients (session_id, client_id, position) VALUES \
+         ('s1', 'old', 0), ('s2', 'old', 0)"
+            .to_owned(),
+    ];
+    for sql in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_database_from_before_per_client_sids_upgrades_and_keeps_auth0_s_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logoutd.db");
+    database_before_sids(&path).await;
+    let stores = store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let old = stores
+        .clients
+        .get_client(&ClientId::new("old"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(old.wants(Initiator::RpLogout));
+    assert!(
+        !old.wants(Initiator::SessionRevoked),
+        "a client stored without initiators keeps Auth0's default"
+    );
+    let s1 = stores
+        .sessions
+        .get_session(&SessionId::new("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s1.clients[0].sid, None);
+    let revoked = end(&stores, "s1", Initiator::SessionRevoked, t(2_000)).await;
+    assert_eq!(revoked.deliveries, 0);
+    assert_eq!(revoked.notes.skipped[0].client_id, ClientId::new("old"));
+    assert_eq!(
+        end(&stores, "s2", Initiator::RpLogout, t(2_000))
+            .await
+            .deliveries,
+        1
+    );
+    let claimed = stores
+        .outbox
+        .claim_due(t(2_000), Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].delivery.token_sid(), &SessionId::new("s2"));
 }
