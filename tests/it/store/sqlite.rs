@@ -133,6 +133,8 @@ async fn database_files_are_created_private() {
         assert!(path.exists(), "{name} missing");
         assert_eq!(mode(&path), 0o600, "{name}");
     }
+}
+
 /// A registration exactly as versions before per-client sids stored it: a client registered
 /// without `backchannel_logout_initiators` got Auth0's default written out.
 const OLD_SETTINGS: &str = r#"{"client_id":"old","name":"old","oidc_logout":{"backchannel_logout_urls":["https://old.example/bcl"],"backchannel_logout_initiators":{"mode":"custom","selected_initiators":["rp-logout","idp-logout"]},"backchannel_logout_session_metadata":{"include":false}},"backchannel_logout_session_required":false,"logout_token_typ":"logout+jwt","id_token_signed_response_alg":"RS256","paused":false,"created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z"}"#;
