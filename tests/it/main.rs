@@ -10,6 +10,7 @@ mod conformance;
 mod crash;
 mod delivery;
 mod examples;
+mod fuzz;
 mod hostile;
 mod housekeeping;
 mod keys;
