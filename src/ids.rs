@@ -112,8 +112,7 @@ impl ClientId {
     /// quotes, backslashes, commas, braces, control and non-ASCII characters are refused,
     /// so an id is safe as it is in a metrics label, a log field, a table cell or a path.
     pub fn parse(value: &str) -> Result<Self, ClientIdError> {
-        let allowed =
-            |c: char| c.is_ascii_alphanumeric() || CLIENT_ID_PUNCTUATION.contains(c);
+        let allowed = |c: char| c.is_ascii_alphanumeric() || CLIENT_ID_PUNCTUATION.contains(c);
         let len = value.chars().count();
         if len == 0 || len > MAX_CLIENT_ID_CHARS || !value.chars().all(allowed) {
             return Err(ClientIdError);
@@ -222,7 +221,10 @@ mod tests {
             "svc+logout@example",
             &"a".repeat(MAX_CLIENT_ID_CHARS),
         ] {
-            assert_eq!(ClientId::parse(ok).map(|c| c.into_inner()), Ok(ok.to_owned()));
+            assert_eq!(
+                ClientId::parse(ok).map(|c| c.into_inner()),
+                Ok(ok.to_owned())
+            );
         }
         assert!(ClientId::parse(ClientId::generate().as_str()).is_ok());
         for bad in [

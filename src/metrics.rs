@@ -3,12 +3,12 @@
 use crate::outbox::OutboxStats;
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use std::fmt::Write as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
 
 /// A label value written escaped as the Prometheus text format requires: `\\` for a
 /// backslash, `\"` for a double quote and `\n` for a line feed. prometheus-client 0.24

@@ -194,7 +194,8 @@ impl ReceiptLog {
     }
 
     /// How many receipts, and how many bytes of them, memory holds.
-    pub fn kept(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn kept(&self) -> (usize, usize) {
         let ring = self.ring();
         (ring.lines.len(), ring.bytes)
     }
@@ -291,6 +292,9 @@ mod tests {
         assert!(current <= 2_000 && rotated <= 2_000, "{current} {rotated}");
         let last = std::fs::read_to_string(&path).unwrap();
         assert!(last.trim_end().ends_with("\"fault\":null}"));
-        assert!(last.contains("\"path\":\"/39\""), "the newest is in the current file");
+        assert!(
+            last.contains("\"path\":\"/39\""),
+            "the newest is in the current file"
+        );
     }
 }

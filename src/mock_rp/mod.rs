@@ -40,8 +40,7 @@ pub use log::{
     rotated_path,
 };
 pub use receipt::{
-    MAX_INVALID_CLAIM_CHARS, MAX_INVALID_CLAIMS_BYTES, MAX_NOTES, MAX_RECORDED_URL_CHARS,
-    Receipt,
+    MAX_INVALID_CLAIM_CHARS, MAX_INVALID_CLAIMS_BYTES, MAX_NOTES, MAX_RECORDED_URL_CHARS, Receipt,
 };
 
 use crate::clock::{SharedClock, SystemClock};

@@ -82,7 +82,8 @@ impl Receipt {
         if self.notes.len() > MAX_NOTES {
             let left_out = self.notes.len() - (MAX_NOTES - 1);
             self.notes.truncate(MAX_NOTES - 1);
-            self.notes.push(format!("{left_out} more notes not recorded"));
+            self.notes
+                .push(format!("{left_out} more notes not recorded"));
         }
         self
     }
@@ -173,7 +174,10 @@ mod tests {
         assert!(json_len(&kept) <= MAX_INVALID_CLAIMS_BYTES);
         assert_eq!(kept, json!({"iss": "i", "aud": "a", "sid": "s"}));
         assert!(bounded.claims_truncated);
-        assert_eq!(bounded.sid.unwrap().chars().count(), MAX_INVALID_CLAIM_CHARS + 1);
+        assert_eq!(
+            bounded.sid.unwrap().chars().count(),
+            MAX_INVALID_CLAIM_CHARS + 1
+        );
     }
 
     #[test]
@@ -201,7 +205,11 @@ mod tests {
     #[test]
     fn claims_truncated_is_serialized_only_when_true() {
         let r = receipt(true, json!({}));
-        assert!(!serde_json::to_string(&r).unwrap().contains("claims_truncated"));
+        assert!(
+            !serde_json::to_string(&r)
+                .unwrap()
+                .contains("claims_truncated")
+        );
         let r = receipt(false, json!({"x": "y".repeat(9000)})).bounded();
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains("\"claims_truncated\":true"), "{text}");

@@ -20,93 +20,108 @@
 //! they reach is not the address written.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 
-/// An IPv4 block: first address, prefix length, and its registry name with its RFC.
-pub(super) type V4Block = (Ipv4Addr, u8, &'static str);
-/// An IPv6 block: first address, prefix length, and its registry name with its RFC.
-pub(super) type V6Block = (Ipv6Addr, u8, &'static str);
-
-const fn v4(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
-    Ipv4Addr::new(a, b, c, d)
-}
-
-#[allow(clippy::too_many_arguments)]
-const fn v6(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16) -> Ipv6Addr {
-    Ipv6Addr::new(a, b, c, d, e, f, g, h)
-}
-
-/// IPv4 blocks refused (IANA IPv4 Special-Purpose Address Registry, plus multicast).
-pub(super) const V4_REFUSED: &[V4Block] = &[
-    (v4(0, 0, 0, 0), 8, "\"This network\" (RFC 791 §3.2)"),
-    (v4(10, 0, 0, 0), 8, "Private-Use (RFC 1918)"),
-    (v4(100, 64, 0, 0), 10, "Shared Address Space (RFC 6598)"),
-    (v4(127, 0, 0, 0), 8, "Loopback (RFC 1122 §3.2.1.3)"),
-    (v4(169, 254, 0, 0), 16, "Link Local (RFC 3927), cloud metadata services"),
-    (v4(172, 16, 0, 0), 12, "Private-Use (RFC 1918)"),
-    (v4(192, 0, 0, 0), 24, "IETF Protocol Assignments (RFC 6890 §2.1)"),
-    (v4(192, 0, 2, 0), 24, "Documentation, TEST-NET-1 (RFC 5737)"),
-    (v4(192, 31, 196, 0), 24, "AS112-v4 (RFC 7535)"),
-    (v4(192, 52, 193, 0), 24, "AMT (RFC 7450)"),
-    (v4(192, 88, 99, 0), 24, "Deprecated 6to4 Relay Anycast (RFC 7526)"),
-    (v4(192, 168, 0, 0), 16, "Private-Use (RFC 1918)"),
-    (v4(192, 175, 48, 0), 24, "Direct Delegation AS112 Service (RFC 7534)"),
-    (v4(198, 18, 0, 0), 15, "Benchmarking (RFC 2544)"),
-    (v4(198, 51, 100, 0), 24, "Documentation, TEST-NET-2 (RFC 5737)"),
-    (v4(203, 0, 113, 0), 24, "Documentation, TEST-NET-3 (RFC 5737)"),
-    (v4(224, 0, 0, 0), 4, "Multicast (RFC 5771)"),
-    (v4(240, 0, 0, 0), 4, "Reserved (RFC 1112 §4)"),
-    (v4(255, 255, 255, 255), 32, "Limited Broadcast (RFC 919 §7)"),
+/// IPv4 blocks refused, in the registry's notation: the IANA IPv4 Special-Purpose Address
+/// Registry, plus multicast.
+const V4_REFUSED: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "\"This network\" (RFC 791 §3.2)"),
+    ("10.0.0.0/8", "Private-Use (RFC 1918)"),
+    ("100.64.0.0/10", "Shared Address Space (RFC 6598)"),
+    ("127.0.0.0/8", "Loopback (RFC 1122 §3.2.1.3)"),
+    (
+        "169.254.0.0/16",
+        "Link Local (RFC 3927), cloud metadata services",
+    ),
+    ("172.16.0.0/12", "Private-Use (RFC 1918)"),
+    ("192.0.0.0/24", "IETF Protocol Assignments (RFC 6890 §2.1)"),
+    ("192.0.2.0/24", "Documentation, TEST-NET-1 (RFC 5737)"),
+    ("192.31.196.0/24", "AS112-v4 (RFC 7535)"),
+    ("192.52.193.0/24", "AMT (RFC 7450)"),
+    ("192.88.99.0/24", "Deprecated 6to4 Relay Anycast (RFC 7526)"),
+    ("192.168.0.0/16", "Private-Use (RFC 1918)"),
+    (
+        "192.175.48.0/24",
+        "Direct Delegation AS112 Service (RFC 7534)",
+    ),
+    ("198.18.0.0/15", "Benchmarking (RFC 2544)"),
+    ("198.51.100.0/24", "Documentation, TEST-NET-2 (RFC 5737)"),
+    ("203.0.113.0/24", "Documentation, TEST-NET-3 (RFC 5737)"),
+    ("224.0.0.0/4", "Multicast (RFC 5771)"),
+    ("240.0.0.0/4", "Reserved (RFC 1112 §4)"),
+    ("255.255.255.255/32", "Limited Broadcast (RFC 919 §7)"),
 ];
 
-/// IPv6 blocks refused (IANA IPv6 Special-Purpose Address Registry, and the IPv6 Address
-/// Space registry's non-global blocks). Everything outside `2000::/3` is refused as well.
-pub(super) const V6_REFUSED: &[V6Block] = &[
-    (v6(0, 0, 0, 0, 0, 0, 0, 0), 128, "Unspecified (RFC 4291)"),
-    (v6(0, 0, 0, 0, 0, 0, 0, 1), 128, "Loopback (RFC 4291)"),
-    (v6(0, 0, 0, 0, 0, 0, 0, 0), 96, "IPv4-compatible, deprecated (RFC 4291 §2.5.5.1)"),
-    (v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48, "IPv4-IPv6 Translation, local use (RFC 8215)"),
-    (v6(0x100, 0, 0, 0, 0, 0, 0, 0), 64, "Discard-Only (RFC 6666)"),
-    (v6(0x100, 0, 0, 1, 0, 0, 0, 0), 64, "Dummy IPv6 Prefix (RFC 9780)"),
-    (v6(0x2001, 0, 0, 0, 0, 0, 0, 0), 23, "IETF Protocol Assignments (RFC 2928)"),
-    (v6(0x2001, 0, 0, 0, 0, 0, 0, 0), 32, "TEREDO (RFC 4380)"),
-    (v6(0x2001, 2, 0, 0, 0, 0, 0, 0), 48, "Benchmarking (RFC 5180)"),
-    (v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, "Documentation (RFC 3849)"),
-    (v6(0x2002, 0, 0, 0, 0, 0, 0, 0), 16, "6to4 (RFC 3056)"),
-    (v6(0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0), 48, "Direct Delegation AS112 Service (RFC 7534)"),
-    (v6(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20, "Documentation (RFC 9637)"),
-    (v6(0x5f00, 0, 0, 0, 0, 0, 0, 0), 16, "Segment Routing SIDs (RFC 9602)"),
-    (v6(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, "Unique-Local (RFC 4193)"),
-    (v6(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "Link-Local Unicast (RFC 4291)"),
-    (v6(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, "Site-Local, deprecated (RFC 3879)"),
-    (v6(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "Multicast (RFC 4291)"),
+/// IPv6 blocks refused: the IANA IPv6 Special-Purpose Address Registry, and the IPv6 Address
+/// Space registry's non-global blocks. Everything outside `2000::/3` is refused as well.
+const V6_REFUSED: &[(&str, &str)] = &[
+    ("::/128", "Unspecified (RFC 4291)"),
+    ("::1/128", "Loopback (RFC 4291)"),
+    ("::/96", "IPv4-compatible, deprecated (RFC 4291 §2.5.5.1)"),
+    (
+        "64:ff9b:1::/48",
+        "IPv4-IPv6 Translation, local use (RFC 8215)",
+    ),
+    ("100::/64", "Discard-Only (RFC 6666)"),
+    ("100:0:0:1::/64", "Dummy IPv6 Prefix (RFC 9780)"),
+    ("2001::/23", "IETF Protocol Assignments (RFC 2928)"),
+    ("2001::/32", "TEREDO (RFC 4380)"),
+    ("2001:2::/48", "Benchmarking (RFC 5180)"),
+    ("2001:db8::/32", "Documentation (RFC 3849)"),
+    ("2002::/16", "6to4 (RFC 3056)"),
+    (
+        "2620:4f:8000::/48",
+        "Direct Delegation AS112 Service (RFC 7534)",
+    ),
+    ("3fff::/20", "Documentation (RFC 9637)"),
+    ("5f00::/16", "Segment Routing SIDs (RFC 9602)"),
+    ("fc00::/7", "Unique-Local (RFC 4193)"),
+    ("fe80::/10", "Link-Local Unicast (RFC 4291)"),
+    ("fec0::/10", "Site-Local, deprecated (RFC 3879)"),
+    ("ff00::/8", "Multicast (RFC 4291)"),
 ];
 
 /// The IPv4-IPv6 translation well-known prefix `64:ff9b::/96` (RFC 6052).
-const NAT64_WELL_KNOWN: Ipv6Addr = v6(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
+const NAT64_WELL_KNOWN: (u128, u8) = (0x0064_ff9b << 96, 96);
 /// Global unicast, `2000::/3` (IANA IPv6 Address Space registry).
-const GLOBAL_UNICAST: Ipv6Addr = v6(0x2000, 0, 0, 0, 0, 0, 0, 0);
+const GLOBAL_UNICAST: (u128, u8) = (0x2000 << 112, 3);
 
-fn in_v4(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-    u32::from(ip) & mask == u32::from(net) & mask
+/// `(first address, prefix length)` of `net/len`; `None` when it does not parse.
+fn parse_block<T: std::str::FromStr>(block: &str) -> Option<(T, u8)> {
+    let (net, len) = block.split_once('/')?;
+    Some((net.parse().ok()?, len.parse().ok()?))
 }
 
-fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, len: u8) -> bool {
-    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-    u128::from(ip) & mask == u128::from(net) & mask
-}
-
-/// The registry block `ip` falls in, if any.
-pub(super) fn v4_block(ip: Ipv4Addr) -> Option<&'static str> {
+static V4_BLOCKS: LazyLock<Vec<(u32, u8)>> = LazyLock::new(|| {
     V4_REFUSED
         .iter()
-        .find(|(net, len, _)| in_v4(ip, *net, *len))
-        .map(|(_, _, name)| *name)
+        .filter_map(|(block, _)| parse_block::<Ipv4Addr>(block))
+        .map(|(net, len)| (u32::from(net), len))
+        .collect()
+});
+
+static V6_BLOCKS: LazyLock<Vec<(u128, u8)>> = LazyLock::new(|| {
+    V6_REFUSED
+        .iter()
+        .filter_map(|(block, _)| parse_block::<Ipv6Addr>(block))
+        .map(|(net, len)| (u128::from(net), len))
+        .collect()
+});
+
+fn in_v4(ip: u32, (net, len): (u32, u8)) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    ip & mask == net & mask
+}
+
+fn in_v6(ip: u128, (net, len): (u128, u8)) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    ip & mask == net & mask
 }
 
 /// True for an IPv4 address outside every refused block.
 pub(super) fn is_public_v4(ip: Ipv4Addr) -> bool {
-    v4_block(ip).is_none()
+    let ip = u32::from(ip);
+    !V4_BLOCKS.iter().any(|block| in_v4(ip, *block))
 }
 
 /// True for a global unicast IPv6 address outside every refused block, or a translation
@@ -115,11 +130,12 @@ pub(super) fn is_public_v6(ip: Ipv6Addr) -> bool {
     if let Some(embedded) = ip.to_ipv4_mapped() {
         return is_public_v4(embedded);
     }
-    if in_v6(ip, NAT64_WELL_KNOWN, 96) {
+    let bits = u128::from(ip);
+    if in_v6(bits, NAT64_WELL_KNOWN) {
         let [.., a, b, c, d] = ip.octets();
         return is_public_v4(Ipv4Addr::new(a, b, c, d));
     }
-    in_v6(ip, GLOBAL_UNICAST, 3) && !V6_REFUSED.iter().any(|(net, len, _)| in_v6(ip, *net, *len))
+    in_v6(bits, GLOBAL_UNICAST) && !V6_BLOCKS.iter().any(|block| in_v6(bits, *block))
 }
 
 #[cfg(test)]
@@ -128,29 +144,39 @@ pub(crate) mod tests {
     use std::net::IpAddr;
 
     /// The first, a middle and the last address of a block.
-    fn v4_samples(net: Ipv4Addr, len: u8) -> [Ipv4Addr; 3] {
+    fn v4_samples(block: &str) -> [Ipv4Addr; 3] {
+        let (net, len) = parse_block::<Ipv4Addr>(block).unwrap();
         let size = 1u64 << (32 - u32::from(len));
         let first = u64::from(u32::from(net));
         let at = |offset: u64| Ipv4Addr::from(u32::try_from(first + offset).unwrap());
         [at(0), at(size / 2), at(size - 1)]
     }
 
-    fn v6_samples(net: Ipv6Addr, len: u8) -> [Ipv6Addr; 3] {
+    fn v6_samples(block: &str) -> [Ipv6Addr; 3] {
+        let (net, len) = parse_block::<Ipv6Addr>(block).unwrap();
         let host_bits = 128 - u32::from(len);
-        let last = if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+        let last = if host_bits == 128 {
+            u128::MAX
+        } else {
+            (1u128 << host_bits) - 1
+        };
         let first = u128::from(net);
-        [net, Ipv6Addr::from(first | (last / 2 + 1) & last), Ipv6Addr::from(first | last)]
+        [
+            net,
+            Ipv6Addr::from(first | ((last / 2 + 1) & last)),
+            Ipv6Addr::from(first | last),
+        ]
     }
 
     /// Addresses of every refused block (three per block), and of the translation forms
     /// that embed a non-public IPv4 address. Shared with the connect-time tests.
     pub(crate) fn refused_samples() -> Vec<(IpAddr, &'static str)> {
         let mut out = Vec::new();
-        for (net, len, name) in V4_REFUSED {
-            out.extend(v4_samples(*net, *len).map(|ip| (IpAddr::V4(ip), *name)));
+        for (block, name) in V4_REFUSED {
+            out.extend(v4_samples(block).map(|ip| (IpAddr::V4(ip), *name)));
         }
-        for (net, len, name) in V6_REFUSED {
-            out.extend(v6_samples(*net, *len).map(|ip| (IpAddr::V6(ip), *name)));
+        for (block, name) in V6_REFUSED {
+            out.extend(v6_samples(block).map(|ip| (IpAddr::V6(ip), *name)));
         }
         for (raw, name) in [
             ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
@@ -245,10 +271,26 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn block_membership_uses_the_prefix_length() {
-        assert_eq!(v4_block(v4(100, 127, 255, 255)), Some("Shared Address Space (RFC 6598)"));
-        assert_eq!(v4_block(v4(100, 128, 0, 0)), None);
-        assert!(in_v6("fe80::1".parse().unwrap(), v6(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10));
-        assert!(!in_v6("fec0::1".parse().unwrap(), v6(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10));
+    fn every_block_parses_and_sits_on_its_prefix() {
+        assert_eq!(V4_BLOCKS.len(), V4_REFUSED.len());
+        assert_eq!(V6_BLOCKS.len(), V6_REFUSED.len());
+        for (net, len) in V4_BLOCKS.iter() {
+            assert!(in_v4(*net, (*net, *len)) && *len <= 32);
+            assert_eq!(
+                net & !u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0),
+                0
+            );
+        }
+        for (net, len) in V6_BLOCKS.iter() {
+            assert!(*len <= 128);
+            assert_eq!(
+                net & !u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0),
+                0
+            );
+        }
+        let nat64: Ipv6Addr = "64:ff9b::".parse().unwrap();
+        assert_eq!(NAT64_WELL_KNOWN.0, u128::from(nat64));
+        let global: Ipv6Addr = "2000::".parse().unwrap();
+        assert_eq!(GLOBAL_UNICAST.0, u128::from(global));
     }
 }

@@ -106,7 +106,10 @@ fn rejected_reason(error: Option<&RpError>) -> String {
             reason.push_str(&format!("; error={}", clean_rp_text(code, None)));
         }
         if let Some(description) = &e.error_description {
-            reason.push_str(&format!("; error_description={}", clean_rp_text(description, None)));
+            reason.push_str(&format!(
+                "; error_description={}",
+                clean_rp_text(description, None)
+            ));
         }
     }
     reason

@@ -140,7 +140,9 @@ mod tests {
     #[test]
     fn every_jws_or_jwe_shape_and_segment_is_redacted() {
         let token = token();
-        let jwe = format!("{HEADER}..aXYtaXYtaXYtaXYtaXY.Y2lwaGVydGV4dC1jaXBoZXJ0ZXh0.dGFnLXRhZy10YWctdGFn");
+        let jwe = format!(
+            "{HEADER}..aXYtaXYtaXYtaXYtaXY.Y2lwaGVydGV4dC1jaXBoZXJ0ZXh0.dGFnLXRhZy10YWctdGFn"
+        );
         let cases = [
             format!("bad token {token}"),
             format!("bad token {HEADER}.{PAYLOAD}"),
@@ -177,7 +179,10 @@ mod tests {
 
     #[test]
     fn escapes_make_controls_visible() {
-        assert_eq!(escape_controls("a\r\nb\x1b[0m\u{202E}"), "a\\r\\nb\\u{1b}[0m\\u{202e}");
+        assert_eq!(
+            escape_controls("a\r\nb\x1b[0m\u{202E}"),
+            "a\\r\\nb\\u{1b}[0m\\u{202e}"
+        );
         assert_eq!(escape_controls("plain ü"), "plain ü");
     }
 

@@ -109,7 +109,10 @@ async fn the_resolver_drops_every_special_purpose_address() {
             Ok(addrs) => panic!("{ip} ({name}) resolved to {:?}", addrs.collect::<Vec<_>>()),
             Err(err) => err.to_string(),
         };
-        assert!(err.contains("refused non-public address"), "{ip} ({name}): {err}");
+        assert!(
+            err.contains("refused non-public address"),
+            "{ip} ({name}): {err}"
+        );
     }
     for ip in crate::net_policy::public_samples() {
         let host: reqwest::dns::Name = ip.to_string().parse().unwrap();

@@ -130,7 +130,10 @@ fn candidate_keys<'a>(
         },
     };
     let Some(first) = named.first() else {
-        let kid = header.get("kid").and_then(Value::as_str).unwrap_or_default();
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         return Err(VerifyError::UnknownKid(shorten(kid)));
     };
     let fitting: Vec<&Jwk> = named

@@ -688,14 +688,23 @@ async fn special_purpose_addresses_and_hostile_client_ids_are_refused_at_registr
         let body = json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": [url] } });
         let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body)).await;
         assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
-        assert!(reply["message"].as_str().unwrap().contains("backchannel_logout_urls"), "{url}: {reply}");
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap()
+                .contains("backchannel_logout_urls"),
+            "{url}: {reply}"
+        );
     }
     for id in ["a\"b", "a\\b", "a b", "a,b", "a}b", "ü", "a\nb", ""] {
         let body = json!({ "client_id": id, "name": "x",
             "oidc_logout": { "backchannel_logout_urls": [RP_URL] } });
         let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body)).await;
         assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
-        assert!(reply["message"].as_str().unwrap().contains("client_id"), "{id:?}: {reply}");
+        assert!(
+            reply["message"].as_str().unwrap().contains("client_id"),
+            "{id:?}: {reply}"
+        );
     }
     assert_eq!(get(&app, "/api/v2/clients").await["clients"], json!([]));
     let ok = json!({ "client_id": "urn:example:rp-1.prod", "name": "x",

@@ -241,7 +241,8 @@ async fn api_serving(delivery: Value) -> (String, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn deliveries_show_prints_no_raw_control_characters() {
-    let hostile = "invalid_request: bad\r\nFAKE  failed  0\u{1b}[2J\u{1b}]0;pwned\u{7}\u{85}\u{202E}x";
+    let hostile =
+        "invalid_request: bad\r\nFAKE  failed  0\u{1b}[2J\u{1b}]0;pwned\u{7}\u{85}\u{202E}x";
     let delivery = json!({
         "id": "dlv_1", "event_id": "evt_1", "session_id": "s\u{1b}[31m1", "user_id": "u1",
         "client_id": "c1", "initiator": "rp-logout", "state": "failed", "attempts": 1,
@@ -259,7 +260,11 @@ async fn deliveries_show_prints_no_raw_control_characters() {
         .chars()
         .filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202E}')
         .collect();
-    assert!(raw.is_empty(), "raw control characters {raw:?} in {:?}", shown.stdout);
+    assert!(
+        raw.is_empty(),
+        "raw control characters {raw:?} in {:?}",
+        shown.stdout
+    );
     assert!(
         !shown.stdout.lines().any(|l| l.starts_with("FAKE")),
         "a forged row: {}",

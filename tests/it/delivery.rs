@@ -413,8 +413,13 @@ async fn rp_error_text_is_recorded_clean_and_without_token_parts() {
     let opted = json!({ "oidc_logout": { "backchannel_logout_urls": [rp.url("/bc").as_str()],
         "backchannel_logout_session_metadata": { "include": true } } });
     h.client("rp1", rp.url("/bc").as_str(), opted).await;
-    h.session("s1", "u1", &["rp1"], json!({ "secret_note": "hunter2-metadata" }))
-        .await;
+    h.session(
+        "s1",
+        "u1",
+        &["rp1"],
+        json!({ "secret_note": "hunter2-metadata" }),
+    )
+    .await;
     h.end(json!({ "session_id": "s1" }), "rp-logout").await;
     h.outbox.wait_recorded(1).await;
     let token = rp.requests()[0].form_param("logout_token").unwrap();

@@ -215,19 +215,13 @@ async fn metrics_move_as_deliveries_happen() {
 }
 
 /// Reads the `logoutd_delivery_attempts` counter for `client_id` and `outcome` from a scrape,
-/// parsed by the independent `openmetrics-parser` crate in both text formats.
+/// parsed by the independent `openmetrics-parser` crate as the OpenMetrics text `/metrics`
+/// serves.
 fn parsed_attempts(body: &str, client_id: &str, outcome: &str) -> f64 {
-    use openmetrics_parser::{PrometheusValue, openmetrics, prometheus};
-    let prom = prometheus::parse_prometheus(body)
-        .unwrap_or_else(|e| panic!("the Prometheus parser refused the scrape: {e}\n{body}"));
-    let open = openmetrics::parse_openmetrics(body)
+    use openmetrics_parser::{OpenMetricsValue, openmetrics};
+    let parsed = openmetrics::parse_openmetrics(body)
         .unwrap_or_else(|e| panic!("the OpenMetrics parser refused the scrape: {e}\n{body}"));
-    assert_eq!(
-        prom.families.len(),
-        open.families.len(),
-        "both parsers see the same families"
-    );
-    let family = &prom.families["logoutd_delivery_attempts"];
+    let family = &parsed.families["logoutd_delivery_attempts"];
     let matching: Vec<f64> = family
         .iter_samples()
         .filter(|sample| {
@@ -236,7 +230,7 @@ fn parsed_attempts(body: &str, client_id: &str, outcome: &str) -> f64 {
                 && labels.get_label_value("outcome") == Some(outcome)
         })
         .map(|sample| match &sample.value {
-            PrometheusValue::Counter(counter) => counter.value.as_f64(),
+            OpenMetricsValue::Counter(counter) => counter.value.as_f64(),
             other => panic!("not a counter: {other:?}"),
         })
         .collect();
@@ -258,7 +252,12 @@ async fn a_hostile_client_id_cannot_break_the_scrape() {
         .call(Method::POST, "/api/v2/clients", Some(body))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
-    assert!(reply["message"].as_str().unwrap().contains("client_id must be"));
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("client_id must be")
+    );
 
     // Stored directly, as an older release or another tool could have done.
     let client = RelyingParty {

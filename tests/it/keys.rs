@@ -339,7 +339,11 @@ async fn a_failed_jwks_reload_also_waits_out_the_refetch_interval() {
         .with_refetch_interval(interval);
     let opts = VerifyOptions::new(Issuer::new(ISSUER), ClientId::new(CLIENT));
     let rotated = KeySet::from_keys(vec![fixture_key(SigningAlg::EdDSA)])
-        .sign(SigningAlg::EdDSA, TokenTyp::LogoutJwt, &builder(now).build())
+        .sign(
+            SigningAlg::EdDSA,
+            TokenTyp::LogoutJwt,
+            &builder(now).build(),
+        )
         .unwrap();
 
     // The interval has passed, but the reload it allows fails.
@@ -349,7 +353,11 @@ async fn a_failed_jwks_reload_also_waits_out_the_refetch_interval() {
     assert!(matches!(errors.as_slice(), [VerifyError::UnknownKid(_)]));
 
     // The failure restarted the interval: the repaired file is not read yet.
-    std::fs::write(&file, serde_json::to_vec(&fixture_keys().jwks(now)).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&fixture_keys().jwks(now)).unwrap(),
+    )
+    .unwrap();
     let errors = source.verify(&rotated, &opts, now).await.unwrap_err();
     assert!(matches!(errors.as_slice(), [VerifyError::UnknownKid(_)]));
     assert_eq!(source.fetches(), 1);

@@ -588,9 +588,16 @@ async fn junk_tokens_leave_small_receipts() {
         let size = line.to_string().len();
         assert!(size <= 6 * 1024, "a {size}-byte receipt for a junk token");
         assert_eq!(line["claims_truncated"], json!(true), "{line}");
-        assert_eq!(line["claims"]["iss"], "x", "the standard claims that fit are kept");
+        assert_eq!(
+            line["claims"]["iss"], "x",
+            "the standard claims that fit are kept"
+        );
         assert!(line["claims"].get("junk").is_none());
-        assert_eq!(receipt.sid.as_ref().unwrap().chars().count(), 256, "255 and an ellipsis");
+        assert_eq!(
+            receipt.sid.as_ref().unwrap().chars().count(),
+            256,
+            "255 and an ellipsis"
+        );
     }
 }
 
@@ -604,8 +611,8 @@ async fn receipts_are_bounded_in_memory_bytes_and_the_file_is_rotated() {
         c.receipts_file = Some(file);
         c.receipt_limits = LogLimits {
             memory_receipts: 1_000,
-            memory_bytes: 32 * 1024,
-            file_max_bytes: 48 * 1024,
+            memory_bytes: 8 * 1024,
+            file_max_bytes: 16 * 1024,
         };
     })
     .await;
@@ -618,7 +625,7 @@ async fn receipts_are_bounded_in_memory_bytes_and_the_file_is_rotated() {
         .iter()
         .map(|r| serde_json::to_vec(r).unwrap().len() + 1)
         .sum();
-    assert!(bytes <= 32 * 1024, "{bytes} bytes kept");
+    assert!(bytes <= 8 * 1024, "{bytes} bytes kept");
     assert!(kept.len() > 1 && kept.len() < 40, "{}", kept.len());
     let paths: Vec<String> = kept.iter().map(|r| r.path.clone()).collect();
     let newest: Vec<String> = (40 - kept.len()..40).map(|n| format!("/bc/{n}")).collect();
@@ -629,7 +636,7 @@ async fn receipts_are_bounded_in_memory_bytes_and_the_file_is_rotated() {
 
     let current = std::fs::read_to_string(&path).unwrap();
     let rotated = std::fs::read_to_string(rotated_path(&path)).unwrap();
-    assert!(current.len() <= 48 * 1024 && rotated.len() <= 48 * 1024);
+    assert!(current.len() <= 16 * 1024 && rotated.len() <= 16 * 1024);
     let lines: Vec<Receipt> = rotated
         .lines()
         .chain(current.lines())
@@ -638,7 +645,11 @@ async fn receipts_are_bounded_in_memory_bytes_and_the_file_is_rotated() {
     assert_eq!(lines.last().unwrap().path, "/bc/39");
     let first = 40 - lines.len();
     for (i, receipt) in lines.iter().enumerate() {
-        assert_eq!(receipt.path, format!("/bc/{}", first + i), "no line lost across the rotation");
+        assert_eq!(
+            receipt.path,
+            format!("/bc/{}", first + i),
+            "no line lost across the rotation"
+        );
     }
 }
 
@@ -702,7 +713,11 @@ async fn a_hanging_jwks_refetch_never_delays_tokens_signed_with_known_keys() {
     let unknown: Vec<_> = (0..6)
         .map(|i| {
             let url = rp.url("/bc");
-            let token = token_for(&format!("sess-u{i}"), SigningAlg::EdDSA, TokenTyp::LogoutJwt);
+            let token = token_for(
+                &format!("sess-u{i}"),
+                SigningAlg::EdDSA,
+                TokenTyp::LogoutJwt,
+            );
             tokio::spawn(async move {
                 client()
                     .post(url)

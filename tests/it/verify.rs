@@ -438,8 +438,15 @@ fn a_kid_shared_by_several_keys_tries_each_candidate() {
     );
 
     // A signature that none of the candidates verifies is still refused.
-    let header = format!(r#"{{"alg":"ES256","typ":"logout+jwt","kid":"{}"}}"#, real.kid());
-    let forged = sign_raw(&SigningKey::generate(SigningAlg::ES256, None).unwrap(), &header, &claims);
+    let header = format!(
+        r#"{{"alg":"ES256","typ":"logout+jwt","kid":"{}"}}"#,
+        real.kid()
+    );
+    let forged = sign_raw(
+        &SigningKey::generate(SigningAlg::ES256, None).unwrap(),
+        &header,
+        &claims,
+    );
     let errors = verify(&forged, &jwks, &opts(), now()).unwrap_err();
     assert_eq!(errors, vec![VerifyError::BadSignature]);
 
