@@ -404,8 +404,7 @@ async fn failed_jwks_fetch_names_the_url_and_the_cause() {
     drop(closed);
     let err = logoutd::verify::JwksSource::from_uri(&url)
         .await
-        .err()
-        .expect("a closed port cannot serve a JWKS")
+        .expect_err("a closed port cannot serve a JWKS")
         .to_string();
     assert!(err.contains(&url), "{err}");
     assert!(err.to_lowercase().contains("connect"), "{err}");
