@@ -259,7 +259,7 @@ async fn a_hostile_client_id_cannot_break_the_scrape() {
             .contains("client_id must be")
     );
 
-    // Stored directly, as an older release or another tool could have done.
+    // Stored directly, as an older release or a direct database write could have done.
     let client = RelyingParty {
         client_id: logoutd::ids::ClientId::new(hostile),
         name: "hostile".into(),
