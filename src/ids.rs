@@ -96,6 +96,38 @@ string_id!(
     /// An RP's OAuth `client_id`; the `aud` of its logout tokens.
     ClientId, "cli_"
 );
+/// Longest `client_id` accepted at registration, in characters.
+pub const MAX_CLIENT_ID_CHARS: usize = 255;
+
+/// The punctuation a registered `client_id` may hold besides ASCII letters and digits.
+pub const CLIENT_ID_PUNCTUATION: &str = "._~:@/+-";
+
+/// A `client_id` given at registration breaks the charset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "client_id must be 1-{MAX_CLIENT_ID_CHARS} characters from A-Z, a-z, 0-9 and {CLIENT_ID_PUNCTUATION}"
+)]
+pub struct ClientIdError;
+
+impl ClientId {
+    /// Checks a `client_id` chosen by a caller at registration: 1 to
+    /// [`MAX_CLIENT_ID_CHARS`] characters of ASCII letters, digits and
+    /// [`CLIENT_ID_PUNCTUATION`].
+    ///
+    /// Auth0 generates 32 alphanumeric characters; the punctuation admits the usual other
+    /// forms (`my-app.prod`, `urn:example:rp`, an `https://` URL as the id). Whitespace,
+    /// quotes, backslashes, commas, braces, control and non-ASCII characters are refused,
+    /// so an id is safe as it is in a metrics label, a log field, a table cell or a path.
+    pub fn parse(value: &str) -> Result<Self, ClientIdError> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || CLIENT_ID_PUNCTUATION.contains(c);
+        let len = value.chars().count();
+        if len == 0 || len > MAX_CLIENT_ID_CHARS || !value.chars().all(allowed) {
+            return Err(ClientIdError);
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
 string_id!(
     /// A session identifier; the `sid` of logout tokens.
     SessionId, "sess_"
@@ -185,6 +217,40 @@ string_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_follow_the_registration_charset() {
+        for ok in [
+            "rp-1",
+            "AaiyAPdpYdesoKnqjj8HJqRn4T5titww",
+            "my_app.prod~2",
+            "urn:example:rp",
+            "https://rp.example/client",
+            "svc+logout@example",
+            &"a".repeat(MAX_CLIENT_ID_CHARS),
+        ] {
+            assert_eq!(
+                ClientId::parse(ok).map(|c| c.into_inner()),
+                Ok(ok.to_owned())
+            );
+        }
+        assert!(ClientId::parse(ClientId::generate().as_str()).is_ok());
+        for bad in [
+            "",
+            "x\",outcome=\"delivered\"} 1e+99\\",
+            "back\\slash",
+            "new\nline",
+            "tab\there",
+            "sp ace",
+            "comma,id",
+            "brace{",
+            "équipe",
+            "nul\0",
+            &"a".repeat(MAX_CLIENT_ID_CHARS + 1),
+        ] {
+            assert_eq!(ClientId::parse(bad), Err(ClientIdError), "{bad:?}");
+        }
+    }
 
     #[test]
     fn generated_ids_carry_128_bits_and_differ() {

@@ -2,12 +2,41 @@
 
 use crate::outbox::OutboxStats;
 use chrono::{DateTime, Utc};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
+
+/// A label value written escaped as the Prometheus text format requires: `\\` for a
+/// backslash, `\"` for a double quote and `\n` for a line feed. prometheus-client 0.24
+/// writes label values as they are, so one holding a quote or a newline would otherwise
+/// break the whole scrape. Client ids registered through the API cannot hold these
+/// characters; ids stored by other means still scrape cleanly.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct LabelText(pub String);
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for LabelText {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
 
 /// Labels of the per-outcome delivery counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -15,7 +44,7 @@ pub struct OutcomeLabels {
     /// `delivered`, `retry` or `failed`.
     pub outcome: &'static str,
     /// The RP.
-    pub client_id: String,
+    pub client_id: LabelText,
 }
 
 /// Labels of the session-end counter.
@@ -147,5 +176,34 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_as_the_text_format_requires() {
+        let metrics = Metrics::new();
+        let hostile = "x\",outcome=\"delivered\"} 1e+99\\\nfake_metric 1";
+        metrics
+            .attempts
+            .get_or_create(&OutcomeLabels {
+                outcome: "failed",
+                client_id: LabelText::from(hostile),
+            })
+            .inc();
+        let text = metrics.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("logoutd_delivery_attempts_total{"))
+            .unwrap();
+        assert_eq!(
+            line,
+            r#"logoutd_delivery_attempts_total{outcome="failed",client_id="x\",outcome=\"delivered\"} 1e+99\\\nfake_metric 1"} 1"#
+        );
+        assert!(!text.lines().any(|l| l.starts_with("fake_metric")));
     }
 }

@@ -4,7 +4,12 @@
 //! connect to a non-public address even when DNS has changed since registration. An operator
 //! can relax both with `--allow-insecure-rp-urls` (tests and demos).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+mod special;
+
+#[cfg(test)]
+pub(crate) use special::tests::{public_samples, refused_samples};
+
+use std::net::IpAddr;
 use url::{Host, Url};
 
 /// Longest accepted URL, in bytes.
@@ -102,45 +107,17 @@ fn host_is_public(url: &Url) -> bool {
     }
 }
 
-/// True for globally routable unicast addresses; false for loopback, private (RFC 1918),
-/// carrier-grade NAT, link-local (including 169.254.169.254 metadata services),
-/// unique-local, multicast, documentation, benchmarking and unspecified addresses.
+/// True for globally routable unicast addresses; false for every block of the IANA
+/// special-purpose address registries (RFC 6890) and the other non-global blocks listed in
+/// `special`: loopback, private, shared (CGN), link-local (including 169.254.169.254
+/// metadata services), unique-local, site-local, multicast, documentation, benchmarking,
+/// unspecified, 6to4, Teredo and local-use NAT64 addresses. IPv4-mapped and NAT64
+/// well-known-prefix addresses are judged by the IPv4 address they embed.
 pub fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
+        IpAddr::V4(v4) => special::is_public_v4(v4),
+        IpAddr::V6(v6) => special::is_public_v6(v6),
     }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || a == 0
-        || (a == 100 && (64..=127).contains(&b))
-        || (a == 192 && b == 0 && c == 0)
-        || (a == 198 && (b == 18 || b == 19))
-        || a >= 240)
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
-    }
-    let first = ip.segments()[0];
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b)
-        || ip.segments()[..6] == [0, 0, 0, 0, 0, 0])
 }
 
 #[cfg(test)]

@@ -209,10 +209,7 @@ pub async fn create(
     JsonBody(mut body): JsonBody<ClientBody>,
 ) -> Result<Response, ApiError> {
     let client_id = match body.client_id.take() {
-        Some(id) => {
-            validate_id("client_id", &id)?;
-            ClientId::new(id)
-        }
+        Some(id) => ClientId::parse(&id).map_err(|e| ApiError::invalid_body(e.to_string()))?,
         None => ClientId::generate(),
     };
     if body.name.is_none() {

@@ -189,11 +189,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A JSON field as table text: strings bare, null as `-`.
+/// A JSON field as table text: strings bare, null as `-`. Control characters are shown as
+/// escapes, so a stored value can neither add rows to the table nor drive the terminal.
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::retry::escape_controls(s),
         other => other.to_string(),
     }
 }

@@ -5,8 +5,11 @@
 
 use super::token::CheckFlags;
 
-use crate::mock_rp::{DEFAULT_FAIL_STATUS, Faults, MockRp, MockRpConfig};
-use crate::verify::{DEFAULT_REFETCH_INTERVAL, JwksSource};
+use crate::mock_rp::{
+    DEFAULT_FAIL_STATUS, DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, Faults,
+    LogLimits, MockRp, MockRpConfig,
+};
+use crate::verify::{DEFAULT_FETCH_TIMEOUT, DEFAULT_REFETCH_INTERVAL, JwksSource};
 use anyhow::Context as _;
 use hyper::StatusCode;
 use std::io::Write as _;
@@ -33,6 +36,14 @@ pub struct MockRpArgs {
     /// Append every receipt to this file as one JSON line.
     #[arg(long)]
     receipts: Option<PathBuf>,
+    /// Rotate the receipts file to FILE.1 (replacing it) before it grows past this size.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECEIPTS_FILE_MAX_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    receipts_max_bytes: u64,
+    /// Keep at most this many bytes of receipts in memory for GET /receipts (the newest;
+    /// at most 100,000 receipts in any case).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MEMORY_RECEIPT_BYTES)]
+    receipts_memory_bytes: usize,
     #[command(flatten)]
     checks: CheckArgs,
     #[command(flatten)]
@@ -44,9 +55,14 @@ pub struct MockRpArgs {
 struct CheckArgs {
     #[command(flatten)]
     flags: CheckFlags,
-    /// Shortest time between two JWKS refetches triggered by unknown kids, in seconds.
+    /// Shortest time between the starts of two JWKS refetches triggered by unknown kids, in
+    /// seconds; a failed refetch counts.
     #[arg(long, default_value_t = DEFAULT_REFETCH_INTERVAL.as_secs())]
     jwks_refetch_interval: u64,
+    /// Longest one JWKS fetch may take, in seconds.
+    #[arg(long, default_value_t = DEFAULT_FETCH_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    jwks_fetch_timeout: u64,
     /// Answer a replayed jti with 400 instead of 200.
     #[arg(long)]
     replay_as_error: bool,
@@ -94,7 +110,8 @@ async fn config(args: &MockRpArgs) -> anyhow::Result<MockRpConfig> {
     let interval = Duration::from_secs(args.checks.jwks_refetch_interval);
     let jwks = JwksSource::from_uri(&args.jwks_uri)
         .await?
-        .with_refetch_interval(interval);
+        .with_refetch_interval(interval)
+        .with_fetch_timeout(Duration::from_secs(args.checks.jwks_fetch_timeout));
     let mut config = MockRpConfig::new(
         args.checks.flags.options(&args.issuer, &args.client_id),
         jwks,
@@ -102,6 +119,11 @@ async fn config(args: &MockRpArgs) -> anyhow::Result<MockRpConfig> {
     config.faults = args.faults.faults()?;
     config.replay_as_error = args.checks.replay_as_error;
     config.receipts_file = args.receipts.clone();
+    config.receipt_limits = LogLimits {
+        memory_bytes: args.receipts_memory_bytes,
+        file_max_bytes: args.receipts_max_bytes,
+        ..LogLimits::default()
+    };
     Ok(config)
 }
 

@@ -122,8 +122,15 @@ async fn attempt(inner: &Inner, row: &ClaimedDelivery, url: &url::Url) -> Attemp
     }
 }
 
-/// The status and error text an attempt record keeps.
+/// The status and error text an attempt record keeps. The RP's own text was cleaned when
+/// the sender read it; control characters are stripped here from every kind of message
+/// (transport errors can quote a peer, such as a certificate name) before it is stored.
 pub fn describe(outcome: &Outcome) -> (Option<u16>, Option<String>) {
+    let (status, text) = describe_raw(outcome);
+    (status, text.map(|text| retry::strip_controls(&text)))
+}
+
+fn describe_raw(outcome: &Outcome) -> (Option<u16>, Option<String>) {
     match outcome {
         Outcome::Status { code, error, .. } => {
             let text = error.as_ref().map(|e| {

@@ -13,7 +13,7 @@ use crate::clock::SharedClock;
 use crate::config::DispatchSettings;
 use crate::ids::Issuer;
 use crate::keys::KeyRing;
-use crate::metrics::{Metrics, OutcomeLabels};
+use crate::metrics::{LabelText, Metrics, OutcomeLabels};
 use crate::outbox::{AttemptRecord, ClaimedDelivery, Outbox};
 use crate::retry::{Decision, RetryPolicy};
 use crate::sender::Sender;
@@ -248,7 +248,7 @@ impl Inner {
             .attempts
             .get_or_create(&OutcomeLabels {
                 outcome,
-                client_id: row.client.client_id.as_str().to_owned(),
+                client_id: LabelText::from(row.client.client_id.as_str()),
             })
             .inc();
         self.metrics.attempt_seconds.observe(latency.as_secs_f64());

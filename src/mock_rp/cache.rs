@@ -72,11 +72,23 @@ impl ReplayCache {
 
 /// Counts requests per key (`sid:…`, `sub:…` or `jti:…`); past the capacity the key
 /// counted first is forgotten.
+///
+/// Keys come from tokens that may not have passed validation, so each is kept as its
+/// SHA-256 digest: 32 bytes per entry however long the claim.
 #[derive(Debug)]
 pub struct AttemptCounter {
     capacity: usize,
-    counts: HashMap<String, u64>,
-    order: VecDeque<String>,
+    counts: HashMap<KeyDigest, u64>,
+    order: VecDeque<KeyDigest>,
+}
+
+type KeyDigest = [u8; 32];
+
+fn key_digest(key: &str) -> KeyDigest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 impl AttemptCounter {
@@ -91,7 +103,8 @@ impl AttemptCounter {
 
     /// Counts one more request for `key` and returns the 1-based count.
     pub fn next(&mut self, key: &str) -> u64 {
-        if let Some(count) = self.counts.get_mut(key) {
+        let key = key_digest(key);
+        if let Some(count) = self.counts.get_mut(&key) {
             *count += 1;
             return *count;
         }
@@ -101,8 +114,8 @@ impl AttemptCounter {
             };
             self.counts.remove(&oldest);
         }
-        self.counts.insert(key.to_owned(), 1);
-        self.order.push_back(key.to_owned());
+        self.counts.insert(key, 1);
+        self.order.push_back(key);
         1
     }
 }

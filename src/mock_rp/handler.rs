@@ -5,7 +5,6 @@
 use super::Shared;
 use super::faults::Fault;
 use super::inspect::{Inspection, inspect};
-use super::receipt::{Receipt, to_ndjson};
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -72,7 +71,7 @@ async fn logout_request(
         fault = ?receipt.fault,
         "logout request"
     );
-    shared.log.record(receipt).await;
+    shared.log.record(&receipt).await;
     reply.ok_or(Dropped)
 }
 
@@ -174,14 +173,13 @@ async fn receipts(shared: &Shared, parts: &Parts) -> Response<Body> {
             .min(MAX_RECEIPTS_WAIT);
         shared.log.wait_for(min, wait).await;
     }
-    let receipts: Vec<Receipt> = shared.log.all();
     let as_array = url::form_urlencoded::parse(query.as_bytes())
         .any(|(name, value)| name == "format" && value == "json");
-    if as_array {
-        let value = serde_json::to_value(&receipts).unwrap_or_default();
-        return json(StatusCode::OK, &value);
-    }
-    let reply = respond(StatusCode::OK, Body::from(to_ndjson(&receipts)));
-    let kind = HeaderValue::from_static("application/x-ndjson");
-    with_header(reply, header::CONTENT_TYPE, kind)
+    let (body, kind) = if as_array {
+        (shared.log.json_array(), "application/json")
+    } else {
+        (shared.log.ndjson(), "application/x-ndjson")
+    };
+    let reply = respond(StatusCode::OK, Body::from(body));
+    with_header(reply, header::CONTENT_TYPE, HeaderValue::from_static(kind))
 }

@@ -11,8 +11,9 @@
 //! - `mod.rs`: configuration, the accept loop and the [`MockRpHandle`].
 //! - `handler`: routing, fault selection and replies.
 //! - `inspect`: validation of one request; `form`: the body and its strict parse.
-//! - `cache`: the replay cache and attempt counters; `receipt`: the receipts log;
-//!   `faults`: the fault plan.
+//! - `cache`: the replay cache and attempt counters; `faults`: the fault plan.
+//! - `receipt`: one receipt and its size caps; `log`: the receipts kept in memory (bounded
+//!   in count and bytes) and the receipts file (rotated at a size cap).
 //!
 //! ```ignore
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -28,12 +29,19 @@ mod faults;
 mod form;
 mod handler;
 mod inspect;
+mod log;
 mod receipt;
 
 pub use cache::{AttemptCounter, DEFAULT_CACHE_CAPACITY, ReplayCache};
 pub use faults::{DEFAULT_FAIL_STATUS, Fault, Faults};
 pub use handler::RECEIPTS_PATH;
-pub use receipt::{MEMORY_RECEIPTS, Receipt};
+pub use log::{
+    DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, LogLimits, MEMORY_RECEIPTS,
+    rotated_path,
+};
+pub use receipt::{
+    MAX_INVALID_CLAIM_CHARS, MAX_INVALID_CLAIMS_BYTES, MAX_NOTES, MAX_RECORDED_URL_CHARS, Receipt,
+};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::verify::{JwksSource, VerifyOptions};
@@ -42,7 +50,7 @@ use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use receipt::ReceiptLog;
+use log::ReceiptLog;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -67,6 +75,8 @@ pub struct MockRpConfig {
     pub replay_as_error: bool,
     /// A file to append receipts to, one JSON line each.
     pub receipts_file: Option<PathBuf>,
+    /// How many receipts memory keeps, and the receipts file's rotation size.
+    pub receipt_limits: LogLimits,
     /// Cap on request bodies, in bytes.
     pub body_limit: usize,
     /// Cap on the entries of the replay cache and of the attempt counters.
@@ -83,6 +93,7 @@ impl std::fmt::Debug for MockRpConfig {
             .field("faults", &self.faults)
             .field("replay_as_error", &self.replay_as_error)
             .field("receipts_file", &self.receipts_file)
+            .field("receipt_limits", &self.receipt_limits)
             .field("body_limit", &self.body_limit)
             .finish_non_exhaustive()
     }
@@ -97,6 +108,7 @@ impl MockRpConfig {
             faults: Faults::default(),
             replay_as_error: false,
             receipts_file: None,
+            receipt_limits: LogLimits::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             clock: Arc::new(SystemClock),
@@ -132,7 +144,7 @@ impl Shared {
         seen
     }
 
-    /// Builds the receipt of one POST, counting its attempt.
+    /// Builds the receipt of one POST, counting its attempt, within the receipt caps.
     fn receipt(
         &self,
         parts: &Parts,
@@ -162,10 +174,12 @@ impl Shared {
             jti,
             sid,
             sub,
+            claims_truncated: false,
             attempt,
             replay: inspection.replay,
             fault: fault.map(|f| f.name().to_owned()),
         }
+        .bounded()
     }
 }
 
@@ -215,7 +229,7 @@ impl MockRp {
         config: MockRpConfig,
     ) -> std::io::Result<MockRpHandle> {
         let addr = listener.local_addr()?;
-        let log = ReceiptLog::open(config.receipts_file.as_deref()).await?;
+        let log = ReceiptLog::open(config.receipts_file.as_deref(), config.receipt_limits).await?;
         let capacity = config.cache_capacity;
         let shared = Arc::new(Shared {
             config,

@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 mod outcome;
+mod rp_text;
 mod schedule;
 
 pub use outcome::{Outcome, RpError};
+pub use rp_text::{MAX_RP_TEXT_CHARS, clean_rp_text, escape_controls, strip_controls};
 pub use schedule::{backoff_delay, parse_retry_after};
 
 #[cfg(test)]

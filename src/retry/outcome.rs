@@ -1,9 +1,7 @@
 //! What one delivery attempt produced, and its classification for [`super::decide`].
 
+use super::rp_text::clean_rp_text;
 use std::time::Duration;
-
-/// Longest RP-supplied text kept in a give-up reason, in characters.
-const MAX_RP_TEXT_CHARS: usize = 200;
 
 /// The `{"error", "error_description"}` body an RP may send with a 400 (spec §2.8).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -105,42 +103,14 @@ fn rejected_reason(error: Option<&RpError>) -> String {
     let mut reason = "status 400: the RP rejected the logout token".to_owned();
     if let Some(e) = error {
         if let Some(code) = &e.error {
-            reason.push_str(&format!("; error={}", sanitize(code)));
+            reason.push_str(&format!("; error={}", clean_rp_text(code, None)));
         }
         if let Some(description) = &e.error_description {
-            reason.push_str(&format!("; error_description={}", sanitize(description)));
+            reason.push_str(&format!(
+                "; error_description={}",
+                clean_rp_text(description, None)
+            ));
         }
     }
     reason
-}
-
-/// Makes RP-supplied text safe for an operator's screen and a log line: control characters
-/// become spaces, anything that looks like a compact JWT is redacted, and the result is cut
-/// at [`MAX_RP_TEXT_CHARS`] characters.
-fn sanitize(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let redacted: Vec<&str> = cleaned
-        .split(' ')
-        .map(|word| {
-            if looks_like_jwt(word) {
-                "[redacted]"
-            } else {
-                word
-            }
-        })
-        .collect();
-    let joined = redacted.join(" ");
-    let mut out: String = joined.chars().take(MAX_RP_TEXT_CHARS).collect();
-    if joined.chars().nth(MAX_RP_TEXT_CHARS).is_some() {
-        out.push('…');
-    }
-    out
-}
-
-/// A compact JWS starts with a base64url JSON header (`eyJ`) and has at least two dots.
-fn looks_like_jwt(word: &str) -> bool {
-    word.contains("eyJ") && word.matches('.').count() >= 2
 }

@@ -69,19 +69,16 @@ struct ErrorBody {
     error_description: Option<String>,
 }
 
-/// Parses `{"error", "error_description"}`, replacing any echo of the token.
+/// Parses `{"error", "error_description"}` and cleans both with [`retry::clean_rp_text`]:
+/// no control characters, nothing shaped like a token or a part of one (the token sent
+/// included), at most [`retry::MAX_RP_TEXT_CHARS`] characters. Everything downstream (the
+/// attempt history, the log line, `last_error`) records this cleaned text.
 fn parse_rp_error(body: &[u8], token: &str) -> Option<RpError> {
     let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
-    let scrub = |s: String| {
-        if token.is_empty() {
-            s
-        } else {
-            s.replace(token, "[redacted]")
-        }
-    };
+    let clean = |s: String| retry::clean_rp_text(&s, Some(token));
     let error = RpError {
-        error: parsed.error.map(scrub),
-        error_description: parsed.error_description.map(scrub),
+        error: parsed.error.map(clean),
+        error_description: parsed.error_description.map(clean),
     };
     (error != RpError::default()).then_some(error)
 }

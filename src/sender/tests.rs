@@ -77,3 +77,46 @@ fn config_rejects_zero_timeout_and_bad_user_agent() {
     assert!(matches!(Sender::new(bad), Err(SenderError::BadUserAgent)));
     assert!(Sender::new(SenderConfig::default()).is_ok());
 }
+
+fn literal_url(ip: IpAddr) -> Url {
+    match ip {
+        IpAddr::V4(v4) => url(&format!("https://{v4}/bc")),
+        IpAddr::V6(v6) => url(&format!("https://[{v6}]/bc")),
+    }
+}
+
+#[test]
+fn precheck_refuses_every_special_purpose_block() {
+    for (ip, name) in crate::net_policy::refused_samples() {
+        let refusal = precheck(strict(), &literal_url(ip));
+        assert!(
+            matches!(&refusal, Some(Outcome::Refused(m)) if m.contains("non-public")),
+            "{ip} ({name}): {refusal:?}"
+        );
+    }
+    for ip in crate::net_policy::public_samples() {
+        assert_eq!(precheck(strict(), &literal_url(ip)), None, "{ip}");
+    }
+}
+
+#[tokio::test]
+async fn the_resolver_drops_every_special_purpose_address() {
+    use reqwest::dns::Resolve as _;
+    let resolver = resolve::GuardedResolver { policy: strict() };
+    for (ip, name) in crate::net_policy::refused_samples() {
+        let host: reqwest::dns::Name = ip.to_string().parse().unwrap();
+        let err = match resolver.resolve(host).await {
+            Ok(addrs) => panic!("{ip} ({name}) resolved to {:?}", addrs.collect::<Vec<_>>()),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.contains("refused non-public address"),
+            "{ip} ({name}): {err}"
+        );
+    }
+    for ip in crate::net_policy::public_samples() {
+        let host: reqwest::dns::Name = ip.to_string().parse().unwrap();
+        let addrs: Vec<_> = resolver.resolve(host).await.unwrap().collect();
+        assert_eq!(addrs.iter().map(|a| a.ip()).collect::<Vec<_>>(), [ip]);
+    }
+}

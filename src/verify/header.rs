@@ -27,10 +27,13 @@ pub(super) fn check(
     }
     match alg {
         Err(err) => errors.push(err),
-        Ok(alg) => match select_key(header, jwks, alg) {
+        Ok(alg) => match candidate_keys(header, jwks, alg) {
             Err(err) => errors.push(err),
-            Ok(jwk) => {
-                if verify_signature(alg, jwk, signing_input, signature).is_err() {
+            Ok(keys) => {
+                let verified = keys
+                    .iter()
+                    .any(|jwk| verify_signature(alg, jwk, signing_input, signature).is_ok());
+                if !verified {
                     errors.push(VerifyError::BadSignature);
                 }
             }
@@ -102,31 +105,59 @@ fn check_typ(header: &Map<String, Value>, opts: &VerifyOptions) -> Result<(), Ve
     Err(VerifyError::Typ { found, expected })
 }
 
-fn select_key<'a>(
+/// Every key that may have signed a token with this header and `alg`.
+///
+/// A JWKS may list several keys under one `kid` (RFC 7517 §4.5 only says a `kid` should
+/// single out one key): during a rotation, or with one key per alg under a shared name. Each
+/// key whose `kid` matches and that fits `alg` is a candidate, and the signature is tried
+/// with each in turn, so a wrong key listed first cannot make a valid token fail. Without a
+/// `kid`, the JWKS must hold exactly one key.
+fn candidate_keys<'a>(
     header: &Map<String, Value>,
     jwks: &'a Jwks,
     alg: SigningAlg,
-) -> Result<&'a Jwk, VerifyError> {
-    let jwk = match header.get("kid") {
+) -> Result<Vec<&'a Jwk>, VerifyError> {
+    let named: Vec<&Jwk> = match header.get("kid") {
         Some(Value::String(kid)) => jwks
-            .find(kid)
-            .ok_or_else(|| VerifyError::UnknownKid(shorten(kid)))?,
+            .keys
+            .iter()
+            .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+            .collect(),
         Some(_) => return Err(VerifyError::Malformed("header kid must be a string".into())),
         None => match jwks.keys.as_slice() {
-            [only] => only,
+            [only] => vec![only],
             _ => return Err(VerifyError::MissingKid),
         },
     };
-    let mismatch = |reason| VerifyError::KeyMismatch {
-        kid: jwk.kid.clone().unwrap_or_default(),
-        alg,
-        reason,
+    let Some(first) = named.first() else {
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Err(VerifyError::UnknownKid(shorten(kid)));
     };
+    let fitting: Vec<&Jwk> = named
+        .iter()
+        .copied()
+        .filter(|jwk| key_fits(jwk, alg).is_ok())
+        .collect();
+    match key_fits(first, alg) {
+        Err(reason) if fitting.is_empty() => Err(VerifyError::KeyMismatch {
+            kid: first.kid.clone().unwrap_or_default(),
+            alg,
+            reason,
+        }),
+        _ => Ok(fitting),
+    }
+}
+
+/// Whether `jwk` can verify `alg`: its `alg` and `use` (when given), `kty` and `crv`.
+fn key_fits(jwk: &Jwk, alg: SigningAlg) -> Result<(), &'static str> {
     if jwk.alg.as_deref().is_some_and(|a| a != alg.as_str()) {
-        return Err(mismatch("the JWK names another alg"));
+        return Err("the JWK names another alg");
     }
     if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
-        return Err(mismatch("the JWK is not for signatures"));
+        return Err("the JWK is not for signatures");
     }
     let (kty, crv) = match alg {
         SigningAlg::RS256 | SigningAlg::PS256 => ("RSA", None),
@@ -134,12 +165,12 @@ fn select_key<'a>(
         SigningAlg::EdDSA => ("OKP", Some("Ed25519")),
     };
     if jwk.kty != kty {
-        return Err(mismatch("wrong kty"));
+        return Err("wrong kty");
     }
     if crv.is_some() && jwk.crv.as_deref() != crv {
-        return Err(mismatch("wrong crv"));
+        return Err("wrong crv");
     }
-    Ok(jwk)
+    Ok(())
 }
 
 struct Invalid;

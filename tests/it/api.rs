@@ -673,3 +673,48 @@ async fn data_written_through_the_api_survives_a_restart_on_the_same_sqlite_file
     let listed = get(&app, "/api/v2/users/auth0%7Cu1/sessions").await;
     assert_eq!(listed["sessions"], json!([session_body]));
 }
+
+#[tokio::test]
+async fn special_purpose_addresses_and_hostile_client_ids_are_refused_at_registration() {
+    let app = TestApp::over(logoutd::store::open("memory://").await.unwrap(), false);
+    let urls = [
+        "https://[2002:7f00:1::]/bc",
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/bc",
+        "https://[fec0::1]/bc",
+        "https://[64:ff9b:1::a00:1]/bc",
+        "https://[64:ff9b::7f00:1]/bc",
+        "https://[100::1]/bc",
+        "https://[3fff::1]/bc",
+        "https://[5f00::1]/bc",
+        "https://192.88.99.1/bc",
+        "https://192.31.196.1/bc",
+        "https://0.1.2.3/bc",
+    ];
+    for url in urls {
+        let body = json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": [url] } });
+        let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body)).await;
+        assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap()
+                .contains("backchannel_logout_urls"),
+            "{url}: {reply}"
+        );
+    }
+    for id in ["a\"b", "a\\b", "a b", "a,b", "a}b", "ü", "a\nb", ""] {
+        let body = json!({ "client_id": id, "name": "x",
+            "oidc_logout": { "backchannel_logout_urls": [RP_URL] } });
+        let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body)).await;
+        assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
+        assert!(
+            reply["message"].as_str().unwrap().contains("client_id"),
+            "{id:?}: {reply}"
+        );
+    }
+    assert_eq!(get(&app, "/api/v2/clients").await["clients"], json!([]));
+    let ok = json!({ "client_id": "urn:example:rp-1.prod", "name": "x",
+        "oidc_logout": { "backchannel_logout_urls": ["https://[2001:4860:4860::8888]/bc"] } });
+    let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(ok)).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+}

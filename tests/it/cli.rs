@@ -314,3 +314,59 @@ async fn cli_errors_are_clear_and_exit_non_zero() {
         refused.stderr
     );
 }
+
+/// A stand-in for the API that answers one delivery whose stored texts hold raw control
+/// characters (as rows written before they were cleaned at record time could).
+async fn api_serving(delivery: Value) -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().route(
+        "/api/v2/logout-deliveries/{id}",
+        axum::routing::get(move || {
+            let delivery = delivery.clone();
+            async move { axum::Json(delivery) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, task)
+}
+
+#[tokio::test]
+async fn deliveries_show_prints_no_raw_control_characters() {
+    let hostile =
+        "invalid_request: bad\r\nFAKE  failed  0\u{1b}[2J\u{1b}]0;pwned\u{7}\u{85}\u{202E}x";
+    let delivery = json!({
+        "id": "dlv_1", "event_id": "evt_1", "session_id": "s\u{1b}[31m1", "user_id": "u1",
+        "client_id": "c1", "initiator": "rp-logout", "state": "failed", "attempts": 1,
+        "next_attempt_at": null, "last_status": 400, "last_error": hostile,
+        "created_at": "2026-01-01T00:00:00Z", "delivered_at": null,
+        "attempt_history": [{ "at": "2026-01-01T00:00:00Z", "status": 400, "error": hostile,
+            "latency_ms": 3, "jti": "j1" }],
+    });
+    let (base, task) = api_serving(delivery).await;
+    let shown = logoutd(&base, API_TOKEN, &["deliveries", "show", "dlv_1"]).await;
+    task.abort();
+    assert!(shown.ok, "{}", shown.stderr);
+    let raw: Vec<char> = shown
+        .stdout
+        .chars()
+        .filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202E}')
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "raw control characters {raw:?} in {:?}",
+        shown.stdout
+    );
+    assert!(
+        !shown.stdout.lines().any(|l| l.starts_with("FAKE")),
+        "a forged row: {}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains(r"bad\r\nFAKE"),
+        "escaped, not dropped: {}",
+        shown.stdout
+    );
+    // FIELD header, 13 fields, a blank line, the history header and one attempt.
+    assert_eq!(shown.stdout.lines().count(), 17, "{}", shown.stdout);
+}

@@ -435,3 +435,51 @@ async fn paused_client_holds_rows_until_resumed() {
     assert_eq!(rp.requests().len(), 1);
     h.stop().await;
 }
+
+/// Characters that would add lines or rows, or restyle a terminal, if printed raw.
+fn has_control(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}'..='\u{202E}'))
+}
+
+#[tokio::test]
+async fn rp_error_text_is_recorded_clean_and_without_token_parts() {
+    let h = Harness::memory().await;
+    // A hostile RP: control characters, and parts of the token it received, echoed back.
+    let template = json!({
+        "error": "invalid_request\r\nFAKE-ROW failed 0\u{1b}[31m",
+        "error_description": "bad \u{1b}]0;title\u{7}token $HEADER.$PAYLOAD; claims=$PAYLOAD; sig $SIGNATURE\u{2028}end",
+    })
+    .to_string();
+    let rp = RecordingRp::start(Reply::echoing(&template)).await;
+    let opted = json!({ "oidc_logout": { "backchannel_logout_urls": [rp.url("/bc").as_str()],
+        "backchannel_logout_session_metadata": { "include": true } } });
+    h.client("rp1", rp.url("/bc").as_str(), opted).await;
+    h.session(
+        "s1",
+        "u1",
+        &["rp1"],
+        json!({ "secret_note": "hunter2-metadata" }),
+    )
+    .await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    let token = rp.requests()[0].form_param("logout_token").unwrap();
+    let row = one_delivery(&h, "s1").await;
+    assert_eq!(row["state"], "failed");
+    let detail = h.detail(row["id"].as_str().unwrap()).await;
+    let recorded = [
+        detail["attempt_history"][0]["error"].as_str().unwrap(),
+        detail["last_error"].as_str().unwrap(),
+    ];
+    for text in recorded {
+        assert!(!has_control(text), "control characters kept: {text:?}");
+        assert!(text.contains("FAKE-ROW"), "the RP's words are kept: {text}");
+        assert!(text.contains("[redacted]"), "{text}");
+        for (i, segment) in token.split('.').enumerate() {
+            assert!(!text.contains(segment), "token segment {i} leaked: {text}");
+        }
+        assert!(!text.contains("eyJ"), "{text}");
+    }
+    h.stop().await;
+}

@@ -220,3 +220,75 @@ async fn metrics_move_as_deliveries_happen() {
     assert!(after.contains("logoutd_lease_reclaims_total"));
     h.stop().await;
 }
+
+/// Reads the `logoutd_delivery_attempts` counter for `client_id` and `outcome` from a scrape,
+/// parsed by the independent `openmetrics-parser` crate as the OpenMetrics text `/metrics`
+/// serves.
+fn parsed_attempts(body: &str, client_id: &str, outcome: &str) -> f64 {
+    use openmetrics_parser::{OpenMetricsValue, openmetrics};
+    let parsed = openmetrics::parse_openmetrics(body)
+        .unwrap_or_else(|e| panic!("the OpenMetrics parser refused the scrape: {e}\n{body}"));
+    let family = &parsed.families["logoutd_delivery_attempts"];
+    let matching: Vec<f64> = family
+        .iter_samples()
+        .filter(|sample| {
+            let labels = sample.get_labelset().unwrap();
+            labels.get_label_value("client_id") == Some(client_id)
+                && labels.get_label_value("outcome") == Some(outcome)
+        })
+        .map(|sample| match &sample.value {
+            OpenMetricsValue::Counter(counter) => counter.value.as_f64(),
+            other => panic!("not a counter: {other:?}"),
+        })
+        .collect();
+    assert!(matching.len() <= 1, "{matching:?}");
+    matching.first().copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_hostile_client_id_cannot_break_the_scrape() {
+    use logoutd::clients::{LogoutInitiators, OidcLogout, RelyingParty};
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    let hostile = r#"x",outcome="delivered"} 1e+99\"#;
+    let url = rp.url("/bc");
+    let body = json!({ "client_id": hostile, "name": "hostile",
+        "oidc_logout": { "backchannel_logout_urls": [url.as_str()] } });
+    let (status, reply) = h
+        .app
+        .call(Method::POST, "/api/v2/clients", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("client_id must be")
+    );
+
+    // Stored directly, as an older release or a direct database write could have done.
+    let client = RelyingParty {
+        client_id: logoutd::ids::ClientId::new(hostile),
+        name: "hostile".into(),
+        oidc_logout: OidcLogout {
+            backchannel_logout_urls: vec![url.clone()],
+            backchannel_logout_initiators: LogoutInitiators::default(),
+            backchannel_logout_session_metadata: Default::default(),
+        },
+        backchannel_logout_session_required: false,
+        logout_token_typ: logoutd::alg::TokenTyp::LogoutJwt,
+        id_token_signed_response_alg: logoutd::alg::SigningAlg::ES256,
+        paused: false,
+        created_at: start_time(),
+        updated_at: start_time(),
+    };
+    h.app.stores.clients.create_client(&client).await.unwrap();
+    h.client("c1", url.as_str(), json!({})).await;
+    h.session("s1", "u1", &[hostile, "c1"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(2).await;
+    let body = scrape(&h).await;
+    assert_eq!(parsed_attempts(&body, hostile, "delivered"), 1.0, "{body}");
+    assert_eq!(parsed_attempts(&body, "c1", "delivered"), 1.0, "{body}");
+    h.stop().await;
+}

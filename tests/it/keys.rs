@@ -304,3 +304,73 @@ async fn plain_http_jwks_uri_is_refused_off_loopback() {
         .unwrap_err();
     assert!(err.to_string().contains("https"));
 }
+
+#[test]
+fn token_verify_tries_every_key_under_a_shared_kid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = fixture_key(SigningAlg::ES256);
+    let mut decoy = logoutd::keys::SigningKey::generate(SigningAlg::ES256, None)
+        .unwrap()
+        .jwk()
+        .clone();
+    decoy.kid = Some(real.kid().to_string());
+    let jwks = logoutd::keys::Jwks {
+        keys: vec![decoy, real.jwk().clone()],
+    };
+    let jwks_file = tmp.path().join("jwks.json");
+    std::fs::write(&jwks_file, serde_json::to_vec(&jwks).unwrap()).unwrap();
+    let token = KeySet::from_keys(vec![real])
+        .sign(
+            SigningAlg::ES256,
+            TokenTyp::LogoutJwt,
+            &builder(chrono::Utc::now()).build(),
+        )
+        .unwrap();
+    let out = verify_with_stdin(tmp.path(), &jwks_file, &token, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_jwks_reload_also_waits_out_the_refetch_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("jwks.json");
+    let now = fixed_now();
+    let old = KeySet::from_keys(vec![fixture_key(SigningAlg::ES256)]).jwks(now);
+    std::fs::write(&file, serde_json::to_vec(&old).unwrap()).unwrap();
+    let interval = std::time::Duration::from_secs(10);
+    let source = JwksSource::from_file(&file)
+        .unwrap()
+        .with_refetch_interval(interval);
+    let opts = VerifyOptions::new(Issuer::new(ISSUER), ClientId::new(CLIENT));
+    let rotated = KeySet::from_keys(vec![fixture_key(SigningAlg::EdDSA)])
+        .sign(
+            SigningAlg::EdDSA,
+            TokenTyp::LogoutJwt,
+            &builder(now).build(),
+        )
+        .unwrap();
+
+    // The interval has passed, but the reload it allows fails.
+    tokio::time::advance(interval + std::time::Duration::from_secs(1)).await;
+    std::fs::write(&file, b"not a JWKS").unwrap();
+    let errors = source.verify(&rotated, &opts, now).await.unwrap_err();
+    assert!(matches!(errors.as_slice(), [VerifyError::UnknownKid(_)]));
+
+    // The failure restarted the interval: the repaired file is not read yet.
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&fixture_keys().jwks(now)).unwrap(),
+    )
+    .unwrap();
+    let errors = source.verify(&rotated, &opts, now).await.unwrap_err();
+    assert!(matches!(errors.as_slice(), [VerifyError::UnknownKid(_)]));
+    assert_eq!(source.fetches(), 1);
+
+    tokio::time::advance(interval).await;
+    assert!(source.verify(&rotated, &opts, now).await.is_ok());
+    assert_eq!(source.fetches(), 2);
+}

@@ -561,3 +561,192 @@ async fn cli_mock_rp_prints_its_address_and_writes_receipts() {
         .unwrap()
         .unwrap();
 }
+
+/// An unsigned token of about `size` bytes whose claims are junk, as anyone reaching the
+/// port can send.
+fn junk_token(size: usize) -> String {
+    let claims = json!({ "iss": "x", "sid": "s".repeat(300), "junk": "x".repeat(size * 3 / 4) });
+    format!(
+        "{}.{}.AAAA",
+        b64(br#"{"alg":"ES256","typ":"logout+jwt","kid":"nope"}"#),
+        b64(claims.to_string().as_bytes())
+    )
+}
+
+#[tokio::test]
+async fn junk_tokens_leave_small_receipts() {
+    let (rp, _jwks) = start().await;
+    let token = junk_token(61 * 1024 - 64);
+    assert!(token.len() < 62 * 1024);
+    for _ in 0..20 {
+        assert_invalid_request(post_token(&rp, &token).await, "kid").await;
+    }
+    let receipts = rp.receipts();
+    assert_eq!(receipts.len(), 20);
+    for receipt in &receipts {
+        let line = serde_json::to_value(receipt).unwrap();
+        let size = line.to_string().len();
+        assert!(size <= 6 * 1024, "a {size}-byte receipt for a junk token");
+        assert_eq!(line["claims_truncated"], json!(true), "{line}");
+        assert_eq!(
+            line["claims"]["iss"], "x",
+            "the standard claims that fit are kept"
+        );
+        assert!(line["claims"].get("junk").is_none());
+        assert_eq!(
+            receipt.sid.as_ref().unwrap().chars().count(),
+            256,
+            "255 and an ellipsis"
+        );
+    }
+}
+
+#[tokio::test]
+async fn receipts_are_bounded_in_memory_bytes_and_the_file_is_rotated() {
+    use logoutd::mock_rp::{LogLimits, rotated_path};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("receipts.jsonl");
+    let file = path.clone();
+    let (rp, _jwks) = start_with(move |c| {
+        c.receipts_file = Some(file);
+        c.receipt_limits = LogLimits {
+            memory_receipts: 1_000,
+            memory_bytes: 8 * 1024,
+            file_max_bytes: 16 * 1024,
+        };
+    })
+    .await;
+    let token = junk_token(40 * 1024);
+    for n in 0..40 {
+        post_form(&rp, &format!("/bc/{n}"), &[("logout_token", &token)]).await;
+    }
+    let kept = rp.receipts();
+    let bytes: usize = kept
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap().len() + 1)
+        .sum();
+    assert!(bytes <= 8 * 1024, "{bytes} bytes kept");
+    assert!(kept.len() > 1 && kept.len() < 40, "{}", kept.len());
+    let paths: Vec<String> = kept.iter().map(|r| r.path.clone()).collect();
+    let newest: Vec<String> = (40 - kept.len()..40).map(|n| format!("/bc/{n}")).collect();
+    assert_eq!(paths, newest, "the newest are kept, in order");
+    let served = client().get(rp.url("/receipts?format=json")).send().await;
+    let served: Vec<Receipt> = served.unwrap().json().await.unwrap();
+    assert_eq!(served, kept);
+
+    let current = std::fs::read_to_string(&path).unwrap();
+    let rotated = std::fs::read_to_string(rotated_path(&path)).unwrap();
+    assert!(current.len() <= 16 * 1024 && rotated.len() <= 16 * 1024);
+    let lines: Vec<Receipt> = rotated
+        .lines()
+        .chain(current.lines())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.last().unwrap().path, "/bc/39");
+    let first = 40 - lines.len();
+    for (i, receipt) in lines.iter().enumerate() {
+        assert_eq!(
+            receipt.path,
+            format!("/bc/{}", first + i),
+            "no line lost across the rotation"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_kid_shared_by_two_keys_verifies_with_the_right_one() {
+    let real = fixture_key(SigningAlg::ES256);
+    let mut decoy = logoutd::keys::SigningKey::generate(SigningAlg::ES256, None)
+        .unwrap()
+        .jwk()
+        .clone();
+    decoy.kid = Some(real.kid().to_string());
+    let jwks = Jwks {
+        keys: vec![decoy, real.jwk().clone()],
+    };
+    let server = JwksServer::start(jwks).await;
+    let source = JwksSource::from_uri(&server.uri()).await.unwrap();
+    let opts = VerifyOptions::new(Issuer::new(ISSUER), ClientId::new(CLIENT));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rp = MockRp::start(listener, MockRpConfig::new(opts, source))
+        .await
+        .unwrap();
+    let token = token_for("sess-1", SigningAlg::ES256, TokenTyp::LogoutJwt);
+    let response = post_token(&rp, &token).await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", last(&rp).errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_jwks_refetch_never_delays_tokens_signed_with_known_keys() {
+    // The JWKS server answers its first fetch, then hangs on every later one.
+    let served = KeySet::from_keys(vec![fixture_key(SigningAlg::ES256)]).jwks(Utc::now());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let hung = Arc::new(tokio::sync::Notify::new());
+    let (counted, signal) = (hits.clone(), hung.clone());
+    let app = axum::Router::new().route(
+        "/jwks",
+        get(move || {
+            let served = served.clone();
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            let signal = signal.clone();
+            async move {
+                if n > 1 {
+                    signal.notify_one();
+                    std::future::pending::<()>().await;
+                }
+                axum::Json(served)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let source = JwksSource::from_uri(&uri).await.unwrap();
+    let source = source.with_refetch_interval(Duration::ZERO);
+    let opts = VerifyOptions::new(Issuer::new(ISSUER), ClientId::new(CLIENT));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rp = MockRp::start(listener, MockRpConfig::new(opts, source))
+        .await
+        .unwrap();
+
+    // Six tokens with an unknown kid (EdDSA is not served) start one refetch, which hangs.
+    let unknown: Vec<_> = (0..6)
+        .map(|i| {
+            let url = rp.url("/bc");
+            let token = token_for(
+                &format!("sess-u{i}"),
+                SigningAlg::EdDSA,
+                TokenTyp::LogoutJwt,
+            );
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .form(&[("logout_token", token)])
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::timeout(WAIT, hung.notified())
+        .await
+        .expect("an unknown kid triggers a refetch");
+
+    // A token with a known key is answered while that fetch still hangs.
+    let known = token_for("sess-k", SigningAlg::ES256, TokenTyp::LogoutJwt);
+    let answered = tokio::time::timeout(Duration::from_secs(3), post_token(&rp, &known)).await;
+    let response = answered.expect("a token with a known key waited for the hanging JWKS fetch");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        unknown.iter().all(|task| !task.is_finished()),
+        "the unknown-kid requests wait for the one fetch in flight"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "one refetch in flight, not one per unknown-kid request"
+    );
+    for task in unknown {
+        task.abort();
+    }
+    server.abort();
+}

@@ -256,3 +256,24 @@ async fn tls_failure_is_retried() {
     assert_retry(&result);
     assert!(rp.requests().is_empty());
 }
+
+#[tokio::test]
+async fn strict_policy_refuses_6to4_teredo_site_local_and_local_nat64_before_connecting() {
+    let sender = sender_with(Duration::from_secs(5), false);
+    for host in [
+        "[2002:7f00:1::]",
+        "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",
+        "[fec0::1]",
+        "[64:ff9b:1::7f00:1]",
+        "[64:ff9b::a9fe:a9fe]",
+        "198.18.0.1",
+    ] {
+        let url = format!("https://{host}/bc").parse().unwrap();
+        let result = sender.send(&url, TOKEN).await;
+        assert!(
+            matches!(&result.outcome, Outcome::Refused(m) if m.contains("non-public")),
+            "{host}: {result:?}"
+        );
+        assert!(matches!(decide(&result), Decision::GiveUp(_)), "{host}");
+    }
+}

@@ -404,9 +404,58 @@ async fn failed_jwks_fetch_names_the_url_and_the_cause() {
     drop(closed);
     let err = logoutd::verify::JwksSource::from_uri(&url)
         .await
-        .err()
-        .expect("a closed port cannot serve a JWKS")
+        .expect_err("a closed port cannot serve a JWKS")
         .to_string();
     assert!(err.contains(&url), "{err}");
     assert!(err.to_lowercase().contains("connect"), "{err}");
+}
+
+/// The fixture key's JWK, with `decoys` listed ahead of it under its `kid`.
+fn jwks_with_decoys_first(real: &SigningKey, decoys: &[SigningKey]) -> Jwks {
+    let mut keys: Vec<_> = decoys
+        .iter()
+        .map(|decoy| {
+            let mut jwk = decoy.jwk().clone();
+            jwk.kid = Some(real.kid().to_string());
+            jwk
+        })
+        .collect();
+    keys.push(real.jwk().clone());
+    Jwks { keys }
+}
+
+#[test]
+fn a_kid_shared_by_several_keys_tries_each_candidate() {
+    let real = fixture_key(SigningAlg::ES256);
+    let other_es256 = SigningKey::generate(SigningAlg::ES256, None).unwrap();
+    let jwks = jwks_with_decoys_first(&real, &[rs256(), other_es256]);
+    let claims = good_claims().to_string();
+    let token = sign_raw(&real, &header_for(&real, "logout+jwt"), &claims);
+    assert!(
+        verify(&token, &jwks, &opts(), now()).is_ok(),
+        "the right key is listed third under the kid"
+    );
+
+    // A signature that none of the candidates verifies is still refused.
+    let header = format!(
+        r#"{{"alg":"ES256","typ":"logout+jwt","kid":"{}"}}"#,
+        real.kid()
+    );
+    let forged = sign_raw(
+        &SigningKey::generate(SigningAlg::ES256, None).unwrap(),
+        &header,
+        &claims,
+    );
+    let errors = verify(&forged, &jwks, &opts(), now()).unwrap_err();
+    assert_eq!(errors, vec![VerifyError::BadSignature]);
+
+    // When no key under the kid fits the alg, the mismatch is reported.
+    let only_rsa = Jwks {
+        keys: jwks.keys[..1].to_vec(),
+    };
+    let errors = verify(&token, &only_rsa, &opts(), now()).unwrap_err();
+    assert!(
+        matches!(errors.as_slice(), [VerifyError::KeyMismatch { .. }]),
+        "{errors:?}"
+    );
 }

@@ -65,6 +65,9 @@ pub enum ReplyBody {
     Bytes(Vec<u8>),
     /// 1 KiB chunks for ever, to check that clients stop reading.
     Endless,
+    /// A template in which `$HEADER`, `$PAYLOAD` and `$SIGNATURE` become the segments of the
+    /// `logout_token` received, for RPs that echo (part of) the token in their error.
+    EchoToken(String),
 }
 
 /// How the receiver answers one request.
@@ -101,6 +104,14 @@ impl Reply {
         Self::status(400)
             .header("content-type", "application/json")
             .body(json.to_string())
+    }
+
+    /// 400 with a JSON body from `template` (see [`ReplyBody::EchoToken`]).
+    pub fn echoing(template: &str) -> Self {
+        Self {
+            body: ReplyBody::EchoToken(template.to_owned()),
+            ..Self::status(400).header("content-type", "application/json")
+        }
     }
 
     /// A redirect to `location`.
@@ -313,13 +324,26 @@ async fn handle(
     if reply.drop_connection {
         return Err(Dropped);
     }
-    Ok(build_response(reply))
+    let token = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    Ok(build_response(reply, &token))
 }
 
-fn build_response(reply: Reply) -> hyper::Response<Body> {
+fn build_response(reply: Reply, token: &str) -> hyper::Response<Body> {
     let body = match reply.body {
         ReplyBody::Empty => Body::empty(),
         ReplyBody::Bytes(bytes) => Body::from(bytes),
+        ReplyBody::EchoToken(template) => {
+            let segments: Vec<&str> = token.split('.').chain(["", "", ""]).collect();
+            Body::from(
+                template
+                    .replace("$HEADER", segments[0])
+                    .replace("$PAYLOAD", segments[1])
+                    .replace("$SIGNATURE", segments[2]),
+            )
+        }
         ReplyBody::Endless => Body::from_stream(futures_util::stream::repeat_with(|| {
             Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024]))
         })),
