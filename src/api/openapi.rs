@@ -275,16 +275,16 @@ impl<'r> ToResponse<'r> for Unauthorized {
         let mut response =
             error_response("The bearer token is missing or wrong (`invalid_token`).".to_owned());
         let challenge = HeaderBuilder::new()
-            .schema(
+            .schema(Some(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .enum_values(Some(["Bearer"])),
-            )
+            ))
             .description(Some("Always `Bearer`."))
             .build();
         response
             .headers
-            .insert("WWW-Authenticate".to_owned(), challenge);
+            .insert("WWW-Authenticate".to_owned(), challenge.into());
         ("Unauthorized", response.into())
     }
 }
