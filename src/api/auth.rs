@@ -105,11 +105,12 @@ impl Credentials {
             found.conditional_assign(&1, hit);
             scope.conditional_assign(&(*stored_scope as u8), hit);
         }
-        (found == 1).then(|| match scope {
+        let scope = match scope {
             0 => Scope::Read,
             1 => Scope::Operate,
             _ => Scope::Admin,
-        })
+        };
+        (found == 1).then_some(scope)
     }
 }
 
