@@ -171,6 +171,7 @@ pub fn settings(dir: &Path, store: String) -> Settings {
         dev: false,
         dispatch: DispatchSettings::default(),
         housekeeping: HousekeepingSettings::default(),
+        http: crate::config::HttpSettings::default(),
         sender: SenderConfig {
             policy: NetPolicy {
                 allow_insecure: true,

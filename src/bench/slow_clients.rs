@@ -32,6 +32,8 @@ pub struct SlowClientsScenario {
     pub limit: Duration,
     /// The `logoutd` binary to serve with.
     pub binary: PathBuf,
+    /// Flags added to `serve` (none: the defaults are measured).
+    pub serve_args: Vec<String>,
 }
 
 /// What one run measured.
@@ -91,6 +93,7 @@ pub async fn run(scenario: SlowClientsScenario) -> anyhow::Result<SlowClientsRep
         .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory://"])
         .arg("--keys-dir")
         .arg(dir.0.join("keys"))
+        .args(&scenario.serve_args)
         .env("LOGOUTD_API_TOKEN", &token)
         .env("LOGOUTD_LOG_FORMAT", "json")
         .env("LOGOUTD_LOG", "warn,logoutd::cli::serve=info")

@@ -294,6 +294,7 @@ async fn run_slow_clients(args: SlowClientsArgs) -> anyhow::Result<ExitCode> {
         nofile: args.nofile,
         limit: Duration::from_secs(args.limit_seconds),
         binary,
+        serve_args: Vec::new(),
     };
     crate::outln!("{}", slow_clients::run(scenario).await?);
     Ok(ExitCode::SUCCESS)

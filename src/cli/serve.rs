@@ -2,8 +2,8 @@
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{
-    self, ApiToken, ConfigError, DispatchSettings, FileConfig, HousekeepingSettings, Settings,
-    positive,
+    self, ApiToken, ConfigError, DispatchSettings, FileConfig, HousekeepingSettings, HttpSettings,
+    Settings, positive,
 };
 use crate::keys::{KeyRing, KeySet};
 use crate::net_policy::NetPolicy;
@@ -79,6 +79,23 @@ pub struct ServeArgs {
     /// How much nicer (0-19) the delivery threads run than the API's [default: 10].
     #[arg(long, env = "LOGOUTD_DELIVERY_NICE")]
     pub delivery_nice: Option<i32>,
+    /// Time a client has to send a request's headers, in milliseconds [default: 5000].
+    #[arg(long, env = "LOGOUTD_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Time a kept-alive API connection may wait for its next request, in milliseconds
+    /// [default: 15000].
+    #[arg(long, env = "LOGOUTD_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Time a client has to send a request's body, in milliseconds [default: 10000].
+    #[arg(long, env = "LOGOUTD_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// API connections open at once; past it a connection is answered 503 and closed
+    /// [default: half the descriptor limit, 16 to 4096].
+    #[arg(long, env = "LOGOUTD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Time API connections get to finish after SIGTERM, in milliseconds [default: 10000].
+    #[arg(long, env = "LOGOUTD_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -146,6 +163,29 @@ impl ServeArgs {
             pool_idle_per_host: max_per_origin,
             ..SenderConfig::default()
         };
+        let http = HttpSettings {
+            header_read_timeout: config::millis(
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms.or(file.header_read_timeout_ms),
+                config::DEFAULT_HEADER_READ_TIMEOUT,
+            )?,
+            idle_timeout: config::millis(
+                "idle_timeout_ms",
+                self.idle_timeout_ms.or(file.idle_timeout_ms),
+                config::DEFAULT_IDLE_TIMEOUT,
+            )?,
+            body_read_timeout: config::millis(
+                "body_read_timeout_ms",
+                self.body_read_timeout_ms.or(file.body_read_timeout_ms),
+                config::DEFAULT_BODY_READ_TIMEOUT,
+            )?,
+            max_connections: connection_cap(self.max_connections.or(file.max_connections))?,
+            shutdown_grace: config::millis(
+                "shutdown_grace_ms",
+                self.shutdown_grace_ms.or(file.shutdown_grace_ms),
+                config::DEFAULT_SHUTDOWN_GRACE,
+            )?,
+        };
         Ok(Settings {
             listen,
             issuer,
@@ -172,8 +212,24 @@ impl ServeArgs {
                 retention: config::retention(self.retention_days.or(file.retention_days))?,
                 prune_interval: config::DEFAULT_PRUNE_INTERVAL,
             },
+            http,
         })
     }
+}
+
+/// The API connection cap: at least one, at most [`config::MAX_CONNECTIONS_LIMIT`].
+fn connection_cap(value: Option<usize>) -> Result<usize, ConfigError> {
+    let cap = positive(
+        "max_connections",
+        value.unwrap_or_else(config::default_max_connections),
+    )?;
+    if cap > config::MAX_CONNECTIONS_LIMIT {
+        return Err(ConfigError::Invalid {
+            name: "max_connections",
+            reason: format!("must be at most {}", config::MAX_CONNECTIONS_LIMIT),
+        });
+    }
+    Ok(cap)
 }
 
 fn positive_u64(name: &'static str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {

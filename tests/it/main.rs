@@ -2,11 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod api_connections;
 mod cli;
 mod conformance;
 mod crash;
 mod delivery;
 mod examples;
+mod head_of_line;
 mod housekeeping;
 mod keys;
 mod mock_rp;
