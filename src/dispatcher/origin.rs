@@ -15,7 +15,8 @@
 //! - under its limit, the attempt starts;
 //! - at its limit but moving (an attempt started or ended within [`HOLD`]), the row may wait
 //!   in memory, at most [`HOLD`] and without a global slot, for one of the origin's attempts
-//!   to end ([`OriginWait`]); no more rows wait than the origin's limit;
+//!   to end ([`OriginWait`]); no more rows wait than the origin's limit (at least
+//!   [`MIN_WAITING`]);
 //! - otherwise the row goes back to the outbox, due after as long as the origin has been
 //!   stuck (between [`MIN_DEFER`] and [`MAX_DEFER`]), so a hung origin's rows wait in the
 //!   outbox, not in memory, and come back ever more rarely.
@@ -39,6 +40,9 @@ pub const MIN_LIMIT: u32 = 1;
 pub const MIN_DEFER: Duration = Duration::from_millis(20);
 /// Longest delay before a row of a full origin is due again.
 pub const MAX_DEFER: Duration = Duration::from_secs(10);
+/// Rows that may wait in memory for a moving origin even while its limit is lower: enough
+/// for the rows of a new origin claimed before its first answers raise its limit.
+pub const MIN_WAITING: u32 = 16;
 /// Longest a claimed row waits in memory for its origin (which must have moved this
 /// recently for the row to wait at all); it is then handed back to the outbox.
 pub const HOLD: Duration = Duration::from_millis(500);
@@ -215,22 +219,22 @@ impl Origins {
     }
 
     /// Admits one attempt to `url`'s origin if it is under its limit. Otherwise the row may
-    /// wait for a slot if the origin moved within [`HOLD`] and fewer rows than its limit
-    /// wait already; else it should be due again after as long as the origin has been stuck
-    /// (since it last admitted or finished an attempt; see `Origin::defer`): a hung
-    /// origin's rows come back ever more rarely.
+    /// wait for a slot if the origin moved within [`HOLD`] and fewer rows than its limit (at
+    /// least [`MIN_WAITING`]) wait already; else it should be due again after as long as the
+    /// origin has been stuck (since it last admitted or finished an attempt; see
+    /// `Origin::defer`): a hung origin's rows come back ever more rarely.
     pub fn admit(&mut self, url: &Url, now: Instant) -> Admission {
         let origin = self.origin(url, now);
         if let Some(slot) = origin.try_admit(now) {
             return Admission::Admitted(slot);
         }
         let stuck = origin.stuck_for(now);
-        let limit = origin.limit.load(Ordering::Acquire);
+        let room = origin.limit.load(Ordering::Acquire).max(MIN_WAITING);
         if stuck < HOLD
             && origin
                 .waiting
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < limit).then_some(n + 1)
+                    (n < room).then_some(n + 1)
                 })
                 .is_ok()
         {
@@ -323,8 +327,8 @@ mod tests {
         let hung = url("http://127.0.0.1:1/bc");
         let held = admitted(&mut origins, &hung, now);
         assert_eq!(held.len(), INITIAL_LIMIT as usize);
-        // It moved just now: as many rows as its limit may wait for a slot, no more.
-        let waits: Vec<OriginWait> = (0..INITIAL_LIMIT)
+        // It moved just now: a few rows may wait for a slot, no more.
+        let waits: Vec<OriginWait> = (0..MIN_WAITING)
             .map(|_| match origins.admit(&hung, now) {
                 Admission::Wait(wait) => wait,
                 other => panic!("{other:?}"),
