@@ -4,21 +4,22 @@
 //!
 //! One RP's slowness must not hold up the others (head-of-line blocking across origins):
 //!
-//! 1. Each origin has a learned limit on its attempts in flight ([`origin`]): small for a new
-//!    origin, raised by answers, halved by timeouts, 429 and 503.
+//! 1. Each origin has a learned limit on its attempts in flight (see `origin.rs`): small for a
+//!    new origin, raised by answers, halved by timeouts, 429 and 503.
 //! 2. The claim loop never waits for an origin. A claimed row whose origin is at its limit
 //!    waits in memory for a short while ([`HOLD`]) without a global slot if the origin is
-//!    moving, and is otherwise handed back to the outbox at once, due again after a delay
-//!    that grows while the origin stays stuck. Either way the loop goes on to the next row.
+//!    moving, and is otherwise handed back to the outbox (rows gathered over claims for up to
+//!    10 ms, one write per due time), due again after a delay that grows while the origin
+//!    stays stuck. Either way the loop goes on to the next row.
 //! 3. An attempt still running after [`SLOW_LANE_AFTER`] moves from the `max_in_flight` slots
-//!    to a slow lane of as many slots again ([`attempt`]).
+//!    to a slow lane of as many slots again (see `attempt.rs`).
 
 mod attempt;
 mod origin;
 mod recorder;
 
 pub use attempt::{SLOW_LANE_AFTER, describe, mint};
-pub use origin::{HOLD, INITIAL_LIMIT, MAX_DEFER, MIN_DEFER, MIN_LIMIT, origin_of};
+pub use origin::{HOLD, INITIAL_LIMIT, MAX_DEFER, MIN_DEFER, MIN_LIMIT, MIN_WAITING, origin_of};
 
 use crate::clock::SharedClock;
 use crate::config::DispatchSettings;
@@ -96,10 +97,19 @@ pub struct Dispatcher {
 /// Claims given back together: the rows' ids and leases.
 type Leases = Vec<(DeliveryId, LeaseId)>;
 
-/// Rows of one claim handed back unattempted, grouped by the time they are due again.
+/// Rows handed back gathered over claims before one write per due time: at most this many.
+const HAND_BACK_BATCH: usize = 2 * CLAIM_BATCH;
+/// ... and for at most this long. A handed-back row is due at least
+/// [`origin::MIN_DEFER`] later, so a short wait delays no row, and during a backlog of rows of
+/// full origins it saves a write transaction per claim.
+const HAND_BACK_LINGER: Duration = Duration::from_millis(10);
+
+/// Claimed rows to hand back unattempted, grouped by the time they are due again.
 #[derive(Default)]
 struct HandBack {
     groups: Vec<(DateTime<Utc>, Leases)>,
+    rows: usize,
+    since: Option<tokio::time::Instant>,
 }
 
 impl HandBack {
@@ -109,10 +119,16 @@ impl HandBack {
             Some((_, rows)) => rows.push(lease),
             None => self.groups.push((due, vec![lease])),
         }
+        self.rows += 1;
+        self.since.get_or_insert_with(tokio::time::Instant::now);
     }
 
-    fn len(&self) -> usize {
-        self.groups.iter().map(|(_, rows)| rows.len()).sum()
+    /// Whether the rows gathered should be written now.
+    fn ripe(&self) -> bool {
+        self.rows >= HAND_BACK_BATCH
+            || self
+                .since
+                .is_some_and(|since| since.elapsed() >= HAND_BACK_LINGER)
     }
 }
 
@@ -161,30 +177,34 @@ impl Dispatcher {
         let recorder = tokio::spawn(recorder::run(self.inner.outbox.clone(), rx));
         let mut tasks = JoinSet::new();
         let mut origins = Origins::new(self.inner.max_per_origin);
+        let mut handing = HandBack::default();
+        let step = claim_step(self.inner.max_in_flight) as usize;
         while let Some(slots) = self.free_slots().await {
             while tasks.try_join_next().is_some() {}
             let claimed_at = self.inner.clock.now();
             let claimed = self.claim(claimed_at, slots.len()).await;
             if claimed.is_empty() {
                 drop(slots);
+                self.hand_back(&mut handing, &mut tasks);
                 self.idle(claimed_at).await;
                 continue;
             }
             let claimed_rows = claimed.len();
-            let deferred = self.start(claimed, slots, &mut origins, &mut tasks, &tx);
+            let before = handing.rows;
+            self.start(claimed, slots, &mut origins, &mut tasks, &tx, &mut handing);
+            let deferred = handing.rows - before;
             tracing::debug!(
                 claimed = claimed_rows,
-                handed_back = deferred.len(),
+                handed_back = deferred,
                 "claimed due deliveries"
             );
-            if deferred.len() > 0 {
-                self.inner
-                    .metrics
-                    .origin_deferrals
-                    .inc_by(deferred.len() as u64);
-                tasks.spawn(self.inner.clone().hand_back_all(deferred));
+            self.inner.metrics.origin_deferrals.inc_by(deferred as u64);
+            // Write now if the next wait for slots may be long.
+            if handing.ripe() || self.inner.in_flight.available_permits() < step {
+                self.hand_back(&mut handing, &mut tasks);
             }
         }
+        self.hand_back(&mut handing, &mut tasks);
         while tasks.join_next().await.is_some() {}
         drop(tx);
         if recorder.await.is_err() {
@@ -193,9 +213,17 @@ impl Dispatcher {
         tracing::info!("dispatcher stopped");
     }
 
+    /// Writes the rows gathered in `handing` back to the outbox, in the background.
+    fn hand_back(&self, handing: &mut HandBack, tasks: &mut JoinSet<()>) {
+        if handing.rows > 0 {
+            let rows = std::mem::take(handing);
+            tasks.spawn(self.inner.clone().hand_back_all(rows));
+        }
+    }
+
     /// Starts an attempt for each claimed row whose origin admits one, each with one of
-    /// `slots` (those left over go back); returns the rows to hand back, due when their
-    /// origin is likely to have room.
+    /// `slots` (those left over go back), or a wait for its origin; adds the other rows to
+    /// `deferred`, due when their origin is likely to have room.
     fn start(
         &self,
         claimed: Vec<ClaimedDelivery>,
@@ -203,11 +231,11 @@ impl Dispatcher {
         origins: &mut Origins,
         tasks: &mut JoinSet<()>,
         results: &tokio::sync::mpsc::Sender<crate::outbox::AttemptResult>,
-    ) -> HandBack {
+        deferred: &mut HandBack,
+    ) {
         let now = tokio::time::Instant::now();
         let due_now = self.inner.clock.now();
         let mut slots = slots.into_iter();
-        let mut deferred = HandBack::default();
         for row in claimed {
             let admission = match row.client.logout_url() {
                 Some(url) => origins.admit(url, now),
@@ -237,7 +265,6 @@ impl Dispatcher {
                 }
             }
         }
-        deferred
     }
 
     fn spawn(&self, tasks: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + 'static) {

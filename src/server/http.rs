@@ -96,7 +96,11 @@ pub async fn serve(
             Err(err) if is_per_connection(&err) => {}
             Err(err) => {
                 failures.note(|n| {
-                    tracing::error!(error = %err, failures = n, "accepting API connections failed; retrying")
+                    tracing::error!(
+                        error = %err,
+                        failures = n,
+                        "accepting API connections failed; retrying"
+                    )
                 });
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

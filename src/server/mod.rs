@@ -2,7 +2,8 @@
 //! pruner on an already-bound listener, until a shutdown token is cancelled.
 //!
 //! The API's connections are served by [`serve_api`]: header, idle and body timeouts, a cap
-//! on open connections, and a shutdown bounded by a grace period (see [`HttpSettings`](crate::config::HttpSettings)).
+//! on open connections, and a shutdown bounded by a grace period (see
+//! [`HttpSettings`](crate::config::HttpSettings)).
 
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;

@@ -299,8 +299,7 @@ fn scenario(connections: usize, nofile: u64, serve_args: &[&str]) -> SlowClients
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_default_settings_the_api_answers_within_10s_of_stalled_connections_filling_its_descriptors()
- {
+async fn with_defaults_the_api_answers_within_10s_of_stalled_connections_taking_its_descriptors() {
     // The case scaled down: more stalled connections than descriptors.
     let report = slow_clients::run(scenario(100, 64, &[])).await.unwrap();
     assert_eq!(report.opened, 100, "{report}");
