@@ -327,3 +327,74 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         Err(err) => tracing::error!(error = %err, "cannot install signal handlers"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn resolve(file: &str, flags: &[&str]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logoutd.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec![
+            "logoutd",
+            "serve",
+            "--dev",
+            "--config",
+            path.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(flags);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Serve(args) => args.resolve(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn connection_settings_come_from_the_file_and_flags_override_it() {
+        let file = "header_read_timeout_ms = 1500\nidle_timeout_ms = 2500\n\
+                    body_read_timeout_ms = 3500\nmax_connections = 7\nshutdown_grace_ms = 4500\n";
+        let http = resolve(
+            file,
+            &["--max-connections", "9", "--idle-timeout-ms", "600"],
+        )
+        .unwrap()
+        .http;
+        assert_eq!(
+            http,
+            HttpSettings {
+                header_read_timeout: Duration::from_millis(1500),
+                idle_timeout: Duration::from_millis(600),
+                body_read_timeout: Duration::from_millis(3500),
+                max_connections: 9,
+                shutdown_grace: Duration::from_millis(4500),
+            }
+        );
+    }
+
+    #[test]
+    fn connection_settings_default_to_the_named_constants() {
+        let http = resolve("", &[]).unwrap().http;
+        assert_eq!(http, HttpSettings::default());
+        assert_eq!(
+            http.header_read_timeout,
+            config::DEFAULT_HEADER_READ_TIMEOUT
+        );
+        assert_eq!(http.max_connections, config::default_max_connections());
+    }
+
+    #[test]
+    fn zero_timeouts_and_caps_are_refused() {
+        for flag in [
+            "--header-read-timeout-ms",
+            "--idle-timeout-ms",
+            "--body-read-timeout-ms",
+            "--shutdown-grace-ms",
+            "--max-connections",
+        ] {
+            assert!(resolve("", &[flag, "0"]).is_err(), "{flag} 0 accepted");
+        }
+        assert!(resolve("", &["--max-connections", "2000000"]).is_err());
+    }
+}

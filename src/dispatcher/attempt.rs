@@ -261,6 +261,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn timeouts_429_and_503_shrink_an_origin_other_answers_grow_it() {
+        assert_eq!(signal(&Outcome::Timeout), Signal::Congested);
+        assert_eq!(signal(&Outcome::status(429)), Signal::Congested);
+        assert_eq!(signal(&Outcome::status(503)), Signal::Congested);
+        for code in [200, 204, 400, 404, 500, 502] {
+            assert_eq!(signal(&Outcome::status(code)), Signal::Answered, "{code}");
+        }
+        assert_eq!(signal(&Outcome::Connect("refused".into())), Signal::Neutral);
+        assert_eq!(signal(&Outcome::Reset("reset".into())), Signal::Neutral);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn the_slot_is_held_until_the_result_is_queued() {
         let slots = Arc::new(Semaphore::new(1));

@@ -71,6 +71,21 @@ async fn a_healthy_origin_is_served_while_hung_origins_fill_their_caps() {
     for rp in &hung {
         assert!(rp.requests().len() <= 4, "a hung origin passed its cap");
     }
+    // The hung attempts gave their slots back by moving to the slow lane.
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let moves: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("logoutd_delivery_slow_lane_moves_total "))
+        .expect("slow lane metric")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(moves >= 1.0, "{moves} slow-lane moves");
     // Attempts to the hung origins last 120 s: the process is killed, not drained.
     drop(server);
 }
