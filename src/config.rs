@@ -31,6 +31,26 @@ pub const DEFAULT_MAX_PER_ORIGIN: usize = 64;
 pub const DEFAULT_DELIVERY_NICE: i32 = 10;
 /// Default logout token lifetime in seconds (also the maximum, spec errata).
 pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 120;
+/// Default time a client has to send a request's headers: from its connection to the end of
+/// its first request's headers, and on a kept-alive connection from a request's first byte to
+/// the end of its headers. Well under the 10 s in which the API must answer again after a
+/// flood of connections that stall in their headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a kept-alive API connection may wait for its next request; a response the
+/// client does not read for this long also closes the connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default time a request's body has to arrive, counted from the end of its headers (bodies
+/// are at most 64 KiB by default).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most API connections open at once by default, whatever the descriptor limit allows.
+pub const MAX_CONNECTIONS_CEILING: usize = 4096;
+/// Fewest API connections by default, however low the descriptor limit.
+pub const MAX_CONNECTIONS_FLOOR: usize = 16;
+/// Largest connection cap accepted from the configuration.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+/// Default time `serve` waits for API connections to finish after SIGTERM before it closes
+/// the rest; delivery attempts in flight are finished or handed back regardless.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default age after which delivered and cancelled rows and ended sessions are pruned.
 pub const DEFAULT_RETENTION_DAYS: u64 = 7;
 /// How often the pruner runs.
@@ -82,6 +102,16 @@ pub struct FileConfig {
     pub expiry_sweep: Option<bool>,
     /// How much nicer the delivery threads run than the API's.
     pub delivery_nice: Option<i32>,
+    /// Time to send a request's headers, in milliseconds.
+    pub header_read_timeout_ms: Option<u64>,
+    /// Time a kept-alive connection may wait for its next request, in milliseconds.
+    pub idle_timeout_ms: Option<u64>,
+    /// Time to send a request's body, in milliseconds.
+    pub body_read_timeout_ms: Option<u64>,
+    /// Most API connections open at once.
+    pub max_connections: Option<usize>,
+    /// Time API connections get to finish after SIGTERM, in milliseconds.
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -191,6 +221,50 @@ impl Default for DispatchSettings {
     }
 }
 
+/// How the API treats its connections (see `server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// [`DEFAULT_BODY_READ_TIMEOUT`].
+    pub body_read_timeout: Duration,
+    /// Connections past this many are answered 503 and closed ([`default_max_connections`]).
+    pub max_connections: usize,
+    /// [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: default_max_connections(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// The default cap on API connections: half the process's soft descriptor limit
+/// (`RLIMIT_NOFILE`), so that connections can never take the descriptors that the store, the
+/// key reloads and the deliveries need, within [`MAX_CONNECTIONS_FLOOR`] and
+/// [`MAX_CONNECTIONS_CEILING`].
+pub fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    connections_for_descriptors(soft)
+}
+
+/// Half of `soft` descriptors (no limit: the ceiling), within the floor and the ceiling.
+fn connections_for_descriptors(soft: Option<u64>) -> usize {
+    let half = soft.map_or(MAX_CONNECTIONS_CEILING, |n| {
+        usize::try_from(n / 2).unwrap_or(MAX_CONNECTIONS_CEILING)
+    });
+    half.clamp(MAX_CONNECTIONS_FLOOR, MAX_CONNECTIONS_CEILING)
+}
+
 /// Background housekeeping: the expiry sweeper and the pruner.
 #[derive(Debug, Clone)]
 pub struct HousekeepingSettings {
@@ -261,6 +335,8 @@ pub struct Settings {
     pub sender: SenderConfig,
     /// Expiry sweeper and pruner.
     pub housekeeping: HousekeepingSettings,
+    /// API connection limits and the shutdown grace.
+    pub http: HttpSettings,
 }
 
 fn invalid(name: &'static str, reason: impl fmt::Display) -> ConfigError {
@@ -320,6 +396,19 @@ pub fn token_lifetime(secs: Option<u64>) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(secs))
 }
 
+/// A duration in milliseconds that must be at least 1 ms: `value`, else `default`.
+pub fn millis(
+    name: &'static str,
+    value: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(invalid(name, "must be at least 1")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
 /// Checks a count that must be at least one.
 pub fn positive(name: &'static str, value: usize) -> Result<usize, ConfigError> {
     if value == 0 {
@@ -331,6 +420,29 @@ pub fn positive(name: &'static str, value: usize) -> Result<usize, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_cap_is_half_the_descriptor_limit_within_bounds() {
+        assert_eq!(connections_for_descriptors(Some(256)), 128);
+        assert_eq!(connections_for_descriptors(Some(1024)), 512);
+        assert_eq!(connections_for_descriptors(Some(10)), MAX_CONNECTIONS_FLOOR);
+        assert_eq!(
+            connections_for_descriptors(Some(1 << 20)),
+            MAX_CONNECTIONS_CEILING
+        );
+        assert_eq!(connections_for_descriptors(None), MAX_CONNECTIONS_CEILING);
+    }
+
+    #[test]
+    fn millis_refuses_zero_and_defaults_when_unset() {
+        let default = Duration::from_secs(5);
+        assert_eq!(millis("x", None, default).unwrap(), default);
+        assert_eq!(
+            millis("x", Some(200), default).unwrap(),
+            Duration::from_millis(200)
+        );
+        assert!(millis("x", Some(0), default).is_err());
+    }
 
     #[test]
     fn delivery_nice_defaults_to_ten_and_stays_within_0_to_19() {

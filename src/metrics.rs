@@ -75,6 +75,10 @@ pub struct Metrics {
     pub oldest_due_age_seconds: Gauge,
     /// Rows claimed again after another worker's lease expired.
     pub lease_reclaims: Counter,
+    /// Claimed rows handed back unattempted because their origin was at its limit.
+    pub origin_deferrals: Counter,
+    /// Attempts that moved to the slow lane.
+    pub slow_lane_moves: Counter,
 }
 
 impl Metrics {
@@ -92,6 +96,8 @@ impl Metrics {
         let dead_letter = Gauge::default();
         let oldest_due_age_seconds = Gauge::default();
         let lease_reclaims = Counter::default();
+        let origin_deferrals = Counter::default();
+        let slow_lane_moves = Counter::default();
         registry.register(
             "delivery_attempts",
             "Delivery attempts by outcome (delivered, retry, failed) and client",
@@ -137,6 +143,16 @@ impl Metrics {
             "Rows claimed again after a lease expired",
             lease_reclaims.clone(),
         );
+        registry.register(
+            "delivery_origin_deferrals",
+            "Claimed rows handed back unattempted because their RP origin was at its limit",
+            origin_deferrals.clone(),
+        );
+        registry.register(
+            "delivery_slow_lane_moves",
+            "Attempts still running after 1 s that moved to the slow lane",
+            slow_lane_moves.clone(),
+        );
         Self {
             registry,
             attempts,
@@ -148,6 +164,8 @@ impl Metrics {
             dead_letter,
             oldest_due_age_seconds,
             lease_reclaims,
+            origin_deferrals,
+            slow_lane_moves,
         }
     }
 

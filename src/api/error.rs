@@ -100,6 +100,18 @@ impl ApiError {
         )
     }
 
+    /// The body in Auth0's shape, as JSON bytes. Also written as is by the connection layer
+    /// for the answers it gives before a request reaches the router (431, 503).
+    pub fn body_json(&self) -> Vec<u8> {
+        let body = ErrorBody {
+            status_code: self.status.as_u16(),
+            error: self.status.canonical_reason().unwrap_or("Error"),
+            message: &self.message,
+            error_code: self.code,
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
     /// Maps a store error for the object named `what` ("session", "client", "delivery").
     pub fn from_store(err: StoreError, what: &str) -> Self {
         match err {
@@ -146,13 +158,7 @@ pub fn shorten(text: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            status_code: self.status.as_u16(),
-            error: self.status.canonical_reason().unwrap_or("Error"),
-            message: &self.message,
-            error_code: self.code,
-        };
-        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let json = self.body_json();
         let mut response = (self.status, json).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -173,6 +173,7 @@ pub fn settings(dir: &Path, store: String) -> Settings {
         dev: false,
         dispatch: DispatchSettings::default(),
         housekeeping: HousekeepingSettings::default(),
+        http: crate::config::HttpSettings::default(),
         sender: SenderConfig {
             policy: NetPolicy {
                 allow_insecure: true,
@@ -184,24 +185,40 @@ pub fn settings(dir: &Path, store: String) -> Settings {
 }
 
 fn rp(i: usize, sink: &str, s: &Scenario) -> anyhow::Result<RelyingParty> {
+    let url = url::Url::parse(&format!("{sink}/logout/{i}"))?;
+    Ok(client(
+        ClientId::new(format!("rp-{i}")),
+        url,
+        s.alg,
+        s.metadata_pairs > 0,
+    ))
+}
+
+/// A client in `custom` mode posting to `url`, signed with `alg`.
+pub(super) fn client(
+    id: ClientId,
+    url: url::Url,
+    alg: SigningAlg,
+    include_metadata: bool,
+) -> RelyingParty {
     let now = crate::clock::to_millis(chrono::Utc::now());
-    Ok(RelyingParty {
-        client_id: ClientId::new(format!("rp-{i}")),
-        name: format!("bench rp {i}"),
+    RelyingParty {
+        name: format!("bench {id}"),
+        client_id: id,
         oidc_logout: OidcLogout {
-            backchannel_logout_urls: vec![url::Url::parse(&format!("{sink}/logout/{i}"))?],
+            backchannel_logout_urls: vec![url],
             backchannel_logout_session_metadata: MetadataOptIn {
-                include: s.metadata_pairs > 0,
+                include: include_metadata,
             },
             ..OidcLogout::default()
         },
         backchannel_logout_session_required: false,
         logout_token_typ: crate::alg::TokenTyp::LogoutJwt,
-        id_token_signed_response_alg: s.alg,
+        id_token_signed_response_alg: alg,
         paused: false,
         created_at: now,
         updated_at: now,
-    })
+    }
 }
 
 /// `pairs` metadata pairs of 40-character values, the same on every session.
@@ -213,6 +230,17 @@ fn metadata(pairs: usize) -> anyhow::Result<SessionMetadata> {
 }
 
 fn session(id: String, user: String, rps: usize, metadata: &SessionMetadata) -> Session {
+    let clients: Vec<ClientId> = (0..rps).map(|i| ClientId::new(format!("rp-{i}"))).collect();
+    session_of(id, user, &clients, metadata)
+}
+
+/// A session of `user` in which `clients` took part.
+pub(super) fn session_of(
+    id: String,
+    user: String,
+    clients: &[ClientId],
+    metadata: &SessionMetadata,
+) -> Session {
     let now = crate::clock::to_millis(chrono::Utc::now());
     Session {
         id: SessionId::new(id),
@@ -224,8 +252,9 @@ fn session(id: String, user: String, rps: usize, metadata: &SessionMetadata) -> 
         expires_at: None,
         last_interacted_at: None,
         device: Device::default(),
-        clients: (0..rps)
-            .map(|i| SessionClient::new(ClientId::new(format!("rp-{i}"))))
+        clients: clients
+            .iter()
+            .map(|client_id| SessionClient::new(client_id.clone()))
             .collect(),
         session_metadata: metadata.clone(),
         ended_at: None,

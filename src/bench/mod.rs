@@ -7,6 +7,10 @@
 //!   CPU per delivery against the raw signature cost, peak RSS, end-session API latency and
 //!   duplicate deliveries. [`drive`] is its measured part; over PostgreSQL, [`cluster`] runs
 //!   the [`nodes`] as child processes on a throwaway database.
+//! - [`hol`]: a healthy RP's time to its last receipt with and without [`hostile`] RPs on
+//!   other origins (head-of-line blocking across origins).
+//! - [`slow_clients`]: how long the API stays unreachable while stalled connections that sent
+//!   half their headers are open, under a small descriptor limit.
 
 pub mod api;
 mod cluster;
@@ -14,8 +18,11 @@ mod cluster;
 mod database;
 pub mod deliver;
 pub mod drive;
+pub mod hol;
+pub mod hostile;
 pub mod in_process;
 pub mod nodes;
 pub mod proc_stats;
 pub mod sign;
 pub mod sink;
+pub mod slow_clients;

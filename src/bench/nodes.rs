@@ -94,7 +94,7 @@ impl Node {
 
 /// Reads log lines until "logoutd listening", returns its address, and keeps draining the
 /// rest in the background so the node never blocks on a full pipe.
-async fn listening(stderr: ChildStderr) -> anyhow::Result<String> {
+pub(super) async fn listening(stderr: ChildStderr) -> anyhow::Result<String> {
     let mut lines = BufReader::new(stderr).lines();
     while let Some(line) = lines.next_line().await? {
         let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {

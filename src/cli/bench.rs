@@ -20,6 +20,12 @@ pub enum BenchCommand {
     /// Management API latency on SQLite: session create, PATCH metadata, GET session, p50/p99
     /// at each concurrency.
     Api(ApiArgs),
+    /// Head-of-line blocking across origins: a healthy RP's time to its last receipt with
+    /// hostile RPs (never answering, dripping, late) paused and then live, in one run.
+    Hol(HolArgs),
+    /// Stalled API connections (half a request's headers each) against `serve` under a small
+    /// descriptor limit: seconds until `/healthz` and `POST /api/v2/logout-events` answer.
+    SlowClients(SlowClientsArgs),
     /// The loopback receiver `bench deliver` runs as a child process.
     #[command(hide = true)]
     Sink(SinkArgs),
@@ -73,6 +79,37 @@ pub struct ApiArgs {
     concurrency: Vec<usize>,
 }
 
+/// Arguments of `bench hol`.
+#[derive(Debug, clap::Args)]
+pub struct HolArgs {
+    /// Sessions ended; each took part in the healthy RP and in every hostile one.
+    #[arg(long, default_value_t = 300)]
+    sessions: usize,
+    /// Hostile origins of each kind (never answers, drips 1 byte/s, answers after 10 s).
+    #[arg(long, default_value_t = 2)]
+    each: usize,
+    /// Signing alg of every client.
+    #[arg(long, default_value = "RS256")]
+    alg: SigningAlg,
+}
+
+/// Arguments of `bench slow-clients`.
+#[derive(Debug, clap::Args)]
+pub struct SlowClientsArgs {
+    /// Stalled connections to open.
+    #[arg(long, default_value_t = 300)]
+    connections: usize,
+    /// The server's descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 256)]
+    nofile: u64,
+    /// Seconds to keep probing before giving up.
+    #[arg(long, default_value_t = 30)]
+    limit_seconds: u64,
+    /// The `logoutd` binary to run as the server [default: this one].
+    #[arg(long)]
+    server_binary: Option<std::path::PathBuf>,
+}
+
 /// Arguments of `bench sink`.
 #[derive(Debug, clap::Args)]
 pub struct SinkArgs {
@@ -98,6 +135,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Sign(args) => run_sign(args).await,
         BenchCommand::Deliver(args) => run_deliver(args).await,
         BenchCommand::Api(args) => run_api(args).await,
+        BenchCommand::Hol(args) => run_hol(args).await,
+        BenchCommand::SlowClients(args) => run_slow_clients(args).await,
         BenchCommand::Sink(args) => crate::bench::sink::serve(args.ports)
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -224,5 +263,39 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
             crate::outln!("{report}");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_hol(args: HolArgs) -> anyhow::Result<ExitCode> {
+    use crate::bench::hol::{self, HolScenario};
+    anyhow::ensure!(args.sessions > 0, "--sessions must be at least 1");
+    let sink = start_sink(1).await?;
+    let url = sink
+        .urls
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("sink reported no address"))?;
+    let scenario = HolScenario {
+        sessions: args.sessions,
+        each: args.each,
+        alg: args.alg,
+    };
+    crate::outln!("{}", hol::run(scenario, url).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_slow_clients(args: SlowClientsArgs) -> anyhow::Result<ExitCode> {
+    use crate::bench::slow_clients::{self, SlowClientsScenario};
+    let binary = match args.server_binary {
+        Some(path) => path,
+        None => std::env::current_exe()?,
+    };
+    let scenario = SlowClientsScenario {
+        connections: args.connections,
+        nofile: args.nofile,
+        limit: Duration::from_secs(args.limit_seconds),
+        binary,
+        serve_args: Vec::new(),
+    };
+    crate::outln!("{}", slow_clients::run(scenario).await?);
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,8 @@
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{
-    self, ApiToken, ConfigError, DispatchSettings, FileConfig, HousekeepingSettings, Settings,
-    positive,
+    self, ApiToken, ConfigError, DispatchSettings, FileConfig, HousekeepingSettings, HttpSettings,
+    Settings, positive,
 };
 use crate::keys::{KeyRing, KeySet};
 use crate::net_policy::NetPolicy;
@@ -85,6 +85,23 @@ pub struct ServeArgs {
     /// How much nicer (0-19) the delivery threads run than the API's [default: 10].
     #[arg(long, env = "LOGOUTD_DELIVERY_NICE")]
     pub delivery_nice: Option<i32>,
+    /// Time a client has to send a request's headers, in milliseconds [default: 5000].
+    #[arg(long, env = "LOGOUTD_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Time a kept-alive API connection may wait for its next request, in milliseconds
+    /// [default: 15000].
+    #[arg(long, env = "LOGOUTD_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Time a client has to send a request's body, in milliseconds [default: 10000].
+    #[arg(long, env = "LOGOUTD_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// API connections open at once; past it a connection is answered 503 and closed
+    /// [default: half the descriptor limit, 16 to 4096].
+    #[arg(long, env = "LOGOUTD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Time API connections get to finish after SIGTERM, in milliseconds [default: 10000].
+    #[arg(long, env = "LOGOUTD_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -163,6 +180,29 @@ impl ServeArgs {
             pool_idle_per_host: max_per_origin,
             ..SenderConfig::default()
         };
+        let http = HttpSettings {
+            header_read_timeout: config::millis(
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms.or(file.header_read_timeout_ms),
+                config::DEFAULT_HEADER_READ_TIMEOUT,
+            )?,
+            idle_timeout: config::millis(
+                "idle_timeout_ms",
+                self.idle_timeout_ms.or(file.idle_timeout_ms),
+                config::DEFAULT_IDLE_TIMEOUT,
+            )?,
+            body_read_timeout: config::millis(
+                "body_read_timeout_ms",
+                self.body_read_timeout_ms.or(file.body_read_timeout_ms),
+                config::DEFAULT_BODY_READ_TIMEOUT,
+            )?,
+            max_connections: connection_cap(self.max_connections.or(file.max_connections))?,
+            shutdown_grace: config::millis(
+                "shutdown_grace_ms",
+                self.shutdown_grace_ms.or(file.shutdown_grace_ms),
+                config::DEFAULT_SHUTDOWN_GRACE,
+            )?,
+        };
         Ok(Settings {
             listen,
             issuer,
@@ -192,8 +232,24 @@ impl ServeArgs {
                 retention: config::retention(self.retention_days.or(file.retention_days))?,
                 prune_interval: config::DEFAULT_PRUNE_INTERVAL,
             },
+            http,
         })
     }
+}
+
+/// The API connection cap: at least one, at most [`config::MAX_CONNECTIONS_LIMIT`].
+fn connection_cap(value: Option<usize>) -> Result<usize, ConfigError> {
+    let cap = positive(
+        "max_connections",
+        value.unwrap_or_else(config::default_max_connections),
+    )?;
+    if cap > config::MAX_CONNECTIONS_LIMIT {
+        return Err(ConfigError::Invalid {
+            name: "max_connections",
+            reason: format!("must be at most {}", config::MAX_CONNECTIONS_LIMIT),
+        });
+    }
+    Ok(cap)
 }
 
 fn positive_u64(name: &'static str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
@@ -311,5 +367,76 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     match super::stop_signal().await {
         Ok(()) => shutdown.cancel(),
         Err(err) => tracing::error!(error = %err, "cannot install signal handlers"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn resolve(file: &str, flags: &[&str]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logoutd.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec![
+            "logoutd",
+            "serve",
+            "--dev",
+            "--config",
+            path.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(flags);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Serve(args) => args.resolve(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn connection_settings_come_from_the_file_and_flags_override_it() {
+        let file = "header_read_timeout_ms = 1500\nidle_timeout_ms = 2500\n\
+                    body_read_timeout_ms = 3500\nmax_connections = 7\nshutdown_grace_ms = 4500\n";
+        let http = resolve(
+            file,
+            &["--max-connections", "9", "--idle-timeout-ms", "600"],
+        )
+        .unwrap()
+        .http;
+        assert_eq!(
+            http,
+            HttpSettings {
+                header_read_timeout: Duration::from_millis(1500),
+                idle_timeout: Duration::from_millis(600),
+                body_read_timeout: Duration::from_millis(3500),
+                max_connections: 9,
+                shutdown_grace: Duration::from_millis(4500),
+            }
+        );
+    }
+
+    #[test]
+    fn connection_settings_default_to_the_named_constants() {
+        let http = resolve("", &[]).unwrap().http;
+        assert_eq!(http, HttpSettings::default());
+        assert_eq!(
+            http.header_read_timeout,
+            config::DEFAULT_HEADER_READ_TIMEOUT
+        );
+        assert_eq!(http.max_connections, config::default_max_connections());
+    }
+
+    #[test]
+    fn zero_timeouts_and_caps_are_refused() {
+        for flag in [
+            "--header-read-timeout-ms",
+            "--idle-timeout-ms",
+            "--body-read-timeout-ms",
+            "--shutdown-grace-ms",
+            "--max-connections",
+        ] {
+            assert!(resolve("", &[flag, "0"]).is_err(), "{flag} 0 accepted");
+        }
+        assert!(resolve("", &["--max-connections", "2000000"]).is_err());
     }
 }

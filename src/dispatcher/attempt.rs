@@ -1,17 +1,27 @@
 //! One delivery attempt: mint a fresh token, POST it, classify the outcome.
+//!
+//! An attempt starts in the fast lane, on one of the `max_in_flight` slots the claim loop
+//! hands out. One still running after [`SLOW_LANE_AFTER`] moves to the slow lane (as many
+//! slots again) when it has room there, giving its fast slot back at once: attempts waiting on
+//! slow or hung RPs then cannot keep the claim loop from starting attempts to healthy ones,
+//! whatever the origins' limits were when those attempts started.
 
 use super::Inner;
+use super::origin::{OriginSlot, OriginWait, Signal};
 use crate::ids::Jti;
 use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery};
 use crate::retry::{self, Decision, Outcome};
+use crate::sender::SendResult;
 use crate::token::{LogoutTokenBuilder, Subject};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::Sender as ResultTx;
 
-/// How long a row waits before another try when its origin already has a full queue.
-const DEFER: chrono::Duration = chrono::Duration::milliseconds(500);
+/// How long an attempt may hold a fast-lane slot before it moves to the slow lane: 1 s, far
+/// above a healthy RP's answer (milliseconds) and well below the attempt timeout (5 s).
+pub const SLOW_LANE_AFTER: Duration = Duration::from_secs(1);
 
 /// Mints the logout token for one attempt (OIDC Back-Channel Logout 1.0 §2.4): a new `jti`,
 /// `iat` and `exp`, the current key for the client's alg, the client's `typ`, `sub` and
@@ -43,29 +53,99 @@ pub fn mint(
     Ok((token, claims.jti))
 }
 
-/// Runs one claimed row to a recorded result (or hands it back on shutdown or congestion).
+/// Runs one admitted row to a recorded result (or hands it back on shutdown).
 pub async fn run(
     inner: Arc<Inner>,
     row: ClaimedDelivery,
-    slot: OwnedSemaphorePermit,
+    mut slot: OwnedSemaphorePermit,
+    origin: OriginSlot,
     results: ResultTx<AttemptResult>,
 ) {
     let Some(url) = row.client.logout_url() else {
         inner.hand_back(&row, inner.clock.now()).await;
         return;
     };
-    let origin = super::origin::origin_of(url);
-    let Some(origin_permit) = inner.origins.acquire(&origin).await else {
-        inner.hand_back(&row, inner.clock.now() + DEFER).await;
-        return;
-    };
     if inner.shutdown.is_cancelled() {
         inner.hand_back(&row, inner.clock.now()).await;
         return;
     }
-    let result = attempt(&inner, &row, url).await;
-    drop(origin_permit);
+    let (result, signal) = attempt(&inner, &row, url, &mut slot).await;
+    origin.record(signal);
+    drop(origin);
     hand_over(&results, result, slot).await;
+}
+
+/// Waits (briefly, holding only `place` among the rows that wait) for a slot of the row's
+/// origin and then for a global slot, and runs the attempt; hands the row back if the origin
+/// stays full or on shutdown.
+pub async fn run_after_wait(
+    inner: Arc<Inner>,
+    row: ClaimedDelivery,
+    wait: OriginWait,
+    place: OwnedSemaphorePermit,
+    results: ResultTx<AttemptResult>,
+) {
+    let admitted = tokio::select! {
+        biased;
+        _ = inner.shutdown.cancelled() => Err(Duration::ZERO),
+        admitted = wait.admitted() => admitted,
+    };
+    drop(place);
+    let origin = match admitted {
+        Ok(origin) => origin,
+        Err(defer) => {
+            if !defer.is_zero() {
+                inner.metrics.origin_deferrals.inc();
+            }
+            let due = inner.clock.now() + chrono::Duration::from_std(defer).unwrap_or_default();
+            inner.hand_back(&row, due).await;
+            return;
+        }
+    };
+    let slot = tokio::select! {
+        biased;
+        _ = inner.shutdown.cancelled() => None,
+        slot = inner.in_flight.clone().acquire_owned() => slot.ok(),
+    };
+    match slot {
+        Some(slot) => run(inner, row, slot, origin, results).await,
+        None => inner.hand_back(&row, inner.clock.now()).await,
+    }
+}
+
+/// Sends `token`, moving the attempt to the slow lane if it takes longer than
+/// [`SLOW_LANE_AFTER`].
+async fn send(
+    inner: &Inner,
+    url: &url::Url,
+    token: &str,
+    slot: &mut OwnedSemaphorePermit,
+) -> SendResult {
+    let sending = inner.sender.send(url, token);
+    let mut sending = std::pin::pin!(sending);
+    tokio::select! {
+        biased;
+        sent = &mut sending => return sent,
+        _ = tokio::time::sleep(SLOW_LANE_AFTER) => {}
+    }
+    if let Ok(slow) = inner.slow_lane.clone().try_acquire_owned() {
+        // The fast slot goes back to the claim loop now.
+        *slot = slow;
+        inner.metrics.slow_lane_moves.inc();
+    }
+    sending.await
+}
+
+/// What an attempt's outcome says about its origin's capacity.
+fn signal(outcome: &Outcome) -> Signal {
+    match outcome {
+        Outcome::Status {
+            code: 429 | 503, ..
+        }
+        | Outcome::Timeout => Signal::Congested,
+        Outcome::Status { .. } => Signal::Answered,
+        _ => Signal::Neutral,
+    }
 }
 
 /// Queues `result` for the recorder, and only then gives up the attempt's in-flight slot.
@@ -83,11 +163,16 @@ async fn hand_over(
     drop(slot);
 }
 
-async fn attempt(inner: &Inner, row: &ClaimedDelivery, url: &url::Url) -> AttemptResult {
+async fn attempt(
+    inner: &Inner,
+    row: &ClaimedDelivery,
+    url: &url::Url,
+    slot: &mut OwnedSemaphorePermit,
+) -> (AttemptResult, Signal) {
     let started = inner.clock.now();
     let (outcome, latency, jti) = match mint(inner, row, started) {
         Ok((token, jti)) => {
-            let sent = inner.sender.send(url, &token).await;
+            let sent = send(inner, url, &token, slot).await;
             (sent.outcome, sent.latency, jti)
         }
         Err(reason) => (
@@ -114,12 +199,13 @@ async fn attempt(inner: &Inner, row: &ClaimedDelivery, url: &url::Url) -> Attemp
         jti,
     };
     inner.observe(row, attempts_made, &record, &decision, latency);
-    AttemptResult {
+    let result = AttemptResult {
         id: row.delivery.id.clone(),
         lease: row.lease.clone(),
         attempt: record,
         decision,
-    }
+    };
+    (result, signal(&outcome))
 }
 
 /// The status and error text an attempt record keeps. The RP's own text was cleaned when
@@ -180,6 +266,18 @@ mod tests {
             },
             decision: Decision::Delivered,
         }
+    }
+
+    #[test]
+    fn timeouts_429_and_503_shrink_an_origin_other_answers_grow_it() {
+        assert_eq!(signal(&Outcome::Timeout), Signal::Congested);
+        assert_eq!(signal(&Outcome::status(429)), Signal::Congested);
+        assert_eq!(signal(&Outcome::status(503)), Signal::Congested);
+        for code in [200, 204, 400, 404, 500, 502] {
+            assert_eq!(signal(&Outcome::status(code)), Signal::Answered, "{code}");
+        }
+        assert_eq!(signal(&Outcome::Connect("refused".into())), Signal::Neutral);
+        assert_eq!(signal(&Outcome::Reset("reset".into())), Signal::Neutral);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -1,23 +1,36 @@
 //! The delivery loop: claim due outbox rows under a lease, mint a fresh token per attempt,
 //! send, classify and record. Caps attempts in flight globally and per RP origin, wakes on new
 //! rows without polling, and on shutdown finishes or hands back what it holds.
+//!
+//! One RP's slowness must not hold up the others (head-of-line blocking across origins):
+//!
+//! 1. Each origin has a learned limit on its attempts in flight (see `origin.rs`): small for a
+//!    new origin, raised by answers, halved by timeouts, 429 and 503.
+//! 2. The claim loop never waits for an origin. A claimed row whose origin is at its limit
+//!    waits in memory for a short while ([`HOLD`]) without a global slot if the origin is
+//!    moving, and is otherwise handed back to the outbox (rows gathered over claims for up to
+//!    10 ms, one write per due time), due again after a delay that grows while the origin
+//!    stays stuck. Either way the loop goes on to the next row.
+//! 3. An attempt still running after [`SLOW_LANE_AFTER`] moves from the `max_in_flight` slots
+//!    to a slow lane of as many slots again (see `attempt.rs`).
 
 mod attempt;
 mod origin;
 mod recorder;
 
-pub use attempt::{describe, mint};
-pub use origin::{OriginLimits, origin_of};
+pub use attempt::{SLOW_LANE_AFTER, describe, mint};
+pub use origin::{HOLD, INITIAL_LIMIT, MAX_DEFER, MIN_DEFER, MIN_LIMIT, MIN_WAITING, origin_of};
 
 use crate::clock::SharedClock;
 use crate::config::DispatchSettings;
-use crate::ids::Issuer;
+use crate::ids::{DeliveryId, Issuer, LeaseId};
 use crate::keys::KeyRing;
 use crate::metrics::{LabelText, Metrics, OutcomeLabels};
 use crate::outbox::{AttemptRecord, ClaimedDelivery, Outbox};
 use crate::retry::{Decision, RetryPolicy};
 use crate::sender::Sender;
 use chrono::{DateTime, Utc};
+use origin::{Admission, MIN_DEFER as SHORT_DEFER, Origins};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -67,8 +80,11 @@ pub struct Inner {
     retry: RetryPolicy,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    slow_lane: Arc<Semaphore>,
+    /// Places for rows waiting in memory for their origin (as many as `max_in_flight`).
+    waiting: Arc<Semaphore>,
     max_in_flight: usize,
-    origins: OriginLimits,
+    max_per_origin: usize,
     shutdown: CancellationToken,
 }
 
@@ -76,6 +92,44 @@ pub struct Inner {
 pub struct Dispatcher {
     inner: Arc<Inner>,
     attempts: Option<tokio::runtime::Handle>,
+}
+
+/// Claims given back together: the rows' ids and leases.
+type Leases = Vec<(DeliveryId, LeaseId)>;
+
+/// Rows handed back gathered over claims before one write per due time: at most this many.
+const HAND_BACK_BATCH: usize = 2 * CLAIM_BATCH;
+/// ... and for at most this long. A handed-back row is due at least
+/// [`origin::MIN_DEFER`] later, so a short wait delays no row, and during a backlog of rows of
+/// full origins it saves a write transaction per claim.
+const HAND_BACK_LINGER: Duration = Duration::from_millis(10);
+
+/// Claimed rows to hand back unattempted, grouped by the time they are due again.
+#[derive(Default)]
+struct HandBack {
+    groups: Vec<(DateTime<Utc>, Leases)>,
+    rows: usize,
+    since: Option<tokio::time::Instant>,
+}
+
+impl HandBack {
+    fn push(&mut self, row: &ClaimedDelivery, due: DateTime<Utc>) {
+        let lease = (row.delivery.id.clone(), row.lease.clone());
+        match self.groups.iter_mut().find(|(at, _)| *at == due) {
+            Some((_, rows)) => rows.push(lease),
+            None => self.groups.push((due, vec![lease])),
+        }
+        self.rows += 1;
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+    }
+
+    /// Whether the rows gathered should be written now.
+    fn ripe(&self) -> bool {
+        self.rows >= HAND_BACK_BATCH
+            || self
+                .since
+                .is_some_and(|since| since.elapsed() >= HAND_BACK_LINGER)
+    }
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -98,8 +152,10 @@ impl Dispatcher {
                 retry: settings.retry,
                 metrics: parts.metrics,
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+                slow_lane: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+                waiting: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
                 max_in_flight: settings.max_in_flight.max(1),
-                origins: OriginLimits::new(settings.max_per_origin),
+                max_per_origin: settings.max_per_origin.max(1),
                 shutdown,
             }),
             attempts: None,
@@ -120,28 +176,102 @@ impl Dispatcher {
         let (tx, rx) = tokio::sync::mpsc::channel(recorder::CHANNEL);
         let recorder = tokio::spawn(recorder::run(self.inner.outbox.clone(), rx));
         let mut tasks = JoinSet::new();
+        let mut origins = Origins::new(self.inner.max_per_origin);
+        let mut handing = HandBack::default();
+        let step = claim_step(self.inner.max_in_flight) as usize;
         while let Some(slots) = self.free_slots().await {
             while tasks.try_join_next().is_some() {}
-            let claimed = self.claim(slots.len()).await;
+            let claimed_at = self.inner.clock.now();
+            let claimed = self.claim(claimed_at, slots.len()).await;
             if claimed.is_empty() {
                 drop(slots);
-                self.idle().await;
+                self.hand_back(&mut handing, &mut tasks);
+                self.idle(claimed_at).await;
                 continue;
             }
-            for (row, slot) in claimed.into_iter().zip(slots) {
-                let attempt = attempt::run(self.inner.clone(), row, slot, tx.clone());
-                match &self.attempts {
-                    Some(runtime) => tasks.spawn_on(attempt, runtime),
-                    None => tasks.spawn(attempt),
-                };
+            let claimed_rows = claimed.len();
+            let before = handing.rows;
+            self.start(claimed, slots, &mut origins, &mut tasks, &tx, &mut handing);
+            let deferred = handing.rows - before;
+            tracing::debug!(
+                claimed = claimed_rows,
+                handed_back = deferred,
+                "claimed due deliveries"
+            );
+            self.inner.metrics.origin_deferrals.inc_by(deferred as u64);
+            // Write now if the next wait for slots may be long.
+            if handing.ripe() || self.inner.in_flight.available_permits() < step {
+                self.hand_back(&mut handing, &mut tasks);
             }
         }
+        self.hand_back(&mut handing, &mut tasks);
         while tasks.join_next().await.is_some() {}
         drop(tx);
         if recorder.await.is_err() {
             tracing::error!("result recorder stopped abnormally");
         }
         tracing::info!("dispatcher stopped");
+    }
+
+    /// Writes the rows gathered in `handing` back to the outbox, in the background.
+    fn hand_back(&self, handing: &mut HandBack, tasks: &mut JoinSet<()>) {
+        if handing.rows > 0 {
+            let rows = std::mem::take(handing);
+            tasks.spawn(self.inner.clone().hand_back_all(rows));
+        }
+    }
+
+    /// Starts an attempt for each claimed row whose origin admits one, each with one of
+    /// `slots` (those left over go back), or a wait for its origin; adds the other rows to
+    /// `deferred`, due when their origin is likely to have room.
+    fn start(
+        &self,
+        claimed: Vec<ClaimedDelivery>,
+        slots: Vec<OwnedSemaphorePermit>,
+        origins: &mut Origins,
+        tasks: &mut JoinSet<()>,
+        results: &tokio::sync::mpsc::Sender<crate::outbox::AttemptResult>,
+        deferred: &mut HandBack,
+    ) {
+        let now = tokio::time::Instant::now();
+        let due_now = self.inner.clock.now();
+        let mut slots = slots.into_iter();
+        for row in claimed {
+            let admission = match row.client.logout_url() {
+                Some(url) => origins.admit(url, now),
+                None => Admission::Full(Duration::ZERO),
+            };
+            let inner = self.inner.clone();
+            let results = results.clone();
+            match (admission, slots.next()) {
+                (Admission::Admitted(origin), Some(slot)) => {
+                    self.spawn(tasks, attempt::run(inner, row, slot, origin, results));
+                }
+                (Admission::Wait(wait), _) => {
+                    match self.inner.waiting.clone().try_acquire_owned() {
+                        Ok(place) => {
+                            let waiting = attempt::run_after_wait(inner, row, wait, place, results);
+                            self.spawn(tasks, waiting);
+                        }
+                        Err(_) => deferred.push(&row, due_now + chrono_duration(SHORT_DEFER)),
+                    }
+                }
+                (Admission::Full(defer), _) => {
+                    deferred.push(&row, due_now + chrono_duration(defer));
+                }
+                (Admission::Admitted(_), None) => {
+                    // Never more rows than slots; were it so, the row waits for the next look.
+                    deferred.push(&row, due_now);
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, tasks: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + 'static) {
+        match &self.attempts {
+            Some(runtime) => tasks.spawn_on(attempt, runtime),
+            None => tasks.spawn(attempt),
+        };
     }
 
     /// Waits for free in-flight slots and takes up to a batch; `None` on shutdown. While
@@ -170,13 +300,9 @@ impl Dispatcher {
         Some(slots)
     }
 
-    async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {
+    async fn claim(&self, now: DateTime<Utc>, limit: usize) -> Vec<ClaimedDelivery> {
         let inner = &self.inner;
-        match inner
-            .outbox
-            .claim_due(inner.clock.now(), inner.lease, limit)
-            .await
-        {
+        match inner.outbox.claim_due(now, inner.lease, limit).await {
             Ok(rows) => {
                 let reclaimed = rows.iter().filter(|r| r.reclaimed).count();
                 inner.metrics.lease_reclaims.inc_by(reclaimed as u64);
@@ -193,8 +319,11 @@ impl Dispatcher {
         }
     }
 
-    /// Sleeps until the next row is due, new rows are signalled, or shutdown.
-    async fn idle(&self) {
+    /// Sleeps until the next row is due, new rows are signalled, or shutdown. A row that
+    /// became due after the empty claim at `claimed_at` (a row handed back a few milliseconds
+    /// ahead, typically) is claimed at once; one that was due then but not claimable waits
+    /// [`BLOCKED_IDLE`].
+    async fn idle(&self, claimed_at: DateTime<Utc>) {
         let inner = &self.inner;
         let wakeup = inner.outbox.wakeup();
         let wait = match inner.outbox.next_due_at().await {
@@ -202,6 +331,8 @@ impl Dispatcher {
                 let now = inner.clock.now();
                 if due > now {
                     (due - now).to_std().unwrap_or(MAX_IDLE).min(MAX_IDLE)
+                } else if due > crate::clock::to_millis(claimed_at) {
+                    return;
                 } else {
                     BLOCKED_IDLE
                 }
@@ -209,6 +340,7 @@ impl Dispatcher {
             Ok(None) => MAX_IDLE,
             Err(_) => BLOCKED_IDLE,
         };
+        tracing::debug!(wait_ms = wait.as_millis() as u64, "dispatcher idle");
         tokio::select! {
             _ = inner.shutdown.cancelled() => {}
             _ = wakeup.notified() => {}
@@ -218,6 +350,20 @@ impl Dispatcher {
 }
 
 impl Inner {
+    /// Returns claimed rows unattempted, one write per due time.
+    async fn hand_back_all(self: Arc<Self>, rows: HandBack) {
+        for (due, leases) in rows.groups {
+            let due = crate::clock::to_millis(due);
+            if let Err(err) = self.outbox.release(&leases, due).await {
+                tracing::warn!(
+                    rows = leases.len(),
+                    error = %crate::api::error::chain(&err),
+                    "could not hand rows back; they return when their lease expires"
+                );
+            }
+        }
+    }
+
     /// Returns a claimed row unattempted, due at `due`.
     async fn hand_back(&self, row: &ClaimedDelivery, due: DateTime<Utc>) {
         let lease = [(row.delivery.id.clone(), row.lease.clone())];

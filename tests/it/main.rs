@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod api_connections;
 mod api_ends;
 mod api_errors;
 mod api_sessions_sid;
@@ -11,6 +12,7 @@ mod crash;
 mod delivery;
 mod examples;
 mod fuzz;
+mod head_of_line;
 mod hostile;
 mod housekeeping;
 mod keys;

@@ -75,3 +75,36 @@ async fn sigterm_during_mass_logout_delivers_every_pair_exactly_once() {
         "every row recorded as delivered"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_client_stuck_in_its_headers_exits_within_the_grace() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    // The header timeout is far away: only the shutdown grace can end the stuck client.
+    let flags = [
+        "--header-read-timeout-ms",
+        "120000",
+        "--shutdown-grace-ms",
+        "500",
+    ];
+    let server = ServeProcess::start(dir.path(), &flags).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stuck = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stuck
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+        .await
+        .unwrap();
+    // Accepted before this later connection is answered.
+    let (status, _) = server.call(Method::GET, "/healthz", None).await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    assert!(server.terminate().await.success());
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stuck.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the stuck client was not let go: {read:?}"
+    );
+}

@@ -1,5 +1,9 @@
 //! `logoutd serve` as a library function: the API, the dispatcher, the expiry sweeper and the
 //! pruner on an already-bound listener, until a shutdown token is cancelled.
+//!
+//! The API's connections are served by [`serve_api`]: header, idle and body timeouts, a cap
+//! on open connections, and a shutdown bounded by a grace period (see
+//! [`HttpSettings`](crate::config::HttpSettings)).
 
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
@@ -16,6 +20,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+mod exchange;
+mod guard;
+mod http;
+
+pub use guard::{MAX_HEAD_BYTES, MAX_HEADERS};
+pub use http::{ACCEPT_BACKOFF, serve as serve_api};
 
 /// How often the keys directory is checked for rotations made by `logoutd keys rotate`.
 pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -64,7 +75,8 @@ fn lower_priority(by: i32) {
 }
 
 /// Serves the API on `listener` and runs the dispatcher until `shutdown` is cancelled, then
-/// stops accepting requests, lets the dispatcher finish or hand back its rows, and returns.
+/// stops accepting requests, gives open API connections at most the shutdown grace, lets the
+/// dispatcher finish or hand back its rows, and returns.
 pub async fn run(
     listener: TcpListener,
     parts: ServerParts,
@@ -118,9 +130,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let router = api::router(state);
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    serve_api(listener, router, &settings.http, shutdown.clone()).await;
     shutdown.cancel();
     if dispatcher.await.is_err() {
         tracing::error!("dispatcher task failed");
@@ -131,7 +141,7 @@ pub async fn run(
             tracing::error!("housekeeping task failed");
         }
     }
-    served.map_err(Into::into)
+    Ok(())
 }
 
 /// Starts the expiry sweeper (unless turned off) and the pruner; both stop on `shutdown`.
