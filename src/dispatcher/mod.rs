@@ -241,16 +241,18 @@ impl Dispatcher {
                 Some(url) => origins.admit(url, now),
                 None => Admission::Full(Duration::ZERO),
             };
-            let inner = self.inner.clone();
-            let results = results.clone();
             match (admission, slots.next()) {
                 (Admission::Admitted(origin), Some(slot)) => {
-                    self.spawn(tasks, attempt::run(inner, row, slot, origin, results));
+                    let attempt =
+                        attempt::run(self.inner.clone(), row, slot, origin, results.clone());
+                    self.spawn(tasks, attempt);
                 }
                 (Admission::Wait(wait), _) => {
                     match self.inner.waiting.clone().try_acquire_owned() {
                         Ok(place) => {
-                            let waiting = attempt::run_after_wait(inner, row, wait, place, results);
+                            let inner = self.inner.clone();
+                            let waiting =
+                                attempt::run_after_wait(inner, row, wait, place, results.clone());
                             self.spawn(tasks, waiting);
                         }
                         Err(_) => deferred.push(&row, due_now + chrono_duration(SHORT_DEFER)),
