@@ -22,6 +22,8 @@ curl -sf -XPOST $API/clients -H "$A" -H "$J" -d '{"client_id":"app1","name":"App
 curl -sf -XPOST $API/sessions -H "$A" -H "$J" -d '{"id":"sess-1","user_id":"auth0|alice","clients":[{"client_id":"app1"}],"session_metadata":{"tenant":"acme"}}'; echo
 curl -sf -XPOST $API/logout-events -H "$A" -H "$J" -d '{"session_id":"sess-1","initiator":"rp-logout"}'; echo   # 202 {"event_id","deliveries":1,"skipped":[],"held":[]}
 
-# The RP's receipt (the request waits up to 30 s for it), then the delivery as logoutd saw it.
+# The RP's receipt (the request waits up to 30 s for it), then the delivery as logoutd
+# recorded it, a moment after the RP answered.
 curl -sf "$RP/receipts?format=json&min=1&wait_ms=30000" | jq -se '.[0] | length == 1 and all(.valid)'
-curl -sf "$API/logout-deliveries?session_id=sess-1" -H "$A" | jq -e '.deliveries[0].state == "delivered"'
+delivered() { curl -sf "$API/logout-deliveries?session_id=sess-1" -H "$A" | jq -e '.deliveries[0].state == "delivered"' > /dev/null; }
+wait_for delivered && echo delivered
