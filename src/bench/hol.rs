@@ -182,7 +182,7 @@ async fn wait_for(
     }
 }
 
-async fn distinct(http: &reqwest::Client, sink: &str) -> anyhow::Result<u64> {
+pub(super) async fn distinct(http: &reqwest::Client, sink: &str) -> anyhow::Result<u64> {
     let text = http
         .get(format!("{sink}/distinct"))
         .send()

@@ -26,3 +26,4 @@ pub mod proc_stats;
 pub mod sign;
 pub mod sink;
 pub mod slow_clients;
+pub mod soak;

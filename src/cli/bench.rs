@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// Head-of-line blocking across origins: a healthy RP's time to its last receipt with
     /// hostile RPs (never answering, dripping, late) paused and then live, in one run.
     Hol(HolArgs),
+    /// API load and deliveries to a healthy RP and to hostile ones together for a bounded
+    /// time: the healthy RP's latency, RSS and open descriptors at the start and at the end.
+    Soak(SoakArgs),
     /// Stalled API connections (half a request's headers each) against `serve` under a small
     /// descriptor limit: seconds until `/healthz` and `POST /api/v2/logout-events` answer.
     SlowClients(SlowClientsArgs),
@@ -93,6 +96,17 @@ pub struct HolArgs {
     alg: SigningAlg,
 }
 
+/// Arguments of `bench soak`.
+#[derive(Debug, clap::Args)]
+pub struct SoakArgs {
+    /// How long the load runs, in seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Signing alg of every client.
+    #[arg(long, default_value = "ES256")]
+    alg: SigningAlg,
+}
+
 /// Arguments of `bench slow-clients`.
 #[derive(Debug, clap::Args)]
 pub struct SlowClientsArgs {
@@ -136,6 +150,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Deliver(args) => run_deliver(args).await,
         BenchCommand::Api(args) => run_api(args).await,
         BenchCommand::Hol(args) => run_hol(args).await,
+        BenchCommand::Soak(args) => run_soak(args).await,
         BenchCommand::SlowClients(args) => run_slow_clients(args).await,
         BenchCommand::Sink(args) => crate::bench::sink::serve(args.ports)
             .await
@@ -280,6 +295,22 @@ async fn run_hol(args: HolArgs) -> anyhow::Result<ExitCode> {
         alg: args.alg,
     };
     crate::outln!("{}", hol::run(scenario, url).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
+    use crate::bench::soak::{self, SoakScenario};
+    anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
+    let sink = start_sink(1).await?;
+    let url = sink
+        .urls
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("sink reported no address"))?;
+    let scenario = SoakScenario {
+        duration: std::time::Duration::from_secs(args.seconds),
+        alg: args.alg,
+    };
+    crate::outln!("{}", soak::run(scenario, url).await?);
     Ok(ExitCode::SUCCESS)
 }
 

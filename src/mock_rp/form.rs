@@ -154,4 +154,30 @@ mod tests {
         assert!(check("Application/X-WWW-Form-Urlencoded", &mut headers).is_ok());
         assert!(check("application/json", &mut headers).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2000, failure_persistence: None, ..Default::default()
+        })]
+
+        /// Any bytes get a verdict, never a panic.
+        #[test]
+        fn any_body_gets_a_verdict(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse_form(&body);
+        }
+
+        /// Whatever a sender percent-encodes comes back as it was sent.
+        #[test]
+        fn encoded_pairs_round_trip(name in "[a-z_]{1,12}", value in "\\PC{0,40}") {
+            let encoded: String = value
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            let pairs = parse_form(format!("{name}={encoded}").as_bytes()).unwrap();
+            proptest::prop_assert_eq!(pairs, vec![(name, value)]);
+        }
+    }
 }
