@@ -1,10 +1,8 @@
-//! Relying-party registration in Auth0's `oidc_logout` shape, and the client registry trait.
+//! Relying-party registration in Auth0's `oidc_logout` shape.
 
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::ids::ClientId;
 use crate::initiator::Initiator;
-use crate::store::StoreError;
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -129,35 +127,6 @@ impl RelyingParty {
     pub fn includes_metadata(&self) -> bool {
         self.oidc_logout.backchannel_logout_session_metadata.include
     }
-}
-
-/// Storage of registered clients. Every method is atomic.
-#[async_trait]
-pub trait ClientRegistry: Send + Sync {
-    /// Registers a client; `Conflict` if the client_id exists.
-    async fn create_client(&self, client: &RelyingParty) -> Result<(), StoreError>;
-
-    /// One client.
-    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError>;
-
-    /// Clients ordered by client_id, starting after cursor `from`.
-    async fn list_clients(
-        &self,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<crate::store::Page<RelyingParty>, StoreError>;
-
-    /// Replaces a client's settings. When it no longer has a URL, its pending deliveries are
-    /// cancelled in the same transaction. Returns how many were cancelled; `NotFound` if absent.
-    async fn update_client(
-        &self,
-        client: &RelyingParty,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
-
-    /// Deletes a client and cancels its pending deliveries in the same transaction. Returns
-    /// how many were cancelled; `NotFound` if absent.
-    async fn delete_client(&self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

@@ -3,15 +3,14 @@
 //!
 //! It sleeps until the next expiry the store reports, so a session ends right after it
 //! expires, and wakes early when the store signals a new session with an expiry
-//! ([`SessionStore::expiry_wakeup`]). Sessions created on another node are picked up within
+//! ([`Housekeeping::expiry_wakeup`]). Sessions created on another node are picked up within
 //! [`MAX_SLEEP`].
 
 use crate::clock::SharedClock;
 use crate::ids::EventId;
 use crate::initiator::Initiator;
 use crate::metrics::{InitiatorLabels, Metrics};
-use crate::session::SessionStore;
-use crate::store::StoreError;
+use crate::store::{Housekeeping, Sessions, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,8 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Ends expired sessions until shutdown.
 pub struct ExpirySweeper {
-    sessions: Arc<dyn SessionStore>,
+    sessions: Sessions,
+    housekeeping: Arc<dyn Housekeeping>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -34,13 +34,14 @@ pub struct ExpirySweeper {
 impl ExpirySweeper {
     /// A sweeper that stops when `shutdown` is cancelled.
     pub fn new(
-        sessions: Arc<dyn SessionStore>,
+        stores: &crate::store::Stores,
         clock: SharedClock,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
-            sessions,
+            sessions: stores.sessions.clone(),
+            housekeeping: stores.housekeeping.clone(),
             clock,
             metrics,
             shutdown,
@@ -49,7 +50,7 @@ impl ExpirySweeper {
 
     /// Runs until shutdown: sweep, then sleep until the next expiry or a wake-up.
     pub async fn run(self) {
-        let wakeup = self.sessions.expiry_wakeup();
+        let wakeup = self.housekeeping.expiry_wakeup();
         loop {
             let notified = wakeup.notified();
             let wait = match self.sweep().await {
@@ -89,7 +90,7 @@ impl ExpirySweeper {
 
     /// How long to sleep: until just after the next expiry, at most [`MAX_SLEEP`].
     async fn until_next_expiry(&self) -> Duration {
-        match self.sessions.next_expiry().await {
+        match self.housekeeping.next_expiry().await {
             Ok(Some(at)) => {
                 let left = at - self.clock.now() + chrono::Duration::milliseconds(1);
                 left.to_std().unwrap_or(ERROR_BACKOFF).min(MAX_SLEEP)

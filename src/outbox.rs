@@ -7,13 +7,10 @@ use crate::ids::{ClientId, DeliveryId, EventId, Jti, LeaseId, SessionId, UserId}
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
 use crate::retry::Decision;
-use crate::store::{Page, StoreError};
-use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use std::sync::Arc;
-use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 /// Where a delivery stands.
@@ -216,63 +213,4 @@ pub enum Redrive {
     Requeued,
     /// The row is not in the `failed` state.
     NotFailed(DeliveryState),
-}
-
-/// Durable delivery rows. Every method is atomic.
-#[async_trait]
-pub trait Outbox: Send + Sync {
-    /// Claims up to `limit` due rows (pending with `next_attempt_at <= now`, or in-flight with
-    /// an expired lease) of unpaused clients that still have a URL, oldest due first. Each
-    /// becomes `in_flight` with a new lease ending at `now + lease`.
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
-
-    /// Records attempt results. A result whose lease is no longer current is ignored (another
-    /// worker owns the row now); returns how many were applied.
-    async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError>;
-
-    /// Gives claimed rows back, due at `now`, without counting an attempt (shutdown).
-    async fn release(
-        &self,
-        leases: &[(DeliveryId, LeaseId)],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
-
-    /// The earliest time a row becomes claimable (a pending row's `next_attempt_at` or an
-    /// in-flight row's lease end), if any.
-    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-
-    /// Rows matching `filter`, ordered by id, after cursor `from`.
-    async fn list_deliveries(
-        &self,
-        filter: &DeliveryFilter,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Page<Delivery>, StoreError>;
-
-    /// One row with its attempt history.
-    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError>;
-
-    /// Re-drives a failed row: pending, due at `now`, attempts reset to 0, `created_at` kept
-    /// but the age budget counted from `now`. `NotFound` if absent.
-    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError>;
-
-    /// Signalled after new due rows are committed (by this process, or by another node when
-    /// the backend can tell), so workers wake without polling.
-    fn wakeup(&self) -> Arc<Notify>;
-
-    /// Live and dead-letter counts, and the oldest due row, as of `now`.
-    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
-
-    /// Deletes up to `limit` `delivered` and `cancelled` rows (with their attempt history)
-    /// whose last change was before `before`. Returns how many.
-    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
-
-    /// Deletes up to `limit` `failed` rows (with their history) whose last change was before
-    /// `before`: the operator's explicit dead-letter cleanup. Returns how many.
-    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 }

@@ -7,7 +7,7 @@
 //! is always kept.
 
 use crate::clock::SharedClock;
-use crate::outbox::Outbox;
+use crate::store::Housekeeping;
 use crate::store::{StoreError, Stores};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -31,7 +31,10 @@ pub struct PruneReport {
 pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport, StoreError> {
     let mut report = PruneReport::default();
     loop {
-        let n = stores.outbox.prune_finished(before, PRUNE_BATCH).await?;
+        let n = stores
+            .housekeeping
+            .prune_finished(before, PRUNE_BATCH)
+            .await?;
         report.deliveries += n;
         if n < PRUNE_BATCH as u64 {
             break;
@@ -39,7 +42,10 @@ pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport
         tokio::task::yield_now().await;
     }
     loop {
-        let n = stores.sessions.prune_sessions(before, PRUNE_BATCH).await?;
+        let n = stores
+            .housekeeping
+            .prune_sessions(before, PRUNE_BATCH)
+            .await?;
         report.sessions += n;
         if n < PRUNE_BATCH as u64 {
             break;
@@ -50,7 +56,10 @@ pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport
 }
 
 /// Deletes failed rows last changed before `before`, batch by batch; returns how many.
-pub async fn prune_failed(outbox: &dyn Outbox, before: DateTime<Utc>) -> Result<u64, StoreError> {
+pub async fn prune_failed(
+    outbox: &dyn Housekeeping,
+    before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
         let n = outbox.prune_failed(before, PRUNE_BATCH).await?;

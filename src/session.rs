@@ -1,15 +1,10 @@
-//! Sessions (Auth0's session object) and the session-store trait.
+//! Sessions (Auth0's session object), and what ending them reports.
 
-use crate::ids::{ClientId, EventId, SessionId, UserId};
+use crate::ids::{ClientId, SessionId, UserId};
 use crate::initiator::Initiator;
-use crate::metadata::{MetadataOp, SessionMetadata};
-use crate::store::{Page, StoreError};
-use crate::terminate::ClientNotes;
-use async_trait::async_trait;
+use crate::metadata::SessionMetadata;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 /// Where a session came from, as Auth0 records it.
@@ -128,118 +123,4 @@ fn join(list: &mut Vec<SessionClient>, client: SessionClient) {
         }
         None => list.push(client),
     }
-}
-
-/// Which sessions a termination covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndTarget {
-    /// One session.
-    Session(SessionId),
-    /// Every active session of a user.
-    User(UserId),
-}
-
-/// What a termination did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EndReport {
-    /// The event the outbox rows share.
-    pub event_id: EventId,
-    /// Sessions that were active and are now ended.
-    pub sessions_ended: usize,
-    /// Outbox rows written.
-    pub deliveries: usize,
-    /// The participating clients that got no row, or a row held while they are paused.
-    #[serde(flatten)]
-    pub notes: ClientNotes,
-}
-
-impl EndReport {
-    /// A termination under `event_id` that has ended nothing yet.
-    pub fn nothing(event_id: &EventId) -> Self {
-        Self {
-            event_id: event_id.clone(),
-            sessions_ended: 0,
-            deliveries: 0,
-            notes: ClientNotes::default(),
-        }
-    }
-
-    /// Adds what one part of the same termination (a chunk of sessions) did.
-    pub fn absorb(&mut self, part: EndReport) {
-        self.sessions_ended += part.sessions_ended;
-        self.deliveries += part.deliveries;
-        self.notes.absorb(part.notes);
-    }
-}
-
-/// Storage of sessions. Every method is atomic, except that ending a user's sessions may commit
-/// them in several transactions; each session's end still commits together with its rows.
-#[async_trait]
-pub trait SessionStore: Send + Sync {
-    /// Stores a new session. `Conflict` if the id exists; `UnknownClient` if a listed client
-    /// is not registered.
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
-
-    /// The session, ended or not.
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
-
-    /// The user's active sessions ordered by id, starting after cursor `from`.
-    async fn list_user_sessions(
-        &self,
-        user: &UserId,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Page<Session>, StoreError>;
-
-    /// Records that `client` joined the session. Joining again keeps the client's place in
-    /// the list; a `sid` given on the new join replaces the one stored, a join without one
-    /// keeps it. `NotFound`, `Ended` or `UnknownClient` otherwise.
-    async fn add_client(
-        &self,
-        id: &SessionId,
-        client: &SessionClient,
-        now: DateTime<Utc>,
-    ) -> Result<Session, StoreError>;
-
-    /// Applies a metadata change, validated with [`SessionMetadata::apply`] inside the same
-    /// transaction. `NotFound`, `Ended` or `Metadata` otherwise; a refusal changes nothing.
-    async fn update_metadata(
-        &self,
-        id: &SessionId,
-        op: &MetadataOp,
-        now: DateTime<Utc>,
-    ) -> Result<Session, StoreError>;
-
-    /// Ends the target's active sessions and, in the same transaction, writes the outbox rows
-    /// that [`crate::terminate::plan`] derives for each, and reports the clients it noted.
-    /// Sessions already ended are skipped and add no rows and no notes. `NotFound` when a
-    /// single target session does not exist.
-    async fn end_sessions(
-        &self,
-        target: &EndTarget,
-        initiator: Initiator,
-        event_id: &EventId,
-        now: DateTime<Utc>,
-    ) -> Result<EndReport, StoreError>;
-
-    /// Ends up to `limit` active sessions whose `expires_at` or `idle_expires_at` is at or
-    /// before `now`, with initiator `session-expired`, exactly as [`Self::end_sessions`] does
-    /// (same transaction, rows only for subscribed clients). A session another node ends
-    /// meanwhile is skipped, never ended twice.
-    async fn end_expired(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        event_id: &EventId,
-    ) -> Result<EndReport, StoreError>;
-
-    /// The earliest `expires_at` or `idle_expires_at` among active sessions, if any.
-    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-
-    /// Deletes up to `limit` sessions that ended before `before` and have no outbox rows left
-    /// (their client lists go with them). Returns how many.
-    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
-
-    /// Signalled when a session with an expiry is created, so the expiry sweeper reschedules.
-    fn expiry_wakeup(&self) -> Arc<Notify>;
 }

@@ -1,16 +1,59 @@
 //! Fan-out of a session end into outbox rows: which clients are told, as a pure function, and
-//! which are not and why.
+//! which are not and why; and what a termination reports.
 //!
-//! Backends call [`plan`] inside the transaction that marks the session ended, so the end and
-//! its rows commit together or not at all.
+//! The store's termination walk ([`crate::store::Sessions::end_sessions`]) calls [`plan_all`]
+//! inside the transaction that marks the sessions ended, so the end and its rows commit
+//! together or not at all.
 
 use crate::clients::RelyingParty;
-use crate::ids::{ClientId, DeliveryId, EventId, SessionId};
+use crate::ids::{ClientId, DeliveryId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
 use crate::session::Session;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+/// Which sessions a termination covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndTarget {
+    /// One session.
+    Session(SessionId),
+    /// Every active session of a user.
+    User(UserId),
+}
+
+/// What a termination did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndReport {
+    /// The event the outbox rows share.
+    pub event_id: EventId,
+    /// Sessions that were active and are now ended.
+    pub sessions_ended: usize,
+    /// Outbox rows written.
+    pub deliveries: usize,
+    /// The participating clients that got no row, or a row held while they are paused.
+    #[serde(flatten)]
+    pub notes: ClientNotes,
+}
+
+impl EndReport {
+    /// A termination under `event_id` that has ended nothing yet.
+    pub fn nothing(event_id: &EventId) -> Self {
+        Self {
+            event_id: event_id.clone(),
+            sessions_ended: 0,
+            deliveries: 0,
+            notes: ClientNotes::default(),
+        }
+    }
+
+    /// Adds what one part of the same termination (a chunk of sessions) did.
+    pub fn absorb(&mut self, part: EndReport) {
+        self.sessions_ended += part.sessions_ended;
+        self.deliveries += part.deliveries;
+        self.notes.absorb(part.notes);
+    }
+}
 
 /// Why a client that took part in an ending session gets no row, or a row that waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]

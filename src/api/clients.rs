@@ -399,7 +399,7 @@ async fn set_paused(
     client.updated_at = state.now();
     save(&state, &client).await?;
     if !paused {
-        state.stores.outbox.wakeup().notify_one();
+        state.stores.queue.wakeup().notify_one();
     }
     Ok(Json(client))
 }

@@ -77,7 +77,7 @@ pub async fn list(
     };
     let page = state
         .stores
-        .outbox
+        .deliveries
         .list_deliveries(&filter, query.from.as_deref(), take)
         .await?;
     Ok(Json(DeliveryPage {
@@ -107,7 +107,7 @@ pub async fn get(
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     state
         .stores
-        .outbox
+        .deliveries
         .get_delivery(&DeliveryId::new(id))
         .await?
         .map(Json)
@@ -147,7 +147,7 @@ pub async fn retry(
     let delivery_id = DeliveryId::new(id);
     let outcome = state
         .stores
-        .outbox
+        .deliveries
         .redrive(&delivery_id, state.now())
         .await
         .map_err(|e| ApiError::from_store(e, "delivery"))?;
@@ -221,7 +221,8 @@ pub async fn prune_failed(
         .now()
         .checked_sub_signed(age)
         .ok_or_else(|| ApiError::invalid_query("older_than_days reaches before the calendar"))?;
-    let deleted = crate::retention::prune_failed(state.stores.outbox.as_ref(), before).await?;
+    let deleted =
+        crate::retention::prune_failed(state.stores.housekeeping.as_ref(), before).await?;
     tracing::info!(
         deleted,
         older_than_days = query.older_than_days,

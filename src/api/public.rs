@@ -145,7 +145,7 @@ pub async fn readyz(State(state): State<Shared>) -> Response {
 )]
 pub async fn metrics(State(state): State<Shared>) -> Response {
     let now = state.clock.now();
-    match state.stores.outbox.stats(now).await {
+    match state.stores.deliveries.stats(now).await {
         Ok(stats) => state.metrics.set_outbox(&stats, now),
         Err(err) => {
             tracing::warn!(error = %super::error::chain(&err), "reading outbox statistics failed")

@@ -26,9 +26,10 @@ use crate::config::DispatchSettings;
 use crate::ids::{DeliveryId, Issuer, LeaseId};
 use crate::keys::KeyRing;
 use crate::metrics::{LabelText, Metrics, OutcomeLabels};
-use crate::outbox::{AttemptRecord, ClaimedDelivery, Outbox};
+use crate::outbox::{AttemptRecord, ClaimedDelivery};
 use crate::retry::{Decision, RetryPolicy};
 use crate::sender::Sender;
+use crate::store::Queue;
 use chrono::{DateTime, Utc};
 use origin::{Admission, MIN_DEFER as SHORT_DEFER, Origins};
 use std::sync::Arc;
@@ -53,7 +54,7 @@ const BLOCKED_IDLE: Duration = Duration::from_secs(1);
 /// What the dispatcher is built from.
 pub struct DispatcherParts {
     /// The outbox.
-    pub outbox: Arc<dyn Outbox>,
+    pub outbox: Arc<dyn Queue>,
     /// Signing keys (hot-reloadable).
     pub keys: Arc<KeyRing>,
     /// The HTTP sender.
@@ -70,7 +71,7 @@ pub struct DispatcherParts {
 
 /// State shared by the loop and its attempt tasks.
 pub struct Inner {
-    outbox: Arc<dyn Outbox>,
+    outbox: Arc<dyn Queue>,
     keys: Arc<KeyRing>,
     sender: Sender,
     clock: SharedClock,
@@ -108,16 +109,26 @@ const HAND_BACK_LINGER: Duration = Duration::from_millis(10);
 #[derive(Default)]
 struct HandBack {
     groups: Vec<(DateTime<Utc>, Leases)>,
+    /// Rows whose age budget ends before they would be due again: they fail unattempted, as
+    /// a retry past the budget would (see [`crate::retry::decide`]), so a slow origin's
+    /// backlog stays bounded by its arrival rate times the budget.
+    spent: Leases,
     rows: usize,
     since: Option<tokio::time::Instant>,
 }
 
 impl HandBack {
-    fn push(&mut self, row: &ClaimedDelivery, due: DateTime<Utc>) {
+    /// Gathers `row` to be due again at `due`, or to fail if its age budget (`max_age` from
+    /// its start) ends before then.
+    fn push(&mut self, row: &ClaimedDelivery, due: DateTime<Utc>, max_age: Duration) {
         let lease = (row.delivery.id.clone(), row.lease.clone());
-        match self.groups.iter_mut().find(|(at, _)| *at == due) {
-            Some((_, rows)) => rows.push(lease),
-            None => self.groups.push((due, vec![lease])),
+        if past_budget(row, due, max_age) {
+            self.spent.push(lease);
+        } else {
+            match self.groups.iter_mut().find(|(at, _)| *at == due) {
+                Some((_, rows)) => rows.push(lease),
+                None => self.groups.push((due, vec![lease])),
+            }
         }
         self.rows += 1;
         self.since.get_or_insert_with(tokio::time::Instant::now);
@@ -130,6 +141,32 @@ impl HandBack {
                 .since
                 .is_some_and(|since| since.elapsed() >= HAND_BACK_LINGER)
     }
+}
+
+/// Whether `row`, due again at `due`, would be due after its age budget ends; logs it then.
+fn past_budget(row: &ClaimedDelivery, due: DateTime<Utc>, max_age: Duration) -> bool {
+    let deadline = row
+        .budget_started_at
+        .checked_add_signed(chrono_duration(max_age))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let past = due > deadline;
+    if past {
+        tracing::warn!(
+            delivery_id = %row.delivery.id,
+            client_id = %row.delivery.client_id,
+            attempts = row.delivery.attempts,
+            "delivery failed: its age budget ran out while its RP's origin had no room"
+        );
+    }
+    past
+}
+
+/// The last error of a row failed by [`past_budget`].
+fn budget_reason(max_age: Duration) -> String {
+    format!(
+        "age budget of {}s exhausted while waiting for room at the RP's origin",
+        max_age.as_secs()
+    )
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -235,6 +272,7 @@ impl Dispatcher {
     ) {
         let now = tokio::time::Instant::now();
         let due_now = self.inner.clock.now();
+        let max_age = self.inner.retry.max_age();
         let mut slots = slots.into_iter();
         for row in claimed {
             let admission = match row.client.logout_url() {
@@ -255,15 +293,17 @@ impl Dispatcher {
                                 attempt::run_after_wait(inner, row, wait, place, results.clone());
                             self.spawn(tasks, waiting);
                         }
-                        Err(_) => deferred.push(&row, due_now + chrono_duration(SHORT_DEFER)),
+                        Err(_) => {
+                            deferred.push(&row, due_now + chrono_duration(SHORT_DEFER), max_age)
+                        }
                     }
                 }
                 (Admission::Full(defer), _) => {
-                    deferred.push(&row, due_now + chrono_duration(defer));
+                    deferred.push(&row, due_now + chrono_duration(defer), max_age);
                 }
                 (Admission::Admitted(_), None) => {
                     // Never more rows than slots; were it so, the row waits for the next look.
-                    deferred.push(&row, due_now);
+                    deferred.push(&row, due_now, max_age);
                 }
             }
         }
@@ -354,6 +394,17 @@ impl Dispatcher {
 impl Inner {
     /// Returns claimed rows unattempted, one write per due time.
     async fn hand_back_all(self: Arc<Self>, rows: HandBack) {
+        if !rows.spent.is_empty() {
+            let reason = budget_reason(self.retry.max_age());
+            let now = crate::clock::to_millis(self.clock.now());
+            if let Err(err) = self.outbox.give_up(&rows.spent, &reason, now).await {
+                tracing::warn!(
+                    rows = rows.spent.len(),
+                    error = %crate::api::error::chain(&err),
+                    "could not fail rows whose budget ran out; they return when their lease expires"
+                );
+            }
+        }
         for (due, leases) in rows.groups {
             let due = crate::clock::to_millis(due);
             if let Err(err) = self.outbox.release(&leases, due).await {
@@ -366,9 +417,22 @@ impl Inner {
         }
     }
 
-    /// Returns a claimed row unattempted, due at `due`.
+    /// Returns a claimed row unattempted, due at `due`, or fails it if its age budget ends
+    /// before then.
     async fn hand_back(&self, row: &ClaimedDelivery, due: DateTime<Utc>) {
         let lease = [(row.delivery.id.clone(), row.lease.clone())];
+        if past_budget(row, due, self.retry.max_age()) {
+            let reason = budget_reason(self.retry.max_age());
+            let now = crate::clock::to_millis(self.clock.now());
+            if let Err(err) = self.outbox.give_up(&lease, &reason, now).await {
+                tracing::warn!(
+                    delivery_id = %row.delivery.id,
+                    error = %crate::api::error::chain(&err),
+                    "could not fail a row whose budget ran out; it returns when its lease expires"
+                );
+            }
+            return;
+        }
         if let Err(err) = self
             .outbox
             .release(&lease, crate::clock::to_millis(due))

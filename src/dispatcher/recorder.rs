@@ -1,8 +1,9 @@
 //! Writes attempt results to the outbox in batches, so a busy dispatcher makes one database
 //! round trip per batch rather than per delivery.
 
-use crate::outbox::{AttemptResult, Outbox};
+use crate::outbox::AttemptResult;
 use crate::retry::Decision;
+use crate::store::Queue;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
@@ -26,7 +27,7 @@ const WRITE_TRIES: u32 = 8;
 /// waiting on the channel is woken by every result sent, and each wake-up can cost a thread
 /// hand-off on a core that is busy signing. Results that arrive meanwhile are taken without
 /// waiting once the timer fires; a backlog is written in full batches with no lingering.
-pub async fn run(outbox: Arc<dyn Outbox>, mut results: Receiver<AttemptResult>) {
+pub async fn run(outbox: Arc<dyn Queue>, mut results: Receiver<AttemptResult>) {
     let mut batch = Vec::with_capacity(BATCH);
     while results.recv_many(&mut batch, BATCH).await > 0 {
         if batch.len() < BATCH {
@@ -49,7 +50,7 @@ pub async fn run(outbox: Arc<dyn Outbox>, mut results: Receiver<AttemptResult>) 
     }
 }
 
-async fn write(outbox: &dyn Outbox, batch: &[AttemptResult]) {
+async fn write(outbox: &dyn Queue, batch: &[AttemptResult]) {
     let mut pause = Duration::from_millis(50);
     for attempt in 1..=WRITE_TRIES {
         match outbox.record(batch).await {

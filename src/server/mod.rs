@@ -93,7 +93,7 @@ pub async fn run(
     let sender = Sender::with_clock(settings.sender.clone(), clock.clone())?;
     let mut dispatcher = Dispatcher::new(
         DispatcherParts {
-            outbox: stores.outbox.clone(),
+            outbox: stores.queue.clone(),
             keys: keys.clone(),
             sender,
             clock: clock.clone(),
@@ -155,7 +155,7 @@ fn spawn_housekeeping(
     let mut tasks = Vec::new();
     if config.expiry_sweep {
         let sweeper = ExpirySweeper::new(
-            state.stores.sessions.clone(),
+            &state.stores,
             clock.clone(),
             state.metrics.clone(),
             shutdown.clone(),

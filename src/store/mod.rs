@@ -1,18 +1,49 @@
-//! Storage backends behind the three store traits, and how a `--store` URL picks one.
+//! The store: sessions, registered clients and the outbox of deliveries, in one database.
+//!
+//! # One database
+//!
+//! Sessions and the outbox share one database, and must: ending a session and writing the
+//! delivery rows it owes commit in one transaction, so a crash at any moment leaves either
+//! the session active with no rows, or the session ended with every row written. A session
+//! store apart from the outbox would need a distributed transaction, or a window in which a
+//! logout is lost. A backend therefore supplies all of it, over one database.
+//!
+//! # Layout
+//!
+//! - The rules, written once: [`Sessions`] (create, join, change, end) and [`Clients`]
+//!   (register, change, delete), over a [`Backend`]; the termination walk is in
+//!   [`crate::terminate`].
+//! - What a backend supplies: [`Backend`] (reads, and a write transaction [`Tx`] of small
+//!   primitives), and the queries with no rule above them, cut by who uses them: [`Queue`]
+//!   (the dispatcher), [`Deliveries`] (the operator), [`Housekeeping`] (retention and expiry)
+//!   and [`Health`] (readiness).
+//! - The backends: [`memory`] (the smallest: see how little it needs), `sqlite` (the
+//!   embedded default) and `postgres` (several nodes on one database).
 
-use crate::clients::ClientRegistry;
-use crate::metadata::{MetadataError, SessionMetadata};
-use crate::outbox::Outbox;
-use crate::session::SessionStore;
-use serde::Serialize;
-use std::borrow::Borrow;
-use std::sync::Arc;
-
+pub mod backend;
+mod clients;
+mod error;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod sessions;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod terminate;
+mod traits;
+
+pub use backend::{Backend, Ending, EndingSet, Lane, Tx};
+pub use clients::Clients;
+pub use error::{Page, StoreError};
+pub use sessions::Sessions;
+pub use traits::{Deliveries, Health, Housekeeping, Queue};
+
+use crate::metadata::SessionMetadata;
+use std::borrow::Borrow;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// The metadata snapshot of the last run of claimed rows, parsed once per run. A session's
 /// rows are written together and so lie next to each other in due order; each run of rows
@@ -43,77 +74,44 @@ impl<K: ?Sized + ToOwned + PartialEq> SnapshotRuns<K> {
     }
 }
 
-/// One page of a listing, with the cursor of the next page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Pass as `from` to get the next page; `None` on the last page.
-    pub next: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// Builds a page from a listing fetched with one row more than `take`: the extra row only
-    /// says that more remain, and `next` is then the cursor (`key`) of the last item kept.
-    pub fn from_overfetch(mut items: Vec<T>, take: usize, key: impl Fn(&T) -> String) -> Self {
-        let more = items.len() > take;
-        items.truncate(take);
-        let next = if more { items.last().map(key) } else { None };
-        Self { items, next }
-    }
-}
-
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The addressed session, client or delivery does not exist.
-    #[error("not found")]
-    NotFound,
-    /// The session has ended and can no longer change.
-    #[error("the session has ended")]
-    Ended,
-    /// An object with that id already exists.
-    #[error("{0} already exists")]
-    Conflict(String),
-    /// A client_id named in the request is not registered.
-    #[error("unknown client_id {0:?}")]
-    UnknownClient(String),
-    /// The change would break a metadata rule.
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
-    /// The store URL is not understood.
-    #[error("unsupported store URL {0:?}: use sqlite://PATH, postgres://... or memory://")]
-    UnsupportedUrl(String),
-    /// The database failed.
-    #[error("database error")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl StoreError {
-    /// Wraps a backend error.
-    pub fn backend(err: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self::Backend(Box::new(err))
-    }
-}
-
-/// The three stores of one backend, sharing one database.
+/// The seams of one backend, each for the code that uses it, sharing one database.
 #[derive(Clone)]
 pub struct Stores {
-    /// Sessions (and termination).
-    pub sessions: Arc<dyn SessionStore>,
-    /// Registered clients.
-    pub clients: Arc<dyn ClientRegistry>,
-    /// Delivery rows.
-    pub outbox: Arc<dyn Outbox>,
+    /// Sessions and their termination (the API, the expiry sweeper).
+    pub sessions: Sessions,
+    /// Registered clients (the API).
+    pub clients: Clients,
+    /// The delivery queue (the dispatcher).
+    pub queue: Arc<dyn Queue>,
+    /// The operator's views of the deliveries.
+    pub deliveries: Arc<dyn Deliveries>,
+    /// Retention and the expiry schedule.
+    pub housekeeping: Arc<dyn Housekeeping>,
     /// Checks the database answers (readiness).
     pub health: Arc<dyn Health>,
 }
 
-/// A readiness probe of the backend.
-#[async_trait::async_trait]
-pub trait Health: Send + Sync {
-    /// `Ok` when the database answers a trivial query.
-    async fn ping(&self) -> Result<(), StoreError>;
+impl Stores {
+    /// Every seam over one backend.
+    pub fn over<B>(backend: Arc<B>) -> Self
+    where
+        B: Backend + Queue + Deliveries + Housekeeping + Health + 'static,
+    {
+        Self {
+            sessions: Sessions::new(backend.clone()),
+            clients: Clients::new(backend.clone()),
+            queue: backend.clone(),
+            deliveries: backend.clone(),
+            housekeeping: backend.clone(),
+            health: backend,
+        }
+    }
+}
+
+/// Wakes every waiter of `notify`, and leaves a permit for one that is about to wait.
+pub(crate) fn wake(notify: &Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
 }
 
 /// Opens the backend named by `url` (`memory://`, `sqlite://PATH`, `postgres://...`),

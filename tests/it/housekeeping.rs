@@ -50,7 +50,7 @@ async fn expiring_session(h: &Harness, id: &str, expiry: Value) {
 fn spawn_sweeper(h: &Harness) -> CancellationToken {
     let shutdown = CancellationToken::new();
     let sweeper = ExpirySweeper::new(
-        h.app.stores.sessions.clone(),
+        &h.app.stores,
         h.clock.clone(),
         Arc::new(logoutd::metrics::Metrics::new()),
         shutdown.clone(),
@@ -87,7 +87,7 @@ async fn idle_and_absolute_expiry_send_session_expired_to_subscribed_clients_onl
     .await;
     let stop = spawn_sweeper(&h);
     h.clock.set(t0 + Duration::seconds(120));
-    h.app.stores.sessions.expiry_wakeup().notify_one();
+    h.app.stores.housekeeping.expiry_wakeup().notify_one();
     h.outbox.wait_recorded(4).await;
     for sid in ["absolute", "idle"] {
         let rows = h.deliveries(&format!("session_id={sid}")).await;

@@ -65,7 +65,7 @@ async fn sigterm_during_mass_logout_delivers_every_pair_exactly_once() {
         ..DeliveryFilter::default()
     };
     let page = stores
-        .outbox
+        .deliveries
         .list_deliveries(&delivered, None, 1000)
         .await
         .unwrap();

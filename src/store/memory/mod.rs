@@ -1,12 +1,19 @@
-//! In-memory backend: one mutex-protected state behind all three store traits, so every
-//! operation (termination included) is atomic. For tests and embedding; nothing survives a
-//! restart.
+//! In-memory backend: one state behind an async mutex. A write transaction holds the mutex
+//! until it commits, so every rule above it is atomic; it writes at once and has no rollback,
+//! which is why the rules check everything before they write. For tests and embedding;
+//! nothing survives a restart.
+//!
+//! What a backend needs, at its smallest: [`super::Backend`] (begin a transaction, four reads,
+//! two wake-ups), the transaction primitives of [`tx`], and the queries of [`super::Queue`],
+//! [`super::Deliveries`], [`super::Housekeeping`] and [`super::Health`].
 
 mod clients;
 mod outbox;
 mod retention;
 mod sessions;
+mod tx;
 
+use super::backend::{Backend, Lane, Tx};
 use super::{Health, StoreError, Stores};
 use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
@@ -16,13 +23,13 @@ use crate::session::Session;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::Notify;
+use std::sync::Arc;
+use tokio::sync::{Mutex, MutexGuard, Notify};
 
 /// In-memory store; [`MemoryStore::into_stores`] shares one instance between the traits.
 #[derive(Default)]
 pub struct MemoryStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
 }
@@ -33,20 +40,14 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// The three trait objects (and the health probe), sharing this store.
+    /// The store's seams, sharing this store.
     pub fn into_stores(self) -> Stores {
-        let shared = Arc::new(self);
-        Stores {
-            sessions: shared.clone(),
-            clients: shared.clone(),
-            outbox: shared.clone(),
-            health: shared,
-        }
+        Stores::over(Arc::new(self))
     }
 
-    /// The state; a poisoned lock is recovered because no operation panics half-way.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The state, once every transaction before this call has committed.
+    async fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().await
     }
 
     /// Wakes every waiting worker, and leaves a permit for one that is about to wait.
@@ -55,10 +56,56 @@ impl MemoryStore {
     }
 }
 
-/// Wakes every waiter of `notify`, and leaves a permit for one that is about to wait.
-fn wake(notify: &Notify) {
-    notify.notify_waiters();
-    notify.notify_one();
+use super::wake;
+
+/// When a session expires: the earlier of its absolute and idle expiry.
+fn expiry(session: &Session) -> Option<DateTime<Utc>> {
+    match (session.expires_at, session.idle_expires_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryStore {
+    async fn begin(&self, _lane: Lane) -> Result<Box<dyn Tx + '_>, StoreError> {
+        Ok(Box::new(tx::MemoryTx {
+            state: self.state.clone().lock_owned().await,
+        }))
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().await.sessions.get(id).cloned())
+    }
+
+    async fn user_sessions(
+        &self,
+        user: &UserId,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Vec<Session>, StoreError> {
+        Ok(sessions::of_user(&*self.lock().await, user, from, take))
+    }
+
+    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
+        Ok(self.lock().await.clients.get(id).cloned())
+    }
+
+    async fn clients(
+        &self,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Vec<RelyingParty>, StoreError> {
+        Ok(clients::list(&*self.lock().await, from, take))
+    }
+
+    fn wake_workers(&self) {
+        self.notify();
+    }
+
+    fn wake_expiry(&self) {
+        wake(&self.expiry);
+    }
 }
 
 #[async_trait]

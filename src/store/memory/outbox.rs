@@ -4,10 +4,10 @@ use super::{MemoryStore, Row, State};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    Outbox, OutboxStats, Redrive,
+    OutboxStats, Redrive,
 };
 use crate::retry::Decision;
-use crate::store::{Page, StoreError};
+use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::ops::Bound;
@@ -15,14 +15,14 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 #[async_trait]
-impl Outbox for MemoryStore {
+impl Queue for MemoryStore {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.lock().await;
         let ids: Vec<DeliveryId> = state
             .due
             .iter()
@@ -45,7 +45,7 @@ impl Outbox for MemoryStore {
     }
 
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.lock().await;
         let applied = results.iter().filter(|r| record_one(&mut state, r)).count();
         Ok(applied as u64)
     }
@@ -56,7 +56,7 @@ impl Outbox for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let released = {
-            let mut state = self.lock();
+            let mut state = self.lock().await;
             let mut released = 0;
             for (id, lease) in leases {
                 if holds_lease(&state, id, lease) {
@@ -72,9 +72,29 @@ impl Outbox for MemoryStore {
         Ok(released)
     }
 
+    async fn give_up(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.lock().await;
+        let mut failed = 0;
+        for (id, lease) in leases {
+            if holds_lease(&state, id, lease) {
+                state.schedule(id, DeliveryState::Failed, None, now);
+                if let Some(row) = state.rows.get_mut(id) {
+                    row.delivery.last_error = Some(reason.to_owned());
+                }
+                failed += 1;
+            }
+        }
+        Ok(failed)
+    }
+
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         // Rows of paused clients are left out: they are due but cannot be claimed.
-        let state = self.lock();
+        let state = self.lock().await;
         Ok(state
             .due
             .iter()
@@ -87,13 +107,20 @@ impl Outbox for MemoryStore {
             .map(|(at, _)| *at))
     }
 
+    fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+}
+
+#[async_trait]
+impl Deliveries for MemoryStore {
     async fn list_deliveries(
         &self,
         filter: &DeliveryFilter,
         from: Option<&str>,
         take: usize,
     ) -> Result<Page<Delivery>, StoreError> {
-        let state = self.lock();
+        let state = self.lock().await;
         let start = from.map_or(Bound::Unbounded, |c| Bound::Excluded(DeliveryId::from(c)));
         let items = state
             .rows
@@ -109,7 +136,7 @@ impl Outbox for MemoryStore {
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
-        Ok(self.lock().rows.get(id).map(|row| DeliveryDetail {
+        Ok(self.lock().await.rows.get(id).map(|row| DeliveryDetail {
             delivery: row.delivery.clone(),
             attempt_history: row.history.clone(),
         }))
@@ -117,7 +144,7 @@ impl Outbox for MemoryStore {
 
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
         {
-            let mut state = self.lock();
+            let mut state = self.lock().await;
             let row = state.rows.get_mut(id).ok_or(StoreError::NotFound)?;
             if row.delivery.state != DeliveryState::Failed {
                 return Ok(Redrive::NotFailed(row.delivery.state));
@@ -130,23 +157,41 @@ impl Outbox for MemoryStore {
         Ok(Redrive::Requeued)
     }
 
-    fn wakeup(&self) -> Arc<Notify> {
-        self.wakeup.clone()
-    }
-
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        Ok(self.lock().stats(now))
+        Ok(self.lock().await.stats(now))
     }
+}
 
+#[async_trait]
+impl Housekeeping for MemoryStore {
     async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let finished = [DeliveryState::Delivered, DeliveryState::Cancelled];
-        Ok(self.lock().prune_rows(&finished, before, limit))
+        Ok(self.lock().await.prune_rows(&finished, before, limit))
     }
 
     async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         Ok(self
             .lock()
+            .await
             .prune_rows(&[DeliveryState::Failed], before, limit))
+    }
+
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        Ok(self.lock().await.prune_sessions(before, limit))
+    }
+
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let state = self.lock().await;
+        Ok(state
+            .sessions
+            .values()
+            .filter(|s| !s.is_ended())
+            .filter_map(super::expiry)
+            .min())
+    }
+
+    fn expiry_wakeup(&self) -> Arc<Notify> {
+        self.expiry.clone()
     }
 }
 

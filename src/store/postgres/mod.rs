@@ -8,7 +8,7 @@
 //!   Read-modify-write changes to a session (metadata, joining clients) take the same lock.
 //! - **Wake-up across nodes.** A transaction that makes rows due issues
 //!   `NOTIFY logoutd_outbox`, which fires on commit; every store instance listens on that
-//!   channel (see `listener`) and signals its [`Outbox::wakeup`](crate::outbox::Outbox::wakeup).
+//!   channel (see `listener`) and signals its [`Queue::wakeup`](crate::store::Queue::wakeup).
 //! - **Timestamps** are BIGINT milliseconds since the epoch, as in the SQLite backend, and
 //!   identifier columns use the "C" collation so paging follows byte order (see the migration).
 //! - **Expiry sweeps** lock expired active sessions `FOR UPDATE SKIP LOCKED`, so sweepers on
@@ -24,10 +24,16 @@ mod rows;
 mod sessions;
 mod status;
 mod terminate;
+mod tx;
 
-use super::{Health, StoreError, Stores, redact_url};
+use super::sql::{Corrupt, db, from_ms, ms, opt_from_ms, overfetch};
+
+use super::backend::{Backend, Lane, Tx};
+use super::{Health, StoreError, Stores, redact_url, wake};
+use crate::clients::RelyingParty;
+use crate::ids::{ClientId, SessionId, UserId};
+use crate::session::Session;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use std::str::FromStr;
@@ -83,15 +89,9 @@ impl PostgresStore {
         })
     }
 
-    /// The three trait objects (and the health probe), sharing this pool.
+    /// The store's seams, sharing this pool.
     pub fn into_stores(self) -> Stores {
-        let shared = Arc::new(self);
-        Stores {
-            sessions: shared.clone(),
-            clients: shared.clone(),
-            outbox: shared.clone(),
-            health: shared,
-        }
+        Stores::over(Arc::new(self))
     }
 
     /// Starts a transaction (READ COMMITTED; the statements take the row locks they need).
@@ -123,10 +123,46 @@ impl Health for PostgresStore {
     }
 }
 
-/// Wakes every waiting worker, and leaves a permit for one that is about to wait.
-fn wake(notify: &Notify) {
-    notify.notify_waiters();
-    notify.notify_one();
+#[async_trait]
+impl Backend for PostgresStore {
+    async fn begin(&self, _lane: Lane) -> Result<Box<dyn Tx + '_>, StoreError> {
+        Ok(Box::new(tx::PgTx {
+            tx: self.begin().await?,
+        }))
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        sessions::get(self, id).await
+    }
+
+    async fn user_sessions(
+        &self,
+        user: &UserId,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Vec<Session>, StoreError> {
+        sessions::of_user(self, user, from, take).await
+    }
+
+    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
+        clients::get(self, id).await
+    }
+
+    async fn clients(
+        &self,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Vec<RelyingParty>, StoreError> {
+        clients::list(self, from, take).await
+    }
+
+    fn wake_workers(&self) {
+        self.notify();
+    }
+
+    fn wake_expiry(&self) {
+        wake(&self.expiry);
+    }
 }
 
 /// Announces newly due rows to every node; delivered when the transaction commits.
@@ -139,41 +175,9 @@ async fn announce(conn: &mut PgConnection) -> Result<(), StoreError> {
         .map_err(db)
 }
 
-/// Maps a database error.
-fn db(err: sqlx::Error) -> StoreError {
-    StoreError::backend(err)
-}
-
-/// A stored value that does not decode; names the column, never the value.
-#[derive(Debug, thiserror::Error)]
-#[error("stored {0} is invalid")]
-struct Corrupt(&'static str);
-
-/// The stored form of a timestamp.
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-/// A timestamp from its stored form.
-fn from_ms(value: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(value).ok_or_else(|| StoreError::backend(Corrupt("timestamp")))
-}
-
-/// An optional timestamp from its stored form.
-fn opt_from_ms(value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    value.map(from_ms).transpose()
-}
-
 /// A value as JSON for a JSONB column.
 fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(value).map_err(StoreError::backend)
-}
-
-/// A `LIMIT` that fetches one row more than `take`, so the page knows whether more remain.
-fn overfetch(take: usize) -> i64 {
-    i64::try_from(take)
-        .unwrap_or(i64::MAX - 1)
-        .saturating_add(1)
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use crate::ids::{DeliveryId, LeaseId};
 use crate::metadata::SessionMetadata;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    Outbox, OutboxStats, Redrive,
+    OutboxStats, Redrive,
 };
 use crate::retry::Decision;
-use crate::store::{Page, SnapshotRuns, StoreError};
+use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
@@ -71,7 +71,7 @@ const RECORD: &str = "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r (id t
     SELECT count(*) FROM done";
 
 #[async_trait]
-impl Outbox for PostgresStore {
+impl Queue for PostgresStore {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -148,6 +148,34 @@ impl Outbox for PostgresStore {
         Ok(released)
     }
 
+    async fn give_up(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<Value> = leases
+            .iter()
+            .map(|(id, lease)| json!({"id": id.as_str(), "lease": lease.as_str()}))
+            .collect();
+        sqlx::query(
+            "UPDATE deliveries d SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
+             lease_until = NULL, last_error = $1, updated_at = $2 \
+             FROM jsonb_to_recordset($3) AS r (id text, lease text) \
+             WHERE d.id = r.id AND d.lease_id = r.lease AND d.state || '' = 'in_flight'",
+        )
+        .bind(reason)
+        .bind(ms(now))
+        .bind(Value::Array(batch))
+        .execute(&self.pool)
+        .await
+        .map_err(db)
+        .map(|done| done.rows_affected())
+    }
+
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         // Rows of paused clients are left out: they are due but cannot be claimed, and a
         // dispatcher sleeping until a past time would spin.
@@ -162,6 +190,13 @@ impl Outbox for PostgresStore {
         opt_from_ms(next.flatten())
     }
 
+    fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+}
+
+#[async_trait]
+impl Deliveries for PostgresStore {
     async fn list_deliveries(
         &self,
         filter: &DeliveryFilter,
@@ -206,20 +241,31 @@ impl Outbox for PostgresStore {
         Ok(Redrive::Requeued)
     }
 
-    fn wakeup(&self) -> Arc<Notify> {
-        self.wakeup.clone()
-    }
-
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
         super::retention::stats(&self.pool, now).await
     }
+}
 
+#[async_trait]
+impl Housekeeping for PostgresStore {
     async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
     }
 
     async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         super::retention::prune_rows(self, &["failed"], before, limit).await
+    }
+
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        super::retention::prune_sessions(self, before, limit).await
+    }
+
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        super::retention::next_expiry(&self.pool).await
+    }
+
+    fn expiry_wakeup(&self) -> Arc<Notify> {
+        self.expiry.clone()
     }
 }
 

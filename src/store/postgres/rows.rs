@@ -6,9 +6,9 @@ use crate::metadata::SessionMetadata;
 use crate::outbox::{AttemptRecord, Delivery};
 use crate::session::{Device, Session, SessionClient};
 use crate::store::StoreError;
+use crate::store::sql::{parse, unsigned};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 
 /// The columns of [`SessionRow`] selected `FROM sessions`, for `concat!`: the session's clients
@@ -42,24 +42,12 @@ macro_rules! client_columns {
 }
 pub(super) use client_columns;
 
-/// Parses a stored enum value, naming only the column on failure.
-fn parse<T: FromStr>(value: &str, column: &'static str) -> Result<T, StoreError> {
-    value
-        .parse()
-        .map_err(|_| StoreError::backend(Corrupt(column)))
-}
-
 /// Decodes a stored JSON column, naming only the column on failure.
 fn json<T: serde::de::DeserializeOwned>(
     value: Value,
     column: &'static str,
 ) -> Result<T, StoreError> {
     serde_json::from_value(value).map_err(|_| StoreError::backend(Corrupt(column)))
-}
-
-/// A stored INTEGER as an unsigned number, naming only the column on failure.
-fn unsigned<T: TryFrom<i64>>(value: impl Into<i64>, column: &'static str) -> Result<T, StoreError> {
-    T::try_from(value.into()).map_err(|_| StoreError::backend(Corrupt(column)))
 }
 
 /// A row of `sessions`.

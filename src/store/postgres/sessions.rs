@@ -1,4 +1,4 @@
-//! The session store over PostgreSQL; termination itself is in `terminate`.
+//! Sessions over PostgreSQL: the reads, and the write primitives of [`super::tx`].
 //!
 //! A change to a session first locks its row (`FOR UPDATE`) and only then reads it, in a new
 //! statement: under READ COMMITTED that statement sees everything committed before the lock
@@ -6,152 +6,87 @@
 
 use super::rows::{SessionRow, session_columns};
 use super::{PostgresStore, db, ms, overfetch, to_json};
-use crate::ids::{ClientId, EventId, SessionId, UserId};
-use crate::initiator::Initiator;
-use crate::metadata::MetadataOp;
-use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore, joined_once};
-use crate::store::{Page, StoreError};
-use async_trait::async_trait;
+use crate::ids::{ClientId, SessionId, UserId};
+use crate::metadata::SessionMetadata;
+use crate::session::{Session, SessionClient, joined_once};
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::HashSet;
-use std::sync::Arc;
-use tokio::sync::Notify;
 
-#[async_trait]
-impl SessionStore for PostgresStore {
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        let conflict = || StoreError::Conflict(format!("session {}", session.id));
-        if fetch(&mut tx, &session.id).await?.is_some() {
-            return Err(conflict());
-        }
-        let wanted: Vec<&ClientId> = session.clients.iter().map(|c| &c.client_id).collect();
-        if let Some(unknown) = first_unknown_client(&mut tx, &wanted).await? {
-            return Err(StoreError::UnknownClient(unknown.to_string()));
-        }
-        if !insert_session(&mut tx, session).await? {
-            return Err(conflict());
-        }
-        tx.commit().await.map_err(db)?;
-        if session.expires_at.is_some() || session.idle_expires_at.is_some() {
-            super::wake(&self.expiry);
-        }
-        Ok(())
+/// The session, ended or not, as last committed.
+pub(super) async fn get(
+    store: &PostgresStore,
+    id: &SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let mut conn = store.pool.acquire().await.map_err(db)?;
+    fetch(&mut conn, id).await
+}
+
+/// The user's active sessions after cursor `from`, one more than `take` at most.
+pub(super) async fn of_user(
+    store: &PostgresStore,
+    user: &UserId,
+    from: Option<&str>,
+    take: usize,
+) -> Result<Vec<Session>, StoreError> {
+    let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM sessions WHERE user_id = $1 AND ended_at IS NULL",
+        " AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
+    .bind(user.as_str())
+    .bind(from)
+    .bind(overfetch(take))
+    .fetch_all(&store.pool)
+    .await
+    .map_err(db)?;
+    rows.into_iter().map(SessionRow::into_session).collect()
+}
+
+/// Locks session `id` (see [`lock`]) and reads it in a new statement, so the read sees what
+/// a transaction that held the lock before committed.
+pub(super) async fn locked(
+    conn: &mut PgConnection,
+    id: &SessionId,
+) -> Result<Option<Session>, StoreError> {
+    if lock(conn, &[id.as_str()]).await?.is_empty() {
+        return Ok(None);
     }
+    fetch(conn, id).await
+}
 
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        fetch(&mut conn, id).await
-    }
-
-    async fn list_user_sessions(
-        &self,
-        user: &UserId,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Page<Session>, StoreError> {
-        let rows: Vec<SessionRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE user_id = $1 AND ended_at IS NULL",
-            " AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        ))
-        .bind(user.as_str())
-        .bind(from)
-        .bind(overfetch(take))
-        .fetch_all(&self.pool)
+/// Replaces the session's metadata.
+pub(super) async fn set_metadata(
+    conn: &mut PgConnection,
+    id: &SessionId,
+    metadata: &SessionMetadata,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sessions SET metadata = $1, updated_at = $2 WHERE id = $3")
+        .bind(to_json(metadata)?)
+        .bind(ms(now))
+        .bind(id.as_str())
+        .execute(conn)
         .await
-        .map_err(db)?;
-        let sessions = rows
-            .into_iter()
-            .map(SessionRow::into_session)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(sessions, take, |s: &Session| {
-            s.id.to_string()
-        }))
-    }
+        .map_err(db)
+        .map(|_| ())
+}
 
-    async fn add_client(
-        &self,
-        id: &SessionId,
-        client: &SessionClient,
-        now: DateTime<Utc>,
-    ) -> Result<Session, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut session = locked_active(&mut tx, id).await?;
-        if first_unknown_client(&mut tx, &[&client.client_id])
-            .await?
-            .is_some()
-        {
-            return Err(StoreError::UnknownClient(client.client_id.to_string()));
-        }
-        if !session.has_client(&client.client_id) || client.sid.is_some() {
-            insert_clients(&mut tx, id, std::slice::from_ref(client)).await?;
-        }
-        session.join(client.clone());
-        sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
-            .bind(ms(now))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        session.updated_at = now;
-        Ok(session)
-    }
-
-    async fn update_metadata(
-        &self,
-        id: &SessionId,
-        op: &MetadataOp,
-        now: DateTime<Utc>,
-    ) -> Result<Session, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut session = locked_active(&mut tx, id).await?;
-        session.session_metadata = session.session_metadata.apply(op)?;
-        session.updated_at = now;
-        sqlx::query("UPDATE sessions SET metadata = $1, updated_at = $2 WHERE id = $3")
-            .bind(to_json(&session.session_metadata)?)
-            .bind(ms(now))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(session)
-    }
-
-    async fn end_sessions(
-        &self,
-        target: &EndTarget,
-        initiator: Initiator,
-        event_id: &EventId,
-        now: DateTime<Utc>,
-    ) -> Result<EndReport, StoreError> {
-        super::terminate::end_sessions(self, target, initiator, event_id, now).await
-    }
-
-    async fn end_expired(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        event_id: &EventId,
-    ) -> Result<EndReport, StoreError> {
-        super::terminate::end_expired(self, now, limit, event_id).await
-    }
-
-    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        super::retention::next_expiry(&self.pool).await
-    }
-
-    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_sessions(self, before, limit).await
-    }
-
-    fn expiry_wakeup(&self) -> Arc<Notify> {
-        self.expiry.clone()
-    }
+/// Bumps a session's `updated_at`.
+pub(super) async fn touch(
+    conn: &mut PgConnection,
+    id: &SessionId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
+        .bind(ms(now))
+        .bind(id.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)
+        .map(|_| ())
 }
 
 /// The session `id` with its clients, ended or not.
@@ -181,20 +116,8 @@ pub(super) async fn lock(conn: &mut PgConnection, ids: &[&str]) -> Result<Vec<St
         .map_err(db)
 }
 
-/// Locks session `id` and reads it, refusing unknown (`NotFound`) and ended (`Ended`) ones.
-async fn locked_active(conn: &mut PgConnection, id: &SessionId) -> Result<Session, StoreError> {
-    if lock(conn, &[id.as_str()]).await?.is_empty() {
-        return Err(StoreError::NotFound);
-    }
-    let session = fetch(conn, id).await?.ok_or(StoreError::NotFound)?;
-    if session.is_ended() {
-        return Err(StoreError::Ended);
-    }
-    Ok(session)
-}
-
 /// The first of `wanted` that is not a registered client.
-async fn first_unknown_client<'a>(
+pub(super) async fn first_unknown_client<'a>(
     conn: &mut PgConnection,
     wanted: &[&'a ClientId],
 ) -> Result<Option<&'a ClientId>, StoreError> {
@@ -214,7 +137,10 @@ async fn first_unknown_client<'a>(
 
 /// Writes a new session row and its client list; false if the id exists (a concurrent
 /// create won).
-async fn insert_session(conn: &mut PgConnection, s: &Session) -> Result<bool, StoreError> {
+pub(super) async fn insert_session(
+    conn: &mut PgConnection,
+    s: &Session,
+) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, updated_at, authenticated_at, \
          idle_expires_at, expires_at, last_interacted_at, device, metadata, ended_at, \
@@ -245,7 +171,7 @@ async fn insert_session(conn: &mut PgConnection, s: &Session) -> Result<bool, St
 
 /// Appends clients to the end of a session's list in one statement. A client already listed
 /// keeps its place, and takes the new sid when one is given (see [`Session::join`]).
-async fn insert_clients(
+pub(super) async fn insert_clients(
     conn: &mut PgConnection,
     id: &SessionId,
     clients: &[SessionClient],

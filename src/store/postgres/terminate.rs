@@ -1,141 +1,91 @@
-//! Termination over PostgreSQL: the sessions' end and their outbox rows in one transaction.
+//! Termination over PostgreSQL: reading and locking a step's sessions, and writing their end
+//! with their outbox rows in one statement (the walk itself is [`crate::store::Sessions`]').
 //!
-//! The target session rows are locked first (`FOR UPDATE`), then read in a new statement: a
-//! second node ending the same session waits for the first to commit, then finds it ended and
-//! adds nothing. The clients are read `FOR SHARE`, so a concurrent deletion or URL removal
-//! waits for this transaction and then cancels the rows it wrote.
+//! The clients are read `FOR SHARE`, so a concurrent deletion or URL removal waits for this
+//! transaction and then cancels the rows it wrote.
 
 use super::rows::{ClientRow, SessionRow, client_columns, session_columns};
 use super::sessions::lock;
-use super::{CHANNEL, PostgresStore, db, ms, to_json};
+use super::{CHANNEL, db, ms, to_json};
 use crate::clients::RelyingParty;
-use crate::ids::{EventId, UserId};
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
-use crate::session::{EndReport, EndTarget, Session};
+use crate::session::Session;
 use crate::store::StoreError;
-use crate::terminate;
+use crate::store::backend::{Ending, EndingSet};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 
 /// Sessions ended per transaction when one call ends a user's sessions. Each chunk commits
 /// its sessions' end together with their rows, so what one call holds in memory, and how long
 /// one transaction keeps its locks, stay bounded however many sessions the user has.
 pub(super) const END_CHUNK: usize = 64;
 
-/// Ends the target's active sessions and writes their rows from [`terminate::plan`]; commits
-/// each session's end together with its rows (announcing the rows to every node), then wakes
-/// this node's workers. A user's sessions are ended [`END_CHUNK`] at a time.
-pub(super) async fn end_sessions(
-    store: &PostgresStore,
-    target: &EndTarget,
-    initiator: Initiator,
-    event_id: &EventId,
-    now: DateTime<Utc>,
-) -> Result<EndReport, StoreError> {
-    match target {
-        EndTarget::Session(id) => {
-            let mut tx = store.begin().await?;
-            let ids = lock(&mut tx, &[id.as_str()]).await?;
-            if ids.is_empty() {
-                return Err(StoreError::NotFound);
-            }
-            finish(store, tx, &ids, initiator, event_id, now).await
+/// Reads and locks the sessions of one termination step, with their clients' registrations.
+///
+/// The target session rows are locked first (`FOR UPDATE`), then read in a new statement
+/// ([`active_sessions`]): a second node ending the same session waits for the first to
+/// commit, then finds it ended and adds nothing. A user's sessions are read [`END_CHUNK`] at
+/// a time past a cursor, then locked; a session another transaction ends meanwhile drops out
+/// when its lock is granted, and the cursor moves past every candidate, so the walk ends
+/// however many drop out. The expiry sweep skips sessions another sweeper holds
+/// (`SKIP LOCKED`), and the lock re-checks `ended_at IS NULL`, so two nodes never end one
+/// session twice.
+pub(super) async fn ending(
+    conn: &mut PgConnection,
+    which: Ending<'_>,
+) -> Result<EndingSet, StoreError> {
+    let (ids, found, next) = match which {
+        Ending::Session(id) => {
+            let ids = lock(conn, &[id.as_str()]).await?;
+            let found = !ids.is_empty();
+            (ids, found, None)
         }
-        EndTarget::User(user) => end_user(store, user, initiator, event_id, now).await,
-    }
-}
-
-/// Ends a user's active sessions [`END_CHUNK`] at a time, in id order. Each chunk reads the
-/// next candidates past a cursor, then locks them; a session another transaction ends
-/// meanwhile drops out when its lock is granted (see [`active_sessions`]), and the cursor
-/// moves past every candidate, so the walk ends however many drop out.
-async fn end_user(
-    store: &PostgresStore,
-    user: &UserId,
-    initiator: Initiator,
-    event_id: &EventId,
-    now: DateTime<Utc>,
-) -> Result<EndReport, StoreError> {
-    let mut report = EndReport::nothing(event_id);
-    let mut after = String::new();
-    loop {
-        let mut tx = store.begin().await?;
-        let candidates: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE user_id = $1 AND ended_at IS NULL AND id > $2 \
-             ORDER BY id LIMIT $3",
-        )
-        .bind(user.as_str())
-        .bind(after.as_str())
-        .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let last_chunk = candidates.len() < END_CHUNK;
-        if let Some(last) = candidates.last() {
-            after.clone_from(last);
+        Ending::User { user, after } => {
+            let candidates: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE user_id = $1 AND ended_at IS NULL AND id > $2 \
+                 ORDER BY id LIMIT $3",
+            )
+            .bind(user.as_str())
+            .bind(after)
+            .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+            let next = match candidates.last() {
+                Some(last) if candidates.len() >= END_CHUNK => Some(last.clone()),
+                _ => None,
+            };
+            let wanted: Vec<&str> = candidates.iter().map(String::as_str).collect();
+            let ids = if wanted.is_empty() {
+                Vec::new()
+            } else {
+                lock(conn, &wanted).await?
+            };
+            (ids, true, next)
         }
-        let wanted: Vec<&str> = candidates.iter().map(String::as_str).collect();
-        let ids = if wanted.is_empty() {
-            Vec::new()
-        } else {
-            lock(&mut tx, &wanted).await?
-        };
-        report.absorb(finish(store, tx, &ids, initiator, event_id, now).await?);
-        if last_chunk {
-            return Ok(report);
+        Ending::Expired { now, limit } => {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE ended_at IS NULL \
+                 AND (expires_at <= $1 OR idle_expires_at <= $1) \
+                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(ms(now))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+            (ids, true, None)
         }
-    }
-}
-
-/// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, with
-/// `session-expired`. Sessions another sweeper holds are skipped (`SKIP LOCKED`), and the
-/// lock re-checks `ended_at IS NULL`, so two nodes never end one session twice.
-pub(super) async fn end_expired(
-    store: &PostgresStore,
-    now: DateTime<Utc>,
-    limit: usize,
-    event_id: &EventId,
-) -> Result<EndReport, StoreError> {
-    let mut tx = store.begin().await?;
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM sessions WHERE ended_at IS NULL \
-         AND (expires_at <= $1 OR idle_expires_at <= $1) \
-         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(ms(now))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db)?;
-    finish(store, tx, &ids, Initiator::SessionExpired, event_id, now).await
-}
-
-/// Reads the locked sessions that are still active, writes their rows from
-/// [`terminate::plan`] and marks them ended; commits both together (announcing the rows to
-/// every node), then wakes this node's workers. Reports the clients the plan noted.
-async fn finish(
-    store: &PostgresStore,
-    mut tx: Transaction<'static, Postgres>,
-    ids: &[String],
-    initiator: Initiator,
-    event_id: &EventId,
-    now: DateTime<Utc>,
-) -> Result<EndReport, StoreError> {
-    let sessions = active_sessions(&mut tx, ids).await?;
-    let clients = registrations(&mut tx, &sessions).await?;
-    let (rows, notes) = terminate::plan_all(&sessions, &clients, initiator, event_id, now);
-    write_end(&mut tx, &sessions, &rows, initiator, now).await?;
-    tx.commit().await.map_err(db)?;
-    if !rows.is_empty() {
-        store.notify();
-    }
-    Ok(EndReport {
-        event_id: event_id.clone(),
-        sessions_ended: sessions.len(),
-        deliveries: rows.len(),
-        notes,
+    };
+    let sessions = active_sessions(conn, &ids).await?;
+    let clients = registrations(conn, &sessions).await?;
+    Ok(EndingSet {
+        sessions,
+        clients,
+        found,
+        next,
     })
 }
 
@@ -189,7 +139,7 @@ async fn registrations(
 /// Marks the sessions ended, inserts the planned rows as pending and due at once, and
 /// announces them (when there are any), in one statement: one round trip where there were
 /// three, each a wait for a turn on the cores while a mass logout runs.
-async fn write_end(
+pub(super) async fn write_end(
     conn: &mut PgConnection,
     sessions: &[Session],
     rows: &[NewDelivery],

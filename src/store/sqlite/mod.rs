@@ -14,30 +14,34 @@
 //! at the time, and so prepares the statement again each time it is bound anew; the unary plus
 //! keeps the prepared statement in use.
 
-mod checkpoint;
 mod clients;
-mod gate;
 mod outbox;
 mod retention;
 mod rows;
 mod sessions;
 mod status;
 mod terminate;
-mod values;
+mod tx;
+mod writer;
 
-use super::{Health, StoreError, Stores};
+use super::sql::{Corrupt, db, from_ms, ms, opt_from_ms};
+
+use super::backend::Backend;
+use super::{Health, StoreError, Stores, wake};
+use crate::clients::RelyingParty;
+use crate::ids::{ClientId, SessionId, UserId};
+use crate::session::Session;
 use async_trait::async_trait;
-use checkpoint::Checkpoints;
-use chrono::{DateTime, Utc};
-use gate::{Lane, Pass, WriteGate};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use writer::checkpoint::{self, Checkpoints};
+use writer::gate::{Lane, WriteGate};
+use writer::{WriteTx, values};
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,35 +99,6 @@ impl Drop for SqliteStore {
     }
 }
 
-/// A write transaction and its turn at the writer (see [`gate`]); derefs to the connection.
-struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
-    _pass: Pass,
-    checkpoints: Arc<Checkpoints>,
-}
-
-impl WriteTx {
-    /// Commits, then lets the next writer in.
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await?;
-        self.checkpoints.wrote();
-        Ok(())
-    }
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating the file and its directory if missing) and migrates the database at
     /// `url`: `sqlite://PATH` or `sqlite::memory:`.
@@ -169,15 +144,9 @@ impl SqliteStore {
         })
     }
 
-    /// The three trait objects (and the health probe), sharing this database.
+    /// The store's seams, sharing this database.
     pub fn into_stores(self) -> Stores {
-        let shared = Arc::new(self);
-        Stores {
-            sessions: shared.clone(),
-            clients: shared.clone(),
-            outbox: shared.clone(),
-            health: shared,
-        }
+        Stores::over(Arc::new(self))
     }
 
     /// Starts a write transaction for an API request, holding the database write lock (see
@@ -221,10 +190,54 @@ impl SqliteStore {
     }
 }
 
-/// Wakes every waiter of `notify`, and leaves a permit for one that is about to wait.
-fn wake(notify: &Notify) {
-    notify.notify_waiters();
-    notify.notify_one();
+#[async_trait]
+impl Backend for SqliteStore {
+    async fn begin(
+        &self,
+        lane: crate::store::Lane,
+    ) -> Result<Box<dyn crate::store::Tx + '_>, StoreError> {
+        let tx = self
+            .begin_in(match lane {
+                crate::store::Lane::Interactive => Lane::Interactive,
+                crate::store::Lane::Bulk => Lane::Bulk,
+            })
+            .await?;
+        let end_chunk = self.batch_sizes().end_sessions;
+        Ok(Box::new(tx::SqliteTx { tx, end_chunk }))
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        sessions::get(self, id).await
+    }
+
+    async fn user_sessions(
+        &self,
+        user: &UserId,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Vec<Session>, StoreError> {
+        sessions::of_user(self, user, from, take).await
+    }
+
+    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
+        clients::get(self, id).await
+    }
+
+    async fn clients(
+        &self,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Vec<RelyingParty>, StoreError> {
+        clients::list(self, from, take).await
+    }
+
+    fn wake_workers(&self) {
+        self.notify();
+    }
+
+    fn wake_expiry(&self) {
+        wake(&self.expiry);
+    }
 }
 
 /// A pool of exactly one connection that is never closed for idleness.
@@ -311,31 +324,6 @@ impl Health for SqliteStore {
     }
 }
 
-/// Maps a database error.
-fn db(err: sqlx::Error) -> StoreError {
-    StoreError::backend(err)
-}
-
-/// A stored value that does not decode; names the column, never the value.
-#[derive(Debug, thiserror::Error)]
-#[error("stored {0} is invalid")]
-struct Corrupt(&'static str);
-
-/// The stored form of a timestamp.
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-/// A timestamp from its stored form.
-fn from_ms(value: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(value).ok_or_else(|| StoreError::backend(Corrupt("timestamp")))
-}
-
-/// An optional timestamp from its stored form.
-fn opt_from_ms(value: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    value.map(from_ms).transpose()
-}
-
 /// A JSON array of strings, to pass a list of ids as one parameter (read with `json_each`).
 fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, StoreError> {
     serde_json::to_string(&items.into_iter().collect::<Vec<_>>()).map_err(StoreError::backend)
@@ -344,22 +332,24 @@ fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, Sto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clients::ClientRegistry;
-    use crate::clients::{OidcLogout, RelyingParty};
-    use crate::ids::{ClientId, EventId, Jti, SessionId, UserId};
+    use crate::clients::OidcLogout;
+    use crate::ids::{EventId, Jti};
     use crate::initiator::Initiator;
     use crate::metadata::SessionMetadata;
-    use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery, Outbox};
+    use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery};
     use crate::retry::Decision;
-    use crate::session::{Device, EndTarget, Session, SessionClient, SessionStore};
+    use crate::session::{Device, SessionClient};
+    use crate::store::{Clients, Deliveries, Queue, Sessions};
+    use crate::terminate::EndTarget;
+    use chrono::{DateTime, Utc};
 
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(1_735_689_600_000 + ms).unwrap()
     }
 
     /// A store with client `c1` and `sessions` sessions of user `u1` with it, not yet ended.
-    async fn store_with(sessions: usize) -> SqliteStore {
-        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    async fn store_with(sessions: usize) -> Arc<SqliteStore> {
+        let store = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
         let client = RelyingParty {
             client_id: ClientId::new("c1"),
             name: "RP c1".into(),
@@ -374,7 +364,10 @@ mod tests {
             created_at: at(0),
             updated_at: at(0),
         };
-        store.create_client(&client).await.unwrap();
+        Clients::new(store.clone())
+            .create_client(&client)
+            .await
+            .unwrap();
         for n in 0..sessions {
             let session = Session {
                 id: SessionId::new(format!("s{n:03}")),
@@ -391,15 +384,18 @@ mod tests {
                 ended_at: None,
                 end_initiator: None,
             };
-            store.create_session(&session).await.unwrap();
+            Sessions::new(store.clone())
+                .create_session(&session)
+                .await
+                .unwrap();
         }
         store
     }
 
-    async fn end_user(store: &SqliteStore) -> usize {
+    async fn end_user(store: &Arc<SqliteStore>) -> usize {
         let target = EndTarget::User(UserId::new("u1"));
         let event = EventId::generate();
-        let report = store
+        let report = Sessions::new(store.clone())
             .end_sessions(&target, Initiator::RpLogout, &event, at(2))
             .await
             .unwrap();

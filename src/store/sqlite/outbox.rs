@@ -7,10 +7,10 @@ use crate::ids::{DeliveryId, LeaseId};
 use crate::metadata::SessionMetadata;
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryState, Outbox, OutboxStats, Redrive,
+    DeliveryState, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
-use crate::store::{Page, SnapshotRuns, StoreError};
+use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -20,7 +20,7 @@ use std::sync::{Arc, LazyLock};
 use tokio::sync::Notify;
 
 #[async_trait]
-impl Outbox for SqliteStore {
+impl Queue for SqliteStore {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -104,6 +104,37 @@ impl Outbox for SqliteStore {
         Ok(released)
     }
 
+    async fn give_up(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<_> = leases
+            .iter()
+            .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
+            .collect();
+        let mut tx = self.begin_background_write().await?;
+        let failed = sqlx::query(
+            "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
+             lease_until = NULL, last_error = ?1, updated_at = ?2 FROM json_each(?3) AS r \
+             WHERE deliveries.id = r.value ->> 0 AND deliveries.lease_id = r.value ->> 1 \
+             AND +deliveries.state = 'in_flight'",
+        )
+        .bind(reason)
+        .bind(ms(now))
+        .bind(serde_json::Value::Array(batch).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        tx.commit().await.map_err(db)?;
+        Ok(failed)
+    }
+
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         // Rows of paused clients are left out: they are due but cannot be claimed, and a
         // dispatcher sleeping until a past time would spin.
@@ -119,6 +150,13 @@ impl Outbox for SqliteStore {
         opt_from_ms(next)
     }
 
+    fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+}
+
+#[async_trait]
+impl Deliveries for SqliteStore {
     async fn list_deliveries(
         &self,
         filter: &DeliveryFilter,
@@ -161,20 +199,31 @@ impl Outbox for SqliteStore {
         Ok(Redrive::Requeued)
     }
 
-    fn wakeup(&self) -> Arc<Notify> {
-        self.wakeup.clone()
-    }
-
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
         super::retention::stats(&self.reader, now).await
     }
+}
 
+#[async_trait]
+impl Housekeeping for SqliteStore {
     async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
     }
 
     async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         super::retention::prune_rows(self, &["failed"], before, limit).await
+    }
+
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        super::retention::prune_sessions(self, before, limit).await
+    }
+
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        super::retention::next_expiry(&self.reader).await
+    }
+
+    fn expiry_wakeup(&self) -> Arc<Notify> {
+        self.expiry.clone()
     }
 }
 

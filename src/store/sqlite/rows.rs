@@ -6,7 +6,7 @@ use crate::metadata::SessionMetadata;
 use crate::outbox::{AttemptRecord, Delivery};
 use crate::session::{Device, Session, SessionClient};
 use crate::store::StoreError;
-use std::str::FromStr;
+use crate::store::sql::parse;
 
 /// The columns of [`SessionRow`], for `concat!`.
 macro_rules! session_columns {
@@ -26,13 +26,6 @@ macro_rules! delivery_columns {
     };
 }
 pub(super) use delivery_columns;
-
-/// Parses a stored enum or id-like value, naming only the column on failure.
-fn parse<T: FromStr>(value: &str, column: &'static str) -> Result<T, StoreError> {
-    value
-        .parse()
-        .map_err(|_| StoreError::backend(Corrupt(column)))
-}
 
 /// Parses JSON read from the database (a column, or rows built into one value), naming only
 /// what it is on failure.

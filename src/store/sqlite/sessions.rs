@@ -1,153 +1,73 @@
-//! The session store over SQLite; termination itself is in `terminate`.
+//! Sessions over SQLite: the reads, and the write primitives of [`super::tx`].
 
 use super::rows::{SessionRow, session_columns};
 use super::{SqliteStore, db, json_list, ms};
-use crate::ids::{ClientId, EventId, SessionId, UserId};
-use crate::initiator::Initiator;
-use crate::metadata::MetadataOp;
-use crate::session::{EndReport, EndTarget, Session, SessionClient, SessionStore, joined_once};
-use crate::store::{Page, StoreError};
-use async_trait::async_trait;
+use crate::ids::{ClientId, SessionId, UserId};
+use crate::metadata::SessionMetadata;
+use crate::session::{Session, SessionClient, joined_once};
+use crate::store::StoreError;
+use crate::store::sql::overfetch as limit;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use tokio::sync::Notify;
 
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        if fetch_row(&mut tx, &session.id).await?.is_some() {
-            return Err(StoreError::Conflict(format!("session {}", session.id)));
-        }
-        let wanted: Vec<&ClientId> = session.clients.iter().map(|c| &c.client_id).collect();
-        if let Some(unknown) = first_unknown_client(&mut tx, &wanted).await? {
-            return Err(StoreError::UnknownClient(unknown.to_string()));
-        }
-        insert_session(&mut tx, session).await?;
-        tx.commit().await.map_err(db)?;
-        if session.expires_at.is_some() || session.idle_expires_at.is_some() {
-            super::wake(&self.expiry);
-        }
-        Ok(())
-    }
-
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let mut conn = self.reader.acquire().await.map_err(db)?;
-        let rows = fetch_row(&mut conn, id).await?.into_iter().collect();
-        Ok(hydrate(&mut conn, rows).await?.pop())
-    }
-
-    async fn list_user_sessions(
-        &self,
-        user: &UserId,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Page<Session>, StoreError> {
-        let mut conn = self.reader.acquire().await.map_err(db)?;
-        let rows: Vec<SessionRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE user_id = ?1 AND ended_at IS NULL",
-            " AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT +?3"
-        ))
-        .bind(user.as_str())
-        .bind(from)
-        .bind(limit(take))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        let sessions = hydrate(&mut conn, rows).await?;
-        Ok(Page::from_overfetch(sessions, take, |s: &Session| {
-            s.id.to_string()
-        }))
-    }
-
-    async fn add_client(
-        &self,
-        id: &SessionId,
-        client: &SessionClient,
-        now: DateTime<Utc>,
-    ) -> Result<Session, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut session = active_session(&mut tx, id).await?;
-        if first_unknown_client(&mut tx, &[&client.client_id])
-            .await?
-            .is_some()
-        {
-            return Err(StoreError::UnknownClient(client.client_id.to_string()));
-        }
-        if !session.has_client(&client.client_id) || client.sid.is_some() {
-            insert_clients(&mut tx, id, std::slice::from_ref(client)).await?;
-        }
-        session.join(client.clone());
-        touch(&mut tx, id, now).await?;
-        tx.commit().await.map_err(db)?;
-        session.updated_at = now;
-        Ok(session)
-    }
-
-    async fn update_metadata(
-        &self,
-        id: &SessionId,
-        op: &MetadataOp,
-        now: DateTime<Utc>,
-    ) -> Result<Session, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut session = active_session(&mut tx, id).await?;
-        session.session_metadata = session.session_metadata.apply(op)?;
-        session.updated_at = now;
-        let metadata =
-            serde_json::to_string(&session.session_metadata).map_err(StoreError::backend)?;
-        sqlx::query("UPDATE sessions SET metadata = ?, updated_at = ? WHERE id = ?")
-            .bind(metadata)
-            .bind(ms(now))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(session)
-    }
-
-    async fn end_sessions(
-        &self,
-        target: &EndTarget,
-        initiator: Initiator,
-        event_id: &EventId,
-        now: DateTime<Utc>,
-    ) -> Result<EndReport, StoreError> {
-        super::terminate::end_sessions(self, target, initiator, event_id, now).await
-    }
-
-    async fn end_expired(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        event_id: &EventId,
-    ) -> Result<EndReport, StoreError> {
-        super::terminate::end_expired(self, now, limit, event_id).await
-    }
-
-    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        super::retention::next_expiry(&self.reader).await
-    }
-
-    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_sessions(self, before, limit).await
-    }
-
-    fn expiry_wakeup(&self) -> Arc<Notify> {
-        self.expiry.clone()
-    }
+/// The session, ended or not, as last committed.
+pub(super) async fn get(
+    store: &SqliteStore,
+    id: &SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let mut conn = store.reader.acquire().await.map_err(db)?;
+    read(&mut conn, id).await
 }
 
-/// A `LIMIT` that fetches one row more than `take`, so the page knows whether more remain.
-pub(super) fn limit(take: usize) -> i64 {
-    i64::try_from(take)
-        .unwrap_or(i64::MAX - 1)
-        .saturating_add(1)
+/// The user's active sessions after cursor `from`, one more than `take` at most.
+pub(super) async fn of_user(
+    store: &SqliteStore,
+    user: &UserId,
+    from: Option<&str>,
+    take: usize,
+) -> Result<Vec<Session>, StoreError> {
+    let mut conn = store.reader.acquire().await.map_err(db)?;
+    let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM sessions WHERE user_id = ?1 AND ended_at IS NULL",
+        " AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT +?3"
+    ))
+    .bind(user.as_str())
+    .bind(from)
+    .bind(limit(take))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    hydrate(&mut conn, rows).await
+}
+
+/// Session `id` with its clients.
+pub(super) async fn read(
+    conn: &mut SqliteConnection,
+    id: &SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let rows = fetch_row(conn, id).await?.into_iter().collect();
+    Ok(hydrate(conn, rows).await?.pop())
+}
+
+/// Replaces the session's metadata.
+pub(super) async fn set_metadata(
+    conn: &mut SqliteConnection,
+    id: &SessionId,
+    metadata: &SessionMetadata,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let metadata = serde_json::to_string(metadata).map_err(StoreError::backend)?;
+    sqlx::query("UPDATE sessions SET metadata = ?, updated_at = ? WHERE id = ?")
+        .bind(metadata)
+        .bind(ms(now))
+        .bind(id.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)
+        .map(|_| ())
 }
 
 /// The stored row of session `id`.
@@ -164,22 +84,6 @@ pub(super) async fn fetch_row(
     .fetch_optional(conn)
     .await
     .map_err(db)
-}
-
-/// The session `id`, refusing unknown (`NotFound`) and ended (`Ended`) ones.
-async fn active_session(
-    conn: &mut SqliteConnection,
-    id: &SessionId,
-) -> Result<Session, StoreError> {
-    let row = fetch_row(conn, id).await?.ok_or(StoreError::NotFound)?;
-    let session = hydrate(conn, vec![row])
-        .await?
-        .pop()
-        .ok_or(StoreError::NotFound)?;
-    if session.is_ended() {
-        return Err(StoreError::Ended);
-    }
-    Ok(session)
 }
 
 /// Sessions from their rows, each with its clients in joining order (one query for all).
@@ -215,7 +119,7 @@ pub(super) async fn hydrate(
 }
 
 /// The first of `wanted` that is not a registered client.
-async fn first_unknown_client<'a>(
+pub(super) async fn first_unknown_client<'a>(
     conn: &mut SqliteConnection,
     wanted: &[&'a ClientId],
 ) -> Result<Option<&'a ClientId>, StoreError> {
@@ -233,14 +137,18 @@ async fn first_unknown_client<'a>(
     Ok(wanted.iter().find(|c| !known.contains(c.as_str())).copied())
 }
 
-/// Writes a new session row and its client list.
-async fn insert_session(conn: &mut SqliteConnection, s: &Session) -> Result<(), StoreError> {
+/// Writes a new session row and its client list; false if the id exists.
+pub(super) async fn insert_session(
+    conn: &mut SqliteConnection,
+    s: &Session,
+) -> Result<bool, StoreError> {
     let device = serde_json::to_string(&s.device).map_err(StoreError::backend)?;
     let metadata = serde_json::to_string(&s.session_metadata).map_err(StoreError::backend)?;
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, updated_at, authenticated_at, \
          idle_expires_at, expires_at, last_interacted_at, device, metadata, ended_at, \
-         end_initiator) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         end_initiator) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(s.id.as_str())
     .bind(s.user_id.as_str())
@@ -257,12 +165,16 @@ async fn insert_session(conn: &mut SqliteConnection, s: &Session) -> Result<(), 
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    insert_clients(conn, &s.id, &joined_once(&s.clients)).await
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    insert_clients(conn, &s.id, &joined_once(&s.clients)).await?;
+    Ok(true)
 }
 
 /// Appends clients to the end of a session's list in one statement. A client already listed
 /// keeps its place, and takes the new sid when one is given (see [`Session::join`]).
-async fn insert_clients(
+pub(super) async fn insert_clients(
     conn: &mut SqliteConnection,
     id: &SessionId,
     clients: &[SessionClient],
@@ -291,7 +203,7 @@ async fn insert_clients(
 }
 
 /// Bumps a session's `updated_at`.
-async fn touch(
+pub(super) async fn touch(
     conn: &mut SqliteConnection,
     id: &SessionId,
     now: DateTime<Utc>,

@@ -2,9 +2,9 @@
 
 use super::db;
 use super::rows::{AttemptRow, DeliveryRow, delivery_columns};
-use super::sessions::limit;
 use crate::ids::DeliveryId;
 use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter};
+use crate::store::sql::overfetch as limit;
 use crate::store::{Page, StoreError};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 

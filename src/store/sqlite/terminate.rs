@@ -1,98 +1,92 @@
-//! Termination over SQLite: the sessions' end and their outbox rows in one transaction.
+//! Termination over SQLite: reading a step's sessions, and writing their end with their
+//! outbox rows (the walk itself is [`crate::terminate`]).
 
 use super::rows::{ending_select, ending_sessions, session_columns};
-use super::{Lane, SqliteStore, WriteTx, db, json_list, ms, values};
-use crate::clients::RelyingParty;
-use crate::ids::{EventId, UserId};
+use super::{db, json_list, ms, values};
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
-use crate::session::{EndReport, EndTarget, Session};
+use crate::session::Session;
 use crate::store::StoreError;
-use crate::terminate;
+use crate::store::backend::{Ending, EndingSet};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use std::sync::{Arc, LazyLock};
 
 /// Sessions ended per transaction when one call ends a user's sessions (half as many while API
-/// writes are arriving, see [`super::BatchSizes`]). Each chunk commits its sessions' end
-/// together with their rows, so a single-session end waits behind one chunk on the writer,
+/// writes are arriving, see [`super::BatchSizes`]). Each step commits its sessions' end
+/// together with their rows, so a single-session end waits behind one step on the writer,
 /// never behind a whole user.
 pub(super) const END_CHUNK: usize = 8;
 
-/// Ends the target's active sessions and writes their rows from [`terminate::plan`]; each
-/// session's end commits together with its rows, then the dispatcher is woken.
-///
-/// Each transaction makes four round trips to the writer connection's thread: `BEGIN`, one
-/// select of the sessions with their clients' registrations ([`ending_select`]), one
-/// statement sequence that marks them ended and inserts their rows, and `COMMIT`. Other
-/// writes wait for the whole transaction, so every round trip saved shortens their wait.
-pub(super) async fn end_sessions(
-    store: &SqliteStore,
-    target: &EndTarget,
-    initiator: Initiator,
-    event_id: &EventId,
-    now: DateTime<Utc>,
-) -> Result<EndReport, StoreError> {
-    match target {
-        EndTarget::Session(id) => {
-            let mut tx = store.begin_write().await?;
+/// Reads the sessions of one termination step with their clients' registrations, in one
+/// select ([`ending_select`]): the write lock the transaction took at `BEGIN IMMEDIATE` keeps
+/// every other writer, in this process or another, from changing them before it commits.
+/// A user-wide end takes `chunk` sessions a step.
+pub(super) async fn ending(
+    conn: &mut SqliteConnection,
+    which: Ending<'_>,
+    chunk: usize,
+) -> Result<EndingSet, StoreError> {
+    match which {
+        Ending::Session(id) => {
             let rows: String = sqlx::query_scalar(ending_select!(concat!(
                 "SELECT ",
                 session_columns!(),
                 " FROM sessions WHERE id = ?"
             )))
             .bind(id.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(conn)
             .await
             .map_err(db)?;
             let (sessions, clients) = ending_sessions(&rows)?;
-            if sessions.is_empty() {
-                return Err(StoreError::NotFound);
-            }
-            let active = sessions.into_iter().filter(|s| !s.is_ended()).collect();
-            finish(store, tx, active, &clients, initiator, event_id, now).await
+            Ok(EndingSet {
+                found: !sessions.is_empty(),
+                sessions: sessions.into_iter().filter(|s| !s.is_ended()).collect(),
+                clients,
+                next: None,
+            })
         }
-        EndTarget::User(user) => end_user(store, user, initiator, event_id, now).await,
-    }
-}
-
-/// Ends a user's active sessions [`END_CHUNK`] at a time (fewer while API writes are
-/// arriving), in id order, on the bulk lane.
-async fn end_user(
-    store: &SqliteStore,
-    user: &UserId,
-    initiator: Initiator,
-    event_id: &EventId,
-    now: DateTime<Utc>,
-) -> Result<EndReport, StoreError> {
-    let mut report = EndReport::nothing(event_id);
-    // The cursor starts below every id, so each chunk is one range of the `sessions_user`
-    // index rather than a rescan of the sessions already ended.
-    let mut after = String::new();
-    loop {
-        let mut tx = store.begin_in(Lane::Bulk).await?;
-        let chunk = store.batch_sizes().end_sessions;
-        let rows: String = sqlx::query_scalar(ending_select!(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE user_id = ?1 AND id > ?2 AND ended_at IS NULL",
-            " ORDER BY id LIMIT +?3"
-        )))
-        .bind(user.as_str())
-        .bind(after.as_str())
-        .bind(i64::try_from(chunk).unwrap_or(i64::MAX))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        let (sessions, clients) = ending_sessions(&rows)?;
-        let last_chunk = sessions.len() < chunk;
-        if let Some(last) = sessions.last() {
-            after.clear();
-            after.push_str(last.id.as_str());
+        Ending::User { user, after } => {
+            // The cursor starts below every id, so each step is one range of the
+            // `sessions_user` index rather than a rescan of the sessions already ended.
+            let rows: String = sqlx::query_scalar(ending_select!(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE user_id = ?1 AND id > ?2 AND ended_at IS NULL",
+                " ORDER BY id LIMIT +?3"
+            )))
+            .bind(user.as_str())
+            .bind(after)
+            .bind(i64::try_from(chunk).unwrap_or(i64::MAX))
+            .fetch_one(conn)
+            .await
+            .map_err(db)?;
+            let (sessions, clients) = ending_sessions(&rows)?;
+            let next = match sessions.last() {
+                Some(last) if sessions.len() >= chunk => Some(last.id.to_string()),
+                _ => None,
+            };
+            Ok(EndingSet {
+                sessions,
+                clients,
+                found: true,
+                next,
+            })
         }
-        report.absorb(finish(store, tx, sessions, &clients, initiator, event_id, now).await?);
-        if last_chunk {
-            return Ok(report);
+        Ending::Expired { now, limit } => {
+            let rows: String = sqlx::query_scalar(EXPIRED)
+                .bind(ms(now))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_one(conn)
+                .await
+                .map_err(db)?;
+            let (sessions, clients) = ending_sessions(&rows)?;
+            Ok(EndingSet {
+                sessions,
+                clients,
+                found: true,
+                next: None,
+            })
         }
     }
 }
@@ -111,63 +105,6 @@ const EXPIRED: &str = ending_select!(concat!(
     " WHERE ended_at IS NULL AND idle_expires_at <= ?1 ORDER BY idle_expires_at LIMIT +?2))",
     " ORDER BY id LIMIT +?2"
 ));
-
-/// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, those that
-/// expired first, with `session-expired`. The write lock taken at `BEGIN IMMEDIATE` keeps
-/// another process from ending the same sessions meanwhile.
-pub(super) async fn end_expired(
-    store: &SqliteStore,
-    now: DateTime<Utc>,
-    limit: usize,
-    event_id: &EventId,
-) -> Result<EndReport, StoreError> {
-    let mut tx = store.begin_in(Lane::Bulk).await?;
-    let rows: String = sqlx::query_scalar(EXPIRED)
-        .bind(ms(now))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    let (sessions, clients) = ending_sessions(&rows)?;
-    finish(
-        store,
-        tx,
-        sessions,
-        &clients,
-        Initiator::SessionExpired,
-        event_id,
-        now,
-    )
-    .await
-}
-
-/// Writes the rows [`terminate::plan`] derives for `sessions` from the `clients`'
-/// registrations, marks the sessions ended, commits both together, then wakes the dispatcher.
-/// Reports the clients the plan noted.
-async fn finish(
-    store: &SqliteStore,
-    mut tx: WriteTx,
-    sessions: Vec<Session>,
-    clients: &[RelyingParty],
-    initiator: Initiator,
-    event_id: &EventId,
-    now: DateTime<Utc>,
-) -> Result<EndReport, StoreError> {
-    let (rows, notes) = terminate::plan_all(&sessions, clients, initiator, event_id, now);
-    if !sessions.is_empty() {
-        write_ends(&mut tx, &sessions, initiator, now, &rows).await?;
-    }
-    tx.commit().await.map_err(db)?;
-    if !rows.is_empty() {
-        store.notify();
-    }
-    Ok(EndReport {
-        event_id: event_id.clone(),
-        sessions_ended: sessions.len(),
-        deliveries: rows.len(),
-        notes,
-    })
-}
 
 /// Marks sessions ended; runs before the first chunk of their rows (see [`write_ends`]).
 static MARK_ENDED: LazyLock<values::Statement> = LazyLock::new(|| {
@@ -199,7 +136,7 @@ static END_AND_INSERT: LazyLock<values::Sequence> =
 
 /// Marks `sessions` (not empty) ended and inserts their planned rows as pending and due at
 /// once, up to 256 rows per statement. The first statement carries the marking too.
-async fn write_ends(
+pub(super) async fn write_ends(
     conn: &mut SqliteConnection,
     sessions: &[Session],
     initiator: Initiator,
@@ -286,8 +223,9 @@ fn bind_rows<'q>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::SqliteStore;
     use super::*;
-    use crate::ids::{ClientId, DeliveryId, SessionId};
+    use crate::ids::{ClientId, DeliveryId, EventId, SessionId, UserId};
     use crate::metadata::SessionMetadata;
 
     #[test]

@@ -28,7 +28,7 @@ pub async fn claims_due_rows_oldest_first_under_a_lease(s: Stores) {
     one_row(&s, "late", t(5_000)).await;
     one_row(&s, "early", t(2_000)).await;
     one_row(&s, "mid", t(3_000)).await;
-    let claimed = s.outbox.claim_due(t(6_000), lease(), 2).await.unwrap();
+    let claimed = s.queue.claim_due(t(6_000), lease(), 2).await.unwrap();
     let sessions: Vec<_> = claimed
         .iter()
         .map(|c| c.delivery.session_id.to_string())
@@ -42,17 +42,17 @@ pub async fn claims_due_rows_oldest_first_under_a_lease(s: Stores) {
     assert_eq!(first.session_metadata, meta(&[("tenant", "acme")]));
     assert_eq!(first.budget_started_at, t(2_000));
     let stored = s
-        .outbox
+        .deliveries
         .get_delivery(&first.delivery.id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(stored.delivery, first.delivery);
-    let rest = s.outbox.claim_due(t(6_000), lease(), 10).await.unwrap();
+    let rest = s.queue.claim_due(t(6_000), lease(), 10).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].delivery.session_id, SessionId::new("late"));
     assert!(
-        s.outbox
+        s.queue
             .claim_due(t(6_000), lease(), 10)
             .await
             .unwrap()
@@ -63,24 +63,24 @@ pub async fn claims_due_rows_oldest_first_under_a_lease(s: Stores) {
 pub async fn rows_not_yet_due_are_not_claimed(s: Stores) {
     one_row(&s, "s1", t(2_000)).await;
     assert!(
-        s.outbox
+        s.queue
             .claim_due(t(1_999), lease(), 10)
             .await
             .unwrap()
             .is_empty()
     );
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let retry = result(&claimed[0], 2_100, 503, Decision::RetryAt(t(9_000)));
-    assert_eq!(s.outbox.record(&[retry]).await.unwrap(), 1);
+    assert_eq!(s.queue.record(&[retry]).await.unwrap(), 1);
     assert!(
-        s.outbox
+        s.queue
             .claim_due(t(8_999), lease(), 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        s.outbox
+        s.queue
             .claim_due(t(9_000), lease(), 10)
             .await
             .unwrap()
@@ -100,14 +100,14 @@ pub async fn paused_client_rows_stay_pending_until_resumed(s: Stores) {
     let mut paused = client("c1");
     paused.paused = true;
     s.clients.update_client(&paused, t(2_500)).await.unwrap();
-    let claimed = s.outbox.claim_due(t(3_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(3_000), lease(), 10).await.unwrap();
     let clients: Vec<_> = claimed
         .iter()
         .map(|c| c.client.client_id.to_string())
         .collect();
     assert_eq!(clients, ["c2"]);
     assert!(
-        s.outbox
+        s.queue
             .claim_due(t(3_000), lease(), 10)
             .await
             .unwrap()
@@ -118,7 +118,7 @@ pub async fn paused_client_rows_stay_pending_until_resumed(s: Stores) {
         ..Default::default()
     };
     let rows = s
-        .outbox
+        .deliveries
         .list_deliveries(&filter, None, 10)
         .await
         .unwrap()
@@ -126,7 +126,7 @@ pub async fn paused_client_rows_stay_pending_until_resumed(s: Stores) {
     assert_eq!(rows[0].state, DeliveryState::Pending);
     let c2_lease_end = Some(t(33_000));
     assert_eq!(
-        s.outbox.next_due_at().await.unwrap(),
+        s.queue.next_due_at().await.unwrap(),
         c2_lease_end,
         "paused rows do not count"
     );
@@ -134,31 +134,31 @@ pub async fn paused_client_rows_stay_pending_until_resumed(s: Stores) {
         .update_client(&client("c1"), t(4_000))
         .await
         .unwrap();
-    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(2_000)));
-    let resumed = s.outbox.claim_due(t(4_000), lease(), 10).await.unwrap();
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(t(2_000)));
+    let resumed = s.queue.claim_due(t(4_000), lease(), 10).await.unwrap();
     assert_eq!(resumed.len(), 1);
     assert!(!resumed[0].client.paused);
 }
 
 pub async fn expired_lease_is_reclaimed_and_old_result_ignored(s: Stores) {
     one_row(&s, "s1", t(2_000)).await;
-    let first = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let first = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     assert!(
-        s.outbox
+        s.queue
             .claim_due(t(31_999), lease(), 10)
             .await
             .unwrap()
             .is_empty()
     );
-    let second = s.outbox.claim_due(t(32_000), lease(), 10).await.unwrap();
+    let second = s.queue.claim_due(t(32_000), lease(), 10).await.unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].delivery.id, first[0].delivery.id);
     assert_ne!(second[0].lease, first[0].lease);
     assert_eq!(second[0].delivery.next_attempt_at, Some(t(62_000)));
     let stale = result(&first[0], 40_000, 200, Decision::Delivered);
-    assert_eq!(s.outbox.record(&[stale]).await.unwrap(), 0);
+    assert_eq!(s.queue.record(&[stale]).await.unwrap(), 0);
     let row = s
-        .outbox
+        .deliveries
         .get_delivery(&first[0].delivery.id)
         .await
         .unwrap()
@@ -166,7 +166,7 @@ pub async fn expired_lease_is_reclaimed_and_old_result_ignored(s: Stores) {
     assert_eq!(row.delivery.state, DeliveryState::InFlight);
     assert!(row.attempt_history.is_empty());
     let current = result(&second[0], 41_000, 204, Decision::Delivered);
-    assert_eq!(s.outbox.record(&[current]).await.unwrap(), 1);
+    assert_eq!(s.queue.record(&[current]).await.unwrap(), 1);
 }
 
 pub async fn concurrent_claimers_never_share_a_row(s: Stores) {
@@ -183,7 +183,7 @@ pub async fn concurrent_claimers_never_share_a_row(s: Stores) {
     }
     let tasks: Vec<_> = (0..6)
         .map(|_| {
-            let outbox = s.outbox.clone();
+            let outbox = s.queue.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
@@ -221,7 +221,7 @@ pub async fn a_claim_gives_each_row_the_metadata_of_its_own_session(s: Stores) {
         create(&s, &sess).await;
     }
     end_user(&s, "u", Initiator::RpLogout, t(2_000)).await;
-    let claimed = s.outbox.claim_due(t(3_000), lease(), 100).await.unwrap();
+    let claimed = s.queue.claim_due(t(3_000), lease(), 100).await.unwrap();
     assert_eq!(claimed.len(), 10);
     for c in &claimed {
         let (_, expected) = snapshots
@@ -253,7 +253,7 @@ pub async fn text_that_needs_escaping_reaches_the_claim_unchanged(s: Stores) {
     let ended = stored(&s, "s-\"tricky\"-é").await;
     assert_eq!(ended.device, sess.device);
     assert_eq!(ended.session_metadata, tricky);
-    let claimed = s.outbox.claim_due(t(3_000), lease(), 100).await.unwrap();
+    let claimed = s.queue.claim_due(t(3_000), lease(), 100).await.unwrap();
     assert_eq!(claimed.len(), 2);
     for c in &claimed {
         assert_eq!(c.session_metadata, tricky);

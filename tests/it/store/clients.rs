@@ -77,7 +77,11 @@ async fn states(s: &Stores, client: &str) -> Vec<DeliveryState> {
         client_id: Some(ClientId::new(client)),
         ..Default::default()
     };
-    let page = s.outbox.list_deliveries(&filter, None, 100).await.unwrap();
+    let page = s
+        .deliveries
+        .list_deliveries(&filter, None, 100)
+        .await
+        .unwrap();
     page.items.iter().map(|d| d.state).collect()
 }
 
@@ -93,7 +97,7 @@ pub async fn delete_cancels_pending_and_in_flight_rows(s: Stores) {
     end(&s, "s2", Initiator::RpLogout, t(3_000)).await;
     // s1's rows go in flight; c1's is then delivered, so it must stay delivered.
     let claimed = s
-        .outbox
+        .queue
         .claim_due(t(2_500), Duration::seconds(30), 10)
         .await
         .unwrap();
@@ -108,7 +112,7 @@ pub async fn delete_cancels_pending_and_in_flight_rows(s: Stores) {
         attempt: attempt(t(2_600), Some(200), None),
         decision: Decision::Delivered,
     };
-    assert_eq!(s.outbox.record(&[done]).await.unwrap(), 1);
+    assert_eq!(s.queue.record(&[done]).await.unwrap(), 1);
     end(&s, "s3", Initiator::RpLogout, t(4_000)).await;
 
     // c2 has one in-flight row (s1) and two pending ones (s2, s3).
@@ -150,9 +154,9 @@ pub async fn delete_cancels_pending_and_in_flight_rows(s: Stores) {
         attempt: attempt(t(5_100), Some(200), None),
         decision: Decision::Delivered,
     };
-    assert_eq!(s.outbox.record(&[late]).await.unwrap(), 0);
+    assert_eq!(s.queue.record(&[late]).await.unwrap(), 0);
     let row = s
-        .outbox
+        .deliveries
         .get_delivery(&c2_row.delivery.id)
         .await
         .unwrap()
@@ -161,7 +165,7 @@ pub async fn delete_cancels_pending_and_in_flight_rows(s: Stores) {
     assert_eq!(row.delivery.next_attempt_at, None);
     assert!(row.attempt_history.is_empty());
     let due: Vec<DeliveryId> = s
-        .outbox
+        .queue
         .claim_due(t(10_000), Duration::seconds(30), 10)
         .await
         .unwrap()
@@ -182,7 +186,7 @@ pub async fn emptying_the_url_list_cancels_rows(s: Stores) {
     );
     assert_eq!(states(&s, "c1").await, [DeliveryState::Pending; 2]);
 
-    s.outbox
+    s.queue
         .claim_due(t(3_000), Duration::seconds(30), 1)
         .await
         .unwrap();

@@ -6,8 +6,9 @@ use logoutd::ids::{ClientId, EventId, Jti, SessionId, UserId};
 use logoutd::initiator::Initiator;
 use logoutd::metadata::SessionMetadata;
 use logoutd::outbox::{AttemptRecord, Delivery, DeliveryFilter};
-use logoutd::session::{Device, EndReport, EndTarget, Session, SessionClient};
+use logoutd::session::{Device, Session, SessionClient};
 use logoutd::store::Stores;
+use logoutd::terminate::{EndReport, EndTarget};
 use url::Url;
 
 /// A fixed instant `ms` milliseconds after 2025-01-01T00:00:00Z.
@@ -187,7 +188,7 @@ pub async fn all_deliveries(stores: &Stores, take: usize) -> Vec<Delivery> {
     let mut from: Option<String> = None;
     loop {
         let page = stores
-            .outbox
+            .deliveries
             .list_deliveries(&DeliveryFilter::default(), from.as_deref(), take)
             .await
             .unwrap();

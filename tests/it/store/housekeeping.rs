@@ -56,7 +56,7 @@ pub async fn end_expired_ends_past_sessions_for_subscribed_clients_only(s: Store
         assert_eq!(ended.ended_at, Some(t(10_000)), "{id}");
         assert_eq!(ended.end_initiator, Some(Initiator::SessionExpired), "{id}");
         let rows = s
-            .outbox
+            .deliveries
             .list_deliveries(
                 &DeliveryFilter {
                     session_id: Some(SessionId::new(id)),
@@ -104,19 +104,19 @@ pub async fn end_expired_respects_the_batch_limit(s: Stores) {
 }
 
 pub async fn next_expiry_is_the_earliest_of_active_sessions(s: Stores) {
-    assert_eq!(s.sessions.next_expiry().await.unwrap(), None);
+    assert_eq!(s.housekeeping.next_expiry().await.unwrap(), None);
     expiry_fixture(&s).await;
-    assert_eq!(s.sessions.next_expiry().await.unwrap(), Some(t(4_000)));
+    assert_eq!(s.housekeeping.next_expiry().await.unwrap(), Some(t(4_000)));
     s.sessions
         .end_expired(t(10_000), 100, &EventId::generate())
         .await
         .unwrap();
-    assert_eq!(s.sessions.next_expiry().await.unwrap(), Some(t(30_000)));
+    assert_eq!(s.housekeeping.next_expiry().await.unwrap(), Some(t(30_000)));
 }
 
 pub async fn creating_an_expiring_session_wakes_the_sweeper(s: Stores) {
     register(&s, &[client("plain")]).await;
-    let wakeup = s.sessions.expiry_wakeup();
+    let wakeup = s.housekeeping.expiry_wakeup();
     let mut session = session("s1", "u1", &["plain"]);
     session.expires_at = Some(t(9_000));
     s.sessions.create_session(&session).await.unwrap();
@@ -140,7 +140,7 @@ async fn finished_rows(s: &Stores) {
         .delete_client(&ClientId::new("gone"), t(2_000))
         .await
         .unwrap();
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let results: Vec<_> = claimed
         .iter()
         .map(|c| match c.delivery.session_id.as_str() {
@@ -148,13 +148,13 @@ async fn finished_rows(s: &Stores) {
             _ => result(c, 2_100, 400, Decision::GiveUp("refused".into())),
         })
         .collect();
-    assert_eq!(s.outbox.record(&results).await.unwrap(), 2);
+    assert_eq!(s.queue.record(&results).await.unwrap(), 2);
 }
 
 async fn states(s: &Stores) -> Vec<(String, DeliveryState)> {
     // Ordered by session id (the state is a function of it here).
     let page = s
-        .outbox
+        .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 100)
         .await
         .unwrap();
@@ -170,15 +170,27 @@ async fn states(s: &Stores) -> Vec<(String, DeliveryState)> {
 pub async fn prune_finished_keeps_failed_and_young_rows(s: Stores) {
     finished_rows(&s).await;
     // Nothing changed strictly before t(2_000).
-    assert_eq!(s.outbox.prune_finished(t(2_000), 100).await.unwrap(), 0);
-    assert_eq!(s.sessions.prune_sessions(t(2_000), 100).await.unwrap(), 0);
-    assert_eq!(s.outbox.prune_finished(t(3_000), 100).await.unwrap(), 2);
+    assert_eq!(
+        s.housekeeping.prune_finished(t(2_000), 100).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        s.housekeeping.prune_sessions(t(2_000), 100).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        s.housekeeping.prune_finished(t(3_000), 100).await.unwrap(),
+        2
+    );
     assert_eq!(
         states(&s).await,
         [("bad".to_owned(), DeliveryState::Failed)]
     );
     // The failed row keeps its session; the others' sessions go.
-    assert_eq!(s.sessions.prune_sessions(t(3_000), 100).await.unwrap(), 2);
+    assert_eq!(
+        s.housekeeping.prune_sessions(t(3_000), 100).await.unwrap(),
+        2
+    );
     let kept = s
         .sessions
         .get_session(&SessionId::new("bad"))
@@ -189,9 +201,12 @@ pub async fn prune_finished_keeps_failed_and_young_rows(s: Stores) {
         let gone = s.sessions.get_session(&SessionId::new(id)).await.unwrap();
         assert!(gone.is_none(), "{id}");
     }
-    assert_eq!(s.outbox.prune_failed(t(3_000), 100).await.unwrap(), 1);
+    assert_eq!(s.housekeeping.prune_failed(t(3_000), 100).await.unwrap(), 1);
     assert!(states(&s).await.is_empty());
-    assert_eq!(s.sessions.prune_sessions(t(3_000), 100).await.unwrap(), 1);
+    assert_eq!(
+        s.housekeeping.prune_sessions(t(3_000), 100).await.unwrap(),
+        1
+    );
 }
 
 pub async fn prune_keeps_sessions_with_live_rows_and_active_sessions(s: Stores) {
@@ -201,8 +216,8 @@ pub async fn prune_keeps_sessions_with_live_rows_and_active_sessions(s: Stores) 
         .await
         .unwrap();
     let far = t(2_000) + Duration::days(30);
-    assert_eq!(s.outbox.prune_finished(far, 100).await.unwrap(), 0);
-    assert_eq!(s.sessions.prune_sessions(far, 100).await.unwrap(), 0);
+    assert_eq!(s.housekeeping.prune_finished(far, 100).await.unwrap(), 0);
+    assert_eq!(s.housekeeping.prune_sessions(far, 100).await.unwrap(), 0);
     assert_eq!(states(&s).await.len(), 1);
 }
 
@@ -210,41 +225,41 @@ pub async fn prune_works_in_batches(s: Stores) {
     for n in 0..5 {
         one_row(&s, &format!("s{n}"), t(2_000)).await;
     }
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let results: Vec<_> = claimed
         .iter()
         .map(|c| result(c, 2_100, 204, Decision::Delivered))
         .collect();
-    s.outbox.record(&results).await.unwrap();
-    assert_eq!(s.outbox.prune_finished(t(3_000), 2).await.unwrap(), 2);
-    assert_eq!(s.outbox.prune_finished(t(3_000), 2).await.unwrap(), 2);
-    assert_eq!(s.outbox.prune_finished(t(3_000), 2).await.unwrap(), 1);
-    assert_eq!(s.sessions.prune_sessions(t(3_000), 3).await.unwrap(), 3);
-    assert_eq!(s.sessions.prune_sessions(t(3_000), 3).await.unwrap(), 2);
+    s.queue.record(&results).await.unwrap();
+    assert_eq!(s.housekeeping.prune_finished(t(3_000), 2).await.unwrap(), 2);
+    assert_eq!(s.housekeeping.prune_finished(t(3_000), 2).await.unwrap(), 2);
+    assert_eq!(s.housekeeping.prune_finished(t(3_000), 2).await.unwrap(), 1);
+    assert_eq!(s.housekeeping.prune_sessions(t(3_000), 3).await.unwrap(), 3);
+    assert_eq!(s.housekeeping.prune_sessions(t(3_000), 3).await.unwrap(), 2);
 }
 
 pub async fn stats_count_live_and_dead_rows(s: Stores) {
-    let empty = s.outbox.stats(t(0)).await.unwrap();
+    let empty = s.deliveries.stats(t(0)).await.unwrap();
     assert_eq!((empty.pending, empty.in_flight, empty.failed), (0, 0, 0));
     assert_eq!(empty.oldest_due_at, None);
     finished_rows(&s).await;
     one_row(&s, "p1", t(4_000)).await;
     one_row(&s, "p2", t(5_000)).await;
     one_row(&s, "later", t(9_000)).await;
-    let claimed = s.outbox.claim_due(t(4_500), lease(), 1).await.unwrap();
+    let claimed = s.queue.claim_due(t(4_500), lease(), 1).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    let stats = s.outbox.stats(t(6_000)).await.unwrap();
+    let stats = s.deliveries.stats(t(6_000)).await.unwrap();
     assert_eq!((stats.pending, stats.in_flight, stats.failed), (2, 1, 1));
     assert_eq!(stats.oldest_due_at, Some(t(5_000)));
 }
 
 pub async fn claims_flag_rows_whose_lease_expired(s: Stores) {
     one_row(&s, "s1", t(2_000)).await;
-    let first = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let first = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     assert_eq!(first.len(), 1);
     assert!(!first[0].reclaimed);
     let later = t(2_000) + lease() + Duration::seconds(1);
-    let second = s.outbox.claim_due(later, lease(), 10).await.unwrap();
+    let second = s.queue.claim_due(later, lease(), 10).await.unwrap();
     assert_eq!(second.len(), 1);
     assert!(second[0].reclaimed);
 }

@@ -15,9 +15,9 @@ use futures_util::FutureExt;
 use logoutd::ids::{DeliveryId, EventId, SessionId, UserId};
 use logoutd::initiator::Initiator;
 use logoutd::outbox::DeliveryFilter;
-use logoutd::session::{EndReport, EndTarget};
 use logoutd::store::postgres::PostgresStore;
 use logoutd::store::{self, Stores};
+use logoutd::terminate::{EndReport, EndTarget};
 use sqlx::{Connection, PgConnection};
 use std::collections::HashSet;
 use std::io::Write;
@@ -168,11 +168,7 @@ async fn two_nodes() -> Option<(Stores, Stores, TestDatabase)> {
 async fn drain(stores: Stores) -> Vec<DeliveryId> {
     let mut mine = Vec::new();
     loop {
-        let batch = stores
-            .outbox
-            .claim_due(t(10_000), lease(), 7)
-            .await
-            .unwrap();
+        let batch = stores.queue.claim_due(t(10_000), lease(), 7).await.unwrap();
         if batch.is_empty() {
             return mine;
         }
@@ -246,7 +242,7 @@ async fn two_nodes_ending_one_session_write_its_rows_once() {
         assert_eq!((ended, rows), (1, 2), "session {id}");
     }
     let all = a
-        .outbox
+        .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 100)
         .await
         .unwrap();
@@ -292,7 +288,7 @@ async fn termination_on_one_node_wakes_another() {
         .create_session(&session("s1", "u1", &["c1"]))
         .await
         .unwrap();
-    let wakeup = b.outbox.wakeup();
+    let wakeup = b.queue.wakeup();
     // B's listener signals once when it starts listening; after that, only a NOTIFY wakes it.
     tokio::time::timeout(WAKE_BOUND, wakeup.notified())
         .await
@@ -303,7 +299,7 @@ async fn termination_on_one_node_wakes_another() {
     tokio::time::timeout(WAKE_BOUND, waiting)
         .await
         .expect("node B is woken by node A's termination");
-    let claimed = b.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = b.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(
         claimed[0].delivery.next_attempt_at,

@@ -12,7 +12,7 @@ pub async fn record_applies_decisions(s: Stores) {
     for id in ["a", "b", "c"] {
         one_row(&s, id, t(2_000)).await;
     }
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let by = |sid: &str| {
         claimed
             .iter()
@@ -31,9 +31,9 @@ pub async fn record_applies_decisions(s: Stores) {
         result(by("b"), 2_200, 503, Decision::RetryAt(t(7_000))),
         give_up,
     ];
-    assert_eq!(s.outbox.record(&results).await.unwrap(), 3);
+    assert_eq!(s.queue.record(&results).await.unwrap(), 3);
     let a = s
-        .outbox
+        .deliveries
         .get_delivery(&by("a").delivery.id)
         .await
         .unwrap()
@@ -45,7 +45,7 @@ pub async fn record_applies_decisions(s: Stores) {
     );
     assert_eq!((a.delivered_at, a.next_attempt_at), (Some(t(2_100)), None));
     let b = s
-        .outbox
+        .deliveries
         .get_delivery(&by("b").delivery.id)
         .await
         .unwrap()
@@ -57,7 +57,7 @@ pub async fn record_applies_decisions(s: Stores) {
     );
     assert_eq!((b.delivered_at, b.next_attempt_at), (None, Some(t(7_000))));
     let c = s
-        .outbox
+        .deliveries
         .get_delivery(&by("c").delivery.id)
         .await
         .unwrap()
@@ -73,27 +73,27 @@ pub async fn record_applies_decisions(s: Stores) {
         c.attempt_history[0].error.as_deref(),
         Some("invalid_request")
     );
-    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(7_000)));
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(t(7_000)));
 }
 
 pub async fn record_ignores_stale_and_unknown_leases(s: Stores) {
     one_row(&s, "s1", t(2_000)).await;
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let mut wrong = result(&claimed[0], 2_100, 200, Decision::Delivered);
     wrong.lease = LeaseId::generate();
     let mut unknown = wrong.clone();
     unknown.id = DeliveryId::generate();
-    assert_eq!(s.outbox.record(&[wrong, unknown]).await.unwrap(), 0);
-    assert!(s.outbox.record(&[]).await.unwrap() == 0);
+    assert_eq!(s.queue.record(&[wrong, unknown]).await.unwrap(), 0);
+    assert!(s.queue.record(&[]).await.unwrap() == 0);
     let ok = result(&claimed[0], 2_100, 200, Decision::Delivered);
-    assert_eq!(s.outbox.record(std::slice::from_ref(&ok)).await.unwrap(), 1);
+    assert_eq!(s.queue.record(std::slice::from_ref(&ok)).await.unwrap(), 1);
     assert_eq!(
-        s.outbox.record(&[ok]).await.unwrap(),
+        s.queue.record(&[ok]).await.unwrap(),
         0,
         "a lease is used once"
     );
     let row = s
-        .outbox
+        .deliveries
         .get_delivery(&claimed[0].delivery.id)
         .await
         .unwrap()
@@ -105,7 +105,7 @@ pub async fn record_counts_only_the_rows_whose_lease_holds(s: Stores) {
     for id in ["s1", "s2", "s3"] {
         one_row(&s, id, t(2_000)).await;
     }
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     assert_eq!(claimed.len(), 3);
     let mut stale = result(&claimed[1], 2_100, 200, Decision::Delivered);
     stale.lease = LeaseId::generate();
@@ -114,11 +114,11 @@ pub async fn record_counts_only_the_rows_whose_lease_holds(s: Stores) {
         stale,
         result(&claimed[2], 2_100, 503, Decision::RetryAt(t(9_000))),
     ];
-    assert_eq!(s.outbox.record(&batch).await.unwrap(), 2);
+    assert_eq!(s.queue.record(&batch).await.unwrap(), 2);
     let mut seen = Vec::new();
     for c in &claimed {
         let row = s
-            .outbox
+            .deliveries
             .get_delivery(&c.delivery.id)
             .await
             .unwrap()
@@ -140,22 +140,22 @@ pub async fn attempt_history_is_oldest_first(s: Stores) {
     let mut expected = Vec::new();
     for (n, status) in [500u16, 429, 200].into_iter().enumerate() {
         let at = 10_000 * (n as i64 + 1);
-        let claimed = s.outbox.claim_due(t(at), lease(), 1).await.unwrap();
+        let claimed = s.queue.claim_due(t(at), lease(), 1).await.unwrap();
         let decision = match status {
             200 => Decision::Delivered,
             _ => Decision::RetryAt(t(at + 5_000)),
         };
         let r = result(&claimed[0], at + 1, status, decision);
         expected.push(r.attempt.clone());
-        assert_eq!(s.outbox.record(&[r]).await.unwrap(), 1);
+        assert_eq!(s.queue.record(&[r]).await.unwrap(), 1);
     }
     let id = s
-        .outbox
+        .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 1)
         .await
         .unwrap();
     let row = s
-        .outbox
+        .deliveries
         .get_delivery(&id.items[0].id)
         .await
         .unwrap()
@@ -164,7 +164,7 @@ pub async fn attempt_history_is_oldest_first(s: Stores) {
     assert_eq!(row.delivery.attempts, 3);
     assert_eq!(row.delivery.state, DeliveryState::Delivered);
     assert_eq!(
-        s.outbox
+        s.deliveries
             .get_delivery(&DeliveryId::new("nope"))
             .await
             .unwrap(),
@@ -175,40 +175,40 @@ pub async fn attempt_history_is_oldest_first(s: Stores) {
 pub async fn release_returns_rows_without_counting_an_attempt(s: Stores) {
     one_row(&s, "s1", t(2_000)).await;
     one_row(&s, "s2", t(2_000)).await;
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let mut leases: Vec<_> = claimed
         .iter()
         .map(|c| (c.delivery.id.clone(), c.lease.clone()))
         .collect();
     leases.push((claimed[0].delivery.id.clone(), LeaseId::generate()));
-    assert_eq!(s.outbox.release(&leases, t(2_500)).await.unwrap(), 2);
-    let again = s.outbox.claim_due(t(2_500), lease(), 10).await.unwrap();
+    assert_eq!(s.queue.release(&leases, t(2_500)).await.unwrap(), 2);
+    let again = s.queue.claim_due(t(2_500), lease(), 10).await.unwrap();
     assert_eq!(again.len(), 2);
     assert!(again.iter().all(|c| c.delivery.attempts == 0));
     let stale = result(&claimed[0], 2_600, 200, Decision::Delivered);
-    assert_eq!(s.outbox.record(&[stale]).await.unwrap(), 0);
+    assert_eq!(s.queue.record(&[stale]).await.unwrap(), 0);
 }
 
 pub async fn next_due_at_tracks_pending_and_leased_rows(s: Stores) {
-    assert_eq!(s.outbox.next_due_at().await.unwrap(), None);
+    assert_eq!(s.queue.next_due_at().await.unwrap(), None);
     one_row(&s, "s1", t(5_000)).await;
     one_row(&s, "s2", t(3_000)).await;
-    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(3_000)));
-    let claimed = s.outbox.claim_due(t(3_000), lease(), 1).await.unwrap();
-    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(5_000)));
-    let claimed_late = s.outbox.claim_due(t(5_000), lease(), 1).await.unwrap();
-    assert_eq!(s.outbox.next_due_at().await.unwrap(), Some(t(33_000)));
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(t(3_000)));
+    let claimed = s.queue.claim_due(t(3_000), lease(), 1).await.unwrap();
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(t(5_000)));
+    let claimed_late = s.queue.claim_due(t(5_000), lease(), 1).await.unwrap();
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(t(33_000)));
     let done = [
         result(&claimed[0], 3_100, 200, Decision::Delivered),
         result(&claimed_late[0], 5_100, 200, Decision::Delivered),
     ];
-    s.outbox.record(&done).await.unwrap();
-    assert_eq!(s.outbox.next_due_at().await.unwrap(), None);
+    s.queue.record(&done).await.unwrap();
+    assert_eq!(s.queue.next_due_at().await.unwrap(), None);
 }
 
 /// Every row matching `filter`.
 async fn list(s: &Stores, filter: DeliveryFilter) -> Vec<Delivery> {
-    s.outbox
+    s.deliveries
         .list_deliveries(&filter, None, 100)
         .await
         .unwrap()
@@ -224,7 +224,7 @@ pub async fn deliveries_filter_and_page_by_id(s: Stores) {
             .unwrap();
         end(&s, id, Initiator::RpLogout, t(2_000)).await;
     }
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 1).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 1).await.unwrap();
     let all = list(&s, DeliveryFilter::default()).await;
     assert_eq!(all.len(), 6);
     let ids: Vec<_> = all.iter().map(|d| d.id.clone()).collect();
@@ -272,31 +272,34 @@ pub async fn deliveries_filter_and_page_by_id(s: Stores) {
 pub async fn redrive_requeues_failed_rows_only(s: Stores) {
     one_row(&s, "s1", t(2_000)).await;
     one_row(&s, "s2", t(2_000)).await;
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let results = [
         result(&claimed[0], 2_100, 410, Decision::GiveUp("gone".into())),
         result(&claimed[1], 2_100, 200, Decision::Delivered),
     ];
-    s.outbox.record(&results).await.unwrap();
-    let missing = s.outbox.redrive(&DeliveryId::new("nope"), t(9_000)).await;
+    s.queue.record(&results).await.unwrap();
+    let missing = s
+        .deliveries
+        .redrive(&DeliveryId::new("nope"), t(9_000))
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound)));
     let delivered = s
-        .outbox
+        .deliveries
         .redrive(&claimed[1].delivery.id, t(9_000))
         .await
         .unwrap();
     assert_eq!(delivered, Redrive::NotFailed(DeliveryState::Delivered));
 
-    let wakeup = s.outbox.wakeup();
+    let wakeup = s.queue.wakeup();
     let failed = &claimed[0].delivery.id;
     assert_eq!(
-        s.outbox.redrive(failed, t(9_000)).await.unwrap(),
+        s.deliveries.redrive(failed, t(9_000)).await.unwrap(),
         Redrive::Requeued
     );
     tokio::time::timeout(std::time::Duration::from_secs(5), wakeup.notified())
         .await
         .unwrap();
-    let row = s.outbox.get_delivery(failed).await.unwrap().unwrap();
+    let row = s.deliveries.get_delivery(failed).await.unwrap().unwrap();
     assert_eq!(
         (row.delivery.state, row.delivery.attempts),
         (DeliveryState::Pending, 0)
@@ -304,9 +307,9 @@ pub async fn redrive_requeues_failed_rows_only(s: Stores) {
     assert_eq!(row.delivery.next_attempt_at, Some(t(9_000)));
     assert_eq!(row.delivery.created_at, t(2_000));
     assert_eq!(row.attempt_history.len(), 1, "history is kept");
-    let again = s.outbox.claim_due(t(9_000), lease(), 10).await.unwrap();
+    let again = s.queue.claim_due(t(9_000), lease(), 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].budget_started_at, t(9_000));
-    let pending = s.outbox.redrive(failed, t(9_500)).await.unwrap();
+    let pending = s.deliveries.redrive(failed, t(9_500)).await.unwrap();
     assert_eq!(pending, Redrive::NotFailed(DeliveryState::InFlight));
 }

@@ -110,7 +110,7 @@ pub async fn a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_sessi
         .unwrap();
     let report = end(&s, "s1", Initiator::SessionRevoked, t(2_000)).await;
     assert_eq!(report.deliveries, 3);
-    let claimed = s.outbox.claim_due(t(2_000), lease(), 10).await.unwrap();
+    let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let token_sids: BTreeMap<String, String> = claimed
         .iter()
         .map(|c| {
@@ -128,7 +128,7 @@ pub async fn a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_sessi
             .collect();
     assert_eq!(token_sids, expected);
     let listed = s
-        .outbox
+        .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 10)
         .await
         .unwrap();
@@ -148,7 +148,7 @@ pub async fn a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_sessi
         "no sid of its own: the session id is used"
     );
     let detail = s
-        .outbox
+        .deliveries
         .get_delivery(&claimed[0].delivery.id)
         .await
         .unwrap()

@@ -4,8 +4,8 @@
 use super::fixtures::*;
 use logoutd::ids::ClientId;
 use logoutd::initiator::Initiator;
-use logoutd::session::EndReport;
 use logoutd::store::Stores;
+use logoutd::terminate::EndReport;
 use logoutd::terminate::{ClientNote, SkipReason};
 
 /// `(client_id, reason, first session, sessions)` of each note.

@@ -25,7 +25,7 @@ async fn in_memory_database_keeps_data_between_calls() {
     let stores = store::open("sqlite::memory:").await.unwrap();
     one_row(&stores, "s1", t(2_000)).await;
     let claimed = stores
-        .outbox
+        .queue
         .claim_due(t(2_000), Duration::seconds(30), 10)
         .await
         .unwrap();
@@ -50,7 +50,7 @@ async fn populate(s: &Stores) {
         .await
         .unwrap();
     let claimed = s
-        .outbox
+        .queue
         .claim_due(t(3_000), Duration::seconds(30), 10)
         .await
         .unwrap();
@@ -60,7 +60,7 @@ async fn populate(s: &Stores) {
         attempt: attempt(t(3_001), Some(200), None),
         decision: Decision::Delivered,
     };
-    s.outbox.record(&[done]).await.unwrap();
+    s.queue.record(&[done]).await.unwrap();
 }
 
 #[tokio::test]
@@ -82,11 +82,15 @@ async fn data_survives_a_restart() {
             .unwrap(),
     ];
     let rows = before
-        .outbox
+        .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 10)
         .await
         .unwrap();
-    let detail = before.outbox.get_delivery(&rows.items[0].id).await.unwrap();
+    let detail = before
+        .deliveries
+        .get_delivery(&rows.items[0].id)
+        .await
+        .unwrap();
     drop(before);
 
     let after = store::open(&url).await.unwrap();
@@ -101,12 +105,16 @@ async fn data_survives_a_restart() {
         assert_eq!(after.sessions.get_session(&s.id).await.unwrap(), Some(s));
     }
     let again = after
-        .outbox
+        .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 10)
         .await
         .unwrap();
     assert_eq!(again, rows);
-    let row = after.outbox.get_delivery(&rows.items[0].id).await.unwrap();
+    let row = after
+        .deliveries
+        .get_delivery(&rows.items[0].id)
+        .await
+        .unwrap();
     assert_eq!(row, detail);
     assert_eq!(row.unwrap().delivery.state, DeliveryState::Delivered);
     let ended = end(&after, "active", Initiator::RpLogout, t(4_000)).await;
@@ -205,7 +213,7 @@ async fn a_database_from_before_per_client_sids_upgrades_and_keeps_auth0_s_defau
         1
     );
     let claimed = stores
-        .outbox
+        .queue
         .claim_due(t(2_000), Duration::seconds(30), 10)
         .await
         .unwrap();

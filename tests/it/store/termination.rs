@@ -4,8 +4,8 @@ use super::fixtures::*;
 use logoutd::ids::{ClientId, EventId, SessionId, UserId};
 use logoutd::initiator::Initiator;
 use logoutd::outbox::{DeliveryFilter, DeliveryState};
-use logoutd::session::EndTarget;
 use logoutd::store::{StoreError, Stores};
+use logoutd::terminate::EndTarget;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -15,7 +15,11 @@ async fn row_clients(s: &Stores, id: &str) -> Vec<String> {
         session_id: Some(SessionId::new(id)),
         ..Default::default()
     };
-    let page = s.outbox.list_deliveries(&filter, None, 100).await.unwrap();
+    let page = s
+        .deliveries
+        .list_deliveries(&filter, None, 100)
+        .await
+        .unwrap();
     let set: BTreeSet<String> = page.items.iter().map(|d| d.client_id.to_string()).collect();
     set.into_iter().collect()
 }
@@ -67,7 +71,7 @@ pub async fn rows_are_pending_and_due_at_the_end(s: Stores) {
     let report = report.await.unwrap();
     assert_eq!(report.event_id, event);
     let page = s
-        .outbox
+        .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 10)
         .await
         .unwrap();
@@ -104,7 +108,7 @@ pub async fn repeated_end_adds_nothing(s: Stores) {
     let again = end(&s, "s1", Initiator::IdpLogout, t(3_000)).await;
     assert_eq!((again.sessions_ended, again.deliveries), (0, 0));
     let page = s
-        .outbox
+        .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 10)
         .await
         .unwrap();
@@ -174,7 +178,7 @@ pub async fn user_wide_end_of_many_sessions_ends_each_once_with_its_rows(s: Stor
     let mut from = None;
     loop {
         let page = s
-            .outbox
+            .deliveries
             .list_deliveries(&filter, from.as_deref(), 50)
             .await
             .unwrap();
@@ -192,7 +196,7 @@ pub async fn user_wide_end_of_many_sessions_ends_each_once_with_its_rows(s: Stor
 }
 
 pub async fn ending_wakes_the_dispatcher(s: Stores) {
-    let wakeup = s.outbox.wakeup();
+    let wakeup = s.queue.wakeup();
     one_row(&s, "s1", t(2_000)).await;
     // A permit is stored, so a dispatcher that starts waiting only now still wakes.
     tokio::time::timeout(Duration::from_secs(5), wakeup.notified())

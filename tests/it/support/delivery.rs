@@ -11,12 +11,9 @@ use logoutd::dispatcher::{Dispatcher, DispatcherParts};
 use logoutd::ids::{DeliveryId, Issuer, LeaseId};
 use logoutd::metrics::Metrics;
 use logoutd::net_policy::NetPolicy;
-use logoutd::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, Outbox, OutboxStats,
-    Redrive,
-};
+use logoutd::outbox::{AttemptResult, ClaimedDelivery};
 use logoutd::sender::{Sender, SenderConfig};
-use logoutd::store::{Page, StoreError, Stores};
+use logoutd::store::{Queue, StoreError, Stores};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 /// Longest a test waits for an event before failing.
 pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Delegates to a real outbox and counts recorded results.
+/// Delegates to a real queue and counts recorded results.
 pub struct ObservedOutbox {
-    inner: Arc<dyn Outbox>,
+    inner: Arc<dyn Queue>,
     recorded: AtomicUsize,
     changed: Notify,
 }
@@ -76,7 +73,7 @@ impl ObservedOutbox {
 }
 
 #[async_trait]
-impl Outbox for ObservedOutbox {
+impl Queue for ObservedOutbox {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -98,34 +95,19 @@ impl Outbox for ObservedOutbox {
     ) -> Result<u64, StoreError> {
         self.inner.release(leases, now).await
     }
+    async fn give_up(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner.give_up(leases, reason, now).await
+    }
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.next_due_at().await
     }
-    async fn list_deliveries(
-        &self,
-        filter: &DeliveryFilter,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Page<Delivery>, StoreError> {
-        self.inner.list_deliveries(filter, from, take).await
-    }
-    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
-        self.inner.get_delivery(id).await
-    }
-    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
-        self.inner.redrive(id, now).await
-    }
     fn wakeup(&self) -> Arc<Notify> {
         self.inner.wakeup()
-    }
-    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        self.inner.stats(now).await
-    }
-    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        self.inner.prune_finished(before, limit).await
-    }
-    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        self.inner.prune_failed(before, limit).await
     }
 }
 
@@ -163,12 +145,12 @@ impl Harness {
         (settings, sender): (DispatchSettings, SenderConfig),
     ) -> Self {
         let outbox = Arc::new(ObservedOutbox {
-            inner: stores.outbox.clone(),
+            inner: stores.queue.clone(),
             recorded: AtomicUsize::new(0),
             changed: Notify::new(),
         });
         let stores = Stores {
-            outbox: outbox.clone(),
+            queue: outbox.clone(),
             ..stores
         };
         let clock = Arc::new(ManualClock::new(start_time()));

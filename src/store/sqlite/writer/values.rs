@@ -12,10 +12,10 @@ use sqlx::sqlite::SqliteArguments;
 
 /// Most rows in one statement (256 rows of 9 columns stay far below SQLite's 32,766
 /// parameters).
-pub(super) const MAX_ROWS: usize = 256;
+pub(in crate::store::sqlite) const MAX_ROWS: usize = 256;
 
 /// One statement over a `VALUES` list, in each of its shapes.
-pub(super) struct Statement {
+pub(in crate::store::sqlite) struct Statement {
     columns: usize,
     /// The SQL for 1, 2, 4, ... [`MAX_ROWS`] rows.
     shapes: Vec<String>,
@@ -24,7 +24,7 @@ pub(super) struct Statement {
 impl Statement {
     /// Builds every shape of the statement `sql` makes of a `VALUES` list of rows of `columns`
     /// placeholders each.
-    pub(super) fn new(columns: usize, sql: impl Fn(&str) -> String) -> Self {
+    pub(in crate::store::sqlite) fn new(columns: usize, sql: impl Fn(&str) -> String) -> Self {
         let shapes = (0..=MAX_ROWS.trailing_zeros())
             .map(|power| sql(&placeholders(1 << power, columns)))
             .collect();
@@ -33,7 +33,7 @@ impl Statement {
 
     /// A statement without a `VALUES` list, the same for every chunk size: its parameters are
     /// bound once, and nothing pads it.
-    pub(super) fn fixed(sql: &str) -> Self {
+    pub(in crate::store::sqlite) fn fixed(sql: &str) -> Self {
         Self {
             columns: 0,
             shapes: vec![sql.to_owned()],
@@ -41,12 +41,12 @@ impl Statement {
     }
 
     /// The SQL for a chunk of `rows` rows (at most [`MAX_ROWS`]).
-    pub(super) fn sql(&self, rows: usize) -> &str {
+    pub(in crate::store::sqlite) fn sql(&self, rows: usize) -> &str {
         shape_sql(&self.shapes, rows)
     }
 
     /// Binds the NULL rows that pad a chunk of `rows` rows to its shape.
-    pub(super) fn pad<'q>(
+    pub(in crate::store::sqlite) fn pad<'q>(
         &self,
         mut query: Query<'q, Sqlite, SqliteArguments>,
         rows: usize,
@@ -61,13 +61,13 @@ impl Statement {
 /// Statements that run one after the other in a single round trip to the connection's thread,
 /// in each shape. Their parameters are bound in statement order, each statement's rows and
 /// padding by its own [`Statement`]; `?` placeholders number on across the statements.
-pub(super) struct Sequence {
+pub(in crate::store::sqlite) struct Sequence {
     shapes: Vec<String>,
 }
 
 impl Sequence {
     /// `parts`, in order.
-    pub(super) fn new(parts: &[&Statement]) -> Self {
+    pub(in crate::store::sqlite) fn new(parts: &[&Statement]) -> Self {
         let shapes = (0..=MAX_ROWS.trailing_zeros() as usize)
             .map(|power| {
                 parts
@@ -81,7 +81,7 @@ impl Sequence {
     }
 
     /// The SQL for a chunk of `rows` rows (at most [`MAX_ROWS`]).
-    pub(super) fn sql(&self, rows: usize) -> &str {
+    pub(in crate::store::sqlite) fn sql(&self, rows: usize) -> &str {
         shape_sql(&self.shapes, rows)
     }
 }

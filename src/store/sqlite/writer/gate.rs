@@ -25,7 +25,7 @@ const API_ACTIVE_FOR: Duration = Duration::from_millis(100);
 
 /// How urgent a write is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Lane {
+pub(in crate::store::sqlite) enum Lane {
     /// One API request is waiting for it.
     Interactive,
     /// One chunk of a many-session termination (an API caller waits for all of them).
@@ -62,7 +62,7 @@ struct State {
 
 /// The gate in front of the writer connection.
 #[derive(Default)]
-pub(super) struct WriteGate {
+pub(in crate::store::sqlite) struct WriteGate {
     state: Mutex<State>,
     /// Passes handed out so far: the write transactions begun.
     #[cfg(test)]
@@ -71,7 +71,7 @@ pub(super) struct WriteGate {
 
 /// The right to write, held for the life of one transaction; dropping it lets the next
 /// waiter in.
-pub(super) struct Pass {
+pub(in crate::store::sqlite) struct Pass {
     gate: Option<Arc<WriteGate>>,
 }
 
@@ -93,7 +93,7 @@ impl WriteGate {
 
     /// Waits for the writer's turn in `lane`. Cancel-safe: a dropped wait gives up its place,
     /// and a pass handed to a wait that was dropped meanwhile goes to the next waiter.
-    pub(super) async fn enter(self: &Arc<Self>, lane: Lane) -> Pass {
+    pub(in crate::store::sqlite) async fn enter(self: &Arc<Self>, lane: Lane) -> Pass {
         let pass = self.turn(lane).await;
         #[cfg(test)]
         self.passes
@@ -128,19 +128,19 @@ impl WriteGate {
 
     /// The write transactions begun so far.
     #[cfg(test)]
-    pub(super) fn passes(&self) -> usize {
+    pub(in crate::store::sqlite) fn passes(&self) -> usize {
         self.passes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes [`Self::api_active`] hold for an hour, or, with `false`, no longer hold.
     #[cfg(test)]
-    pub(super) fn set_api_active(&self, active: bool) {
+    pub(in crate::store::sqlite) fn set_api_active(&self, active: bool) {
         let hour = Duration::from_secs(3_600);
         self.lock().last_api = active.then(|| Instant::now() + hour);
     }
 
     /// Whether an API write asked for the writer within the last [`API_ACTIVE_FOR`].
-    pub(super) fn api_active(&self) -> bool {
+    pub(in crate::store::sqlite) fn api_active(&self) -> bool {
         self.lock()
             .last_api
             .is_some_and(|at| at.elapsed() < API_ACTIVE_FOR)

@@ -33,11 +33,11 @@ const EVERY: u32 = 64;
 const RESTART_FRAMES: i64 = 32_768;
 /// The writer's own automatic checkpoint threshold, in pages: only reached when the background
 /// checkpoints fall behind or stop.
-pub(super) const BACKSTOP_PAGES: &str = "65536";
+pub(in crate::store::sqlite) const BACKSTOP_PAGES: &str = "65536";
 
 /// Counts write transactions and wakes the checkpoint task.
 #[derive(Default)]
-pub(super) struct Checkpoints {
+pub(in crate::store::sqlite) struct Checkpoints {
     writes: AtomicU32,
     closed: AtomicBool,
     wake: Notify,
@@ -45,7 +45,7 @@ pub(super) struct Checkpoints {
 
 impl Checkpoints {
     /// Counts one committed write transaction.
-    pub(super) fn wrote(&self) {
+    pub(in crate::store::sqlite) fn wrote(&self) {
         if self.writes.fetch_add(1, Ordering::Relaxed) + 1 >= EVERY {
             self.writes.store(0, Ordering::Relaxed);
             self.wake.notify_one();
@@ -53,14 +53,14 @@ impl Checkpoints {
     }
 
     /// Stops the task (the store is going away).
-    pub(super) fn close(&self) {
+    pub(in crate::store::sqlite) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake.notify_one();
     }
 
     /// Starts the task that checkpoints `pool`'s database when woken, pinning the WAL on two
     /// connections of its own opened with `options`, and taking turns at `gate` to restart it.
-    pub(super) fn spawn(
+    pub(in crate::store::sqlite) fn spawn(
         self: &Arc<Self>,
         pool: SqlitePool,
         options: SqliteConnectOptions,

@@ -1,0 +1,176 @@
+//! What a backend supplies for the rules above it: reads, and one write transaction made of
+//! small primitives.
+//!
+//! The rules (an ended session refuses changes, an unknown client is refused, a client left
+//! without a URL cancels its pending rows, the termination walk) are written once, in
+//! [`super::Sessions`], [`super::Clients`] and [`crate::terminate`], over these primitives.
+//! A backend does not decide anything: it reads and writes what it is told, inside the
+//! transaction it opened, and takes the locks its concurrency needs (see each method).
+
+use super::StoreError;
+use crate::clients::RelyingParty;
+use crate::ids::{ClientId, SessionId, UserId};
+use crate::initiator::Initiator;
+use crate::metadata::SessionMetadata;
+use crate::outbox::NewDelivery;
+use crate::session::{Session, SessionClient};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Whom a write transaction serves, for a backend that orders its writers (SQLite's single
+/// writer lets an API write in ahead of queued batch work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// An API request is waiting for it.
+    Interactive,
+    /// Batch work: a user-wide end, the expiry sweep.
+    Bulk,
+}
+
+/// The reads and the write transactions of one database.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Starts a write transaction. Dropping it without [`Tx::commit`] rolls it back, except on
+    /// a backend that writes at once (the memory backend); the rules therefore check
+    /// everything before they write.
+    async fn begin(&self, lane: Lane) -> Result<Box<dyn Tx + '_>, StoreError>;
+
+    /// The session, ended or not, as last committed.
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// The user's active sessions ordered by id, after cursor `from`, at most `take` + 1 (the
+    /// extra one only says that more remain, see [`super::Page::from_overfetch`]).
+    async fn user_sessions(
+        &self,
+        user: &UserId,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Vec<Session>, StoreError>;
+
+    /// One client.
+    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError>;
+
+    /// Clients ordered by client_id, after cursor `from`, at most `take` + 1.
+    async fn clients(
+        &self,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Vec<RelyingParty>, StoreError>;
+
+    /// Wakes this process's delivery workers after committed rows became due.
+    fn wake_workers(&self);
+
+    /// Wakes the expiry sweeper after a session with an expiry was committed.
+    fn wake_expiry(&self);
+}
+
+/// Which sessions one step of a termination ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Ending<'a> {
+    /// One session.
+    Session(&'a SessionId),
+    /// The next of a user's active sessions after cursor `after`, in id order: as many as the
+    /// backend ends in one transaction.
+    User {
+        /// The user.
+        user: &'a UserId,
+        /// The last session id of the previous step (empty at the start).
+        after: &'a str,
+    },
+    /// Up to `limit` active sessions whose absolute or idle expiry is at or before `now`,
+    /// those that expired first.
+    Expired {
+        /// The sweep's time.
+        now: DateTime<Utc>,
+        /// Most sessions.
+        limit: usize,
+    },
+}
+
+/// The sessions one step of a termination ends, read inside its transaction.
+#[derive(Debug, Default)]
+pub struct EndingSet {
+    /// The sessions that are still active, locked until commit, in id order.
+    pub sessions: Vec<Session>,
+    /// The current registrations of their clients (deleted ones are absent), locked against
+    /// change or deletion until commit.
+    pub clients: Vec<RelyingParty>,
+    /// For [`Ending::Session`]: whether the session exists at all (ended or not).
+    pub found: bool,
+    /// For [`Ending::User`]: the cursor of the next step, when this one was full.
+    pub next: Option<String>,
+}
+
+/// One write transaction: the primitives the rules are written with.
+#[async_trait]
+pub trait Tx: Send {
+    /// The session with its clients, as this transaction sees it, without a lock.
+    async fn session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// The session with its clients, locked against every other writer until commit; a
+    /// change that waited for the lock sees what the holder committed.
+    async fn lock_session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// The first of `wanted` that is not a registered client.
+    async fn first_unknown_client<'a>(
+        &mut self,
+        wanted: &[&'a ClientId],
+    ) -> Result<Option<&'a ClientId>, StoreError>;
+
+    /// Inserts a new session with its client list; `false`, writing nothing, when the id
+    /// exists (a concurrent create won).
+    async fn insert_session(&mut self, session: &Session) -> Result<bool, StoreError>;
+
+    /// Appends `clients` to the session's list as [`Session::join`] does (a client already
+    /// listed keeps its place and takes a new sid when one is given), and sets `updated_at`.
+    async fn join(
+        &mut self,
+        id: &SessionId,
+        clients: &[SessionClient],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the session's metadata and sets `updated_at`.
+    async fn set_metadata(
+        &mut self,
+        id: &SessionId,
+        metadata: &SessionMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Reads and locks the sessions of one termination step, with their clients'
+    /// registrations. Two transactions never both see one session active.
+    async fn ending(&mut self, which: Ending<'_>) -> Result<EndingSet, StoreError>;
+
+    /// Marks `sessions` ended by `initiator` at `now`, and inserts `rows` pending and due at
+    /// their creation time, announcing them to other nodes when there are any.
+    async fn end(
+        &mut self,
+        sessions: &[Session],
+        rows: &[NewDelivery],
+        initiator: Initiator,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Registers a client; `false`, writing nothing, when the client_id exists.
+    async fn insert_client(&mut self, client: &RelyingParty) -> Result<bool, StoreError>;
+
+    /// Replaces a client's settings, keeping `created_at`; `false` when it does not exist.
+    async fn update_client(
+        &mut self,
+        client: &RelyingParty,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a client; `false` when it does not exist.
+    async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError>;
+
+    /// Cancels the client's pending and in-flight rows; returns how many.
+    async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Tells other nodes, at commit, that rows may have become claimable (a client resumed).
+    async fn announce(&mut self) -> Result<(), StoreError>;
+
+    /// Commits.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,141 @@
+//! The write transaction over the in-memory state: the mutex, held until commit.
+
+use super::{State, sessions};
+use crate::clients::RelyingParty;
+use crate::ids::{ClientId, SessionId};
+use crate::initiator::Initiator;
+use crate::metadata::SessionMetadata;
+use crate::outbox::NewDelivery;
+use crate::session::{Session, SessionClient, joined_once};
+use crate::store::StoreError;
+use crate::store::backend::{Ending, EndingSet, Tx};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::OwnedMutexGuard;
+
+/// The state, locked for one transaction.
+pub(super) struct MemoryTx {
+    pub(super) state: OwnedMutexGuard<State>,
+}
+
+#[async_trait]
+impl Tx for MemoryTx {
+    async fn session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.state.sessions.get(id).cloned())
+    }
+
+    async fn lock_session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.state.sessions.get(id).cloned())
+    }
+
+    async fn first_unknown_client<'a>(
+        &mut self,
+        wanted: &[&'a ClientId],
+    ) -> Result<Option<&'a ClientId>, StoreError> {
+        Ok(wanted
+            .iter()
+            .find(|c| !self.state.clients.contains_key(c))
+            .copied())
+    }
+
+    async fn insert_session(&mut self, session: &Session) -> Result<bool, StoreError> {
+        let state = &mut *self.state;
+        if state.sessions.contains_key(&session.id) {
+            return Ok(false);
+        }
+        let mut stored = session.clone();
+        stored.clients = joined_once(&session.clients);
+        state
+            .by_user
+            .entry(session.user_id.clone())
+            .or_default()
+            .insert(session.id.clone());
+        state.sessions.insert(session.id.clone(), stored);
+        Ok(true)
+    }
+
+    async fn join(
+        &mut self,
+        id: &SessionId,
+        clients: &[SessionClient],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if let Some(session) = self.state.sessions.get_mut(id) {
+            for client in clients {
+                session.join(client.clone());
+            }
+            session.updated_at = now;
+        }
+        Ok(())
+    }
+
+    async fn set_metadata(
+        &mut self,
+        id: &SessionId,
+        metadata: &SessionMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if let Some(session) = self.state.sessions.get_mut(id) {
+            session.session_metadata = metadata.clone();
+            session.updated_at = now;
+        }
+        Ok(())
+    }
+
+    async fn ending(&mut self, which: Ending<'_>) -> Result<EndingSet, StoreError> {
+        Ok(sessions::ending(&self.state, which))
+    }
+
+    async fn end(
+        &mut self,
+        sessions: &[Session],
+        rows: &[NewDelivery],
+        initiator: Initiator,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sessions::end(&mut self.state, sessions, rows, initiator, now);
+        Ok(())
+    }
+
+    async fn insert_client(&mut self, client: &RelyingParty) -> Result<bool, StoreError> {
+        if self.state.clients.contains_key(&client.client_id) {
+            return Ok(false);
+        }
+        self.state
+            .clients
+            .insert(client.client_id.clone(), client.clone());
+        Ok(true)
+    }
+
+    async fn update_client(
+        &mut self,
+        client: &RelyingParty,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let Some(stored) = self.state.clients.get_mut(&client.client_id) else {
+            return Ok(false);
+        };
+        *stored = RelyingParty {
+            created_at: stored.created_at,
+            updated_at: now,
+            ..client.clone()
+        };
+        Ok(true)
+    }
+
+    async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {
+        Ok(self.state.clients.remove(id).is_some())
+    }
+
+    async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self.state.cancel_client_rows(id, now))
+    }
+
+    async fn announce(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

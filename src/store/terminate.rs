@@ -1,0 +1,106 @@
+//! The termination walk, written once over a [`Backend`]'s primitives.
+//!
+//! Each step of the walk is one backend transaction: it reads and locks the step's active
+//! sessions with their clients' registrations ([`Tx::ending`]), derives their rows with
+//! [`plan_all`], marks them ended and inserts the rows ([`Tx::end`]), and commits, so a
+//! session's end and its rows commit together or not at all.
+
+use super::StoreError;
+use super::backend::{Backend, Ending, EndingSet, Lane, Tx};
+use crate::ids::{EventId, UserId};
+use crate::initiator::Initiator;
+use crate::terminate::{EndReport, EndTarget, plan_all};
+use chrono::{DateTime, Utc};
+
+/// Ends the target's active sessions (see [`crate::store::Sessions::end_sessions`]). A single
+/// session is one transaction on the interactive lane; a user's sessions are ended a step at
+/// a time on the bulk lane, each step as many as the backend ends in one transaction, so what
+/// one call holds and how long one transaction keeps its locks stay bounded however many
+/// sessions the user has.
+pub(super) async fn end_sessions(
+    backend: &dyn Backend,
+    target: &EndTarget,
+    initiator: Initiator,
+    event_id: &EventId,
+    now: DateTime<Utc>,
+) -> Result<EndReport, StoreError> {
+    match target {
+        EndTarget::Session(id) => {
+            let mut tx = backend.begin(Lane::Interactive).await?;
+            let set = tx.ending(Ending::Session(id)).await?;
+            if !set.found {
+                return Err(StoreError::NotFound);
+            }
+            finish(backend, tx, set, initiator, event_id, now).await
+        }
+        EndTarget::User(user) => end_user(backend, user, initiator, event_id, now).await,
+    }
+}
+
+/// Ends a user's active sessions step by step in id order; each step starts after the cursor
+/// the previous one returned, so the walk ends however many sessions other transactions end
+/// meanwhile.
+async fn end_user(
+    backend: &dyn Backend,
+    user: &UserId,
+    initiator: Initiator,
+    event_id: &EventId,
+    now: DateTime<Utc>,
+) -> Result<EndReport, StoreError> {
+    let mut report = EndReport::nothing(event_id);
+    let mut after = String::new();
+    loop {
+        let mut tx = backend.begin(Lane::Bulk).await?;
+        let mut set = tx
+            .ending(Ending::User {
+                user,
+                after: &after,
+            })
+            .await?;
+        let next = set.next.take();
+        report.absorb(finish(backend, tx, set, initiator, event_id, now).await?);
+        match next {
+            Some(cursor) => after = cursor,
+            None => return Ok(report),
+        }
+    }
+}
+
+/// Ends up to `limit` active sessions past their absolute or idle expiry at `now`, with
+/// `session-expired`, in one transaction on the bulk lane.
+pub(super) async fn end_expired(
+    backend: &dyn Backend,
+    now: DateTime<Utc>,
+    limit: usize,
+    event_id: &EventId,
+) -> Result<EndReport, StoreError> {
+    let mut tx = backend.begin(Lane::Bulk).await?;
+    let set = tx.ending(Ending::Expired { now, limit }).await?;
+    finish(backend, tx, set, Initiator::SessionExpired, event_id, now).await
+}
+
+/// Plans the rows of the step's sessions, ends them with their rows, commits, then wakes
+/// this node's workers when rows were written.
+async fn finish(
+    backend: &dyn Backend,
+    mut tx: Box<dyn Tx + '_>,
+    set: EndingSet,
+    initiator: Initiator,
+    event_id: &EventId,
+    now: DateTime<Utc>,
+) -> Result<EndReport, StoreError> {
+    let (rows, notes) = plan_all(&set.sessions, &set.clients, initiator, event_id, now);
+    if !set.sessions.is_empty() {
+        tx.end(&set.sessions, &rows, initiator, now).await?;
+    }
+    tx.commit().await?;
+    if !rows.is_empty() {
+        backend.wake_workers();
+    }
+    Ok(EndReport {
+        event_id: event_id.clone(),
+        sessions_ended: set.sessions.len(),
+        deliveries: rows.len(),
+        notes,
+    })
+}

@@ -1,0 +1,107 @@
+//! The seams of the store that are backend queries with no rule above them, cut by who
+//! uses them: the dispatcher's [`Queue`], the operator's [`Deliveries`] views, the
+//! background [`Housekeeping`], and the readiness [`Health`] probe.
+
+use super::{Page, StoreError};
+use crate::ids::{DeliveryId, LeaseId};
+use crate::outbox::{
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats, Redrive,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// The dispatcher's queue of delivery rows. Every method is atomic.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Claims up to `limit` due rows (pending with `next_attempt_at <= now`, or in-flight with
+    /// an expired lease) of unpaused clients that still have a URL, oldest due first. Each
+    /// becomes `in_flight` with a new lease ending at `now + lease`.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records attempt results. A result whose lease is no longer current is ignored (another
+    /// worker owns the row now); returns how many were applied.
+    async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError>;
+
+    /// Gives claimed rows back, due at `now`, without counting an attempt (shutdown).
+    async fn release(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Fails claimed rows without an attempt, `reason` as their last error: rows whose age
+    /// budget ran out while they waited for room at their RP's origin. A row whose lease is no
+    /// longer current is left alone; returns how many were failed.
+    async fn give_up(
+        &self,
+        leases: &[(DeliveryId, LeaseId)],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// The earliest time a row becomes claimable (a pending row's `next_attempt_at` or an
+    /// in-flight row's lease end), if any.
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Signalled after new due rows are committed (by this process, or by another node when
+    /// the backend can tell), so workers wake without polling.
+    fn wakeup(&self) -> Arc<Notify>;
+}
+
+/// The operator's views of the delivery rows, and the re-drive of a dead letter.
+#[async_trait]
+pub trait Deliveries: Send + Sync {
+    /// Rows matching `filter`, ordered by id, after cursor `from`.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError>;
+
+    /// One row with its attempt history.
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError>;
+
+    /// Re-drives a failed row: pending, due at `now`, attempts reset to 0, `created_at` kept
+    /// but the age budget counted from `now`. `NotFound` if absent.
+    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError>;
+
+    /// Live and dead-letter counts, and the oldest due row, as of `now`.
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
+}
+
+/// Background housekeeping: retention and the expiry sweeper's schedule.
+#[async_trait]
+pub trait Housekeeping: Send + Sync {
+    /// Deletes up to `limit` `delivered` and `cancelled` rows (with their attempt history)
+    /// whose last change was before `before`. Returns how many.
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` `failed` rows (with their history) whose last change was before
+    /// `before`: the operator's explicit dead-letter cleanup. Returns how many.
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` sessions that ended before `before` and have no outbox rows left
+    /// (their client lists go with them). Returns how many.
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// The earliest `expires_at` or `idle_expires_at` among active sessions, if any.
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Signalled when a session with an expiry is created, so the expiry sweeper reschedules.
+    fn expiry_wakeup(&self) -> Arc<Notify>;
+}
+
+/// A readiness probe of the backend.
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// `Ok` when the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
