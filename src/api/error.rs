@@ -131,23 +131,11 @@ impl ApiError {
             }
             StoreError::Metadata(err) => Self::invalid_body(err.to_string()),
             err @ (StoreError::UnsupportedUrl(_) | StoreError::Backend(_)) => {
-                tracing::error!(error = %crate::api::error::chain(&err), "store failure");
+                tracing::error!(error = %crate::error::chain(&err), "store failure");
                 Self::internal()
             }
         }
     }
-}
-
-/// Formats an error with its sources, for logs.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        out.push_str(": ");
-        out.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    out
 }
 
 /// Shortens caller-supplied text before it is echoed in a message.
