@@ -1,6 +1,7 @@
 //! The one place where errors become HTTP responses, in Auth0's error shape:
 //! `{"statusCode", "error", "message", "errorCode"}`.
 
+use crate::ids::IdError;
 use crate::store::StoreError;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -159,6 +160,13 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// A refused identifier from a request body: 400 `invalid_body` with the rule it broke.
+impl From<IdError> for ApiError {
+    fn from(err: IdError) -> Self {
+        Self::invalid_body(err.to_string())
     }
 }
 
