@@ -10,7 +10,7 @@ use super::Inner;
 use super::origin::{OriginSlot, OriginWait, Signal};
 use crate::ids::Jti;
 use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery};
-use crate::retry::{self, Decision, Outcome};
+use crate::retry::{self, Decision, OtherFailure, Outcome};
 use crate::sender::SendResult;
 use crate::token::{LogoutToken, LogoutTokenBuilder, MintError, Subject};
 use chrono::{DateTime, Utc};
@@ -173,7 +173,7 @@ async fn attempt(
             (sent.outcome, sent.latency, jti)
         }
         Err(err) => (
-            Outcome::Other(format!("cannot sign: {err}")),
+            Outcome::Other(OtherFailure::CannotSign(err)),
             std::time::Duration::ZERO,
             Jti::new(""),
         ),
@@ -230,7 +230,7 @@ fn describe_raw(outcome: &Outcome) -> (Option<u16>, Option<String>) {
         Outcome::Tls(e) => (None, Some(format!("tls: {e}"))),
         Outcome::Reset(e) => (None, Some(format!("reset: {e}"))),
         Outcome::Refused(e) => (None, Some(format!("refused: {e}"))),
-        Outcome::Other(e) => (None, Some(e.clone())),
+        Outcome::Other(e) => (None, Some(e.to_string())),
     }
 }
 

@@ -14,7 +14,7 @@ pub use resolve::RefusedAddress;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::net_policy::NetPolicy;
-use crate::retry::Outcome;
+use crate::retry::{OtherFailure, Outcome};
 use crate::token::LogoutToken;
 use reqwest::header::CONTENT_TYPE;
 use std::net::IpAddr;
@@ -217,7 +217,7 @@ pub fn form_body(logout_token: &str) -> String {
 /// Checks what can be checked without DNS: an IP-literal host and the scheme.
 fn precheck(policy: NetPolicy, url: &Url) -> Option<Outcome> {
     let ip = match url.host() {
-        None => return Some(Outcome::Other("the URL has no host".to_owned())),
+        None => return Some(Outcome::Other(OtherFailure::NoHost)),
         Some(Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
         Some(Host::Domain(_)) => None,

@@ -3,7 +3,7 @@
 //! Messages built here name the host only: never the logout token, never the URL's query.
 
 use super::resolve::RefusedAddress;
-use crate::retry::{self, Outcome, RpError};
+use crate::retry::{self, OtherFailure, Outcome, RpError};
 use crate::token::LogoutToken;
 use chrono::{DateTime, Utc};
 use reqwest::header::RETRY_AFTER;
@@ -101,7 +101,7 @@ pub(super) fn from_error(err: reqwest::Error, host: &str) -> Outcome {
     } else if is_reset(&err) {
         Outcome::Reset(what)
     } else {
-        Outcome::Other(what)
+        Outcome::Other(OtherFailure::Transport(what))
     }
 }
 

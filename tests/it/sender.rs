@@ -98,6 +98,7 @@ async fn bad_request_gives_up_with_the_rp_error_text() {
     let Decision::GiveUp(reason) = decide(&result) else {
         panic!("expected give-up: {result:?}");
     };
+    let reason = reason.to_string();
     assert!(reason.contains("error=invalid_request"), "{reason}");
     assert!(reason.contains("signature did not verify"), "{reason}");
 }
@@ -109,7 +110,7 @@ async fn echoed_token_is_scrubbed_from_the_rp_error() {
     let Decision::GiveUp(reason) = decide(&result) else {
         panic!("expected give-up: {result:?}");
     };
-    assert_no_secret(&reason);
+    assert_no_secret(&reason.to_string());
     assert!(!format!("{:?}", result.outcome).contains(TOKEN));
 }
 
@@ -142,7 +143,7 @@ async fn redirects_are_never_followed() {
     let rp = RecordingRp::start(Reply::redirect(307, target.url("/elsewhere").as_str())).await;
     let result = insecure_sender().send(&rp.url("/bc"), &token()).await;
     assert!(matches!(result.outcome, Outcome::Status { code: 307, .. }));
-    assert!(matches!(decide(&result), Decision::GiveUp(r) if r.contains("redirect")));
+    assert!(matches!(decide(&result), Decision::GiveUp(r) if r.to_string().contains("redirect")));
     assert!(target.requests().is_empty());
     assert_eq!(target.connections(), 0);
 }
