@@ -56,7 +56,7 @@ impl ExpirySweeper {
             let wait = match self.sweep().await {
                 Ok(_) => self.until_next_expiry().await,
                 Err(err) => {
-                    tracing::error!(error = %crate::api::error::chain(&err), "ending expired sessions failed");
+                    tracing::error!(error = %crate::error::chain(&err), "ending expired sessions failed");
                     ERROR_BACKOFF
                 }
             };

@@ -96,18 +96,53 @@ string_id!(
     /// An RP's OAuth `client_id`; the `aud` of its logout tokens.
     ClientId, "cli_"
 );
+/// Longest identifier (or display name) a caller may give, in characters.
+pub const MAX_ID_CHARS: usize = 255;
+
 /// Longest `client_id` accepted at registration, in characters.
 pub const MAX_CLIENT_ID_CHARS: usize = 255;
 
 /// The punctuation a registered `client_id` may hold besides ASCII letters and digits.
 pub const CLIENT_ID_PUNCTUATION: &str = "._~:@/+-";
 
-/// A `client_id` given at registration breaks the charset.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "client_id must be 1-{MAX_CLIENT_ID_CHARS} characters from A-Z, a-z, 0-9 and {CLIENT_ID_PUNCTUATION}"
-)]
-pub struct ClientIdError;
+/// An identifier taken from a caller was refused. The message names the field and the rule,
+/// and is what the API answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// Empty, longer than [`MAX_ID_CHARS`] characters, or holding a control character.
+    #[error("{field} must be 1-{MAX_ID_CHARS} characters without control characters")]
+    Malformed {
+        /// The request member the value came from.
+        field: &'static str,
+    },
+    /// A `client_id` given at registration breaks the charset.
+    #[error(
+        "client_id must be 1-{MAX_CLIENT_ID_CHARS} characters from A-Z, a-z, 0-9 and {CLIENT_ID_PUNCTUATION}"
+    )]
+    ClientIdCharset,
+}
+
+impl IdError {
+    /// The same refusal naming the request member the value came from, where that is not
+    /// the identifier's usual name (a session's `id`, a client's own `sid`).
+    pub fn for_field(self, field: &'static str) -> Self {
+        match self {
+            Self::Malformed { .. } => Self::Malformed { field },
+            other => other,
+        }
+    }
+}
+
+/// Checks text a caller gives as an identifier or a display name: 1 to [`MAX_ID_CHARS`]
+/// characters, none of them a control character, so it cannot break a log line or a table.
+/// `field` names the request member in the refusal.
+pub fn check_caller_text(field: &'static str, value: &str) -> Result<(), IdError> {
+    let len = value.chars().count();
+    if len == 0 || len > MAX_ID_CHARS || value.chars().any(char::is_control) {
+        return Err(IdError::Malformed { field });
+    }
+    Ok(())
+}
 
 impl ClientId {
     /// Checks a `client_id` chosen by a caller at registration: 1 to
@@ -118,12 +153,20 @@ impl ClientId {
     /// forms (`my-app.prod`, `urn:example:rp`, an `https://` URL as the id). Whitespace,
     /// quotes, backslashes, commas, braces, control and non-ASCII characters are refused,
     /// so an id is safe as it is in a metrics label, a log field, a table cell or a path.
-    pub fn parse(value: &str) -> Result<Self, ClientIdError> {
+    pub fn parse(value: &str) -> Result<Self, IdError> {
         let allowed = |c: char| c.is_ascii_alphanumeric() || CLIENT_ID_PUNCTUATION.contains(c);
         let len = value.chars().count();
         if len == 0 || len > MAX_CLIENT_ID_CHARS || !value.chars().all(allowed) {
-            return Err(ClientIdError);
+            return Err(IdError::ClientIdCharset);
         }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// Checks a `client_id` a caller gives to name a client, such as one joining a session,
+    /// with [`check_caller_text`] rather than the registration charset: the store then says
+    /// whether such a client is registered.
+    pub fn parse_reference(value: &str) -> Result<Self, IdError> {
+        check_caller_text("client_id", value)?;
         Ok(Self(value.to_owned()))
     }
 }
@@ -132,10 +175,29 @@ string_id!(
     /// A session identifier; the `sid` of logout tokens.
     SessionId, "sess_"
 );
+
+impl SessionId {
+    /// Checks a session id a caller gives, with [`check_caller_text`]; a refusal names
+    /// `session_id` (see [`IdError::for_field`]).
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        check_caller_text("session_id", value)?;
+        Ok(Self(value.to_owned()))
+    }
+}
+
 string_id!(
     /// The user a session belongs to; the `sub` of logout tokens.
     UserId, "usr_"
 );
+
+impl UserId {
+    /// Checks a user id a caller gives, with [`check_caller_text`]; a refusal names
+    /// `user_id`.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        check_caller_text("user_id", value)?;
+        Ok(Self(value.to_owned()))
+    }
+}
 string_id!(
     /// One termination event; every delivery row it creates shares it.
     EventId, "evt_"
@@ -248,8 +310,88 @@ mod tests {
             "nul\0",
             &"a".repeat(MAX_CLIENT_ID_CHARS + 1),
         ] {
-            assert_eq!(ClientId::parse(bad), Err(ClientIdError), "{bad:?}");
+            assert_eq!(
+                ClientId::parse(bad),
+                Err(IdError::ClientIdCharset),
+                "{bad:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_refused_registration_client_id_names_the_charset() {
+        assert_eq!(
+            ClientId::parse("sp ace").map_err(|e| e.to_string()),
+            Err("client_id must be 1-255 characters from A-Z, a-z, 0-9 and ._~:@/+-".to_owned())
+        );
+        assert_eq!(
+            IdError::ClientIdCharset.for_field("sid"),
+            IdError::ClientIdCharset
+        );
+    }
+
+    #[test]
+    fn caller_ids_are_1_to_255_characters_without_controls() {
+        let longest = "é".repeat(MAX_ID_CHARS);
+        for ok in ["s", "sess 1", "équipe/ü", "x\",\"y", longest.as_str()] {
+            assert_eq!(SessionId::parse(ok), Ok(SessionId::new(ok)), "{ok:?}");
+            assert_eq!(UserId::parse(ok), Ok(UserId::new(ok)), "{ok:?}");
+            assert_eq!(
+                ClientId::parse_reference(ok),
+                Ok(ClientId::new(ok)),
+                "{ok:?}"
+            );
+            assert_eq!(check_caller_text("name", ok), Ok(()), "{ok:?}");
+        }
+        let too_long = "a".repeat(MAX_ID_CHARS + 1);
+        for bad in [
+            "",
+            "new\nline",
+            "tab\there",
+            "nul\0",
+            "del\u{7f}",
+            "c1\u{85}",
+            &too_long,
+        ] {
+            let refusal = |field| Some(IdError::Malformed { field });
+            assert_eq!(
+                SessionId::parse(bad).err(),
+                refusal("session_id"),
+                "{bad:?}"
+            );
+            assert_eq!(UserId::parse(bad).err(), refusal("user_id"), "{bad:?}");
+            assert_eq!(
+                ClientId::parse_reference(bad).err(),
+                refusal("client_id"),
+                "{bad:?}"
+            );
+            assert_eq!(
+                check_caller_text("name", bad).err(),
+                refusal("name"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_caller_id_names_its_field_as_before() {
+        let message = |r: Result<SessionId, IdError>| r.map_err(|e| e.to_string());
+        assert_eq!(
+            message(SessionId::parse("")),
+            Err("session_id must be 1-255 characters without control characters".to_owned())
+        );
+        assert_eq!(
+            message(SessionId::parse("a\nb").map_err(|e| e.for_field("sid"))),
+            Err("sid must be 1-255 characters without control characters".to_owned())
+        );
+        assert_eq!(
+            UserId::parse("").map_err(|e| e.to_string()),
+            Err("user_id must be 1-255 characters without control characters".to_owned())
+        );
+        assert_eq!(
+            ClientId::parse_reference("").map_err(|e| e.to_string()),
+            Err("client_id must be 1-255 characters without control characters".to_owned())
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //!   the scoped API tokens.
 //! - [`mock_rp`]: the conformance receiver.
 //! - [`cli`] and [`bench`]: the `logoutd` commands and benchmarks.
+//! - [`error`]: an error with its sources, for the logs of the API and the workers.
 
 pub mod alg;
 pub mod api;
@@ -36,6 +37,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod dispatcher;
+pub mod error;
 pub mod expiry;
 pub mod ids;
 pub mod initiator;

@@ -93,7 +93,7 @@ pub async fn run(
             ),
             Ok(_) => {}
             Err(err) => {
-                tracing::error!(error = %crate::api::error::chain(&err), "pruning failed")
+                tracing::error!(error = %crate::error::chain(&err), "pruning failed")
             }
         }
         tokio::select! {

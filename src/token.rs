@@ -4,6 +4,7 @@
 //! typing of the errata (§2.4.1) left to [`crate::keys`], which signs the claims.
 
 use crate::ids::{ClientId, Issuer, Jti, SessionId, UserId};
+use crate::keys::SignError;
 use crate::metadata::SessionMetadata;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,6 +27,53 @@ pub enum TokenError {
     /// The requested lifetime is outside 1..=[`MAX_LIFETIME_SECS`] seconds.
     #[error("token lifetime must be between 1 and {MAX_LIFETIME_SECS} seconds, got {0}")]
     Lifetime(i64),
+}
+
+/// Why a logout token could not be minted for a delivery attempt. The text is the cause's
+/// own, which names the fix (the key to generate, the lifetime to set).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MintError {
+    /// The configured token lifetime was refused by the builder.
+    #[error(transparent)]
+    Lifetime(#[from] TokenError),
+    /// No active key signs with the client's alg, or the crypto library failed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// What `Debug` and `Display` of a [`LogoutToken`] print instead of the token.
+pub const REDACTED_TOKEN: &str = "[redacted logout token]";
+
+/// A minted logout token: the compact JWS sent to one RP.
+///
+/// It is a credential the RP acts on, and its payload carries `session_metadata`, so it must
+/// never reach a log, an error message or a stored attempt. `Debug` and `Display` print
+/// [`REDACTED_TOKEN`]; the sender reads the token itself with [`LogoutToken::expose`].
+pub struct LogoutToken(String);
+
+impl LogoutToken {
+    /// Wraps a compact JWS, such as one [`crate::keys::KeySet::sign`] produced.
+    pub fn new(compact: String) -> Self {
+        Self(compact)
+    }
+
+    /// The token itself, for the request body and for scrubbing echoes of it from the RP's
+    /// answer. Never log or store it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LogoutToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogoutToken({REDACTED_TOKEN})")
+    }
+}
+
+impl fmt::Display for LogoutToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED_TOKEN)
+    }
 }
 
 /// Whom the token logs out: the user, the session, or both (spec §2.4 requires at least one
@@ -375,6 +423,40 @@ mod tests {
         let round: LogoutClaims =
             serde_json::from_str(&serde_json::to_string(&claims).unwrap()).unwrap();
         assert_eq!(round, claims);
+    }
+
+    #[test]
+    fn a_logout_token_never_prints_itself() {
+        let compact = "eyJhbGciOiJFUzI1NiJ9.eyJzaWQiOiJzMSJ9.c2lnbmF0dXJl";
+        let token = LogoutToken::new(compact.to_owned());
+        let shown = [
+            format!("{token}"),
+            format!("{token:?}"),
+            format!("{token:#?}"),
+            format!("{:?}", Some(&token)),
+            format!("{:>80}", token),
+            token.to_string(),
+        ];
+        for text in shown {
+            assert!(!text.contains("eyJ"), "{text}");
+            assert!(!text.contains("c2lnbmF0dXJl"), "{text}");
+            assert!(text.contains(REDACTED_TOKEN), "{text}");
+        }
+        assert_eq!(token.expose(), compact);
+    }
+
+    #[test]
+    fn mint_errors_read_as_their_cause() {
+        let lifetime = TokenError::Lifetime(0);
+        assert_eq!(
+            MintError::from(lifetime.clone()).to_string(),
+            lifetime.to_string()
+        );
+        let sign = SignError::NoKey(crate::alg::SigningAlg::ES256);
+        assert_eq!(
+            MintError::from(sign).to_string(),
+            "no active signing key for ES256; create one with `logoutd keys generate --alg ES256`"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared, page_size};
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, RelyingParty};
-use crate::ids::ClientId;
+use crate::ids::{ClientId, check_caller_text};
 use crate::initiator::Initiator;
 use axum::Json;
 use axum::extract::State;
@@ -15,9 +15,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-
-/// Longest accepted identifier or name, in characters.
-pub const MAX_ID_CHARS: usize = 255;
 
 /// A create or PATCH body. Absent fields keep their current (or default) value.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -69,17 +66,6 @@ struct MetadataOptInBody {
     include: bool,
 }
 
-/// Checks an identifier taken from a caller: 1-255 characters, no control characters.
-pub fn validate_id(field: &str, value: &str) -> Result<(), ApiError> {
-    let len = value.chars().count();
-    if len == 0 || len > MAX_ID_CHARS || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid_body(format!(
-            "{field} must be 1-{MAX_ID_CHARS} characters without control characters"
-        )));
-    }
-    Ok(())
-}
-
 impl ClientBody {
     /// The registration that results from applying this body to `base`.
     fn apply(
@@ -88,7 +74,7 @@ impl ClientBody {
         net: crate::net_policy::NetPolicy,
     ) -> Result<RelyingParty, ApiError> {
         if let Some(name) = self.name {
-            validate_id("name", &name)?;
+            check_caller_text("name", &name)?;
             client.name = name;
         }
         if let Some(logout) = self.oidc_logout {
@@ -209,7 +195,7 @@ pub async fn create(
     JsonBody(mut body): JsonBody<ClientBody>,
 ) -> Result<Response, ApiError> {
     let client_id = match body.client_id.take() {
-        Some(id) => ClientId::parse(&id).map_err(|e| ApiError::invalid_body(e.to_string()))?,
+        Some(id) => ClientId::parse(&id)?,
         None => ClientId::generate(),
     };
     if body.name.is_none() {

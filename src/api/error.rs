@@ -1,6 +1,7 @@
 //! The one place where errors become HTTP responses, in Auth0's error shape:
 //! `{"statusCode", "error", "message", "errorCode"}`.
 
+use crate::ids::IdError;
 use crate::store::StoreError;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -131,23 +132,11 @@ impl ApiError {
             }
             StoreError::Metadata(err) => Self::invalid_body(err.to_string()),
             err @ (StoreError::UnsupportedUrl(_) | StoreError::Backend(_)) => {
-                tracing::error!(error = %crate::api::error::chain(&err), "store failure");
+                tracing::error!(error = %crate::error::chain(&err), "store failure");
                 Self::internal()
             }
         }
     }
-}
-
-/// Formats an error with its sources, for logs.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        out.push_str(": ");
-        out.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    out
 }
 
 /// Shortens caller-supplied text before it is echoed in a message.
@@ -171,6 +160,13 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// A refused identifier from a request body: 400 `invalid_body` with the rule it broke.
+impl From<IdError> for ApiError {
+    fn from(err: IdError) -> Self {
+        Self::invalid_body(err.to_string())
     }
 }
 

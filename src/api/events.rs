@@ -2,7 +2,6 @@
 //! `DELETE /users/{user_id}/sessions` and `POST /logout-events`. Each answers 202 as soon as
 //! the end and its outbox rows are committed, without waiting for any RP.
 
-use super::clients::validate_id;
 use super::extract::{JsonBody, PathParams};
 use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared};
@@ -217,14 +216,8 @@ pub async fn create(
     JsonBody(body): JsonBody<EventBody>,
 ) -> Result<Response, ApiError> {
     let target = match (body.session_id, body.user_id) {
-        (Some(id), None) => {
-            validate_id("session_id", &id)?;
-            EndTarget::Session(SessionId::new(id))
-        }
-        (None, Some(user)) => {
-            validate_id("user_id", &user)?;
-            EndTarget::User(UserId::new(user))
-        }
+        (Some(id), None) => EndTarget::Session(SessionId::parse(&id)?),
+        (None, Some(user)) => EndTarget::User(UserId::parse(&user)?),
         _ => {
             return Err(ApiError::invalid_body(
                 "exactly one of session_id or user_id is required",

@@ -118,7 +118,7 @@ pub async fn readyz(State(state): State<Shared>) -> Response {
     match state.stores.health.ping().await {
         Ok(()) => Json(Health { status: "ready" }).into_response(),
         Err(err) => {
-            tracing::warn!(error = %super::error::chain(&err), "readiness check failed");
+            tracing::warn!(error = %crate::error::chain(&err), "readiness check failed");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -148,7 +148,7 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
     match state.stores.deliveries.stats(now).await {
         Ok(stats) => state.metrics.set_outbox(&stats, now),
         Err(err) => {
-            tracing::warn!(error = %super::error::chain(&err), "reading outbox statistics failed")
+            tracing::warn!(error = %crate::error::chain(&err), "reading outbox statistics failed")
         }
     }
     let body = state.metrics.encode();

@@ -1,7 +1,7 @@
 //! `/api/v2/sessions` and `/api/v2/users/{user_id}/sessions`: registering sessions, the RPs
 //! that join them, and their metadata (Auth0 Session Metadata).
 
-use super::clients::{PageQuery, validate_id};
+use super::clients::PageQuery;
 use super::error::ErrorBody;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
@@ -62,14 +62,12 @@ pub struct ClientRef {
 impl ClientRef {
     /// The validated entry.
     fn into_client(self) -> Result<SessionClient, ApiError> {
-        validate_id("client_id", &self.client_id)?;
-        if let Some(sid) = &self.sid {
-            validate_id("sid", sid)?;
-        }
-        Ok(SessionClient::with_sid(
-            ClientId::new(self.client_id),
-            self.sid.map(SessionId::new),
-        ))
+        let client_id = ClientId::parse_reference(&self.client_id)?;
+        let sid = match self.sid.as_deref() {
+            Some(sid) => Some(SessionId::parse(sid).map_err(|e| e.for_field("sid"))?),
+            None => None,
+        };
+        Ok(SessionClient::with_sid(client_id, sid))
     }
 }
 
@@ -103,13 +101,10 @@ fn validate_device(device: &Device) -> Result<(), ApiError> {
 impl CreateBody {
     fn into_session(self, now: DateTime<Utc>) -> Result<Session, ApiError> {
         let id = match self.id {
-            Some(id) => {
-                validate_id("id", &id)?;
-                SessionId::new(id)
-            }
+            Some(id) => SessionId::parse(&id).map_err(|e| e.for_field("id"))?,
             None => SessionId::generate(),
         };
-        validate_id("user_id", &self.user_id)?;
+        let user_id = UserId::parse(&self.user_id)?;
         let clients = self
             .clients
             .into_iter()
@@ -119,7 +114,7 @@ impl CreateBody {
         validate_device(&device)?;
         Ok(Session {
             id,
-            user_id: UserId::new(self.user_id),
+            user_id,
             created_at: now,
             updated_at: now,
             authenticated_at: ms(self.authenticated_at),

@@ -10,9 +10,9 @@ use super::Inner;
 use super::origin::{OriginSlot, OriginWait, Signal};
 use crate::ids::Jti;
 use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery};
-use crate::retry::{self, Decision, Outcome};
+use crate::retry::{self, Decision, OtherFailure, Outcome};
 use crate::sender::SendResult;
-use crate::token::{LogoutTokenBuilder, Subject};
+use crate::token::{LogoutToken, LogoutTokenBuilder, MintError, Subject};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,27 +30,24 @@ pub fn mint(
     inner: &Inner,
     row: &ClaimedDelivery,
     now: DateTime<Utc>,
-) -> Result<(String, Jti), String> {
+) -> Result<(LogoutToken, Jti), MintError> {
     let subject = Subject::Both(
         row.delivery.user_id.clone(),
         row.delivery.token_sid().clone(),
     );
     let mut builder = LogoutTokenBuilder::new(&inner.issuer, &row.client.client_id, subject, now)
-        .lifetime(inner.token_lifetime)
-        .map_err(|e| e.to_string())?;
+        .lifetime(inner.token_lifetime)?;
     if row.client.includes_metadata() && !row.session_metadata.is_empty() {
         builder = builder.session_metadata(&row.session_metadata);
     }
     let claims = builder.build();
     let keys = inner.keys.current();
-    let token = keys
-        .sign(
-            row.client.id_token_signed_response_alg,
-            row.client.logout_token_typ,
-            &claims,
-        )
-        .map_err(|e| e.to_string())?;
-    Ok((token, claims.jti))
+    let token = keys.sign(
+        row.client.id_token_signed_response_alg,
+        row.client.logout_token_typ,
+        &claims,
+    )?;
+    Ok((LogoutToken::new(token), claims.jti))
 }
 
 /// Runs one admitted row to a recorded result (or hands it back on shutdown).
@@ -118,7 +115,7 @@ pub async fn run_after_wait(
 async fn send(
     inner: &Inner,
     url: &url::Url,
-    token: &str,
+    token: &LogoutToken,
     slot: &mut OwnedSemaphorePermit,
 ) -> SendResult {
     let sending = inner.sender.send(url, token);
@@ -175,8 +172,8 @@ async fn attempt(
             let sent = send(inner, url, &token, slot).await;
             (sent.outcome, sent.latency, jti)
         }
-        Err(reason) => (
-            Outcome::Other(format!("cannot sign: {reason}")),
+        Err(err) => (
+            Outcome::Other(OtherFailure::CannotSign(err)),
             std::time::Duration::ZERO,
             Jti::new(""),
         ),
@@ -233,7 +230,7 @@ fn describe_raw(outcome: &Outcome) -> (Option<u16>, Option<String>) {
         Outcome::Tls(e) => (None, Some(format!("tls: {e}"))),
         Outcome::Reset(e) => (None, Some(format!("reset: {e}"))),
         Outcome::Refused(e) => (None, Some(format!("refused: {e}"))),
-        Outcome::Other(e) => (None, Some(e.clone())),
+        Outcome::Other(e) => (None, Some(e.to_string())),
     }
 }
 

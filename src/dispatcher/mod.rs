@@ -351,7 +351,7 @@ impl Dispatcher {
                 rows
             }
             Err(err) => {
-                tracing::error!(error = %crate::api::error::chain(&err), "claiming due deliveries failed");
+                tracing::error!(error = %crate::error::chain(&err), "claiming due deliveries failed");
                 tokio::select! {
                     _ = inner.shutdown.cancelled() => {}
                     _ = tokio::time::sleep(BLOCKED_IDLE) => {}
@@ -410,7 +410,7 @@ impl Inner {
             if let Err(err) = self.outbox.release(&leases, due).await {
                 tracing::warn!(
                     rows = leases.len(),
-                    error = %crate::api::error::chain(&err),
+                    error = %crate::error::chain(&err),
                     "could not hand rows back; they return when their lease expires"
                 );
             }
@@ -440,7 +440,7 @@ impl Inner {
         {
             tracing::warn!(
                 delivery_id = %row.delivery.id,
-                error = %crate::api::error::chain(&err),
+                error = %crate::error::chain(&err),
                 "could not hand a row back; it returns when its lease expires"
             );
         }

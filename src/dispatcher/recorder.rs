@@ -57,7 +57,7 @@ async fn write(outbox: &dyn Queue, batch: &[AttemptResult]) {
             Ok(_) => return,
             Err(err) => {
                 tracing::error!(
-                    error = %crate::api::error::chain(&err),
+                    error = %crate::error::chain(&err),
                     attempt,
                     rows = batch.len(),
                     "recording delivery results failed"

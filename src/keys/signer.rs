@@ -20,7 +20,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 /// A signature failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
     /// No active key signs with this alg.
     #[error("no active signing key for {0}; create one with `logoutd keys generate --alg {0}`")]

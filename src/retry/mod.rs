@@ -8,10 +8,12 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 mod outcome;
+mod reason;
 mod rp_text;
 mod schedule;
 
 pub use outcome::{Outcome, RpError};
+pub use reason::{GiveUpReason, OtherFailure, Retryable, Terminal};
 pub use rp_text::{MAX_RP_TEXT_CHARS, clean_rp_text, escape_controls, strip_controls};
 pub use schedule::{backoff_delay, parse_retry_after};
 
@@ -25,8 +27,9 @@ pub enum Decision {
     Delivered,
     /// Try again at this time.
     RetryAt(DateTime<Utc>),
-    /// Stop: the dead letter. The reason is for operators.
-    GiveUp(String),
+    /// Stop: the dead letter. The reason is for operators: its text is the row's
+    /// `last_error`.
+    GiveUp(GiveUpReason),
 }
 
 /// First retry delay ceiling: 1 s (design §3, "Delivery and retry").
@@ -173,7 +176,7 @@ pub fn decide(
 ) -> Decision {
     match outcome.classify() {
         outcome::Class::Delivered => Decision::Delivered,
-        outcome::Class::Terminal(reason) => Decision::GiveUp(reason),
+        outcome::Class::Terminal(reason) => Decision::GiveUp(reason.into()),
         outcome::Class::Retryable { what, retry_after } => {
             let attempt = Attempt {
                 what,
@@ -190,7 +193,7 @@ pub fn decide(
 
 /// The inputs of a retry that has been judged worth making.
 struct Attempt {
-    what: String,
+    what: Retryable,
     retry_after: Option<Duration>,
     attempts_made: u32,
     budget_started_at: DateTime<Utc>,
@@ -200,10 +203,10 @@ struct Attempt {
 
 fn schedule_retry(policy: &RetryPolicy, a: Attempt) -> Decision {
     if a.attempts_made >= policy.max_attempts {
-        return Decision::GiveUp(format!(
-            "attempt budget exhausted after {} attempts; last: {}",
-            a.attempts_made, a.what
-        ));
+        return Decision::GiveUp(GiveUpReason::AttemptBudget {
+            attempts: a.attempts_made,
+            last: a.what,
+        });
     }
     let mut delay = backoff_delay(policy, a.attempts_made, a.jitter);
     if let Some(asked) = a.retry_after {
@@ -212,12 +215,11 @@ fn schedule_retry(policy: &RetryPolicy, a: Attempt) -> Decision {
     let deadline = add(a.budget_started_at, policy.max_age).unwrap_or(DateTime::<Utc>::MAX_UTC);
     match add(a.now, delay) {
         Some(next) if next <= deadline => Decision::RetryAt(next),
-        _ => Decision::GiveUp(format!(
-            "age budget of {}s exhausted after {} attempts; last: {}",
-            policy.max_age.as_secs(),
-            a.attempts_made,
-            a.what
-        )),
+        _ => Decision::GiveUp(GiveUpReason::AgeBudget {
+            max_age_secs: policy.max_age.as_secs(),
+            attempts: a.attempts_made,
+            last: a.what,
+        }),
     }
 }
 

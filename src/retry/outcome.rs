@@ -1,6 +1,6 @@
 //! What one delivery attempt produced, and its classification for [`super::decide`].
 
-use super::rp_text::clean_rp_text;
+use super::reason::{OtherFailure, Retryable, Terminal};
 use std::time::Duration;
 
 /// The `{"error", "error_description"}` body an RP may send with a 400 (spec §2.8).
@@ -38,16 +38,16 @@ pub enum Outcome {
     /// is not allowed. Terminal: a name that resolves to a loopback, private or metadata
     /// address is a configuration or attack issue, and retrying would only hammer the guard.
     Refused(String),
-    /// Any other transport failure.
-    Other(String),
+    /// Any other failure: no host, no token minted, or another transport error.
+    Other(OtherFailure),
 }
 
 /// The classification that [`super::decide`] turns into a decision.
 pub(super) enum Class {
     Delivered,
-    Terminal(String),
+    Terminal(Terminal),
     Retryable {
-        what: String,
+        what: Retryable,
         retry_after: Option<Duration>,
     },
 }
@@ -63,7 +63,7 @@ impl Outcome {
     }
 
     pub(super) fn classify(&self) -> Class {
-        let retry = |what: String| Class::Retryable {
+        let retry = |what: Retryable| Class::Retryable {
             what,
             retry_after: None,
         };
@@ -73,12 +73,12 @@ impl Outcome {
                 retry_after,
                 error,
             } => classify_status(*code, *retry_after, error.as_ref()),
-            Outcome::Timeout => retry("timeout".to_owned()),
-            Outcome::Connect(e) => retry(format!("connect error: {e}")),
-            Outcome::Tls(e) => retry(format!("TLS error: {e}")),
-            Outcome::Reset(e) => retry(format!("connection reset: {e}")),
-            Outcome::Other(e) => retry(format!("transport error: {e}")),
-            Outcome::Refused(e) => Class::Terminal(format!("refused by the SSRF guard: {e}")),
+            Outcome::Timeout => retry(Retryable::Timeout),
+            Outcome::Connect(e) => retry(Retryable::Connect(e.clone())),
+            Outcome::Tls(e) => retry(Retryable::Tls(e.clone())),
+            Outcome::Reset(e) => retry(Retryable::Reset(e.clone())),
+            Outcome::Other(e) => retry(Retryable::Other(e.clone())),
+            Outcome::Refused(e) => Class::Terminal(Terminal::Guard(e.clone())),
         }
     }
 }
@@ -86,31 +86,13 @@ impl Outcome {
 fn classify_status(code: u16, retry_after: Option<Duration>, error: Option<&RpError>) -> Class {
     match code {
         200 | 204 => Class::Delivered,
-        400 => Class::Terminal(rejected_reason(error)),
+        400 => Class::Terminal(Terminal::Rejected(error.cloned())),
         408 | 429 | 500..=599 => Class::Retryable {
-            what: format!("status {code}"),
+            what: Retryable::Status(code),
             retry_after,
         },
-        300..=399 => Class::Terminal(format!("status {code}: redirects are never followed")),
-        401..=499 => Class::Terminal(format!("status {code}: the RP refused the request")),
-        _ => Class::Terminal(format!(
-            "unexpected status {code}: the RP must answer 200 OK"
-        )),
+        300..=399 => Class::Terminal(Terminal::Redirect(code)),
+        401..=499 => Class::Terminal(Terminal::Refused(code)),
+        _ => Class::Terminal(Terminal::Unexpected(code)),
     }
-}
-
-fn rejected_reason(error: Option<&RpError>) -> String {
-    let mut reason = "status 400: the RP rejected the logout token".to_owned();
-    if let Some(e) = error {
-        if let Some(code) = &e.error {
-            reason.push_str(&format!("; error={}", clean_rp_text(code, None)));
-        }
-        if let Some(description) = &e.error_description {
-            reason.push_str(&format!(
-                "; error_description={}",
-                clean_rp_text(description, None)
-            ));
-        }
-    }
-    reason
 }

@@ -11,6 +11,8 @@
 //!   a logout token's payload carries `session_metadata`, which must not reach a log;
 //! - the result is cut at [`MAX_RP_TEXT_CHARS`] characters.
 
+use crate::token::LogoutToken;
+
 /// Longest RP-supplied text kept, in characters.
 pub const MAX_RP_TEXT_CHARS: usize = 200;
 
@@ -23,9 +25,9 @@ const MIN_SEGMENT_CHARS: usize = 16;
 
 /// Cleans RP text: control and format characters become spaces, token-shaped words and
 /// any echo of `sent_token` are redacted, and the result is cut at [`MAX_RP_TEXT_CHARS`].
-pub fn clean_rp_text(text: &str, sent_token: Option<&str>) -> String {
+pub fn clean_rp_text(text: &str, sent_token: Option<&LogoutToken>) -> String {
     let cleaned = strip_controls(text);
-    let redacted = redact_tokens(&cleaned, sent_token);
+    let redacted = redact_tokens(&cleaned, sent_token.map(LogoutToken::expose));
     let mut out: String = redacted.chars().take(MAX_RP_TEXT_CHARS).collect();
     if redacted.chars().nth(MAX_RP_TEXT_CHARS).is_some() {
         out.push('…');
@@ -133,18 +135,19 @@ mod tests {
     const PAYLOAD: &str = "eyJzaWQiOiJzIiwic2Vzc2lvbl9tZXRhZGF0YSI6eyJ0ZW5hbnQiOiJhY21lIn19";
     const SIGNATURE: &str = "c2lnbmF0dXJlLWJ5dGVzLW9mLXRoZS10b2tlbi1zaWduZWQ";
 
-    fn token() -> String {
-        format!("{HEADER}.{PAYLOAD}.{SIGNATURE}")
+    fn token() -> LogoutToken {
+        LogoutToken::new(format!("{HEADER}.{PAYLOAD}.{SIGNATURE}"))
     }
 
     #[test]
     fn every_jws_or_jwe_shape_and_segment_is_redacted() {
         let token = token();
+        let sent = token.expose();
         let jwe = format!(
             "{HEADER}..aXYtaXYtaXYtaXYtaXY.Y2lwaGVydGV4dC1jaXBoZXJ0ZXh0.dGFnLXRhZy10YWctdGFn"
         );
         let cases = [
-            format!("bad token {token}"),
+            format!("bad token {sent}"),
             format!("bad token {HEADER}.{PAYLOAD}"),
             format!("claims were {PAYLOAD}"),
             format!("header={HEADER};"),
@@ -191,7 +194,7 @@ mod tests {
         let long = "word ".repeat(100);
         let once = clean_rp_text(&long, None);
         assert_eq!(once.chars().count(), MAX_RP_TEXT_CHARS + 1);
-        let redacted = clean_rp_text(&format!("x {} y", token()), Some(&token()));
+        let redacted = clean_rp_text(&format!("x {} y", token().expose()), Some(&token()));
         assert_eq!(clean_rp_text(&redacted, None), redacted);
     }
 }

@@ -33,7 +33,7 @@ fn retry_delay(d: &Decision) -> Duration {
 
 fn give_up_reason(d: Decision) -> String {
     match d {
-        Decision::GiveUp(reason) => reason,
+        Decision::GiveUp(reason) => reason.to_string(),
         other => panic!("expected give-up, got {other:?}"),
     }
 }
@@ -161,13 +161,135 @@ fn transient_failures_retry() {
         Outcome::Connect("refused".into()),
         Outcome::Tls("bad cert".into()),
         Outcome::Reset("closed".into()),
-        Outcome::Other("?".into()),
+        Outcome::Other(OtherFailure::Transport("?".into())),
     ] {
         assert!(
             matches!(decide_now(&outcome, 1, 0.5), Decision::RetryAt(_)),
             "{outcome:?}"
         );
     }
+}
+
+/// The text each reason was stored with before reasons were typed: `last_error` and the
+/// attempt history must not change.
+#[test]
+fn typed_reasons_read_exactly_as_the_stored_text() {
+    let connect = "host rp.example: error sending request: tcp connect error";
+    let mint =
+        crate::token::MintError::from(crate::keys::SignError::NoKey(crate::alg::SigningAlg::PS256));
+    let cases: Vec<(GiveUpReason, &str)> = vec![
+        (
+            Terminal::Rejected(None).into(),
+            "status 400: the RP rejected the logout token",
+        ),
+        (
+            Terminal::Rejected(Some(RpError {
+                error: Some("invalid_request".into()),
+                error_description: Some("bad\nsig".into()),
+            }))
+            .into(),
+            "status 400: the RP rejected the logout token; error=invalid_request; \
+             error_description=bad sig",
+        ),
+        (
+            Terminal::Rejected(Some(RpError {
+                error: None,
+                error_description: Some("only a description".into()),
+            }))
+            .into(),
+            "status 400: the RP rejected the logout token; error_description=only a description",
+        ),
+        (
+            Terminal::Redirect(307).into(),
+            "status 307: redirects are never followed",
+        ),
+        (
+            Terminal::Refused(410).into(),
+            "status 410: the RP refused the request",
+        ),
+        (
+            Terminal::Unexpected(202).into(),
+            "unexpected status 202: the RP must answer 200 OK",
+        ),
+        (
+            Terminal::Guard("host rp.example resolves only to non-public addresses".into()).into(),
+            "refused by the SSRF guard: host rp.example resolves only to non-public addresses",
+        ),
+        (
+            GiveUpReason::AttemptBudget {
+                attempts: 12,
+                last: Retryable::Timeout,
+            },
+            "attempt budget exhausted after 12 attempts; last: timeout",
+        ),
+        (
+            GiveUpReason::AttemptBudget {
+                attempts: 3,
+                last: Retryable::Status(503),
+            },
+            "attempt budget exhausted after 3 attempts; last: status 503",
+        ),
+        (
+            GiveUpReason::AgeBudget {
+                max_age_secs: 86_400,
+                attempts: 7,
+                last: Retryable::Connect(connect.into()),
+            },
+            "age budget of 86400s exhausted after 7 attempts; last: connect error: host \
+             rp.example: error sending request: tcp connect error",
+        ),
+    ];
+    for (reason, text) in cases {
+        assert_eq!(reason.to_string(), text, "{reason:?}");
+    }
+    let last = [
+        (Retryable::Tls("bad cert".into()), "TLS error: bad cert"),
+        (
+            Retryable::Reset("closed".into()),
+            "connection reset: closed",
+        ),
+        (
+            Retryable::Other(OtherFailure::NoHost),
+            "transport error: the URL has no host",
+        ),
+        (
+            Retryable::Other(OtherFailure::Transport("host h: body".into())),
+            "transport error: host h: body",
+        ),
+        (
+            Retryable::Other(OtherFailure::CannotSign(mint.clone())),
+            "transport error: cannot sign: no active signing key for PS256; create one with \
+             `logoutd keys generate --alg PS256`",
+        ),
+    ];
+    for (what, text) in last {
+        assert_eq!(what.to_string(), text, "{what:?}");
+    }
+    assert_eq!(OtherFailure::NoHost.to_string(), "the URL has no host");
+    assert_eq!(
+        OtherFailure::CannotSign(mint).to_string(),
+        "cannot sign: no active signing key for PS256; create one with `logoutd keys generate \
+         --alg PS256`"
+    );
+}
+
+#[test]
+fn decisions_carry_the_typed_reason() {
+    assert_eq!(
+        decide_now(&Outcome::status(301), 1, 0.5),
+        Decision::GiveUp(Terminal::Redirect(301).into())
+    );
+    assert_eq!(
+        decide_now(&Outcome::Refused("10.0.0.1".into()), 1, 0.5),
+        Decision::GiveUp(Terminal::Guard("10.0.0.1".into()).into())
+    );
+    assert_eq!(
+        decide_now(&Outcome::Other(OtherFailure::NoHost), 12, 0.5),
+        Decision::GiveUp(GiveUpReason::AttemptBudget {
+            attempts: 12,
+            last: Retryable::Other(OtherFailure::NoHost),
+        })
+    );
 }
 
 #[test]

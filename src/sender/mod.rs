@@ -14,7 +14,8 @@ pub use resolve::RefusedAddress;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::net_policy::NetPolicy;
-use crate::retry::Outcome;
+use crate::retry::{OtherFailure, Outcome};
+use crate::token::LogoutToken;
 use reqwest::header::CONTENT_TYPE;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -135,7 +136,7 @@ impl Sender {
     }
 
     /// Makes one attempt: POSTs `logout_token` to `url` exactly as registered.
-    pub async fn send(&self, url: &Url, logout_token: &str) -> SendResult {
+    pub async fn send(&self, url: &Url, logout_token: &LogoutToken) -> SendResult {
         let started = Instant::now();
         let deadline = started + self.inner.config.timeout;
         let outcome = self.attempt(url, logout_token, deadline).await;
@@ -145,7 +146,7 @@ impl Sender {
         }
     }
 
-    async fn attempt(&self, url: &Url, token: &str, deadline: Instant) -> Outcome {
+    async fn attempt(&self, url: &Url, token: &LogoutToken, deadline: Instant) -> Outcome {
         // 1. Refuse what the guard refuses before any socket is opened.
         if let Some(refusal) = precheck(self.inner.config.policy, url) {
             return refusal;
@@ -156,7 +157,7 @@ impl Sender {
             .client
             .post(url.clone())
             .header(CONTENT_TYPE, FORM_CONTENT_TYPE)
-            .body(form_body(token));
+            .body(form_body(token.expose()));
         let host = url.host_str().unwrap_or_default();
         let response = match timeout_at(deadline, request.send()).await {
             Err(_elapsed) => return Outcome::Timeout,
@@ -216,7 +217,7 @@ pub fn form_body(logout_token: &str) -> String {
 /// Checks what can be checked without DNS: an IP-literal host and the scheme.
 fn precheck(policy: NetPolicy, url: &Url) -> Option<Outcome> {
     let ip = match url.host() {
-        None => return Some(Outcome::Other("the URL has no host".to_owned())),
+        None => return Some(Outcome::Other(OtherFailure::NoHost)),
         Some(Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
         Some(Host::Domain(_)) => None,

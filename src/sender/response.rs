@@ -3,7 +3,8 @@
 //! Messages built here name the host only: never the logout token, never the URL's query.
 
 use super::resolve::RefusedAddress;
-use crate::retry::{self, Outcome, RpError};
+use crate::retry::{self, OtherFailure, Outcome, RpError};
+use crate::token::LogoutToken;
 use chrono::{DateTime, Utc};
 use reqwest::header::RETRY_AFTER;
 use std::error::Error as StdError;
@@ -17,7 +18,7 @@ pub(super) struct ReadLimits<'a> {
     /// The most body bytes read.
     pub max_bytes: usize,
     /// The token sent, scrubbed from anything the RP echoes back.
-    pub token: &'a str,
+    pub token: &'a LogoutToken,
     /// The current time, for HTTP-date `Retry-After` values.
     pub now: DateTime<Utc>,
 }
@@ -73,7 +74,7 @@ struct ErrorBody {
 /// no control characters, nothing shaped like a token or a part of one (the token sent
 /// included), at most [`retry::MAX_RP_TEXT_CHARS`] characters. Everything downstream (the
 /// attempt history, the log line, `last_error`) records this cleaned text.
-fn parse_rp_error(body: &[u8], token: &str) -> Option<RpError> {
+fn parse_rp_error(body: &[u8], token: &LogoutToken) -> Option<RpError> {
     let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
     let clean = |s: String| retry::clean_rp_text(&s, Some(token));
     let error = RpError {
@@ -100,7 +101,7 @@ pub(super) fn from_error(err: reqwest::Error, host: &str) -> Outcome {
     } else if is_reset(&err) {
         Outcome::Reset(what)
     } else {
-        Outcome::Other(what)
+        Outcome::Other(OtherFailure::Transport(what))
     }
 }
 

@@ -130,7 +130,7 @@ async fn fetch(client: &reqwest::Client, url: &Url, limit: Duration) -> Result<J
 }
 
 async fn fetch_body(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, String> {
-    let http = |e: reqwest::Error| crate::api::error::chain(&e.without_url());
+    let http = |e: reqwest::Error| crate::error::chain(&e.without_url()).to_string();
     let mut response = client.get(url.clone()).send().await.map_err(http)?;
     if !response.status().is_success() {
         return Err(format!("status {}", response.status()));

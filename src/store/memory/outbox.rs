@@ -253,7 +253,7 @@ fn apply_attempt(row: &mut Row, result: &AttemptResult) {
     d.attempts = d.attempts.saturating_add(1);
     d.last_status = attempt.status;
     d.last_error = match &result.decision {
-        Decision::GiveUp(reason) => Some(reason.clone()),
+        Decision::GiveUp(reason) => Some(reason.to_string()),
         _ => attempt.error.clone(),
     };
     if result.decision == Decision::Delivered {

@@ -15,6 +15,7 @@ use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreErr
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -296,9 +297,21 @@ fn result_batch(results: &[AttemptResult]) -> Value {
         .map(|r| {
             let a = &r.attempt;
             let (state, next, delivered, last_error) = match &r.decision {
-                Decision::Delivered => ("delivered", None, Some(ms(a.at)), a.error.as_deref()),
-                Decision::RetryAt(t) => ("pending", Some(ms(*t)), None, a.error.as_deref()),
-                Decision::GiveUp(reason) => ("failed", None, None, Some(reason.as_str())),
+                Decision::Delivered => (
+                    "delivered",
+                    None,
+                    Some(ms(a.at)),
+                    a.error.as_deref().map(Cow::from),
+                ),
+                Decision::RetryAt(t) => (
+                    "pending",
+                    Some(ms(*t)),
+                    None,
+                    a.error.as_deref().map(Cow::from),
+                ),
+                Decision::GiveUp(reason) => {
+                    ("failed", None, None, Some(Cow::from(reason.to_string())))
+                }
             };
             json!({
                 "id": r.id.as_str(),

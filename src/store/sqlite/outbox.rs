@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sqlx::SqliteConnection;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::Notify;
@@ -321,7 +322,7 @@ struct ResultRow<'a> {
     state: &'static str,
     next_attempt_at: Option<i64>,
     delivered_at: Option<i64>,
-    last_error: Option<&'a str>,
+    last_error: Option<Cow<'a, str>>,
     attempt: &'a AttemptRecord,
 }
 
@@ -334,9 +335,21 @@ fn result_rows(results: &[AttemptResult]) -> Vec<ResultRow<'_>> {
         .map(|r| {
             let a = &r.attempt;
             let (state, next_attempt_at, delivered_at, last_error) = match &r.decision {
-                Decision::Delivered => ("delivered", None, Some(ms(a.at)), a.error.as_deref()),
-                Decision::RetryAt(t) => ("pending", Some(ms(*t)), None, a.error.as_deref()),
-                Decision::GiveUp(reason) => ("failed", None, None, Some(reason.as_str())),
+                Decision::Delivered => (
+                    "delivered",
+                    None,
+                    Some(ms(a.at)),
+                    a.error.as_deref().map(Cow::from),
+                ),
+                Decision::RetryAt(t) => (
+                    "pending",
+                    Some(ms(*t)),
+                    None,
+                    a.error.as_deref().map(Cow::from),
+                ),
+                Decision::GiveUp(reason) => {
+                    ("failed", None, None, Some(Cow::from(reason.to_string())))
+                }
             };
             ResultRow {
                 id: r.id.as_str(),
@@ -410,7 +423,7 @@ async fn record_chunk(
             .bind(row.next_attempt_at)
             .bind(row.delivered_at)
             .bind(row.attempt.status)
-            .bind(row.last_error)
+            .bind(row.last_error.as_deref())
             .bind(ms(row.attempt.at));
     }
     let changed = UPDATE_RESULTS

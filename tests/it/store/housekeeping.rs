@@ -6,7 +6,7 @@ use chrono::Duration;
 use logoutd::ids::{ClientId, EventId, SessionId};
 use logoutd::initiator::Initiator;
 use logoutd::outbox::{DeliveryFilter, DeliveryState};
-use logoutd::retry::Decision;
+use logoutd::retry::{Decision, Terminal};
 use logoutd::session::Session;
 use logoutd::store::Stores;
 
@@ -145,7 +145,12 @@ async fn finished_rows(s: &Stores) {
         .iter()
         .map(|c| match c.delivery.session_id.as_str() {
             "ok" => result(c, 2_100, 204, Decision::Delivered),
-            _ => result(c, 2_100, 400, Decision::GiveUp("refused".into())),
+            _ => result(
+                c,
+                2_100,
+                400,
+                Decision::GiveUp(Terminal::Rejected(None).into()),
+            ),
         })
         .collect();
     assert_eq!(s.queue.record(&results).await.unwrap(), 2);

@@ -5,7 +5,7 @@ use super::fixtures::*;
 use logoutd::ids::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
 use logoutd::initiator::Initiator;
 use logoutd::outbox::{Delivery, DeliveryFilter, DeliveryState, Redrive};
-use logoutd::retry::Decision;
+use logoutd::retry::{Decision, RpError, Terminal};
 use logoutd::store::{StoreError, Stores};
 
 pub async fn record_applies_decisions(s: Stores) {
@@ -23,7 +23,13 @@ pub async fn record_applies_decisions(s: Stores) {
         by("c"),
         2_300,
         400,
-        Decision::GiveUp("RP refused: 400".into()),
+        Decision::GiveUp(
+            Terminal::Rejected(Some(RpError {
+                error: Some("invalid_request".into()),
+                error_description: None,
+            }))
+            .into(),
+        ),
     );
     give_up.attempt.error = Some("invalid_request".into());
     let results = [
@@ -67,7 +73,10 @@ pub async fn record_applies_decisions(s: Stores) {
         (d.state, d.attempts, d.last_status),
         (DeliveryState::Failed, 1, Some(400))
     );
-    assert_eq!(d.last_error.as_deref(), Some("RP refused: 400"));
+    assert_eq!(
+        d.last_error.as_deref(),
+        Some("status 400: the RP rejected the logout token; error=invalid_request")
+    );
     assert_eq!(d.next_attempt_at, None);
     assert_eq!(
         c.attempt_history[0].error.as_deref(),
@@ -274,7 +283,12 @@ pub async fn redrive_requeues_failed_rows_only(s: Stores) {
     one_row(&s, "s2", t(2_000)).await;
     let claimed = s.queue.claim_due(t(2_000), lease(), 10).await.unwrap();
     let results = [
-        result(&claimed[0], 2_100, 410, Decision::GiveUp("gone".into())),
+        result(
+            &claimed[0],
+            2_100,
+            410,
+            Decision::GiveUp(Terminal::Refused(410).into()),
+        ),
         result(&claimed[1], 2_100, 200, Decision::Delivered),
     ];
     s.queue.record(&results).await.unwrap();
