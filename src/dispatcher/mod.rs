@@ -400,7 +400,7 @@ impl Inner {
             if let Err(err) = self.outbox.give_up(&rows.spent, &reason, now).await {
                 tracing::warn!(
                     rows = rows.spent.len(),
-                    error = %crate::api::error::chain(&err),
+                    error = %crate::error::chain(&err),
                     "could not fail rows whose budget ran out; they return when their lease expires"
                 );
             }
@@ -427,7 +427,7 @@ impl Inner {
             if let Err(err) = self.outbox.give_up(&lease, &reason, now).await {
                 tracing::warn!(
                     delivery_id = %row.delivery.id,
-                    error = %crate::api::error::chain(&err),
+                    error = %crate::error::chain(&err),
                     "could not fail a row whose budget ran out; it returns when its lease expires"
                 );
             }
