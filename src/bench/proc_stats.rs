@@ -155,9 +155,23 @@ pub fn peak_rss_kib_of(pid: u32) -> Option<u64> {
     peak_rss_in(&format!("/proc/{pid}/status"))
 }
 
+/// Resident set size of this process now, in KiB (`VmRSS`).
+pub fn rss_kib() -> Option<u64> {
+    status_kib("/proc/self/status", "VmRSS:")
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
+}
+
 fn peak_rss_in(path: &str) -> Option<u64> {
+    status_kib(path, "VmHWM:")
+}
+
+fn status_kib(path: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -169,6 +183,8 @@ mod tests {
     fn reads_its_own_figures() {
         assert!(cpu_time().is_some());
         assert!(peak_rss_kib().unwrap() > 0);
+        assert!(rss_kib().unwrap() > 0);
+        assert!(open_fds().unwrap() > 0);
         let pid = std::process::id();
         assert!(cpu_time_of(pid).is_some());
         assert!(peak_rss_kib_of(pid).unwrap() > 0);

@@ -1,14 +1,18 @@
 //! `bench soak`: API load and deliveries to a healthy RP and to hostile ones together, for a
 //! bounded time, so that a leak shows. Each round registers sessions through the API (each
 //! with the healthy RP and every hostile one), reads them back, and ends them one by one; the
-//! healthy RP's latency is the time from an end call to its receipt. The process's RSS and
-//! open descriptors are read after the first round and after the last. The server, the
+//! healthy RP's latency is the time from an end call to its receipt. The run is reported in
+//! quarters: the healthy latencies of each, and the process's RSS, open descriptors and outbox
+//! counts at its end. The hostile RPs' rows retry until their age budget (`--max-age-seconds`)
+//! is spent, so a run longer than the budget shows whether the figures level off once rows
+//! fail as fast as they arrive (steady state) or keep growing (a leak). The server, the
 //! hostile receivers and the load run in this process, so the descriptors include the hostile
 //! receivers' connections; the healthy RP is the `bench sink` child.
 
 use super::deliver::{client, scratch, settings, tag};
 use super::hol::distinct;
 use super::hostile::{self, Hostility};
+use super::proc_stats;
 use crate::alg::SigningAlg;
 use crate::ids::ClientId;
 use crate::keys::KeyRing;
@@ -27,23 +31,36 @@ pub struct SoakScenario {
     pub duration: Duration,
     /// Signing alg of every client.
     pub alg: SigningAlg,
+    /// The age budget of a delivery: a hostile RP's rows fail once it is spent, so a run
+    /// longer than it reaches the steady state where rows fail as fast as new ones arrive.
+    pub max_age: Duration,
 }
 
-/// Latency, memory and descriptors at the start and at the end of the run.
+/// What one quarter of the rounds saw: the healthy RP's latencies, and the process and the
+/// outbox at its end.
+#[derive(Debug, Clone, Default)]
+pub struct Quarter {
+    /// The healthy RP's latencies.
+    pub latencies: Vec<Duration>,
+    /// Resident set size in KiB.
+    pub rss_kib: u64,
+    /// Open descriptors.
+    pub fds: usize,
+    /// Outbox rows pending or in flight (the hostile RPs' retries).
+    pub queued: u64,
+    /// Outbox rows failed (budget spent).
+    pub failed: u64,
+}
+
+/// The run, quarter by quarter.
 #[derive(Debug, Clone)]
 pub struct SoakReport {
     /// The scenario.
     pub scenario: SoakScenario,
     /// Rounds completed.
     pub rounds: usize,
-    /// The healthy RP's latencies in the first and in the last quarter of the rounds.
-    pub first: Vec<Duration>,
-    /// See `first`.
-    pub last: Vec<Duration>,
-    /// RSS in KiB after the first round and after the last.
-    pub rss_kib: (u64, u64),
-    /// Open descriptors after the first round and after the last.
-    pub fds: (usize, usize),
+    /// The four quarters of the rounds, in order.
+    pub quarters: Vec<Quarter>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -58,48 +75,47 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 impl std::fmt::Display for SoakReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (mut first, mut last) = (self.first.clone(), self.last.clone());
-        first.sort();
-        last.sort();
-        write!(
+        writeln!(
             f,
-            "soak seconds={} alg={} rounds={} sessions={} healthy_ms start p50={:.1} p99={:.1} end p50={:.1} p99={:.1} rss_kib start={} end={} fds start={} end={}",
+            "soak seconds={} alg={} max_age_s={} rounds={} sessions={}",
             self.scenario.duration.as_secs(),
             self.scenario.alg,
+            self.scenario.max_age.as_secs(),
             self.rounds,
             self.rounds * ROUND,
-            percentile(&first, 0.5),
-            percentile(&first, 0.99),
-            percentile(&last, 0.5),
-            percentile(&last, 0.99),
-            self.rss_kib.0,
-            self.rss_kib.1,
-            self.fds.0,
-            self.fds.1,
-        )
+        )?;
+        for (i, q) in self.quarters.iter().enumerate() {
+            let mut sorted = q.latencies.clone();
+            sorted.sort();
+            writeln!(
+                f,
+                "quarter={} healthy_ms p50={:.1} p99={:.1} rss_kib={} fds={} outbox queued={} failed={}",
+                i + 1,
+                percentile(&sorted, 0.5),
+                percentile(&sorted, 0.99),
+                q.rss_kib,
+                q.fds,
+                q.queued,
+                q.failed,
+            )?;
+        }
+        Ok(())
     }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
 /// Runs the soak against the healthy receiver at `sink` (a `bench sink`).
 pub async fn run(scenario: SoakScenario, sink: &str) -> anyhow::Result<SoakReport> {
     let dir = scratch()?;
     let store = format!("sqlite://{}/bench.db", dir.0.display());
-    let settings = settings(&dir.0, store.clone());
+    let mut settings = settings(&dir.0, store.clone());
+    let retry = &settings.dispatch.retry;
+    settings.dispatch.retry = crate::retry::RetryPolicy::new(
+        retry.base(),
+        retry.factor(),
+        retry.cap(),
+        retry.max_attempts(),
+        scenario.max_age,
+    )?;
     let now = chrono::Utc::now();
     crate::keys::generate(&settings.keys_dir, scenario.alg, None, now)?;
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, now)?);
@@ -121,10 +137,11 @@ pub async fn run(scenario: SoakScenario, sink: &str) -> anyhow::Result<SoakRepor
             .await?;
         clients.push(id);
     }
-    let server = super::in_process::InProcess::start(settings, stores, keys).await?;
+    let server = super::in_process::InProcess::start(settings, stores.clone(), keys).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
     let result = rounds(
         &scenario,
+        &stores,
         &http,
         &server.base,
         &server.token,
@@ -139,6 +156,7 @@ pub async fn run(scenario: SoakScenario, sink: &str) -> anyhow::Result<SoakRepor
 
 async fn rounds(
     scenario: &SoakScenario,
+    stores: &crate::store::Stores,
     http: &reqwest::Client,
     base: &str,
     token: &str,
@@ -147,78 +165,86 @@ async fn rounds(
     clients: &[ClientId],
 ) -> anyhow::Result<SoakReport> {
     let started = Instant::now();
-    let mut latencies: Vec<Vec<Duration>> = Vec::new();
-    let mut start_sample = None;
-    let mut n = 0usize;
-    while latencies.is_empty() || started.elapsed() < scenario.duration {
-        let mut round = Vec::with_capacity(ROUND);
+    let mut quarters = vec![Quarter::default(); 4];
+    let (mut n, mut done) = (0usize, 0usize);
+    while done == 0 || started.elapsed() < scenario.duration {
+        let part = started.elapsed().as_secs_f64() / scenario.duration.as_secs_f64();
+        let index = ((part * 4.0) as usize).min(3);
+        let mut latencies = Vec::with_capacity(ROUND);
         for _ in 0..ROUND {
             let id = format!("{tag}s-{n}");
             n += 1;
-            let entries: Vec<serde_json::Value> = clients
-                .iter()
-                .map(|c| serde_json::json!({ "client_id": c }))
-                .collect();
-            let body = serde_json::json!({ "id": id, "user_id": format!("{tag}u"),
-                "clients": entries, "session_metadata": { "k": "v" } });
-            call(
-                http.post(format!("{base}/api/v2/sessions"))
-                    .bearer_auth(token)
-                    .json(&body),
-                201,
-            )
-            .await?;
-            call(
-                http.get(format!("{base}/api/v2/sessions/{id}"))
-                    .bearer_auth(token),
-                200,
-            )
-            .await?;
-            let before = distinct(http, sink).await?;
-            let end = Instant::now();
-            let body = serde_json::json!({ "session_id": id, "initiator": "rp-logout" });
-            call(
-                http.post(format!("{base}/api/v2/logout-events"))
-                    .bearer_auth(token)
-                    .json(&body),
-                202,
-            )
-            .await?;
-            loop {
-                if distinct(http, sink).await? > before {
-                    break;
-                }
-                anyhow::ensure!(
-                    end.elapsed() < RECEIPT_LIMIT,
-                    "no healthy receipt within {RECEIPT_LIMIT:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            round.push(end.elapsed());
+            latencies.push(one_session(http, base, token, sink, tag, &id, clients).await?);
         }
-        latencies.push(round);
-        if start_sample.is_none() {
-            start_sample = Some((rss_kib(), open_fds()));
+        done += 1;
+        let stats = stores.outbox.stats(chrono::Utc::now()).await?;
+        if let Some(quarter) = quarters.get_mut(index) {
+            quarter.latencies.extend(latencies);
+            // Overwritten by each later round of the quarter: the sample of its last round.
+            quarter.rss_kib = proc_stats::rss_kib().unwrap_or(0);
+            quarter.fds = proc_stats::open_fds().unwrap_or(0);
+            quarter.queued = stats.pending + stats.in_flight;
+            quarter.failed = stats.failed;
         }
     }
-    let (rss0, fds0) = start_sample.unwrap_or_default();
-    let quarter = latencies.len().div_ceil(4);
-    let first = latencies.iter().take(quarter).flatten().copied().collect();
-    let last = latencies
-        .iter()
-        .rev()
-        .take(quarter)
-        .flatten()
-        .copied()
-        .collect();
+    quarters.retain(|q| !q.latencies.is_empty());
     Ok(SoakReport {
         scenario: scenario.clone(),
-        rounds: latencies.len(),
-        first,
-        last,
-        rss_kib: (rss0, rss_kib()),
-        fds: (fds0, open_fds()),
+        rounds: done,
+        quarters,
     })
+}
+
+/// Registers session `id` with every client through the API, reads it back and ends it;
+/// returns the time from the end call to the healthy RP's receipt.
+async fn one_session(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    sink: &str,
+    tag: &str,
+    id: &str,
+    clients: &[ClientId],
+) -> anyhow::Result<Duration> {
+    let entries: Vec<serde_json::Value> = clients
+        .iter()
+        .map(|c| serde_json::json!({ "client_id": c }))
+        .collect();
+    let body = serde_json::json!({ "id": id, "user_id": format!("{tag}u"),
+        "clients": entries, "session_metadata": { "k": "v" } });
+    call(
+        http.post(format!("{base}/api/v2/sessions"))
+            .bearer_auth(token)
+            .json(&body),
+        201,
+    )
+    .await?;
+    call(
+        http.get(format!("{base}/api/v2/sessions/{id}"))
+            .bearer_auth(token),
+        200,
+    )
+    .await?;
+    let before = distinct(http, sink).await?;
+    let end = Instant::now();
+    let body = serde_json::json!({ "session_id": id, "initiator": "rp-logout" });
+    call(
+        http.post(format!("{base}/api/v2/logout-events"))
+            .bearer_auth(token)
+            .json(&body),
+        202,
+    )
+    .await?;
+    loop {
+        if distinct(http, sink).await? > before {
+            return Ok(end.elapsed());
+        }
+        anyhow::ensure!(
+            end.elapsed() < RECEIPT_LIMIT,
+            "no healthy receipt within {RECEIPT_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 async fn call(request: reqwest::RequestBuilder, want: u16) -> anyhow::Result<()> {

@@ -105,6 +105,9 @@ pub struct SoakArgs {
     /// Signing alg of every client.
     #[arg(long, default_value = "ES256")]
     alg: SigningAlg,
+    /// Age budget of a delivery in seconds: the hostile RPs' rows fail once it is spent.
+    #[arg(long, default_value_t = 60)]
+    max_age_seconds: u64,
 }
 
 /// Arguments of `bench slow-clients`.
@@ -301,6 +304,10 @@ async fn run_hol(args: HolArgs) -> anyhow::Result<ExitCode> {
 async fn run_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
     use crate::bench::soak::{self, SoakScenario};
     anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
+    anyhow::ensure!(
+        args.max_age_seconds > 0,
+        "--max-age-seconds must be at least 1"
+    );
     let sink = start_sink(1).await?;
     let url = sink
         .urls
@@ -309,6 +316,7 @@ async fn run_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
     let scenario = SoakScenario {
         duration: std::time::Duration::from_secs(args.seconds),
         alg: args.alg,
+        max_age: std::time::Duration::from_secs(args.max_age_seconds),
     };
     crate::outln!("{}", soak::run(scenario, url).await?);
     Ok(ExitCode::SUCCESS)
