@@ -177,7 +177,7 @@ async fn rounds(
             latencies.push(one_session(http, base, token, sink, tag, &id, clients).await?);
         }
         done += 1;
-        let stats = stores.outbox.stats(chrono::Utc::now()).await?;
+        let stats = stores.deliveries.stats(chrono::Utc::now()).await?;
         if let Some(quarter) = quarters.get_mut(index) {
             quarter.latencies.extend(latencies);
             // Overwritten by each later round of the quarter: the sample of its last round.
