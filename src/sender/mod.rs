@@ -231,7 +231,13 @@ fn precheck(policy: NetPolicy, url: &Url) -> Option<Outcome> {
     match url.scheme() {
         "https" => None,
         "http" if policy.allow_insecure => None,
-        other => Some(Outcome::Refused(format!("scheme {other} is not allowed"))),
+        "http" => Some(Outcome::Refused(
+            "scheme http is not allowed: use https, or run serve with --allow-insecure-rp-urls"
+                .to_owned(),
+        )),
+        other => Some(Outcome::Refused(format!(
+            "scheme {other} is not allowed: use https"
+        ))),
     }
 }
 

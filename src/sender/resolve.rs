@@ -10,7 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Every address of a host was refused by the [`NetPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("refused non-public address for host {host} ({addrs})")]
+#[error(
+    "refused non-public address for host {host} ({addrs}); only public addresses are reached \
+     unless serve runs with --allow-insecure-rp-urls"
+)]
 pub struct RefusedAddress {
     /// The host name, or the IP literal, that was refused.
     pub host: String,

@@ -110,7 +110,7 @@ async fn the_resolver_drops_every_special_purpose_address() {
             Err(err) => err.to_string(),
         };
         assert!(
-            err.contains("refused non-public address"),
+            err.contains("refused non-public address") && err.contains("--allow-insecure-rp-urls"),
             "{ip} ({name}): {err}"
         );
     }
@@ -119,4 +119,20 @@ async fn the_resolver_drops_every_special_purpose_address() {
         let addrs: Vec<_> = resolver.resolve(host).await.unwrap().collect();
         assert_eq!(addrs.iter().map(|a| a.ip()).collect::<Vec<_>>(), [ip]);
     }
+}
+
+#[test]
+fn a_refused_scheme_names_what_would_allow_it() {
+    let refused = |raw: &str| match precheck(strict(), &url(raw)) {
+        Some(Outcome::Refused(reason)) => reason,
+        other => panic!("{raw}: {other:?}"),
+    };
+    let http = refused("http://rp.example/bc");
+    assert!(http.contains("--allow-insecure-rp-urls"), "{http}");
+    let ftp = refused("ftp://rp.example/bc");
+    assert!(
+        ftp.contains("use https") && !ftp.contains("--allow"),
+        "{ftp}"
+    );
+    assert!(precheck(open(), &url("http://rp.example/bc")).is_none());
 }
