@@ -24,24 +24,9 @@ impl Settings {
             .api_tokens_file
             .clone()
             .unwrap_or_else(|| PathBuf::from(crate::tokens::DEFAULT_TOKENS_FILE));
-        if api_token.is_none()
-            && crate::tokens::TokenFile::load(&api_tokens_file)?
-                .tokens
-                .is_empty()
-        {
-            return Err(ConfigError::NoApiToken);
-        }
+        require_a_token(api_token.as_ref(), &api_tokens_file)?;
         let dispatch = DispatchSettings::from_knobs(&knobs)?;
-        let sender = SenderConfig {
-            timeout: Duration::from_millis(positive_u64(
-                "attempt_timeout_ms",
-                knobs.attempt_timeout_ms,
-                millis_of(crate::sender::DEFAULT_TIMEOUT),
-            )?),
-            policy: net,
-            pool_idle_per_host: dispatch.max_per_origin,
-            ..SenderConfig::default()
-        };
+        let sender = sender(&knobs, net, dispatch.max_per_origin)?;
         Ok(Self {
             listen,
             issuer,
@@ -132,6 +117,39 @@ impl HousekeepingSettings {
             prune_interval: DEFAULT_PRUNE_INTERVAL,
         })
     }
+}
+
+/// How the dispatcher talks to RPs: the attempt timeout, the URL policy, and as many idle
+/// connections kept per RP as attempts may run at once to one.
+fn sender(
+    knobs: &Knobs,
+    policy: NetPolicy,
+    max_per_origin: usize,
+) -> Result<SenderConfig, ConfigError> {
+    let timeout = positive_u64(
+        "attempt_timeout_ms",
+        knobs.attempt_timeout_ms,
+        millis_of(crate::sender::DEFAULT_TIMEOUT),
+    )?;
+    Ok(SenderConfig {
+        timeout: Duration::from_millis(timeout),
+        policy,
+        pool_idle_per_host: max_per_origin,
+        ..SenderConfig::default()
+    })
+}
+
+/// Refuses to start with neither the single API token nor a scoped one in `tokens_file`:
+/// nobody could call the API.
+fn require_a_token(token: Option<&ApiToken>, tokens_file: &Path) -> Result<(), ConfigError> {
+    if token.is_none()
+        && crate::tokens::TokenFile::load(tokens_file)?
+            .tokens
+            .is_empty()
+    {
+        return Err(ConfigError::NoApiToken);
+    }
+    Ok(())
 }
 
 /// The single API token: `LOGOUTD_API_TOKEN`, else the token file, else (with `--dev`) a new
