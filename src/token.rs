@@ -16,10 +16,15 @@ use std::fmt;
 
 /// The only member of the `events` claim (Back-Channel Logout 1.0 §2.4).
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-/// The longest lifetime logoutd gives a token, in seconds (design §3).
+/// The longest lifetime logoutd gives a token, in seconds (design §3): a limit, not a
+/// setting. It bounds every configured lifetime, and the keys module relies on it to keep a
+/// retired key published until the last token it signed has expired, whatever lifetime a
+/// node was configured with ([`crate::keys::RETIRED_GRACE_SECS`]).
 pub const MAX_LIFETIME_SECS: i64 = 120;
-/// The lifetime of a token unless the caller asks for less, in seconds.
-pub const DEFAULT_LIFETIME_SECS: i64 = 120;
+/// The lifetime of a token unless the caller (or `token_lifetime_seconds`) asks for less, in
+/// seconds. Design §3 makes the default the maximum, which leaves the most room for an RP
+/// whose clock is behind.
+pub const DEFAULT_LIFETIME_SECS: i64 = MAX_LIFETIME_SECS;
 
 /// A builder input that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -161,7 +161,7 @@ pub fn settings(dir: &Path, store: String) -> Settings {
     Settings {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         issuer: Issuer::new("https://logoutd.bench"),
-        store,
+        store: store.into(),
         keys_dir: dir.join("keys"),
         allow_loose_key_permissions: false,
         net: NetPolicy {

@@ -131,20 +131,7 @@ pub async fn open(url: &str) -> Result<Stores, StoreError> {
     Err(StoreError::UnsupportedUrl(redact_url(url)))
 }
 
-/// The URL without its password, for error messages. An unparseable URL that may carry
-/// credentials (it has an `@`) shows only its scheme.
+/// The URL without its password, for error messages ([`crate::config::StoreUrl`]'s redactor).
 fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only fails for URLs that cannot carry credentials, which have no password.
-            let _ = parsed.set_password(Some("redacted"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) if url.contains('@') => {
-            let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-            format!("{scheme}://[redacted]")
-        }
-        Err(_) => url.to_owned(),
-    }
+    crate::config::StoreUrl::from(url).redacted()
 }

@@ -282,6 +282,41 @@ async fn serve_on_an_address_in_use_names_the_address() {
     drop(taken);
 }
 
+/// `serve` reads its settings from the process's `LOGOUTD_*` variables, under its flags and
+/// over the config file, and a value it refuses names the variable it came from.
+#[test]
+fn serve_takes_a_setting_from_its_flag_then_its_variable_then_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("logoutd.toml"), "listen = \"from-file\"\n").unwrap();
+    let serve = |vars: &[(&str, &str)], flags: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
+            .args(["serve", "--dev", "--store", "memory://"])
+            .args(flags)
+            .env_clear()
+            .envs(vars.iter().copied())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let env = [("LOGOUTD_LISTEN", "from-env")];
+    let stderr = serve(&[], &[]);
+    assert!(
+        stderr.contains("invalid setting listen: \"from-file\""),
+        "{stderr}"
+    );
+    let stderr = serve(&env, &[]);
+    assert!(stderr.contains("\"from-env\""), "{stderr}");
+    let stderr = serve(&env, &["--listen", "from-flag"]);
+    assert!(stderr.contains("\"from-flag\""), "{stderr}");
+    let stderr = serve(&[("LOGOUTD_ALLOW_INSECURE_RP_URLS", "maybe")], &[]);
+    assert!(
+        stderr.contains("LOGOUTD_ALLOW_INSECURE_RP_URLS"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_errors_are_clear_and_exit_non_zero() {
     let dir = tempfile::tempdir().unwrap();
