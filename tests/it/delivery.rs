@@ -5,6 +5,7 @@ use crate::support::app::ISSUER;
 use crate::support::delivery::{Harness, NowUtc};
 use crate::support::recording_rp::{RecordedRequest, RecordingRp, Reply};
 use logoutd::ids::{ClientId, Issuer};
+use logoutd::store::Queue as _;
 use logoutd::verify::{TypPolicy, VerifiedToken, VerifyOptions, verify};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -481,5 +482,56 @@ async fn rp_error_text_is_recorded_clean_and_without_token_parts() {
         }
         assert!(!text.contains("eyJ"), "{text}");
     }
+    h.stop().await;
+}
+
+/// Rows that wait for room at a full origin are handed back unattempted; once a row's age
+/// budget would end before it is due again, it fails unattempted instead, with the budget as
+/// its last error, so a stuck origin's backlog is bounded by the budget.
+#[tokio::test]
+async fn rows_waiting_for_a_full_origin_fail_when_their_age_budget_runs_out() {
+    let (mut settings, mut sender) = crate::support::delivery::test_settings();
+    settings.max_per_origin = 1;
+    let budget = std::time::Duration::from_secs(60);
+    let retry = &settings.retry;
+    settings.retry = logoutd::retry::RetryPolicy::new(
+        retry.base(),
+        retry.factor(),
+        retry.cap(),
+        retry.max_attempts(),
+        budget,
+    )
+    .unwrap();
+    // The one attempt the origin admits never ends within the test.
+    sender.timeout = std::time::Duration::from_secs(120);
+    let stores = logoutd::store::open("memory://").await.unwrap();
+    let h = Harness::over(stores, (settings, sender)).await;
+    let rp = RecordingRp::start(Reply::never()).await;
+    h.client("hung", rp.url("/bc").as_str(), json!({})).await;
+    for n in 0..3 {
+        h.session(&format!("s{n}"), "u1", &["hung"], json!({})).await;
+    }
+    assert_eq!(h.end(json!({ "user_id": "u1" }), "idp-logout").await, 3);
+    rp.wait_requests(1).await;
+    // The two others found the origin full and went back, due within their budget.
+    h.outbox.wait_released(2).await;
+    assert_eq!(h.deliveries("state=failed").await.len(), 0);
+    h.clock
+        .set(h.clock.now_utc() + chrono::Duration::seconds(61));
+    h.outbox.wakeup().notify_one();
+    h.outbox.wait_given_up(2).await;
+    let failed = h.deliveries("state=failed").await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for row in &failed {
+        assert_eq!(row["attempts"], 0, "{row}");
+        let error = row["last_error"].as_str().unwrap();
+        assert!(
+            error.contains("age budget of 60s exhausted while waiting for room"),
+            "{error}"
+        );
+    }
+    assert_eq!(rp.requests().len(), 1, "a failed row was attempted");
+    assert_eq!(h.deliveries("state=in_flight").await.len(), 1);
+    drop(rp);
     h.stop().await;
 }

@@ -27,6 +27,10 @@ pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20
 pub struct ObservedOutbox {
     inner: Arc<dyn Queue>,
     recorded: AtomicUsize,
+    /// Rows handed back unattempted.
+    released: AtomicUsize,
+    /// Rows failed unattempted (their age budget ran out while they waited).
+    given_up: AtomicUsize,
     changed: Notify,
 }
 
@@ -45,6 +49,32 @@ impl ObservedOutbox {
         tokio::time::timeout(EVENT_TIMEOUT, wait)
             .await
             .unwrap_or_else(|_| panic!("fewer than {n} results recorded"));
+    }
+
+    /// Waits until `count` (one of the counters) reaches `n`.
+    async fn wait_count(&self, count: &AtomicUsize, n: usize, what: &str) {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if count.load(Ordering::Acquire) >= n {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} rows {what}"));
+    }
+
+    /// Waits until at least `n` rows have been handed back unattempted in total.
+    pub async fn wait_released(&self, n: usize) {
+        self.wait_count(&self.released, n, "handed back").await;
+    }
+
+    /// Waits until at least `n` rows have been failed unattempted in total.
+    pub async fn wait_given_up(&self, n: usize) {
+        self.wait_count(&self.given_up, n, "given up").await;
     }
 
     pub fn recorded(&self) -> usize {
@@ -93,7 +123,10 @@ impl Queue for ObservedOutbox {
         leases: &[(DeliveryId, LeaseId)],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        self.inner.release(leases, now).await
+        let released = self.inner.release(leases, now).await?;
+        self.released.fetch_add(leases.len(), Ordering::AcqRel);
+        self.changed.notify_waiters();
+        Ok(released)
     }
     async fn give_up(
         &self,
@@ -101,7 +134,10 @@ impl Queue for ObservedOutbox {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        self.inner.give_up(leases, reason, now).await
+        let failed = self.inner.give_up(leases, reason, now).await?;
+        self.given_up.fetch_add(leases.len(), Ordering::AcqRel);
+        self.changed.notify_waiters();
+        Ok(failed)
     }
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.next_due_at().await
@@ -147,6 +183,8 @@ impl Harness {
         let outbox = Arc::new(ObservedOutbox {
             inner: stores.queue.clone(),
             recorded: AtomicUsize::new(0),
+            released: AtomicUsize::new(0),
+            given_up: AtomicUsize::new(0),
             changed: Notify::new(),
         });
         let stores = Stores {
