@@ -22,6 +22,7 @@ mod openapi;
 mod sender;
 mod shutdown;
 mod store;
+mod strict_policy;
 mod support;
 mod token;
 mod tokens;
