@@ -198,7 +198,10 @@ async fn failed_delivery_can_be_redriven() {
     h.stop().await;
 }
 
-#[tokio::test]
+/// On paused time: the RP that never answers holds the attempt until the harness's attempt
+/// timeout, which the paused clock reaches as soon as nothing else is left to do, and no other
+/// attempt can run into it however slow the machine.
+#[tokio::test(start_paused = true)]
 async fn dropped_connection_and_timeout_are_retried() {
     let h = Harness::memory().await;
     let rp = RecordingRp::start(Reply::ok()).await;

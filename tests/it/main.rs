@@ -11,6 +11,7 @@ mod conformance;
 mod crash;
 mod delivery;
 mod examples;
+mod exhaustion;
 mod fuzz;
 mod head_of_line;
 mod hostile;

@@ -139,11 +139,18 @@ pub struct Harness {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Fast retries and a short attempt timeout for tests.
+/// The attempt timeout of the harness: far above any loopback answer, so that a slow moment
+/// of a busy machine never turns an answer into a timeout and changes an attempt count; and
+/// below [`EVENT_TIMEOUT`], so that a hung attempt is recorded before a test gives up. A test
+/// of timeouts runs on paused time (`start_paused`), where it passes at once when nothing
+/// else is left to do.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Default dispatch settings, the insecure URL policy (loopback RPs) and [`ATTEMPT_TIMEOUT`].
 pub fn test_settings() -> (DispatchSettings, SenderConfig) {
     let settings = DispatchSettings::default();
     let sender = SenderConfig {
-        timeout: std::time::Duration::from_millis(300),
+        timeout: ATTEMPT_TIMEOUT,
         policy: NetPolicy {
             allow_insecure: true,
         },
