@@ -26,10 +26,12 @@ use tokio_util::sync::CancellationToken;
 /// Longest a test waits for an event before failing.
 pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Delegates to a real outbox and counts recorded results.
+/// Delegates to a real outbox and counts recorded results, and the dispatcher's looks at
+/// the next due time (it takes one each time it goes idle).
 pub struct ObservedOutbox {
     inner: Arc<dyn Outbox>,
     recorded: AtomicUsize,
+    looked_ahead: AtomicUsize,
     changed: Notify,
 }
 
@@ -52,6 +54,23 @@ impl ObservedOutbox {
 
     pub fn recorded(&self) -> usize {
         self.recorded.load(Ordering::Acquire)
+    }
+
+    /// Waits until the dispatcher has gone idle `n` times in total (it reads the next due time
+    /// just before it waits for a wake-up or for that time).
+    pub async fn wait_idle(&self, n: usize) {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.looked_ahead.load(Ordering::Acquire) >= n {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("the dispatcher went idle fewer than {n} times"));
     }
 
     /// How many rows are claimable right now (claims them with a zero lease, so they are due
@@ -99,7 +118,10 @@ impl Outbox for ObservedOutbox {
         self.inner.release(leases, now).await
     }
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_due_at().await
+        let due = self.inner.next_due_at().await;
+        self.looked_ahead.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+        due
     }
     async fn list_deliveries(
         &self,
@@ -165,13 +187,21 @@ impl Harness {
         Self::over(stores, test_settings()).await
     }
 
-    pub async fn over(
+    pub async fn over(stores: Stores, settings: (DispatchSettings, SenderConfig)) -> Self {
+        Self::with_max_idle(stores, settings, None).await
+    }
+
+    /// Like [`Harness::over`], with the dispatcher's fallback look at the outbox (5 s when
+    /// idle) set to `max_idle` when given: with a long one, only a wake-up starts a delivery.
+    pub async fn with_max_idle(
         stores: Stores,
         (settings, sender): (DispatchSettings, SenderConfig),
+        max_idle: Option<std::time::Duration>,
     ) -> Self {
         let outbox = Arc::new(ObservedOutbox {
             inner: stores.outbox.clone(),
             recorded: AtomicUsize::new(0),
+            looked_ahead: AtomicUsize::new(0),
             changed: Notify::new(),
         });
         let stores = Stores {
@@ -182,7 +212,7 @@ impl Harness {
         let metrics = Arc::new(Metrics::new());
         let app = TestApp::with_parts(stores.clone(), true, clock.clone(), metrics.clone());
         let shutdown = CancellationToken::new();
-        let dispatcher = Dispatcher::new(
+        let mut dispatcher = Dispatcher::new(
             DispatcherParts {
                 outbox: outbox.clone(),
                 keys: app.keys.clone(),
@@ -194,6 +224,9 @@ impl Harness {
             },
             shutdown.clone(),
         );
+        if let Some(max_idle) = max_idle {
+            dispatcher = dispatcher.max_idle(max_idle);
+        }
         let task = Some(tokio::spawn(dispatcher.run()));
         Self {
             app,
