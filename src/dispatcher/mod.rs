@@ -93,6 +93,7 @@ pub struct Inner {
 pub struct Dispatcher {
     inner: Arc<Inner>,
     attempts: Option<tokio::runtime::Handle>,
+    max_idle: Duration,
 }
 
 /// Claims given back together: the rows' ids and leases.
@@ -196,7 +197,15 @@ impl Dispatcher {
                 shutdown,
             }),
             attempts: None,
+            max_idle: MAX_IDLE,
         }
+    }
+
+    /// Sets the longest idle wait (5 s by default), the fallback for a missed
+    /// wake-up. Tests lengthen it so that only a wake-up can start a delivery in time.
+    pub fn max_idle(mut self, max_idle: Duration) -> Self {
+        self.max_idle = max_idle;
+        self
     }
 
     /// Runs the attempts (minting, signing and the POST) on `runtime` rather than on the
@@ -372,14 +381,17 @@ impl Dispatcher {
             Ok(Some(due)) => {
                 let now = inner.clock.now();
                 if due > now {
-                    (due - now).to_std().unwrap_or(MAX_IDLE).min(MAX_IDLE)
+                    (due - now)
+                        .to_std()
+                        .unwrap_or(self.max_idle)
+                        .min(self.max_idle)
                 } else if due > crate::clock::to_millis(claimed_at) {
                     return;
                 } else {
                     BLOCKED_IDLE
                 }
             }
-            Ok(None) => MAX_IDLE,
+            Ok(None) => self.max_idle,
             Err(_) => BLOCKED_IDLE,
         };
         tracing::debug!(wait_ms = wait.as_millis() as u64, "dispatcher idle");

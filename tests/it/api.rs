@@ -100,7 +100,11 @@ async fn discovery_and_jwks_are_public() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let jwks: Value = serde_json::from_slice(&body).unwrap();
-    for key in jwks["keys"].as_array().unwrap() {
+    let keys = jwks["keys"].as_array().unwrap();
+    // An empty set would pass the check below: the app has the four fixture keys active.
+    assert_eq!(keys.len(), 4, "{jwks}");
+    for key in keys {
+        assert!(key["kid"].is_string() && key["kty"].is_string(), "{key}");
         for private in ["d", "p", "q", "dp", "dq", "qi"] {
             assert!(key.get(private).is_none(), "no private members: {key}");
         }

@@ -5,6 +5,7 @@ use crate::support::process::ServeProcess;
 use crate::support::recording_rp::{RecordedRequest, RecordingRp, Reply};
 use base64::Engine as _;
 use logoutd::ids::{ClientId, Issuer};
+use logoutd::outbox::{DeliveryFilter, DeliveryState};
 use logoutd::verify::{VerifyOptions, verify};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -142,5 +143,64 @@ async fn kill_during_delivery_loses_nothing() {
         let token = req.form_param("logout_token").unwrap();
         verify(&token, &jwks, &opts, chrono::Utc::now()).unwrap_or_else(|e| panic!("{e:?}"));
     }
-    serve.terminate().await;
+    // Rows whose result the kill lost are sent again once their lease ends, possibly after
+    // the RP already has every pair: wait for the store to settle, then read it directly.
+    wait_settled(&serve).await;
+    assert!(serve.terminate().await.success());
+    let stores = logoutd::store::open(&store).await.unwrap();
+    let rows = stores
+        .deliveries
+        .list_deliveries(&DeliveryFilter::default(), None, 2 * total)
+        .await
+        .unwrap();
+    assert!(rows.next.is_none());
+    assert_eq!(rows.items.len(), total, "one row per (session, RP) pair");
+    let stored: HashSet<(String, String)> = rows
+        .items
+        .iter()
+        .map(|r| (r.session_id.to_string(), r.client_id.to_string()))
+        .collect();
+    assert_eq!(stored, expected, "no row lost or doubled");
+    let unsettled: Vec<_> = rows
+        .items
+        .iter()
+        .filter(|r| r.state != DeliveryState::Delivered)
+        .collect();
+    assert!(
+        unsettled.is_empty(),
+        "every row delivered, none left leased: {unsettled:#?}"
+    );
+}
+
+/// The value of the unlabelled sample `name` in a `/metrics` scrape; a missing sample fails.
+fn gauge(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in the scrape:\n{scrape}"))
+}
+
+/// Waits (bounded) until the outbox has no pending, in-flight or failed row, reading the
+/// gauges of `/metrics` every 100 ms.
+async fn wait_settled(serve: &ServeProcess) {
+    let mut last = String::new();
+    let settled = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            last = reqwest::get(serve.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let open = ["pending", "in_flight", "dead_letter"]
+                .map(|g| gauge(&last, &format!("logoutd_deliveries_{g}")));
+            if open == [0.0; 3] {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "the outbox never settled:\n{last}");
 }

@@ -199,7 +199,10 @@ async fn failed_delivery_can_be_redriven() {
     h.stop().await;
 }
 
-#[tokio::test]
+/// On paused time: the RP that never answers holds the attempt until the harness's attempt
+/// timeout, which the paused clock reaches as soon as nothing else is left to do, and no other
+/// attempt can run into it however slow the machine.
+#[tokio::test(start_paused = true)]
 async fn dropped_connection_and_timeout_are_retried() {
     let h = Harness::memory().await;
     let rp = RecordingRp::start(Reply::ok()).await;
@@ -509,7 +512,8 @@ async fn rows_waiting_for_a_full_origin_fail_when_their_age_budget_runs_out() {
     let rp = RecordingRp::start(Reply::never()).await;
     h.client("hung", rp.url("/bc").as_str(), json!({})).await;
     for n in 0..3 {
-        h.session(&format!("s{n}"), "u1", &["hung"], json!({})).await;
+        h.session(&format!("s{n}"), "u1", &["hung"], json!({}))
+            .await;
     }
     assert_eq!(h.end(json!({ "user_id": "u1" }), "idp-logout").await, 3);
     rp.wait_requests(1).await;

@@ -174,11 +174,17 @@ async fn pruning_removes_old_finished_rows_and_keeps_failed_and_young_ones() {
     h.stop().await;
 }
 
-/// The value of the sample line `name` (without labels) in a Prometheus text body.
-fn sample(body: &str, name: &str) -> f64 {
+/// The value of the sample line `name` (with its labels, if any) in a Prometheus text body,
+/// if there is one.
+fn sample_opt(body: &str, name: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
+}
+
+/// The value of the sample line `name`; a missing sample fails the test (a renamed or
+/// unregistered metric must not read as 0).
+fn sample(body: &str, name: &str) -> f64 {
+    sample_opt(body, name).unwrap_or_else(|| panic!("no sample {name} in the scrape:\n{body}"))
 }
 
 async fn scrape(h: &Harness) -> String {
@@ -206,7 +212,8 @@ async fn metrics_move_as_deliveries_happen() {
     h.clock.set(start_time() + Duration::seconds(30));
     let after = scrape(&h).await;
     let delivered = "logoutd_delivery_attempts_total{outcome=\"delivered\",client_id=\"c1\"}";
-    assert_eq!(sample(&before, delivered), 0.0);
+    // A label set is exported from its first count on: before any attempt there is none.
+    assert_eq!(sample_opt(&before, delivered), None, "{before}");
     assert_eq!(sample(&after, delivered), 1.0, "{after}");
     assert_eq!(
         sample(&after, "logoutd_deliveries_pending"),
@@ -242,7 +249,9 @@ fn parsed_attempts(body: &str, client_id: &str, outcome: &str) -> f64 {
         })
         .collect();
     assert!(matching.len() <= 1, "{matching:?}");
-    matching.first().copied().unwrap_or(0.0)
+    *matching
+        .first()
+        .unwrap_or_else(|| panic!("no {outcome} sample for client {client_id:?}:\n{body}"))
 }
 
 #[tokio::test]

@@ -256,16 +256,34 @@ async fn receipts_endpoint_serves_json_lines_or_an_array() {
     assert_eq!(array[1].path, "/other");
 }
 
-#[tokio::test]
+/// Lets the runtime run until every task, the mock's included, waits: on paused time the
+/// clock moves only then, so a request the mock answers at once is answered by the end.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// On paused time, so that "not answered yet" is an observation rather than a guess: the
+/// request is still waiting while the receipts are fewer than `min`, and is answered as soon
+/// as the last one needed arrives, long before its `wait_ms`.
+#[tokio::test(start_paused = true)]
 async fn receipts_with_min_wait_for_the_next_request() {
     let (rp, _jwks) = start().await;
-    let url = rp.url("/receipts?format=json&min=1&wait_ms=20000");
+    let url = rp.url("/receipts?format=json&min=2&wait_ms=20000");
     let waiting = tokio::spawn(async move { client().get(url).send().await });
-    tokio::task::yield_now().await;
+    settle().await;
+    assert!(!waiting.is_finished(), "answered with no receipt yet");
+    assert_eq!(post_token(&rp, &token()).await.status(), StatusCode::OK);
+    settle().await;
+    assert!(!waiting.is_finished(), "answered with 1 receipt of min 2");
+    let before = tokio::time::Instant::now();
     assert_eq!(post_token(&rp, &token()).await.status(), StatusCode::OK);
     let answered = waiting.await.unwrap().unwrap();
+    assert!(
+        before.elapsed() < Duration::from_secs(1),
+        "answered only when the wait ran out"
+    );
     let receipts: Vec<Receipt> = answered.json().await.unwrap();
-    assert_eq!(receipts.len(), 1, "answered once the receipt existed");
+    assert_eq!(receipts.len(), 2, "answered once the receipts existed");
     let short = client()
         .get(rp.url("/receipts?format=json&min=5&wait_ms=1"))
         .send()
@@ -274,7 +292,7 @@ async fn receipts_with_min_wait_for_the_next_request() {
     let receipts: Vec<Receipt> = short.json().await.unwrap();
     assert_eq!(
         receipts.len(),
-        1,
+        2,
         "a wait that runs out answers what there is"
     );
 }

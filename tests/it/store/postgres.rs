@@ -10,6 +10,10 @@
 use super::Backend;
 use super::claims::lease;
 use super::fixtures::*;
+use crate::support::app::TestApp;
+use crate::support::delivery::{Harness, test_settings};
+use crate::support::recording_rp::{RecordingRp, Reply};
+use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use futures_util::FutureExt;
 use logoutd::ids::{DeliveryId, EventId, SessionId, UserId};
@@ -18,6 +22,7 @@ use logoutd::outbox::DeliveryFilter;
 use logoutd::store::postgres::PostgresStore;
 use logoutd::store::{self, Stores};
 use logoutd::terminate::{EndReport, EndTarget};
+use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use std::collections::HashSet;
 use std::io::Write;
@@ -146,10 +151,24 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A fresh PostgreSQL backend for the conformance suite; `None` when skipped.
+/// Waits for the signal a store's listener gives once it listens (a notification may have
+/// been missed before), and takes the permit it leaves, so that only what a case does can
+/// signal the wake-up afterwards. The signal wakes waiters and then leaves a permit; a round
+/// trip to the database gives the listener time to leave it before it is taken.
+async fn listening(stores: &Stores) {
+    let wakeup = stores.queue.wakeup();
+    tokio::time::timeout(WAKE_BOUND, wakeup.notified())
+        .await
+        .expect("the store's listener starts listening");
+    stores.health.ping().await.unwrap();
+    let _ = wakeup.notified().now_or_never();
+}
+
+/// A fresh PostgreSQL backend for the conformance suite, listening; `None` when skipped.
 pub async fn postgres_fixture() -> Option<Backend> {
     let db = TestDatabase::create().await?;
     let stores = PostgresStore::open(&db.url).await.unwrap().into_stores();
+    listening(&stores).await;
     Some(Backend {
         stores,
         _guard: Box::new(db),
@@ -290,10 +309,7 @@ async fn termination_on_one_node_wakes_another() {
         .unwrap();
     let wakeup = b.queue.wakeup();
     // B's listener signals once when it starts listening; after that, only a NOTIFY wakes it.
-    tokio::time::timeout(WAKE_BOUND, wakeup.notified())
-        .await
-        .expect("node B starts listening");
-    let _ = wakeup.notified().now_or_never();
+    listening(&b).await;
     let waiting = wakeup.notified();
     end(&a, "s1", Initiator::RpLogout, t(2_000)).await;
     tokio::time::timeout(WAKE_BOUND, waiting)
@@ -343,4 +359,37 @@ async fn two_sweepers_never_end_one_session_twice() {
         total += sweep.await.unwrap();
     }
     assert_eq!(total, 60, "every expired session ended exactly once");
+}
+
+/// Node B's dispatcher, idle with its fallback look at the outbox an hour away, delivers a row
+/// that node A (an API without a dispatcher) ended: only A's `NOTIFY` can wake it in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_ended_on_one_node_is_delivered_by_another_node_s_idle_dispatcher() {
+    let Some((a, b, _db)) = two_nodes().await else {
+        return;
+    };
+    listening(&b).await;
+    let h = Harness::with_max_idle(
+        b,
+        test_settings(),
+        Some(std::time::Duration::from_secs(3600)),
+    )
+    .await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    h.client("c1", rp.url("/bc").as_str(), json!({})).await;
+    h.session("s1", "u1", &["c1"], json!({})).await;
+    // B has looked at the outbox, found nothing due, and waits.
+    h.outbox.wait_idle(1).await;
+    let node_a = TestApp::over(a, true);
+    let end = json!({ "session_id": "s1", "initiator": "rp-logout" });
+    let (status, reply) = node_a
+        .call(Method::POST, "/api/v2/logout-events", Some(end))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    h.outbox.wait_recorded(1).await;
+    let rows = h.deliveries("session_id=s1").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["state"], "delivered", "{rows:?}");
+    assert_eq!(rp.requests().len(), 1);
+    h.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Conformance cases for termination: which rows a session end writes, and when.
 
 use super::fixtures::*;
+use futures_util::FutureExt as _;
 use logoutd::ids::{ClientId, EventId, SessionId, UserId};
 use logoutd::initiator::Initiator;
 use logoutd::outbox::{DeliveryFilter, DeliveryState};
@@ -197,6 +198,9 @@ pub async fn user_wide_end_of_many_sessions_ends_each_once_with_its_rows(s: Stor
 
 pub async fn ending_wakes_the_dispatcher(s: Stores) {
     let wakeup = s.queue.wakeup();
+    register(&s, &[client("c1")]).await;
+    // A permit left by anything before the end would pass the check below by itself.
+    let _ = wakeup.notified().now_or_never();
     one_row(&s, "s1", t(2_000)).await;
     // A permit is stored, so a dispatcher that starts waiting only now still wakes.
     tokio::time::timeout(Duration::from_secs(5), wakeup.notified())

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 /// Longest a test waits for an event before failing.
 pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Delegates to a real queue and counts recorded results.
+/// Delegates to a real queue and counts recorded results, hand-backs and give-ups, and the
+/// dispatcher's looks at the next due time (it takes one each time it goes idle).
 pub struct ObservedOutbox {
     inner: Arc<dyn Queue>,
     recorded: AtomicUsize,
@@ -31,6 +32,7 @@ pub struct ObservedOutbox {
     released: AtomicUsize,
     /// Rows failed unattempted (their age budget ran out while they waited).
     given_up: AtomicUsize,
+    looked_ahead: AtomicUsize,
     changed: Notify,
 }
 
@@ -79,6 +81,23 @@ impl ObservedOutbox {
 
     pub fn recorded(&self) -> usize {
         self.recorded.load(Ordering::Acquire)
+    }
+
+    /// Waits until the dispatcher has gone idle `n` times in total (it reads the next due time
+    /// just before it waits for a wake-up or for that time).
+    pub async fn wait_idle(&self, n: usize) {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.looked_ahead.load(Ordering::Acquire) >= n {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("the dispatcher went idle fewer than {n} times"));
     }
 
     /// How many rows are claimable right now (claims them with a zero lease, so they are due
@@ -140,7 +159,10 @@ impl Queue for ObservedOutbox {
         Ok(failed)
     }
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_due_at().await
+        let due = self.inner.next_due_at().await;
+        self.looked_ahead.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+        due
     }
     fn wakeup(&self) -> Arc<Notify> {
         self.inner.wakeup()
@@ -157,11 +179,18 @@ pub struct Harness {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Fast retries and a short attempt timeout for tests.
+/// The attempt timeout of the harness: far above any loopback answer, so that a slow moment
+/// of a busy machine never turns an answer into a timeout and changes an attempt count; and
+/// below [`EVENT_TIMEOUT`], so that a hung attempt is recorded before a test gives up. A test
+/// of timeouts runs on paused time (`start_paused`), where it passes at once when nothing
+/// else is left to do.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Default dispatch settings, the insecure URL policy (loopback RPs) and [`ATTEMPT_TIMEOUT`].
 pub fn test_settings() -> (DispatchSettings, SenderConfig) {
     let settings = DispatchSettings::default();
     let sender = SenderConfig {
-        timeout: std::time::Duration::from_millis(300),
+        timeout: ATTEMPT_TIMEOUT,
         policy: NetPolicy {
             allow_insecure: true,
         },
@@ -176,15 +205,23 @@ impl Harness {
         Self::over(stores, test_settings()).await
     }
 
-    pub async fn over(
+    pub async fn over(stores: Stores, settings: (DispatchSettings, SenderConfig)) -> Self {
+        Self::with_max_idle(stores, settings, None).await
+    }
+
+    /// Like [`Harness::over`], with the dispatcher's fallback look at the outbox (5 s when
+    /// idle) set to `max_idle` when given: with a long one, only a wake-up starts a delivery.
+    pub async fn with_max_idle(
         stores: Stores,
         (settings, sender): (DispatchSettings, SenderConfig),
+        max_idle: Option<std::time::Duration>,
     ) -> Self {
         let outbox = Arc::new(ObservedOutbox {
             inner: stores.queue.clone(),
             recorded: AtomicUsize::new(0),
             released: AtomicUsize::new(0),
             given_up: AtomicUsize::new(0),
+            looked_ahead: AtomicUsize::new(0),
             changed: Notify::new(),
         });
         let stores = Stores {
@@ -195,7 +232,7 @@ impl Harness {
         let metrics = Arc::new(Metrics::new());
         let app = TestApp::with_parts(stores.clone(), true, clock.clone(), metrics.clone());
         let shutdown = CancellationToken::new();
-        let dispatcher = Dispatcher::new(
+        let mut dispatcher = Dispatcher::new(
             DispatcherParts {
                 outbox: outbox.clone(),
                 keys: app.keys.clone(),
@@ -207,6 +244,9 @@ impl Harness {
             },
             shutdown.clone(),
         );
+        if let Some(max_idle) = max_idle {
+            dispatcher = dispatcher.max_idle(max_idle);
+        }
         let task = Some(tokio::spawn(dispatcher.run()));
         Self {
             app,

@@ -2,6 +2,7 @@
 //! directory, with its bound address read from the JSON "logoutd listening" log line.
 
 use super::app::API_TOKEN;
+use logoutd::outbox::{Delivery, DeliveryFilter};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -12,6 +13,30 @@ use tokio::process::{Child, Command};
 /// Longest wait for the process to start or stop.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The SQLite store URL a [`ServeProcess`] under `dir` uses.
+pub fn store_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("db").display())
+}
+
+/// Every delivery row in the store under `dir`, read directly (after `serve` has exited).
+pub async fn stored_deliveries(dir: &Path) -> Vec<Delivery> {
+    let stores = logoutd::store::open(&store_url(dir)).await.unwrap();
+    let mut rows = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let page = stores
+            .deliveries
+            .list_deliveries(&DeliveryFilter::default(), from.as_deref(), 500)
+            .await
+            .unwrap();
+        rows.extend(page.items);
+        match page.next {
+            Some(next) => from = Some(next),
+            None => return rows,
+        }
+    }
+}
+
 /// A running `logoutd serve`.
 pub struct ServeProcess {
     child: Child,
@@ -20,19 +45,31 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `logoutd serve` on the store and keys under `dir`, with `extra` flags.
+    /// Starts `logoutd serve` on the store and keys under `dir`, with `extra` flags, allowing
+    /// the plain-http loopback URLs of the test RPs (`--allow-insecure-rp-urls`).
     pub async fn start(dir: &Path, extra: &[&str]) -> Self {
-        let store = format!("sqlite://{}", dir.join("db").display());
+        Self::spawn(dir, true, extra).await
+    }
+
+    /// Starts `logoutd serve` like [`ServeProcess::start`] but with the default URL policy:
+    /// https and public addresses only, at registration and at connect time.
+    pub async fn start_strict(dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn(dir, false, extra).await
+    }
+
+    async fn spawn(dir: &Path, insecure: bool, extra: &[&str]) -> Self {
+        let store = store_url(dir);
         let keys = dir.join("keys");
         let mut child = Command::new(env!("CARGO_BIN_EXE_logoutd"))
             .args(["serve", "--store", &store, "--listen", "127.0.0.1:0"])
             .arg("--keys-dir")
             .arg(&keys)
-            .arg("--allow-insecure-rp-urls")
+            .args(insecure.then_some("--allow-insecure-rp-urls"))
             .args(extra)
             .env("LOGOUTD_API_TOKEN", API_TOKEN)
             .env("LOGOUTD_LOG_FORMAT", "json")
             .env_remove("LOGOUTD_CONFIG")
+            .env_remove("LOGOUTD_ALLOW_INSECURE_RP_URLS")
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
