@@ -139,31 +139,35 @@ pub async fn run(scenario: SoakScenario, sink: &str) -> anyhow::Result<SoakRepor
     }
     let server = super::in_process::InProcess::start(settings, stores.clone(), keys).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let result = rounds(
-        &scenario,
-        &stores,
-        &http,
-        &server.base,
-        &server.token,
+    let load = Load {
+        http: &http,
+        base: &server.base,
+        token: &server.token,
         sink,
-        &tag,
-        &clients,
-    )
-    .await;
+        tag: &tag,
+        clients: &clients,
+    };
+    let result = rounds(&scenario, &stores, &load).await;
     server.stop().await;
     result
+}
+
+/// What each round's API calls go to.
+struct Load<'a> {
+    http: &'a reqwest::Client,
+    base: &'a str,
+    token: &'a str,
+    sink: &'a str,
+    tag: &'a str,
+    clients: &'a [ClientId],
 }
 
 async fn rounds(
     scenario: &SoakScenario,
     stores: &crate::store::Stores,
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    sink: &str,
-    tag: &str,
-    clients: &[ClientId],
+    load: &Load<'_>,
 ) -> anyhow::Result<SoakReport> {
+    let tag = load.tag;
     let started = Instant::now();
     let mut quarters = vec![Quarter::default(); 4];
     let (mut n, mut done) = (0usize, 0usize);
@@ -174,7 +178,7 @@ async fn rounds(
         for _ in 0..ROUND {
             let id = format!("{tag}s-{n}");
             n += 1;
-            latencies.push(one_session(http, base, token, sink, tag, &id, clients).await?);
+            latencies.push(one_session(load, &id).await?);
         }
         done += 1;
         let stats = stores.deliveries.stats(chrono::Utc::now()).await?;
@@ -197,15 +201,15 @@ async fn rounds(
 
 /// Registers session `id` with every client through the API, reads it back and ends it;
 /// returns the time from the end call to the healthy RP's receipt.
-async fn one_session(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    sink: &str,
-    tag: &str,
-    id: &str,
-    clients: &[ClientId],
-) -> anyhow::Result<Duration> {
+async fn one_session(load: &Load<'_>, id: &str) -> anyhow::Result<Duration> {
+    let Load {
+        http,
+        base,
+        token,
+        sink,
+        tag,
+        clients,
+    } = *load;
     let entries: Vec<serde_json::Value> = clients
         .iter()
         .map(|c| serde_json::json!({ "client_id": c }))
