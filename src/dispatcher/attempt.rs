@@ -95,7 +95,12 @@ pub async fn run_after_wait(
                 inner.metrics.origin_deferrals.inc();
             }
             let due = inner.clock.now() + chrono::Duration::from_std(defer).unwrap_or_default();
-            inner.hand_back(&row, due).await;
+            if defer.is_zero() {
+                // Shutdown: back at once, with the attempt it was claimed for still to come.
+                inner.hand_back(&row, due).await;
+            } else {
+                inner.defer(&row, due).await;
+            }
             return;
         }
     };

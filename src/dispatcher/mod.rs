@@ -119,11 +119,13 @@ struct HandBack {
 }
 
 impl HandBack {
-    /// Gathers `row` to be due again at `due`, or to fail if its age budget (`max_age` from
-    /// its start) ends before then.
-    fn push(&mut self, row: &ClaimedDelivery, due: DateTime<Utc>, max_age: Duration) {
+    /// Gathers `row` to be due again at `due`. A row deferred because its origin has no room
+    /// (`budget` is its age budget then) fails instead if its budget ends before `due`; a row
+    /// given back for any other reason (no free slot, shutdown) is due at once and keeps the
+    /// attempt it was claimed for.
+    fn push(&mut self, row: &ClaimedDelivery, due: DateTime<Utc>, budget: Option<Duration>) {
         let lease = (row.delivery.id.clone(), row.lease.clone());
-        if past_budget(row, due, max_age) {
+        if budget.is_some_and(|max_age| past_budget(row, due, max_age)) {
             self.spent.push(lease);
         } else {
             match self.groups.iter_mut().find(|(at, _)| *at == due) {
@@ -303,16 +305,17 @@ impl Dispatcher {
                             self.spawn(tasks, waiting);
                         }
                         Err(_) => {
-                            deferred.push(&row, due_now + chrono_duration(SHORT_DEFER), max_age)
+                            let due = due_now + chrono_duration(SHORT_DEFER);
+                            deferred.push(&row, due, Some(max_age))
                         }
                     }
                 }
                 (Admission::Full(defer), _) => {
-                    deferred.push(&row, due_now + chrono_duration(defer), max_age);
+                    deferred.push(&row, due_now + chrono_duration(defer), Some(max_age));
                 }
                 (Admission::Admitted(_), None) => {
                     // Never more rows than slots; were it so, the row waits for the next look.
-                    deferred.push(&row, due_now, max_age);
+                    deferred.push(&row, due_now, None);
                 }
             }
         }
@@ -429,11 +432,20 @@ impl Inner {
         }
     }
 
-    /// Returns a claimed row unattempted, due at `due`, or fails it if its age budget ends
-    /// before then.
+    /// Returns a claimed row unattempted, due at `due`.
     async fn hand_back(&self, row: &ClaimedDelivery, due: DateTime<Utc>) {
+        self.give_back(row, due, false).await;
+    }
+
+    /// Returns a row whose origin had no room, due at `due`, or fails it if its age budget
+    /// ends before then.
+    async fn defer(&self, row: &ClaimedDelivery, due: DateTime<Utc>) {
+        self.give_back(row, due, true).await;
+    }
+
+    async fn give_back(&self, row: &ClaimedDelivery, due: DateTime<Utc>, budget: bool) {
         let lease = [(row.delivery.id.clone(), row.lease.clone())];
-        if past_budget(row, due, self.retry.max_age()) {
+        if budget && past_budget(row, due, self.retry.max_age()) {
             let reason = budget_reason(self.retry.max_age());
             let now = crate::clock::to_millis(self.clock.now());
             if let Err(err) = self.outbox.give_up(&lease, &reason, now).await {
