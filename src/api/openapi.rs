@@ -42,6 +42,7 @@ pub const REGENERATE: &str = "cargo run --quiet -- openapi > docs/openapi.json";
             Unauthorized,
             Forbidden,
             NotFound,
+            SessionEnded,
             PayloadTooLarge,
             InternalError
         )
@@ -241,6 +242,12 @@ error_response!(
     /// 404: an unknown object.
     NotFound,
     "The object does not exist (`not_found`).".to_owned()
+);
+
+error_response!(
+    /// 409: a change to a session that has ended.
+    SessionEnded,
+    "The session has ended and can no longer change (`session_ended`).".to_owned()
 );
 
 error_response!(

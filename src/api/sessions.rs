@@ -4,7 +4,7 @@
 use super::clients::PageQuery;
 use super::error::ErrorBody;
 use super::extract::{JsonBody, PathParams, QueryParams};
-use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
+use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge, SessionEnded};
 use super::{ApiError, Shared, page_size};
 use crate::ids::{ClientId, SessionId, UserId};
 use crate::metadata::{self, MetadataOp, SessionMetadata};
@@ -205,8 +205,7 @@ pub async fn get(
         (status = 200, description = "The session with the client", body = Session),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
-        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
-            body = ErrorBody),
+        (status = 409, response = SessionEnded),
         (status = 413, response = PayloadTooLarge),
         (status = 500, response = InternalError),
     )
@@ -265,8 +264,7 @@ pub struct MetadataPatch {
         (status = 200, description = "The session with its new metadata", body = Session),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
-        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
-            body = ErrorBody),
+        (status = 409, response = SessionEnded),
         (status = 413, response = PayloadTooLarge),
         (status = 500, response = InternalError),
     )
@@ -315,8 +313,7 @@ pub struct ValueBody {
         (status = 200, description = "The session with the key set", body = Session),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
-        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
-            body = ErrorBody),
+        (status = 409, response = SessionEnded),
         (status = 413, response = PayloadTooLarge),
         (status = 500, response = InternalError),
     )
@@ -351,8 +348,7 @@ pub async fn set_metadata(
         (status = 200, description = "The session without the key", body = Session),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
-        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
-            body = ErrorBody),
+        (status = 409, response = SessionEnded),
         (status = 500, response = InternalError),
     )
 )]
@@ -376,8 +372,7 @@ pub async fn delete_metadata(
         (status = 200, description = "The session without metadata", body = Session),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
-        (status = 409, description = "The session has ended and can no longer change (`session_ended`)",
-            body = ErrorBody),
+        (status = 409, response = SessionEnded),
         (status = 500, response = InternalError),
     )
 )]
