@@ -1,7 +1,7 @@
 //! The `logoutd` binary: parses the command line and hands over to the library.
 
-use std::process::ExitCode;
+mod cli;
 
-fn main() -> ExitCode {
-    logoutd::cli::main()
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

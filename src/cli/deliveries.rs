@@ -128,7 +128,7 @@ async fn list(client: &ApiClient, filters: &Filters, json: bool) -> anyhow::Resu
         .iter()
         .map(|d| fields.iter().map(|f| cell(&d[*f])).collect())
         .collect();
-    crate::outln!("{}", table(&headers, &rows));
+    logoutd_core::outln!("{}", table(&headers, &rows));
     Ok(())
 }
 
@@ -157,7 +157,7 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|f| vec![(*f).to_owned(), cell(&detail[*f])])
         .collect();
-    crate::outln!("{}", table(&["FIELD", "VALUE"], &rows));
+    logoutd_core::outln!("{}", table(&["FIELD", "VALUE"], &rows));
     let history = detail["attempt_history"]
         .as_array()
         .cloned()
@@ -171,7 +171,7 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
                 .collect()
         })
         .collect();
-    crate::outln!(
+    logoutd_core::outln!(
         "\n{}",
         table(&["AT", "STATUS", "ERROR", "LATENCY_MS", "JTI"], &rows)
     );
@@ -184,7 +184,7 @@ async fn retry_one(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<(
     if json {
         return print_json(&reply);
     }
-    crate::outln!("delivery {id} re-driven");
+    logoutd_core::outln!("delivery {id} re-driven");
     Ok(())
 }
 
@@ -220,7 +220,7 @@ async fn retry_all(client: &ApiClient, mut filters: Filters, json: bool) -> anyh
     if json {
         print_json(&json!({ "retried": done, "failed": failures.len() }))?;
     } else {
-        crate::outln!("re-drove {done} of {} deliveries", items.len());
+        logoutd_core::outln!("re-drove {done} of {} deliveries", items.len());
     }
     bulk_outcome(done, &failures, "re-drive")
 }

@@ -159,7 +159,7 @@ fn status_error(status: StatusCode, body: &Value, path: &str) -> anyhow::Error {
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &Value) -> anyhow::Result<()> {
-    crate::outln!("{}", serde_json::to_string_pretty(value)?);
+    logoutd_core::outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -194,7 +194,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(s) => crate::retry::escape_controls(s),
+        Value::String(s) => logoutd_core::retry::escape_controls(s),
         other => other.to_string(),
     }
 }

@@ -2,12 +2,12 @@
 //! (design §3).
 
 use super::http::{cell, print_json, table};
-use crate::alg::SigningAlg;
-use crate::ids::KeyId;
-use crate::keys::store::{self, KeyEntry};
-use crate::keys::{self, ImportRequest, KeySet};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use logoutd_core::alg::SigningAlg;
+use logoutd_core::ids::KeyId;
+use logoutd_core::keys::store::{self, KeyEntry};
+use logoutd_core::keys::{self, ImportRequest, KeySet};
 use serde_json::{Value, json};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 "standby"
             };
             tracing::info!(alg = %args.alg, %kid, state, "generated signing key");
-            crate::outln!("{kid}");
+            logoutd_core::outln!("{kid}");
         }
         KeysCommand::Import(args) => import(&args, now)?,
         KeysCommand::Rotate(args) => rotate(&args, now)?,
@@ -133,12 +133,12 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 ),
                 None => String::new(),
             };
-            crate::outln!("{kid} now signs {} tokens{retired}", done.alg);
+            logoutd_core::outln!("{kid} now signs {} tokens{retired}", done.alg);
         }
         KeysCommand::List(args) => list(&args.dir.keys_dir, args.json)?,
         KeysCommand::Jwks(dir) => {
             let set = KeySet::load(&dir.keys_dir, now)?;
-            crate::outln!("{}", serde_json::to_string_pretty(&set.jwks(now))?);
+            logoutd_core::outln!("{}", serde_json::to_string_pretty(&set.jwks(now))?);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -178,9 +178,9 @@ fn import(args: &ImportArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
     let state = if imported.active { "active" } else { "standby" };
     tracing::info!(%alg, %kid, state, "imported signing key");
     if imported.active {
-        crate::outln!("imported {alg} key {kid}: active, it signs {alg} tokens now");
+        logoutd_core::outln!("imported {alg} key {kid}: active, it signs {alg} tokens now");
     } else {
-        crate::outln!(
+        logoutd_core::outln!(
             "imported {alg} key {kid}: standby, published in the JWKS but not signing; \
              make it sign with `logoutd keys activate --keys-dir {} {kid}`",
             dir.display()
@@ -201,7 +201,7 @@ fn rotate(args: &RotateArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
     };
     for (alg, kid) in rotated {
         tracing::info!(%alg, %kid, "rotated signing key");
-        crate::outln!("{kid}");
+        logoutd_core::outln!("{kid}");
     }
     Ok(())
 }
@@ -264,6 +264,6 @@ fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
         "RETIRED",
         "IMPORTED",
     ];
-    crate::outln!("{}", table(&headers, &rows));
+    logoutd_core::outln!("{}", table(&headers, &rows));
     Ok(())
 }

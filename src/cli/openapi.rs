@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// Prints the document as pretty JSON.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let text = crate::api::openapi::to_json(&crate::api::openapi::document())?;
-    crate::outln!("{text}");
+    let text = logoutd_core::api::openapi::to_json(&logoutd_core::api::openapi::document())?;
+    logoutd_core::outln!("{text}");
     Ok(ExitCode::SUCCESS)
 }

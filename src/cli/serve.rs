@@ -1,9 +1,9 @@
 //! `logoutd serve`: flags and environment, resolved into [`Settings`], then the server.
 
-use crate::clock::{SharedClock, SystemClock};
-use crate::config::{self, ConfigError, Environment, Knobs, Settings};
-use crate::keys::{KeyRing, KeySet};
 use clap::Args;
+use logoutd_core::clock::{SharedClock, SystemClock};
+use logoutd_core::config::{self, ConfigError, Environment, Knobs, Settings};
+use logoutd_core::keys::{KeyRing, KeySet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.resolve()?;
     let clock: SharedClock = Arc::new(SystemClock);
     if !settings.allow_loose_key_permissions {
-        crate::keys::store::check_permissions(&settings.keys_dir)?;
+        logoutd_core::keys::store::check_permissions(&settings.keys_dir)?;
     }
     let (_, created) = KeySet::load_or_create_default(&settings.keys_dir, clock.now())?;
     if created {
@@ -50,7 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     // Loaded through the ring so it remembers the manifest it read and reloads only on change.
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, clock.now())?);
-    let stores = crate::store::open(settings.store.expose()).await?;
+    let stores = logoutd_core::store::open(settings.store.expose()).await?;
     let mut settings = settings;
     let listener = bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -62,20 +62,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         && let Some(token) = &settings.api_token
     {
         tracing::warn!("development mode: a generated API token is printed once on stdout");
-        crate::outln!("LOGOUTD_API_TOKEN={}", token.expose());
+        logoutd_core::outln!("LOGOUTD_API_TOKEN={}", token.expose());
     }
     tracing::info!(%addr, issuer = %settings.issuer, store = %settings.store, "logoutd listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let delivery = crate::server::delivery_runtime(settings.dispatch.delivery_nice)?;
-    let parts = crate::server::ServerParts {
+    let delivery = logoutd_core::server::delivery_runtime(settings.dispatch.delivery_nice)?;
+    let parts = logoutd_core::server::ServerParts {
         settings,
         stores,
         keys,
         clock,
         delivery: Some(delivery.handle().clone()),
     };
-    let served = crate::server::run(listener, parts, shutdown).await;
+    let served = logoutd_core::server::run(listener, parts, shutdown).await;
     delivery.shutdown_background();
     served?;
     Ok(ExitCode::SUCCESS)
@@ -96,7 +96,7 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListe
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
-    match super::stop_signal().await {
+    match logoutd_core::console::stop_signal().await {
         Ok(()) => shutdown.cancel(),
         Err(err) => tracing::error!(error = %err, "cannot install signal handlers"),
     }
@@ -105,8 +105,8 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HttpSettings;
     use clap::Parser as _;
+    use logoutd_core::config::HttpSettings;
     use std::time::Duration;
 
     fn resolve(file: &str, flags: &[&str]) -> Result<Settings, ConfigError> {
@@ -188,15 +188,15 @@ mod tests {
             ),
             format!(
                 "[default: {}] [env: LOGOUTD_ATTEMPT_TIMEOUT_MS]",
-                crate::sender::DEFAULT_TIMEOUT.as_millis()
+                logoutd_core::sender::DEFAULT_TIMEOUT.as_millis()
             ),
             format!(
                 "[default: {}] [env: LOGOUTD_TOKEN_LIFETIME_SECONDS]",
-                crate::token::DEFAULT_LIFETIME_SECS
+                logoutd_core::token::DEFAULT_LIFETIME_SECS
             ),
             format!(
                 "[default: {}] [env: LOGOUTD_RETRY_CAP_MS]",
-                crate::retry::DEFAULT_CAP.as_millis()
+                logoutd_core::retry::DEFAULT_CAP.as_millis()
             ),
             format!(
                 "[default: {}] [env: LOGOUTD_LEASE_SECONDS]",

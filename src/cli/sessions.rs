@@ -109,7 +109,7 @@ async fn get(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&session);
     }
-    crate::outln!("{}", table(&HEADERS, &[row(&session)]));
+    logoutd_core::outln!("{}", table(&HEADERS, &[row(&session)]));
     Ok(())
 }
 
@@ -121,7 +121,7 @@ async fn list(client: &ApiClient, user: &str, json: bool) -> anyhow::Result<()> 
         return print_json(&Value::Array(sessions));
     }
     let rows: Vec<Vec<String>> = sessions.iter().map(row).collect();
-    crate::outln!("{}", table(&HEADERS, &rows));
+    logoutd_core::outln!("{}", table(&HEADERS, &rows));
     Ok(())
 }
 
@@ -142,7 +142,7 @@ async fn end_one(client: &ApiClient, id: &str, initiator: &str, json: bool) -> a
     if json {
         return print_json(&reply);
     }
-    crate::outln!(
+    logoutd_core::outln!(
         "session {id} ended; {} deliveries queued",
         cell(&reply["deliveries"])
     );
@@ -217,7 +217,7 @@ impl Notes {
             } else {
                 String::new()
             };
-            crate::outln!(
+            logoutd_core::outln!(
                 "  {:<7} {} ({}){times}: {why}",
                 n.list,
                 n.client_id,
@@ -261,7 +261,7 @@ async fn end_user(
             "held": notes.to_json("held"),
         }))?;
     } else {
-        crate::outln!("ended {ended} sessions of {user}; {deliveries} deliveries queued");
+        logoutd_core::outln!("ended {ended} sessions of {user}; {deliveries} deliveries queued");
         notes.print(initiator, true);
     }
     bulk_outcome(ended, &failures, "ending sessions")

@@ -1,13 +1,13 @@
 //! `logoutd token`: mint a logout token for inspection, or verify one as an RP would.
 
 use super::keys::KeysDirArg;
-use crate::alg::{SigningAlg, TokenTyp};
-use crate::ids::{ClientId, Issuer, SessionId, UserId};
-use crate::keys::KeySet;
-use crate::metadata::SessionMetadata;
-use crate::token::{LogoutTokenBuilder, Subject};
-use crate::verify::{JwksSource, TypPolicy, VerifyOptions};
 use anyhow::{Context as _, bail};
+use logoutd_core::alg::{SigningAlg, TokenTyp};
+use logoutd_core::ids::{ClientId, Issuer, SessionId, UserId};
+use logoutd_core::keys::KeySet;
+use logoutd_core::metadata::SessionMetadata;
+use logoutd_core::token::{LogoutTokenBuilder, Subject};
+use logoutd_core::verify::{JwksSource, TypPolicy, VerifyOptions};
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ pub struct MintArgs {
     #[arg(long, default_value = "logout+jwt")]
     typ: TokenTyp,
     /// Lifetime in seconds, 1 to 120.
-    #[arg(long, default_value_t = crate::token::DEFAULT_LIFETIME_SECS)]
+    #[arg(long, default_value_t = logoutd_core::token::DEFAULT_LIFETIME_SECS)]
     lifetime: i64,
 }
 
@@ -90,7 +90,7 @@ pub struct CheckFlags {
     #[arg(long)]
     allow_untyped: bool,
     /// Clock skew allowed for iat, exp and nbf, in seconds.
-    #[arg(long, default_value_t = crate::verify::DEFAULT_LEEWAY_SECS)]
+    #[arg(long, default_value_t = logoutd_core::verify::DEFAULT_LEEWAY_SECS)]
     leeway: i64,
     /// Refuse tokens whose exp - iat exceeds this many seconds (e.g. 120). Off by default:
     /// spec §2.6 sets no upper bound an RP must enforce.
@@ -158,7 +158,7 @@ fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
     .lifetime(chrono::Duration::seconds(args.lifetime))?
     .session_metadata(&metadata)
     .build();
-    crate::outln!("{}", keys.sign(alg, args.typ, &claims)?);
+    logoutd_core::outln!("{}", keys.sign(alg, args.typ, &claims)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -192,7 +192,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let opts = args.checks.options(&args.issuer, &args.client_id);
     match source.verify(&token, &opts, chrono::Utc::now()).await {
         Ok(verified) => {
-            crate::outln!("{}", serde_json::to_string_pretty(&verified.claims)?);
+            logoutd_core::outln!("{}", serde_json::to_string_pretty(&verified.claims)?);
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {

@@ -1,8 +1,8 @@
 //! `logoutd tokens`: add, list and revoke the scoped management-API tokens. A running
 //! `serve` picks up every change within seconds, with no restart.
 
-use crate::tokens::{DEFAULT_TOKENS_FILE, Scope, TokenFile};
 use anyhow::Context as _;
+use logoutd_core::tokens::{DEFAULT_TOKENS_FILE, Scope, TokenFile};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,7 +60,7 @@ pub async fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
                 "added {scope} token {id} ({name}) to {}; it is shown once:",
                 file.file.display()
             );
-            crate::outln!("{token}");
+            logoutd_core::outln!("{token}");
         }
         TokensCommand::List { file, json } => {
             let tokens = TokenFile::load(&file.file)?;
@@ -73,11 +73,11 @@ pub async fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
                             "created_at": t.created_at})
                     })
                     .collect();
-                crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
+                logoutd_core::outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                crate::outln!("{:<27}  {:<8}  {:<20}  NAME", "ID", "SCOPE", "CREATED");
+                logoutd_core::outln!("{:<27}  {:<8}  {:<20}  NAME", "ID", "SCOPE", "CREATED");
                 for t in &tokens.tokens {
-                    crate::outln!(
+                    logoutd_core::outln!(
                         "{:<27}  {:<8}  {:<20}  {}",
                         t.id,
                         t.scope,

@@ -5,7 +5,7 @@
 use crate::support::app::{API_TOKEN, TestApp};
 use crate::support::fixture;
 use axum::http::{Method, StatusCode, header};
-use logoutd::api::openapi;
+use logoutd_core::api::openapi;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -375,8 +375,8 @@ fn list_routes_document_from_take_and_next() {
         let take = param("take");
         assert!(!take["description"].as_str().unwrap().is_empty());
         assert_eq!(take["schema"]["minimum"], 1);
-        assert_eq!(take["schema"]["maximum"], logoutd::api::MAX_TAKE);
-        assert_eq!(take["schema"]["default"], logoutd::api::DEFAULT_TAKE);
+        assert_eq!(take["schema"]["maximum"], logoutd_core::api::MAX_TAKE);
+        assert_eq!(take["schema"]["default"], logoutd_core::api::DEFAULT_TAKE);
         assert_eq!(
             op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
             format!("#/components/schemas/{page}")
@@ -909,7 +909,7 @@ fn the_contract_refuses_what_the_routes_do_not_answer() {
         "PATCH refuses members other than session_metadata"
     );
     let value = &c.doc["components"]["schemas"]["ValueBody"]["properties"]["value"];
-    assert_eq!(value["maxLength"], logoutd::metadata::MAX_VALUE_CHARS);
+    assert_eq!(value["maxLength"], logoutd_core::metadata::MAX_VALUE_CHARS);
     let bad_key = json!({ "session_metadata": { "no spaces": "v" } });
     let errors = c.request_errors(&Method::PATCH, "/api/v2/sessions/{id}", &bad_key);
     assert!(

@@ -3,10 +3,10 @@
 
 use crate::support::recording_rp::{RecordingRp, Reply};
 use chrono::{TimeZone as _, Utc};
-use logoutd::net_policy::NetPolicy;
-use logoutd::retry::{self, Decision, Outcome, RetryPolicy};
-use logoutd::sender::{SendResult, Sender, SenderConfig};
-use logoutd::token::LogoutToken;
+use logoutd_core::net_policy::NetPolicy;
+use logoutd_core::retry::{self, Decision, Outcome, RetryPolicy};
+use logoutd_core::sender::{SendResult, Sender, SenderConfig};
+use logoutd_core::token::LogoutToken;
 use std::time::Duration;
 
 /// A compact JWT shape with characters that need form encoding.

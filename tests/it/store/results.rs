@@ -2,11 +2,11 @@
 
 use super::claims::{lease, result};
 use super::fixtures::*;
-use logoutd::ids::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
-use logoutd::initiator::Initiator;
-use logoutd::outbox::{Delivery, DeliveryFilter, DeliveryState, Redrive};
-use logoutd::retry::{Decision, RpError, Terminal};
-use logoutd::store::{StoreError, Stores};
+use logoutd_core::ids::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
+use logoutd_core::initiator::Initiator;
+use logoutd_core::outbox::{Delivery, DeliveryFilter, DeliveryState, Redrive};
+use logoutd_core::retry::{Decision, RpError, Terminal};
+use logoutd_core::store::{StoreError, Stores};
 
 pub async fn record_applies_decisions(s: Stores) {
     for id in ["a", "b", "c"] {

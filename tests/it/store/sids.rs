@@ -3,11 +3,11 @@
 
 use super::claims::lease;
 use super::fixtures::*;
-use logoutd::ids::{ClientId, SessionId, UserId};
-use logoutd::initiator::Initiator;
-use logoutd::outbox::DeliveryFilter;
-use logoutd::session::{Session, SessionClient};
-use logoutd::store::Stores;
+use logoutd_core::ids::{ClientId, SessionId, UserId};
+use logoutd_core::initiator::Initiator;
+use logoutd_core::outbox::DeliveryFilter;
+use logoutd_core::session::{Session, SessionClient};
+use logoutd_core::store::Stores;
 use std::collections::BTreeMap;
 
 /// A client entry with an optional sid of its own.

@@ -2,12 +2,12 @@
 
 use super::fixtures::*;
 use chrono::Duration;
-use logoutd::ids::{ClientId, SessionId};
-use logoutd::initiator::Initiator;
-use logoutd::metadata::MetadataOp;
-use logoutd::outbox::{AttemptResult, DeliveryFilter, DeliveryState};
-use logoutd::retry::Decision;
-use logoutd::store::{self, Stores};
+use logoutd_core::ids::{ClientId, SessionId};
+use logoutd_core::initiator::Initiator;
+use logoutd_core::metadata::MetadataOp;
+use logoutd_core::outbox::{AttemptResult, DeliveryFilter, DeliveryState};
+use logoutd_core::retry::Decision;
+use logoutd_core::store::{self, Stores};
 
 #[tokio::test]
 async fn opening_creates_the_file_and_its_directory() {
@@ -129,7 +129,7 @@ async fn database_files_are_created_private() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let url = format!("sqlite://{}", data.join("logoutd.db").display());
-    let stores = logoutd::store::sqlite::SqliteStore::open(&url)
+    let stores = logoutd_core::store::sqlite::SqliteStore::open(&url)
         .await
         .unwrap()
         .into_stores();
@@ -153,7 +153,8 @@ async fn database_before_sids(path: &std::path::Path) {
     use sqlx::Connection as _;
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/core/migrations/sqlite");
     let migrator = sqlx::migrate::Migrator::new(dir).await.unwrap();
     migrator.run_to(3, &mut conn).await.unwrap();
     let statements = [

@@ -10,7 +10,7 @@ fn t0() -> DateTime<Utc> {
 
 fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/keys")
+        .join("../../fixtures/keys")
         .join(name);
     std::fs::read_to_string(path).unwrap()
 }

@@ -148,7 +148,7 @@ fn rotate_all_without_an_active_key_fails_and_writes_nothing() {
 
 fn import_fixture(dir: &Path, name: &str, alg: SigningAlg, kid: &str) -> KeyId {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/keys")
+        .join("../../fixtures/keys")
         .join(name);
     let text = std::fs::read_to_string(path).unwrap();
     let request = ImportRequest {

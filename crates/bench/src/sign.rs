@@ -3,10 +3,10 @@
 //!
 //! The two loops alternate in short slices so that both see the same machine load.
 
-use crate::alg::{SigningAlg, TokenTyp};
-use crate::ids::{ClientId, Issuer, SessionId, UserId};
-use crate::keys::{KeySet, SignError, SigningKey};
-use crate::token::{LogoutTokenBuilder, Subject};
+use logoutd_core::alg::{SigningAlg, TokenTyp};
+use logoutd_core::ids::{ClientId, Issuer, SessionId, UserId};
+use logoutd_core::keys::{KeySet, SignError, SigningKey};
+use logoutd_core::token::{LogoutTokenBuilder, Subject};
 use std::time::{Duration, Instant};
 
 /// Length of one measuring slice.

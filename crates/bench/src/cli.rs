@@ -1,9 +1,9 @@
-//! `logoutd bench`: performance figures, each next to its limit measured in the same run.
+//! `logoutd-bench`: performance figures, each next to its limit measured in the same run.
 //!
 //! One variant per benchmark; add new ones to [`BenchCommand`] and a branch to [`run`].
 
-use crate::alg::SigningAlg;
-use crate::bench::sign;
+use crate::sign;
+use logoutd_core::alg::SigningAlg;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -122,7 +122,8 @@ pub struct SlowClientsArgs {
     /// Seconds to keep probing before giving up.
     #[arg(long, default_value_t = 30)]
     limit_seconds: u64,
-    /// The `logoutd` binary to run as the server [default: this one].
+    /// The `logoutd` binary to run as the server [default: `LOGOUTD_BIN`, else the one next
+    /// to this executable].
     #[arg(long)]
     server_binary: Option<std::path::PathBuf>,
 }
@@ -146,6 +147,30 @@ pub struct SignArgs {
     algs: Vec<SigningAlg>,
 }
 
+/// logoutd-bench: logoutd's benchmarks, each figure next to its limit measured in the same
+/// run.
+#[derive(Debug, clap::Parser)]
+#[command(name = "logoutd-bench", version, about)]
+pub struct Cli {
+    /// The benchmark to run.
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// Parses the command line, sets up logging to stderr and runs the benchmark.
+pub fn main() -> ExitCode {
+    let cli = <Cli as clap::Parser>::parse();
+    logoutd_core::console::init_logging();
+    // The benchmark receiver shares the cores with what it measures: one thread keeps up and
+    // takes the least from it.
+    let threads = matches!(cli.command, BenchCommand::Sink(_)).then_some(1);
+    let Some(runtime) = logoutd_core::console::runtime(threads) else {
+        return ExitCode::FAILURE;
+    };
+    let result = runtime.block_on(run(cli.command));
+    logoutd_core::console::finish(runtime, result)
+}
+
 /// Runs a benchmark.
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -155,7 +180,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Hol(args) => run_hol(args).await,
         BenchCommand::Soak(args) => run_soak(args).await,
         BenchCommand::SlowClients(args) => run_slow_clients(args).await,
-        BenchCommand::Sink(args) => crate::bench::sink::serve(args.ports)
+        BenchCommand::Sink(args) => crate::sink::serve(args.ports)
             .await
             .map(|()| ExitCode::SUCCESS),
     }
@@ -173,7 +198,7 @@ async fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     };
     for alg in algs {
         let report = tokio::task::spawn_blocking(move || sign::measure(alg, total)).await??;
-        crate::outln!("{report}");
+        logoutd_core::outln!("{report}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -187,7 +212,7 @@ struct Sink {
 async fn start_sink(ports: usize) -> anyhow::Result<Sink> {
     use tokio::io::AsyncBufReadExt as _;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["bench", "sink", "--ports", &ports.to_string()])
+        .args(["sink", "--ports", &ports.to_string()])
         .stdout(std::process::Stdio::piped())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -216,17 +241,17 @@ async fn start_sink(ports: usize) -> anyhow::Result<Sink> {
 /// A `--metadata-pairs` value: a count a session may hold.
 fn metadata_pairs(text: &str) -> Result<usize, String> {
     let pairs: usize = text.parse().map_err(|_| format!("not a count: {text}"))?;
-    if pairs > crate::metadata::MAX_PAIRS {
+    if pairs > logoutd_core::metadata::MAX_PAIRS {
         return Err(format!(
             "a session holds at most {} metadata pairs",
-            crate::metadata::MAX_PAIRS
+            logoutd_core::metadata::MAX_PAIRS
         ));
     }
     Ok(pairs)
 }
 
 async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
-    use crate::bench::deliver::{self, Scenario};
+    use crate::deliver::{self, Scenario};
     let algs = if args.algs.is_empty() {
         vec![SigningAlg::RS256, SigningAlg::ES256]
     } else {
@@ -264,7 +289,7 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 nodes: args.nodes,
             };
             let report = deliver::run(scenario, &urls).await?;
-            crate::outln!("{report}");
+            logoutd_core::outln!("{report}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -277,15 +302,15 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
         args.concurrency
     };
     for concurrency in levels {
-        for report in crate::bench::api::run(args.requests, concurrency).await? {
-            crate::outln!("{report}");
+        for report in crate::api::run(args.requests, concurrency).await? {
+            logoutd_core::outln!("{report}");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_hol(args: HolArgs) -> anyhow::Result<ExitCode> {
-    use crate::bench::hol::{self, HolScenario};
+    use crate::hol::{self, HolScenario};
     anyhow::ensure!(args.sessions > 0, "--sessions must be at least 1");
     let sink = start_sink(1).await?;
     let url = sink
@@ -297,12 +322,12 @@ async fn run_hol(args: HolArgs) -> anyhow::Result<ExitCode> {
         each: args.each,
         alg: args.alg,
     };
-    crate::outln!("{}", hol::run(scenario, url).await?);
+    logoutd_core::outln!("{}", hol::run(scenario, url).await?);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
-    use crate::bench::soak::{self, SoakScenario};
+    use crate::soak::{self, SoakScenario};
     anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
     anyhow::ensure!(
         args.max_age_seconds > 0,
@@ -318,15 +343,15 @@ async fn run_soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
         alg: args.alg,
         max_age: std::time::Duration::from_secs(args.max_age_seconds),
     };
-    crate::outln!("{}", soak::run(scenario, url).await?);
+    logoutd_core::outln!("{}", soak::run(scenario, url).await?);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_slow_clients(args: SlowClientsArgs) -> anyhow::Result<ExitCode> {
-    use crate::bench::slow_clients::{self, SlowClientsScenario};
+    use crate::slow_clients::{self, SlowClientsScenario};
     let binary = match args.server_binary {
         Some(path) => path,
-        None => std::env::current_exe()?,
+        None => crate::logoutd_binary()?,
     };
     let scenario = SlowClientsScenario {
         connections: args.connections,
@@ -335,6 +360,6 @@ async fn run_slow_clients(args: SlowClientsArgs) -> anyhow::Result<ExitCode> {
         binary,
         serve_args: Vec::new(),
     };
-    crate::outln!("{}", slow_clients::run(scenario).await?);
+    logoutd_core::outln!("{}", slow_clients::run(scenario).await?);
     Ok(ExitCode::SUCCESS)
 }

@@ -277,7 +277,7 @@ fn delivery_nice_defaults_to_ten_and_stays_within_0_to_19() {
 
 #[test]
 fn the_configuration_reference_lists_every_key_with_its_default() {
-    let doc = include_str!("../../docs/operations.md");
+    let doc = include_str!("../../../../docs/operations.md");
     let rows: Vec<Vec<&str>> = doc
         .lines()
         .filter(|line| line.starts_with("| `"))

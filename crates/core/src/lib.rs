@@ -26,16 +26,15 @@
 //! - [`api`] and [`tokens`]: the axum router, one file per resource, one error mapping;
 //!   the scoped API tokens.
 //! - [`mock_rp`]: the conformance receiver.
-//! - [`cli`] and [`bench`]: the `logoutd` commands and benchmarks.
+//! - [`console`]: what the binaries share with their terminal (batched logs, stdout, signals).
 //! - [`error`]: an error with its sources, for the logs of the API and the workers.
 
 pub mod alg;
 pub mod api;
-pub mod bench;
-pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dispatcher;
 pub mod error;
 pub mod expiry;

@@ -1,5 +1,8 @@
-//! Benchmarks, each reporting its figure next to the limit measured in the same run
-//! (design §7).
+//! logoutd's benchmarks, each reporting its figure next to the limit measured in the same
+//! run, and the loopback receiver they deliver to. They drive `logoutd serve` the way users
+//! run it, or the library in process for profiling; none of this ships in `logoutd`.
+//!
+//! - [`cli`]: the `logoutd-bench` commands.
 //!
 //! - [`api`]: management API latency (create, PATCH, GET) under concurrent load.
 //! - [`sign`]: full logout tokens per second per core against the raw signature rate.
@@ -13,6 +16,7 @@
 //!   half their headers are open, under a small descriptor limit.
 
 pub mod api;
+pub mod cli;
 mod cluster;
 #[cfg(feature = "postgres")]
 mod database;
@@ -27,3 +31,19 @@ pub mod sign;
 pub mod sink;
 pub mod slow_clients;
 pub mod soak;
+
+/// The `logoutd` binary the benchmarks run as a server: `LOGOUTD_BIN` when set, else the one
+/// next to this executable (cargo builds both into the same directory).
+pub fn logoutd_binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("LOGOUTD_BIN") {
+        return Ok(path.into());
+    }
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name("logoutd");
+    anyhow::ensure!(
+        path.is_file(),
+        "no logoutd binary at {}: build it (`cargo build --release`) or set LOGOUTD_BIN",
+        path.display()
+    );
+    Ok(path)
+}

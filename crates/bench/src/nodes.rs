@@ -53,7 +53,7 @@ fn log_filter() -> String {
 
 impl Node {
     async fn start(config: &NodeConfig<'_>) -> anyhow::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(crate::logoutd_binary()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--store", config.store])
             .args(["--issuer", config.issuer, "--allow-insecure-rp-urls"])
             .arg("--keys-dir")

@@ -34,8 +34,10 @@ impl std::fmt::Display for OpReport {
 
 /// Runs create, PATCH and GET phases of `requests` each at `concurrency`.
 pub async fn run(requests: usize, concurrency: usize) -> anyhow::Result<Vec<OpReport>> {
-    let dir =
-        std::env::temp_dir().join(format!("logoutd-bench-api-{}", crate::ids::random_token()));
+    let dir = std::env::temp_dir().join(format!(
+        "logoutd-bench-api-{}",
+        logoutd_core::ids::random_token()
+    ));
     std::fs::create_dir_all(&dir)?;
     let result = run_in(&dir, requests, concurrency).await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -50,9 +52,14 @@ async fn run_in(
     let store = format!("sqlite://{}/bench.db", dir.display());
     let settings = super::deliver::settings(dir, store.clone());
     let now = chrono::Utc::now();
-    crate::keys::generate(&settings.keys_dir, crate::alg::SigningAlg::ES256, None, now)?;
-    let keys = Arc::new(crate::keys::KeyRing::load(&settings.keys_dir, now)?);
-    let stores = crate::store::open(&store).await?;
+    logoutd_core::keys::generate(
+        &settings.keys_dir,
+        logoutd_core::alg::SigningAlg::ES256,
+        None,
+        now,
+    )?;
+    let keys = Arc::new(logoutd_core::keys::KeyRing::load(&settings.keys_dir, now)?);
+    let stores = logoutd_core::store::open(&store).await?;
     let server = super::in_process::InProcess::start(settings, stores, keys).await?;
     let base = format!("{}/api/v2", server.base);
     let token = server.token.clone();

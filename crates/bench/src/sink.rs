@@ -39,7 +39,7 @@ pub async fn serve(ports: usize) -> anyhow::Result<()> {
         tokio::spawn(accept(listener, tally.clone()));
     }
     let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
-    crate::outln!("listening on {}", urls.join(" "));
+    logoutd_core::outln!("listening on {}", urls.join(" "));
     std::future::pending::<()>().await;
     Ok(())
 }

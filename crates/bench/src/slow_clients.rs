@@ -82,8 +82,8 @@ pub async fn run(scenario: SlowClientsScenario) -> anyhow::Result<SlowClientsRep
     let dir = super::deliver::scratch()?;
     let token = format!(
         "{}{}",
-        crate::ids::random_token(),
-        crate::ids::random_token()
+        logoutd_core::ids::random_token(),
+        logoutd_core::ids::random_token()
     );
     let mut child = Command::new("sh")
         .arg("-c")
