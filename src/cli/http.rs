@@ -194,7 +194,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(s) => logoutd_core::retry::escape_controls(s),
+        Value::String(s) => logoutd_core::escape_controls(s),
         other => other.to_string(),
     }
 }

@@ -4,10 +4,13 @@
 use super::http::{cell, print_json, table};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use logoutd_core::alg::SigningAlg;
-use logoutd_core::ids::KeyId;
-use logoutd_core::keys::store::{self, KeyEntry};
-use logoutd_core::keys::{self, ImportRequest, KeySet};
+use logoutd_core::KeyEntry;
+use logoutd_core::KeyId;
+use logoutd_core::{ImportRequest, KeySet};
+use logoutd_core::{
+    RETIRED_KEY_GRACE_SECS, SigningAlg, activate_key, generate_key, import_key, read_key_manifest,
+    rotate_key, rotate_keys,
+};
 use serde_json::{Value, json};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -108,7 +111,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::Generate(args) => {
             let dir = &args.dir.keys_dir;
-            let kid = keys::generate(dir, args.alg, args.bits, now)
+            let kid = generate_key(dir, args.alg, args.bits, now)
                 .with_context(|| format!("generating a {} key", args.alg))?;
             let set = KeySet::load(dir, now)?;
             let state = if set.active_kid(args.alg) == Some(&kid) {
@@ -123,13 +126,13 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::Rotate(args) => rotate(&args, now)?,
         KeysCommand::Activate(args) => {
             let kid = KeyId::new(args.kid);
-            let done = keys::activate(&args.dir.keys_dir, &kid, now)
+            let done = activate_key(&args.dir.keys_dir, &kid, now)
                 .with_context(|| format!("activating key {kid}"))?;
             tracing::info!(alg = %done.alg, %kid, "activated signing key");
             let retired = match &done.retired {
                 Some(old) => format!(
                     "; {old} is retired and stays published for {} s",
-                    keys::RETIRED_GRACE_SECS
+                    RETIRED_KEY_GRACE_SECS
                 ),
                 None => String::new(),
             };
@@ -172,7 +175,7 @@ fn import(args: &ImportArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
         alg: args.alg,
         kid: args.kid.as_deref(),
     };
-    let imported = keys::import(dir, request, now)
+    let imported = import_key(dir, request, now)
         .with_context(|| format!("importing {}", args.file.display()))?;
     let (kid, alg) = (&imported.kid, imported.alg);
     let state = if imported.active { "active" } else { "standby" };
@@ -194,10 +197,10 @@ fn rotate(args: &RotateArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
     let rotated = match args.alg {
         Some(alg) => {
             let kid =
-                keys::rotate(dir, alg, now).with_context(|| format!("rotating the {alg} key"))?;
+                rotate_key(dir, alg, now).with_context(|| format!("rotating the {alg} key"))?;
             vec![(alg, kid)]
         }
-        None => keys::rotate_all(dir, now).context("rotating the signing keys")?,
+        None => rotate_keys(dir, now).context("rotating the signing keys")?,
     };
     for (alg, kid) in rotated {
         tracing::info!(%alg, %kid, "rotated signing key");
@@ -227,7 +230,7 @@ fn entry_json(entry: &KeyEntry) -> Value {
 /// Lists the manifest's keys, oldest first. Reads only the manifest, so it also works when a
 /// key file is unreadable.
 fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
-    let manifest = store::read_manifest(dir)?;
+    let manifest = read_key_manifest(dir)?;
     let items: Vec<Value> = manifest.keys.iter().map(entry_json).collect();
     if json {
         return print_json(&Value::Array(items));

@@ -7,11 +7,11 @@ use super::token::CheckFlags;
 
 use anyhow::Context as _;
 use hyper::StatusCode;
-use logoutd_core::mock_rp::{
+use logoutd_core::{
     DEFAULT_FAIL_STATUS, DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, Faults,
     LogLimits, MockRp, MockRpConfig,
 };
-use logoutd_core::verify::{DEFAULT_FETCH_TIMEOUT, DEFAULT_REFETCH_INTERVAL, JwksSource};
+use logoutd_core::{DEFAULT_FETCH_TIMEOUT, DEFAULT_REFETCH_INTERVAL, JwksSource};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,7 +141,7 @@ pub async fn run(args: MockRpArgs) -> anyhow::Result<ExitCode> {
     stdout.flush()?;
     drop(stdout);
     tracing::info!(addr = %rp.addr(), "mock RP ready");
-    let stopped = logoutd_core::console::stop_signal()
+    let stopped = logoutd_core::stop_signal()
         .await
         .context("cannot handle SIGTERM or SIGINT");
     rp.shutdown().await;

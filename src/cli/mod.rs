@@ -1,7 +1,7 @@
 //! The `logoutd` command line (clap). Logs go to stderr so stdout can be piped.
 
 use clap::{Parser, Subcommand};
-use logoutd_core::console;
+use logoutd_core::{command_runtime, finish_command, init_logging};
 use std::process::ExitCode;
 
 pub mod deliveries;
@@ -50,8 +50,8 @@ pub enum Command {
 /// Parses the command line, sets up logging to stderr and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    console::init_logging();
-    let Some(runtime) = console::runtime(None) else {
+    init_logging();
+    let Some(runtime) = command_runtime(None) else {
         return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async move {
@@ -66,5 +66,5 @@ pub fn main() -> ExitCode {
             Command::Openapi => openapi::run(),
         }
     });
-    console::finish(runtime, result)
+    finish_command(runtime, result)
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// Prints the document as pretty JSON.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let text = logoutd_core::api::openapi::to_json(&logoutd_core::api::openapi::document())?;
+    let text = logoutd_core::openapi_json(&logoutd_core::openapi_document())?;
     logoutd_core::outln!("{text}");
     Ok(ExitCode::SUCCESS)
 }

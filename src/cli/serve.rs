@@ -1,18 +1,20 @@
 //! `logoutd serve`: flags and environment, resolved into [`Settings`], then the server.
 
 use clap::Args;
-use logoutd_core::clock::{SharedClock, SystemClock};
-use logoutd_core::config::{self, ConfigError, Environment, Knobs, Settings};
-use logoutd_core::keys::{KeyRing, KeySet};
+use logoutd_core::{
+    ConfigError, Environment, Knobs, Settings, SharedClock, SystemClock, describe_flags,
+    load_config, parse_issuer,
+};
+use logoutd_core::{KeyRing, KeySet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Flags of `logoutd serve`. Each overrides its `LOGOUTD_*` variable, which overrides
-/// `logoutd.toml` ([`config::load`]); `--help` shows both and each default.
+/// `logoutd.toml` ([`load_config`]); `--help` shows both and each default.
 #[derive(Debug, Args)]
-#[command(mut_args = config::describe_flags())]
+#[command(mut_args = describe_flags())]
 pub struct ServeArgs {
     /// Config file (TOML; unknown keys are refused). Read when present.
     #[arg(long)]
@@ -33,7 +35,7 @@ impl ServeArgs {
 
     /// [`ServeArgs::resolve`] with the `LOGOUTD_*` variables of `env`.
     pub fn resolve_in(self, env: &Environment) -> Result<Settings, ConfigError> {
-        config::load(self.knobs, self.config, self.dev, env)
+        load_config(self.knobs, self.config, self.dev, env)
     }
 }
 
@@ -42,7 +44,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.resolve()?;
     let clock: SharedClock = Arc::new(SystemClock);
     if !settings.allow_loose_key_permissions {
-        logoutd_core::keys::store::check_permissions(&settings.keys_dir)?;
+        logoutd_core::check_key_permissions(&settings.keys_dir)?;
     }
     let (_, created) = KeySet::load_or_create_default(&settings.keys_dir, clock.now())?;
     if created {
@@ -50,13 +52,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     // Loaded through the ring so it remembers the manifest it read and reloads only on change.
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, clock.now())?);
-    let stores = logoutd_core::store::open(settings.store.expose()).await?;
+    let stores = logoutd_core::open_store(settings.store.expose()).await?;
     let mut settings = settings;
     let listener = bind(settings.listen).await?;
     let addr = listener.local_addr()?;
     if settings.issuer.as_str() == format!("http://{}", settings.listen) {
         // The default issuer names the address actually bound (port 0 picks one).
-        settings.issuer = config::parse_issuer(&format!("http://{addr}"))?;
+        settings.issuer = parse_issuer(&format!("http://{addr}"))?;
     }
     if settings.dev
         && let Some(token) = &settings.api_token
@@ -67,15 +69,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, issuer = %settings.issuer, store = %settings.store, "logoutd listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let delivery = logoutd_core::server::delivery_runtime(settings.dispatch.delivery_nice)?;
-    let parts = logoutd_core::server::ServerParts {
+    let delivery = logoutd_core::delivery_runtime(settings.dispatch.delivery_nice)?;
+    let parts = logoutd_core::ServerParts {
         settings,
         stores,
         keys,
         clock,
         delivery: Some(delivery.handle().clone()),
     };
-    let served = logoutd_core::server::run(listener, parts, shutdown).await;
+    let served = logoutd_core::run_server(listener, parts, shutdown).await;
     delivery.shutdown_background();
     served?;
     Ok(ExitCode::SUCCESS)
@@ -96,7 +98,7 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListe
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
-    match logoutd_core::console::stop_signal().await {
+    match logoutd_core::stop_signal().await {
         Ok(()) => shutdown.cancel(),
         Err(err) => tracing::error!(error = %err, "cannot install signal handlers"),
     }
@@ -106,7 +108,10 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 mod tests {
     use super::*;
     use clap::Parser as _;
-    use logoutd_core::config::HttpSettings;
+    use logoutd_core::{
+        DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_LISTEN,
+        HttpSettings, MAX_CONNECTIONS_CEILING, MAX_CONNECTIONS_FLOOR, default_max_connections,
+    };
     use std::time::Duration;
 
     fn resolve(file: &str, flags: &[&str]) -> Result<Settings, ConfigError> {
@@ -153,11 +158,8 @@ mod tests {
     fn connection_settings_default_to_the_named_constants() {
         let http = resolve("", &[]).unwrap().http;
         assert_eq!(http, HttpSettings::default());
-        assert_eq!(
-            http.header_read_timeout,
-            config::DEFAULT_HEADER_READ_TIMEOUT
-        );
-        assert_eq!(http.max_connections, config::default_max_connections());
+        assert_eq!(http.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(http.max_connections, default_max_connections());
     }
 
     #[test]
@@ -184,33 +186,29 @@ mod tests {
         for expected in [
             format!(
                 "Listen address [default: {}] [env: LOGOUTD_LISTEN]",
-                config::DEFAULT_LISTEN
+                DEFAULT_LISTEN
             ),
             format!(
                 "[default: {}] [env: LOGOUTD_ATTEMPT_TIMEOUT_MS]",
-                logoutd_core::sender::DEFAULT_TIMEOUT.as_millis()
+                logoutd_core::DEFAULT_SEND_TIMEOUT.as_millis()
             ),
             format!(
                 "[default: {}] [env: LOGOUTD_TOKEN_LIFETIME_SECONDS]",
-                logoutd_core::token::DEFAULT_LIFETIME_SECS
+                logoutd_core::DEFAULT_TOKEN_LIFETIME_SECS
             ),
             format!(
                 "[default: {}] [env: LOGOUTD_RETRY_CAP_MS]",
-                logoutd_core::retry::DEFAULT_CAP.as_millis()
+                logoutd_core::DEFAULT_RETRY_CAP.as_millis()
             ),
             format!(
                 "[default: {}] [env: LOGOUTD_LEASE_SECONDS]",
-                config::DEFAULT_LEASE.as_secs()
+                DEFAULT_LEASE.as_secs()
             ),
             format!(
                 "{} to {}] [env: LOGOUTD_MAX_CONNECTIONS]",
-                config::MAX_CONNECTIONS_FLOOR,
-                config::MAX_CONNECTIONS_CEILING
+                MAX_CONNECTIONS_FLOOR, MAX_CONNECTIONS_CEILING
             ),
-            format!(
-                "[default: {}] [env: LOGOUTD_CONFIG]",
-                config::DEFAULT_CONFIG_FILE
-            ),
+            format!("[default: {}] [env: LOGOUTD_CONFIG]", DEFAULT_CONFIG_FILE),
             "(tests and demos only) [env: LOGOUTD_ALLOW_INSECURE_RP_URLS]".to_owned(),
         ] {
             assert!(help.contains(&expected), "{expected:?} not in {help}");

@@ -2,12 +2,12 @@
 
 use super::keys::KeysDirArg;
 use anyhow::{Context as _, bail};
-use logoutd_core::alg::{SigningAlg, TokenTyp};
-use logoutd_core::ids::{ClientId, Issuer, SessionId, UserId};
-use logoutd_core::keys::KeySet;
-use logoutd_core::metadata::SessionMetadata;
-use logoutd_core::token::{LogoutTokenBuilder, Subject};
-use logoutd_core::verify::{JwksSource, TypPolicy, VerifyOptions};
+use logoutd_core::KeySet;
+use logoutd_core::SessionMetadata;
+use logoutd_core::{ClientId, Issuer, SessionId, UserId};
+use logoutd_core::{JwksSource, TypPolicy, VerifyOptions};
+use logoutd_core::{LogoutTokenBuilder, Subject};
+use logoutd_core::{SigningAlg, TokenTyp};
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ pub struct MintArgs {
     #[arg(long, default_value = "logout+jwt")]
     typ: TokenTyp,
     /// Lifetime in seconds, 1 to 120.
-    #[arg(long, default_value_t = logoutd_core::token::DEFAULT_LIFETIME_SECS)]
+    #[arg(long, default_value_t = logoutd_core::DEFAULT_TOKEN_LIFETIME_SECS)]
     lifetime: i64,
 }
 
@@ -90,7 +90,7 @@ pub struct CheckFlags {
     #[arg(long)]
     allow_untyped: bool,
     /// Clock skew allowed for iat, exp and nbf, in seconds.
-    #[arg(long, default_value_t = logoutd_core::verify::DEFAULT_LEEWAY_SECS)]
+    #[arg(long, default_value_t = logoutd_core::DEFAULT_LEEWAY_SECS)]
     leeway: i64,
     /// Refuse tokens whose exp - iat exceeds this many seconds (e.g. 120). Off by default:
     /// spec §2.6 sets no upper bound an RP must enforce.

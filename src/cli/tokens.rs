@@ -2,7 +2,7 @@
 //! `serve` picks up every change within seconds, with no restart.
 
 use anyhow::Context as _;
-use logoutd_core::tokens::{DEFAULT_TOKENS_FILE, Scope, TokenFile};
+use logoutd_core::{DEFAULT_TOKENS_FILE, Scope, TokenFile};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -139,7 +139,7 @@ async fn client_registration_defaults_to_all_mode() {
 
 #[tokio::test]
 async fn client_refusals_are_400_in_auth0_shape_and_store_nothing() {
-    let app = TestApp::over(logoutd_core::store::open("memory://").await.unwrap(), false);
+    let app = TestApp::over(logoutd_core::open_store("memory://").await.unwrap(), false);
     let bad = [
         json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": ["http://rp.example.com/bc"] } }),
         json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": ["https://127.0.0.1/bc"] } }),
@@ -660,7 +660,7 @@ async fn data_written_through_the_api_survives_a_restart_on_the_same_sqlite_file
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/logoutd.db", dir.path().display());
     let (client_body, session_body) = {
-        let app = TestApp::over(logoutd_core::store::open(&url).await.unwrap(), false);
+        let app = TestApp::over(logoutd_core::open_store(&url).await.unwrap(), false);
         let c = client(&app, "rp1", json!({ "logout_token_typ": "JWT" })).await;
         let s = session(
             &app,
@@ -671,7 +671,7 @@ async fn data_written_through_the_api_survives_a_restart_on_the_same_sqlite_file
         .await;
         (c, s)
     };
-    let app = TestApp::over(logoutd_core::store::open(&url).await.unwrap(), false);
+    let app = TestApp::over(logoutd_core::open_store(&url).await.unwrap(), false);
     assert_eq!(get(&app, "/api/v2/clients/rp1").await, client_body);
     assert_eq!(get(&app, "/api/v2/sessions/s1").await, session_body);
     let listed = get(&app, "/api/v2/users/auth0%7Cu1/sessions").await;
@@ -680,7 +680,7 @@ async fn data_written_through_the_api_survives_a_restart_on_the_same_sqlite_file
 
 #[tokio::test]
 async fn special_purpose_addresses_and_hostile_client_ids_are_refused_at_registration() {
-    let app = TestApp::over(logoutd_core::store::open("memory://").await.unwrap(), false);
+    let app = TestApp::over(logoutd_core::open_store("memory://").await.unwrap(), false);
     let urls = [
         "https://[2002:7f00:1::]/bc",
         "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/bc",

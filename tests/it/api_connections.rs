@@ -5,7 +5,7 @@
 
 use crate::support::app::{API_TOKEN, TestApp};
 use logoutd_bench::slow_clients::{self, SlowClientsScenario};
-use logoutd_core::config::HttpSettings;
+use logoutd_core::HttpSettings;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ async fn start(http: HttpSettings) -> Server {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        logoutd_core::server::serve_api(listener, router, &http, stop).await;
+        logoutd_core::serve_api(listener, router, &http, stop).await;
     });
     Server {
         addr,
@@ -219,7 +219,7 @@ async fn a_body_that_arrives_in_time_is_served_as_before() {
 #[tokio::test]
 async fn oversized_headers_get_431_in_auth0_shape() {
     let server = start(settings()).await;
-    let big = "a".repeat(logoutd_core::server::MAX_HEAD_BYTES);
+    let big = "a".repeat(logoutd_core::MAX_HEAD_BYTES);
     let request = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {big}\r\n\r\n");
     let mut stream = open(server.addr, request.as_bytes()).await;
     let (status, head, body) = response(&mut stream).await;
@@ -232,7 +232,7 @@ async fn oversized_headers_get_431_in_auth0_shape() {
 async fn too_many_headers_get_431_in_auth0_shape() {
     let server = start(settings()).await;
     let mut request = String::from("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    for n in 0..logoutd_core::server::MAX_HEADERS {
+    for n in 0..logoutd_core::MAX_HEADERS {
         request.push_str(&format!("X-{n}: v\r\n"));
     }
     request.push_str("\r\n");

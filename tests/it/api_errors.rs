@@ -178,7 +178,7 @@ async fn the_rust_name_check_catches_what_serde_says_by_default() {
 
 #[tokio::test]
 async fn refused_rp_urls_name_the_flag_that_allows_them() {
-    let app = TestApp::over(logoutd_core::store::open("memory://").await.unwrap(), false);
+    let app = TestApp::over(logoutd_core::open_store("memory://").await.unwrap(), false);
     for url in [
         "http://rp.example.com/bc",
         "https://127.0.0.1/bc",

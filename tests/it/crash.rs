@@ -4,9 +4,9 @@
 use crate::support::process::ServeProcess;
 use crate::support::recording_rp::{RecordedRequest, RecordingRp, Reply};
 use base64::Engine as _;
-use logoutd_core::ids::{ClientId, Issuer};
-use logoutd_core::outbox::{DeliveryFilter, DeliveryState};
-use logoutd_core::verify::{VerifyOptions, verify};
+use logoutd_core::{ClientId, Issuer};
+use logoutd_core::{DeliveryFilter, DeliveryState};
+use logoutd_core::{VerifyOptions, verify};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -136,7 +136,7 @@ async fn kill_during_delivery_loses_nothing() {
         .json()
         .await
         .unwrap();
-    let jwks = logoutd_core::keys::Jwks::from_value(jwks).unwrap();
+    let jwks = logoutd_core::Jwks::from_value(jwks).unwrap();
     for req in rp.requests() {
         let aud = claims(&req)["aud"].as_str().unwrap().to_owned();
         let opts = VerifyOptions::new(Issuer::new(ISSUER), ClientId::new(aud));
@@ -147,7 +147,7 @@ async fn kill_during_delivery_loses_nothing() {
     // the RP already has every pair: wait for the store to settle, then read it directly.
     wait_settled(&serve).await;
     assert!(serve.terminate().await.success());
-    let stores = logoutd_core::store::open(&store).await.unwrap();
+    let stores = logoutd_core::open_store(&store).await.unwrap();
     let rows = stores
         .deliveries
         .list_deliveries(&DeliveryFilter::default(), None, 2 * total)

@@ -4,9 +4,9 @@
 use crate::support::app::ISSUER;
 use crate::support::delivery::{Harness, NowUtc};
 use crate::support::recording_rp::{RecordedRequest, RecordingRp, Reply};
-use logoutd_core::ids::{ClientId, Issuer};
-use logoutd_core::store::Queue as _;
-use logoutd_core::verify::{TypPolicy, VerifiedToken, VerifyOptions, verify};
+use logoutd_core::Queue;
+use logoutd_core::{ClientId, Issuer};
+use logoutd_core::{TypPolicy, VerifiedToken, VerifyOptions, verify};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -499,7 +499,7 @@ async fn rows_waiting_for_a_full_origin_fail_when_their_age_budget_runs_out() {
     settings.lease = std::time::Duration::from_secs(300);
     let budget = std::time::Duration::from_secs(60);
     let retry = &settings.retry;
-    settings.retry = logoutd_core::retry::RetryPolicy::new(
+    settings.retry = logoutd_core::RetryPolicy::new(
         retry.base(),
         retry.factor(),
         retry.cap(),
@@ -509,7 +509,7 @@ async fn rows_waiting_for_a_full_origin_fail_when_their_age_budget_runs_out() {
     .unwrap();
     // The one attempt the origin admits never ends within the test.
     sender.timeout = std::time::Duration::from_secs(120);
-    let stores = logoutd_core::store::open("memory://").await.unwrap();
+    let stores = logoutd_core::open_store("memory://").await.unwrap();
     let h = Harness::over(stores, (settings, sender)).await;
     let rp = RecordingRp::start(Reply::never()).await;
     h.client("hung", rp.url("/bc").as_str(), json!({})).await;

@@ -7,15 +7,15 @@
 use crate::support::delivery::{Harness, test_settings};
 use crate::support::recording_rp::{RecordingRp, Reply};
 use axum::http::{Method, StatusCode};
-use logoutd_core::config::DispatchSettings;
-use logoutd_core::retry::RetryPolicy;
+use logoutd_core::DispatchSettings;
+use logoutd_core::RetryPolicy;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The harness over a SQLite file in `dir`, with `retry` as the retry policy.
 async fn harness(dir: &tempfile::TempDir, retry: RetryPolicy) -> Harness {
     let url = format!("sqlite://{}", dir.path().join("logoutd.db").display());
-    let stores = logoutd_core::store::open(&url).await.unwrap();
+    let stores = logoutd_core::open_store(&url).await.unwrap();
     let (settings, sender) = test_settings();
     let settings = DispatchSettings { retry, ..settings };
     Harness::over(stores, (settings, sender)).await

@@ -6,11 +6,11 @@
 use crate::support::app::{API_TOKEN, TestApp};
 use crate::support::{CLIENT, ISSUER, builder, fixed_now, fixture_keys};
 use axum::http::{Method, StatusCode};
-use logoutd_core::alg::{SigningAlg, TokenTyp};
-use logoutd_core::ids::{ClientId, Issuer};
-use logoutd_core::metadata::SessionMetadata;
-use logoutd_core::net_policy::NetPolicy;
-use logoutd_core::verify::{VerifyOptions, verify};
+use logoutd_core::NetPolicy;
+use logoutd_core::SessionMetadata;
+use logoutd_core::{ClientId, Issuer};
+use logoutd_core::{SigningAlg, TokenTyp};
+use logoutd_core::{VerifyOptions, verify};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
@@ -337,6 +337,6 @@ proptest! {
     /// `Retry-After` parsing never panics and never yields a negative wait.
     #[test]
     fn retry_after_parsing_is_total(value in ".{0,40}|[0-9]{0,30}|-[0-9]{1,25}") {
-        let _ = logoutd_core::retry::parse_retry_after(&value, fixed_now());
+        let _ = logoutd_core::parse_retry_after(&value, fixed_now());
     }
 }

@@ -7,7 +7,7 @@ use crate::support::delivery::{Harness, NowUtc};
 use crate::support::recording_rp::{RecordingRp, Reply};
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
-use logoutd_core::expiry::ExpirySweeper;
+use logoutd_core::ExpirySweeper;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ fn spawn_sweeper(h: &Harness) -> CancellationToken {
     let sweeper = ExpirySweeper::new(
         &h.app.stores,
         h.clock.clone(),
-        Arc::new(logoutd_core::metrics::Metrics::new()),
+        Arc::new(logoutd_core::Metrics::new()),
         shutdown.clone(),
     );
     tokio::spawn(sweeper.run());
@@ -127,9 +127,7 @@ async fn pruning_removes_old_finished_rows_and_keeps_failed_and_young_ones() {
     h.end(json!({ "session_id": "young" }), "rp-logout").await;
     h.outbox.wait_recorded(3).await;
     let before = h.clock.now_utc() - Duration::days(7);
-    let report = logoutd_core::retention::prune(&h.app.stores, before)
-        .await
-        .unwrap();
+    let report = logoutd_core::prune(&h.app.stores, before).await.unwrap();
     assert_eq!((report.deliveries, report.sessions), (1, 0));
     // Listings are ordered by (random) delivery id, so compare sorted.
     let mut left: Vec<(String, String)> = h
@@ -164,9 +162,7 @@ async fn pruning_removes_old_finished_rows_and_keeps_failed_and_young_ones() {
         (StatusCode::OK, Some(1)),
         "{reply}"
     );
-    let report = logoutd_core::retention::prune(&h.app.stores, before)
-        .await
-        .unwrap();
+    let report = logoutd_core::prune(&h.app.stores, before).await.unwrap();
     assert_eq!(
         report.sessions, 1,
         "the old session goes once its failed row is gone"
@@ -256,7 +252,7 @@ fn parsed_attempts(body: &str, client_id: &str, outcome: &str) -> f64 {
 
 #[tokio::test]
 async fn a_hostile_client_id_cannot_break_the_scrape() {
-    use logoutd_core::clients::{LogoutInitiators, OidcLogout, RelyingParty};
+    use logoutd_core::{LogoutInitiators, OidcLogout, RelyingParty};
     let h = Harness::memory().await;
     let rp = RecordingRp::start(Reply::ok()).await;
     let hostile = r#"x",outcome="delivered"} 1e+99\"#;
@@ -277,7 +273,7 @@ async fn a_hostile_client_id_cannot_break_the_scrape() {
 
     // Stored directly, as an older release or a direct database write could have done.
     let client = RelyingParty {
-        client_id: logoutd_core::ids::ClientId::new(hostile),
+        client_id: logoutd_core::ClientId::new(hostile),
         name: "hostile".into(),
         oidc_logout: OidcLogout {
             backchannel_logout_urls: vec![url.clone()],
@@ -285,8 +281,8 @@ async fn a_hostile_client_id_cannot_break_the_scrape() {
             backchannel_logout_session_metadata: Default::default(),
         },
         backchannel_logout_session_required: false,
-        logout_token_typ: logoutd_core::alg::TokenTyp::LogoutJwt,
-        id_token_signed_response_alg: logoutd_core::alg::SigningAlg::ES256,
+        logout_token_typ: logoutd_core::TokenTyp::LogoutJwt,
+        id_token_signed_response_alg: logoutd_core::SigningAlg::ES256,
         paused: false,
         created_at: start_time(),
         updated_at: start_time(),

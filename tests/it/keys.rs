@@ -5,10 +5,10 @@ mod import;
 mod registration;
 
 use crate::support::*;
-use logoutd_core::alg::{SigningAlg, TokenTyp};
-use logoutd_core::ids::{ClientId, Issuer};
-use logoutd_core::keys::KeySet;
-use logoutd_core::verify::{JwksSource, VerifyError, VerifyOptions};
+use logoutd_core::KeySet;
+use logoutd_core::{ClientId, Issuer};
+use logoutd_core::{JwksSource, VerifyError, VerifyOptions};
+use logoutd_core::{SigningAlg, TokenTyp};
 use serde_json::Value;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -309,12 +309,12 @@ async fn plain_http_jwks_uri_is_refused_off_loopback() {
 fn token_verify_tries_every_key_under_a_shared_kid() {
     let tmp = tempfile::tempdir().unwrap();
     let real = fixture_key(SigningAlg::ES256);
-    let mut decoy = logoutd_core::keys::SigningKey::generate(SigningAlg::ES256, None)
+    let mut decoy = logoutd_core::SigningKey::generate(SigningAlg::ES256, None)
         .unwrap()
         .jwk()
         .clone();
     decoy.kid = Some(real.kid().to_string());
-    let jwks = logoutd_core::keys::Jwks {
+    let jwks = logoutd_core::Jwks {
         keys: vec![decoy, real.jwk().clone()],
     };
     let jwks_file = tmp.path().join("jwks.json");

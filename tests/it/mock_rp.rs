@@ -4,12 +4,12 @@
 use crate::support::*;
 use axum::routing::get;
 use chrono::Utc;
-use logoutd_core::alg::{SigningAlg, TokenTyp};
-use logoutd_core::ids::{ClientId, Issuer, SessionId, UserId};
-use logoutd_core::keys::{Jwks, KeySet};
-use logoutd_core::mock_rp::{Faults, MockRp, MockRpConfig, MockRpHandle, Receipt};
-use logoutd_core::token::{LogoutTokenBuilder, Subject};
-use logoutd_core::verify::{JwksSource, VerifyOptions};
+use logoutd_core::{ClientId, Issuer, SessionId, UserId};
+use logoutd_core::{Faults, MockRp, MockRpConfig, MockRpHandle, Receipt};
+use logoutd_core::{Jwks, KeySet};
+use logoutd_core::{JwksSource, VerifyOptions};
+use logoutd_core::{LogoutTokenBuilder, Subject};
+use logoutd_core::{SigningAlg, TokenTyp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -502,7 +502,7 @@ async fn session_metadata_beyond_the_limits_is_refused() {
     let meta: serde_json::Map<_, _> = (0..26).map(|i| (format!("k{i}"), json!("v"))).collect();
     let claims = json!({
         "iss": ISSUER, "aud": CLIENT, "iat": now, "exp": now + 60, "jti": "meta-1",
-        "events": { logoutd_core::token::BACKCHANNEL_LOGOUT_EVENT: {} }, "sid": "s",
+        "events": { logoutd_core::BACKCHANNEL_LOGOUT_EVENT: {} }, "sid": "s",
         "session_metadata": meta,
     });
     let key = fixture_key(SigningAlg::ES256);
@@ -621,7 +621,7 @@ async fn junk_tokens_leave_small_receipts() {
 
 #[tokio::test]
 async fn receipts_are_bounded_in_memory_bytes_and_the_file_is_rotated() {
-    use logoutd_core::mock_rp::{LogLimits, rotated_path};
+    use logoutd_core::{LogLimits, rotated_path};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("receipts.jsonl");
     let file = path.clone();
@@ -674,7 +674,7 @@ async fn receipts_are_bounded_in_memory_bytes_and_the_file_is_rotated() {
 #[tokio::test]
 async fn a_kid_shared_by_two_keys_verifies_with_the_right_one() {
     let real = fixture_key(SigningAlg::ES256);
-    let mut decoy = logoutd_core::keys::SigningKey::generate(SigningAlg::ES256, None)
+    let mut decoy = logoutd_core::SigningKey::generate(SigningAlg::ES256, None)
         .unwrap()
         .jwk()
         .clone();

@@ -10,8 +10,8 @@ use crate::support::process::ServeProcess;
 use crate::support::recording_rp::{RecordedRequest, RecordingRp, Reply};
 use base64::Engine as _;
 use futures_util::StreamExt as _;
-use logoutd_core::ids::{ClientId, Issuer};
-use logoutd_core::verify::{VerifyOptions, verify};
+use logoutd_core::{ClientId, Issuer};
+use logoutd_core::{VerifyOptions, verify};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -170,7 +170,7 @@ async fn verify_all(rp: &RecordingRp, node: &ServeProcess) {
         .json()
         .await
         .unwrap();
-    let jwks = logoutd_core::keys::Jwks::from_value(jwks).unwrap();
+    let jwks = logoutd_core::Jwks::from_value(jwks).unwrap();
     let now = chrono::Utc::now();
     for req in rp.requests() {
         let (_, aud) = pair(&req);

@@ -5,7 +5,7 @@
 use crate::support::app::{API_TOKEN, TestApp};
 use crate::support::fixture;
 use axum::http::{Method, StatusCode, header};
-use logoutd_core::api::openapi;
+use logoutd_core::{BEARER, REGENERATE, openapi_document, openapi_json};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ fn committed_path() -> PathBuf {
 }
 
 fn generated_text() -> String {
-    format!("{}\n", openapi::to_json(&openapi::document()).unwrap())
+    format!("{}\n", openapi_json(&openapi_document()).unwrap())
 }
 
 fn generated() -> Value {
@@ -44,7 +44,7 @@ fn committed_openapi_json_is_what_the_code_generates() {
     assert!(
         committed == generated_text(),
         "docs/openapi.json differs from the document the code generates; regenerate it with\n\n    {}\n",
-        openapi::REGENERATE
+        REGENERATE
     );
 }
 
@@ -247,7 +247,7 @@ fn concrete(template: &str) -> String {
 #[tokio::test]
 async fn exactly_the_operations_marked_with_the_bearer_scheme_demand_the_token() {
     let doc = generated();
-    let scheme = &doc["components"]["securitySchemes"][openapi::BEARER];
+    let scheme = &doc["components"]["securitySchemes"][BEARER];
     assert_eq!(scheme["type"], "http");
     assert_eq!(scheme["scheme"], "bearer");
     assert!(
@@ -261,7 +261,7 @@ async fn exactly_the_operations_marked_with_the_bearer_scheme_demand_the_token()
         let needs_token = match op.get("security") {
             None => false,
             Some(req) => {
-                assert_eq!(req, &json!([{ openapi::BEARER: [] }]), "{method} {path}");
+                assert_eq!(req, &json!([{ BEARER: [] }]), "{method} {path}");
                 true
             }
         };
@@ -375,8 +375,8 @@ fn list_routes_document_from_take_and_next() {
         let take = param("take");
         assert!(!take["description"].as_str().unwrap().is_empty());
         assert_eq!(take["schema"]["minimum"], 1);
-        assert_eq!(take["schema"]["maximum"], logoutd_core::api::MAX_TAKE);
-        assert_eq!(take["schema"]["default"], logoutd_core::api::DEFAULT_TAKE);
+        assert_eq!(take["schema"]["maximum"], logoutd_core::MAX_PAGE_TAKE);
+        assert_eq!(take["schema"]["default"], logoutd_core::DEFAULT_PAGE_TAKE);
         assert_eq!(
             op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
             format!("#/components/schemas/{page}")
@@ -909,7 +909,7 @@ fn the_contract_refuses_what_the_routes_do_not_answer() {
         "PATCH refuses members other than session_metadata"
     );
     let value = &c.doc["components"]["schemas"]["ValueBody"]["properties"]["value"];
-    assert_eq!(value["maxLength"], logoutd_core::metadata::MAX_VALUE_CHARS);
+    assert_eq!(value["maxLength"], logoutd_core::MAX_METADATA_VALUE_CHARS);
     let bad_key = json!({ "session_metadata": { "no spaces": "v" } });
     let errors = c.request_errors(&Method::PATCH, "/api/v2/sessions/{id}", &bad_key);
     assert!(

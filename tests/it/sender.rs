@@ -3,10 +3,10 @@
 
 use crate::support::recording_rp::{RecordingRp, Reply};
 use chrono::{TimeZone as _, Utc};
-use logoutd_core::net_policy::NetPolicy;
-use logoutd_core::retry::{self, Decision, Outcome, RetryPolicy};
-use logoutd_core::sender::{SendResult, Sender, SenderConfig};
-use logoutd_core::token::LogoutToken;
+use logoutd_core::LogoutToken;
+use logoutd_core::{Decision, Outcome, RetryPolicy};
+use logoutd_core::{NetPolicy, decide_retry};
+use logoutd_core::{SendResult, Sender, SenderConfig};
 use std::time::Duration;
 
 /// A compact JWT shape with characters that need form encoding.
@@ -32,7 +32,7 @@ fn insecure_sender() -> Sender {
 
 fn decide(result: &SendResult) -> Decision {
     let now = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-    retry::decide(&RetryPolicy::default(), &result.outcome, 1, now, now, 0.5)
+    decide_retry(&RetryPolicy::default(), &result.outcome, 1, now, now, 0.5)
 }
 
 fn assert_retry(result: &SendResult) {
@@ -130,7 +130,7 @@ async fn too_many_requests_honours_retry_after() {
         Outcome::Status { code: 429, retry_after: Some(d), .. } if d == Duration::from_secs(120)
     ));
     let now = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-    let decision = retry::decide(&RetryPolicy::default(), &result.outcome, 1, now, now, 0.5);
+    let decision = decide_retry(&RetryPolicy::default(), &result.outcome, 1, now, now, 0.5);
     assert_eq!(
         decision,
         Decision::RetryAt(now + chrono::Duration::seconds(120))

@@ -5,7 +5,7 @@ use crate::support::recording_rp::{RecordedRequest, RecordingRp, Reply};
 use crate::support::serve_process::{ServeProcess, stored_deliveries};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use logoutd_core::outbox::{DeliveryFilter, DeliveryState};
+use logoutd_core::{DeliveryFilter, DeliveryState};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -64,7 +64,7 @@ async fn sigterm_during_mass_logout_delivers_every_pair_exactly_once() {
     let repeated: Vec<_> = per_sid.iter().filter(|(_, n)| **n > 1).collect();
     assert!(repeated.is_empty(), "duplicates: {repeated:?}");
     let url = format!("sqlite://{}", dir.path().join("db").display());
-    let stores = logoutd_core::store::open(&url).await.unwrap();
+    let stores = logoutd_core::open_store(&url).await.unwrap();
     let delivered = DeliveryFilter {
         state: Some(DeliveryState::Delivered),
         ..DeliveryFilter::default()
@@ -185,8 +185,7 @@ async fn sigterm_hands_back_rows_waiting_for_a_slot_due_at_once() {
     assert_eq!(delivered, sent, "every answered request is recorded");
     // The rest were handed back: pending, no attempt counted, due at once or after their
     // origin's short deferral (at most 10 s), never at the end of a 300 s lease.
-    let latest_due =
-        exited + chrono::Duration::from_std(logoutd_core::dispatcher::MAX_DEFER).unwrap();
+    let latest_due = exited + chrono::Duration::from_std(logoutd_core::MAX_DEFER).unwrap();
     let mut due_by_exit = 0;
     for row in rows.iter().filter(|r| r.state != DeliveryState::Delivered) {
         assert_eq!(row.state, DeliveryState::Pending, "left behind: {row:?}");

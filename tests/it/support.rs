@@ -11,10 +11,10 @@ pub mod serve_process;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use logoutd_core::alg::SigningAlg;
-use logoutd_core::ids::{ClientId, Issuer, SessionId, UserId};
-use logoutd_core::keys::{KeySet, SigningKey};
-use logoutd_core::token::{LogoutTokenBuilder, Subject};
+use logoutd_core::SigningAlg;
+use logoutd_core::{ClientId, Issuer, SessionId, UserId};
+use logoutd_core::{KeySet, SigningKey};
+use logoutd_core::{LogoutTokenBuilder, Subject};
 use std::path::PathBuf;
 
 /// The issuer every test token uses.

@@ -3,12 +3,14 @@
 
 use crate::support::*;
 use chrono::Utc;
-use logoutd_core::alg::{SigningAlg, TokenTyp};
-use logoutd_core::ids::{ClientId, Issuer, Jti, KeyId, SessionId, UserId};
-use logoutd_core::keys::KeySet;
-use logoutd_core::metadata::SessionMetadata;
-use logoutd_core::token::{BACKCHANNEL_LOGOUT_EVENT, LogoutClaims, MAX_LIFETIME_SECS, Subject};
-use logoutd_core::verify::{VerifyOptions, verify};
+use logoutd_core::KeySet;
+use logoutd_core::SessionMetadata;
+use logoutd_core::{
+    BACKCHANNEL_LOGOUT_EVENT, LogoutClaims, MAX_TOKEN_LIFETIME_SECS as MAX_LIFETIME_SECS, Subject,
+};
+use logoutd_core::{ClientId, Issuer, Jti, KeyId, SessionId, UserId};
+use logoutd_core::{SigningAlg, TokenTyp};
+use logoutd_core::{VerifyOptions, verify};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -104,9 +106,9 @@ proptest! {
         now_secs in 1_600_000_000i64..1_900_000_000,
     ) {
         let now = chrono::DateTime::from_timestamp(now_secs, 0).unwrap();
-        let template = logoutd_core::token::LogoutTokenBuilder::new(
-            &logoutd_core::ids::Issuer::new(ISSUER),
-            &logoutd_core::ids::ClientId::new(CLIENT),
+        let template = logoutd_core::LogoutTokenBuilder::new(
+            &logoutd_core::Issuer::new(ISSUER),
+            &logoutd_core::ClientId::new(CLIENT),
             subject,
             now,
         )

@@ -3,10 +3,10 @@
 
 use crate::support::*;
 use chrono::{DateTime, Utc};
-use logoutd_core::alg::{SigningAlg, TokenTyp};
-use logoutd_core::ids::{ClientId, Issuer};
-use logoutd_core::keys::{Jwks, SigningKey};
-use logoutd_core::verify::{TypPolicy, VerifyError, VerifyOptions, verify};
+use logoutd_core::{ClientId, Issuer};
+use logoutd_core::{Jwks, SigningKey};
+use logoutd_core::{SigningAlg, TokenTyp};
+use logoutd_core::{TypPolicy, VerifyError, VerifyOptions, verify};
 use serde_json::{Value, json};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -402,7 +402,7 @@ async fn failed_jwks_fetch_names_the_url_and_the_cause() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/jwks.json", closed.local_addr().unwrap());
     drop(closed);
-    let err = logoutd_core::verify::JwksSource::from_uri(&url)
+    let err = logoutd_core::JwksSource::from_uri(&url)
         .await
         .expect_err("a closed port cannot serve a JWKS")
         .to_string();

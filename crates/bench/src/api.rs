@@ -36,7 +36,7 @@ impl std::fmt::Display for OpReport {
 pub async fn run(requests: usize, concurrency: usize) -> anyhow::Result<Vec<OpReport>> {
     let dir = std::env::temp_dir().join(format!(
         "logoutd-bench-api-{}",
-        logoutd_core::ids::random_token()
+        logoutd_core::random_token()
     ));
     std::fs::create_dir_all(&dir)?;
     let result = run_in(&dir, requests, concurrency).await;
@@ -52,14 +52,14 @@ async fn run_in(
     let store = format!("sqlite://{}/bench.db", dir.display());
     let settings = super::deliver::settings(dir, store.clone());
     let now = chrono::Utc::now();
-    logoutd_core::keys::generate(
+    logoutd_core::generate_key(
         &settings.keys_dir,
-        logoutd_core::alg::SigningAlg::ES256,
+        logoutd_core::SigningAlg::ES256,
         None,
         now,
     )?;
-    let keys = Arc::new(logoutd_core::keys::KeyRing::load(&settings.keys_dir, now)?);
-    let stores = logoutd_core::store::open(&store).await?;
+    let keys = Arc::new(logoutd_core::KeyRing::load(&settings.keys_dir, now)?);
+    let stores = logoutd_core::open_store(&store).await?;
     let server = super::in_process::InProcess::start(settings, stores, keys).await?;
     let base = format!("{}/api/v2", server.base);
     let token = server.token.clone();

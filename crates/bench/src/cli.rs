@@ -3,7 +3,7 @@
 //! One variant per benchmark; add new ones to [`BenchCommand`] and a branch to [`run`].
 
 use crate::sign;
-use logoutd_core::alg::SigningAlg;
+use logoutd_core::SigningAlg;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -160,15 +160,15 @@ pub struct Cli {
 /// Parses the command line, sets up logging to stderr and runs the benchmark.
 pub fn main() -> ExitCode {
     let cli = <Cli as clap::Parser>::parse();
-    logoutd_core::console::init_logging();
+    logoutd_core::init_logging();
     // The benchmark receiver shares the cores with what it measures: one thread keeps up and
     // takes the least from it.
     let threads = matches!(cli.command, BenchCommand::Sink(_)).then_some(1);
-    let Some(runtime) = logoutd_core::console::runtime(threads) else {
+    let Some(runtime) = logoutd_core::command_runtime(threads) else {
         return ExitCode::FAILURE;
     };
     let result = runtime.block_on(run(cli.command));
-    logoutd_core::console::finish(runtime, result)
+    logoutd_core::finish_command(runtime, result)
 }
 
 /// Runs a benchmark.
@@ -241,10 +241,10 @@ async fn start_sink(ports: usize) -> anyhow::Result<Sink> {
 /// A `--metadata-pairs` value: a count a session may hold.
 fn metadata_pairs(text: &str) -> Result<usize, String> {
     let pairs: usize = text.parse().map_err(|_| format!("not a count: {text}"))?;
-    if pairs > logoutd_core::metadata::MAX_PAIRS {
+    if pairs > logoutd_core::MAX_METADATA_PAIRS {
         return Err(format!(
             "a session holds at most {} metadata pairs",
-            logoutd_core::metadata::MAX_PAIRS
+            logoutd_core::MAX_METADATA_PAIRS
         ));
     }
     Ok(pairs)

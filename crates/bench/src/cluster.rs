@@ -24,7 +24,7 @@ pub async fn run(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Report>
     let server = scenario.store.clone().unwrap_or_default();
     let db = BenchDatabase::create(&server).await?;
     let interrupted = async {
-        if logoutd_core::console::stop_signal().await.is_err() {
+        if logoutd_core::stop_signal().await.is_err() {
             // Without signal handlers the run is not interruptible, as before.
             std::future::pending::<()>().await;
         }
@@ -50,13 +50,13 @@ pub async fn run(_scenario: Scenario, _sinks: &[String]) -> anyhow::Result<Repor
 async fn on_database(scenario: Scenario, url: &str, sinks: &[String]) -> anyhow::Result<Report> {
     let dir = deliver::scratch()?;
     let keys_dir = dir.0.join("keys");
-    logoutd_core::keys::generate(&keys_dir, scenario.alg, None, chrono::Utc::now())?;
+    logoutd_core::generate_key(&keys_dir, scenario.alg, None, chrono::Utc::now())?;
     let tag = deliver::tag();
     {
-        let stores = logoutd_core::store::open(url).await?;
+        let stores = logoutd_core::open_store(url).await?;
         deliver::populate(&stores, &scenario, sinks, &tag).await?;
     }
-    let api_token = logoutd_core::ids::random_secret();
+    let api_token = logoutd_core::random_secret();
     let config = NodeConfig {
         store: url,
         keys_dir: &keys_dir,

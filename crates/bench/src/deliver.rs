@@ -9,16 +9,16 @@
 use super::drive::{Measured, Target, drive, percentiles};
 use super::proc_stats::{self, CpuSplit};
 use anyhow::Context as _;
-use logoutd_core::alg::SigningAlg;
-use logoutd_core::clients::{MetadataOptIn, OidcLogout, RelyingParty};
-use logoutd_core::config::{ApiToken, DispatchSettings, HousekeepingSettings, Settings};
-use logoutd_core::ids::{ClientId, Issuer, SessionId, UserId};
-use logoutd_core::keys::KeyRing;
-use logoutd_core::metadata::SessionMetadata;
-use logoutd_core::net_policy::NetPolicy;
-use logoutd_core::sender::SenderConfig;
-use logoutd_core::session::{Device, Session, SessionClient};
-use logoutd_core::store::Stores;
+use logoutd_core::KeyRing;
+use logoutd_core::NetPolicy;
+use logoutd_core::SenderConfig;
+use logoutd_core::SessionMetadata;
+use logoutd_core::SigningAlg;
+use logoutd_core::Stores;
+use logoutd_core::{ApiToken, DispatchSettings, HousekeepingSettings, Settings};
+use logoutd_core::{ClientId, Issuer, SessionId, UserId};
+use logoutd_core::{Device, Session, SessionClient};
+use logoutd_core::{MetadataOptIn, OidcLogout, RelyingParty};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,10 +151,7 @@ impl Drop for Scratch {
 
 /// A fresh scratch directory under the system temporary directory.
 pub(super) fn scratch() -> anyhow::Result<Scratch> {
-    let dir = std::env::temp_dir().join(format!(
-        "logoutd-bench-{}",
-        logoutd_core::ids::random_token()
-    ));
+    let dir = std::env::temp_dir().join(format!("logoutd-bench-{}", logoutd_core::random_token()));
     std::fs::create_dir_all(&dir)?;
     Ok(Scratch(dir))
 }
@@ -170,18 +167,18 @@ pub fn settings(dir: &Path, store: String) -> Settings {
         net: NetPolicy {
             allow_insecure: true,
         },
-        body_limit: logoutd_core::api::DEFAULT_BODY_LIMIT,
-        api_token: Some(ApiToken::new(logoutd_core::ids::random_secret())),
+        body_limit: logoutd_core::DEFAULT_BODY_LIMIT,
+        api_token: Some(ApiToken::new(logoutd_core::random_secret())),
         api_tokens_file: dir.join("api-tokens.json"),
         dev: false,
         dispatch: DispatchSettings::default(),
         housekeeping: HousekeepingSettings::default(),
-        http: logoutd_core::config::HttpSettings::default(),
+        http: logoutd_core::HttpSettings::default(),
         sender: SenderConfig {
             policy: NetPolicy {
                 allow_insecure: true,
             },
-            pool_idle_per_host: logoutd_core::config::DEFAULT_MAX_PER_ORIGIN,
+            pool_idle_per_host: logoutd_core::DEFAULT_MAX_PER_ORIGIN,
             ..SenderConfig::default()
         },
     }
@@ -204,7 +201,7 @@ pub(super) fn client(
     alg: SigningAlg,
     include_metadata: bool,
 ) -> RelyingParty {
-    let now = logoutd_core::clock::to_millis(chrono::Utc::now());
+    let now = logoutd_core::to_millis(chrono::Utc::now());
     RelyingParty {
         name: format!("bench {id}"),
         client_id: id,
@@ -216,7 +213,7 @@ pub(super) fn client(
             ..OidcLogout::default()
         },
         backchannel_logout_session_required: false,
-        logout_token_typ: logoutd_core::alg::TokenTyp::LogoutJwt,
+        logout_token_typ: logoutd_core::TokenTyp::LogoutJwt,
         id_token_signed_response_alg: alg,
         paused: false,
         created_at: now,
@@ -244,7 +241,7 @@ pub(super) fn session_of(
     clients: &[ClientId],
     metadata: &SessionMetadata,
 ) -> Session {
-    let now = logoutd_core::clock::to_millis(chrono::Utc::now());
+    let now = logoutd_core::to_millis(chrono::Utc::now());
     Session {
         id: SessionId::new(id),
         user_id: UserId::new(user),
@@ -314,7 +311,7 @@ pub async fn run(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Report>
 
 /// A short prefix that keeps one scenario's ids apart from another's.
 pub(super) fn tag() -> String {
-    let token = logoutd_core::ids::random_token();
+    let token = logoutd_core::random_token();
     format!("{}-", token.get(..6).unwrap_or(&token))
 }
 
@@ -327,9 +324,9 @@ async fn in_process(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Repo
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.0.display()));
     let settings = settings(&dir.0, store.clone());
     let now = chrono::Utc::now();
-    logoutd_core::keys::generate(&settings.keys_dir, scenario.alg, None, now)?;
+    logoutd_core::generate_key(&settings.keys_dir, scenario.alg, None, now)?;
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, now)?);
-    let stores = logoutd_core::store::open(&store).await?;
+    let stores = logoutd_core::open_store(&store).await?;
     let tag = tag();
     populate(&stores, &scenario, sinks, &tag).await?;
     let server = super::in_process::InProcess::start(settings, stores, keys).await?;

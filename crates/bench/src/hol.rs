@@ -7,10 +7,10 @@
 use super::deliver::{client, scratch, session_of, settings, tag};
 use super::hostile::{self, Hostility};
 use futures_util::StreamExt as _;
-use logoutd_core::alg::SigningAlg;
-use logoutd_core::ids::ClientId;
-use logoutd_core::keys::KeyRing;
-use logoutd_core::metadata::SessionMetadata;
+use logoutd_core::ClientId;
+use logoutd_core::KeyRing;
+use logoutd_core::SessionMetadata;
+use logoutd_core::SigningAlg;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,9 +91,9 @@ async fn healthy_time(
     let store = format!("sqlite://{}/bench.db", dir.0.display());
     let settings = settings(&dir.0, store.clone());
     let now = chrono::Utc::now();
-    logoutd_core::keys::generate(&settings.keys_dir, s.alg, None, now)?;
+    logoutd_core::generate_key(&settings.keys_dir, s.alg, None, now)?;
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, now)?);
-    let stores = logoutd_core::store::open(&store).await?;
+    let stores = logoutd_core::open_store(&store).await?;
     let tag = tag();
     let healthy = ClientId::new(format!("{tag}healthy"));
     let mut clients = vec![healthy.clone()];

@@ -1,9 +1,9 @@
 //! A logoutd server started inside the benchmark process on 127.0.0.1:0.
 
-use logoutd_core::clock::{SharedClock, SystemClock};
-use logoutd_core::config::Settings;
-use logoutd_core::keys::KeyRing;
-use logoutd_core::store::Stores;
+use logoutd_core::KeyRing;
+use logoutd_core::Settings;
+use logoutd_core::Stores;
+use logoutd_core::{SharedClock, SystemClock};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,15 +35,15 @@ impl InProcess {
             .unwrap_or_default();
         let shutdown = CancellationToken::new();
         let clock: SharedClock = Arc::new(SystemClock);
-        let delivery = logoutd_core::server::delivery_runtime(settings.dispatch.delivery_nice)?;
-        let parts = logoutd_core::server::ServerParts {
+        let delivery = logoutd_core::delivery_runtime(settings.dispatch.delivery_nice)?;
+        let parts = logoutd_core::ServerParts {
             settings,
             stores,
             keys,
             clock,
             delivery: Some(delivery.handle().clone()),
         };
-        let server = tokio::spawn(logoutd_core::server::run(listener, parts, shutdown.clone()));
+        let server = tokio::spawn(logoutd_core::run_server(listener, parts, shutdown.clone()));
         Ok(Self {
             base,
             token,

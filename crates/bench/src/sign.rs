@@ -3,10 +3,10 @@
 //!
 //! The two loops alternate in short slices so that both see the same machine load.
 
-use logoutd_core::alg::{SigningAlg, TokenTyp};
-use logoutd_core::ids::{ClientId, Issuer, SessionId, UserId};
-use logoutd_core::keys::{KeySet, SignError, SigningKey};
-use logoutd_core::token::{LogoutTokenBuilder, Subject};
+use logoutd_core::{ClientId, Issuer, SessionId, UserId};
+use logoutd_core::{KeySet, SignError, SigningKey};
+use logoutd_core::{LogoutTokenBuilder, Subject};
+use logoutd_core::{SigningAlg, TokenTyp};
 use std::time::{Duration, Instant};
 
 /// Length of one measuring slice.

@@ -82,8 +82,8 @@ pub async fn run(scenario: SlowClientsScenario) -> anyhow::Result<SlowClientsRep
     let dir = super::deliver::scratch()?;
     let token = format!(
         "{}{}",
-        logoutd_core::ids::random_token(),
-        logoutd_core::ids::random_token()
+        logoutd_core::random_token(),
+        logoutd_core::random_token()
     );
     let mut child = Command::new("sh")
         .arg("-c")

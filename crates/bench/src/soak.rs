@@ -13,9 +13,9 @@ use super::deliver::{client, scratch, settings, tag};
 use super::hol::distinct;
 use super::hostile::{self, Hostility};
 use super::proc_stats;
-use logoutd_core::alg::SigningAlg;
-use logoutd_core::ids::ClientId;
-use logoutd_core::keys::KeyRing;
+use logoutd_core::ClientId;
+use logoutd_core::KeyRing;
+use logoutd_core::SigningAlg;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,7 +109,7 @@ pub async fn run(scenario: SoakScenario, sink: &str) -> anyhow::Result<SoakRepor
     let store = format!("sqlite://{}/bench.db", dir.0.display());
     let mut settings = settings(&dir.0, store.clone());
     let retry = &settings.dispatch.retry;
-    settings.dispatch.retry = logoutd_core::retry::RetryPolicy::new(
+    settings.dispatch.retry = logoutd_core::RetryPolicy::new(
         retry.base(),
         retry.factor(),
         retry.cap(),
@@ -117,9 +117,9 @@ pub async fn run(scenario: SoakScenario, sink: &str) -> anyhow::Result<SoakRepor
         scenario.max_age,
     )?;
     let now = chrono::Utc::now();
-    logoutd_core::keys::generate(&settings.keys_dir, scenario.alg, None, now)?;
+    logoutd_core::generate_key(&settings.keys_dir, scenario.alg, None, now)?;
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, now)?);
-    let stores = logoutd_core::store::open(&store).await?;
+    let stores = logoutd_core::open_store(&store).await?;
     let tag = tag();
     let mut clients = vec![ClientId::new(format!("{tag}healthy"))];
     let url = url::Url::parse(&format!("{sink}/logout/healthy"))?;
@@ -164,7 +164,7 @@ struct Load<'a> {
 
 async fn rounds(
     scenario: &SoakScenario,
-    stores: &logoutd_core::store::Stores,
+    stores: &logoutd_core::Stores,
     load: &Load<'_>,
 ) -> anyhow::Result<SoakReport> {
     let tag = load.tag;

@@ -29,30 +29,99 @@
 //! - [`console`]: what the binaries share with their terminal (batched logs, stdout, signals).
 //! - [`error`]: an error with its sources, for the logs of the API and the workers.
 
-pub mod alg;
-pub mod api;
-pub mod clients;
-pub mod clock;
-pub mod config;
-pub mod console;
-pub mod dispatcher;
-pub mod error;
-pub mod expiry;
-pub mod ids;
-pub mod initiator;
-pub mod keys;
-pub mod metadata;
-pub mod metrics;
-pub mod mock_rp;
-pub mod net_policy;
-pub mod outbox;
-pub mod retention;
-pub mod retry;
-pub mod sender;
-pub mod server;
-pub mod session;
-pub mod store;
-pub mod terminate;
-pub mod token;
-pub mod tokens;
-pub mod verify;
+mod alg;
+mod api;
+mod clients;
+mod clock;
+mod config;
+mod console;
+mod dispatcher;
+mod error;
+mod expiry;
+mod ids;
+mod initiator;
+mod keys;
+mod metadata;
+mod metrics;
+mod mock_rp;
+mod net_policy;
+mod outbox;
+mod retention;
+mod retry;
+mod sender;
+mod server;
+mod session;
+mod store;
+mod terminate;
+mod token;
+mod tokens;
+mod verify;
+
+pub use alg::{SigningAlg, TokenTyp};
+pub use api::{
+    AppState, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_TAKE as DEFAULT_PAGE_TAKE,
+    MAX_TAKE as MAX_PAGE_TAKE, openapi::BEARER, openapi::REGENERATE,
+    openapi::document as openapi_document, openapi::to_json as openapi_json, router,
+};
+pub use clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RelyingParty};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock, to_millis};
+pub use config::{
+    ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
+    DEFAULT_LISTEN, DEFAULT_MAX_PER_ORIGIN, DispatchSettings, Environment, HousekeepingSettings,
+    HttpSettings, Knobs, MAX_CONNECTIONS_CEILING, MAX_CONNECTIONS_FLOOR, Settings,
+    default_max_connections, describe_flags, load as load_config, parse_issuer,
+};
+pub use console::{
+    finish as finish_command, init_logging, print_line, runtime as command_runtime, stop_signal,
+};
+pub use dispatcher::{Dispatcher, DispatcherParts, MAX_DEFER};
+pub use expiry::ExpirySweeper;
+pub use ids::{
+    ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, SessionId, UserId, random_secret,
+    random_token,
+};
+pub use initiator::Initiator;
+pub use keys::{
+    ImportRequest, Jwks, KeyRing, KeySet, RETIRED_GRACE_SECS as RETIRED_KEY_GRACE_SECS, SignError,
+    SigningKey, activate as activate_key, generate as generate_key, import as import_key,
+    rotate as rotate_key, rotate_all as rotate_keys, store::KeyEntry,
+    store::check_permissions as check_key_permissions, store::read_manifest as read_key_manifest,
+};
+pub use metadata::{
+    MAX_PAIRS as MAX_METADATA_PAIRS, MAX_VALUE_CHARS as MAX_METADATA_VALUE_CHARS, MetadataError,
+    MetadataOp, SessionMetadata,
+};
+pub use metrics::Metrics;
+pub use mock_rp::{
+    DEFAULT_FAIL_STATUS, DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, Faults,
+    LogLimits, MockRp, MockRpConfig, MockRpHandle, Receipt, rotated_path,
+};
+pub use net_policy::NetPolicy;
+pub use outbox::{
+    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryState, Redrive,
+};
+pub use retention::prune;
+pub use retry::{
+    DEFAULT_CAP as DEFAULT_RETRY_CAP, Decision, Outcome, RetryPolicy, RpError, Terminal,
+    decide as decide_retry, escape_controls, parse_retry_after,
+};
+pub use sender::{DEFAULT_TIMEOUT as DEFAULT_SEND_TIMEOUT, SendResult, Sender, SenderConfig};
+pub use server::{
+    MAX_HEAD_BYTES, MAX_HEADERS, ServerParts, delivery_runtime, run as run_server, serve_api,
+};
+pub use session::{Device, Session, SessionClient};
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::SqliteStore;
+pub use store::{Page, Queue, StoreError, Stores, memory::MemoryStore, open as open_store};
+pub use terminate::{ClientNote, EndReport, EndTarget, SkipReason};
+pub use token::{
+    BACKCHANNEL_LOGOUT_EVENT, DEFAULT_LIFETIME_SECS as DEFAULT_TOKEN_LIFETIME_SECS, LogoutClaims,
+    LogoutToken, LogoutTokenBuilder, MAX_LIFETIME_SECS as MAX_TOKEN_LIFETIME_SECS, Subject,
+};
+pub use tokens::{DEFAULT_TOKENS_FILE, Scope, TokenFile};
+pub use verify::{
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY_SECS, DEFAULT_REFETCH_INTERVAL, JwksSource, TypPolicy,
+    VerifiedToken, VerifyError, VerifyOptions, verify,
+};

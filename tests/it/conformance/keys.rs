@@ -5,9 +5,9 @@
 use super::{ISSUER, Rig, assert_valid, client_body};
 use crate::support::mock_rp_process::WAIT;
 use crate::support::recording_rp::{RecordingRp, Reply};
-use logoutd_core::ids::{ClientId, Issuer};
-use logoutd_core::keys::Jwks;
-use logoutd_core::verify::{VerifyOptions, verify};
+use logoutd_core::Jwks;
+use logoutd_core::{ClientId, Issuer};
+use logoutd_core::{VerifyOptions, verify};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

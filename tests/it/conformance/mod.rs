@@ -10,7 +10,7 @@ mod typ;
 
 use crate::support::mock_rp_process::{MockRpArgs, MockRpProcess, WAIT};
 use crate::support::process::ServeProcess;
-use logoutd_core::mock_rp::Receipt;
+use logoutd_core::Receipt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::PathBuf;

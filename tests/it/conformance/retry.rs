@@ -4,7 +4,7 @@
 use super::{FAST_RETRY, Rig, assert_valid, client_body};
 use crate::support::mock_rp_process::MockRpProcess;
 use chrono::{DateTime, Utc};
-use logoutd_core::mock_rp::Receipt;
+use logoutd_core::Receipt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;

@@ -3,7 +3,7 @@
 
 use crate::support::app::*;
 use axum::http::{Method, StatusCode};
-use logoutd_core::alg::SigningAlg;
+use logoutd_core::SigningAlg;
 use serde_json::{Value, json};
 
 const RP_URL: &str = "https://rp.example.com/bc";
@@ -20,7 +20,7 @@ fn body(id: &str, alg: Option<&str>) -> Value {
 /// A test app whose keys directory holds only an ES256 key.
 async fn es256_only(dir: &std::path::Path) -> TestApp {
     let app = TestApp::memory().await;
-    logoutd_core::keys::generate(dir, SigningAlg::ES256, None, start_time()).unwrap();
+    logoutd_core::generate_key(dir, SigningAlg::ES256, None, start_time()).unwrap();
     assert!(app.keys.reload(dir, start_time()).unwrap());
     assert_eq!(app.keys.current().active_algs(), vec![SigningAlg::ES256]);
     app
@@ -100,7 +100,7 @@ async fn patching_to_an_alg_without_a_key_is_refused() {
         .await;
     assert_eq!(status, StatusCode::OK);
     // Once the server has loaded an EdDSA key, the same PATCH goes through.
-    logoutd_core::keys::generate(tmp.path(), SigningAlg::EdDSA, None, start_time()).unwrap();
+    logoutd_core::generate_key(tmp.path(), SigningAlg::EdDSA, None, start_time()).unwrap();
     assert!(app.keys.reload(tmp.path(), start_time()).unwrap());
     let (status, reply) = app
         .call(

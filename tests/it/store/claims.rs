@@ -2,11 +2,11 @@
 
 use super::fixtures::*;
 use chrono::Duration;
-use logoutd_core::ids::{ClientId, DeliveryId, SessionId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::outbox::{AttemptResult, ClaimedDelivery, DeliveryFilter, DeliveryState};
-use logoutd_core::retry::Decision;
-use logoutd_core::store::Stores;
+use logoutd_core::Decision;
+use logoutd_core::Initiator;
+use logoutd_core::Stores;
+use logoutd_core::{AttemptResult, ClaimedDelivery, DeliveryFilter, DeliveryState};
+use logoutd_core::{ClientId, DeliveryId, SessionId};
 use std::collections::HashSet;
 
 /// The 30-second lease every case claims with.

@@ -2,11 +2,11 @@
 
 use super::fixtures::*;
 use chrono::Duration;
-use logoutd_core::ids::{ClientId, DeliveryId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::outbox::{AttemptResult, DeliveryFilter, DeliveryState};
-use logoutd_core::retry::Decision;
-use logoutd_core::store::{StoreError, Stores};
+use logoutd_core::Decision;
+use logoutd_core::Initiator;
+use logoutd_core::{AttemptResult, DeliveryFilter, DeliveryState};
+use logoutd_core::{ClientId, DeliveryId};
+use logoutd_core::{StoreError, Stores};
 
 pub async fn client_crud_and_paging(s: Stores) {
     register(&s, &[client("b"), client("a"), client("c")]).await;

@@ -1,14 +1,14 @@
 //! Builders for the conformance cases: fixed times, clients, sessions and attempts.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use logoutd_core::clients::{InitiatorMode, LogoutInitiators, OidcLogout, RelyingParty};
-use logoutd_core::ids::{ClientId, EventId, Jti, SessionId, UserId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::metadata::SessionMetadata;
-use logoutd_core::outbox::{AttemptRecord, Delivery, DeliveryFilter};
-use logoutd_core::session::{Device, Session, SessionClient};
-use logoutd_core::store::Stores;
-use logoutd_core::terminate::{EndReport, EndTarget};
+use logoutd_core::Initiator;
+use logoutd_core::SessionMetadata;
+use logoutd_core::Stores;
+use logoutd_core::{AttemptRecord, Delivery, DeliveryFilter};
+use logoutd_core::{ClientId, EventId, Jti, SessionId, UserId};
+use logoutd_core::{Device, Session, SessionClient};
+use logoutd_core::{EndReport, EndTarget};
+use logoutd_core::{InitiatorMode, LogoutInitiators, OidcLogout, RelyingParty};
 use url::Url;
 
 /// A fixed instant `ms` milliseconds after 2025-01-01T00:00:00Z.

@@ -3,12 +3,12 @@
 use super::claims::{lease, result};
 use super::fixtures::*;
 use chrono::Duration;
-use logoutd_core::ids::{ClientId, EventId, SessionId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::outbox::{DeliveryFilter, DeliveryState};
-use logoutd_core::retry::{Decision, Terminal};
-use logoutd_core::session::Session;
-use logoutd_core::store::Stores;
+use logoutd_core::Initiator;
+use logoutd_core::Session;
+use logoutd_core::Stores;
+use logoutd_core::{ClientId, EventId, SessionId};
+use logoutd_core::{Decision, Terminal};
+use logoutd_core::{DeliveryFilter, DeliveryState};
 
 /// `session(id)` joined by the three subscription kinds, expiring as given.
 fn expiring(id: &str, absolute: Option<i64>, idle: Option<i64>) -> Session {

@@ -13,7 +13,7 @@ mod skips;
 mod sqlite;
 mod termination;
 
-use logoutd_core::store::Stores;
+use logoutd_core::Stores;
 use std::any::Any;
 
 /// A backend under test: its stores, and whatever must live as long as they do.
@@ -25,7 +25,7 @@ pub struct Backend {
 /// A fresh in-memory backend.
 pub async fn memory() -> Backend {
     Backend {
-        stores: logoutd_core::store::memory::MemoryStore::new().into_stores(),
+        stores: logoutd_core::MemoryStore::new().into_stores(),
         _guard: Box::new(()),
     }
 }
@@ -34,7 +34,7 @@ pub async fn memory() -> Backend {
 pub async fn sqlite_file() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("logoutd.db").display());
-    let stores = logoutd_core::store::sqlite::SqliteStore::open(&url)
+    let stores = logoutd_core::SqliteStore::open(&url)
         .await
         .unwrap()
         .into_stores();

@@ -16,12 +16,12 @@ use crate::support::recording_rp::{RecordingRp, Reply};
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use futures_util::FutureExt;
-use logoutd_core::ids::{DeliveryId, EventId, SessionId, UserId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::outbox::DeliveryFilter;
-use logoutd_core::store::postgres::PostgresStore;
-use logoutd_core::store::{self, Stores};
-use logoutd_core::terminate::{EndReport, EndTarget};
+use logoutd_core::DeliveryFilter;
+use logoutd_core::Initiator;
+use logoutd_core::PostgresStore;
+use logoutd_core::Stores;
+use logoutd_core::{DeliveryId, EventId, SessionId, UserId, open_store};
+use logoutd_core::{EndReport, EndTarget};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use std::collections::HashSet;
@@ -175,11 +175,11 @@ pub async fn postgres_fixture() -> Option<Backend> {
     })
 }
 
-/// Two nodes on one fresh database, opened through `store::open` like `logoutd serve` does.
+/// Two nodes on one fresh database, opened through `open_store` like `logoutd serve` does.
 async fn two_nodes() -> Option<(Stores, Stores, TestDatabase)> {
     let db = TestDatabase::create().await?;
-    let a = store::open(&db.url).await.unwrap();
-    let b = store::open(&db.url).await.unwrap();
+    let a = open_store(&db.url).await.unwrap();
+    let b = open_store(&db.url).await.unwrap();
     Some((a, b, db))
 }
 

@@ -2,11 +2,11 @@
 
 use super::claims::{lease, result};
 use super::fixtures::*;
-use logoutd_core::ids::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::outbox::{Delivery, DeliveryFilter, DeliveryState, Redrive};
-use logoutd_core::retry::{Decision, RpError, Terminal};
-use logoutd_core::store::{StoreError, Stores};
+use logoutd_core::Initiator;
+use logoutd_core::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
+use logoutd_core::{Decision, RpError, Terminal};
+use logoutd_core::{Delivery, DeliveryFilter, DeliveryState, Redrive};
+use logoutd_core::{StoreError, Stores};
 
 pub async fn record_applies_decisions(s: Stores) {
     for id in ["a", "b", "c"] {

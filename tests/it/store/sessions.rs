@@ -1,11 +1,11 @@
 //! Conformance cases for sessions: registration, listing, clients and metadata.
 
 use super::fixtures::*;
-use logoutd_core::ids::{ClientId, SessionId, UserId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::metadata::{MetadataError, MetadataOp, SessionMetadata};
-use logoutd_core::session::{Device, SessionClient};
-use logoutd_core::store::{StoreError, Stores};
+use logoutd_core::Initiator;
+use logoutd_core::{ClientId, SessionId, UserId};
+use logoutd_core::{Device, SessionClient};
+use logoutd_core::{MetadataError, MetadataOp, SessionMetadata};
+use logoutd_core::{StoreError, Stores};
 
 pub async fn session_round_trips_at_millisecond_precision(s: Stores) {
     register(&s, &[client("c1"), client("c2")]).await;
@@ -78,7 +78,7 @@ pub async fn user_sessions_list_active_ones_by_id_in_pages(s: Stores) {
     end(&s, "s3", Initiator::IdpLogout, t(5_000)).await;
     let user = UserId::new("u1");
     let first = s.sessions.list_user_sessions(&user, None, 2).await.unwrap();
-    let ids = |p: &logoutd_core::store::Page<logoutd_core::session::Session>| {
+    let ids = |p: &logoutd_core::Page<logoutd_core::Session>| {
         p.items.iter().map(|x| x.id.to_string()).collect::<Vec<_>>()
     };
     assert_eq!(ids(&first), ["s1", "s2"]);

@@ -3,11 +3,11 @@
 
 use super::claims::lease;
 use super::fixtures::*;
-use logoutd_core::ids::{ClientId, SessionId, UserId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::outbox::DeliveryFilter;
-use logoutd_core::session::{Session, SessionClient};
-use logoutd_core::store::Stores;
+use logoutd_core::DeliveryFilter;
+use logoutd_core::Initiator;
+use logoutd_core::Stores;
+use logoutd_core::{ClientId, SessionId, UserId};
+use logoutd_core::{Session, SessionClient};
 use std::collections::BTreeMap;
 
 /// A client entry with an optional sid of its own.

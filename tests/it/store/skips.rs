@@ -2,11 +2,11 @@
 //! and those whose rows wait while they are paused (held).
 
 use super::fixtures::*;
-use logoutd_core::ids::ClientId;
-use logoutd_core::initiator::Initiator;
-use logoutd_core::store::Stores;
-use logoutd_core::terminate::EndReport;
-use logoutd_core::terminate::{ClientNote, SkipReason};
+use logoutd_core::ClientId;
+use logoutd_core::EndReport;
+use logoutd_core::Initiator;
+use logoutd_core::Stores;
+use logoutd_core::{ClientNote, SkipReason};
 
 /// `(client_id, reason, first session, sessions)` of each note.
 fn summary(notes: &[ClientNote]) -> Vec<(String, SkipReason, String, usize)> {
@@ -115,7 +115,7 @@ pub async fn the_expiry_sweep_reports_what_it_skipped(s: Stores) {
     create(&s, &expiring).await;
     let report = s
         .sessions
-        .end_expired(t(2_000), 10, &logoutd_core::ids::EventId::generate())
+        .end_expired(t(2_000), 10, &logoutd_core::EventId::generate())
         .await
         .unwrap();
     assert_eq!((report.sessions_ended, report.deliveries), (1, 1));

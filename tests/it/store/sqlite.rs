@@ -2,18 +2,18 @@
 
 use super::fixtures::*;
 use chrono::Duration;
-use logoutd_core::ids::{ClientId, SessionId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::metadata::MetadataOp;
-use logoutd_core::outbox::{AttemptResult, DeliveryFilter, DeliveryState};
-use logoutd_core::retry::Decision;
-use logoutd_core::store::{self, Stores};
+use logoutd_core::Decision;
+use logoutd_core::Initiator;
+use logoutd_core::MetadataOp;
+use logoutd_core::Stores;
+use logoutd_core::{AttemptResult, DeliveryFilter, DeliveryState};
+use logoutd_core::{ClientId, SessionId, open_store};
 
 #[tokio::test]
 async fn opening_creates_the_file_and_its_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/data/logoutd.db");
-    let stores = store::open(&format!("sqlite://{}", path.display()))
+    let stores = open_store(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
     stores.health.ping().await.unwrap();
@@ -22,7 +22,7 @@ async fn opening_creates_the_file_and_its_directory() {
 
 #[tokio::test]
 async fn in_memory_database_keeps_data_between_calls() {
-    let stores = store::open("sqlite::memory:").await.unwrap();
+    let stores = open_store("sqlite::memory:").await.unwrap();
     one_row(&stores, "s1", t(2_000)).await;
     let claimed = stores
         .queue
@@ -67,7 +67,7 @@ async fn populate(s: &Stores) {
 async fn data_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("logoutd.db").display());
-    let before = store::open(&url).await.unwrap();
+    let before = open_store(&url).await.unwrap();
     populate(&before).await;
     let sessions = [
         before
@@ -93,7 +93,7 @@ async fn data_survives_a_restart() {
         .unwrap();
     drop(before);
 
-    let after = store::open(&url).await.unwrap();
+    let after = open_store(&url).await.unwrap();
     let client = after
         .clients
         .get_client(&ClientId::new("c1"))
@@ -129,7 +129,7 @@ async fn database_files_are_created_private() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let url = format!("sqlite://{}", data.join("logoutd.db").display());
-    let stores = logoutd_core::store::sqlite::SqliteStore::open(&url)
+    let stores = logoutd_core::SqliteStore::open(&url)
         .await
         .unwrap()
         .into_stores();
@@ -183,7 +183,7 @@ async fn a_database_from_before_per_client_sids_upgrades_and_keeps_auth0_s_defau
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("logoutd.db");
     database_before_sids(&path).await;
-    let stores = store::open(&format!("sqlite://{}", path.display()))
+    let stores = open_store(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
     let old = stores

@@ -2,11 +2,11 @@
 
 use super::fixtures::*;
 use futures_util::FutureExt as _;
-use logoutd_core::ids::{ClientId, EventId, SessionId, UserId};
-use logoutd_core::initiator::Initiator;
-use logoutd_core::outbox::{DeliveryFilter, DeliveryState};
-use logoutd_core::store::{StoreError, Stores};
-use logoutd_core::terminate::EndTarget;
+use logoutd_core::EndTarget;
+use logoutd_core::Initiator;
+use logoutd_core::{ClientId, EventId, SessionId, UserId};
+use logoutd_core::{DeliveryFilter, DeliveryState};
+use logoutd_core::{StoreError, Stores};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

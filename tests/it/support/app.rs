@@ -4,13 +4,13 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use chrono::{TimeZone, Utc};
-use logoutd_core::api::{self, AppState};
-use logoutd_core::clock::ManualClock;
-use logoutd_core::ids::Issuer;
-use logoutd_core::keys::KeyRing;
-use logoutd_core::metrics::Metrics;
-use logoutd_core::net_policy::NetPolicy;
-use logoutd_core::store::Stores;
+use logoutd_core::Issuer;
+use logoutd_core::KeyRing;
+use logoutd_core::ManualClock;
+use logoutd_core::Metrics;
+use logoutd_core::NetPolicy;
+use logoutd_core::Stores;
+use logoutd_core::{AppState, DEFAULT_BODY_LIMIT, router};
 use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt as _;
@@ -36,7 +36,7 @@ pub fn start_time() -> chrono::DateTime<Utc> {
 
 impl TestApp {
     pub async fn memory() -> Self {
-        Self::over(logoutd_core::store::open("memory://").await.unwrap(), true)
+        Self::over(logoutd_core::open_store("memory://").await.unwrap(), true)
     }
 
     /// The router over `stores`; `insecure` allows http loopback RP URLs.
@@ -65,14 +65,12 @@ impl TestApp {
                 allow_insecure: insecure,
             },
             clock: clock.clone(),
-            credentials: Arc::new(
-                logoutd_core::api::Credentials::new(Some(API_TOKEN), None).unwrap(),
-            ),
+            credentials: Arc::new(logoutd_core::Credentials::new(Some(API_TOKEN), None).unwrap()),
             metrics,
-            body_limit: api::DEFAULT_BODY_LIMIT,
+            body_limit: DEFAULT_BODY_LIMIT,
         });
         Self {
-            router: api::router(state),
+            router: router(state),
             stores,
             clock,
             keys,

@@ -5,15 +5,15 @@ use super::app::{ISSUER, TestApp, start_time};
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Duration, Utc};
-use logoutd_core::clock::ManualClock;
-use logoutd_core::config::DispatchSettings;
-use logoutd_core::dispatcher::{Dispatcher, DispatcherParts};
-use logoutd_core::ids::{DeliveryId, Issuer, LeaseId};
-use logoutd_core::metrics::Metrics;
-use logoutd_core::net_policy::NetPolicy;
-use logoutd_core::outbox::{AttemptResult, ClaimedDelivery};
-use logoutd_core::sender::{Sender, SenderConfig};
-use logoutd_core::store::{Queue, StoreError, Stores};
+use logoutd_core::DispatchSettings;
+use logoutd_core::ManualClock;
+use logoutd_core::Metrics;
+use logoutd_core::NetPolicy;
+use logoutd_core::{AttemptResult, ClaimedDelivery};
+use logoutd_core::{DeliveryId, Issuer, LeaseId};
+use logoutd_core::{Dispatcher, DispatcherParts};
+use logoutd_core::{Queue, StoreError, Stores};
+use logoutd_core::{Sender, SenderConfig};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -201,7 +201,7 @@ pub fn test_settings() -> (DispatchSettings, SenderConfig) {
 
 impl Harness {
     pub async fn memory() -> Self {
-        let stores = logoutd_core::store::open("memory://").await.unwrap();
+        let stores = logoutd_core::open_store("memory://").await.unwrap();
         Self::over(stores, test_settings()).await
     }
 
@@ -347,6 +347,6 @@ pub trait NowUtc {
 
 impl NowUtc for ManualClock {
     fn now_utc(&self) -> DateTime<Utc> {
-        logoutd_core::clock::Clock::now(self)
+        logoutd_core::Clock::now(self)
     }
 }

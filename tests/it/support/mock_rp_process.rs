@@ -2,7 +2,7 @@
 //! its address read from the `listening on http://ADDR` line it prints on stdout, its
 //! receipts read back from `GET /receipts?format=json`.
 
-use logoutd_core::mock_rp::Receipt;
+use logoutd_core::Receipt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! directory, with its bound address read from the JSON "logoutd listening" log line.
 
 use super::app::API_TOKEN;
-use logoutd_core::outbox::{Delivery, DeliveryFilter};
+use logoutd_core::{Delivery, DeliveryFilter};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -20,7 +20,7 @@ pub fn store_url(dir: &Path) -> String {
 
 /// Every delivery row in the store under `dir`, read directly (after `serve` has exited).
 pub async fn stored_deliveries(dir: &Path) -> Vec<Delivery> {
-    let stores = logoutd_core::store::open(&store_url(dir)).await.unwrap();
+    let stores = logoutd_core::open_store(&store_url(dir)).await.unwrap();
     let mut rows = Vec::new();
     let mut from: Option<String> = None;
     loop {

@@ -83,15 +83,6 @@ impl ApiError {
         )
     }
 
-    /// 413 for a body over the cap.
-    pub fn too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than {limit} bytes"),
-        )
-    }
-
     /// 500 with a generic message; the cause is logged, not returned.
     pub fn internal() -> Self {
         Self::new(

@@ -29,7 +29,7 @@ pub mod openapi;
 mod public;
 mod sessions;
 
-pub use auth::{Credentials, required_scope};
+pub use auth::Credentials;
 pub use error::ApiError;
 
 /// Default cap on request bodies (64 KiB).

@@ -16,10 +16,7 @@ mod validate;
 pub use env::Environment;
 pub use knobs::{Knobs, describe_flags};
 pub use secrets::{ApiToken, StoreUrl};
-pub use validate::{
-    default_max_connections, delivery_nice, millis, parse_issuer, parse_listen, positive,
-    retention, retry_policy, token_lifetime,
-};
+pub use validate::{default_max_connections, parse_issuer};
 
 use crate::ids::Issuer;
 use crate::net_policy::NetPolicy;

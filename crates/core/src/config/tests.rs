@@ -1,7 +1,7 @@
 //! Unit tests of the config: the layers' precedence, the defaults, the checks and the
 //! redacted store URL.
 
-use super::validate::connections_for_descriptors;
+use super::validate::{connections_for_descriptors, delivery_nice, millis};
 use super::*;
 use clap::Parser;
 

@@ -21,10 +21,10 @@ pub fn print_line(args: std::fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! outln {
     () => {
-        $crate::console::print_line(format_args!(""))
+        $crate::print_line(format_args!(""))
     };
     ($($arg:tt)*) => {
-        $crate::console::print_line(format_args!($($arg)*))
+        $crate::print_line(format_args!($($arg)*))
     };
 }
 

@@ -18,8 +18,7 @@ mod attempt;
 mod origin;
 mod recorder;
 
-pub use attempt::{SLOW_LANE_AFTER, describe, mint};
-pub use origin::{HOLD, INITIAL_LIMIT, MAX_DEFER, MIN_DEFER, MIN_LIMIT, MIN_WAITING, origin_of};
+pub use origin::MAX_DEFER;
 
 use crate::clock::SharedClock;
 use crate::config::DispatchSettings;

@@ -49,16 +49,6 @@ pub const HOLD: Duration = Duration::from_millis(500);
 /// Origins remembered before the idle ones are forgotten.
 const PRUNE_ABOVE: usize = 10_000;
 
-/// The origin of a URL: scheme, host and port (RFC 6454).
-pub fn origin_of(url: &Url) -> String {
-    format!(
-        "{}://{}:{}",
-        url.scheme(),
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or(0)
-    )
-}
-
 /// The map key of a URL's origin, a slice of the URL itself (no allocation): the serialized
 /// URL up to its port, which the url crate writes without a default port, so one origin has
 /// one key (a URL with user info gets a key of its own, which only splits its limit).
@@ -298,14 +288,6 @@ mod tests {
             slots.push(slot);
         }
         slots
-    }
-
-    #[test]
-    fn origin_includes_default_port() {
-        let url = Url::parse("https://rp.example.com/logout?x=1").unwrap();
-        assert_eq!(origin_of(&url), "https://rp.example.com:443");
-        let url = Url::parse("http://127.0.0.1:9000/a").unwrap();
-        assert_eq!(origin_of(&url), "http://127.0.0.1:9000");
     }
 
     #[test]

@@ -20,9 +20,9 @@ mod ring;
 mod signer;
 pub mod store;
 
-pub use import::{ImportError, ImportRequest, Imported, import};
+pub use import::{ImportError, ImportRequest, import};
 pub use jwk::{Jwk, Jwks};
-pub use lifecycle::{Activated, activate, generate, rotate, rotate_all};
+pub use lifecycle::{activate, generate, rotate, rotate_all};
 pub use ring::KeyRing;
 pub use signer::{RSA_BITS, SignError, SigningKey};
 

@@ -49,13 +49,9 @@ impl ReplayCache {
     }
 
     /// The number of entries.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.expiry_of.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.expiry_of.is_empty()
     }
 
     fn evict_expired(&mut self, now: i64) {

@@ -34,14 +34,10 @@ mod receipt;
 
 pub use cache::{AttemptCounter, DEFAULT_CACHE_CAPACITY, ReplayCache};
 pub use faults::{DEFAULT_FAIL_STATUS, Fault, Faults};
-pub use handler::RECEIPTS_PATH;
 pub use log::{
-    DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, LogLimits, MEMORY_RECEIPTS,
-    rotated_path,
+    DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, LogLimits, rotated_path,
 };
-pub use receipt::{
-    MAX_INVALID_CLAIM_CHARS, MAX_INVALID_CLAIMS_BYTES, MAX_NOTES, MAX_RECORDED_URL_CHARS, Receipt,
-};
+pub use receipt::Receipt;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::verify::{JwksSource, VerifyOptions};

@@ -14,7 +14,7 @@ mod schedule;
 
 pub use outcome::{Outcome, RpError};
 pub use reason::{GiveUpReason, OtherFailure, Retryable, Terminal};
-pub use rp_text::{MAX_RP_TEXT_CHARS, clean_rp_text, escape_controls, strip_controls};
+pub use rp_text::{clean_rp_text, escape_controls, strip_controls};
 pub use schedule::{backoff_delay, parse_retry_after};
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ mod guard;
 mod http;
 
 pub use guard::{MAX_HEAD_BYTES, MAX_HEADERS};
-pub use http::{ACCEPT_BACKOFF, serve as serve_api};
+pub use http::serve as serve_api;
 
 /// How often the keys directory is checked for rotations made by `logoutd keys rotate`.
 pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);

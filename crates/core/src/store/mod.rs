@@ -34,7 +34,7 @@ pub mod sqlite;
 mod terminate;
 mod traits;
 
-pub use backend::{Backend, Ending, EndingSet, Lane, Tx};
+pub use backend::{Backend, Lane, Tx};
 pub use clients::Clients;
 pub use error::{Page, StoreError};
 pub use sessions::Sessions;

@@ -9,7 +9,7 @@ mod header;
 mod json;
 mod source;
 
-pub use source::{DEFAULT_FETCH_TIMEOUT, DEFAULT_REFETCH_INTERVAL, JwksError, JwksSource};
+pub use source::{DEFAULT_FETCH_TIMEOUT, DEFAULT_REFETCH_INTERVAL, JwksSource};
 
 use crate::alg::SigningAlg;
 use crate::ids::{ClientId, Issuer, Jti, SessionId, UserId};
