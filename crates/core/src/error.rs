@@ -10,7 +10,7 @@ use std::fmt;
 /// an operator needs, and `Display` of the outer error alone drops it. `Chain` writes the
 /// whole chain straight into the formatter, so logging it allocates nothing.
 #[derive(Clone, Copy)]
-pub struct Chain<'a>(pub &'a (dyn Error + 'static));
+pub(crate) struct Chain<'a>(pub &'a (dyn Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -31,7 +31,7 @@ impl fmt::Debug for Chain<'_> {
 }
 
 /// The chain of `err`, for a log field: `tracing::error!(error = %error::chain(&err), ...)`.
-pub fn chain<'a>(err: &'a (dyn Error + 'static)) -> Chain<'a> {
+pub(crate) fn chain<'a>(err: &'a (dyn Error + 'static)) -> Chain<'a> {
     Chain(err)
 }
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Most sessions ended in one transaction.
-pub const SWEEP_BATCH: usize = 500;
+pub(crate) const SWEEP_BATCH: usize = 500;
 /// Longest sleep between looks at the store, the bound on lateness when a wake-up is missed.
-pub const MAX_SLEEP: Duration = Duration::from_secs(5);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// Wait after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Number of random bytes in a generated identifier (128 bits).
-pub const RANDOM_ID_BYTES: usize = 16;
+pub(crate) const RANDOM_ID_BYTES: usize = 16;
 
 /// 256 random bits, base64url encoded (43 characters): for secrets such as API tokens.
 pub fn random_secret() -> String {
@@ -97,13 +97,13 @@ string_id!(
     ClientId, "cli_"
 );
 /// Longest identifier (or display name) a caller may give, in characters.
-pub const MAX_ID_CHARS: usize = 255;
+pub(crate) const MAX_ID_CHARS: usize = 255;
 
 /// Longest `client_id` accepted at registration, in characters.
-pub const MAX_CLIENT_ID_CHARS: usize = 255;
+pub(crate) const MAX_CLIENT_ID_CHARS: usize = 255;
 
 /// The punctuation a registered `client_id` may hold besides ASCII letters and digits.
-pub const CLIENT_ID_PUNCTUATION: &str = "._~:@/+-";
+pub(crate) const CLIENT_ID_PUNCTUATION: &str = "._~:@/+-";
 
 /// An identifier taken from a caller was refused. The message names the field and the rule,
 /// and is what the API answers with.
@@ -136,7 +136,7 @@ impl IdError {
 /// Checks text a caller gives as an identifier or a display name: 1 to [`MAX_ID_CHARS`]
 /// characters, none of them a control character, so it cannot break a log line or a table.
 /// `field` names the request member in the refusal.
-pub fn check_caller_text(field: &'static str, value: &str) -> Result<(), IdError> {
+pub(crate) fn check_caller_text(field: &'static str, value: &str) -> Result<(), IdError> {
     let len = value.chars().count();
     if len == 0 || len > MAX_ID_CHARS || value.chars().any(char::is_control) {
         return Err(IdError::Malformed { field });

@@ -29,6 +29,8 @@
 //! - [`console`]: what the binaries share with their terminal (batched logs, stdout, signals).
 //! - [`error`]: an error with its sources, for the logs of the API and the workers.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod alg;
 mod api;
 mod clients;
@@ -51,6 +53,7 @@ mod retry;
 mod sender;
 mod server;
 mod session;
+#[allow(unreachable_pub)]
 mod store;
 mod terminate;
 mod token;

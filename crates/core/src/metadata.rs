@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// Most key/value pairs a session may carry.
 pub const MAX_PAIRS: usize = 25;
 /// Longest key, in characters.
-pub const MAX_KEY_CHARS: usize = 255;
+pub(crate) const MAX_KEY_CHARS: usize = 255;
 /// Longest value, in Unicode scalar values.
 pub const MAX_VALUE_CHARS: usize = 255;
 
@@ -100,7 +100,7 @@ fn shorten(key: &str) -> String {
 }
 
 /// Checks one key against `[A-Za-z0-9_-]{1,255}`.
-pub fn validate_key(key: &str) -> Result<(), MetadataError> {
+pub(crate) fn validate_key(key: &str) -> Result<(), MetadataError> {
     let ok = !key.is_empty()
         && key.len() <= MAX_KEY_CHARS
         && key
@@ -114,7 +114,7 @@ pub fn validate_key(key: &str) -> Result<(), MetadataError> {
 }
 
 /// Checks one value: its length in Unicode scalar values, and no NUL.
-pub fn validate_value(key: &str, value: &str) -> Result<(), MetadataError> {
+pub(crate) fn validate_value(key: &str, value: &str) -> Result<(), MetadataError> {
     if value.contains('\0') {
         return Err(MetadataError::NulInValue { key: shorten(key) });
     }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use url::{Host, Url};
 
 /// Longest accepted URL, in bytes.
-pub const MAX_URL_LEN: usize = 2048;
+pub(crate) const MAX_URL_LEN: usize = 2048;
 
 /// Why a back-channel logout URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,7 +113,7 @@ fn host_is_public(url: &Url) -> bool {
 /// metadata services), unique-local, site-local, multicast, documentation, benchmarking,
 /// unspecified, 6to4, Teredo and local-use NAT64 addresses. IPv4-mapped and NAT64
 /// well-known-prefix addresses are judged by the IPv4 address they embed.
-pub fn is_public_ip(ip: IpAddr) -> bool {
+pub(crate) fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => special::is_public_v4(v4),
         IpAddr::V6(v6) => special::is_public_v6(v6),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Most rows or sessions deleted in one transaction.
-pub const PRUNE_BATCH: usize = 500;
+pub(crate) const PRUNE_BATCH: usize = 500;
 
 /// What one prune removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -56,7 +56,7 @@ pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport
 }
 
 /// Deletes failed rows last changed before `before`, batch by batch; returns how many.
-pub async fn prune_failed(
+pub(crate) async fn prune_failed(
     outbox: &dyn Housekeeping,
     before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
@@ -72,7 +72,7 @@ pub async fn prune_failed(
 }
 
 /// Prunes at start and then every `interval`, keeping `retention` of history, until shutdown.
-pub async fn run(
+pub(crate) async fn run(
     stores: Stores,
     clock: SharedClock,
     retention: Duration,

@@ -106,7 +106,7 @@ impl Session {
 
 /// `clients` with each client listed once, in first-joining order, merged as
 /// [`Session::join`] does.
-pub fn joined_once(clients: &[SessionClient]) -> Vec<SessionClient> {
+pub(crate) fn joined_once(clients: &[SessionClient]) -> Vec<SessionClient> {
     let mut out = Vec::with_capacity(clients.len());
     for c in clients {
         join(&mut out, c.clone());

@@ -141,7 +141,7 @@ impl ClientNotes {
 /// client's own `sid` when it joined with one. Every other participating client is noted in
 /// `notes` with the reason, and so is a paused client whose row waits. `clients` are the
 /// registrations of the session's clients that exist (deleted ones are simply absent).
-pub fn plan(
+pub(crate) fn plan(
     session: &Session,
     clients: &[RelyingParty],
     initiator: Initiator,
@@ -178,7 +178,7 @@ pub fn plan(
 }
 
 /// [`plan`] for each of `sessions` in order: all their rows, and the notes of all of them.
-pub fn plan_all(
+pub(crate) fn plan_all(
     sessions: &[Session],
     clients: &[RelyingParty],
     initiator: Initiator,

@@ -47,7 +47,7 @@ pub enum MintError {
 }
 
 /// What `Debug` and `Display` of a [`LogoutToken`] print instead of the token.
-pub const REDACTED_TOKEN: &str = "[redacted logout token]";
+pub(crate) const REDACTED_TOKEN: &str = "[redacted logout token]";
 
 /// A minted logout token: the compact JWS sent to one RP.
 ///

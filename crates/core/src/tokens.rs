@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 /// Where `serve` and `logoutd tokens` look for the token file unless told otherwise.
 pub const DEFAULT_TOKENS_FILE: &str = "data/api-tokens.json";
 /// The prefix of every generated token, so that secret scanners can recognise one.
-pub const TOKEN_PREFIX: &str = "ldt_";
+pub(crate) const TOKEN_PREFIX: &str = "ldt_";
 /// The fewest characters a configured (not generated) API token may have outside `--dev`.
-pub const MIN_TOKEN_CHARS: usize = 32;
+pub(crate) const MIN_TOKEN_CHARS: usize = 32;
 
 /// What a token may do. Each scope includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ pub enum TokenFileError {
 }
 
 /// The SHA-256 of a presented or generated token.
-pub fn digest(token: &str) -> [u8; 32] {
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
@@ -232,7 +232,7 @@ impl TokenFile {
 }
 
 /// Whether a configured token is strong enough to guard the API outside `--dev`.
-pub fn check_strength(token: &str) -> Result<(), String> {
+pub(crate) fn check_strength(token: &str) -> Result<(), String> {
     let chars = token.chars().count();
     if chars < MIN_TOKEN_CHARS {
         return Err(format!(

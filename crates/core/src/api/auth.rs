@@ -116,7 +116,7 @@ impl Credentials {
 
 /// The scope a request needs: `read` for `GET` and `HEAD`; `operate` for re-drive, pause,
 /// resume and prune; `admin` for everything else. `path` is relative to `/api/v2`.
-pub fn required_scope(method: &Method, path: &str) -> Scope {
+pub(super) fn required_scope(method: &Method, path: &str) -> Scope {
     if method == Method::GET || method == Method::HEAD {
         return Scope::Read;
     }
@@ -145,7 +145,11 @@ fn guarded_path<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
 
 /// The middleware, around the whole router: under `/api/v2`, 401 without a token we know
 /// (whether or not the route exists) and 403 when its scope is too small.
-pub async fn require_token(State(state): State<Shared>, req: Request, next: Next) -> Response {
+pub(super) async fn require_token(
+    State(state): State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(path) = guarded_path(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };

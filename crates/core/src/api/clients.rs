@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 /// A create or PATCH body. Absent fields keep their current (or default) value.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ClientBody {
+pub(super) struct ClientBody {
     /// The client_id (1-255 characters); generated when absent on create, and cannot change.
     client_id: Option<String>,
     /// Display name (1-255 characters); required on create.
@@ -190,7 +190,7 @@ fn blank(client_id: ClientId, now: DateTime<Utc>) -> RelyingParty {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(state): State<Shared>,
     JsonBody(mut body): JsonBody<ClientBody>,
 ) -> Result<Response, ApiError> {
@@ -217,7 +217,7 @@ pub async fn create(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
+pub(super) struct PageQuery {
     /// Cursor: the `next` of the previous page; omit it for the first page.
     pub from: Option<String>,
     /// Page size: 1 to 100, 50 when omitted.
@@ -227,7 +227,7 @@ pub struct PageQuery {
 
 /// A page of `GET /api/v2/clients`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ClientPage {
+pub(super) struct ClientPage {
     /// Clients in `client_id` order.
     clients: Vec<RelyingParty>,
     /// Cursor of the next page, to pass as `from`; `null` on the last page.
@@ -249,7 +249,7 @@ pub struct ClientPage {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<PageQuery>,
 ) -> Result<Json<ClientPage>, ApiError> {
@@ -289,7 +289,7 @@ async fn load(state: &Shared, id: &str) -> Result<RelyingParty, ApiError> {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn get(
+pub(super) async fn get(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<RelyingParty>, ApiError> {
@@ -314,7 +314,7 @@ pub async fn get(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn update(
+pub(super) async fn update(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
     JsonBody(mut body): JsonBody<ClientBody>,
@@ -361,7 +361,7 @@ async fn save(state: &Shared, client: &RelyingParty) -> Result<(), ApiError> {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -405,7 +405,7 @@ async fn set_paused(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn pause(
+pub(super) async fn pause(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<RelyingParty>, ApiError> {
@@ -427,7 +427,7 @@ pub async fn pause(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn resume(
+pub(super) async fn resume(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<RelyingParty>, ApiError> {

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Only deliveries in this state.
     #[param(value_type = Option<DeliveryState>)]
     state: Option<String>,
@@ -37,7 +37,7 @@ pub struct ListQuery {
 
 /// A page of `GET /api/v2/logout-deliveries`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryPage {
+pub(super) struct DeliveryPage {
     /// Matching deliveries in id order, which is the order they were created in.
     deliveries: Vec<Delivery>,
     /// Cursor of the next page, to pass as `from`; `null` on the last page.
@@ -59,7 +59,7 @@ pub struct DeliveryPage {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
@@ -101,7 +101,7 @@ pub async fn list(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn get(
+pub(super) async fn get(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
@@ -116,7 +116,7 @@ pub async fn get(
 
 /// The 202 body of a re-drive.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Redriven {
+pub(super) struct Redriven {
     /// The delivery.
     id: DeliveryId,
     /// Its new state: `pending`, due at once.
@@ -140,7 +140,7 @@ pub struct Redriven {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn retry(
+pub(super) async fn retry(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
@@ -175,7 +175,7 @@ pub async fn retry(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PruneFailedQuery {
+pub(super) struct PruneFailedQuery {
     /// Delete failed deliveries whose last change is more than this many days old; 0 deletes
     /// every failed delivery.
     older_than_days: u32,
@@ -183,10 +183,10 @@ pub struct PruneFailedQuery {
 
 /// The largest `older_than_days` accepted: a century, far past any retention anyone keeps,
 /// and far from the date arithmetic's limits.
-pub const MAX_PRUNE_DAYS: u32 = 36_500;
+pub(super) const MAX_PRUNE_DAYS: u32 = 36_500;
 /// The body of a prune.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Pruned {
+pub(super) struct Pruned {
     /// Failed deliveries deleted, with their attempt history.
     deleted: u64,
 }
@@ -207,7 +207,7 @@ pub struct Pruned {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn prune_failed(
+pub(super) async fn prune_failed(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<PruneFailedQuery>,
 ) -> Result<Response, ApiError> {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// An API error: a status, a stable machine code and a message safe to show the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable `errorCode`.
@@ -20,7 +20,7 @@ pub struct ApiError {
 
 /// Every error response body, in Auth0's shape.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody<'a> {
+pub(crate) struct ErrorBody<'a> {
     /// The HTTP status, repeated.
     #[serde(rename = "statusCode")]
     #[schema(minimum = 400, maximum = 599, examples(400))]
@@ -42,7 +42,7 @@ pub struct ErrorBody<'a> {
 
 impl ApiError {
     /// An error with an explicit status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -51,22 +51,22 @@ impl ApiError {
     }
 
     /// 400 for a body that breaks a rule.
-    pub fn invalid_body(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_body(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
     }
 
     /// 400 for a query string that breaks a rule.
-    pub fn invalid_query(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_query(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_query_string", message)
     }
 
     /// 400 for a path parameter that breaks a rule.
-    pub fn invalid_path(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_path(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_path", message)
     }
 
     /// 404 for an unknown object.
-    pub fn not_found(what: &str) -> Self {
+    pub(crate) fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -75,7 +75,7 @@ impl ApiError {
     }
 
     /// 401 for a missing or wrong bearer token.
-    pub fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
@@ -84,7 +84,7 @@ impl ApiError {
     }
 
     /// 500 with a generic message; the cause is logged, not returned.
-    pub fn internal() -> Self {
+    pub(crate) fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -94,7 +94,7 @@ impl ApiError {
 
     /// The body in Auth0's shape, as JSON bytes. Also written as is by the connection layer
     /// for the answers it gives before a request reaches the router (431, 503).
-    pub fn body_json(&self) -> Vec<u8> {
+    pub(crate) fn body_json(&self) -> Vec<u8> {
         let body = ErrorBody {
             status_code: self.status.as_u16(),
             error: self.status.canonical_reason().unwrap_or("Error"),
@@ -105,7 +105,7 @@ impl ApiError {
     }
 
     /// Maps a store error for the object named `what` ("session", "client", "delivery").
-    pub fn from_store(err: StoreError, what: &str) -> Self {
+    pub(crate) fn from_store(err: StoreError, what: &str) -> Self {
         match err {
             StoreError::NotFound => Self::not_found(what),
             StoreError::Ended => Self::new(
@@ -131,7 +131,7 @@ impl ApiError {
 }
 
 /// Shortens caller-supplied text before it is echoed in a message.
-pub fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     let short: String = text.chars().take(64).collect();
     format!("{short:?}")
 }

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 /// The 202 answer of every end route.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EndResponse {
+pub(super) struct EndResponse {
     /// The termination event; every delivery it wrote carries it.
     pub event_id: EventId,
     /// Deliveries written (held ones included).
@@ -33,7 +33,7 @@ pub struct EndResponse {
 /// A client an end skipped or holds. A user-wide end lists each (client, reason) once, with
 /// the first session it happened in and in how many.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ClientOutcome {
+pub(super) struct ClientOutcome {
     /// The client.
     pub client_id: ClientId,
     /// `not_subscribed`, `no_url`, `unknown_client`, or `paused` (held).
@@ -119,7 +119,7 @@ async fn end(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn delete_session(
+pub(super) async fn delete_session(
     state: State<Shared>,
     id: PathParams<String>,
 ) -> Result<Response, ApiError> {
@@ -142,7 +142,7 @@ pub async fn delete_session(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn revoke_session(
+pub(super) async fn revoke_session(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
@@ -170,7 +170,7 @@ pub async fn revoke_session(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn delete_user_sessions(
+pub(super) async fn delete_user_sessions(
     State(state): State<Shared>,
     PathParams(user_id): PathParams<String>,
 ) -> Result<Response, ApiError> {
@@ -185,7 +185,7 @@ pub async fn delete_user_sessions(
 /// `POST /api/v2/logout-events` body: one of `session_id` or `user_id`, and an initiator.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EventBody {
+pub(super) struct EventBody {
     /// End this session; give it or `user_id`, not both.
     session_id: Option<String>,
     /// End every active session of this user; give it or `session_id`, not both.
@@ -211,7 +211,7 @@ pub struct EventBody {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(state): State<Shared>,
     JsonBody(body): JsonBody<EventBody>,
 ) -> Result<Response, ApiError> {

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 /// A JSON body parsed with the body-size cap; malformed JSON, wrong types and unknown fields
 /// are all 400 `invalid_body`, and an oversized body is 413.
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -41,7 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
 /// Parses a JSON document into `T`, mapping errors to 400 `invalid_body` whose message names
 /// the offending field and what it should be, never a Rust type (see [`super::json_error`]).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_body(
             "the request body must be a JSON object",
@@ -98,7 +98,7 @@ fn bytes_rejection(rejection: BytesRejection) -> ApiError {
 }
 
 /// Path parameters; a rejection is 400 `invalid_path`.
-pub struct PathParams<T>(pub T);
+pub(crate) struct PathParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
     type Rejection = ApiError;
@@ -112,7 +112,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
 }
 
 /// Query parameters (unknown ones refused by `T`); a rejection is 400 `invalid_query_string`.
-pub struct QueryParams<T>(pub T);
+pub(crate) struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;

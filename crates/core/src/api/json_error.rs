@@ -14,7 +14,7 @@ const MAX_CHARS: usize = 300;
 /// The caller-facing text of a data error (the JSON was well formed but did not fit `T`):
 /// the path of the offending value when it is not the whole body, then serde's message with
 /// Rust type names replaced.
-pub fn describe_data<T: DeserializeOwned>(path: &str, err: &serde_json::Error) -> String {
+pub(super) fn describe_data<T: DeserializeOwned>(path: &str, err: &serde_json::Error) -> String {
     let mut message = plain(err);
     let whole_body = path == "." || path.is_empty();
     if whole_body && let Some(fields) = field_names::<T>() {
@@ -29,7 +29,7 @@ pub fn describe_data<T: DeserializeOwned>(path: &str, err: &serde_json::Error) -
 }
 
 /// The caller-facing text of a syntax error: serde's message with its position.
-pub fn describe_syntax(err: &serde_json::Error) -> String {
+pub(super) fn describe_syntax(err: &serde_json::Error) -> String {
     shorten(err.to_string())
 }
 

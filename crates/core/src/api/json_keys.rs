@@ -10,7 +10,7 @@ use std::fmt;
 
 /// The first key repeated within one object of `bytes`, at any depth. Malformed JSON yields
 /// `None`: the real parser reports it with its own message.
-pub fn first_duplicate_key(bytes: &[u8]) -> Option<String> {
+pub(super) fn first_duplicate_key(bytes: &[u8]) -> Option<String> {
     let found = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let _ = Walk { found: &found }.deserialize(&mut de);

@@ -20,17 +20,17 @@ use utoipa_axum::routes;
 mod auth;
 mod clients;
 mod deliveries;
-pub mod error;
+pub(crate) mod error;
 mod events;
-pub mod extract;
+pub(crate) mod extract;
 mod json_error;
 mod json_keys;
-pub mod openapi;
+pub(crate) mod openapi;
 mod public;
 mod sessions;
 
 pub use auth::Credentials;
-pub use error::ApiError;
+pub(crate) use error::ApiError;
 
 /// Default cap on request bodies (64 KiB).
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -60,7 +60,7 @@ pub struct AppState {
 }
 
 /// Shared handler state.
-pub type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
 impl AppState {
     /// Now, truncated to the store's millisecond precision.
@@ -146,7 +146,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// Validates a `take` query parameter.
-pub fn page_size(take: Option<usize>) -> Result<usize, ApiError> {
+pub(crate) fn page_size(take: Option<usize>) -> Result<usize, ApiError> {
     match take {
         None => Ok(DEFAULT_TAKE),
         Some(n) if (1..=MAX_TAKE).contains(&n) => Ok(n),

@@ -150,7 +150,7 @@ static RENDERED: LazyLock<Result<String, String>> =
         (status = 500, response = InternalError),
     )
 )]
-pub async fn serve() -> Response {
+pub(crate) async fn serve() -> Response {
     match &*RENDERED {
         Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text.clone()).into_response(),
         Err(err) => {
@@ -162,7 +162,7 @@ pub async fn serve() -> Response {
 
 /// The JWK Set of `/.well-known/jwks.json` (RFC 7517 §5). Described by hand because the key
 /// types belong to the key store, which keeps no schema of its own.
-pub struct JwkSet;
+pub(crate) struct JwkSet;
 
 impl PartialSchema for JwkSet {
     fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
@@ -219,7 +219,7 @@ fn error_response(description: String) -> utoipa::openapi::Response {
 macro_rules! error_response {
     ($(#[$doc:meta])* $name:ident, $description:expr) => {
         $(#[$doc])*
-        pub struct $name;
+        pub(crate) struct $name;
 
         impl<'r> ToResponse<'r> for $name {
             fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
@@ -275,7 +275,7 @@ error_response!(
 );
 
 /// 401: no bearer token, or the wrong one.
-pub struct Unauthorized;
+pub(crate) struct Unauthorized;
 
 impl<'r> ToResponse<'r> for Unauthorized {
     fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 /// The discovery document: the members an RP needs for back-channel logout (OpenID Connect
 /// Back-Channel Logout 1.0 §2.1).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Discovery {
+pub(super) struct Discovery {
     /// The `iss` of every logout token.
     issuer: String,
     /// Where the signing keys are published.
@@ -38,7 +38,7 @@ pub struct Discovery {
             body = Discovery),
     )
 )]
-pub async fn discovery(State(state): State<Shared>) -> Response {
+pub(super) async fn discovery(State(state): State<Shared>) -> Response {
     let issuer = state.issuer.as_str();
     let body = Discovery {
         issuer: issuer.to_owned(),
@@ -62,7 +62,7 @@ pub async fn discovery(State(state): State<Shared>) -> Response {
             content_type = "application/jwk-set+json", body = JwkSet),
     )
 )]
-pub async fn jwks(State(state): State<Shared>) -> Response {
+pub(super) async fn jwks(State(state): State<Shared>) -> Response {
     let body = state.keys.current().jwks(state.clock.now());
     let mut response = Json(body).into_response();
     response.headers_mut().insert(
@@ -82,7 +82,7 @@ fn cacheable(mut response: Response) -> Response {
 
 /// The body of the health and readiness checks.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
+pub(super) struct Health {
     /// `ok` from `/healthz`, `ready` from `/readyz`.
     #[schema(examples("ok", "ready"))]
     status: &'static str,
@@ -97,7 +97,7 @@ pub struct Health {
     summary = "Liveness",
     responses((status = 200, description = "The process is alive: `ok`", body = Health))
 )]
-pub async fn healthz() -> Response {
+pub(super) async fn healthz() -> Response {
     Json(Health { status: "ok" }).into_response()
 }
 
@@ -114,7 +114,7 @@ pub async fn healthz() -> Response {
             body = super::error::ErrorBody),
     )
 )]
-pub async fn readyz(State(state): State<Shared>) -> Response {
+pub(super) async fn readyz(State(state): State<Shared>) -> Response {
     match state.stores.health.ping().await {
         Ok(()) => Json(Health { status: "ready" }).into_response(),
         Err(err) => {
@@ -143,7 +143,7 @@ pub async fn readyz(State(state): State<Shared>) -> Response {
             body = String),
     )
 )]
-pub async fn metrics(State(state): State<Shared>) -> Response {
+pub(super) async fn metrics(State(state): State<Shared>) -> Response {
     let now = state.clock.now();
     match state.stores.deliveries.stats(now).await {
         Ok(stats) => state.metrics.set_outbox(&stats, now),
@@ -163,12 +163,12 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
 }
 
 /// Unknown route.
-pub async fn not_found() -> ApiError {
+pub(super) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
 /// Known route, wrong method.
-pub async fn method_not_allowed() -> ApiError {
+pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Longest accepted device field (IP or user agent), in characters.
-pub const MAX_DEVICE_FIELD_CHARS: usize = 1024;
+pub(super) const MAX_DEVICE_FIELD_CHARS: usize = 1024;
 
 /// `POST /api/v2/sessions` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateBody {
+pub(super) struct CreateBody {
     /// The session id (1-255 characters); generated with 128 random bits when absent.
     id: Option<String>,
     /// The user (1-255 characters).
@@ -51,7 +51,7 @@ pub struct CreateBody {
 /// gives each RP its own.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ClientRef {
+pub(super) struct ClientRef {
     /// A registered client's `client_id`.
     client_id: String,
     /// The `sid` of this RP's ID token, when the IdP gives each RP its own; its logout
@@ -148,7 +148,7 @@ impl CreateBody {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(state): State<Shared>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
@@ -178,7 +178,7 @@ pub async fn create(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn get(
+pub(super) async fn get(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Session>, ApiError> {
@@ -210,7 +210,7 @@ pub async fn get(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn add_client(
+pub(super) async fn add_client(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<ClientRef>,
@@ -245,7 +245,7 @@ async fn change_metadata(
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "only describes the body; it is never built")]
-pub struct MetadataPatch {
+pub(super) struct MetadataPatch {
     /// The new metadata, replacing all of it; `null` or `{}` clears it.
     #[schema(required = true)]
     session_metadata: Option<SessionMetadata>,
@@ -269,7 +269,7 @@ pub struct MetadataPatch {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn patch(
+pub(super) async fn patch(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
@@ -291,7 +291,7 @@ pub async fn patch(
 /// `PUT /api/v2/sessions/{id}/metadata/{key}` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ValueBody {
+pub(super) struct ValueBody {
     /// The value: at most 255 Unicode scalar values.
     #[schema(max_length = 255)]
     value: String,
@@ -318,7 +318,7 @@ pub struct ValueBody {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn set_metadata(
+pub(super) async fn set_metadata(
     State(state): State<Shared>,
     PathParams((id, key)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<ValueBody>,
@@ -352,7 +352,7 @@ pub async fn set_metadata(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn delete_metadata(
+pub(super) async fn delete_metadata(
     State(state): State<Shared>,
     PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<Json<Session>, ApiError> {
@@ -376,7 +376,7 @@ pub async fn delete_metadata(
         (status = 500, response = InternalError),
     )
 )]
-pub async fn evict_metadata(
+pub(super) async fn evict_metadata(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Session>, ApiError> {
@@ -385,7 +385,7 @@ pub async fn evict_metadata(
 
 /// A page of `GET /api/v2/users/{user_id}/sessions`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionPage {
+pub(super) struct SessionPage {
     /// The user's active sessions, in session id order.
     sessions: Vec<Session>,
     /// Cursor of the next page, to pass as `from`; `null` on the last page.
@@ -407,7 +407,7 @@ pub struct SessionPage {
         (status = 500, response = InternalError),
     )
 )]
-pub async fn list_for_user(
+pub(super) async fn list_for_user(
     State(state): State<Shared>,
     PathParams(user_id): PathParams<String>,
     QueryParams(query): QueryParams<PageQuery>,

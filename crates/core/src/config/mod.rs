@@ -15,7 +15,8 @@ mod validate;
 
 pub use env::Environment;
 pub use knobs::{Knobs, describe_flags};
-pub use secrets::{ApiToken, StoreUrl};
+pub use secrets::ApiToken;
+pub(crate) use secrets::StoreUrl;
 pub use validate::{default_max_connections, parse_issuer};
 
 use crate::ids::Issuer;
@@ -29,21 +30,21 @@ use std::time::Duration;
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default store: the embedded SQLite database.
-pub const DEFAULT_STORE: &str = "sqlite://data/logoutd.db";
+pub(crate) const DEFAULT_STORE: &str = "sqlite://data/logoutd.db";
 /// Default keys directory.
-pub const DEFAULT_KEYS_DIR: &str = "keys";
+pub(crate) const DEFAULT_KEYS_DIR: &str = "keys";
 /// Default config file, read when present.
 pub const DEFAULT_CONFIG_FILE: &str = "logoutd.toml";
 /// Default claim lease: a crashed worker's rows come back after this long.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Default cap on attempts in flight across all RPs.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Default cap on attempts in flight to one RP origin (scheme, host, port).
 pub const DEFAULT_MAX_PER_ORIGIN: usize = 64;
 /// How much nicer the delivery threads (signing and POSTs) run than the API and the store's
 /// threads: 10. Signing is the bulk of the CPU during a mass logout; at a lower priority it
 /// gives way to API requests at once, and still uses every core they leave idle.
-pub const DEFAULT_DELIVERY_NICE: i32 = 10;
+pub(crate) const DEFAULT_DELIVERY_NICE: i32 = 10;
 /// Default time a client has to send a request's headers: from its connection to the end of
 /// its first request's headers, and on a kept-alive connection from a request's first byte to
 /// the end of its headers. Well under the 10 s in which the API must answer again after a
@@ -51,26 +52,26 @@ pub const DEFAULT_DELIVERY_NICE: i32 = 10;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time a kept-alive API connection may wait for its next request; a response the
 /// client does not read for this long also closes the connection.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default time a request's body has to arrive, counted from the end of its headers (bodies
 /// are at most 64 KiB by default).
-pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most API connections open at once by default, whatever the descriptor limit allows.
 pub const MAX_CONNECTIONS_CEILING: usize = 4096;
 /// Fewest API connections by default, however low the descriptor limit.
 pub const MAX_CONNECTIONS_FLOOR: usize = 16;
 /// Largest connection cap accepted from the configuration.
-pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+pub(crate) const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 /// Default time `serve` waits for API connections to finish after SIGTERM before it closes
 /// the rest; delivery attempts in flight are finished or handed back regardless.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default age after which delivered and cancelled rows and ended sessions are pruned.
-pub const DEFAULT_RETENTION_DAYS: u64 = 7;
+pub(crate) const DEFAULT_RETENTION_DAYS: u64 = 7;
 /// Whether sessions past their `expires_at` or `idle_expires_at` are ended by default (with
 /// `session-expired`).
-pub const DEFAULT_EXPIRY_SWEEP: bool = true;
+pub(crate) const DEFAULT_EXPIRY_SWEEP: bool = true;
 /// How often the pruner runs.
-pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]

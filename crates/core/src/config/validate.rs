@@ -187,7 +187,7 @@ fn api_token(
 }
 
 /// Checks a delivery niceness: 0 (the API's priority) to 19 (the lowest).
-pub fn delivery_nice(value: Option<i32>) -> Result<i32, ConfigError> {
+pub(super) fn delivery_nice(value: Option<i32>) -> Result<i32, ConfigError> {
     let nice = value.unwrap_or(DEFAULT_DELIVERY_NICE);
     if !(0..=19).contains(&nice) {
         return Err(invalid("delivery_nice", "must be between 0 and 19"));
@@ -196,7 +196,7 @@ pub fn delivery_nice(value: Option<i32>) -> Result<i32, ConfigError> {
 }
 
 /// Checks a retention age in days: at least one.
-pub fn retention(days: Option<u64>) -> Result<Duration, ConfigError> {
+pub(super) fn retention(days: Option<u64>) -> Result<Duration, ConfigError> {
     let days = days.unwrap_or(DEFAULT_RETENTION_DAYS);
     if days == 0 {
         return Err(invalid("retention_days", "must be at least 1"));
@@ -214,7 +214,7 @@ fn invalid(name: &'static str, reason: impl fmt::Display) -> ConfigError {
 }
 
 /// Parses a listen address.
-pub fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
+pub(super) fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
     raw.parse()
         .map_err(|_| invalid("listen", format!("{raw:?} is not an IP:port address")))
 }
@@ -235,7 +235,7 @@ pub fn parse_issuer(raw: &str) -> Result<Issuer, ConfigError> {
 }
 
 /// Builds the retry policy from optional overrides.
-pub fn retry_policy(
+pub(super) fn retry_policy(
     base_ms: Option<u64>,
     cap_ms: Option<u64>,
     max_attempts: Option<u32>,
@@ -253,7 +253,7 @@ pub fn retry_policy(
 
 /// Checks a token lifetime: 1 s to [`token::MAX_LIFETIME_SECS`], by default
 /// [`token::DEFAULT_LIFETIME_SECS`].
-pub fn token_lifetime(secs: Option<u64>) -> Result<Duration, ConfigError> {
+pub(super) fn token_lifetime(secs: Option<u64>) -> Result<Duration, ConfigError> {
     const MAX: u64 = token::MAX_LIFETIME_SECS.unsigned_abs();
     let secs = secs.unwrap_or(token::DEFAULT_LIFETIME_SECS.unsigned_abs());
     if !(1..=MAX).contains(&secs) {
@@ -266,7 +266,7 @@ pub fn token_lifetime(secs: Option<u64>) -> Result<Duration, ConfigError> {
 }
 
 /// A duration in milliseconds that must be at least 1 ms: `value`, else `default`.
-pub fn millis(
+pub(super) fn millis(
     name: &'static str,
     value: Option<u64>,
     default: Duration,
@@ -279,7 +279,7 @@ pub fn millis(
 }
 
 /// Checks a count that must be at least one.
-pub fn positive(name: &'static str, value: usize) -> Result<usize, ConfigError> {
+pub(super) fn positive(name: &'static str, value: usize) -> Result<usize, ConfigError> {
     if value == 0 {
         return Err(invalid(name, "must be at least 1"));
     }

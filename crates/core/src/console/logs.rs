@@ -19,11 +19,11 @@ use std::sync::{Condvar, Mutex, MutexGuard, Once};
 use std::time::Duration;
 
 /// Longest time a line waits in memory.
-pub const INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const INTERVAL: Duration = Duration::from_millis(20);
 /// Waiting bytes that wake the flusher before its interval is up.
-pub const HIGH_WATER: usize = 64 * 1024;
+pub(crate) const HIGH_WATER: usize = 64 * 1024;
 /// Waiting bytes at which the logging thread writes them itself.
-pub const CAP: usize = 4 * 1024 * 1024;
+pub(crate) const CAP: usize = 4 * 1024 * 1024;
 
 /// Lines waiting for the flusher.
 struct Batcher {
@@ -103,12 +103,12 @@ impl Batcher {
 
 /// The writer handed to the `tracing` formatter: each event arrives as one `write_all`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BatchedStderr;
+pub(crate) struct BatchedStderr;
 
 impl BatchedStderr {
     /// Starts the flusher thread (once) and returns the writer. Without a flusher, every line
     /// is written as it comes.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         START.call_once(|| {
             let started = std::thread::Builder::new()
                 .name("logoutd-logs".into())
@@ -149,7 +149,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStderr {
 }
 
 /// Writes every waiting line now.
-pub fn flush() {
+pub(crate) fn flush() {
     // A log line that cannot be written has nowhere else to go.
     let _ = LOGS.write_out(&mut io::stderr().lock());
 }

@@ -1,7 +1,7 @@
 //! What the `logoutd` binaries share with their terminal: logs to stderr in batches, lines to
 //! stdout that never panic, and the signal that stops a long-running command.
 
-pub mod logs;
+pub(crate) mod logs;
 
 /// Writes one line to stdout. A closed pipe (`logoutd keys jwks | head`) ends the process
 /// quietly with the conventional status 141 instead of a panic; other write errors are

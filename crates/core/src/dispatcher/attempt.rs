@@ -21,12 +21,12 @@ use tokio::sync::mpsc::Sender as ResultTx;
 
 /// How long an attempt may hold a fast-lane slot before it moves to the slow lane: 1 s, far
 /// above a healthy RP's answer (milliseconds) and well below the attempt timeout (5 s).
-pub const SLOW_LANE_AFTER: Duration = Duration::from_secs(1);
+pub(super) const SLOW_LANE_AFTER: Duration = Duration::from_secs(1);
 
 /// Mints the logout token for one attempt (OIDC Back-Channel Logout 1.0 §2.4): a new `jti`,
 /// `iat` and `exp`, the current key for the client's alg, the client's `typ`, `sub` and
 /// `sid` (the client's own sid in the session when it joined with one), and `session_metadata` only for clients that opted in (omitted when empty).
-pub fn mint(
+pub(super) fn mint(
     inner: &Inner,
     row: &ClaimedDelivery,
     now: DateTime<Utc>,
@@ -51,7 +51,7 @@ pub fn mint(
 }
 
 /// Runs one admitted row to a recorded result (or hands it back on shutdown).
-pub async fn run(
+pub(super) async fn run(
     inner: Arc<Inner>,
     row: ClaimedDelivery,
     mut slot: OwnedSemaphorePermit,
@@ -75,7 +75,7 @@ pub async fn run(
 /// Waits (briefly, holding only `place` among the rows that wait) for a slot of the row's
 /// origin and then for a global slot, and runs the attempt; hands the row back if the origin
 /// stays full or on shutdown.
-pub async fn run_after_wait(
+pub(super) async fn run_after_wait(
     inner: Arc<Inner>,
     row: ClaimedDelivery,
     wait: OriginWait,
@@ -213,7 +213,7 @@ async fn attempt(
 /// The status and error text an attempt record keeps. The RP's own text was cleaned when
 /// the sender read it; control characters are stripped here from every kind of message
 /// (transport errors can quote a peer, such as a certificate name) before it is stored.
-pub fn describe(outcome: &Outcome) -> (Option<u16>, Option<String>) {
+pub(super) fn describe(outcome: &Outcome) -> (Option<u16>, Option<String>) {
     let (status, text) = describe_raw(outcome);
     (status, text.map(|text| retry::strip_controls(&text)))
 }
@@ -240,7 +240,7 @@ fn describe_raw(outcome: &Outcome) -> (Option<u16>, Option<String>) {
 }
 
 /// The metric label of a decision.
-pub fn outcome_label(decision: &Decision) -> &'static str {
+pub(super) fn outcome_label(decision: &Decision) -> &'static str {
     match decision {
         Decision::Delivered => "delivered",
         Decision::RetryAt(_) => "retry",

@@ -38,7 +38,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Most rows claimed in one round trip.
-pub const CLAIM_BATCH: usize = 128;
+pub(crate) const CLAIM_BATCH: usize = 128;
 
 /// Free slots worth a claim while attempts are in flight: a quarter of the in-flight cap.
 fn claim_step(max_in_flight: usize) -> u32 {
@@ -69,7 +69,7 @@ pub struct DispatcherParts {
 }
 
 /// State shared by the loop and its attempt tasks.
-pub struct Inner {
+pub(crate) struct Inner {
     outbox: Arc<dyn Queue>,
     keys: Arc<KeyRing>,
     sender: Sender,

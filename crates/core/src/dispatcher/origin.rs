@@ -33,19 +33,19 @@ use tokio::time::Instant;
 use url::{Position, Url};
 
 /// Attempts in flight a new origin may have.
-pub const INITIAL_LIMIT: u32 = 4;
+pub(super) const INITIAL_LIMIT: u32 = 4;
 /// Fewest attempts in flight an origin is ever limited to.
-pub const MIN_LIMIT: u32 = 1;
+pub(super) const MIN_LIMIT: u32 = 1;
 /// Shortest delay before a row of a full origin is due again.
-pub const MIN_DEFER: Duration = Duration::from_millis(20);
+pub(super) const MIN_DEFER: Duration = Duration::from_millis(20);
 /// Longest delay before a row of a full origin is due again.
 pub const MAX_DEFER: Duration = Duration::from_secs(10);
 /// Rows that may wait in memory for a moving origin even while its limit is lower: enough
 /// for the rows of a new origin claimed before its first answers raise its limit.
-pub const MIN_WAITING: u32 = 16;
+pub(super) const MIN_WAITING: u32 = 16;
 /// Longest a claimed row waits in memory for its origin (which must have moved this
 /// recently for the row to wait at all); it is then handed back to the outbox.
-pub const HOLD: Duration = Duration::from_millis(500);
+pub(super) const HOLD: Duration = Duration::from_millis(500);
 /// Origins remembered before the idle ones are forgotten.
 const PRUNE_ABOVE: usize = 10_000;
 
@@ -58,7 +58,7 @@ fn origin_key(url: &Url) -> &str {
 
 /// How an attempt ended, as far as its origin's limit is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(super) enum Signal {
     /// The origin answered (any status but 429 and 503): raise the limit by one.
     Answered,
     /// A timeout, 429 or 503: halve the limit.
@@ -119,13 +119,13 @@ impl Origin {
 
 /// An admitted attempt's place in its origin; gives it back when dropped.
 #[derive(Debug)]
-pub struct OriginSlot {
+pub(super) struct OriginSlot {
     origin: Arc<Origin>,
 }
 
 impl OriginSlot {
     /// Adjusts the origin's limit to how the attempt ended.
-    pub fn record(&self, signal: Signal) {
+    pub(super) fn record(&self, signal: Signal) {
         let origin = &self.origin;
         let _ =
             origin
@@ -148,14 +148,14 @@ impl Drop for OriginSlot {
 
 /// A row's place in the short queue of a full origin; leaves it when dropped.
 #[derive(Debug)]
-pub struct OriginWait {
+pub(super) struct OriginWait {
     origin: Arc<Origin>,
 }
 
 impl OriginWait {
     /// A slot of the origin, once one of its attempts has ended, if that takes at most
     /// [`HOLD`]; `Err` with the delay to hand the row back with otherwise.
-    pub async fn admitted(self) -> Result<OriginSlot, Duration> {
+    pub(super) async fn admitted(self) -> Result<OriginSlot, Duration> {
         let deadline = Instant::now() + HOLD;
         loop {
             let freed = self.origin.freed.notified();
@@ -181,7 +181,7 @@ impl Drop for OriginWait {
 
 /// What [`Origins::admit`] decided for one row.
 #[derive(Debug)]
-pub enum Admission {
+pub(super) enum Admission {
     /// The attempt may start; it holds this slot until it ends.
     Admitted(OriginSlot),
     /// The origin is full but moving: the row may wait for a slot.
@@ -192,7 +192,7 @@ pub enum Admission {
 
 /// The origins the claim loop has seen, with their learned limits.
 #[derive(Debug)]
-pub struct Origins {
+pub(super) struct Origins {
     max: u32,
     epoch: Instant,
     map: HashMap<Box<str>, Arc<Origin>>,
@@ -200,7 +200,7 @@ pub struct Origins {
 
 impl Origins {
     /// At most `max_per_origin` attempts in flight per origin.
-    pub fn new(max_per_origin: usize) -> Self {
+    pub(super) fn new(max_per_origin: usize) -> Self {
         Self {
             max: u32::try_from(max_per_origin.max(1)).unwrap_or(u32::MAX),
             epoch: Instant::now(),
@@ -213,7 +213,7 @@ impl Origins {
     /// least [`MIN_WAITING`]) wait already; else it should be due again after as long as the
     /// origin has been stuck (since it last admitted or finished an attempt; see
     /// `Origin::defer`): a hung origin's rows come back ever more rarely.
-    pub fn admit(&mut self, url: &Url, now: Instant) -> Admission {
+    pub(super) fn admit(&mut self, url: &Url, now: Instant) -> Admission {
         let origin = self.origin(url, now);
         if let Some(slot) = origin.try_admit(now) {
             return Admission::Admitted(slot);

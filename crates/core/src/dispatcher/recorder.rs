@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
 /// Most results written in one call.
-pub const BATCH: usize = 64;
+pub(super) const BATCH: usize = 64;
 /// Results queued for the recorder before attempts wait to hand theirs over: room for what
 /// arrives during one linger at the fastest delivery rates.
-pub const CHANNEL: usize = BATCH * 8;
+pub(super) const CHANNEL: usize = BATCH * 8;
 /// How long a short batch waits for more results before it is written. Every write
 /// transaction costs the pages it touches, however few rows it carries; a crash meanwhile only
 /// means the rows are delivered again when their leases expire.
@@ -27,7 +27,7 @@ const WRITE_TRIES: u32 = 8;
 /// waiting on the channel is woken by every result sent, and each wake-up can cost a thread
 /// hand-off on a core that is busy signing. Results that arrive meanwhile are taken without
 /// waiting once the timer fires; a backlog is written in full batches with no lingering.
-pub async fn run(outbox: Arc<dyn Queue>, mut results: Receiver<AttemptResult>) {
+pub(super) async fn run(outbox: Arc<dyn Queue>, mut results: Receiver<AttemptResult>) {
     let mut batch = Vec::with_capacity(BATCH);
     while results.recv_many(&mut batch, BATCH).await > 0 {
         if batch.len() < BATCH {

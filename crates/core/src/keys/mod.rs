@@ -18,13 +18,16 @@ mod jwk;
 mod lifecycle;
 mod ring;
 mod signer;
-pub mod store;
+pub(crate) mod store;
 
-pub use import::{ImportError, ImportRequest, import};
-pub use jwk::{Jwk, Jwks};
+pub(crate) use import::ImportError;
+pub use import::{ImportRequest, import};
+pub(crate) use jwk::Jwk;
+pub use jwk::Jwks;
 pub use lifecycle::{activate, generate, rotate, rotate_all};
 pub use ring::KeyRing;
-pub use signer::{RSA_BITS, SignError, SigningKey};
+pub(crate) use signer::RSA_BITS;
+pub use signer::{SignError, SigningKey};
 
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::ids::KeyId;
@@ -35,7 +38,7 @@ use store::{KeyEntry, Manifest};
 
 /// Extra time a retired key stays published beyond the longest token lifetime, in seconds,
 /// to cover clock skew and delivery latency.
-pub const RETIRED_MARGIN_SECS: i64 = 300;
+pub(crate) const RETIRED_MARGIN_SECS: i64 = 300;
 /// How long a retired key stays in the JWKS after it stops signing, in seconds.
 pub const RETIRED_GRACE_SECS: i64 = MAX_LIFETIME_SECS + RETIRED_MARGIN_SECS;
 

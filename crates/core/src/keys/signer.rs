@@ -111,7 +111,7 @@ fn encoded_header(alg: SigningAlg, typ: TokenTyp, kid: &KeyId) -> String {
 
 /// The RSA modulus sizes logoutd signs with: 2048 bits at least (RFC 7518 §3.3), and at most
 /// what aws-lc-rs accepts.
-pub const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+pub(crate) const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
 fn rejected(alg: SigningAlg, err: impl fmt::Display) -> KeyError {
     KeyError::Invalid(format!("not a usable {alg} PKCS#8 private key: {err}"))

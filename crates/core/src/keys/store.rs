@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// The manifest's file name inside the keys directory.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 
 /// One key's record in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ impl Manifest {
 }
 
 /// Reads the manifest's raw bytes; `None` when the directory has no manifest yet.
-pub fn read_manifest_bytes(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
+pub(crate) fn read_manifest_bytes(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
     let path = dir.join(MANIFEST_FILE);
     match fs::read(&path) {
         Ok(bytes) => Ok(Some(bytes)),
@@ -128,7 +128,7 @@ pub fn read_manifest_bytes(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
 }
 
 /// Parses manifest bytes.
-pub fn parse_manifest(dir: &Path, bytes: &[u8]) -> Result<Manifest, KeyError> {
+pub(crate) fn parse_manifest(dir: &Path, bytes: &[u8]) -> Result<Manifest, KeyError> {
     serde_json::from_slice(bytes).map_err(|err| KeyError::Manifest {
         path: dir.join(MANIFEST_FILE),
         reason: err.to_string(),
@@ -184,7 +184,7 @@ pub fn check_permissions(dir: &Path) -> Result<(), KeyError> {
 }
 
 /// Creates the keys directory (mode 0700) if it does not exist.
-pub fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -193,7 +193,7 @@ pub fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
 }
 
 /// Writes `bytes` to a new file created with mode 0600; fails if the file exists.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -206,7 +206,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 }
 
 /// Replaces the manifest atomically.
-pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), KeyError> {
+pub(crate) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), KeyError> {
     let mut text = serde_json::to_vec_pretty(manifest).map_err(|err| KeyError::Manifest {
         path: dir.join(MANIFEST_FILE),
         reason: err.to_string(),
@@ -222,7 +222,10 @@ pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), KeyError> {
 }
 
 /// Reads one key file.
-pub fn read_key_file(dir: &Path, entry: &KeyEntry) -> Result<zeroize::Zeroizing<String>, KeyError> {
+pub(crate) fn read_key_file(
+    dir: &Path,
+    entry: &KeyEntry,
+) -> Result<zeroize::Zeroizing<String>, KeyError> {
     let path = dir.join(entry.file_name());
     fs::read_to_string(&path)
         .map(zeroize::Zeroizing::new)

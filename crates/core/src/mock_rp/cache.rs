@@ -4,14 +4,14 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Default cap on the entries of each cache.
-pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
+pub(crate) const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 /// The `jti`s of accepted tokens, each kept until its token's `exp` plus leeway.
 ///
 /// Expired entries are evicted on every insert; past the capacity, the entry closest to
 /// expiry (in practice the oldest) is evicted.
 #[derive(Debug)]
-pub struct ReplayCache {
+pub(crate) struct ReplayCache {
     capacity: usize,
     expiry_of: HashMap<String, i64>,
     by_expiry: BTreeSet<(i64, String)>,
@@ -19,7 +19,7 @@ pub struct ReplayCache {
 
 impl ReplayCache {
     /// An empty cache holding at most `capacity` entries (at least one).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
             expiry_of: HashMap::new(),
@@ -28,12 +28,12 @@ impl ReplayCache {
     }
 
     /// True when `jti` was accepted before and has not expired at `now` (Unix seconds).
-    pub fn contains(&self, jti: &str, now: i64) -> bool {
+    pub(crate) fn contains(&self, jti: &str, now: i64) -> bool {
         self.expiry_of.get(jti).is_some_and(|expiry| *expiry > now)
     }
 
     /// Remembers `jti` until `expiry` (Unix seconds), evicting what has expired at `now`.
-    pub fn insert(&mut self, jti: &str, expiry: i64, now: i64) {
+    pub(crate) fn insert(&mut self, jti: &str, expiry: i64, now: i64) {
         self.evict_expired(now);
         if let Some(old) = self.expiry_of.remove(jti) {
             self.by_expiry.remove(&(old, jti.to_owned()));
@@ -72,7 +72,7 @@ impl ReplayCache {
 /// Keys come from tokens that may not have passed validation, so each is kept as its
 /// SHA-256 digest: 32 bytes per entry however long the claim.
 #[derive(Debug)]
-pub struct AttemptCounter {
+pub(crate) struct AttemptCounter {
     capacity: usize,
     counts: HashMap<KeyDigest, u64>,
     order: VecDeque<KeyDigest>,
@@ -89,7 +89,7 @@ fn key_digest(key: &str) -> KeyDigest {
 
 impl AttemptCounter {
     /// An empty counter holding at most `capacity` keys (at least one).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
             counts: HashMap::new(),
@@ -98,7 +98,7 @@ impl AttemptCounter {
     }
 
     /// Counts one more request for `key` and returns the 1-based count.
-    pub fn next(&mut self, key: &str) -> u64 {
+    pub(crate) fn next(&mut self, key: &str) -> u64 {
         let key = key_digest(key);
         if let Some(count) = self.counts.get_mut(&key) {
             *count += 1;

@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderMap};
 
 /// The one media type a logout request may carry.
-pub const FORM_TYPE: &str = "application/x-www-form-urlencoded";
+pub(super) const FORM_TYPE: &str = "application/x-www-form-urlencoded";
 
 /// How much of an oversized body is read and discarded so the sender sees the reply rather
 /// than a reset connection; beyond this the connection is simply closed after the reply.
@@ -16,7 +16,7 @@ const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 
 /// A body read up to a cap.
 #[derive(Debug)]
-pub enum ReadBody {
+pub(super) enum ReadBody {
     /// The whole body.
     Complete(Bytes),
     /// The body exceeded the cap.
@@ -26,7 +26,7 @@ pub enum ReadBody {
 }
 
 /// Reads at most `limit` bytes of `body`.
-pub async fn read_capped(body: Incoming, limit: usize) -> ReadBody {
+pub(super) async fn read_capped(body: Incoming, limit: usize) -> ReadBody {
     let mut stream = Body::new(body).into_data_stream();
     let mut collected = Vec::new();
     let mut seen = 0usize;
@@ -49,7 +49,7 @@ pub async fn read_capped(body: Incoming, limit: usize) -> ReadBody {
 }
 
 /// Checks `Content-Type` is the form type, parameters allowed; returns the problem if not.
-pub fn check_content_type(headers: &HeaderMap) -> Result<(), String> {
+pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), String> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Err(format!("Content-Type is missing (expected {FORM_TYPE})"));
     };
@@ -65,10 +65,10 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), String> {
 }
 
 /// One decoded form parameter.
-pub type Pair = (String, String);
+pub(super) type Pair = (String, String);
 
 /// Parses a form body strictly; an error names the first problem found.
-pub fn parse_form(body: &[u8]) -> Result<Vec<Pair>, String> {
+pub(super) fn parse_form(body: &[u8]) -> Result<Vec<Pair>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_owned())?;
     text.split('&')
         .filter(|segment| !segment.is_empty())
@@ -108,7 +108,7 @@ fn hex_byte(pair: &[u8]) -> Option<u8> {
 }
 
 /// A parameter name fit for a receipt: at most 40 characters, quoted.
-pub fn shorten(name: &str) -> String {
+pub(super) fn shorten(name: &str) -> String {
     format!("{:?}", name.chars().take(40).collect::<String>())
 }
 

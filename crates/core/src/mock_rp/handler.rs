@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// The path that lists receipts instead of receiving tokens.
-pub const RECEIPTS_PATH: &str = "/receipts";
+pub(super) const RECEIPTS_PATH: &str = "/receipts";
 
 /// A refusal to answer: hyper closes the connection without writing a response.
 #[derive(Debug)]

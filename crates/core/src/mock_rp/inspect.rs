@@ -41,12 +41,12 @@ impl Inspection {
     }
 
     /// True when nothing was wrong.
-    pub fn valid(&self) -> bool {
+    pub(super) fn valid(&self) -> bool {
         self.status == StatusCode::OK
     }
 
     /// The string claim `name`, if present.
-    pub fn claim(&self, name: &str) -> Option<String> {
+    pub(super) fn claim(&self, name: &str) -> Option<String> {
         let value = self.claims.as_ref()?.get(name)?.as_str()?;
         Some(value.to_owned())
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt as _;
 
 /// How many receipts are kept in memory, at most; older ones remain only in the file.
-pub const MEMORY_RECEIPTS: usize = 100_000;
+pub(super) const MEMORY_RECEIPTS: usize = 100_000;
 /// How many bytes of receipts (as JSON lines) are kept in memory, at most: 64 MiB.
 pub const DEFAULT_MEMORY_RECEIPT_BYTES: usize = 64 * 1024 * 1024;
 /// The size at which the receipts file is rotated: 256 MiB. The full file is renamed with a
@@ -58,7 +58,7 @@ struct ReceiptFile {
 
 /// Where receipts go.
 #[derive(Debug)]
-pub struct ReceiptLog {
+pub(super) struct ReceiptLog {
     limits: LogLimits,
     memory: Mutex<Ring>,
     file: Option<tokio::sync::Mutex<ReceiptFile>>,
@@ -107,7 +107,7 @@ impl ReceiptFile {
 
 impl ReceiptLog {
     /// A log kept in memory, and appended to `path` when given (created if absent).
-    pub async fn open(path: Option<&Path>, limits: LogLimits) -> std::io::Result<Self> {
+    pub(super) async fn open(path: Option<&Path>, limits: LogLimits) -> std::io::Result<Self> {
         let file = match path {
             None => None,
             Some(path) => Some(tokio::sync::Mutex::new(open_append(path).await?)),
@@ -122,7 +122,7 @@ impl ReceiptLog {
     }
 
     /// Records `receipt`: one flushed line in the file, then memory.
-    pub async fn record(&self, receipt: &Receipt) {
+    pub(super) async fn record(&self, receipt: &Receipt) {
         let mut line = match serde_json::to_vec(receipt) {
             Ok(line) => line,
             Err(err) => {
@@ -169,7 +169,7 @@ impl ReceiptLog {
 
     /// Waits until at least `count` receipts have been recorded since start, or `limit`
     /// passes; returns whether the count was reached.
-    pub async fn wait_for(&self, count: u64, limit: std::time::Duration) -> bool {
+    pub(super) async fn wait_for(&self, count: u64, limit: std::time::Duration) -> bool {
         let reached = async {
             loop {
                 let arrived = self.arrived.notified();
@@ -185,7 +185,7 @@ impl ReceiptLog {
     }
 
     /// The receipts kept in memory, oldest first.
-    pub fn all(&self) -> Vec<Receipt> {
+    pub(super) fn all(&self) -> Vec<Receipt> {
         let ring = self.ring();
         ring.lines
             .iter()
@@ -201,7 +201,7 @@ impl ReceiptLog {
     }
 
     /// The receipts kept in memory as JSON lines.
-    pub fn ndjson(&self) -> Vec<u8> {
+    pub(super) fn ndjson(&self) -> Vec<u8> {
         let ring = self.ring();
         let mut out = Vec::with_capacity(ring.bytes);
         for line in &ring.lines {
@@ -211,7 +211,7 @@ impl ReceiptLog {
     }
 
     /// The receipts kept in memory as one JSON array.
-    pub fn json_array(&self) -> Vec<u8> {
+    pub(super) fn json_array(&self) -> Vec<u8> {
         let ring = self.ring();
         let mut out = Vec::with_capacity(ring.bytes + 2);
         out.push(b'[');

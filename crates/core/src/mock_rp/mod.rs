@@ -32,8 +32,9 @@ mod inspect;
 mod log;
 mod receipt;
 
-pub use cache::{AttemptCounter, DEFAULT_CACHE_CAPACITY, ReplayCache};
-pub use faults::{DEFAULT_FAIL_STATUS, Fault, Faults};
+pub(crate) use cache::{AttemptCounter, DEFAULT_CACHE_CAPACITY, ReplayCache};
+pub(crate) use faults::Fault;
+pub use faults::{DEFAULT_FAIL_STATUS, Faults};
 pub use log::{
     DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, LogLimits, rotated_path,
 };
@@ -56,7 +57,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 /// Default cap on request bodies (64 KiB); a larger body is answered 413.
-pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// How the mock RP validates, answers and records.
 #[derive(Clone)]

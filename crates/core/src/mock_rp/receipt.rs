@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Most bytes of an invalid token's claims kept in its receipt, serialized as JSON.
-pub const MAX_INVALID_CLAIMS_BYTES: usize = 4 * 1024;
+pub(super) const MAX_INVALID_CLAIMS_BYTES: usize = 4 * 1024;
 /// Longest `jti`, `sid` or `sub` of an invalid token kept in a receipt, in characters (the
 /// length the management API allows for ids).
-pub const MAX_INVALID_CLAIM_CHARS: usize = 255;
+pub(super) const MAX_INVALID_CLAIM_CHARS: usize = 255;
 /// Longest request path or query string kept in a receipt, in characters.
-pub const MAX_RECORDED_URL_CHARS: usize = 2048;
+pub(super) const MAX_RECORDED_URL_CHARS: usize = 2048;
 /// Most notes kept in one receipt; the last one then says how many were left out.
-pub const MAX_NOTES: usize = 16;
+pub(super) const MAX_NOTES: usize = 16;
 
 /// The claims a reader looks for first; kept ahead of any others when claims are cut.
 const PRIORITY_CLAIMS: [&str; 8] = ["iss", "aud", "iat", "exp", "jti", "sid", "sub", "events"];
@@ -107,7 +107,7 @@ fn cap_chars(text: &mut Option<String>, max: usize) -> bool {
 /// Keeps whole members of `claims` (the [`PRIORITY_CLAIMS`] first) while their JSON stays
 /// within `max_bytes`; true when any member was left out. A claims value that is not an
 /// object is replaced by an empty object when too large.
-pub fn bound_claims(claims: Value, max_bytes: usize) -> (Value, bool) {
+pub(super) fn bound_claims(claims: Value, max_bytes: usize) -> (Value, bool) {
     if json_len(&claims) <= max_bytes {
         return (claims, false);
     }

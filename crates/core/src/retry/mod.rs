@@ -13,9 +13,12 @@ mod rp_text;
 mod schedule;
 
 pub use outcome::{Outcome, RpError};
-pub use reason::{GiveUpReason, OtherFailure, Retryable, Terminal};
-pub use rp_text::{clean_rp_text, escape_controls, strip_controls};
-pub use schedule::{backoff_delay, parse_retry_after};
+pub use reason::Terminal;
+pub(crate) use reason::{GiveUpReason, OtherFailure, Retryable};
+pub use rp_text::escape_controls;
+pub(crate) use rp_text::{clean_rp_text, strip_controls};
+pub(crate) use schedule::backoff_delay;
+pub use schedule::parse_retry_after;
 
 #[cfg(test)]
 mod tests;
@@ -33,15 +36,15 @@ pub enum Decision {
 }
 
 /// First retry delay ceiling: 1 s (design §3, "Delivery and retry").
-pub const DEFAULT_BASE: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_BASE: Duration = Duration::from_secs(1);
 /// Growth of the delay ceiling per attempt: doubling.
-pub const DEFAULT_FACTOR: f64 = 2.0;
+pub(crate) const DEFAULT_FACTOR: f64 = 2.0;
 /// Largest delay between two attempts, and the most a `Retry-After` is honoured: 5 min.
 pub const DEFAULT_CAP: Duration = Duration::from_secs(5 * 60);
 /// Attempts made before a delivery becomes a dead letter.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 12;
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 /// Age after which a delivery is no longer retried, counted from its first attempt budget.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Why a [`RetryPolicy`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,7 +14,7 @@
 use crate::token::LogoutToken;
 
 /// Longest RP-supplied text kept, in characters.
-pub const MAX_RP_TEXT_CHARS: usize = 200;
+pub(super) const MAX_RP_TEXT_CHARS: usize = 200;
 
 /// What replaces token-shaped text.
 const REDACTED: &str = "[redacted]";
@@ -25,7 +25,7 @@ const MIN_SEGMENT_CHARS: usize = 16;
 
 /// Cleans RP text: control and format characters become spaces, token-shaped words and
 /// any echo of `sent_token` are redacted, and the result is cut at [`MAX_RP_TEXT_CHARS`].
-pub fn clean_rp_text(text: &str, sent_token: Option<&LogoutToken>) -> String {
+pub(crate) fn clean_rp_text(text: &str, sent_token: Option<&LogoutToken>) -> String {
     let cleaned = strip_controls(text);
     let redacted = redact_tokens(&cleaned, sent_token.map(LogoutToken::expose));
     let mut out: String = redacted.chars().take(MAX_RP_TEXT_CHARS).collect();
@@ -36,7 +36,7 @@ pub fn clean_rp_text(text: &str, sent_token: Option<&LogoutToken>) -> String {
 }
 
 /// Replaces each control or invisible format character with a space.
-pub fn strip_controls(text: &str) -> String {
+pub(crate) fn strip_controls(text: &str) -> String {
     text.chars()
         .map(|c| if is_unsafe_char(c) { ' ' } else { c })
         .collect()

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 ///
 /// `jitter` is a sample from `[0, 1)` chosen by the caller; values outside `[0, 1]` are clamped
 /// and NaN counts as 0. The result never exceeds the policy's cap.
-pub fn backoff_delay(policy: &RetryPolicy, attempts_made: u32, jitter: f64) -> Duration {
+pub(crate) fn backoff_delay(policy: &RetryPolicy, attempts_made: u32, jitter: f64) -> Duration {
     let ceiling = delay_ceiling(policy, attempts_made);
     let jitter = if jitter.is_nan() {
         0.0

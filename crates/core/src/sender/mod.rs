@@ -10,7 +10,7 @@
 mod resolve;
 mod response;
 
-pub use resolve::RefusedAddress;
+pub(crate) use resolve::RefusedAddress;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::net_policy::NetPolicy;
@@ -28,11 +28,11 @@ use url::{Host, Url};
 /// status already received stands.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most response-body bytes read per attempt: 16 KiB, plenty for an error JSON.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024;
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024;
 /// Idle keep-alive connections kept per RP host.
-pub const DEFAULT_POOL_IDLE_PER_HOST: usize = 16;
+pub(crate) const DEFAULT_POOL_IDLE_PER_HOST: usize = 16;
 /// The `User-Agent` sent to RPs.
-pub const DEFAULT_USER_AGENT: &str = concat!("logoutd/", env!("CARGO_PKG_VERSION"));
+pub(crate) const DEFAULT_USER_AGENT: &str = concat!("logoutd/", env!("CARGO_PKG_VERSION"));
 
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
@@ -198,7 +198,7 @@ fn build_client(config: &SenderConfig) -> Result<reqwest::Client, reqwest::Error
 
 /// The request body: exactly one form parameter (spec §2.5). A compact JWS is base64url and
 /// dots, which form encoding leaves as they are, so the usual token is copied in one go.
-pub fn form_body(logout_token: &str) -> String {
+pub(crate) fn form_body(logout_token: &str) -> String {
     const NAME: &str = "logout_token=";
     let unchanged = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*');
     if logout_token.bytes().all(unchanged) {

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
     "refused non-public address for host {host} ({addrs}); only public addresses are reached \
      unless serve runs with --allow-insecure-rp-urls"
 )]
-pub struct RefusedAddress {
+pub(crate) struct RefusedAddress {
     /// The host name, or the IP literal, that was refused.
     pub host: String,
     /// The refused addresses, comma separated.
@@ -23,7 +23,7 @@ pub struct RefusedAddress {
 
 impl RefusedAddress {
     /// A refusal of `host`, listing the addresses it resolved to.
-    pub fn new(host: &str, ips: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub(crate) fn new(host: &str, ips: impl IntoIterator<Item = IpAddr>) -> Self {
         let addrs: Vec<String> = ips.into_iter().map(|ip| ip.to_string()).collect();
         Self {
             host: host.to_owned(),

@@ -22,7 +22,7 @@ use tower::ServiceExt as _;
 
 /// What one connection's requests are doing.
 #[derive(Debug, Default)]
-pub struct Exchange {
+pub(super) struct Exchange {
     /// Requests handed to the router.
     pub started: AtomicU64,
     /// Responses the router has produced (or requests abandoned).
@@ -41,7 +41,7 @@ impl Drop for Finish {
 }
 
 /// The hyper service of one connection: the router, with counting and the body timeout.
-pub fn service(
+pub(super) fn service(
     router: Router,
     exchange: Arc<Exchange>,
     body_timeout: Duration,

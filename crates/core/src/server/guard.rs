@@ -33,11 +33,11 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// How long a refused connection is drained after its answer, so that the client reads the
 /// answer rather than a reset caused by unread bytes.
-pub const LINGER: Duration = Duration::from_secs(1);
+pub(super) const LINGER: Duration = Duration::from_secs(1);
 
 /// The timeouts a guard enforces.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(super) struct Timeouts {
     /// From the connection, or a request's first byte, to the end of its headers.
     pub header: Duration,
     /// Waiting for the next request on a kept-alive connection; a stalled response write.
@@ -109,7 +109,7 @@ fn too_large(message: String) -> ApiError {
 }
 
 /// A complete HTTP/1.1 response carrying `error` in Auth0's shape, closing the connection.
-pub fn raw_response(error: &ApiError, extra_headers: &str) -> Vec<u8> {
+pub(super) fn raw_response(error: &ApiError, extra_headers: &str) -> Vec<u8> {
     let body = error.body_json();
     let mut out = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
@@ -124,7 +124,7 @@ pub fn raw_response(error: &ApiError, extra_headers: &str) -> Vec<u8> {
 }
 
 /// The socket of one API connection, guarded.
-pub struct Guard<IO> {
+pub(super) struct Guard<IO> {
     io: IO,
     exchange: Arc<Exchange>,
     timeouts: Timeouts,
@@ -138,7 +138,7 @@ pub struct Guard<IO> {
 
 impl<IO> Guard<IO> {
     /// Guards `io`, accepted now.
-    pub fn new(io: IO, exchange: Arc<Exchange>, timeouts: Timeouts) -> Self {
+    pub(super) fn new(io: IO, exchange: Arc<Exchange>, timeouts: Timeouts) -> Self {
         Self {
             io,
             exchange,

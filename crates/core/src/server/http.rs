@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Pause after an accept failed for lack of resources.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Most refused connections being answered and drained at once; past it a refusal is written
 /// without waiting and the socket closed at once.
 const MAX_LINGERING: usize = 64;

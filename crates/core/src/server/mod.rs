@@ -29,7 +29,7 @@ pub use guard::{MAX_HEAD_BYTES, MAX_HEADERS};
 pub use http::serve as serve_api;
 
 /// How often the keys directory is checked for rotations made by `logoutd keys rotate`.
-pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What a server runs on.
 pub struct ServerParts {

@@ -67,7 +67,7 @@ fn shorten(text: &str) -> String {
 
 /// Compares media types as RFC 7515 §4.1.9 says: case-insensitively, and with the
 /// `application/` prefix optional.
-pub fn typ_matches(found: &str, expected: &str) -> bool {
+pub(super) fn typ_matches(found: &str, expected: &str) -> bool {
     let bare = |s: &str| {
         let lower = s.to_ascii_lowercase();
         match lower.strip_prefix("application/") {

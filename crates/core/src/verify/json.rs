@@ -6,11 +6,11 @@ use serde_json::{Map, Number, Value};
 use std::fmt;
 
 /// The start of the error message for a repeated member name.
-pub const DUPLICATE_PREFIX: &str = "duplicate member ";
+pub(super) const DUPLICATE_PREFIX: &str = "duplicate member ";
 
 /// Why a part could not be parsed.
 #[derive(Debug)]
-pub enum JsonProblem {
+pub(super) enum JsonProblem {
     /// A member name occurs twice in one object; holds the name.
     Duplicate(String),
     /// Not JSON, or not an object.
@@ -18,7 +18,7 @@ pub enum JsonProblem {
 }
 
 /// Parses `bytes` as one JSON object, refusing duplicate member names.
-pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonProblem> {
+pub(super) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonProblem> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Strict.deserialize(&mut de).map_err(classify)?;
     de.end().map_err(classify)?;

@@ -92,7 +92,7 @@ impl std::fmt::Debug for JwksSource {
 }
 
 /// True for `https`, and for `http` to `localhost` or a loopback address.
-pub fn uri_allowed(url: &Url) -> bool {
+pub(super) fn uri_allowed(url: &Url) -> bool {
     match url.scheme() {
         "https" => true,
         "http" => match url.host() {

@@ -5,28 +5,28 @@
 //! It borrows from the input and never copies key material.
 
 /// SEQUENCE.
-pub const SEQUENCE: u8 = 0x30;
+pub(super) const SEQUENCE: u8 = 0x30;
 /// INTEGER.
-pub const INTEGER: u8 = 0x02;
+pub(super) const INTEGER: u8 = 0x02;
 /// OCTET STRING.
-pub const OCTET_STRING: u8 = 0x04;
+pub(super) const OCTET_STRING: u8 = 0x04;
 /// OBJECT IDENTIFIER.
-pub const OID: u8 = 0x06;
+pub(super) const OID: u8 = 0x06;
 /// The context-specific, constructed tag `[0]` (SEC1 `parameters`).
-pub const CONTEXT_0: u8 = 0xa0;
+pub(super) const CONTEXT_0: u8 = 0xa0;
 
 /// A cursor over consecutive DER elements.
 #[derive(Debug, Clone, Copy)]
-pub struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     /// A reader over `input`.
-    pub fn new(input: &'a [u8]) -> Self {
+    pub(super) fn new(input: &'a [u8]) -> Self {
         Self(input)
     }
 
     /// The next element's tag and contents, or `None` at the end or on malformed input.
-    pub fn next(&mut self) -> Option<(u8, &'a [u8])> {
+    pub(super) fn next(&mut self) -> Option<(u8, &'a [u8])> {
         let (&tag, rest) = self.0.split_first()?;
         let (&first, rest) = rest.split_first()?;
         let (len, rest) = if first < 0x80 {
@@ -52,7 +52,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next element's contents if its tag is `tag`.
-    pub fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
+    pub(super) fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
         match self.next()? {
             (found, value) if found == tag => Some(value),
             _ => None,
@@ -60,7 +60,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The contents of the next element tagged `tag`, skipping elements before it.
-    pub fn find(&mut self, tag: u8) -> Option<&'a [u8]> {
+    pub(super) fn find(&mut self, tag: u8) -> Option<&'a [u8]> {
         loop {
             let (found, value) = self.next()?;
             if found == tag {
@@ -71,7 +71,7 @@ impl<'a> Reader<'a> {
 }
 
 /// The size in bits of a DER INTEGER's contents taken as an unsigned number.
-pub fn unsigned_bits(value: &[u8]) -> usize {
+pub(super) fn unsigned_bits(value: &[u8]) -> usize {
     let digits = value
         .iter()
         .position(|&b| b != 0)
@@ -83,7 +83,7 @@ pub fn unsigned_bits(value: &[u8]) -> usize {
 }
 
 /// An encoded OID in dotted form, for messages about algorithms logoutd does not know.
-pub fn dotted(oid: &[u8]) -> String {
+pub(super) fn dotted(oid: &[u8]) -> String {
     let mut arcs: Vec<u64> = Vec::new();
     let mut acc: u64 = 0;
     for &byte in oid {
