@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side by side: logoutd against oidc-provider 9.x (benches/oidc-provider/bench.mjs) on the
 # same workload (600 sessions x 5 RPs, RS256) delivering into the same loopback receiver
-# (one `logoutd bench sink --ports 5`), in the same run. Prints both result lines and the
+# (one `logoutd-bench sink --ports 5`), in the same run. Prints both result lines and the
 # ratios of end-to-end deliveries/s and of CPU per delivery. Loopback only.
 #
 # Usage: bash benches/compare.sh   (from anywhere; SESSIONS and RPS may be set)
@@ -12,9 +12,10 @@ cd "$root"
 sessions="${SESSIONS:-600}"
 rps="${RPS:-5}"
 bin="$root/target/release/logoutd"
+bench="$root/target/release/logoutd-bench"
 peer="$root/benches/oidc-provider"
 
-if [[ ! -x "$bin" ]]; then
+if [[ ! -x "$bin" || ! -x "$bench" ]]; then
   cargo build --release --quiet
 fi
 if [[ ! -d "$peer/node_modules/oidc-provider" ]]; then
@@ -32,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" bench sink --ports "$rps" >"$scratch/sink.out" 2>"$scratch/sink.err" &
+"$bench" sink --ports "$rps" >"$scratch/sink.out" 2>"$scratch/sink.err" &
 sink_pid=$!
 for _ in $(seq 100); do
   [[ -s "$scratch/sink.out" ]] && break
@@ -59,10 +60,10 @@ if ! node "$peer/bench.mjs" --sessions "$sessions" --rps "$rps" "${urls[@]}" \
 fi
 peer_line="$(grep '^peer oidc-provider ' "$scratch/peer.out" | tail -n 1)"
 
-if ! "$bin" bench deliver --alg RS256 --sessions "$sessions" --rps "$rps" --probes 0 \
+if ! "$bench" deliver --alg RS256 --sessions "$sessions" --rps "$rps" --probes 0 \
   "${sink_args[@]}" >"$scratch/logoutd.out" 2>"$scratch/logoutd.err"; then
   tail -n 20 "$scratch/logoutd.err" >&2
-  echo "logoutd bench deliver failed" >&2
+  echo "logoutd-bench deliver failed" >&2
   exit 1
 fi
 logoutd_line="$(grep '^deliver RS256 ' "$scratch/logoutd.out" | tail -n 1)"

@@ -6,6 +6,9 @@
 //! every POST as a [`Receipt`]. [`Faults`] make it drop, fail, delay or redirect requests so
 //! that senders can be tested.
 //!
+//! It stands apart from the server: of the rest of the crate it uses only the verifier and the
+//! clock, as an RP written against any JOSE library would (no store, keys, dispatcher or API).
+//!
 //! # Layout
 //!
 //! - `mod.rs`: configuration, the accept loop and the [`MockRpHandle`].
