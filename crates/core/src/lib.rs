@@ -1,33 +1,38 @@
 //! logoutd ends sessions properly: when a session ends, every relying party that took part
 //! receives a signed OpenID Connect Back-Channel Logout token, durably and with bounded retry.
 //!
+//! This crate is everything the service is; the `logoutd` binary (the command line) and
+//! `logoutd-bench` (the benchmarks) are thin crates over it. Its modules are private: what the
+//! binaries and the tests use is re-exported below, flat, at the crate root.
+//!
 //! # Layout
 //!
 //! The modules in the order data flows through them:
 //!
-//! - [`ids`], [`clock`], [`alg`], [`initiator`], [`config`]: identifier newtypes, injected
+//! - `ids`, `clock`, `alg`, `initiator`, `config`: identifier newtypes, injected
 //!   time, algorithms, Auth0's logout initiators and validated settings.
-//! - [`session`] and [`metadata`]: sessions, the session-store trait and the metadata rules.
-//! - [`clients`] and [`net_policy`]: relying-party registration, URL rules, initiator
+//! - `session` and `metadata`: sessions and the metadata rules.
+//! - `clients` and `net_policy`: relying-party registration, URL rules, initiator
 //!   subscription.
-//! - [`terminate`]: the pure fan-out of a session end into outbox rows.
-//! - [`expiry`]: the sweeper that ends sessions past their expiry (`session-expired`).
-//! - [`outbox`]: delivery rows, states, leases; the outbox trait.
-//! - [`store`]: the `memory`, `sqlite` and `postgres` backends.
-//! - [`dispatcher`]: claim, mint, send, record; concurrency caps; shutdown.
-//! - [`token`] and [`keys`]: logout claims and their builder (pure); signing keys, rotation,
+//! - `terminate`: the pure fan-out of a session end into outbox rows.
+//! - `expiry`: the sweeper that ends sessions past their expiry (`session-expired`).
+//! - `outbox`: delivery rows, states, leases.
+//! - `store`: the rules over one database, the seams each user of it needs, and the
+//!   `memory`, `sqlite` and `postgres` backends.
+//! - `dispatcher`: claim, mint, send, record; concurrency caps; shutdown.
+//! - `token` and `keys`: logout claims and their builder (pure); signing keys, rotation,
 //!   JWKS.
-//! - [`sender`]: the only code that touches the HTTP client (form POST, no redirects, SSRF
+//! - `sender`: the only code that touches the HTTP client (form POST, no redirects, SSRF
 //!   guard).
-//! - [`retry`]: classification of an attempt and the backoff schedule (pure).
-//! - [`retention`]: pruning of finished deliveries and old ended sessions.
-//! - [`verify`]: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
+//! - `retry`: classification of an attempt and the backoff schedule (pure).
+//! - `retention`: pruning of finished deliveries and old ended sessions.
+//! - `verify`: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
 //!   an RP.
-//! - [`api`] and [`tokens`]: the axum router, one file per resource, one error mapping;
+//! - `api` and `tokens`: the axum router, one file per resource, one error mapping;
 //!   the scoped API tokens.
-//! - [`mock_rp`]: the conformance receiver.
-//! - [`console`]: what the binaries share with their terminal (batched logs, stdout, signals).
-//! - [`error`]: an error with its sources, for the logs of the API and the workers.
+//! - `mock_rp`: the conformance receiver.
+//! - `console`: what the binaries share with their terminal (batched logs, stdout, signals).
+//! - `error`: an error with its sources, for the logs of the API and the workers.
 
 #![warn(missing_docs, unreachable_pub)]
 
