@@ -143,18 +143,7 @@ impl Deliveries for MemoryStore {
     }
 
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
-        {
-            let mut state = self.lock().await;
-            let row = state.rows.get_mut(id).ok_or(StoreError::NotFound)?;
-            if row.delivery.state != DeliveryState::Failed {
-                return Ok(Redrive::NotFailed(row.delivery.state));
-            }
-            row.delivery.attempts = 0;
-            row.budget_started_at = now;
-            state.schedule(id, DeliveryState::Pending, Some(now), now);
-        }
-        self.notify();
-        Ok(Redrive::Requeued)
+        crate::store::redrive::redrive(self, id, now).await
     }
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {

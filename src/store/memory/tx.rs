@@ -2,10 +2,10 @@
 
 use super::{State, sessions};
 use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId};
+use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
-use crate::outbox::NewDelivery;
+use crate::outbox::{DeliveryState, NewDelivery};
 use crate::session::{Session, SessionClient, joined_once};
 use crate::store::StoreError;
 use crate::store::backend::{Ending, EndingSet, Tx};
@@ -129,6 +129,23 @@ impl Tx for MemoryTx {
 
     async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
         Ok(self.state.cancel_client_rows(id, now))
+    }
+
+    async fn delivery_state(
+        &mut self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryState>, StoreError> {
+        Ok(self.state.rows.get(id).map(|row| row.delivery.state))
+    }
+
+    async fn requeue(&mut self, id: &DeliveryId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(row) = self.state.rows.get_mut(id) {
+            row.delivery.attempts = 0;
+            row.budget_started_at = now;
+        }
+        self.state
+            .schedule(id, DeliveryState::Pending, Some(now), now);
+        Ok(())
     }
 
     async fn announce(&mut self) -> Result<(), StoreError> {

@@ -15,18 +15,16 @@
 //!   several nodes split the work and never end one session twice.
 //! - Migrations run at open; sqlx serialises concurrent migrators with an advisory lock.
 
-mod clients;
 mod listener;
 mod nodelay;
 mod outbox;
+mod reads;
 mod retention;
 mod rows;
-mod sessions;
-mod status;
 mod terminate;
 mod tx;
 
-use super::sql::{Corrupt, db, from_ms, ms, opt_from_ms, overfetch};
+use super::sql::{Dialect, db, ms, opt_from_ms, overfetch, shared::Sql};
 
 use super::backend::{Backend, Lane, Tx};
 use super::{Health, StoreError, Stores, redact_url, wake};
@@ -132,7 +130,7 @@ impl Backend for PostgresStore {
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        sessions::get(self, id).await
+        reads::get(self, id).await
     }
 
     async fn user_sessions(
@@ -141,11 +139,11 @@ impl Backend for PostgresStore {
         from: Option<&str>,
         take: usize,
     ) -> Result<Vec<Session>, StoreError> {
-        sessions::of_user(self, user, from, take).await
+        reads::of_user(self, user, from, take).await
     }
 
     async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
-        clients::get(self, id).await
+        Sql::<sqlx::Postgres>::get_client(&self.pool, id).await
     }
 
     async fn clients(
@@ -153,7 +151,7 @@ impl Backend for PostgresStore {
         from: Option<&str>,
         take: usize,
     ) -> Result<Vec<RelyingParty>, StoreError> {
-        clients::list(self, from, take).await
+        reads::clients(self, from, take).await
     }
 
     fn wake_workers(&self) {
@@ -175,9 +173,13 @@ async fn announce(conn: &mut PgConnection) -> Result<(), StoreError> {
         .map_err(db)
 }
 
-/// A value as JSON for a JSONB column.
-fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(value).map_err(StoreError::backend)
+impl Dialect for Postgres {
+    type Json = serde_json::Value;
+    const LIMIT: &'static str = "LIMIT ";
+
+    fn affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
 #[cfg(test)]

@@ -1,17 +1,24 @@
 //! The write transaction primitives over SQLite: one `BEGIN IMMEDIATE` transaction holding the
-//! database write lock, so nothing it reads changes before it commits.
+//! database write lock, so nothing it reads changes before it commits, and no read needs a
+//! lock of its own.
 
-use super::{WriteTx, clients, db, sessions, terminate};
+use super::{WriteTx, db, json_list, reads, terminate};
 use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId};
+use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
-use crate::outbox::NewDelivery;
-use crate::session::{Session, SessionClient};
+use crate::outbox::{DeliveryState, NewDelivery};
+use crate::session::{Session, SessionClient, joined_once};
 use crate::store::StoreError;
 use crate::store::backend::{Ending, EndingSet, Tx};
+use crate::store::sql::{parse, shared};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Sqlite;
+use std::collections::HashSet;
+
+/// The statements SQLite shares with PostgreSQL.
+type Sql = shared::Sql<Sqlite>;
 
 /// A write transaction with the size of a user-wide end's step at its start.
 pub(super) struct SqliteTx {
@@ -23,23 +30,37 @@ pub(super) struct SqliteTx {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        sessions::read(&mut self.tx, id).await
+        reads::read(&mut self.tx, id).await
     }
 
     async fn lock_session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        // The transaction already holds the write lock.
-        sessions::read(&mut self.tx, id).await
+        reads::read(&mut self.tx, id).await
     }
 
     async fn first_unknown_client<'a>(
         &mut self,
         wanted: &[&'a ClientId],
     ) -> Result<Option<&'a ClientId>, StoreError> {
-        sessions::first_unknown_client(&mut self.tx, wanted).await
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let known: Vec<String> = sqlx::query_scalar(
+            "SELECT client_id FROM clients WHERE client_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(wanted.iter().map(|c| c.as_str()))?)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        let known: HashSet<&str> = known.iter().map(String::as_str).collect();
+        Ok(wanted.iter().find(|c| !known.contains(c.as_str())).copied())
     }
 
     async fn insert_session(&mut self, session: &Session) -> Result<bool, StoreError> {
-        sessions::insert_session(&mut self.tx, session).await
+        if !Sql::insert_session(&mut self.tx, session).await? {
+            return Ok(false);
+        }
+        insert_clients(&mut self.tx, &session.id, &joined_once(&session.clients)).await?;
+        Ok(true)
     }
 
     async fn join(
@@ -48,8 +69,8 @@ impl Tx for SqliteTx {
         clients: &[SessionClient],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sessions::insert_clients(&mut self.tx, id, clients).await?;
-        sessions::touch(&mut self.tx, id, now).await
+        insert_clients(&mut self.tx, id, clients).await?;
+        Sql::touch(&mut self.tx, id, now).await
     }
 
     async fn set_metadata(
@@ -58,7 +79,7 @@ impl Tx for SqliteTx {
         metadata: &SessionMetadata,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sessions::set_metadata(&mut self.tx, id, metadata, now).await
+        Sql::set_metadata(&mut self.tx, id, metadata, now).await
     }
 
     async fn ending(&mut self, which: Ending<'_>) -> Result<EndingSet, StoreError> {
@@ -76,7 +97,7 @@ impl Tx for SqliteTx {
     }
 
     async fn insert_client(&mut self, client: &RelyingParty) -> Result<bool, StoreError> {
-        clients::insert(&mut self.tx, client).await
+        Sql::insert_client(&mut self.tx, client).await
     }
 
     async fn update_client(
@@ -84,15 +105,31 @@ impl Tx for SqliteTx {
         client: &RelyingParty,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        clients::update(&mut self.tx, client, now).await
+        Sql::update_client(&mut self.tx, client, now).await
     }
 
     async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {
-        clients::delete(&mut self.tx, id).await
+        Sql::delete_client(&mut self.tx, id).await
     }
 
     async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        clients::cancel_rows(&mut self.tx, id, now).await
+        Sql::cancel_rows(&mut self.tx, id, now).await
+    }
+
+    async fn delivery_state(
+        &mut self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryState>, StoreError> {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        state.map(|s| parse(&s, "state")).transpose()
+    }
+
+    async fn requeue(&mut self, id: &DeliveryId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Sql::requeue(&mut self.tx, id, now).await
     }
 
     async fn announce(&mut self) -> Result<(), StoreError> {
@@ -103,4 +140,34 @@ impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db)
     }
+}
+
+/// Appends clients to the end of a session's list in one statement. A client already listed
+/// keeps its place, and takes the new sid when one is given (see [`Session::join`]).
+async fn insert_clients(
+    tx: &mut WriteTx,
+    id: &SessionId,
+    clients: &[SessionClient],
+) -> Result<(), StoreError> {
+    if clients.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(&str, Option<&str>)> = clients
+        .iter()
+        .map(|c| (c.client_id.as_str(), c.sid.as_ref().map(SessionId::as_str)))
+        .collect();
+    // `WHERE true` lets SQLite parse the upsert clause after INSERT ... SELECT.
+    sqlx::query(
+        "INSERT INTO session_clients (session_id, client_id, sid, position) \
+         SELECT ?1, value ->> 0, value ->> 1, key + (SELECT COALESCE(MAX(position) + 1, 0) \
+         FROM session_clients WHERE session_id = ?1) \
+         FROM json_each(?2) WHERE true ON CONFLICT (session_id, client_id) \
+         DO UPDATE SET sid = COALESCE(excluded.sid, session_clients.sid)",
+    )
+    .bind(id.as_str())
+    .bind(serde_json::to_string(&pairs).map_err(StoreError::backend)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)
+    .map(|_| ())
 }
