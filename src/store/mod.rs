@@ -42,6 +42,7 @@ pub use sessions::Sessions;
 pub use traits::{Deliveries, Health, Housekeeping, Queue};
 
 use crate::metadata::SessionMetadata;
+use chrono::{DateTime, Utc};
 use std::borrow::Borrow;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -107,6 +108,15 @@ impl Stores {
             health: backend,
         }
     }
+}
+
+/// `t` at the precision every store keeps, whole milliseconds: the SQL backends store
+/// INTEGER milliseconds, and the memory backend truncates what it is given to match. The
+/// rules hand the backends times at this precision, so what they return is what is stored;
+/// a caller that shows a time it also stores (the API's responses), or compares one it gave
+/// the store with one the store returned, rounds it here.
+pub fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
 /// Wakes every waiter of `notify`, and leaves a permit for one that is about to wait.

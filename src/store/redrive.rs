@@ -20,7 +20,7 @@ pub(super) async fn redrive(
     if state != DeliveryState::Failed {
         return Ok(Redrive::NotFailed(state));
     }
-    tx.requeue(id, now).await?;
+    tx.requeue(id, super::millis(now)).await?;
     tx.announce().await?;
     tx.commit().await?;
     backend.wake_workers();

@@ -3,11 +3,11 @@
 use super::{MemoryStore, Row, State};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    OutboxStats, Redrive,
+    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
+    DeliveryState, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
-use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError};
+use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::ops::Bound;
@@ -155,18 +155,21 @@ impl Deliveries for MemoryStore {
 impl Housekeeping for MemoryStore {
     async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let finished = [DeliveryState::Delivered, DeliveryState::Cancelled];
-        Ok(self.lock().await.prune_rows(&finished, before, limit))
+        Ok(self
+            .lock()
+            .await
+            .prune_rows(&finished, millis(before), limit))
     }
 
     async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         Ok(self
             .lock()
             .await
-            .prune_rows(&[DeliveryState::Failed], before, limit))
+            .prune_rows(&[DeliveryState::Failed], millis(before), limit))
     }
 
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        Ok(self.lock().await.prune_sessions(before, limit))
+        Ok(self.lock().await.prune_sessions(millis(before), limit))
     }
 
     async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -237,7 +240,10 @@ fn record_one(state: &mut State, result: &AttemptResult) -> bool {
 
 /// Counts the attempt, keeps it in the history and copies its outcome onto the row.
 fn apply_attempt(row: &mut Row, result: &AttemptResult) {
-    let attempt = &result.attempt;
+    let attempt = AttemptRecord {
+        at: millis(result.attempt.at),
+        ..result.attempt.clone()
+    };
     let d = &mut row.delivery;
     d.attempts = d.attempts.saturating_add(1);
     d.last_status = attempt.status;
@@ -248,7 +254,7 @@ fn apply_attempt(row: &mut Row, result: &AttemptResult) {
     if result.decision == Decision::Delivered {
         d.delivered_at = Some(attempt.at);
     }
-    row.history.push(attempt.clone());
+    row.history.push(attempt);
 }
 
 /// Whether `d` passes every set filter.
