@@ -24,7 +24,7 @@ mod rows;
 mod terminate;
 mod tx;
 
-use super::sql::{Dialect, db, ms, opt_from_ms, overfetch, shared::Sql};
+use super::sql::{Dialect, db, ms, opt_from_ms, overfetch, shared::Shared};
 
 use super::backend::{Backend, Lane, Tx};
 use super::{Health, StoreError, Stores, redact_url, wake};
@@ -143,7 +143,7 @@ impl Backend for PostgresStore {
     }
 
     async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
-        Sql::<sqlx::Postgres>::get_client(&self.pool, id).await
+        Postgres::get_client(&self.pool, id).await
     }
 
     async fn clients(

@@ -9,7 +9,7 @@ use crate::outbox::{
 };
 use crate::store::sql::results::ResultRow;
 use crate::store::sql::rows::delivery_columns;
-use crate::store::sql::{limit as bound, shared::Sql};
+use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -202,7 +202,7 @@ impl Deliveries for PostgresStore {
         from: Option<&str>,
         take: usize,
     ) -> Result<Page<Delivery>, StoreError> {
-        Sql::<sqlx::Postgres>::list_deliveries(&self.pool, filter, from, take).await
+        sqlx::Postgres::list_deliveries(&self.pool, filter, from, take).await
     }
 
     /// The row and its history are read in one transaction, so both belong to one moment.
@@ -212,7 +212,7 @@ impl Deliveries for PostgresStore {
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(db)?;
-        let detail = Sql::<sqlx::Postgres>::delivery_detail(&mut tx, id).await?;
+        let detail = sqlx::Postgres::delivery_detail(&mut tx, id).await?;
         tx.commit().await.map_err(db)?;
         Ok(detail)
     }

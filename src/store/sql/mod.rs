@@ -7,6 +7,7 @@
 pub(super) mod results;
 pub(super) mod rows;
 pub(super) mod shared;
+pub(super) mod tx;
 
 use super::StoreError;
 use crate::metadata::SessionMetadata;

@@ -13,15 +13,87 @@ use crate::metadata::SessionMetadata;
 use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter};
 use crate::session::{Device, Session};
 use crate::store::{Page, StoreError};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
-use std::marker::PhantomData;
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Type};
 
-/// The shared statements over database `DB`: `Sql::<DB>::insert_client(conn, ...)`.
-pub(in crate::store) struct Sql<DB>(PhantomData<DB>);
+/// The statements both databases run alike, for `DB::insert_client(conn, ...)` on either.
+#[async_trait]
+pub(in crate::store) trait Shared: Dialect {
+    /// Registers a client; false if the client_id exists.
+    async fn insert_client(
+        conn: &mut Self::Connection,
+        client: &RelyingParty,
+    ) -> Result<bool, StoreError>;
 
-impl<DB> Sql<DB>
+    /// Replaces a client's settings, keeping `created_at`; false if it does not exist.
+    async fn update_client(
+        conn: &mut Self::Connection,
+        client: &RelyingParty,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a client; false if it does not exist.
+    async fn delete_client(conn: &mut Self::Connection, id: &ClientId) -> Result<bool, StoreError>;
+
+    /// Cancels the client's pending and in-flight rows; returns how many.
+    async fn cancel_rows(
+        conn: &mut Self::Connection,
+        id: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// One client, as last committed.
+    async fn get_client(
+        from: &Pool<Self>,
+        id: &ClientId,
+    ) -> Result<Option<RelyingParty>, StoreError>;
+
+    /// Writes a new session row (not its client list); false if the id exists.
+    async fn insert_session(conn: &mut Self::Connection, s: &Session) -> Result<bool, StoreError>;
+
+    /// Bumps a session's `updated_at`.
+    async fn touch(
+        conn: &mut Self::Connection,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the session's metadata and sets `updated_at`.
+    async fn set_metadata(
+        conn: &mut Self::Connection,
+        id: &SessionId,
+        metadata: &SessionMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Puts a row back in the queue: pending, due at `now`, attempts 0, the age budget
+    /// counted from `now`, no lease.
+    async fn requeue(
+        conn: &mut Self::Connection,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Rows matching `filter`, ordered by id, after cursor `from`. Only the set filters
+    /// become conditions, so the database can use the index of the most selective one.
+    async fn list_deliveries(
+        from_db: &Pool<Self>,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError>;
+
+    /// One row with its attempt history, oldest first, both read on `conn`.
+    async fn delivery_detail(
+        conn: &mut Self::Connection,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryDetail>, StoreError>;
+}
+
+#[async_trait]
+impl<DB> Shared for DB
 where
     DB: Dialect,
     DB::Arguments: IntoArguments<DB>,
@@ -39,8 +111,7 @@ where
     for<'r> DeliveryRow<DB::Json>: FromRow<'r, DB::Row>,
     for<'r> AttemptRow: FromRow<'r, DB::Row>,
 {
-    /// Registers a client; false if the client_id exists.
-    pub async fn insert_client(
+    async fn insert_client(
         conn: &mut DB::Connection,
         client: &RelyingParty,
     ) -> Result<bool, StoreError> {
@@ -60,8 +131,7 @@ where
         Ok(DB::affected(&done) > 0)
     }
 
-    /// Replaces a client's settings, keeping `created_at`; false if it does not exist.
-    pub async fn update_client(
+    async fn update_client(
         conn: &mut DB::Connection,
         client: &RelyingParty,
         now: DateTime<Utc>,
@@ -81,11 +151,7 @@ where
         Ok(DB::affected(&done) > 0)
     }
 
-    /// Deletes a client; false if it does not exist.
-    pub async fn delete_client(
-        conn: &mut DB::Connection,
-        id: &ClientId,
-    ) -> Result<bool, StoreError> {
+    async fn delete_client(conn: &mut DB::Connection, id: &ClientId) -> Result<bool, StoreError> {
         let done = sqlx::query::<DB>("DELETE FROM clients WHERE client_id = $1")
             .bind(id.as_str())
             .execute(conn)
@@ -94,8 +160,7 @@ where
         Ok(DB::affected(&done) > 0)
     }
 
-    /// Cancels the client's pending and in-flight rows; returns how many.
-    pub async fn cancel_rows(
+    async fn cancel_rows(
         conn: &mut DB::Connection,
         id: &ClientId,
         now: DateTime<Utc>,
@@ -113,9 +178,8 @@ where
         Ok(DB::affected(&done))
     }
 
-    /// One client, as last committed.
-    pub async fn get_client<'e>(
-        from: impl Executor<'e, Database = DB>,
+    async fn get_client(
+        from: &Pool<DB>,
         id: &ClientId,
     ) -> Result<Option<RelyingParty>, StoreError> {
         let row: Option<ClientRow<DB::Json>> = sqlx::query_as(concat!(
@@ -130,11 +194,7 @@ where
         row.map(ClientRow::into_client).transpose()
     }
 
-    /// Writes a new session row (not its client list); false if the id exists.
-    pub async fn insert_session(
-        conn: &mut DB::Connection,
-        s: &Session,
-    ) -> Result<bool, StoreError> {
+    async fn insert_session(conn: &mut DB::Connection, s: &Session) -> Result<bool, StoreError> {
         let done = sqlx::query::<DB>(
             "INSERT INTO sessions (id, user_id, created_at, updated_at, authenticated_at, \
              idle_expires_at, expires_at, last_interacted_at, device, metadata, ended_at, \
@@ -159,8 +219,7 @@ where
         Ok(DB::affected(&done) > 0)
     }
 
-    /// Bumps a session's `updated_at`.
-    pub async fn touch(
+    async fn touch(
         conn: &mut DB::Connection,
         id: &SessionId,
         now: DateTime<Utc>,
@@ -174,8 +233,7 @@ where
             .map(|_| ())
     }
 
-    /// Replaces the session's metadata and sets `updated_at`.
-    pub async fn set_metadata(
+    async fn set_metadata(
         conn: &mut DB::Connection,
         id: &SessionId,
         metadata: &SessionMetadata,
@@ -191,9 +249,7 @@ where
             .map(|_| ())
     }
 
-    /// Puts a row back in the queue: pending, due at `now`, attempts 0, the age budget
-    /// counted from `now`, no lease.
-    pub async fn requeue(
+    async fn requeue(
         conn: &mut DB::Connection,
         id: &DeliveryId,
         now: DateTime<Utc>,
@@ -211,10 +267,8 @@ where
         .map(|_| ())
     }
 
-    /// Rows matching `filter`, ordered by id, after cursor `from`. Only the set filters
-    /// become conditions, so the database can use the index of the most selective one.
-    pub async fn list_deliveries<'e>(
-        from_db: impl Executor<'e, Database = DB>,
+    async fn list_deliveries(
+        from_db: &Pool<DB>,
         filter: &DeliveryFilter,
         from: Option<&str>,
         take: usize,
@@ -258,8 +312,7 @@ where
         }))
     }
 
-    /// One row with its attempt history, oldest first, both read on `conn`.
-    pub async fn delivery_detail(
+    async fn delivery_detail(
         conn: &mut DB::Connection,
         id: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError> {

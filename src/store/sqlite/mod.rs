@@ -22,7 +22,7 @@ mod terminate;
 mod tx;
 mod writer;
 
-use super::sql::{Dialect, db, ms, opt_from_ms, shared::Sql};
+use super::sql::{Dialect, db, ms, opt_from_ms, shared::Shared};
 
 use super::backend::Backend;
 use super::{Health, StoreError, Stores, wake};
@@ -212,7 +212,7 @@ impl Backend for SqliteStore {
     }
 
     async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
-        Sql::<sqlx::Sqlite>::get_client(&self.reader, id).await
+        sqlx::Sqlite::get_client(&self.reader, id).await
     }
 
     async fn clients(

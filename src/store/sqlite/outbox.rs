@@ -9,7 +9,7 @@ use crate::outbox::{
     OutboxStats, Redrive,
 };
 use crate::store::sql::rows::delivery_columns;
-use crate::store::sql::shared::Sql;
+use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound, results::ResultRow};
 use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
@@ -169,12 +169,12 @@ impl Deliveries for SqliteStore {
         from: Option<&str>,
         take: usize,
     ) -> Result<Page<Delivery>, StoreError> {
-        Sql::<sqlx::Sqlite>::list_deliveries(&self.reader, filter, from, take).await
+        sqlx::Sqlite::list_deliveries(&self.reader, filter, from, take).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
         let mut conn = self.reader.acquire().await.map_err(db)?;
-        Sql::<sqlx::Sqlite>::delivery_detail(&mut conn, id).await
+        sqlx::Sqlite::delivery_detail(&mut conn, id).await
     }
 
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {

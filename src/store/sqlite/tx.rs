@@ -1,24 +1,18 @@
-//! The write transaction primitives over SQLite: one `BEGIN IMMEDIATE` transaction holding the
-//! database write lock, so nothing it reads changes before it commits, and no read needs a
-//! lock of its own.
+//! The write transaction over SQLite: one `BEGIN IMMEDIATE` transaction holding the database
+//! write lock, so nothing it reads changes before it commits, and no read needs a lock of its
+//! own. The primitives SQLite words its own way; the rest are shared (see [`SqlTx`]).
 
 use super::{WriteTx, db, json_list, reads, terminate};
-use crate::clients::RelyingParty;
-use crate::ids::{ClientId, DeliveryId, SessionId};
+use crate::ids::{DeliveryId, SessionId};
 use crate::initiator::Initiator;
-use crate::metadata::SessionMetadata;
-use crate::outbox::{DeliveryState, NewDelivery};
-use crate::session::{Session, SessionClient, joined_once};
+use crate::outbox::NewDelivery;
+use crate::session::{Session, SessionClient};
 use crate::store::StoreError;
-use crate::store::backend::{Ending, EndingSet, Tx};
-use crate::store::sql::{parse, shared};
+use crate::store::backend::{Ending, EndingSet};
+use crate::store::sql::tx::SqlTx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Sqlite;
-use std::collections::HashSet;
-
-/// The statements SQLite shares with PostgreSQL.
-type Sql = shared::Sql<Sqlite>;
+use sqlx::{Sqlite, SqliteConnection};
 
 /// A write transaction with the size of a user-wide end's step at its start.
 pub(super) struct SqliteTx {
@@ -28,65 +22,45 @@ pub(super) struct SqliteTx {
 }
 
 #[async_trait]
-impl Tx for SqliteTx {
-    async fn session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        reads::read(&mut self.tx, id).await
+impl SqlTx for SqliteTx {
+    type Db = Sqlite;
+
+    fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
     }
 
-    async fn lock_session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        reads::read(&mut self.tx, id).await
-    }
-
-    async fn first_unknown_client<'a>(
+    async fn read_session(
         &mut self,
-        wanted: &[&'a ClientId],
-    ) -> Result<Option<&'a ClientId>, StoreError> {
-        if wanted.is_empty() {
-            return Ok(None);
-        }
-        let known: Vec<String> = sqlx::query_scalar(
+        id: &SessionId,
+        _lock: bool,
+    ) -> Result<Option<Session>, StoreError> {
+        // The transaction already holds the write lock.
+        reads::read(&mut self.tx, id).await
+    }
+
+    async fn known_clients(&mut self, wanted: &[&str]) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
             "SELECT client_id FROM clients WHERE client_id IN (SELECT value FROM json_each(?))",
         )
-        .bind(json_list(wanted.iter().map(|c| c.as_str()))?)
+        .bind(json_list(wanted.iter().copied())?)
         .fetch_all(&mut *self.tx)
         .await
-        .map_err(db)?;
-        let known: HashSet<&str> = known.iter().map(String::as_str).collect();
-        Ok(wanted.iter().find(|c| !known.contains(c.as_str())).copied())
+        .map_err(db)
     }
 
-    async fn insert_session(&mut self, session: &Session) -> Result<bool, StoreError> {
-        if !Sql::insert_session(&mut self.tx, session).await? {
-            return Ok(false);
-        }
-        insert_clients(&mut self.tx, &session.id, &joined_once(&session.clients)).await?;
-        Ok(true)
-    }
-
-    async fn join(
+    async fn append_clients(
         &mut self,
         id: &SessionId,
         clients: &[SessionClient],
-        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        insert_clients(&mut self.tx, id, clients).await?;
-        Sql::touch(&mut self.tx, id, now).await
+        insert_clients(&mut self.tx, id, clients).await
     }
 
-    async fn set_metadata(
-        &mut self,
-        id: &SessionId,
-        metadata: &SessionMetadata,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        Sql::set_metadata(&mut self.tx, id, metadata, now).await
-    }
-
-    async fn ending(&mut self, which: Ending<'_>) -> Result<EndingSet, StoreError> {
+    async fn read_ending(&mut self, which: Ending<'_>) -> Result<EndingSet, StoreError> {
         terminate::ending(&mut self.tx, which, self.end_chunk).await
     }
 
-    async fn end(
+    async fn write_end(
         &mut self,
         sessions: &[Session],
         rows: &[NewDelivery],
@@ -96,48 +70,20 @@ impl Tx for SqliteTx {
         terminate::write_ends(&mut self.tx, sessions, initiator, now, rows).await
     }
 
-    async fn insert_client(&mut self, client: &RelyingParty) -> Result<bool, StoreError> {
-        Sql::insert_client(&mut self.tx, client).await
-    }
-
-    async fn update_client(
-        &mut self,
-        client: &RelyingParty,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        Sql::update_client(&mut self.tx, client, now).await
-    }
-
-    async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {
-        Sql::delete_client(&mut self.tx, id).await
-    }
-
-    async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        Sql::cancel_rows(&mut self.tx, id, now).await
-    }
-
-    async fn delivery_state(
-        &mut self,
-        id: &DeliveryId,
-    ) -> Result<Option<DeliveryState>, StoreError> {
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE id = ?")
+    async fn row_state(&mut self, id: &DeliveryId) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT state FROM deliveries WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *self.tx)
             .await
-            .map_err(db)?;
-        state.map(|s| parse(&s, "state")).transpose()
+            .map_err(db)
     }
 
-    async fn requeue(&mut self, id: &DeliveryId, now: DateTime<Utc>) -> Result<(), StoreError> {
-        Sql::requeue(&mut self.tx, id, now).await
-    }
-
-    async fn announce(&mut self) -> Result<(), StoreError> {
+    async fn tell_nodes(&mut self) -> Result<(), StoreError> {
         // One process writes the file; its workers are woken after the commit.
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    async fn finish(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db)
     }
 }
@@ -145,13 +91,10 @@ impl Tx for SqliteTx {
 /// Appends clients to the end of a session's list in one statement. A client already listed
 /// keeps its place, and takes the new sid when one is given (see [`Session::join`]).
 async fn insert_clients(
-    tx: &mut WriteTx,
+    conn: &mut SqliteConnection,
     id: &SessionId,
     clients: &[SessionClient],
 ) -> Result<(), StoreError> {
-    if clients.is_empty() {
-        return Ok(());
-    }
     let pairs: Vec<(&str, Option<&str>)> = clients
         .iter()
         .map(|c| (c.client_id.as_str(), c.sid.as_ref().map(SessionId::as_str)))
@@ -166,7 +109,7 @@ async fn insert_clients(
     )
     .bind(id.as_str())
     .bind(serde_json::to_string(&pairs).map_err(StoreError::backend)?)
-    .execute(&mut **tx)
+    .execute(conn)
     .await
     .map_err(db)
     .map(|_| ())
