@@ -10,7 +10,7 @@ use crate::outbox::{
 use crate::store::sql::results::ResultRow;
 use crate::store::sql::rows::delivery_columns;
 use crate::store::sql::{limit as bound, shared::Shared};
-use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreError};
+use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
@@ -120,10 +120,6 @@ impl Queue for PostgresStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<Value> = leases
-            .iter()
-            .map(|(id, lease)| json!({"id": id.as_str(), "lease": lease.as_str()}))
-            .collect();
         let mut tx = self.begin().await?;
         let released = sqlx::query(
             "UPDATE deliveries d SET state = 'pending', next_attempt_at = $1, lease_id = NULL, \
@@ -132,7 +128,7 @@ impl Queue for PostgresStore {
              WHERE d.id = r.id AND d.lease_id = r.lease AND d.state || '' = 'in_flight'",
         )
         .bind(ms(now))
-        .bind(Value::Array(batch))
+        .bind(lease_batch(leases))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -156,10 +152,6 @@ impl Queue for PostgresStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<Value> = leases
-            .iter()
-            .map(|(id, lease)| json!({"id": id.as_str(), "lease": lease.as_str()}))
-            .collect();
         sqlx::query(
             "UPDATE deliveries d SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
              lease_until = NULL, last_error = $1, updated_at = $2 \
@@ -168,7 +160,7 @@ impl Queue for PostgresStore {
         )
         .bind(reason)
         .bind(ms(now))
-        .bind(Value::Array(batch))
+        .bind(lease_batch(leases))
         .execute(&self.pool)
         .await
         .map_err(db)
@@ -226,29 +218,6 @@ impl Deliveries for PostgresStore {
     }
 }
 
-#[async_trait]
-impl Housekeeping for PostgresStore {
-    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
-    }
-
-    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_rows(self, &["failed"], before, limit).await
-    }
-
-    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_sessions(self, before, limit).await
-    }
-
-    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        super::retention::next_expiry(&self.pool).await
-    }
-
-    fn expiry_wakeup(&self) -> Arc<Notify> {
-        self.expiry.clone()
-    }
-}
-
 /// The results as one JSON parameter for [`RECORD`], the first result per row only.
 fn result_batch(results: &[AttemptResult]) -> Value {
     let batch = ResultRow::first_of_each(results)
@@ -272,4 +241,12 @@ fn result_batch(results: &[AttemptResult]) -> Value {
         })
         .collect();
     Value::Array(batch)
+}
+
+/// Leases as one JSONB parameter, read with `jsonb_to_recordset` as `(id text, lease text)`.
+fn lease_batch(leases: &[(DeliveryId, LeaseId)]) -> Value {
+    leases
+        .iter()
+        .map(|(id, lease)| json!({"id": id.as_str(), "lease": lease.as_str()}))
+        .collect()
 }

@@ -11,7 +11,7 @@ use crate::outbox::{
 use crate::store::sql::rows::delivery_columns;
 use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound, results::ResultRow};
-use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreError};
+use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -86,10 +86,6 @@ impl Queue for SqliteStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<_> = leases
-            .iter()
-            .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
-            .collect();
         let mut tx = self.begin_background_write().await?;
         let released = sqlx::query(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, lease_id = NULL, \
@@ -98,7 +94,7 @@ impl Queue for SqliteStore {
              AND +deliveries.state = 'in_flight'",
         )
         .bind(ms(now))
-        .bind(serde_json::Value::Array(batch).to_string())
+        .bind(lease_batch(leases))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -119,10 +115,6 @@ impl Queue for SqliteStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<_> = leases
-            .iter()
-            .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
-            .collect();
         let mut tx = self.begin_background_write().await?;
         let failed = sqlx::query(
             "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
@@ -132,7 +124,7 @@ impl Queue for SqliteStore {
         )
         .bind(reason)
         .bind(ms(now))
-        .bind(serde_json::Value::Array(batch).to_string())
+        .bind(lease_batch(leases))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -183,29 +175,6 @@ impl Deliveries for SqliteStore {
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
         super::retention::stats(&self.reader, now).await
-    }
-}
-
-#[async_trait]
-impl Housekeeping for SqliteStore {
-    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
-    }
-
-    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_rows(self, &["failed"], before, limit).await
-    }
-
-    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_sessions(self, before, limit).await
-    }
-
-    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        super::retention::next_expiry(&self.reader).await
-    }
-
-    fn expiry_wakeup(&self) -> Arc<Notify> {
-        self.expiry.clone()
     }
 }
 
@@ -344,4 +313,13 @@ async fn record_chunk(
     // Both statements match the same rows (id, lease and state in flight), one attempt and
     // one update each, and the count covers both.
     Ok(changed / 2)
+}
+
+/// Leases as one parameter, a JSON array of `[id, lease]` pairs (read with `json_each`).
+fn lease_batch(leases: &[(DeliveryId, LeaseId)]) -> String {
+    let pairs = leases
+        .iter()
+        .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
+        .collect();
+    serde_json::Value::Array(pairs).to_string()
 }

@@ -3,23 +3,45 @@
 
 use super::{SqliteStore, db, json_list, ms, opt_from_ms};
 use crate::outbox::OutboxStats;
-use crate::store::StoreError;
+use crate::store::{Housekeeping, StoreError};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
-/// The earliest expiry of an active session; each branch reads one partial index.
-pub(super) async fn next_expiry(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let next: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(t) FROM (\
-         SELECT MIN(expires_at) AS t FROM sessions \
-         WHERE ended_at IS NULL AND expires_at IS NOT NULL \
-         UNION ALL SELECT MIN(idle_expires_at) FROM sessions \
-         WHERE ended_at IS NULL AND idle_expires_at IS NOT NULL)",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(db)?;
-    opt_from_ms(next)
+#[async_trait]
+impl Housekeeping for SqliteStore {
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_rows(self, &["delivered", "cancelled"], before, limit).await
+    }
+
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_rows(self, &["failed"], before, limit).await
+    }
+
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_sessions(self, before, limit).await
+    }
+
+    /// Each branch reads one partial index.
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM (\
+             SELECT MIN(expires_at) AS t FROM sessions \
+             WHERE ended_at IS NULL AND expires_at IS NOT NULL \
+             UNION ALL SELECT MIN(idle_expires_at) FROM sessions \
+             WHERE ended_at IS NULL AND idle_expires_at IS NOT NULL)",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db)?;
+        opt_from_ms(next)
+    }
+
+    fn expiry_wakeup(&self) -> Arc<Notify> {
+        self.expiry.clone()
+    }
 }
 
 /// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
@@ -49,7 +71,7 @@ pub(super) async fn stats(
 
 /// Deletes up to `limit` rows in one of `states` last changed before `before`, with their
 /// attempt history, in one short write transaction.
-pub(super) async fn prune_rows(
+async fn prune_rows(
     store: &SqliteStore,
     states: &[&str],
     before: DateTime<Utc>,
@@ -87,7 +109,7 @@ pub(super) async fn prune_rows(
 
 /// Deletes up to `limit` sessions ended before `before` that no outbox row refers to, with
 /// their client lists, in one short write transaction.
-pub(super) async fn prune_sessions(
+async fn prune_sessions(
     store: &SqliteStore,
     before: DateTime<Utc>,
     limit: usize,
