@@ -15,22 +15,18 @@
 //!   several nodes split the work and never end one session twice.
 //! - Migrations run at open; sqlx serialises concurrent migrators with an advisory lock.
 
+mod backend;
 mod listener;
 mod nodelay;
 mod outbox;
-mod reads;
 mod retention;
 mod rows;
 mod terminate;
 mod tx;
 
-use super::sql::{Dialect, db, ms, opt_from_ms, overfetch, shared::Shared};
+use super::sql::{Dialect, db, ms, opt_from_ms, overfetch};
 
-use super::backend::{Backend, Lane, Tx};
 use super::{Health, StoreError, Stores, redact_url, wake};
-use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId, UserId};
-use crate::session::Session;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
@@ -118,48 +114,6 @@ impl Health for PostgresStore {
             .await
             .map(|_| ())
             .map_err(db)
-    }
-}
-
-#[async_trait]
-impl Backend for PostgresStore {
-    async fn begin(&self, _lane: Lane) -> Result<Box<dyn Tx + '_>, StoreError> {
-        Ok(Box::new(tx::PgTx {
-            tx: self.begin().await?,
-        }))
-    }
-
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        reads::get(self, id).await
-    }
-
-    async fn user_sessions(
-        &self,
-        user: &UserId,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Vec<Session>, StoreError> {
-        reads::of_user(self, user, from, take).await
-    }
-
-    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
-        Postgres::get_client(&self.pool, id).await
-    }
-
-    async fn clients(
-        &self,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Vec<RelyingParty>, StoreError> {
-        reads::clients(self, from, take).await
-    }
-
-    fn wake_workers(&self) {
-        self.notify();
-    }
-
-    fn wake_expiry(&self) {
-        wake(&self.expiry);
     }
 }
 

@@ -4,7 +4,7 @@
 //! The clients are read `FOR SHARE`, so a concurrent deletion or URL removal waits for this
 //! transaction and then cancels the rows it wrote.
 
-use super::reads::lock;
+use super::backend::lock;
 use super::rows::{ClientRow, SessionRow, session_columns};
 use super::{CHANNEL, db, ms};
 use crate::clients::RelyingParty;

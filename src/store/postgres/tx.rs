@@ -10,7 +10,7 @@
 //! rows before a change to the client row goes through, and the change's cancellation of the
 //! client's rows sees them.
 
-use super::{announce, db, reads, terminate};
+use super::{announce, backend, db, terminate};
 use crate::ids::{DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
@@ -40,10 +40,14 @@ impl SqlTx for PgTx {
         id: &SessionId,
         lock: bool,
     ) -> Result<Option<Session>, StoreError> {
-        if lock && reads::lock(&mut self.tx, &[id.as_str()]).await?.is_empty() {
+        if lock
+            && backend::lock(&mut self.tx, &[id.as_str()])
+                .await?
+                .is_empty()
+        {
             return Ok(None);
         }
-        reads::fetch(&mut self.tx, id).await
+        backend::fetch(&mut self.tx, id).await
     }
 
     async fn known_clients(&mut self, wanted: &[&str]) -> Result<Vec<String>, StoreError> {

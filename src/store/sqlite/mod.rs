@@ -14,21 +14,17 @@
 //! at the time, and so prepares the statement again each time it is bound anew; the unary plus
 //! keeps the prepared statement in use.
 
+mod backend;
 mod outbox;
-mod reads;
 mod retention;
 mod rows;
 mod terminate;
 mod tx;
 mod writer;
 
-use super::sql::{Dialect, db, ms, opt_from_ms, shared::Shared};
+use super::sql::{Dialect, db, ms, opt_from_ms};
 
-use super::backend::Backend;
 use super::{Health, StoreError, Stores, wake};
-use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId, UserId};
-use crate::session::Session;
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -179,56 +175,6 @@ impl SqliteStore {
     /// Wakes every waiting worker, and leaves a permit for one that is about to wait.
     fn notify(&self) {
         wake(&self.wakeup);
-    }
-}
-
-#[async_trait]
-impl Backend for SqliteStore {
-    async fn begin(
-        &self,
-        lane: crate::store::Lane,
-    ) -> Result<Box<dyn crate::store::Tx + '_>, StoreError> {
-        let tx = self
-            .begin_in(match lane {
-                crate::store::Lane::Interactive => Lane::Interactive,
-                crate::store::Lane::Bulk => Lane::Bulk,
-            })
-            .await?;
-        let end_chunk = self.batch_sizes().end_sessions;
-        Ok(Box::new(tx::SqliteTx { tx, end_chunk }))
-    }
-
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        reads::get(self, id).await
-    }
-
-    async fn user_sessions(
-        &self,
-        user: &UserId,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Vec<Session>, StoreError> {
-        reads::of_user(self, user, from, take).await
-    }
-
-    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
-        sqlx::Sqlite::get_client(&self.reader, id).await
-    }
-
-    async fn clients(
-        &self,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Vec<RelyingParty>, StoreError> {
-        reads::clients(self, from, take).await
-    }
-
-    fn wake_workers(&self) {
-        self.notify();
-    }
-
-    fn wake_expiry(&self) {
-        wake(&self.expiry);
     }
 }
 

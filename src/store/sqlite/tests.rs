@@ -1,12 +1,14 @@
 //! The SQLite backend's batch sizes under API load.
 
 use super::*;
-use crate::clients::OidcLogout;
+use crate::clients::{OidcLogout, RelyingParty};
+use crate::ids::{ClientId, SessionId, UserId};
 use crate::ids::{EventId, Jti};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
 use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery};
 use crate::retry::Decision;
+use crate::session::Session;
 use crate::session::{Device, SessionClient};
 use crate::store::{Clients, Deliveries, Queue, Sessions};
 use crate::terminate::EndTarget;

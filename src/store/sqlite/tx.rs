@@ -2,7 +2,7 @@
 //! write lock, so nothing it reads changes before it commits, and no read needs a lock of its
 //! own. The primitives SQLite words its own way; the rest are shared (see [`SqlTx`]).
 
-use super::{WriteTx, db, json_list, reads, terminate};
+use super::{WriteTx, backend, db, json_list, terminate};
 use crate::ids::{DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
@@ -35,7 +35,7 @@ impl SqlTx for SqliteTx {
         _lock: bool,
     ) -> Result<Option<Session>, StoreError> {
         // The transaction already holds the write lock.
-        reads::read(&mut self.tx, id).await
+        backend::read(&mut self.tx, id).await
     }
 
     async fn known_clients(&mut self, wanted: &[&str]) -> Result<Vec<String>, StoreError> {
