@@ -4,7 +4,7 @@
 //! The rules (an ended session refuses changes, an unknown client is refused, a client left
 //! without a URL cancels its pending rows, the termination walk, only a dead letter is
 //! re-driven) are written once, in [`super::Sessions`], [`super::Clients`],
-//! [`crate::terminate`] and [`super::redrive`], over these primitives.
+//! [`crate::terminate`] and the store's `redrive`, over these primitives.
 //! A backend does not decide anything: it reads and writes what it is told, inside the
 //! transaction it opened, and takes the locks its concurrency needs (see each method).
 

@@ -18,7 +18,11 @@
 //!   (the dispatcher), [`Deliveries`] (the operator), [`Housekeeping`] (retention and expiry)
 //!   and [`Health`] (readiness).
 //! - The backends: [`memory`] (the smallest: see how little it needs), `sqlite` (the
-//!   embedded default) and `postgres` (several nodes on one database).
+//!   embedded default) and `postgres` (several nodes on one database). The two SQL backends
+//!   share their rows, their write transaction and the statements both databases run alike
+//!   (`sql`); each supplies only what its database words its own way.
+//! - Times are kept in whole milliseconds ([`millis`]): the rules hand the backends times at
+//!   that precision, so callers need not round what they store.
 
 pub mod backend;
 mod clients;
