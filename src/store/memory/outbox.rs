@@ -155,21 +155,18 @@ impl Deliveries for MemoryStore {
 impl Housekeeping for MemoryStore {
     async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let finished = [DeliveryState::Delivered, DeliveryState::Cancelled];
-        Ok(self
-            .lock()
-            .await
-            .prune_rows(&finished, millis(before), limit))
+        Ok(self.lock().await.prune_rows(&finished, before, limit))
     }
 
     async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         Ok(self
             .lock()
             .await
-            .prune_rows(&[DeliveryState::Failed], millis(before), limit))
+            .prune_rows(&[DeliveryState::Failed], before, limit))
     }
 
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        Ok(self.lock().await.prune_sessions(millis(before), limit))
+        Ok(self.lock().await.prune_sessions(before, limit))
     }
 
     async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

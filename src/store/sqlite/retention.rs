@@ -1,8 +1,9 @@
 //! Expiry lookups, retention and statistics over SQLite: the next session expiry, pruning of
 //! finished rows and old ended sessions in bounded batches, and the counts behind the gauges.
 
-use super::{SqliteStore, db, json_list, ms, opt_from_ms};
+use super::{SqliteStore, WriteTx, db, json_list, ms, opt_from_ms};
 use crate::outbox::OutboxStats;
+use crate::store::sql::limit as bound;
 use crate::store::{Housekeeping, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -85,26 +86,19 @@ async fn prune_rows(
     )
     .bind(json_list(states.iter().copied())?)
     .bind(ms(before))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(bound(limit))
     .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let list = json_list(ids.iter().map(String::as_str))?;
-    for sql in [
-        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))",
-        "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))",
-    ] {
-        sqlx::query(sql)
-            .bind(&list)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
-    tx.commit().await.map_err(db)?;
-    Ok(ids.len() as u64)
+    delete(
+        tx,
+        &ids,
+        [
+            "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))",
+        ],
+    )
+    .await
 }
 
 /// Deletes up to `limit` sessions ended before `before` that no outbox row refers to, with
@@ -120,18 +114,33 @@ async fn prune_sessions(
          AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.session_id = s.id) LIMIT +?2",
     )
     .bind(ms(before))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(bound(limit))
     .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
+    delete(
+        tx,
+        &ids,
+        [
+            "DELETE FROM session_clients WHERE session_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM sessions WHERE id IN (SELECT value FROM json_each(?))",
+        ],
+    )
+    .await
+}
+
+/// Runs `statements` in order with `ids` as their one parameter (a JSON list), then commits;
+/// returns how many ids there were. Nothing is written when there are none.
+async fn delete(
+    mut tx: WriteTx,
+    ids: &[String],
+    statements: [&'static str; 2],
+) -> Result<u64, StoreError> {
     if ids.is_empty() {
         return Ok(0);
     }
     let list = json_list(ids.iter().map(String::as_str))?;
-    for sql in [
-        "DELETE FROM session_clients WHERE session_id IN (SELECT value FROM json_each(?))",
-        "DELETE FROM sessions WHERE id IN (SELECT value FROM json_each(?))",
-    ] {
+    for sql in statements {
         sqlx::query(sql)
             .bind(&list)
             .execute(&mut *tx)
