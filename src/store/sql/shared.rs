@@ -19,6 +19,10 @@ use sqlx::types::Json;
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Type};
 
 /// The statements both databases run alike, for `DB::insert_client(conn, ...)` on either.
+///
+/// A trait with one blanket implementation, rather than generic functions: the bounds that
+/// let a database bind and decode these values are written once, on the implementation, and
+/// code generic over the database (the shared transaction) asks only for `DB: Shared`.
 #[async_trait]
 pub(in crate::store) trait Shared: Dialect {
     /// Registers a client; false if the client_id exists.
