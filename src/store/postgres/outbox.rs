@@ -1,5 +1,5 @@
 //! The outbox over PostgreSQL: claims with `FOR UPDATE SKIP LOCKED` under a lease, and batched
-//! results and releases fenced by that lease, each one statement.
+//! results and releases fenced by that lease, each one statement; and the operator's views.
 
 use super::rows::{ClaimRow, DeliveryRow};
 use super::{PostgresStore, announce, db, ms, opt_from_ms};
@@ -8,7 +8,7 @@ use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats, Redrive,
 };
 use crate::store::sql::results::ResultRow;
-use crate::store::sql::rows::delivery_columns;
+use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
@@ -213,8 +213,21 @@ impl Deliveries for PostgresStore {
         crate::store::redrive::redrive(self, id, now).await
     }
 
+    /// Counts per live and dead-letter state (over `deliveries_state`) and the oldest due row
+    /// (first entry of `deliveries_due`).
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        super::retention::stats(&self.pool, now).await
+        let counts: StatsRow = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'), \
+             (SELECT count(*) FROM deliveries WHERE state = 'in_flight'), \
+             (SELECT count(*) FROM deliveries WHERE state = 'failed'), \
+             (SELECT MIN(next_attempt_at) FROM deliveries \
+             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= $1)",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        stats(counts)
     }
 }
 

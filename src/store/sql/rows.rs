@@ -5,7 +5,7 @@ use super::{StoreError, StoredJson, from_ms, opt_from_ms, parse, unsigned};
 use crate::clients::RelyingParty;
 use crate::ids::LeaseId;
 use crate::metadata::SessionMetadata;
-use crate::outbox::{AttemptRecord, ClaimedDelivery, Delivery, DeliveryDetail};
+use crate::outbox::{AttemptRecord, ClaimedDelivery, Delivery, DeliveryDetail, OutboxStats};
 use crate::session::{Device, Session, SessionClient};
 use std::sync::Arc;
 
@@ -211,5 +211,21 @@ pub(in crate::store) fn detail<J: StoredJson>(
             .into_iter()
             .map(AttemptRow::into_record)
             .collect::<Result<_, _>>()?,
+    })
+}
+
+/// What the statistics statements return: the pending, in-flight and failed counts, and the
+/// oldest due time.
+pub(in crate::store) type StatsRow = (i64, i64, i64, Option<i64>);
+
+/// The gauges' counts from a [`StatsRow`].
+pub(in crate::store) fn stats(
+    (pending, in_flight, failed, oldest): StatsRow,
+) -> Result<OutboxStats, StoreError> {
+    Ok(OutboxStats {
+        pending: pending.unsigned_abs(),
+        in_flight: in_flight.unsigned_abs(),
+        failed: failed.unsigned_abs(),
+        oldest_due_at: opt_from_ms(oldest)?,
     })
 }

@@ -1,4 +1,5 @@
-//! The outbox over SQLite: leased claims and batched results, each call one write transaction.
+//! The outbox over SQLite: leased claims and batched results, each call one write transaction,
+//! and the operator's views of the rows.
 
 use super::rows::{ClientRow, DeliveryRow};
 use super::{SqliteStore, db, json_list, ms, opt_from_ms, values};
@@ -8,7 +9,7 @@ use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
     OutboxStats, Redrive,
 };
-use crate::store::sql::rows::delivery_columns;
+use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound, results::ResultRow};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
@@ -173,8 +174,21 @@ impl Deliveries for SqliteStore {
         crate::store::redrive::redrive(self, id, now).await
     }
 
+    /// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
+    /// due row (first entry of `deliveries_due`).
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        super::retention::stats(&self.reader, now).await
+        let counts: StatsRow = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
+             (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'), \
+             (SELECT COUNT(*) FROM deliveries WHERE state = 'failed'), \
+             (SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
+             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db)?;
+        stats(counts)
     }
 }
 

@@ -1,13 +1,11 @@
-//! Expiry lookups, retention and statistics over SQLite: the next session expiry, pruning of
-//! finished rows and old ended sessions in bounded batches, and the counts behind the gauges.
+//! Housekeeping over SQLite: the next session expiry, and pruning of finished rows and old
+//! ended sessions in bounded batches.
 
 use super::{SqliteStore, WriteTx, db, json_list, ms, opt_from_ms};
-use crate::outbox::OutboxStats;
 use crate::store::sql::limit as bound;
 use crate::store::{Housekeeping, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -43,31 +41,6 @@ impl Housekeeping for SqliteStore {
     fn expiry_wakeup(&self) -> Arc<Notify> {
         self.expiry.clone()
     }
-}
-
-/// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
-/// due row (first entry of `deliveries_due`).
-pub(super) async fn stats(
-    pool: &SqlitePool,
-    now: DateTime<Utc>,
-) -> Result<OutboxStats, StoreError> {
-    let (pending, in_flight, failed, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
-         (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'), \
-         (SELECT COUNT(*) FROM deliveries WHERE state = 'failed'), \
-         (SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
-         WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)",
-    )
-    .bind(ms(now))
-    .fetch_one(pool)
-    .await
-    .map_err(db)?;
-    Ok(OutboxStats {
-        pending: pending.unsigned_abs(),
-        in_flight: in_flight.unsigned_abs(),
-        failed: failed.unsigned_abs(),
-        oldest_due_at: opt_from_ms(oldest)?,
-    })
 }
 
 /// Deletes up to `limit` rows in one of `states` last changed before `before`, with their
