@@ -201,7 +201,7 @@ pub(super) fn client(
     alg: SigningAlg,
     include_metadata: bool,
 ) -> RelyingParty {
-    let now = logoutd_core::to_millis(chrono::Utc::now());
+    let now = chrono::Utc::now();
     RelyingParty {
         name: format!("bench {id}"),
         client_id: id,
@@ -241,7 +241,7 @@ pub(super) fn session_of(
     clients: &[ClientId],
     metadata: &SessionMetadata,
 ) -> Session {
-    let now = logoutd_core::to_millis(chrono::Utc::now());
+    let now = chrono::Utc::now();
     Session {
         id: SessionId::new(id),
         user_id: UserId::new(user),

@@ -59,8 +59,3 @@ impl Clock for ManualClock {
         }
     }
 }
-
-/// Truncates to whole milliseconds, the precision every store keeps.
-pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
-}

@@ -72,7 +72,7 @@ impl ExpirySweeper {
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let now = crate::clock::to_millis(self.clock.now());
+            let now = self.clock.now();
             let event_id = EventId::generate();
             let report = self
                 .sessions

@@ -65,7 +65,7 @@ pub(crate) type Shared = Arc<AppState>;
 impl AppState {
     /// Now, truncated to the store's millisecond precision.
     pub fn now(&self) -> DateTime<Utc> {
-        crate::clock::to_millis(self.clock.now())
+        crate::store::millis(self.clock.now())
     }
 }
 

@@ -72,7 +72,7 @@ impl ClientRef {
 }
 
 fn ms(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    t.map(crate::clock::to_millis)
+    t.map(crate::store::millis)
 }
 
 fn validate_device(device: &Device) -> Result<(), ApiError> {

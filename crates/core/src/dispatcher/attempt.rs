@@ -194,7 +194,7 @@ async fn attempt(
     );
     let (status, error) = describe(&outcome);
     let record = AttemptRecord {
-        at: crate::clock::to_millis(started),
+        at: started,
         status,
         error,
         latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),

@@ -387,7 +387,7 @@ impl Dispatcher {
                         .to_std()
                         .unwrap_or(self.max_idle)
                         .min(self.max_idle)
-                } else if due > crate::clock::to_millis(claimed_at) {
+                } else if due > crate::store::millis(claimed_at) {
                     return;
                 } else {
                     BLOCKED_IDLE
@@ -410,7 +410,7 @@ impl Inner {
     async fn hand_back_all(self: Arc<Self>, rows: HandBack) {
         if !rows.spent.is_empty() {
             let reason = budget_reason(self.retry.max_age());
-            let now = crate::clock::to_millis(self.clock.now());
+            let now = self.clock.now();
             if let Err(err) = self.outbox.give_up(&rows.spent, &reason, now).await {
                 tracing::warn!(
                     rows = rows.spent.len(),
@@ -420,7 +420,6 @@ impl Inner {
             }
         }
         for (due, leases) in rows.groups {
-            let due = crate::clock::to_millis(due);
             if let Err(err) = self.outbox.release(&leases, due).await {
                 tracing::warn!(
                     rows = leases.len(),
@@ -446,7 +445,7 @@ impl Inner {
         let lease = [(row.delivery.id.clone(), row.lease.clone())];
         if budget && past_budget(row, due, self.retry.max_age()) {
             let reason = budget_reason(self.retry.max_age());
-            let now = crate::clock::to_millis(self.clock.now());
+            let now = self.clock.now();
             if let Err(err) = self.outbox.give_up(&lease, &reason, now).await {
                 tracing::warn!(
                     delivery_id = %row.delivery.id,
@@ -456,11 +455,7 @@ impl Inner {
             }
             return;
         }
-        if let Err(err) = self
-            .outbox
-            .release(&lease, crate::clock::to_millis(due))
-            .await
-        {
+        if let Err(err) = self.outbox.release(&lease, due).await {
             tracing::warn!(
                 delivery_id = %row.delivery.id,
                 error = %crate::error::chain(&err),

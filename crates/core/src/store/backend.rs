@@ -2,17 +2,18 @@
 //! small primitives.
 //!
 //! The rules (an ended session refuses changes, an unknown client is refused, a client left
-//! without a URL cancels its pending rows, the termination walk) are written once, in
-//! [`super::Sessions`], [`super::Clients`] and [`crate::terminate`], over these primitives.
+//! without a URL cancels its pending rows, the termination walk, only a dead letter is
+//! re-driven) are written once, in [`super::Sessions`], [`super::Clients`],
+//! [`crate::terminate`] and the store's `redrive`, over these primitives.
 //! A backend does not decide anything: it reads and writes what it is told, inside the
 //! transaction it opened, and takes the locks its concurrency needs (see each method).
 
 use super::StoreError;
 use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId, UserId};
+use crate::ids::{ClientId, DeliveryId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
-use crate::outbox::NewDelivery;
+use crate::outbox::{DeliveryState, NewDelivery};
 use crate::session::{Session, SessionClient};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -167,6 +168,16 @@ pub trait Tx: Send {
 
     /// Cancels the client's pending and in-flight rows; returns how many.
     async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// The state of delivery row `id`, locked against every other writer until commit.
+    async fn delivery_state(
+        &mut self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryState>, StoreError>;
+
+    /// Puts delivery row `id` back in the queue: pending, due at `now`, attempts 0, the age
+    /// budget counted from `now`, no lease.
+    async fn requeue(&mut self, id: &DeliveryId, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Tells other nodes, at commit, that rows may have become claimable (a client resumed).
     async fn announce(&mut self) -> Result<(), StoreError>;

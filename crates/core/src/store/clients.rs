@@ -2,7 +2,7 @@
 //! over a [`Backend`].
 
 use super::backend::{Backend, Lane};
-use super::{Page, StoreError};
+use super::{Page, StoreError, millis};
 use crate::clients::RelyingParty;
 use crate::ids::ClientId;
 use chrono::{DateTime, Utc};
@@ -55,6 +55,7 @@ impl Clients {
         client: &RelyingParty,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        let now = millis(now);
         let claimable = !client.paused && client.logout_url().is_some();
         let mut tx = self.backend.begin(Lane::Interactive).await?;
         if !tx.update_client(client, now).await? {
@@ -85,7 +86,7 @@ impl Clients {
         if !tx.delete_client(id).await? {
             return Err(StoreError::NotFound);
         }
-        let cancelled = tx.cancel_rows(id, now).await?;
+        let cancelled = tx.cancel_rows(id, millis(now)).await?;
         tx.commit().await?;
         Ok(cancelled)
     }

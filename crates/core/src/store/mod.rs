@@ -12,13 +12,17 @@
 //!
 //! - The rules, written once: [`Sessions`] (create, join, change, end) and [`Clients`]
 //!   (register, change, delete), over a [`Backend`]; the termination walk is in
-//!   [`crate::terminate`].
+//!   [`crate::terminate`], and the re-drive of a dead letter in `redrive`.
 //! - What a backend supplies: [`Backend`] (reads, and a write transaction [`Tx`] of small
 //!   primitives), and the queries with no rule above them, cut by who uses them: [`Queue`]
 //!   (the dispatcher), [`Deliveries`] (the operator), [`Housekeeping`] (retention and expiry)
 //!   and [`Health`] (readiness).
 //! - The backends: [`memory`] (the smallest: see how little it needs), `sqlite` (the
-//!   embedded default) and `postgres` (several nodes on one database).
+//!   embedded default) and `postgres` (several nodes on one database). The two SQL backends
+//!   share their rows, their write transaction and the statements both databases run alike
+//!   (`sql`); each supplies only what its database words its own way.
+//! - Times are kept in whole milliseconds ([`millis`]): the rules hand the backends times at
+//!   that precision, so callers need not round what they store.
 
 pub mod backend;
 mod clients;
@@ -26,6 +30,7 @@ mod error;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod redrive;
 mod sessions;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
@@ -41,6 +46,7 @@ pub use sessions::Sessions;
 pub use traits::{Deliveries, Health, Housekeeping, Queue};
 
 use crate::metadata::SessionMetadata;
+use chrono::{DateTime, Utc};
 use std::borrow::Borrow;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -106,6 +112,15 @@ impl Stores {
             health: backend,
         }
     }
+}
+
+/// `t` at the precision every store keeps, whole milliseconds: the SQL backends store
+/// INTEGER milliseconds, and the memory backend truncates what it is given to match. The
+/// rules hand the backends times at this precision, so what they return is what is stored;
+/// a caller that shows a time it also stores (the API's responses), or compares one it gave
+/// the store with one the store returned, rounds it here.
+pub fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
 /// Wakes every waiter of `notify`, and leaves a permit for one that is about to wait.

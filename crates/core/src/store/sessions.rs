@@ -2,7 +2,7 @@
 //! [`Backend`].
 
 use super::backend::{Backend, Lane};
-use super::{Page, StoreError};
+use super::{Page, StoreError, millis};
 use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::MetadataOp;
@@ -74,6 +74,7 @@ impl Sessions {
         client: &SessionClient,
         now: DateTime<Utc>,
     ) -> Result<Session, StoreError> {
+        let now = millis(now);
         let mut tx = self.backend.begin(Lane::Interactive).await?;
         let mut session = active(tx.lock_session(id).await?)?;
         if tx
@@ -106,6 +107,7 @@ impl Sessions {
         op: &MetadataOp,
         now: DateTime<Utc>,
     ) -> Result<Session, StoreError> {
+        let now = millis(now);
         let mut tx = self.backend.begin(Lane::Interactive).await?;
         let mut session = active(tx.lock_session(id).await?)?;
         session.session_metadata = session.session_metadata.apply(op)?;
@@ -126,7 +128,8 @@ impl Sessions {
         event_id: &EventId,
         now: DateTime<Utc>,
     ) -> Result<EndReport, StoreError> {
-        super::terminate::end_sessions(&*self.backend, target, initiator, event_id, now).await
+        super::terminate::end_sessions(&*self.backend, target, initiator, event_id, millis(now))
+            .await
     }
 
     /// Ends up to `limit` active sessions whose `expires_at` or `idle_expires_at` is at or
@@ -139,7 +142,7 @@ impl Sessions {
         limit: usize,
         event_id: &EventId,
     ) -> Result<EndReport, StoreError> {
-        super::terminate::end_expired(&*self.backend, now, limit, event_id).await
+        super::terminate::end_expired(&*self.backend, millis(now), limit, event_id).await
     }
 }
 

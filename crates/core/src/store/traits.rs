@@ -70,7 +70,8 @@ pub trait Deliveries: Send + Sync {
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError>;
 
     /// Re-drives a failed row: pending, due at `now`, attempts reset to 0, `created_at` kept
-    /// but the age budget counted from `now`. `NotFound` if absent.
+    /// but the age budget counted from `now`. `NotFound` if absent. The rule is written once
+    /// over [`super::Tx`]; a backend's implementation hands it its transactions.
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError>;
 
     /// Live and dead-letter counts, and the oldest due row, as of `now`.

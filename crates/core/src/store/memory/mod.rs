@@ -14,7 +14,7 @@ mod sessions;
 mod tx;
 
 use super::backend::{Backend, Lane, Tx};
-use super::{Health, StoreError, Stores};
+use super::{Health, StoreError, Stores, millis};
 use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
 use crate::metadata::SessionMetadata;
@@ -144,8 +144,9 @@ fn is_live(state: DeliveryState) -> bool {
 }
 
 impl State {
-    /// Moves row `id` to `state` with `next` as its due time at `now`, keeping the due index
-    /// in step. Leaving the in-flight state drops the lease.
+    /// Moves row `id` to `state` with `next` as its due time at `now` (both kept in whole
+    /// milliseconds), keeping the due index in step. Leaving the in-flight state drops the
+    /// lease.
     fn schedule(
         &mut self,
         id: &DeliveryId,
@@ -153,6 +154,7 @@ impl State {
         next: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) {
+        let (next, now) = (next.map(millis), millis(now));
         let Some(row) = self.rows.get_mut(id) else {
             return;
         };

@@ -3,11 +3,11 @@
 use super::{MemoryStore, Row, State};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    OutboxStats, Redrive,
+    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
+    DeliveryState, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
-use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError};
+use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::ops::Bound;
@@ -143,18 +143,7 @@ impl Deliveries for MemoryStore {
     }
 
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
-        {
-            let mut state = self.lock().await;
-            let row = state.rows.get_mut(id).ok_or(StoreError::NotFound)?;
-            if row.delivery.state != DeliveryState::Failed {
-                return Ok(Redrive::NotFailed(row.delivery.state));
-            }
-            row.delivery.attempts = 0;
-            row.budget_started_at = now;
-            state.schedule(id, DeliveryState::Pending, Some(now), now);
-        }
-        self.notify();
-        Ok(Redrive::Requeued)
+        crate::store::redrive::redrive(self, id, now).await
     }
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
@@ -248,7 +237,10 @@ fn record_one(state: &mut State, result: &AttemptResult) -> bool {
 
 /// Counts the attempt, keeps it in the history and copies its outcome onto the row.
 fn apply_attempt(row: &mut Row, result: &AttemptResult) {
-    let attempt = &result.attempt;
+    let attempt = AttemptRecord {
+        at: millis(result.attempt.at),
+        ..result.attempt.clone()
+    };
     let d = &mut row.delivery;
     d.attempts = d.attempts.saturating_add(1);
     d.last_status = attempt.status;
@@ -259,7 +251,7 @@ fn apply_attempt(row: &mut Row, result: &AttemptResult) {
     if result.decision == Decision::Delivered {
         d.delivered_at = Some(attempt.at);
     }
-    row.history.push(attempt.clone());
+    row.history.push(attempt);
 }
 
 /// Whether `d` passes every set filter.

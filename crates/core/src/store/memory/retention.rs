@@ -1,7 +1,7 @@
 //! Retention and statistics over the in-memory state: pruning finished rows and old ended
 //! sessions, and the counts behind the metrics gauges.
 
-use super::State;
+use super::{State, millis};
 use crate::ids::{DeliveryId, SessionId};
 use crate::outbox::{DeliveryState, OutboxStats};
 use chrono::{DateTime, Utc};
@@ -25,13 +25,15 @@ impl State {
         stats
     }
 
-    /// Deletes up to `limit` rows in one of `states` last changed before `before`.
+    /// Deletes up to `limit` rows in one of `states` last changed before `before` (both
+    /// compared in whole milliseconds, as stored).
     pub(super) fn prune_rows(
         &mut self,
         states: &[DeliveryState],
         before: DateTime<Utc>,
         limit: usize,
     ) -> u64 {
+        let before = millis(before);
         let ids: Vec<DeliveryId> = self
             .rows
             .iter()
@@ -47,6 +49,7 @@ impl State {
 
     /// Deletes up to `limit` sessions ended before `before` that no outbox row refers to.
     pub(super) fn prune_sessions(&mut self, before: DateTime<Utc>, limit: usize) -> u64 {
+        let before = millis(before);
         let referenced: HashSet<&SessionId> =
             self.rows.values().map(|r| &r.delivery.session_id).collect();
         let ids: Vec<SessionId> = self

@@ -2,13 +2,13 @@
 
 use super::{State, sessions};
 use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId};
+use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
-use crate::outbox::NewDelivery;
+use crate::outbox::{DeliveryState, NewDelivery};
 use crate::session::{Session, SessionClient, joined_once};
-use crate::store::StoreError;
 use crate::store::backend::{Ending, EndingSet, Tx};
+use crate::store::{StoreError, millis};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::OwnedMutexGuard;
@@ -45,6 +45,18 @@ impl Tx for MemoryTx {
         }
         let mut stored = session.clone();
         stored.clients = joined_once(&session.clients);
+        for at in [&mut stored.created_at, &mut stored.updated_at] {
+            *at = millis(*at);
+        }
+        for at in [
+            &mut stored.authenticated_at,
+            &mut stored.idle_expires_at,
+            &mut stored.expires_at,
+            &mut stored.last_interacted_at,
+            &mut stored.ended_at,
+        ] {
+            *at = at.map(millis);
+        }
         state
             .by_user
             .entry(session.user_id.clone())
@@ -101,9 +113,12 @@ impl Tx for MemoryTx {
         if self.state.clients.contains_key(&client.client_id) {
             return Ok(false);
         }
-        self.state
-            .clients
-            .insert(client.client_id.clone(), client.clone());
+        let stored = RelyingParty {
+            created_at: millis(client.created_at),
+            updated_at: millis(client.updated_at),
+            ..client.clone()
+        };
+        self.state.clients.insert(client.client_id.clone(), stored);
         Ok(true)
     }
 
@@ -129,6 +144,23 @@ impl Tx for MemoryTx {
 
     async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
         Ok(self.state.cancel_client_rows(id, now))
+    }
+
+    async fn delivery_state(
+        &mut self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryState>, StoreError> {
+        Ok(self.state.rows.get(id).map(|row| row.delivery.state))
+    }
+
+    async fn requeue(&mut self, id: &DeliveryId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(row) = self.state.rows.get_mut(id) {
+            row.delivery.attempts = 0;
+            row.budget_started_at = now;
+        }
+        self.state
+            .schedule(id, DeliveryState::Pending, Some(now), now);
+        Ok(())
     }
 
     async fn announce(&mut self) -> Result<(), StoreError> {

@@ -15,24 +15,18 @@
 //!   several nodes split the work and never end one session twice.
 //! - Migrations run at open; sqlx serialises concurrent migrators with an advisory lock.
 
-mod clients;
+mod backend;
 mod listener;
 mod nodelay;
 mod outbox;
 mod retention;
 mod rows;
-mod sessions;
-mod status;
 mod terminate;
 mod tx;
 
-use super::sql::{Corrupt, db, from_ms, ms, opt_from_ms, overfetch};
+use super::sql::{Dialect, db, ms, opt_from_ms, overfetch};
 
-use super::backend::{Backend, Lane, Tx};
 use super::{Health, StoreError, Stores, redact_url, wake};
-use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId, UserId};
-use crate::session::Session;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
@@ -123,48 +117,6 @@ impl Health for PostgresStore {
     }
 }
 
-#[async_trait]
-impl Backend for PostgresStore {
-    async fn begin(&self, _lane: Lane) -> Result<Box<dyn Tx + '_>, StoreError> {
-        Ok(Box::new(tx::PgTx {
-            tx: self.begin().await?,
-        }))
-    }
-
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        sessions::get(self, id).await
-    }
-
-    async fn user_sessions(
-        &self,
-        user: &UserId,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Vec<Session>, StoreError> {
-        sessions::of_user(self, user, from, take).await
-    }
-
-    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
-        clients::get(self, id).await
-    }
-
-    async fn clients(
-        &self,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Vec<RelyingParty>, StoreError> {
-        clients::list(self, from, take).await
-    }
-
-    fn wake_workers(&self) {
-        self.notify();
-    }
-
-    fn wake_expiry(&self) {
-        wake(&self.expiry);
-    }
-}
-
 /// Announces newly due rows to every node; delivered when the transaction commits.
 async fn announce(conn: &mut PgConnection) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, '')")
@@ -175,9 +127,13 @@ async fn announce(conn: &mut PgConnection) -> Result<(), StoreError> {
         .map_err(db)
 }
 
-/// A value as JSON for a JSONB column.
-fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(value).map_err(StoreError::backend)
+impl Dialect for Postgres {
+    type Json = serde_json::Value;
+    const LIMIT: &'static str = "LIMIT ";
+
+    fn affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
 #[cfg(test)]

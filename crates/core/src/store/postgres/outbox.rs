@@ -1,22 +1,20 @@
 //! The outbox over PostgreSQL: claims with `FOR UPDATE SKIP LOCKED` under a lease, and batched
-//! results and releases fenced by that lease, each one statement.
+//! results and releases fenced by that lease, each one statement; and the operator's views.
 
-use super::rows::{ClaimRow, DeliveryRow, delivery_columns};
-use super::{Corrupt, PostgresStore, announce, db, ms, opt_from_ms, status};
-use crate::clients::RelyingParty;
+use super::rows::{ClaimRow, DeliveryRow};
+use super::{PostgresStore, announce, db, ms, opt_from_ms};
 use crate::ids::{DeliveryId, LeaseId};
-use crate::metadata::SessionMetadata;
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    OutboxStats, Redrive,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats, Redrive,
 };
-use crate::retry::Decision;
-use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreError};
+use crate::store::sql::results::ResultRow;
+use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
+use crate::store::sql::{limit as bound, shared::Shared};
+use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -84,7 +82,7 @@ impl Queue for PostgresStore {
         let mut tx = self.pool.begin_with(CLAIM_PLAN).await.map_err(db)?;
         let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
             .bind(ms(now))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(bound(limit))
             .bind(lease_id.as_str())
             .bind(ms(until))
             .fetch_all(&mut *tx)
@@ -96,8 +94,8 @@ impl Queue for PostgresStore {
         let mut claims = Vec::with_capacity(rows.len());
         for row in rows {
             let (row, client, reclaimed) = row.into_parts(&mut registrations)?;
-            let metadata = snapshots.get(row.metadata_value(), DeliveryRow::parse_metadata)?;
-            claims.push(claimed(&row, client, metadata, &lease_id, reclaimed)?);
+            let metadata = snapshots.get(&row.metadata, DeliveryRow::parse_metadata)?;
+            claims.push(row.into_claim(client, metadata, &lease_id, reclaimed)?);
         }
         Ok(claims)
     }
@@ -122,10 +120,6 @@ impl Queue for PostgresStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<Value> = leases
-            .iter()
-            .map(|(id, lease)| json!({"id": id.as_str(), "lease": lease.as_str()}))
-            .collect();
         let mut tx = self.begin().await?;
         let released = sqlx::query(
             "UPDATE deliveries d SET state = 'pending', next_attempt_at = $1, lease_id = NULL, \
@@ -134,7 +128,7 @@ impl Queue for PostgresStore {
              WHERE d.id = r.id AND d.lease_id = r.lease AND d.state || '' = 'in_flight'",
         )
         .bind(ms(now))
-        .bind(Value::Array(batch))
+        .bind(lease_batch(leases))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -158,10 +152,6 @@ impl Queue for PostgresStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<Value> = leases
-            .iter()
-            .map(|(id, lease)| json!({"id": id.as_str(), "lease": lease.as_str()}))
-            .collect();
         sqlx::query(
             "UPDATE deliveries d SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
              lease_until = NULL, last_error = $1, updated_at = $2 \
@@ -170,7 +160,7 @@ impl Queue for PostgresStore {
         )
         .bind(reason)
         .bind(ms(now))
-        .bind(Value::Array(batch))
+        .bind(lease_batch(leases))
         .execute(&self.pool)
         .await
         .map_err(db)
@@ -204,123 +194,57 @@ impl Deliveries for PostgresStore {
         from: Option<&str>,
         take: usize,
     ) -> Result<Page<Delivery>, StoreError> {
-        status::list(&self.pool, filter, from, take).await
+        sqlx::Postgres::list_deliveries(&self.pool, filter, from, take).await
     }
 
+    /// The row and its history are read in one transaction, so both belong to one moment.
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
-        status::detail(&self.pool, id).await
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(db)?;
+        let detail = sqlx::Postgres::delivery_detail(&mut tx, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(detail)
     }
 
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
-        let mut tx = self.begin().await?;
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM deliveries WHERE id = $1 FOR UPDATE")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let state: DeliveryState = state
-            .ok_or(StoreError::NotFound)?
-            .parse()
-            .map_err(|_| StoreError::backend(Corrupt("state")))?;
-        if state != DeliveryState::Failed {
-            return Ok(Redrive::NotFailed(state));
-        }
-        sqlx::query(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, attempts = 0, \
-             budget_started_at = $1, lease_id = NULL, lease_until = NULL, updated_at = $1 \
-             WHERE id = $2",
+        crate::store::redrive::redrive(self, id, now).await
+    }
+
+    /// Counts per live and dead-letter state (over `deliveries_state`) and the oldest due row
+    /// (first entry of `deliveries_due`).
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        let counts: StatsRow = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'), \
+             (SELECT count(*) FROM deliveries WHERE state = 'in_flight'), \
+             (SELECT count(*) FROM deliveries WHERE state = 'failed'), \
+             (SELECT MIN(next_attempt_at) FROM deliveries \
+             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= $1)",
         )
         .bind(ms(now))
-        .bind(id.as_str())
-        .execute(&mut *tx)
+        .fetch_one(&self.pool)
         .await
         .map_err(db)?;
-        announce(&mut tx).await?;
-        tx.commit().await.map_err(db)?;
-        self.notify();
-        Ok(Redrive::Requeued)
+        stats(counts)
     }
-
-    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        super::retention::stats(&self.pool, now).await
-    }
-}
-
-#[async_trait]
-impl Housekeeping for PostgresStore {
-    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
-    }
-
-    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_rows(self, &["failed"], before, limit).await
-    }
-
-    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_sessions(self, before, limit).await
-    }
-
-    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        super::retention::next_expiry(&self.pool).await
-    }
-
-    fn expiry_wakeup(&self) -> Arc<Notify> {
-        self.expiry.clone()
-    }
-}
-
-/// The claim handed to a worker (the row as the claim left it: in flight until the lease end).
-fn claimed(
-    row: &DeliveryRow,
-    client: Arc<RelyingParty>,
-    session_metadata: SessionMetadata,
-    lease: &LeaseId,
-    reclaimed: bool,
-) -> Result<ClaimedDelivery, StoreError> {
-    Ok(ClaimedDelivery {
-        delivery: row.to_delivery()?,
-        lease: lease.clone(),
-        session_metadata,
-        client,
-        budget_started_at: row.budget_started_at()?,
-        reclaimed,
-    })
 }
 
 /// The results as one JSON parameter for [`RECORD`], the first result per row only.
 fn result_batch(results: &[AttemptResult]) -> Value {
-    let mut seen = HashSet::new();
-    let batch = results
-        .iter()
-        .filter(|r| seen.insert(&r.id))
+    let batch = ResultRow::first_of_each(results)
+        .into_iter()
         .map(|r| {
-            let a = &r.attempt;
-            let (state, next, delivered, last_error) = match &r.decision {
-                Decision::Delivered => (
-                    "delivered",
-                    None,
-                    Some(ms(a.at)),
-                    a.error.as_deref().map(Cow::from),
-                ),
-                Decision::RetryAt(t) => (
-                    "pending",
-                    Some(ms(*t)),
-                    None,
-                    a.error.as_deref().map(Cow::from),
-                ),
-                Decision::GiveUp(reason) => {
-                    ("failed", None, None, Some(Cow::from(reason.to_string())))
-                }
-            };
+            let a = r.attempt;
             json!({
-                "id": r.id.as_str(),
-                "lease": r.lease.as_str(),
-                "state": state,
-                "next_at": next,
-                "delivered_at": delivered,
+                "id": r.id,
+                "lease": r.lease,
+                "state": r.state,
+                "next_at": r.next_attempt_at,
+                "delivered_at": r.delivered_at,
                 "last_status": a.status,
-                "last_error": last_error,
+                "last_error": r.last_error,
                 "at": ms(a.at),
                 "status": a.status,
                 "error": a.error,
@@ -330,4 +254,12 @@ fn result_batch(results: &[AttemptResult]) -> Value {
         })
         .collect();
     Value::Array(batch)
+}
+
+/// Leases as one JSONB parameter, read with `jsonb_to_recordset` as `(id text, lease text)`.
+fn lease_batch(leases: &[(DeliveryId, LeaseId)]) -> Value {
+    leases
+        .iter()
+        .map(|(id, lease)| json!({"id": id.as_str(), "lease": lease.as_str()}))
+        .collect()
 }

@@ -1,53 +1,50 @@
-//! Expiry lookups, retention and statistics over PostgreSQL: the next session expiry, pruning
-//! of finished rows and old ended sessions in bounded batches (rows another transaction holds
-//! are skipped), and the counts behind the gauges.
+//! Housekeeping over PostgreSQL: the next session expiry, and pruning of finished rows and old
+//! ended sessions in bounded batches (rows another transaction holds are skipped).
 
 use super::{PostgresStore, db, ms, opt_from_ms};
-use crate::outbox::OutboxStats;
-use crate::store::StoreError;
+use crate::store::{Housekeeping, StoreError};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
-/// The earliest expiry of an active session; each branch reads one partial index.
-pub(super) async fn next_expiry(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let next: Option<i64> = sqlx::query_scalar(
-        "SELECT LEAST(\
-         (SELECT MIN(expires_at) FROM sessions \
-         WHERE ended_at IS NULL AND expires_at IS NOT NULL), \
-         (SELECT MIN(idle_expires_at) FROM sessions \
-         WHERE ended_at IS NULL AND idle_expires_at IS NOT NULL))",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(db)?;
-    opt_from_ms(next)
-}
+#[async_trait]
+impl Housekeeping for PostgresStore {
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_rows(self, &["delivered", "cancelled"], before, limit).await
+    }
 
-/// Counts per live and dead-letter state (over `deliveries_state`) and the oldest due row
-/// (first entry of `deliveries_due`).
-pub(super) async fn stats(pool: &PgPool, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-    let (pending, in_flight, failed, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'), \
-         (SELECT count(*) FROM deliveries WHERE state = 'in_flight'), \
-         (SELECT count(*) FROM deliveries WHERE state = 'failed'), \
-         (SELECT MIN(next_attempt_at) FROM deliveries \
-         WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= $1)",
-    )
-    .bind(ms(now))
-    .fetch_one(pool)
-    .await
-    .map_err(db)?;
-    Ok(OutboxStats {
-        pending: pending.unsigned_abs(),
-        in_flight: in_flight.unsigned_abs(),
-        failed: failed.unsigned_abs(),
-        oldest_due_at: opt_from_ms(oldest)?,
-    })
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_rows(self, &["failed"], before, limit).await
+    }
+
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_sessions(self, before, limit).await
+    }
+
+    /// Each branch reads one partial index.
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT LEAST(\
+             (SELECT MIN(expires_at) FROM sessions \
+             WHERE ended_at IS NULL AND expires_at IS NOT NULL), \
+             (SELECT MIN(idle_expires_at) FROM sessions \
+             WHERE ended_at IS NULL AND idle_expires_at IS NOT NULL))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        opt_from_ms(next)
+    }
+
+    fn expiry_wakeup(&self) -> Arc<Notify> {
+        self.expiry.clone()
+    }
 }
 
 /// Deletes up to `limit` rows in one of `states` last changed before `before`, with their
 /// attempt history, in one statement.
-pub(super) async fn prune_rows(
+async fn prune_rows(
     store: &PostgresStore,
     states: &[&str],
     before: DateTime<Utc>,
@@ -72,7 +69,7 @@ pub(super) async fn prune_rows(
 
 /// Deletes up to `limit` sessions ended before `before` that no outbox row refers to, with
 /// their client lists, in one statement.
-pub(super) async fn prune_sessions(
+async fn prune_sessions(
     store: &PostgresStore,
     before: DateTime<Utc>,
     limit: usize,

@@ -4,15 +4,17 @@
 //! The clients are read `FOR SHARE`, so a concurrent deletion or URL removal waits for this
 //! transaction and then cancels the rows it wrote.
 
-use super::rows::{ClientRow, SessionRow, client_columns, session_columns};
-use super::sessions::lock;
-use super::{CHANNEL, db, ms, to_json};
+use super::backend::lock;
+use super::rows::{ClientRow, SessionRow, session_columns};
+use super::{CHANNEL, db, ms};
 use crate::clients::RelyingParty;
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
 use crate::session::Session;
 use crate::store::StoreError;
 use crate::store::backend::{Ending, EndingSet};
+use crate::store::sql::limit as bound;
+use crate::store::sql::rows::client_columns;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgConnection;
@@ -49,7 +51,7 @@ pub(super) async fn ending(
             )
             .bind(user.as_str())
             .bind(after)
-            .bind(i64::try_from(END_CHUNK).unwrap_or(i64::MAX))
+            .bind(bound(END_CHUNK))
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
@@ -72,7 +74,7 @@ pub(super) async fn ending(
                  ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
             )
             .bind(ms(now))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(bound(limit))
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
@@ -159,7 +161,7 @@ pub(super) async fn write_end(
             "user_id": r.user_id.as_str(),
             "client_id": r.client_id.as_str(),
             "initiator": r.initiator.as_str(),
-            "metadata": to_json(&r.session_metadata)?,
+            "metadata": serde_json::to_value(&r.session_metadata).map_err(StoreError::backend)?,
             "at": ms(r.created_at),
         });
         // Absent (NULL in the recordset) unless the client joined with its own sid.

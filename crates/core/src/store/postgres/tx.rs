@@ -1,18 +1,26 @@
-//! The write transaction primitives over PostgreSQL: one READ COMMITTED transaction whose
-//! statements take the row locks they need.
+//! The write transaction over PostgreSQL: one READ COMMITTED transaction whose statements
+//! take the row locks they need. The primitives PostgreSQL words its own way; the rest are
+//! shared (see [`SqlTx`]).
+//!
+//! A change to a session first locks its row (`FOR UPDATE`) and only then reads it, in a new
+//! statement: under READ COMMITTED that statement sees everything committed before the lock
+//! was granted, so concurrent changes and terminations never lose an update.
+//!
+//! Terminations read clients `FOR SHARE`, so a termination that saw a client has committed its
+//! rows before a change to the client row goes through, and the change's cancellation of the
+//! client's rows sees them.
 
-use super::{announce, clients, db, sessions, terminate};
-use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId};
+use super::{announce, backend, db, terminate};
+use crate::ids::{DeliveryId, SessionId};
 use crate::initiator::Initiator;
-use crate::metadata::SessionMetadata;
 use crate::outbox::NewDelivery;
 use crate::session::{Session, SessionClient};
 use crate::store::StoreError;
-use crate::store::backend::{Ending, EndingSet, Tx};
+use crate::store::backend::{Ending, EndingSet};
+use crate::store::sql::tx::SqlTx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 
 /// A transaction on one pooled connection.
 pub(super) struct PgTx {
@@ -20,50 +28,49 @@ pub(super) struct PgTx {
 }
 
 #[async_trait]
-impl Tx for PgTx {
-    async fn session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        sessions::fetch(&mut self.tx, id).await
+impl SqlTx for PgTx {
+    type Db = Postgres;
+
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
     }
 
-    async fn lock_session(&mut self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        sessions::locked(&mut self.tx, id).await
-    }
-
-    async fn first_unknown_client<'a>(
+    async fn read_session(
         &mut self,
-        wanted: &[&'a ClientId],
-    ) -> Result<Option<&'a ClientId>, StoreError> {
-        sessions::first_unknown_client(&mut self.tx, wanted).await
+        id: &SessionId,
+        lock: bool,
+    ) -> Result<Option<Session>, StoreError> {
+        if lock
+            && backend::lock(&mut self.tx, &[id.as_str()])
+                .await?
+                .is_empty()
+        {
+            return Ok(None);
+        }
+        backend::fetch(&mut self.tx, id).await
     }
 
-    async fn insert_session(&mut self, session: &Session) -> Result<bool, StoreError> {
-        sessions::insert_session(&mut self.tx, session).await
+    async fn known_clients(&mut self, wanted: &[&str]) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT client_id FROM clients WHERE client_id = ANY($1)")
+            .bind(wanted)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)
     }
 
-    async fn join(
+    async fn append_clients(
         &mut self,
         id: &SessionId,
         clients: &[SessionClient],
-        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sessions::insert_clients(&mut self.tx, id, clients).await?;
-        sessions::touch(&mut self.tx, id, now).await
+        insert_clients(&mut self.tx, id, clients).await
     }
 
-    async fn set_metadata(
-        &mut self,
-        id: &SessionId,
-        metadata: &SessionMetadata,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sessions::set_metadata(&mut self.tx, id, metadata, now).await
-    }
-
-    async fn ending(&mut self, which: Ending<'_>) -> Result<EndingSet, StoreError> {
+    async fn read_ending(&mut self, which: Ending<'_>) -> Result<EndingSet, StoreError> {
         terminate::ending(&mut self.tx, which).await
     }
 
-    async fn end(
+    async fn write_end(
         &mut self,
         sessions: &[Session],
         rows: &[NewDelivery],
@@ -73,31 +80,48 @@ impl Tx for PgTx {
         terminate::write_end(&mut self.tx, sessions, rows, initiator, now).await
     }
 
-    async fn insert_client(&mut self, client: &RelyingParty) -> Result<bool, StoreError> {
-        clients::insert(&mut self.tx, client).await
+    async fn row_state(&mut self, id: &DeliveryId) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT state FROM deliveries WHERE id = $1 FOR UPDATE")
+            .bind(id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)
     }
 
-    async fn update_client(
-        &mut self,
-        client: &RelyingParty,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        clients::update(&mut self.tx, client, now).await
-    }
-
-    async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {
-        clients::delete(&mut self.tx, id).await
-    }
-
-    async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        clients::cancel_rows(&mut self.tx, id, now).await
-    }
-
-    async fn announce(&mut self) -> Result<(), StoreError> {
+    async fn tell_nodes(&mut self) -> Result<(), StoreError> {
         announce(&mut self.tx).await
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    async fn finish(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db)
     }
+}
+
+/// Appends clients to the end of a session's list in one statement. A client already listed
+/// keeps its place, and takes the new sid when one is given (see [`Session::join`]).
+async fn insert_clients(
+    conn: &mut PgConnection,
+    id: &SessionId,
+    clients: &[SessionClient],
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = clients.iter().map(|c| c.client_id.as_str()).collect();
+    let sids: Vec<Option<&str>> = clients
+        .iter()
+        .map(|c| c.sid.as_ref().map(SessionId::as_str))
+        .collect();
+    sqlx::query(
+        "INSERT INTO session_clients (session_id, client_id, sid, position) \
+         SELECT $1, c.client_id, c.sid, CAST(c.ord - 1 + (SELECT COALESCE(MAX(position) + 1, 0) \
+         FROM session_clients WHERE session_id = $1) AS integer) \
+         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS c (client_id, sid, ord) \
+         ON CONFLICT (session_id, client_id) \
+         DO UPDATE SET sid = COALESCE(excluded.sid, session_clients.sid)",
+    )
+    .bind(id.as_str())
+    .bind(&ids)
+    .bind(&sids)
+    .execute(conn)
+    .await
+    .map_err(db)
+    .map(|_| ())
 }

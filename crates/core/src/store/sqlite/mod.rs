@@ -14,23 +14,17 @@
 //! at the time, and so prepares the statement again each time it is bound anew; the unary plus
 //! keeps the prepared statement in use.
 
-mod clients;
+mod backend;
 mod outbox;
 mod retention;
 mod rows;
-mod sessions;
-mod status;
 mod terminate;
 mod tx;
 mod writer;
 
-use super::sql::{Corrupt, db, from_ms, ms, opt_from_ms};
+use super::sql::{Dialect, db, ms, opt_from_ms};
 
-use super::backend::Backend;
 use super::{Health, StoreError, Stores, wake};
-use crate::clients::RelyingParty;
-use crate::ids::{ClientId, SessionId, UserId};
-use crate::session::Session;
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -149,12 +143,6 @@ impl SqliteStore {
         Stores::over(Arc::new(self))
     }
 
-    /// Starts a write transaction for an API request, holding the database write lock (see
-    /// the module docs), ahead of queued bulk and background writes.
-    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        self.begin_in(Lane::Interactive).await
-    }
-
     /// Starts a write transaction in `lane` (see [`gate`]).
     async fn begin_in(&self, lane: Lane) -> Result<WriteTx, StoreError> {
         let pass = self.gate.enter(lane).await;
@@ -187,56 +175,6 @@ impl SqliteStore {
     /// Wakes every waiting worker, and leaves a permit for one that is about to wait.
     fn notify(&self) {
         wake(&self.wakeup);
-    }
-}
-
-#[async_trait]
-impl Backend for SqliteStore {
-    async fn begin(
-        &self,
-        lane: crate::store::Lane,
-    ) -> Result<Box<dyn crate::store::Tx + '_>, StoreError> {
-        let tx = self
-            .begin_in(match lane {
-                crate::store::Lane::Interactive => Lane::Interactive,
-                crate::store::Lane::Bulk => Lane::Bulk,
-            })
-            .await?;
-        let end_chunk = self.batch_sizes().end_sessions;
-        Ok(Box::new(tx::SqliteTx { tx, end_chunk }))
-    }
-
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        sessions::get(self, id).await
-    }
-
-    async fn user_sessions(
-        &self,
-        user: &UserId,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Vec<Session>, StoreError> {
-        sessions::of_user(self, user, from, take).await
-    }
-
-    async fn get_client(&self, id: &ClientId) -> Result<Option<RelyingParty>, StoreError> {
-        clients::get(self, id).await
-    }
-
-    async fn clients(
-        &self,
-        from: Option<&str>,
-        take: usize,
-    ) -> Result<Vec<RelyingParty>, StoreError> {
-        clients::list(self, from, take).await
-    }
-
-    fn wake_workers(&self) {
-        self.notify();
-    }
-
-    fn wake_expiry(&self) {
-        wake(&self.expiry);
     }
 }
 
@@ -324,150 +262,19 @@ impl Health for SqliteStore {
     }
 }
 
+impl Dialect for sqlx::Sqlite {
+    type Json = String;
+    const LIMIT: &'static str = "LIMIT +";
+
+    fn affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
 /// A JSON array of strings, to pass a list of ids as one parameter (read with `json_each`).
 fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, StoreError> {
     serde_json::to_string(&items.into_iter().collect::<Vec<_>>()).map_err(StoreError::backend)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clients::OidcLogout;
-    use crate::ids::{EventId, Jti};
-    use crate::initiator::Initiator;
-    use crate::metadata::SessionMetadata;
-    use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery};
-    use crate::retry::Decision;
-    use crate::session::{Device, SessionClient};
-    use crate::store::{Clients, Deliveries, Queue, Sessions};
-    use crate::terminate::EndTarget;
-    use chrono::{DateTime, Utc};
-
-    fn at(ms: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(1_735_689_600_000 + ms).unwrap()
-    }
-
-    /// A store with client `c1` and `sessions` sessions of user `u1` with it, not yet ended.
-    async fn store_with(sessions: usize) -> Arc<SqliteStore> {
-        let store = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
-        let client = RelyingParty {
-            client_id: ClientId::new("c1"),
-            name: "RP c1".into(),
-            oidc_logout: OidcLogout {
-                backchannel_logout_urls: vec![url::Url::parse("https://c1.example/bcl").unwrap()],
-                ..OidcLogout::default()
-            },
-            backchannel_logout_session_required: false,
-            logout_token_typ: Default::default(),
-            id_token_signed_response_alg: Default::default(),
-            paused: false,
-            created_at: at(0),
-            updated_at: at(0),
-        };
-        Clients::new(store.clone())
-            .create_client(&client)
-            .await
-            .unwrap();
-        for n in 0..sessions {
-            let session = Session {
-                id: SessionId::new(format!("s{n:03}")),
-                user_id: UserId::new("u1"),
-                created_at: at(1),
-                updated_at: at(1),
-                authenticated_at: None,
-                idle_expires_at: None,
-                expires_at: None,
-                last_interacted_at: None,
-                device: Device::default(),
-                clients: vec![SessionClient::new(ClientId::new("c1"))],
-                session_metadata: SessionMetadata::new(),
-                ended_at: None,
-                end_initiator: None,
-            };
-            Sessions::new(store.clone())
-                .create_session(&session)
-                .await
-                .unwrap();
-        }
-        store
-    }
-
-    async fn end_user(store: &Arc<SqliteStore>) -> usize {
-        let target = EndTarget::User(UserId::new("u1"));
-        let event = EventId::generate();
-        let report = Sessions::new(store.clone())
-            .end_sessions(&target, Initiator::RpLogout, &event, at(2))
-            .await
-            .unwrap();
-        report.sessions_ended
-    }
-
-    async fn claim(store: &SqliteStore, limit: usize) -> Vec<ClaimedDelivery> {
-        store
-            .claim_due(at(3), chrono::Duration::seconds(60), limit)
-            .await
-            .unwrap()
-    }
-
-    fn delivered(c: &ClaimedDelivery) -> AttemptResult {
-        AttemptResult {
-            id: c.delivery.id.clone(),
-            lease: c.lease.clone(),
-            attempt: AttemptRecord {
-                at: at(4),
-                status: Some(200),
-                error: None,
-                latency_ms: 1,
-                jti: Jti::generate(),
-            },
-            decision: Decision::Delivered,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_user_wide_end_takes_smaller_chunks_while_api_writes_arrive() {
-        let store = store_with(16).await;
-        store.gate.set_api_active(false);
-        let before = store.gate.passes();
-        // 8 + 8, then the empty chunk that shows there are no more.
-        assert_eq!(end_user(&store).await, 16);
-        assert_eq!(store.gate.passes() - before, 3);
-
-        let store = store_with(16).await;
-        store.gate.set_api_active(true);
-        let before = store.gate.passes();
-        assert_eq!(end_user(&store).await, 16);
-        assert_eq!(store.gate.passes() - before, 5, "4 + 4 + 4 + 4, then none");
-    }
-
-    #[tokio::test]
-    async fn claims_and_results_take_smaller_transactions_while_api_writes_arrive() {
-        let store = store_with(80).await;
-        assert_eq!(end_user(&store).await, 80);
-
-        store.gate.set_api_active(true);
-        let first = claim(&store, 128).await;
-        assert_eq!(first.len(), BatchSizes::API_ACTIVE.claim);
-        store.gate.set_api_active(false);
-        let rest = claim(&store, 128).await;
-        assert_eq!(
-            rest.len(),
-            80 - BatchSizes::API_ACTIVE.claim,
-            "the rest at once"
-        );
-
-        let results: Vec<AttemptResult> = first.iter().chain(&rest).map(delivered).collect();
-        store.gate.set_api_active(true);
-        let before = store.gate.passes();
-        assert_eq!(store.record(&results[..70]).await.unwrap(), 70);
-        assert_eq!(store.gate.passes() - before, 3, "32 + 32 + 6");
-        store.gate.set_api_active(false);
-        let before = store.gate.passes();
-        // Results already written are not written again.
-        assert_eq!(store.record(&results).await.unwrap(), 10);
-        assert_eq!(store.gate.passes() - before, 1);
-
-        let stats = store.stats(at(5)).await.unwrap();
-        assert_eq!((stats.pending, stats.in_flight, stats.failed), (0, 0, 0));
-    }
-}
+mod tests;

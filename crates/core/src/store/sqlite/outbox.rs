@@ -1,21 +1,22 @@
-//! The outbox over SQLite: leased claims and batched results, each call one write transaction.
+//! The outbox over SQLite: leased claims and batched results, each call one write transaction,
+//! and the operator's views of the rows.
 
-use super::rows::{self, ClientRow, DeliveryRow, delivery_columns};
-use super::{SqliteStore, db, json_list, ms, opt_from_ms, status, values};
+use super::rows::{ClientRow, DeliveryRow};
+use super::{SqliteStore, db, json_list, ms, opt_from_ms, values};
 use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
-use crate::metadata::SessionMetadata;
 use crate::outbox::{
-    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryState, OutboxStats, Redrive,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
+    OutboxStats, Redrive,
 };
-use crate::retry::Decision;
-use crate::store::{Deliveries, Housekeeping, Page, Queue, SnapshotRuns, StoreError};
+use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
+use crate::store::sql::shared::Shared;
+use crate::store::sql::{json, limit as bound, results::ResultRow};
+use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sqlx::SqliteConnection;
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::Notify;
@@ -38,14 +39,19 @@ impl Queue for SqliteStore {
         let until = now + lease;
         let clients = take_lease(&mut tx, &rows, &lease_id, until, now).await?;
         tx.commit().await.map_err(db)?;
-        let mut snapshots = SnapshotRuns::<str>::new();
+        let mut snapshots = SnapshotRuns::<String>::new();
         let mut claims = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(client) = clients.get(row.client_id.as_str()).cloned() else {
                 continue;
             };
-            let metadata = snapshots.get(row.metadata_text(), DeliveryRow::parse_metadata)?;
-            claims.push(claimed(row, client, metadata, &lease_id, until)?);
+            let metadata = snapshots.get(&row.metadata, DeliveryRow::parse_metadata)?;
+            let reclaimed = row.state == DeliveryState::InFlight.as_str();
+            let mut claim = row.into_claim(client, metadata, &lease_id, reclaimed)?;
+            // The row was read before the lease was taken.
+            claim.delivery.state = DeliveryState::InFlight;
+            claim.delivery.next_attempt_at = Some(until);
+            claims.push(claim);
         }
         Ok(claims)
     }
@@ -59,7 +65,7 @@ impl Queue for SqliteStore {
     /// lease guards it), so if a later transaction fails, writing the whole batch again
     /// applies only what is missing.
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
-        let mut rows = &result_rows(results)[..];
+        let mut rows = &ResultRow::first_of_each(results)[..];
         let mut applied = 0;
         while !rows.is_empty() {
             let mut tx = self.begin_background_write().await?;
@@ -81,10 +87,6 @@ impl Queue for SqliteStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<_> = leases
-            .iter()
-            .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
-            .collect();
         let mut tx = self.begin_background_write().await?;
         let released = sqlx::query(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, lease_id = NULL, \
@@ -93,7 +95,7 @@ impl Queue for SqliteStore {
              AND +deliveries.state = 'in_flight'",
         )
         .bind(ms(now))
-        .bind(serde_json::Value::Array(batch).to_string())
+        .bind(lease_batch(leases))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -114,10 +116,6 @@ impl Queue for SqliteStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        let batch: Vec<_> = leases
-            .iter()
-            .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
-            .collect();
         let mut tx = self.begin_background_write().await?;
         let failed = sqlx::query(
             "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
@@ -127,7 +125,7 @@ impl Queue for SqliteStore {
         )
         .bind(reason)
         .bind(ms(now))
-        .bind(serde_json::Value::Array(batch).to_string())
+        .bind(lease_batch(leases))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -164,67 +162,33 @@ impl Deliveries for SqliteStore {
         from: Option<&str>,
         take: usize,
     ) -> Result<Page<Delivery>, StoreError> {
-        status::list(&self.reader, filter, from, take).await
+        sqlx::Sqlite::list_deliveries(&self.reader, filter, from, take).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
-        status::detail(&self.reader, id).await
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        sqlx::Sqlite::delivery_detail(&mut conn, id).await
     }
 
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-        let state: DeliveryState = state
-            .ok_or(StoreError::NotFound)?
-            .parse()
-            .map_err(|_| StoreError::backend(super::Corrupt("state")))?;
-        if state != DeliveryState::Failed {
-            return Ok(Redrive::NotFailed(state));
-        }
-        sqlx::query(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, attempts = 0, \
-             budget_started_at = ?1, lease_id = NULL, lease_until = NULL, updated_at = ?1 \
-             WHERE id = ?2",
+        crate::store::redrive::redrive(self, id, now).await
+    }
+
+    /// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
+    /// due row (first entry of `deliveries_due`).
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        let counts: StatsRow = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
+             (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'), \
+             (SELECT COUNT(*) FROM deliveries WHERE state = 'failed'), \
+             (SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
+             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)",
         )
         .bind(ms(now))
-        .bind(id.as_str())
-        .execute(&mut *tx)
+        .fetch_one(&self.reader)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        self.notify();
-        Ok(Redrive::Requeued)
-    }
-
-    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        super::retention::stats(&self.reader, now).await
-    }
-}
-
-#[async_trait]
-impl Housekeeping for SqliteStore {
-    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_rows(self, &["delivered", "cancelled"], before, limit).await
-    }
-
-    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_rows(self, &["failed"], before, limit).await
-    }
-
-    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        super::retention::prune_sessions(self, before, limit).await
-    }
-
-    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        super::retention::next_expiry(&self.reader).await
-    }
-
-    fn expiry_wakeup(&self) -> Arc<Notify> {
-        self.expiry.clone()
+        stats(counts)
     }
 }
 
@@ -251,11 +215,11 @@ async fn due_rows(
         " ORDER BY next_attempt_at LIMIT +?2)"
     ))
     .bind(ms(now))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(bound(limit))
     .fetch_one(conn)
     .await
     .map_err(db)?;
-    rows::json(&rows, "claimed rows")
+    json(&rows, "claimed rows")
 }
 
 /// Puts the rows in flight under `lease` until `until` and reads the current registrations
@@ -278,7 +242,7 @@ async fn take_lease(
     .bind(lease.as_str())
     .bind(ms(until))
     .bind(ms(now))
-    .bind(json_list(rows.iter().map(|r| r.id()))?)
+    .bind(json_list(rows.iter().map(|r| r.id.as_str()))?)
     .bind(json_list(ids)?)
     .fetch_all(conn)
     .await
@@ -288,78 +252,6 @@ async fn take_lease(
         .map(|row| {
             let client = row.into_client()?;
             Ok((client.client_id.to_string(), Arc::new(client)))
-        })
-        .collect()
-}
-
-/// The claim handed to a worker; the row's strings move into it.
-fn claimed(
-    row: DeliveryRow,
-    client: Arc<RelyingParty>,
-    session_metadata: SessionMetadata,
-    lease: &LeaseId,
-    until: DateTime<Utc>,
-) -> Result<ClaimedDelivery, StoreError> {
-    let budget_started_at = row.budget_started_at()?;
-    let reclaimed = row.state == DeliveryState::InFlight.as_str();
-    let mut delivery = row.into_delivery()?;
-    delivery.state = DeliveryState::InFlight;
-    delivery.next_attempt_at = Some(until);
-    Ok(ClaimedDelivery {
-        delivery,
-        lease: lease.clone(),
-        session_metadata,
-        client,
-        budget_started_at,
-        reclaimed,
-    })
-}
-
-/// One result as stored: the row's new state and the attempt appended to its history.
-struct ResultRow<'a> {
-    id: &'a str,
-    lease: &'a str,
-    state: &'static str,
-    next_attempt_at: Option<i64>,
-    delivered_at: Option<i64>,
-    last_error: Option<Cow<'a, str>>,
-    attempt: &'a AttemptRecord,
-}
-
-/// The first result of each row, as stored.
-fn result_rows(results: &[AttemptResult]) -> Vec<ResultRow<'_>> {
-    let mut seen = HashSet::new();
-    results
-        .iter()
-        .filter(|r| seen.insert(&r.id))
-        .map(|r| {
-            let a = &r.attempt;
-            let (state, next_attempt_at, delivered_at, last_error) = match &r.decision {
-                Decision::Delivered => (
-                    "delivered",
-                    None,
-                    Some(ms(a.at)),
-                    a.error.as_deref().map(Cow::from),
-                ),
-                Decision::RetryAt(t) => (
-                    "pending",
-                    Some(ms(*t)),
-                    None,
-                    a.error.as_deref().map(Cow::from),
-                ),
-                Decision::GiveUp(reason) => {
-                    ("failed", None, None, Some(Cow::from(reason.to_string())))
-                }
-            };
-            ResultRow {
-                id: r.id.as_str(),
-                lease: r.lease.as_str(),
-                state,
-                next_attempt_at,
-                delivered_at,
-                last_error,
-                attempt: a,
-            }
         })
         .collect()
 }
@@ -435,4 +327,13 @@ async fn record_chunk(
     // Both statements match the same rows (id, lease and state in flight), one attempt and
     // one update each, and the count covers both.
     Ok(changed / 2)
+}
+
+/// Leases as one parameter, a JSON array of `[id, lease]` pairs (read with `json_each`).
+fn lease_batch(leases: &[(DeliveryId, LeaseId)]) -> String {
+    let pairs = leases
+        .iter()
+        .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
+        .collect();
+    serde_json::Value::Array(pairs).to_string()
 }

@@ -1,55 +1,51 @@
-//! Expiry lookups, retention and statistics over SQLite: the next session expiry, pruning of
-//! finished rows and old ended sessions in bounded batches, and the counts behind the gauges.
+//! Housekeeping over SQLite: the next session expiry, and pruning of finished rows and old
+//! ended sessions in bounded batches.
 
-use super::{SqliteStore, db, json_list, ms, opt_from_ms};
-use crate::outbox::OutboxStats;
-use crate::store::StoreError;
+use super::{SqliteStore, WriteTx, db, json_list, ms, opt_from_ms};
+use crate::store::sql::limit as bound;
+use crate::store::{Housekeeping, StoreError};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
-/// The earliest expiry of an active session; each branch reads one partial index.
-pub(super) async fn next_expiry(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let next: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(t) FROM (\
-         SELECT MIN(expires_at) AS t FROM sessions \
-         WHERE ended_at IS NULL AND expires_at IS NOT NULL \
-         UNION ALL SELECT MIN(idle_expires_at) FROM sessions \
-         WHERE ended_at IS NULL AND idle_expires_at IS NOT NULL)",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(db)?;
-    opt_from_ms(next)
-}
+#[async_trait]
+impl Housekeeping for SqliteStore {
+    async fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_rows(self, &["delivered", "cancelled"], before, limit).await
+    }
 
-/// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
-/// due row (first entry of `deliveries_due`).
-pub(super) async fn stats(
-    pool: &SqlitePool,
-    now: DateTime<Utc>,
-) -> Result<OutboxStats, StoreError> {
-    let (pending, in_flight, failed, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
-         (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'), \
-         (SELECT COUNT(*) FROM deliveries WHERE state = 'failed'), \
-         (SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
-         WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)",
-    )
-    .bind(ms(now))
-    .fetch_one(pool)
-    .await
-    .map_err(db)?;
-    Ok(OutboxStats {
-        pending: pending.unsigned_abs(),
-        in_flight: in_flight.unsigned_abs(),
-        failed: failed.unsigned_abs(),
-        oldest_due_at: opt_from_ms(oldest)?,
-    })
+    async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_rows(self, &["failed"], before, limit).await
+    }
+
+    async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        prune_sessions(self, before, limit).await
+    }
+
+    /// Each branch reads one partial index.
+    async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM (\
+             SELECT MIN(expires_at) AS t FROM sessions \
+             WHERE ended_at IS NULL AND expires_at IS NOT NULL \
+             UNION ALL SELECT MIN(idle_expires_at) FROM sessions \
+             WHERE ended_at IS NULL AND idle_expires_at IS NOT NULL)",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db)?;
+        opt_from_ms(next)
+    }
+
+    fn expiry_wakeup(&self) -> Arc<Notify> {
+        self.expiry.clone()
+    }
 }
 
 /// Deletes up to `limit` rows in one of `states` last changed before `before`, with their
 /// attempt history, in one short write transaction.
-pub(super) async fn prune_rows(
+async fn prune_rows(
     store: &SqliteStore,
     states: &[&str],
     before: DateTime<Utc>,
@@ -63,31 +59,24 @@ pub(super) async fn prune_rows(
     )
     .bind(json_list(states.iter().copied())?)
     .bind(ms(before))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(bound(limit))
     .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let list = json_list(ids.iter().map(String::as_str))?;
-    for sql in [
-        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))",
-        "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))",
-    ] {
-        sqlx::query(sql)
-            .bind(&list)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
-    tx.commit().await.map_err(db)?;
-    Ok(ids.len() as u64)
+    delete(
+        tx,
+        &ids,
+        [
+            "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))",
+        ],
+    )
+    .await
 }
 
 /// Deletes up to `limit` sessions ended before `before` that no outbox row refers to, with
 /// their client lists, in one short write transaction.
-pub(super) async fn prune_sessions(
+async fn prune_sessions(
     store: &SqliteStore,
     before: DateTime<Utc>,
     limit: usize,
@@ -98,18 +87,33 @@ pub(super) async fn prune_sessions(
          AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.session_id = s.id) LIMIT +?2",
     )
     .bind(ms(before))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(bound(limit))
     .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
+    delete(
+        tx,
+        &ids,
+        [
+            "DELETE FROM session_clients WHERE session_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM sessions WHERE id IN (SELECT value FROM json_each(?))",
+        ],
+    )
+    .await
+}
+
+/// Runs `statements` in order with `ids` as their one parameter (a JSON list), then commits;
+/// returns how many ids there were. Nothing is written when there are none.
+async fn delete(
+    mut tx: WriteTx,
+    ids: &[String],
+    statements: [&'static str; 2],
+) -> Result<u64, StoreError> {
     if ids.is_empty() {
         return Ok(0);
     }
     let list = json_list(ids.iter().map(String::as_str))?;
-    for sql in [
-        "DELETE FROM session_clients WHERE session_id IN (SELECT value FROM json_each(?))",
-        "DELETE FROM sessions WHERE id IN (SELECT value FROM json_each(?))",
-    ] {
+    for sql in statements {
         sqlx::query(sql)
             .bind(&list)
             .execute(&mut *tx)

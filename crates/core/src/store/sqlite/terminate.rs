@@ -1,13 +1,14 @@
 //! Termination over SQLite: reading a step's sessions, and writing their end with their
 //! outbox rows (the walk itself is [`crate::terminate`]).
 
-use super::rows::{ending_select, ending_sessions, session_columns};
+use super::rows::{ending_select, ending_sessions};
 use super::{db, json_list, ms, values};
 use crate::initiator::Initiator;
 use crate::outbox::NewDelivery;
 use crate::session::Session;
 use crate::store::StoreError;
 use crate::store::backend::{Ending, EndingSet};
+use crate::store::sql::rows::session_columns;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use std::sync::{Arc, LazyLock};

@@ -153,7 +153,7 @@ impl Pin {
     }
 }
 
-/// Opens a read transaction on `conn` and reads, which fixes its snapshot.
+/// Opens a read transaction on `conn` and backend, which fixes its snapshot.
 async fn snapshot(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     sqlx::query("BEGIN DEFERRED").execute(&mut *conn).await?;
     let read = sqlx::query("SELECT 1 FROM sqlite_schema LIMIT 1")

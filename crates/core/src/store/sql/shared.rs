@@ -1,0 +1,342 @@
+//! The statements both SQL databases run alike, written once: generic over the database,
+//! with `$n` parameters (SQLite reads `$n` as the n-th bound value, as PostgreSQL does).
+//! Statements whose shape differs between the two (batched claims and results, the
+//! termination, anything that names an index or a JSON function) stay in each backend.
+
+use super::rows::{
+    ATTEMPTS, AttemptRow, ClientRow, DeliveryRow, client_columns, delivery_columns, detail,
+};
+use super::{Dialect, db, ms, overfetch};
+use crate::clients::RelyingParty;
+use crate::ids::{ClientId, DeliveryId, SessionId};
+use crate::metadata::SessionMetadata;
+use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter};
+use crate::session::{Device, Session};
+use crate::store::{Page, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Type};
+
+/// The statements both databases run alike, for `DB::insert_client(conn, ...)` on either.
+///
+/// A trait with one blanket implementation, rather than generic functions: the bounds that
+/// let a database bind and decode these values are written once, on the implementation, and
+/// code generic over the database (the shared transaction) asks only for `DB: Shared`.
+#[async_trait]
+pub(in crate::store) trait Shared: Dialect {
+    /// Registers a client; false if the client_id exists.
+    async fn insert_client(
+        conn: &mut Self::Connection,
+        client: &RelyingParty,
+    ) -> Result<bool, StoreError>;
+
+    /// Replaces a client's settings, keeping `created_at`; false if it does not exist.
+    async fn update_client(
+        conn: &mut Self::Connection,
+        client: &RelyingParty,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a client; false if it does not exist.
+    async fn delete_client(conn: &mut Self::Connection, id: &ClientId) -> Result<bool, StoreError>;
+
+    /// Cancels the client's pending and in-flight rows; returns how many.
+    async fn cancel_rows(
+        conn: &mut Self::Connection,
+        id: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// One client, as last committed.
+    async fn get_client(
+        from: &Pool<Self>,
+        id: &ClientId,
+    ) -> Result<Option<RelyingParty>, StoreError>;
+
+    /// Writes a new session row (not its client list); false if the id exists.
+    async fn insert_session(conn: &mut Self::Connection, s: &Session) -> Result<bool, StoreError>;
+
+    /// Bumps a session's `updated_at`.
+    async fn touch(
+        conn: &mut Self::Connection,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the session's metadata and sets `updated_at`.
+    async fn set_metadata(
+        conn: &mut Self::Connection,
+        id: &SessionId,
+        metadata: &SessionMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Puts a row back in the queue: pending, due at `now`, attempts 0, the age budget
+    /// counted from `now`, no lease.
+    async fn requeue(
+        conn: &mut Self::Connection,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Rows matching `filter`, ordered by id, after cursor `from`. Only the set filters
+    /// become conditions, so the database can use the index of the most selective one.
+    async fn list_deliveries(
+        from_db: &Pool<Self>,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError>;
+
+    /// One row with its attempt history, oldest first, both read on `conn`.
+    async fn delivery_detail(
+        conn: &mut Self::Connection,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryDetail>, StoreError>;
+}
+
+#[async_trait]
+impl<DB> Shared for DB
+where
+    DB: Dialect,
+    DB::Arguments: IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t RelyingParty>: Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t Device>: Encode<'t, DB> + Type<DB>,
+    for<'t> Json<&'t SessionMetadata>: Encode<'t, DB> + Type<DB>,
+    for<'r> ClientRow<DB::Json>: FromRow<'r, DB::Row>,
+    for<'r> DeliveryRow<DB::Json>: FromRow<'r, DB::Row>,
+    for<'r> AttemptRow: FromRow<'r, DB::Row>,
+{
+    async fn insert_client(
+        conn: &mut DB::Connection,
+        client: &RelyingParty,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query::<DB>(
+            "INSERT INTO clients (client_id, settings, paused, has_url, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client_id) DO NOTHING",
+        )
+        .bind(client.client_id.as_str())
+        .bind(Json(client))
+        .bind(client.paused)
+        .bind(client.logout_url().is_some())
+        .bind(ms(client.created_at))
+        .bind(ms(client.updated_at))
+        .execute(conn)
+        .await
+        .map_err(db)?;
+        Ok(DB::affected(&done) > 0)
+    }
+
+    async fn update_client(
+        conn: &mut DB::Connection,
+        client: &RelyingParty,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query::<DB>(
+            "UPDATE clients SET settings = $1, paused = $2, has_url = $3, updated_at = $4 \
+             WHERE client_id = $5",
+        )
+        .bind(Json(client))
+        .bind(client.paused)
+        .bind(client.logout_url().is_some())
+        .bind(ms(now))
+        .bind(client.client_id.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)?;
+        Ok(DB::affected(&done) > 0)
+    }
+
+    async fn delete_client(conn: &mut DB::Connection, id: &ClientId) -> Result<bool, StoreError> {
+        let done = sqlx::query::<DB>("DELETE FROM clients WHERE client_id = $1")
+            .bind(id.as_str())
+            .execute(conn)
+            .await
+            .map_err(db)?;
+        Ok(DB::affected(&done) > 0)
+    }
+
+    async fn cancel_rows(
+        conn: &mut DB::Connection,
+        id: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query::<DB>(
+            "UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, \
+             lease_id = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE client_id = $2 AND state IN ('pending', 'in_flight')",
+        )
+        .bind(ms(now))
+        .bind(id.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)?;
+        Ok(DB::affected(&done))
+    }
+
+    async fn get_client(
+        from: &Pool<DB>,
+        id: &ClientId,
+    ) -> Result<Option<RelyingParty>, StoreError> {
+        let row: Option<ClientRow<DB::Json>> = sqlx::query_as(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM clients WHERE client_id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(from)
+        .await
+        .map_err(db)?;
+        row.map(ClientRow::into_client).transpose()
+    }
+
+    async fn insert_session(conn: &mut DB::Connection, s: &Session) -> Result<bool, StoreError> {
+        let done = sqlx::query::<DB>(
+            "INSERT INTO sessions (id, user_id, created_at, updated_at, authenticated_at, \
+             idle_expires_at, expires_at, last_interacted_at, device, metadata, ended_at, \
+             end_initiator) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(s.id.as_str())
+        .bind(s.user_id.as_str())
+        .bind(ms(s.created_at))
+        .bind(ms(s.updated_at))
+        .bind(s.authenticated_at.map(ms))
+        .bind(s.idle_expires_at.map(ms))
+        .bind(s.expires_at.map(ms))
+        .bind(s.last_interacted_at.map(ms))
+        .bind(Json(&s.device))
+        .bind(Json(&s.session_metadata))
+        .bind(s.ended_at.map(ms))
+        .bind(s.end_initiator.map(|i| i.as_str()))
+        .execute(conn)
+        .await
+        .map_err(db)?;
+        Ok(DB::affected(&done) > 0)
+    }
+
+    async fn touch(
+        conn: &mut DB::Connection,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<DB>("UPDATE sessions SET updated_at = $1 WHERE id = $2")
+            .bind(ms(now))
+            .bind(id.as_str())
+            .execute(conn)
+            .await
+            .map_err(db)
+            .map(|_| ())
+    }
+
+    async fn set_metadata(
+        conn: &mut DB::Connection,
+        id: &SessionId,
+        metadata: &SessionMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<DB>("UPDATE sessions SET metadata = $1, updated_at = $2 WHERE id = $3")
+            .bind(Json(metadata))
+            .bind(ms(now))
+            .bind(id.as_str())
+            .execute(conn)
+            .await
+            .map_err(db)
+            .map(|_| ())
+    }
+
+    async fn requeue(
+        conn: &mut DB::Connection,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<DB>(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, attempts = 0, \
+             budget_started_at = $1, lease_id = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE id = $2",
+        )
+        .bind(ms(now))
+        .bind(id.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)
+        .map(|_| ())
+    }
+
+    async fn list_deliveries(
+        from_db: &Pool<DB>,
+        filter: &DeliveryFilter,
+        from: Option<&str>,
+        take: usize,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let mut sql: QueryBuilder<DB> = QueryBuilder::new(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE 1 = 1"
+        ));
+        let conditions = [
+            ("state", filter.state.map(|s| s.as_str().to_owned())),
+            (
+                "client_id",
+                filter.client_id.as_ref().map(|c| c.to_string()),
+            ),
+            (
+                "session_id",
+                filter.session_id.as_ref().map(|s| s.to_string()),
+            ),
+            ("user_id", filter.user_id.as_ref().map(|u| u.to_string())),
+        ];
+        for (column, value) in conditions {
+            if let Some(value) = value {
+                sql.push(format_args!(" AND {column} = ")).push_bind(value);
+            }
+        }
+        if let Some(cursor) = from {
+            sql.push(" AND id > ").push_bind(cursor.to_owned());
+        }
+        sql.push(" ORDER BY id ")
+            .push(DB::LIMIT)
+            .push_bind(overfetch(take));
+        let rows: Vec<DeliveryRow<DB::Json>> =
+            sql.build_query_as().fetch_all(from_db).await.map_err(db)?;
+        let items = rows
+            .into_iter()
+            .map(DeliveryRow::into_delivery)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, take, |d: &Delivery| {
+            d.id.to_string()
+        }))
+    }
+
+    async fn delivery_detail(
+        conn: &mut DB::Connection,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryDetail>, StoreError> {
+        let row: Option<DeliveryRow<DB::Json>> = sqlx::query_as(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let attempts: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS)
+            .bind(id.as_str())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        detail(row, attempts).map(Some)
+    }
+}
