@@ -58,7 +58,6 @@ mod retry;
 mod sender;
 mod server;
 mod session;
-#[allow(unreachable_pub)]
 mod store;
 mod terminate;
 mod token;
@@ -72,7 +71,7 @@ pub use api::{
     openapi::document as openapi_document, openapi::to_json as openapi_json, router,
 };
 pub use clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RelyingParty};
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock, to_millis};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
     DEFAULT_LISTEN, DEFAULT_MAX_PER_ORIGIN, DispatchSettings, Environment, HousekeepingSettings,
@@ -106,7 +105,8 @@ pub use mock_rp::{
 };
 pub use net_policy::NetPolicy;
 pub use outbox::{
-    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryState, Redrive,
+    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
+    DeliveryState, NewDelivery, OutboxStats, Redrive,
 };
 pub use retention::prune;
 pub use retry::{
@@ -122,7 +122,10 @@ pub use session::{Device, Session, SessionClient};
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::SqliteStore;
-pub use store::{Page, Queue, StoreError, Stores, memory::MemoryStore, open as open_store};
+pub use store::{
+    Backend, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane, Page, Queue,
+    Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis, open as open_store,
+};
 pub use terminate::{ClientNote, EndReport, EndTarget, SkipReason};
 pub use token::{
     BACKCHANNEL_LOGOUT_EVENT, DEFAULT_LIFETIME_SECS as DEFAULT_TOKEN_LIFETIME_SECS, LogoutClaims,

@@ -24,22 +24,22 @@
 //! - Times are kept in whole milliseconds ([`millis`]): the rules hand the backends times at
 //!   that precision, so callers need not round what they store.
 
-pub mod backend;
+pub(crate) mod backend;
 mod clients;
 mod error;
-pub mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "postgres")]
-pub mod postgres;
+pub(crate) mod postgres;
 mod redrive;
 mod sessions;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+pub(crate) mod sqlite;
 mod terminate;
 mod traits;
 
-pub use backend::{Backend, Lane, Tx};
+pub use backend::{Backend, Ending, EndingSet, Lane, Tx};
 pub use clients::Clients;
 pub use error::{Page, StoreError};
 pub use sessions::Sessions;

@@ -39,7 +39,7 @@ pub(super) struct SessionRow {
 
 impl SessionRow {
     /// The session, with its clients in joining order.
-    pub fn into_session(self) -> Result<Session, StoreError> {
+    pub(super) fn into_session(self) -> Result<Session, StoreError> {
         let clients = self
             .clients
             .into_iter()
@@ -65,7 +65,7 @@ impl ClaimRow {
     /// The row, its client's registration, and whether the claim reclaimed an expired lease.
     /// Every row carries its client's registration; `registrations` keeps each one parsed
     /// once per claim and shared by the client's rows.
-    pub fn into_parts(
+    pub(super) fn into_parts(
         self,
         registrations: &mut HashMap<String, Arc<RelyingParty>>,
     ) -> Result<(DeliveryRow, Arc<RelyingParty>, bool), StoreError> {

@@ -27,7 +27,7 @@ pub(in crate::store) struct ResultRow<'a> {
 
 impl<'a> ResultRow<'a> {
     /// The first result of each row, as stored (a later one for the same row is a repeat).
-    pub fn first_of_each(results: &'a [AttemptResult]) -> Vec<Self> {
+    pub(crate) fn first_of_each(results: &'a [AttemptResult]) -> Vec<Self> {
         let mut seen = HashSet::new();
         results
             .iter()

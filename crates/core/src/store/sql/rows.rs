@@ -56,7 +56,7 @@ pub(in crate::store) struct SessionRow<J> {
 
 impl<J: StoredJson> SessionRow<J> {
     /// The session, with its clients in joining order.
-    pub fn into_session(self, clients: Vec<SessionClient>) -> Result<Session, StoreError> {
+    pub(crate) fn into_session(self, clients: Vec<SessionClient>) -> Result<Session, StoreError> {
         Ok(Session {
             created_at: from_ms(self.created_at)?,
             updated_at: from_ms(self.updated_at)?,
@@ -89,7 +89,7 @@ pub(in crate::store) struct ClientRow<J> {
 
 impl<J: StoredJson> ClientRow<J> {
     /// The registration; the columns win over the copies inside `settings`.
-    pub fn into_client(self) -> Result<RelyingParty, StoreError> {
+    pub(crate) fn into_client(self) -> Result<RelyingParty, StoreError> {
         Ok(RelyingParty {
             paused: self.paused,
             created_at: from_ms(self.created_at)?,
@@ -123,7 +123,7 @@ pub(in crate::store) struct DeliveryRow<J> {
 
 impl<J: StoredJson> DeliveryRow<J> {
     /// The status view of the row, its strings moved rather than copied.
-    pub fn into_delivery(self) -> Result<Delivery, StoreError> {
+    pub(crate) fn into_delivery(self) -> Result<Delivery, StoreError> {
         Ok(Delivery {
             initiator: parse(&self.initiator, "initiator")?,
             state: parse(&self.state, "state")?,
@@ -146,13 +146,13 @@ impl<J: StoredJson> DeliveryRow<J> {
     }
 
     /// Parses a metadata snapshot as stored.
-    pub fn parse_metadata(stored: &J) -> Result<SessionMetadata, StoreError> {
+    pub(crate) fn parse_metadata(stored: &J) -> Result<SessionMetadata, StoreError> {
         stored.metadata("metadata snapshot")
     }
 
     /// The claim handed to a worker: the row as read, under `lease`, with its client's
     /// registration and the parsed snapshot.
-    pub fn into_claim(
+    pub(crate) fn into_claim(
         self,
         client: Arc<RelyingParty>,
         session_metadata: SessionMetadata,
@@ -186,7 +186,7 @@ pub(in crate::store) struct AttemptRow {
 
 impl AttemptRow {
     /// The history entry.
-    pub fn into_record(self) -> Result<AttemptRecord, StoreError> {
+    pub(crate) fn into_record(self) -> Result<AttemptRecord, StoreError> {
         Ok(AttemptRecord {
             at: from_ms(self.at)?,
             status: self
