@@ -106,9 +106,10 @@ pub use mock_rp::{
 pub use net_policy::NetPolicy;
 pub use outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryState, NewDelivery, OutboxStats, Redrive,
+    DeliveryState, NewDelivery, OutboxStats, Redrive, BulkRedrive, FailedFilter,
+    IdempotentRequest, StoredKey,
 };
-pub use retention::prune;
+pub use retention::{prune, prune_keys};
 pub use retry::{
     DEFAULT_CAP as DEFAULT_RETRY_CAP, Decision, Outcome, RetryPolicy, RpError, Terminal,
     decide as decide_retry, escape_controls, parse_retry_after,

@@ -214,3 +214,54 @@ pub enum Redrive {
     /// The row is not in the `failed` state.
     NotFailed(DeliveryState),
 }
+
+/// Which dead letters a bulk re-drive takes: `failed` rows matching every filter given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailedFilter {
+    /// Only rows for this client.
+    pub client_id: Option<ClientId>,
+    /// Only rows of sessions ended by this initiator.
+    pub initiator: Option<Initiator>,
+    /// Only rows that failed (last changed) at or after this time.
+    pub failed_since: Option<DateTime<Utc>>,
+    /// Only rows that failed (last changed) before this time.
+    pub failed_before: Option<DateTime<Utc>>,
+}
+
+/// An idempotency key as a bulk re-drive stores it: the key, a hash of the request it came
+/// with, and when the store may forget it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRequest {
+    /// The client's key.
+    pub key: String,
+    /// A hash of the request (its operation and filters), to refuse the key's reuse for
+    /// another request.
+    pub request_hash: String,
+    /// When the key expires; retention prunes it after that.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the store holds for an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The hash of the request that first used the key.
+    pub request_hash: String,
+    /// Rows that request has re-driven so far.
+    pub redriven: u64,
+    /// Whether that request finished.
+    pub done: bool,
+}
+
+/// Result of a bulk re-drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkRedrive {
+    /// This many rows are pending again, due now, with a fresh attempt budget.
+    Redriven(u64),
+    /// The key was used before for the same request, which re-drove this many; nothing more
+    /// was re-driven.
+    Replayed(u64),
+    /// The key was used before for a different request; nothing was re-driven.
+    KeyReused,
+    /// The key's first request has not finished; nothing was re-driven.
+    KeyInProgress,
+}

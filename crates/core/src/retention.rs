@@ -1,5 +1,6 @@
 //! Retention: prunes delivered and cancelled rows (with their attempt history) and ended
-//! sessions older than the retention age, in small batches so no prune holds a lock for long.
+//! sessions older than the retention age, and expired idempotency keys of bulk re-drives, in
+//! small batches so no prune holds a lock for long.
 //!
 //! Failed rows, the dead letter, are never pruned here: they stay until an operator re-drives
 //! them or removes them with `POST /api/v2/logout-deliveries/prune-failed`. An ended session
@@ -55,6 +56,20 @@ pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport
     Ok(report)
 }
 
+/// Deletes the idempotency keys of bulk re-drives that expired at or before `now`, batch by
+/// batch; returns how many.
+pub async fn prune_keys(stores: &Stores, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = stores.housekeeping.prune_keys(now, PRUNE_BATCH).await?;
+        total += n;
+        if n < PRUNE_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Deletes failed rows last changed before `before`, batch by batch; returns how many.
 pub(crate) async fn prune_failed(
     outbox: &dyn Housekeeping,
@@ -94,6 +109,13 @@ pub(crate) async fn run(
             Ok(_) => {}
             Err(err) => {
                 tracing::error!(error = %crate::error::chain(&err), "pruning failed")
+            }
+        }
+        match prune_keys(&stores, clock.now()).await {
+            Ok(n) if n > 0 => tracing::info!(keys = n, "pruned expired idempotency keys"),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(error = %crate::error::chain(&err), "pruning keys failed")
             }
         }
         tokio::select! {

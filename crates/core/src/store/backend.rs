@@ -13,7 +13,7 @@ use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
-use crate::outbox::{DeliveryState, NewDelivery};
+use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -178,6 +178,37 @@ pub trait Tx: Send {
     /// Puts delivery row `id` back in the queue: pending, due at `now`, attempts 0, the age
     /// budget counted from `now`, no lease.
     async fn requeue(&mut self, id: &DeliveryId, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The ids of up to `limit` `failed` rows matching `filter` whose id sorts after `after`,
+    /// in id order, locked against every other writer until commit.
+    async fn failed_rows(
+        &mut self,
+        filter: &FailedFilter,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// Stores a new idempotency key, its count 0 and not done; `true` when stored, which
+    /// replaces a key that expired by `now`, and `false`, writing nothing, when the key is in
+    /// use.
+    async fn insert_key(
+        &mut self,
+        key: &IdempotentRequest,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// What idempotency key `key` holds, locked against every other writer until commit.
+    async fn lock_key(&mut self, key: &str) -> Result<Option<StoredKey>, StoreError>;
+
+    /// Records under idempotency key `key` the rows its request has re-driven so far, and
+    /// whether it finished.
+    async fn update_key(
+        &mut self,
+        key: &str,
+        redriven: u64,
+        done: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Tells other nodes, at commit, that rows may have become claimable (a client resumed).
     async fn announce(&mut self) -> Result<(), StoreError>;

@@ -5,7 +5,8 @@
 use super::{Page, StoreError};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats, Redrive,
+    AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
+    FailedFilter, IdempotentRequest, OutboxStats, Redrive,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -74,6 +75,17 @@ pub trait Deliveries: Send + Sync {
     /// over [`super::Tx`]; a backend's implementation hands it its transactions.
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError>;
 
+    /// Re-drives every `failed` row matching `filter` as [`Deliveries::redrive`] does one, a
+    /// bounded batch per transaction, each row at most once. With `key`, a repeat of the same
+    /// request (same key and request hash) re-drives nothing and answers the first one's
+    /// count; the same key with another request is refused. Written once over [`super::Tx`].
+    async fn redrive_failed(
+        &self,
+        filter: &FailedFilter,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError>;
+
     /// Live and dead-letter counts, and the oldest due row, as of `now`.
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
 }
@@ -88,6 +100,10 @@ pub trait Housekeeping: Send + Sync {
     /// Deletes up to `limit` `failed` rows (with their history) whose last change was before
     /// `before`: the operator's explicit dead-letter cleanup. Returns how many.
     async fn prune_failed(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` idempotency keys that expired at or before `now`. Returns how
+    /// many.
+    async fn prune_keys(&self, now: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 
     /// Deletes up to `limit` sessions that ended before `before` and have no outbox rows left
     /// (their client lists go with them). Returns how many.

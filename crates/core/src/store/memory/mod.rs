@@ -18,7 +18,7 @@ use super::{Health, StoreError, Stores, millis};
 use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, LeaseId, SessionId, UserId};
 use crate::metadata::SessionMetadata;
-use crate::outbox::{AttemptRecord, Delivery, DeliveryState};
+use crate::outbox::{AttemptRecord, Delivery, DeliveryState, StoredKey};
 use crate::session::Session;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -125,6 +125,8 @@ struct State {
     rows: BTreeMap<DeliveryId, Row>,
     /// `(next_attempt_at, id)` of every pending or in-flight row: the claim order.
     due: BTreeSet<(DateTime<Utc>, DeliveryId)>,
+    /// The idempotency keys of bulk re-drives, with when each expires.
+    keys: HashMap<String, (StoredKey, DateTime<Utc>)>,
 }
 
 /// One outbox row with what the status view does not show.

@@ -4,7 +4,7 @@ use super::{MemoryStore, Row, State};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryState, OutboxStats, Redrive,
+    DeliveryState, FailedFilter, IdempotentRequest, OutboxStats, Redrive, BulkRedrive,
 };
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
@@ -146,6 +146,15 @@ impl Deliveries for MemoryStore {
         crate::store::redrive::redrive(self, id, now).await
     }
 
+    async fn redrive_failed(
+        &self,
+        filter: &FailedFilter,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError> {
+        crate::store::redrive::redrive_failed(self, filter, key, now).await
+    }
+
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
         Ok(self.lock().await.stats(now))
     }
@@ -163,6 +172,10 @@ impl Housekeeping for MemoryStore {
             .lock()
             .await
             .prune_rows(&[DeliveryState::Failed], before, limit))
+    }
+
+    async fn prune_keys(&self, now: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        Ok(self.lock().await.prune_keys(now, limit))
     }
 
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {

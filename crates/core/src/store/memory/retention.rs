@@ -1,9 +1,10 @@
-//! Retention and statistics over the in-memory state: pruning finished rows and old ended
-//! sessions, and the counts behind the metrics gauges.
+//! Retention and statistics over the in-memory state: pruning finished rows, old ended
+//! sessions and expired idempotency keys, the selection of dead letters to re-drive, and the
+//! counts behind the metrics gauges.
 
 use super::{State, millis};
 use crate::ids::{DeliveryId, SessionId};
-use crate::outbox::{DeliveryState, OutboxStats};
+use crate::outbox::{DeliveryState, FailedFilter, OutboxStats};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
@@ -45,6 +46,46 @@ impl State {
             self.rows.remove(id);
         }
         ids.len() as u64
+    }
+
+    /// The ids of up to `limit` failed rows matching `filter` after id `after`, in id order
+    /// (times compared in whole milliseconds, as stored).
+    pub(super) fn failed_rows(
+        &self,
+        filter: &FailedFilter,
+        after: &str,
+        limit: usize,
+    ) -> Vec<DeliveryId> {
+        let (since, before) = (filter.failed_since.map(millis), filter.failed_before.map(millis));
+        self.rows
+            .iter()
+            .filter(|(id, _)| id.as_str() > after)
+            .filter(|(_, row)| {
+                let d = &row.delivery;
+                d.state == DeliveryState::Failed
+                    && filter.client_id.as_ref().is_none_or(|c| c == &d.client_id)
+                    && filter.initiator.is_none_or(|i| i == d.initiator)
+                    && since.is_none_or(|t| row.updated_at >= t)
+                    && before.is_none_or(|t| row.updated_at < t)
+            })
+            .take(limit)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Deletes up to `limit` idempotency keys that expired at or before `now`.
+    pub(super) fn prune_keys(&mut self, now: DateTime<Utc>, limit: usize) -> u64 {
+        let expired: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(_, (_, expires_at))| *expires_at <= now)
+            .take(limit)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &expired {
+            self.keys.remove(key);
+        }
+        expired.len() as u64
     }
 
     /// Deletes up to `limit` sessions ended before `before` that no outbox row refers to.

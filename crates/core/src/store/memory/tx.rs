@@ -5,7 +5,7 @@ use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
-use crate::outbox::{DeliveryState, NewDelivery};
+use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
 use crate::store::backend::{Ending, EndingSet, Tx};
 use crate::store::{StoreError, millis};
@@ -160,6 +160,51 @@ impl Tx for MemoryTx {
         }
         self.state
             .schedule(id, DeliveryState::Pending, Some(now), now);
+        Ok(())
+    }
+
+    async fn failed_rows(
+        &mut self,
+        filter: &FailedFilter,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryId>, StoreError> {
+        Ok(self.state.failed_rows(filter, after, limit))
+    }
+
+    async fn insert_key(
+        &mut self,
+        key: &IdempotentRequest,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let keys = &mut self.state.keys;
+        if keys.get(&key.key).is_some_and(|(_, exp)| *exp > now) {
+            return Ok(false);
+        }
+        let stored = StoredKey {
+            request_hash: key.request_hash.clone(),
+            redriven: 0,
+            done: false,
+        };
+        keys.insert(key.key.clone(), (stored, millis(key.expires_at)));
+        Ok(true)
+    }
+
+    async fn lock_key(&mut self, key: &str) -> Result<Option<StoredKey>, StoreError> {
+        Ok(self.state.keys.get(key).map(|(stored, _)| stored.clone()))
+    }
+
+    async fn update_key(
+        &mut self,
+        key: &str,
+        redriven: u64,
+        done: bool,
+        _now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if let Some((stored, _)) = self.state.keys.get_mut(key) {
+            stored.redriven = redriven;
+            stored.done = done;
+        }
         Ok(())
     }
 

@@ -130,6 +130,7 @@ async fn announce(conn: &mut PgConnection) -> Result<(), StoreError> {
 impl Dialect for Postgres {
     type Json = serde_json::Value;
     const LIMIT: &'static str = "LIMIT ";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 
     fn affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
         done.rows_affected()

@@ -5,7 +5,7 @@ use super::rows::{ClaimRow, DeliveryRow};
 use super::{PostgresStore, announce, db, ms, opt_from_ms};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats, Redrive,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats, Redrive, BulkRedrive, FailedFilter, IdempotentRequest,
 };
 use crate::store::sql::results::ResultRow;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
@@ -211,6 +211,15 @@ impl Deliveries for PostgresStore {
 
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
         crate::store::redrive::redrive(self, id, now).await
+    }
+
+    async fn redrive_failed(
+        &self,
+        filter: &FailedFilter,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError> {
+        crate::store::redrive::redrive_failed(self, filter, key, now).await
     }
 
     /// Counts per live and dead-letter state (over `deliveries_state`) and the oldest due row

@@ -1,9 +1,11 @@
 //! What the two SQL backends share: errors, the stored form of timestamps and JSON, the
 //! decoding of stored scalars (each naming only the column when a value does not decode),
-//! the stored rows ([`rows`]) and the statements both databases run alike ([`shared`]).
+//! the stored rows ([`rows`]) and the statements both databases run alike ([`shared`], and
+//! [`redrive`] for a bulk re-drive).
 //!
 //! Nothing here asks which database it runs on: what differs is a [`Dialect`] type.
 
+pub(super) mod redrive;
 pub(super) mod results;
 pub(super) mod rows;
 pub(super) mod shared;
@@ -21,6 +23,9 @@ pub(super) trait Dialect: sqlx::Database {
     type Json: StoredJson;
     /// `LIMIT` followed by a bound value (SQLite writes `LIMIT +?` to keep its plan cached).
     const LIMIT: &'static str;
+    /// What ends a `SELECT` that locks the rows it reads until commit: ` FOR UPDATE` in
+    /// PostgreSQL, nothing in SQLite, whose write transaction holds the database lock.
+    const FOR_UPDATE: &'static str;
     /// How many rows a statement changed.
     fn affected(done: &Self::QueryResult) -> u64;
 }

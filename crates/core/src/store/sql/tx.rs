@@ -3,12 +3,13 @@
 //! statements.
 
 use super::parse;
+use super::redrive::Redrives;
 use super::shared::Shared;
 use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
-use crate::outbox::{DeliveryState, NewDelivery};
+use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
 use crate::store::StoreError;
 use crate::store::backend::{Ending, EndingSet, Tx};
@@ -20,7 +21,7 @@ use std::collections::HashSet;
 #[async_trait]
 pub(in crate::store) trait SqlTx: Send {
     /// The database.
-    type Db: Shared;
+    type Db: Shared + Redrives;
 
     /// The transaction's connection.
     fn conn(&mut self) -> &mut <Self::Db as sqlx::Database>::Connection;
@@ -163,6 +164,37 @@ impl<T: SqlTx> Tx for T {
 
     async fn requeue(&mut self, id: &DeliveryId, now: DateTime<Utc>) -> Result<(), StoreError> {
         T::Db::requeue(self.conn(), id, now).await
+    }
+
+    async fn failed_rows(
+        &mut self,
+        filter: &FailedFilter,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryId>, StoreError> {
+        T::Db::failed_rows(self.conn(), filter, after, limit).await
+    }
+
+    async fn insert_key(
+        &mut self,
+        key: &IdempotentRequest,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        T::Db::insert_key(self.conn(), key, now).await
+    }
+
+    async fn lock_key(&mut self, key: &str) -> Result<Option<StoredKey>, StoreError> {
+        T::Db::lock_key(self.conn(), key).await
+    }
+
+    async fn update_key(
+        &mut self,
+        key: &str,
+        redriven: u64,
+        done: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        T::Db::update_key(self.conn(), key, redriven, done, now).await
     }
 
     async fn announce(&mut self) -> Result<(), StoreError> {

@@ -265,6 +265,7 @@ impl Health for SqliteStore {
 impl Dialect for sqlx::Sqlite {
     type Json = String;
     const LIMIT: &'static str = "LIMIT +";
+    const FOR_UPDATE: &'static str = "";
 
     fn affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         done.rows_affected()

@@ -7,7 +7,7 @@ use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    OutboxStats, Redrive,
+    OutboxStats, Redrive, BulkRedrive, FailedFilter, IdempotentRequest,
 };
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
@@ -172,6 +172,15 @@ impl Deliveries for SqliteStore {
 
     async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
         crate::store::redrive::redrive(self, id, now).await
+    }
+
+    async fn redrive_failed(
+        &self,
+        filter: &FailedFilter,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError> {
+        crate::store::redrive::redrive_failed(self, filter, key, now).await
     }
 
     /// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest

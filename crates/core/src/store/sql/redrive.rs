@@ -1,0 +1,189 @@
+//! The statements of a bulk re-drive both SQL databases run alike: the selection of dead
+//! letters and the idempotency keys. Like [`super::shared`], a trait with one blanket
+//! implementation, so the bounds that bind and decode these values are written once.
+
+use super::{Dialect, db, limit, ms, unsigned};
+use crate::ids::DeliveryId;
+use crate::outbox::{FailedFilter, IdempotentRequest, StoredKey};
+use crate::store::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
+
+/// A row of `idempotency_keys`.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct KeyRow {
+    request_hash: String,
+    redriven: i64,
+    done: bool,
+}
+
+/// The statements of a bulk re-drive, for `DB::failed_rows(conn, ...)` on either database.
+#[async_trait]
+pub(in crate::store) trait Redrives: Dialect {
+    /// [`crate::store::Tx::failed_rows`].
+    async fn failed_rows(
+        conn: &mut Self::Connection,
+        filter: &FailedFilter,
+        after: &str,
+        take: usize,
+    ) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// [`crate::store::Tx::insert_key`].
+    async fn insert_key(
+        conn: &mut Self::Connection,
+        key: &IdempotentRequest,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// [`crate::store::Tx::lock_key`].
+    async fn lock_key(
+        conn: &mut Self::Connection,
+        key: &str,
+    ) -> Result<Option<StoredKey>, StoreError>;
+
+    /// [`crate::store::Tx::update_key`].
+    async fn update_key(
+        conn: &mut Self::Connection,
+        key: &str,
+        redriven: u64,
+        done: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// [`crate::store::Housekeeping::prune_keys`], on its own connection.
+    async fn prune_keys(
+        conn: &mut Self::Connection,
+        now: DateTime<Utc>,
+        take: usize,
+    ) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+impl<DB> Redrives for DB
+where
+    DB: Dialect,
+    DB::Arguments: IntoArguments<DB>,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'r> KeyRow: FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+{
+    async fn failed_rows(
+        conn: &mut DB::Connection,
+        filter: &FailedFilter,
+        after: &str,
+        take: usize,
+    ) -> Result<Vec<DeliveryId>, StoreError> {
+        let mut sql: QueryBuilder<DB> =
+            QueryBuilder::new("SELECT id FROM deliveries WHERE state = 'failed' AND id > ");
+        sql.push_bind(after.to_owned());
+        if let Some(client) = &filter.client_id {
+            sql.push(" AND client_id = ").push_bind(client.to_string());
+        }
+        if let Some(initiator) = filter.initiator {
+            sql.push(" AND initiator = ").push_bind(initiator.as_str());
+        }
+        if let Some(since) = filter.failed_since {
+            sql.push(" AND updated_at >= ").push_bind(ms(since));
+        }
+        if let Some(before) = filter.failed_before {
+            sql.push(" AND updated_at < ").push_bind(ms(before));
+        }
+        sql.push(" ORDER BY id ")
+            .push(DB::LIMIT)
+            .push_bind(limit(take))
+            .push(DB::FOR_UPDATE);
+        let rows: Vec<(String,)> = sql.build_query_as().fetch_all(conn).await.map_err(db)?;
+        Ok(rows.into_iter().map(|(id,)| DeliveryId::new(id)).collect())
+    }
+
+    async fn insert_key(
+        conn: &mut DB::Connection,
+        key: &IdempotentRequest,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query::<DB>(
+            "INSERT INTO idempotency_keys (key, request_hash, redriven, done, created_at, \
+             updated_at, expires_at) VALUES ($1, $2, 0, $3, $4, $4, $5) \
+             ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
+             redriven = 0, done = excluded.done, created_at = excluded.created_at, \
+             updated_at = excluded.updated_at, expires_at = excluded.expires_at \
+             WHERE idempotency_keys.expires_at <= $4",
+        )
+        .bind(key.key.as_str())
+        .bind(key.request_hash.as_str())
+        .bind(false)
+        .bind(ms(now))
+        .bind(ms(key.expires_at))
+        .execute(conn)
+        .await
+        .map_err(db)?;
+        Ok(DB::affected(&done) > 0)
+    }
+
+    async fn lock_key(
+        conn: &mut DB::Connection,
+        key: &str,
+    ) -> Result<Option<StoredKey>, StoreError> {
+        let sql = format!(
+            "SELECT request_hash, redriven, done FROM idempotency_keys \
+             WHERE key = $1{}",
+            DB::FOR_UPDATE
+        );
+        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(conn)
+            .await
+            .map_err(db)?;
+        row.map(|row| {
+            Ok(StoredKey {
+                request_hash: row.request_hash,
+                redriven: unsigned(row.redriven, "redriven")?,
+                done: row.done,
+            })
+        })
+        .transpose()
+    }
+
+    async fn update_key(
+        conn: &mut DB::Connection,
+        key: &str,
+        redriven: u64,
+        done: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<DB>(
+            "UPDATE idempotency_keys SET redriven = $1, done = $2, updated_at = $3 \
+             WHERE key = $4",
+        )
+        .bind(i64::try_from(redriven).unwrap_or(i64::MAX))
+        .bind(done)
+        .bind(ms(now))
+        .bind(key)
+        .execute(conn)
+        .await
+        .map_err(db)
+        .map(|_| ())
+    }
+
+    async fn prune_keys(
+        conn: &mut DB::Connection,
+        now: DateTime<Utc>,
+        take: usize,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query::<DB>(
+            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+             WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
+        )
+        .bind(ms(now))
+        .bind(limit(take))
+        .execute(conn)
+        .await
+        .map_err(db)?;
+        Ok(DB::affected(&done))
+    }
+}
