@@ -1,11 +1,11 @@
 //! `logoutd deliveries list|show|retry`: the delivery status API for operators, over HTTP.
 
-use super::http::{ApiArgs, ApiClient, bulk_outcome, cell, print_json, progress, table};
-use anyhow::bail;
+use super::http::{ApiArgs, ApiClient, cell, print_json, spinner, table};
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// `logoutd deliveries ...`.
 #[derive(Debug, Args)]
@@ -30,12 +30,51 @@ pub enum DeliveriesCommand {
     },
     /// Re-drive one failed delivery, or every failed delivery matching the filters.
     Retry {
-        /// The delivery id; omit it and give filters to re-drive in bulk.
+        /// The delivery id; omit it and give `--client` and `--since` to re-drive in bulk.
         id: Option<String>,
-        /// Which deliveries to re-drive in bulk (`--state` must be `failed`).
+        /// Which failed deliveries to re-drive in bulk.
         #[command(flatten)]
-        filters: Filters,
+        bulk: BulkRetry,
     },
+}
+
+/// The filters of `POST /api/v2/logout-deliveries/retry`, and its idempotency key.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BulkRetry {
+    /// Only failed deliveries to this client.
+    #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+    pub client: Option<String>,
+    /// Only deliveries that failed at or after this time (RFC 3339).
+    #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+    pub since: Option<String>,
+    /// Only deliveries that failed before this time (RFC 3339).
+    #[arg(long, conflicts_with = "id")]
+    pub before: Option<String>,
+    /// Only deliveries of sessions ended by this initiator (e.g. rp-logout).
+    #[arg(long, conflicts_with = "id")]
+    pub initiator: Option<String>,
+    /// Makes a repeat of this request answer the first one's count and re-drive nothing
+    /// more (printable ASCII, 1 to 255 characters).
+    #[arg(long, conflicts_with = "id")]
+    pub idempotency_key: Option<String>,
+}
+
+impl BulkRetry {
+    /// The request body: the filters given.
+    fn body(&self) -> Value {
+        let fields = [
+            ("client_id", &self.client),
+            ("failed_since", &self.since),
+            ("failed_before", &self.before),
+            ("initiator", &self.initiator),
+        ];
+        Value::Object(
+            fields
+                .into_iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), Value::String(v))))
+                .collect(),
+        )
+    }
 }
 
 /// Listing filters of `GET /api/v2/logout-deliveries`.
@@ -71,10 +110,6 @@ impl Filters {
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
         .collect()
     }
-
-    fn is_empty(&self) -> bool {
-        self.query().is_empty()
-    }
 }
 
 /// Runs a `deliveries` command.
@@ -85,7 +120,7 @@ pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
         DeliveriesCommand::List(filters) => list(&client, &filters, json).await,
         DeliveriesCommand::Show { id } => show(&client, &id, json).await,
         DeliveriesCommand::Retry { id: Some(id), .. } => retry_one(&client, &id, json).await,
-        DeliveriesCommand::Retry { id: None, filters } => retry_all(&client, filters, json).await,
+        DeliveriesCommand::Retry { id: None, bulk } => retry_all(client, bulk, json).await,
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -188,39 +223,42 @@ async fn retry_one(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<(
     Ok(())
 }
 
-/// Walks every matching failed delivery, then re-drives each, with a progress bar.
-async fn retry_all(client: &ApiClient, mut filters: Filters, json: bool) -> anyhow::Result<()> {
-    if filters.is_empty() {
-        bail!("give a delivery id, or filters such as --client C --state failed");
-    }
-    match filters.state.as_deref() {
-        None | Some("failed") => filters.state = Some("failed".to_owned()),
-        Some(other) => bail!("only failed deliveries can be re-driven, not {other}"),
-    }
-    let items = client
-        .walk(
-            &["logout-deliveries"],
-            filters.query(),
-            "deliveries",
-            filters.limit,
-        )
-        .await?;
-    let bar = progress(items.len(), "re-driving");
-    let mut failures = Vec::new();
-    let mut done = 0;
-    for id in items.iter().filter_map(|d| d["id"].as_str()) {
-        let url = client.url(&["logout-deliveries", id, "retry"], &[])?;
-        match client.send(Method::POST, url, None).await {
-            Ok(_) => done += 1,
-            Err(err) => failures.push(format!("{id}: {err:#}")),
-        }
-        bar.inc(1);
-    }
+/// How long the bulk re-drive may take to answer: the server pages through every match
+/// before it does.
+const BULK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Re-drives every failed delivery matching the filters with one request, the server paging
+/// through them; a spinner with the elapsed time runs while it waits.
+async fn retry_all(client: ApiClient, args: BulkRetry, json: bool) -> anyhow::Result<()> {
+    let body = args.body();
+    let client = client.with_timeout(BULK_TIMEOUT);
+    let url = client.url(&["logout-deliveries", "retry"], &[])?;
+    let headers: Vec<(&str, &str)> = args
+        .idempotency_key
+        .as_deref()
+        .map(|key| ("Idempotency-Key", key))
+        .into_iter()
+        .collect();
+    let bar = spinner("re-driving failed deliveries");
+    let reply = client
+        .send_with(Method::POST, url, Some(body), &headers)
+        .await;
     bar.finish_and_clear();
+    let (reply, response_headers) = reply?;
+    let redriven = reply["redriven"].as_u64().unwrap_or_default();
+    let replayed = response_headers
+        .get("idempotent-replayed")
+        .is_some_and(|v| v.as_bytes() == b"true");
     if json {
-        print_json(&json!({ "retried": done, "failed": failures.len() }))?;
-    } else {
-        logoutd_core::outln!("re-drove {done} of {} deliveries", items.len());
+        return print_json(&json!({ "redriven": redriven, "replayed": replayed }));
     }
-    bulk_outcome(done, &failures, "re-drive")
+    if replayed {
+        logoutd_core::outln!(
+            "re-drove {redriven} failed deliveries (the answer to an earlier request with this \
+             key; nothing more was re-driven)"
+        );
+    } else {
+        logoutd_core::outln!("re-drove {redriven} failed deliveries");
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! The HTTP client behind the operator commands (`deliveries`, `sessions`): the API URL and
-//! token, request helpers with clear errors, aligned tables and the progress bar.
+//! token, request helpers with clear errors, aligned tables, the progress bar and the spinner.
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
@@ -33,6 +33,7 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    timeout: Duration,
 }
 
 impl ApiClient {
@@ -51,7 +52,14 @@ impl ApiClient {
             http,
             base: base.clone(),
             token,
+            timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// The same client, waiting up to `timeout` for each answer instead of 30 s.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// `base` + `/api/v2/` + the segments (each percent-encoded), with a query.
@@ -78,9 +86,25 @@ impl ApiClient {
         url: Url,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let mut req = self.http.request(method, url.clone());
+        self.send_with(method, url, body, &[])
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// [`ApiClient::send`] with extra request headers; also returns the response headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(Value, reqwest::header::HeaderMap)> {
+        let mut req = self.http.request(method, url.clone()).timeout(self.timeout);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         if let Some(body) = body {
             req = req.json(&body);
@@ -90,10 +114,11 @@ impl ApiClient {
             .await
             .map_err(|e| transport_error(&self.base, &e))?;
         let status = res.status();
+        let response_headers = res.headers().clone();
         let text = res.text().await.unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(value);
+            return Ok((value, response_headers));
         }
         Err(status_error(status, &value, url.path()))
     }
@@ -211,6 +236,23 @@ pub fn progress(len: usize, what: &str) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_owned());
+    bar
+}
+
+/// A spinner with the elapsed time, drawn on stderr while one long request runs, hidden when
+/// stderr is not a terminal.
+pub fn spinner(what: &str) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }
 

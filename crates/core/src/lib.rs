@@ -105,9 +105,9 @@ pub use mock_rp::{
 };
 pub use net_policy::NetPolicy;
 pub use outbox::{
-    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryState, NewDelivery, OutboxStats, Redrive, BulkRedrive, FailedFilter,
-    IdempotentRequest, StoredKey,
+    AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
+    DeliveryFilter, DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, OutboxStats,
+    Redrive, StoredKey,
 };
 pub use retention::{prune, prune_keys};
 pub use retry::{

@@ -186,6 +186,7 @@ mod tests {
         let cases = [
             (Method::GET, "/logout-deliveries", Scope::Read),
             (Method::POST, "/logout-deliveries/d1/retry", Scope::Operate),
+            (Method::POST, "/logout-deliveries/retry", Scope::Operate),
             (
                 Method::POST,
                 "/logout-deliveries/prune-failed",

@@ -27,6 +27,7 @@ mod json_error;
 mod json_keys;
 pub(crate) mod openapi;
 mod public;
+mod redrive;
 mod sessions;
 
 pub use auth::Credentials;
@@ -113,6 +114,7 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(events::create))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::prune_failed))
+        .routes(routes!(redrive::retry_failed))
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::retry))
 }

@@ -3,8 +3,8 @@
 use super::{MemoryStore, Row, State};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryState, FailedFilter, IdempotentRequest, OutboxStats, Redrive, BulkRedrive,
+    AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
+    DeliveryFilter, DeliveryState, FailedFilter, IdempotentRequest, OutboxStats, Redrive,
 };
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};

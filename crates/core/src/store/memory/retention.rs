@@ -56,7 +56,10 @@ impl State {
         after: &str,
         limit: usize,
     ) -> Vec<DeliveryId> {
-        let (since, before) = (filter.failed_since.map(millis), filter.failed_before.map(millis));
+        let (since, before) = (
+            filter.failed_since.map(millis),
+            filter.failed_before.map(millis),
+        );
         self.rows
             .iter()
             .filter(|(id, _)| id.as_str() > after)

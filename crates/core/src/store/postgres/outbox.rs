@@ -5,7 +5,8 @@ use super::rows::{ClaimRow, DeliveryRow};
 use super::{PostgresStore, announce, db, ms, opt_from_ms};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats, Redrive, BulkRedrive, FailedFilter, IdempotentRequest,
+    AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
+    FailedFilter, IdempotentRequest, OutboxStats, Redrive,
 };
 use crate::store::sql::results::ResultRow;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};

@@ -6,8 +6,8 @@ use super::{SqliteStore, db, json_list, ms, opt_from_ms, values};
 use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    OutboxStats, Redrive, BulkRedrive, FailedFilter, IdempotentRequest,
+    AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
+    DeliveryState, FailedFilter, IdempotentRequest, OutboxStats, Redrive,
 };
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
