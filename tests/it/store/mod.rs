@@ -6,6 +6,7 @@ mod clients;
 mod fixtures;
 mod housekeeping;
 pub mod postgres;
+mod redrives;
 mod results;
 mod sessions;
 mod sids;
@@ -94,6 +95,10 @@ macro_rules! conformance {
                 results::next_due_at_tracks_pending_and_leased_rows,
                 results::deliveries_filter_and_page_by_id,
                 results::redrive_requeues_failed_rows_only,
+                redrives::bulk_redrive_takes_exactly_the_failed_rows_matching_every_filter,
+                redrives::bulk_redrive_pages_through_more_than_one_batch_once_each,
+                redrives::a_repeated_key_replays_the_first_count_and_redrives_nothing,
+                redrives::an_expired_key_is_forgotten_and_pruned,
                 housekeeping::end_expired_ends_past_sessions_for_subscribed_clients_only,
                 housekeeping::end_expired_respects_the_batch_limit,
                 housekeeping::next_expiry_is_the_earliest_of_active_sessions,
