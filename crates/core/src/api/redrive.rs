@@ -32,9 +32,11 @@ pub(super) struct RetryFilters {
     /// Only deliveries to this client.
     client_id: Option<String>,
     /// Only deliveries that failed at or after this time (RFC 3339), their last change.
-    failed_since: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    failed_since: Option<String>,
     /// Only deliveries that failed before this time (RFC 3339), their last change.
-    failed_before: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    failed_before: Option<String>,
     /// Only deliveries of sessions ended by this initiator.
     initiator: Option<Initiator>,
 }
@@ -126,7 +128,9 @@ fn filter(body: RetryFilters) -> Result<FailedFilter, ApiError> {
     if body.client_id.as_deref() == Some("") {
         return Err(ApiError::invalid_body("client_id must not be empty"));
     }
-    if let (Some(since), Some(before)) = (body.failed_since, body.failed_before)
+    let since = time(body.failed_since.as_deref(), "failed_since")?;
+    let before = time(body.failed_before.as_deref(), "failed_before")?;
+    if let (Some(since), Some(before)) = (since, before)
         && since >= before
     {
         return Err(ApiError::invalid_body(
@@ -136,9 +140,24 @@ fn filter(body: RetryFilters) -> Result<FailedFilter, ApiError> {
     Ok(FailedFilter {
         client_id: body.client_id.map(ClientId::new),
         initiator: body.initiator,
-        failed_since: body.failed_since.map(crate::store::millis),
-        failed_before: body.failed_before.map(crate::store::millis),
+        failed_since: since.map(crate::store::millis),
+        failed_before: before.map(crate::store::millis),
     })
+}
+
+/// An RFC 3339 time of field `name`, if given.
+fn time(value: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::invalid_body(format!(
+                        "{name} must be an RFC 3339 time such as 2026-01-02T03:04:05Z"
+                    ))
+                })
+        })
+        .transpose()
 }
 
 /// The `Idempotency-Key` header, if sent: one value of printable ASCII, 1 to 255 characters.
