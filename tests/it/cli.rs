@@ -117,23 +117,41 @@ async fn deliveries_list_show_and_retry_one_and_in_bulk() {
 
     let one = logoutd(base, API_TOKEN, &["deliveries", "retry", &id]).await;
     assert!(one.ok && one.stdout.contains("re-driven"), "{}", one.stderr);
-    let bulk = logoutd(
-        base,
-        API_TOKEN,
-        &[
-            "deliveries",
-            "retry",
-            "--client",
-            "c1",
-            "--state",
-            "failed",
-            "--json",
-        ],
-    )
-    .await;
+    let since = "2000-01-01T00:00:00Z";
+    let args = [
+        "deliveries",
+        "retry",
+        "--client",
+        "c1",
+        "--since",
+        since,
+        "--initiator",
+        "session-revoked",
+        "--idempotency-key",
+        "cli-key-1",
+    ];
+    let bulk = logoutd(base, API_TOKEN, &[&args[..], &["--json"]].concat()).await;
     assert!(bulk.ok, "{}", bulk.stderr);
-    let retried = bulk.json()["retried"].as_u64().unwrap();
-    assert!((1..=2).contains(&retried), "{}", bulk.stdout);
+    let bulk = bulk.json();
+    let redriven = bulk["redriven"].as_u64().unwrap();
+    assert!((1..=2).contains(&redriven), "{bulk}");
+    assert_eq!(bulk["replayed"], false);
+    let again = logoutd(base, API_TOKEN, &args).await;
+    assert!(again.ok, "{}", again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains(&format!("re-drove {redriven} failed deliveries"))
+            && again.stdout.contains("earlier request"),
+        "{}",
+        again.stdout
+    );
+    let no_since = logoutd(base, API_TOKEN, &["deliveries", "retry", "--client", "c1"]).await;
+    assert!(
+        !no_since.ok && no_since.stderr.contains("--since"),
+        "{}",
+        no_since.stderr
+    );
     wait_state(&server, "delivered", 3).await;
     assert!(server.terminate().await.success());
 }
