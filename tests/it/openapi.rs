@@ -854,6 +854,19 @@ async fn what_the_routes_answer_matches_the_documented_schemas() {
         .await,
         StatusCode::CONFLICT,
     );
+    let bulk = "/api/v2/logout-deliveries/retry";
+    let filters = json!({ "client_id": "rp1", "initiator": "rp-logout",
+        "failed_since": "2026-01-01T00:00:00Z", "failed_before": "2026-01-03T00:00:00Z" });
+    let reply = ok(
+        exchange(&app, &c, Method::POST, bulk, bulk, Some(filters)).await,
+        StatusCode::OK,
+    );
+    assert_eq!(reply, json!({ "redriven": 0 }));
+    let (status, reply) = app
+        .call(Method::POST, bulk, Some(json!({ "state": "failed" })))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    c.response(&Method::POST, bulk, status, &reply);
     let prune = "/api/v2/logout-deliveries/prune-failed";
     ok(
         exchange(
