@@ -16,6 +16,9 @@ use tower::ServiceExt as _;
 
 const PATH: &str = "/api/v2/logout-deliveries/retry";
 
+/// A refused request: its body, its `Idempotency-Key` and the `errorCode` it gets.
+type Refused<'a> = (&'a [u8], Option<&'a [u8]>, &'a str);
+
 /// Sends a bulk re-drive with `body` and an optional `Idempotency-Key` (raw bytes).
 async fn bulk(h: &Harness, body: &[u8], key: Option<&[u8]>) -> (StatusCode, HeaderMap, Value) {
     send(&h.app.router, body, key).await
@@ -186,7 +189,7 @@ async fn bad_bodies_and_keys_are_400_and_redrive_nothing() {
     failed(&h, "s1", "c1", "rp-logout", 1).await;
     let now = h.clock.now_utc();
     let long_key = vec![b'k'; 256];
-    let bodies: [(&[u8], Option<&[u8]>, &str); 12] = [
+    let bodies: [Refused; 12] = [
         (br#"{"state":"failed"}"#, None, "invalid_body"),
         (br#"{"failed_since":"yesterday"}"#, None, "invalid_body"),
         (br#"{"failed_before":"2026-01-02"}"#, None, "invalid_body"),

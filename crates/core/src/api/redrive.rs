@@ -98,6 +98,11 @@ pub(super) async fn retry_failed(
         .deliveries
         .redrive_failed(&filter, key.as_ref(), now)
         .await?;
+    answer(outcome)
+}
+
+/// The response to a bulk re-drive's outcome.
+fn answer(outcome: BulkRedrive) -> Result<Response, ApiError> {
     match outcome {
         BulkRedrive::Redriven(redriven) => {
             tracing::info!(redriven, "failed deliveries re-driven in bulk");

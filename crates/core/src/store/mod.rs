@@ -12,7 +12,7 @@
 //!
 //! - The rules, written once: [`Sessions`] (create, join, change, end) and [`Clients`]
 //!   (register, change, delete), over a [`Backend`]; the termination walk is in
-//!   [`crate::terminate`], and the re-drive of a dead letter in `redrive`.
+//!   [`crate::terminate`], and the re-drive of dead letters, one or in bulk, in `redrive`.
 //! - What a backend supplies: [`Backend`] (reads, and a write transaction [`Tx`] of small
 //!   primitives), and the queries with no rule above them, cut by who uses them: [`Queue`]
 //!   (the dispatcher), [`Deliveries`] (the operator), [`Housekeeping`] (retention and expiry)

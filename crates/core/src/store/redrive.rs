@@ -24,7 +24,7 @@ pub(super) async fn redrive(
     if state != DeliveryState::Failed {
         return Ok(Redrive::NotFailed(state));
     }
-    requeue_all(tx, &[id.clone()], now).await?;
+    requeue_all(tx, std::slice::from_ref(id), now).await?;
     backend.wake_workers();
     Ok(Redrive::Requeued)
 }
