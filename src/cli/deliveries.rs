@@ -30,7 +30,7 @@ pub enum DeliveriesCommand {
     },
     /// Re-drive one failed delivery, or every failed delivery matching the filters.
     Retry {
-        /// The delivery id; omit it and give `--client` and `--since` to re-drive in bulk.
+        /// The delivery id; omit it and give filters (at least one) to re-drive in bulk.
         id: Option<String>,
         /// Which failed deliveries to re-drive in bulk.
         #[command(flatten)]
@@ -42,10 +42,10 @@ pub enum DeliveriesCommand {
 #[derive(Debug, Clone, Default, Args)]
 pub struct BulkRetry {
     /// Only failed deliveries to this client.
-    #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+    #[arg(long, conflicts_with = "id")]
     pub client: Option<String>,
     /// Only deliveries that failed at or after this time (RFC 3339).
-    #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+    #[arg(long, conflicts_with = "id")]
     pub since: Option<String>,
     /// Only deliveries that failed before this time (RFC 3339).
     #[arg(long, conflicts_with = "id")]
@@ -231,6 +231,13 @@ const BULK_TIMEOUT: Duration = Duration::from_secs(600);
 /// through them; a spinner with the elapsed time runs while it waits.
 async fn retry_all(client: ApiClient, args: BulkRetry, json: bool) -> anyhow::Result<()> {
     let body = args.body();
+    // Every dead letter at once is one request away through the API (`{}`); on the command
+    // line it takes a filter, so that a forgotten id does not re-drive everything.
+    if body.as_object().is_some_and(serde_json::Map::is_empty) {
+        anyhow::bail!(
+            "give a delivery id, or at least one of --client, --since, --before and --initiator"
+        );
+    }
     let client = client.with_timeout(BULK_TIMEOUT);
     let url = client.url(&["logout-deliveries", "retry"], &[])?;
     let headers: Vec<(&str, &str)> = args
