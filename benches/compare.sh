@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # Side by side: logoutd against oidc-provider 9.x (benches/oidc-provider/bench.mjs) on the
 # same workload (600 sessions x 5 RPs, RS256) delivering into the same loopback receiver
-# (one `logoutd-bench sink --ports 5`), in the same run. Prints both result lines and the
-# ratios of end-to-end deliveries/s and of CPU per delivery. Loopback only.
+# (one `logoutd-bench sink --ports 5`), in the same run.
 #
-# Usage: bash benches/compare.sh   (from anywhere; SESSIONS and RPS may be set)
+# - oidc-provider runs once per in-flight setting (IN_FLIGHT, default 16 32 64 256), and
+#   logoutd is compared with its best figure of the sweep.
+# - logoutd runs as a `logoutd serve` process on a fresh SQLite file, its RPs and sessions
+#   created through /api/v2 and ended with user-wide end calls, its CPU read from /proc of
+#   that process (`logoutd-bench deliver --serve`); then in process (`logoutd-bench deliver`,
+#   the figure used for profiling). Each logoutd line carries the raw RSA-2048 signature cost
+#   measured just before and after it.
+# - Every line carries the receiver's CPU per delivery and its share of one core; the run
+#   fails if the receiver kept more than 90 % of a core busy in any of them.
+#
+# `logoutd-bench compare-summary` prints the ratios. Loopback only.
+# Usage: bash benches/compare.sh   (from anywhere; SESSIONS, RPS and IN_FLIGHT may be set)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 sessions="${SESSIONS:-600}"
 rps="${RPS:-5}"
-bin="$root/target/release/logoutd"
-bench="$root/target/release/logoutd-bench"
+read -r -a in_flight <<<"${IN_FLIGHT:-16 32 64 256}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+bench="$target/release/logoutd-bench"
 peer="$root/benches/oidc-provider"
 
-if [[ ! -x "$bin" || ! -x "$bench" ]]; then
-  cargo build --release --quiet
-fi
+cargo build --release --quiet
 if [[ ! -d "$peer/node_modules/oidc-provider" ]]; then
   npm ci --prefix "$peer" --no-audit --no-fund >&2
 fi
@@ -50,43 +59,31 @@ sink_args=()
 for url in "${urls[@]}"; do
   sink_args+=(--sink "$url")
 done
+results="$scratch/results"
+: >"$results"
 
-# oidc-provider first, then logoutd, against the same sink process.
-if ! node "$peer/bench.mjs" --sessions "$sessions" --rps "$rps" "${urls[@]}" \
-  >"$scratch/peer.out" 2>"$scratch/peer.err"; then
-  cat "$scratch/peer.err" >&2
-  echo "oidc-provider bench failed" >&2
-  exit 1
-fi
-peer_line="$(grep '^peer oidc-provider ' "$scratch/peer.out" | tail -n 1)"
-
-if ! "$bench" deliver --alg RS256 --sessions "$sessions" --rps "$rps" --probes 0 \
-  "${sink_args[@]}" >"$scratch/logoutd.out" 2>"$scratch/logoutd.err"; then
-  tail -n 20 "$scratch/logoutd.err" >&2
-  echo "logoutd-bench deliver failed" >&2
-  exit 1
-fi
-logoutd_line="$(grep '^deliver RS256 ' "$scratch/logoutd.out" | tail -n 1)"
-
-# The value of `key=NUMBER...` in a result line.
-field() {
-  local line="$1" key="$2"
-  sed -n "s|.* $key=\([0-9.][0-9.]*\).*|\1|p" <<<" $line"
-}
-peer_rate="$(field "$peer_line" 'deliveries/s')"
-peer_cpu="$(field "$peer_line" 'cpu/delivery')"
-ld_rate="$(field "$logoutd_line" 'deliveries/s')"
-ld_cpu="$(field "$logoutd_line" 'cpu/delivery')"
-for v in peer_rate peer_cpu ld_rate ld_cpu; do
-  if [[ -z "${!v}" ]]; then
-    echo "could not read $v from: $peer_line / $logoutd_line" >&2
+# oidc-provider at each in-flight setting, then logoutd as `serve` and in process, against
+# the same sink process.
+for k in "${in_flight[@]}"; do
+  if ! node "$peer/bench.mjs" --sessions "$sessions" --rps "$rps" --in-flight "$k" "${urls[@]}" \
+    >"$scratch/peer.out" 2>"$scratch/peer.err"; then
+    cat "$scratch/peer.err" >&2
+    echo "oidc-provider bench failed (in-flight $k)" >&2
     exit 1
   fi
+  grep '^peer oidc-provider ' "$scratch/peer.out" | tail -n 1 | tee -a "$results"
 done
 
-echo "$peer_line"
-echo "$logoutd_line"
-awk -v a="$ld_rate" -v b="$peer_rate" \
-  'BEGIN { printf "ratio deliveries/s logoutd/oidc-provider = %.2f\n", a / b }'
-awk -v a="$peer_cpu" -v b="$ld_cpu" \
-  'BEGIN { printf "ratio cpu/delivery oidc-provider/logoutd = %.2f\n", a / b }'
+for mode in serve in-process; do
+  process=()
+  [[ "$mode" == serve ]] && process=(--serve)
+  if ! "$bench" deliver "${process[@]}" --alg RS256 --sessions "$sessions" --rps "$rps" --probes 0 \
+    "${sink_args[@]}" >"$scratch/logoutd.out" 2>"$scratch/logoutd.err"; then
+    tail -n 20 "$scratch/logoutd.err" >&2
+    echo "logoutd-bench deliver ($mode) failed" >&2
+    exit 1
+  fi
+  grep '^deliver RS256 ' "$scratch/logoutd.out" | tail -n 1 | tee -a "$results"
+done
+
+"$bench" compare-summary <"$results"

@@ -11,9 +11,11 @@
 // end_session action does for every client of a session): it mints a logout token and
 // POSTs it. A session's clients go out in parallel, at most K deliveries in flight.
 // Wall time and process CPU (user + system) run from the first delivery until the sink's
-// `/count` has grown by N x M; one line is printed:
+// `/count` has grown by N x M; the receiver's CPU over the same span is read from its
+// `/cpu_us`. One line is printed:
 //
-//   peer oidc-provider RS256 sessions=N rps=M deliveries=... wall=...s deliveries/s=... cpu/delivery=...us
+//   peer oidc-provider RS256 sessions=N rps=M in_flight=K deliveries=... wall=...s
+//     deliveries/s=... cpu/delivery=...us sink_cpu/delivery=...us sink_core=...% ...
 //
 // Exits non-zero if a delivery fails or the sink does not see every POST.
 
@@ -97,6 +99,11 @@ async function sinkCount() {
   if (!response.ok) throw new Error(`sink /count answered ${response.status}`);
   return Number(await response.text());
 }
+async function sinkCpuUs() {
+  const response = await loopbackFetch(`${figuresAt}/cpu_us`, {});
+  if (!response.ok) throw new Error(`sink /cpu_us answered ${response.status}`);
+  return Number(await response.text());
+}
 async function sinkDistinct() {
   const response = await loopbackFetch(`${figuresAt}/distinct`, {});
   if (!response.ok) throw new Error(`sink /distinct answered ${response.status}`);
@@ -136,6 +143,7 @@ async function deliver(client, sub, sid) {
   }
 }
 
+const sinkCpu0 = await sinkCpuUs();
 const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 const pending = [];
@@ -157,6 +165,7 @@ while (posts - posts0 < expected && failures === 0 && Date.now() < deadline) {
 }
 const wall = Number(process.hrtime.bigint() - t0) / 1e9;
 const cpu = process.cpuUsage(cpu0);
+const sinkCpu = (await sinkCpuUs()) - sinkCpu0;
 const delivered = (await sinkDistinct()) - distinct0;
 
 if (failures > 0) {
@@ -170,9 +179,11 @@ if (posts - posts0 < expected || delivered !== expected) {
 const cpuUs = cpu.user + cpu.system;
 const rssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
 console.log(
-  `peer oidc-provider RS256 sessions=${sessions} rps=${rps} deliveries=${delivered}`
-  + ` wall=${wall.toFixed(2)}s deliveries/s=${(delivered / wall).toFixed(0)}`
+  `peer oidc-provider RS256 sessions=${sessions} rps=${rps} in_flight=${inFlight}`
+  + ` deliveries=${delivered} wall=${wall.toFixed(2)}s deliveries/s=${(delivered / wall).toFixed(0)}`
   + ` cpu/delivery=${(cpuUs / Math.max(delivered, 1)).toFixed(0)}us`
+  + ` sink_cpu/delivery=${(sinkCpu / Math.max(delivered, 1)).toFixed(0)}us`
+  + ` sink_core=${((sinkCpu / 1e6 / wall) * 100).toFixed(0)}%`
   + ` peak_rss=${rssMiB}MiB duplicates=${posts - posts0 - delivered}`,
 );
 process.exit(0);

@@ -169,3 +169,24 @@ fn oidc_provider_example_passes() {
         .unwrap();
     assert_success("npm test in examples/oidc-provider", &out);
 }
+
+/// The benchmark scripts are not run here (they take minutes and build in release), but they
+/// must parse: `bash -n` for the side-by-side script and `node --check` for its peer.
+#[test]
+fn benchmark_scripts_parse() {
+    let out = Command::new("bash")
+        .arg("-n")
+        .arg(repo().join("benches/compare.sh"))
+        .output()
+        .unwrap();
+    assert_success("bash -n benches/compare.sh", &out);
+    if !tools_present(&["node"]) {
+        return;
+    }
+    let out = Command::new("node")
+        .arg("--check")
+        .arg(repo().join("benches/oidc-provider/bench.mjs"))
+        .output()
+        .unwrap();
+    assert_success("node --check benches/oidc-provider/bench.mjs", &out);
+}

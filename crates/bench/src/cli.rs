@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// The loopback receiver `bench deliver` runs as a child process.
     #[command(hide = true)]
     Sink(SinkArgs),
+    /// Reads `benches/compare.sh`'s result lines on stdin and prints logoutd's figures against
+    /// oidc-provider's best; fails if a side is missing or the receiver saturated a core.
+    CompareSummary,
 }
 
 /// Arguments of `bench deliver`.
@@ -65,6 +68,11 @@ pub struct DeliverArgs {
     /// `logoutd serve` processes sharing the work; above 1 needs a postgres:// --store.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// On SQLite, run logoutd as a `logoutd serve` child process (its RPs and sessions
+    /// created through /api/v2, its CPU time read from /proc) instead of in this process,
+    /// which is kept for profiling. Over PostgreSQL the nodes are always `serve` processes.
+    #[arg(long)]
+    serve: bool,
     /// Deliver into an already running `bench sink` at these URLs (as it printed them, the
     /// first one answering `/count` and `/distinct`) instead of starting one; repeatable.
     #[arg(long = "sink")]
@@ -183,7 +191,17 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Sink(args) => crate::sink::serve(args.ports)
             .await
             .map(|()| ExitCode::SUCCESS),
+        BenchCommand::CompareSummary => run_compare_summary().await,
     }
+}
+
+async fn run_compare_summary() -> anyhow::Result<ExitCode> {
+    let output =
+        tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin())).await??;
+    for line in crate::compare::summarize(&output)? {
+        logoutd_core::outln!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
@@ -287,6 +305,7 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 metadata_pairs: args.metadata_pairs,
                 store: args.store.clone(),
                 nodes: args.nodes,
+                serve: args.serve,
             };
             let report = deliver::run(scenario, &urls).await?;
             logoutd_core::outln!("{report}");
@@ -362,4 +381,27 @@ async fn run_slow_clients(args: SlowClientsArgs) -> anyhow::Result<ExitCode> {
     };
     logoutd_core::outln!("{}", slow_clients::run(scenario).await?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn deliver_takes_serve_and_compare_summary_parses() {
+        let cli =
+            Cli::try_parse_from(["logoutd-bench", "deliver", "--serve", "--alg", "RS256"]).unwrap();
+        let BenchCommand::Deliver(args) = cli.command else {
+            panic!("not deliver");
+        };
+        assert!(args.serve);
+        let cli = Cli::try_parse_from(["logoutd-bench", "deliver"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            BenchCommand::Deliver(DeliverArgs { serve: false, .. })
+        ));
+        let cli = Cli::try_parse_from(["logoutd-bench", "compare-summary"]).unwrap();
+        assert!(matches!(cli.command, BenchCommand::CompareSummary));
+    }
 }

@@ -4,15 +4,7 @@
 
 use super::deliver::{Report, Scenario};
 #[cfg(feature = "postgres")]
-use super::{
-    deliver,
-    drive::{Target, drive},
-    nodes::{self, NodeConfig},
-};
-
-/// The `iss` of every node.
-#[cfg(feature = "postgres")]
-const ISSUER: &str = "https://logoutd.bench";
+use super::served;
 
 /// Runs `scenario` on a database created for it on the server at `scenario.store`, and drops
 /// the database afterwards whatever the outcome. SIGTERM or SIGINT ends the run early: the
@@ -48,40 +40,5 @@ pub async fn run(_scenario: Scenario, _sinks: &[String]) -> anyhow::Result<Repor
 /// Populates the database, starts the nodes, drives the workload and stops the nodes.
 #[cfg(feature = "postgres")]
 async fn on_database(scenario: Scenario, url: &str, sinks: &[String]) -> anyhow::Result<Report> {
-    let dir = deliver::scratch()?;
-    let keys_dir = dir.0.join("keys");
-    logoutd_core::generate_key(&keys_dir, scenario.alg, None, chrono::Utc::now())?;
-    let tag = deliver::tag();
-    {
-        let stores = logoutd_core::open_store(url).await?;
-        deliver::populate(&stores, &scenario, sinks, &tag).await?;
-    }
-    let api_token = logoutd_core::random_secret();
-    let config = NodeConfig {
-        store: url,
-        keys_dir: &keys_dir,
-        work_dir: &dir.0,
-        issuer: ISSUER,
-        api_token: &api_token,
-    };
-    let nodes = nodes::start(&config, scenario.nodes.max(1)).await?;
-    let pids: Vec<u32> = nodes.iter().map(|n| n.pid).collect();
-    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
-    let cpu = || nodes::cpu_total(&pids);
-    let target = Target {
-        bases: &bases,
-        token: &api_token,
-        sink: sinks.first().map_or("", String::as_str),
-        tag: &tag,
-        cpu: &cpu,
-        in_process: false,
-    };
-    let http = reqwest::Client::builder().no_proxy().build()?;
-    let raw_before = deliver::raw_rate(scenario.alg).await?;
-    let measured = drive(&http, &target, &scenario).await;
-    let rss = nodes::peak_rss_max(&pids);
-    for node in nodes {
-        node.stop().await;
-    }
-    deliver::report(scenario, measured?, rss, raw_before).await
+    served::run_nodes(scenario, url, sinks, served::Setup::Store).await
 }

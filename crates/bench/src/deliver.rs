@@ -2,9 +2,10 @@
 //! dispatcher into a fast loopback receiver running in another process, with logoutd's CPU
 //! per delivery set next to the raw signature cost measured in the same run.
 //!
-//! With a SQLite (or no) store, logoutd runs inside the bench process. With a PostgreSQL
-//! server, each scenario gets a throwaway database and `--nodes` `logoutd serve` child
-//! processes (see [`super::cluster`]), whose CPU time is summed.
+//! With a SQLite (or no) store, logoutd runs inside the bench process (for profiling), or with
+//! `--serve` as one `logoutd serve` child process set up over its API ([`super::served`]).
+//! With a PostgreSQL server, each scenario gets a throwaway database and `--nodes` `logoutd
+//! serve` child processes (see [`super::cluster`]), whose CPU time is summed.
 
 use super::drive::{Measured, Target, drive, percentiles};
 use super::proc_stats::{self, CpuSplit};
@@ -43,6 +44,9 @@ pub struct Scenario {
     pub store: Option<String>,
     /// `logoutd serve` processes sharing the work (PostgreSQL only; 1 otherwise).
     pub nodes: usize,
+    /// Run logoutd as `logoutd serve` child processes rather than in this process (always so
+    /// over PostgreSQL).
+    pub serve: bool,
 }
 
 /// What one scenario measured.
@@ -89,6 +93,25 @@ impl Report {
         let ceiling = (self.cores as f64 - sink_cores) * self.raw_sig_per_sec();
         (ceiling > 0.0).then(|| self.deliveries as f64 / wall / ceiling)
     }
+
+    /// The receiver's CPU time over the run as a share of one core (1.0 = a whole core).
+    pub fn sink_core_share(&self) -> Option<f64> {
+        Some(self.sink_cpu?.as_secs_f64() / self.wall.as_secs_f64().max(1e-9))
+    }
+
+    /// Where logoutd ran: `serve` (child processes) or `in-process`.
+    pub fn process(&self) -> &'static str {
+        let s = &self.scenario;
+        let postgres = s
+            .store
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        if s.serve || postgres {
+            "serve"
+        } else {
+            "in-process"
+        }
+    }
 }
 
 impl std::fmt::Display for Report {
@@ -126,7 +149,8 @@ impl std::fmt::Display for Report {
             let us = sink.as_secs_f64() * 1e6 / self.deliveries.max(1) as f64;
             write!(
                 f,
-                " sink_cpu/delivery={us:.0}us ceiling={:.0}%",
+                " sink_cpu/delivery={us:.0}us sink_core={:.0}% ceiling={:.0}%",
+                self.sink_core_share().unwrap_or_default() * 100.0,
                 share * 100.0
             )?;
         }
@@ -136,7 +160,13 @@ impl std::fmt::Display for Report {
         if s.metadata_pairs > 0 {
             write!(f, " metadata_pairs={}", s.metadata_pairs)?;
         }
-        write!(f, " nodes={} duplicates={}", s.nodes, self.duplicates)
+        write!(
+            f,
+            " process={} nodes={} duplicates={}",
+            self.process(),
+            s.nodes,
+            self.duplicates
+        )
     }
 }
 
@@ -223,10 +253,14 @@ pub(super) fn client(
 
 /// `pairs` metadata pairs of 40-character values, the same on every session.
 fn metadata(pairs: usize) -> anyhow::Result<SessionMetadata> {
-    let map = (0..pairs)
+    Ok(SessionMetadata::try_from_map(metadata_pairs(pairs))?)
+}
+
+/// The keys and values of [`metadata`].
+pub(super) fn metadata_pairs(pairs: usize) -> std::collections::BTreeMap<String, String> {
+    (0..pairs)
         .map(|i| (format!("key_{i:02}"), format!("{i:02}-{}", "v".repeat(37))))
-        .collect();
-    Ok(SessionMetadata::try_from_map(map)?)
+        .collect()
 }
 
 fn session(id: String, user: String, rps: usize, metadata: &SessionMetadata) -> Session {
@@ -306,6 +340,9 @@ pub async fn run(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Report>
         scenario.nodes <= 1,
         "--nodes above 1 needs a postgres:// --store"
     );
+    if scenario.serve {
+        return super::served::run(scenario, sinks).await;
+    }
     in_process(scenario, sinks).await
 }
 
@@ -382,64 +419,5 @@ pub(super) async fn report(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn report(sink_cpu: Option<Duration>) -> Report {
-        Report {
-            scenario: Scenario {
-                alg: SigningAlg::RS256,
-                sessions: 1000,
-                rps: 5,
-                sessions_per_user: 100,
-                probes: 0,
-                metadata_pairs: 0,
-                store: None,
-                nodes: 1,
-            },
-            deliveries: 6000,
-            duplicates: 0,
-            wall: Duration::from_secs(2),
-            cpu: Duration::from_secs(3),
-            split: None,
-            raw_sig_before_after: (2500.0, 1500.0),
-            peak_rss_kib: 0,
-            end_latency_ms: None,
-            sink_cpu,
-            cores: 2,
-        }
-    }
-
-    #[test]
-    fn the_ceiling_leaves_out_the_cores_the_receiver_used() {
-        // 3,000 deliveries/s; the receiver used half a core, so 1.5 cores sign 3,000/s at most.
-        let share = report(Some(Duration::from_secs(1)))
-            .ceiling_share()
-            .unwrap();
-        assert!((share - 1.0).abs() < 1e-9, "{share}");
-        let line = report(Some(Duration::from_secs(1))).to_string();
-        assert!(
-            line.contains("sink_cpu/delivery=167us ceiling=100%"),
-            "{line}"
-        );
-    }
-
-    #[test]
-    fn the_ratio_divides_by_the_mean_raw_rate_and_the_line_shows_both() {
-        // 500 us per delivery against the mean 2,000 signatures/s (500 us), measured at 400
-        // and 667 us before and after.
-        let line = report(None).to_string();
-        assert!(
-            line.contains(
-                "cpu/delivery=500us raw_sig=500us raw_sig_before/after=400/667us ratio=1.00"
-            ),
-            "{line}"
-        );
-    }
-
-    #[test]
-    fn without_the_receivers_figure_there_is_no_ceiling() {
-        assert_eq!(report(None).ceiling_share(), None);
-        assert!(!report(None).to_string().contains("ceiling="));
-    }
-}
+#[path = "deliver_tests.rs"]
+mod tests;

@@ -8,8 +8,9 @@
 //! - [`sign`]: full logout tokens per second per core against the raw signature rate.
 //! - [`deliver`]: end-to-end deliveries into a loopback receiver ([`sink`], its own process),
 //!   CPU per delivery against the raw signature cost, peak RSS, end-session API latency and
-//!   duplicate deliveries. [`drive`] is its measured part; over PostgreSQL, [`cluster`] runs
-//!   the [`nodes`] as child processes on a throwaway database.
+//!   duplicate deliveries. [`drive`] is its measured part; with `--serve` on SQLite
+//!   ([`served`]) and over PostgreSQL ([`cluster`], a throwaway database) it runs the
+//!   [`nodes`] as `logoutd serve` child processes. [`compare`] sums up `benches/compare.sh`.
 //! - [`hol`]: a healthy RP's time to its last receipt with and without [`hostile`] RPs on
 //!   other origins (head-of-line blocking across origins).
 //! - [`slow_clients`]: how long the API stays unreachable while stalled connections that sent
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod cli;
 mod cluster;
+pub mod compare;
 #[cfg(feature = "postgres")]
 mod database;
 pub mod deliver;
@@ -27,6 +29,7 @@ pub mod hostile;
 pub mod in_process;
 pub mod nodes;
 pub mod proc_stats;
+pub mod served;
 pub mod sign;
 pub mod sink;
 pub mod slow_clients;
