@@ -253,10 +253,14 @@ async fn fail_through_store(app: &TestApp, sessions: &[&str]) {
         .call(Method::DELETE, "/api/v2/users/u1/sessions", None)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(fail_due(app).await, sessions.len());
+}
+
+/// Claims every due delivery of `app` and fails it with a 410; returns how many.
+async fn fail_due(app: &TestApp) -> usize {
     let now = app.clock.now_utc();
     let lease = Duration::seconds(30);
     let claimed = app.stores.queue.claim_due(now, lease, 100).await.unwrap();
-    assert_eq!(claimed.len(), sessions.len());
     let results: Vec<AttemptResult> = claimed
         .iter()
         .map(|c| AttemptResult {
@@ -273,6 +277,7 @@ async fn fail_through_store(app: &TestApp, sessions: &[&str]) {
         })
         .collect();
     app.stores.queue.record(&results).await.unwrap();
+    claimed.len()
 }
 
 /// Two nodes on one PostgreSQL database: the same key sent to both at once re-drives the
@@ -314,4 +319,48 @@ async fn a_key_holds_across_nodes_on_postgres() {
     }
     let (status, _, reply) = send(&b.router, b"{}", Some(b"shared-key")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+}
+
+/// A bulk re-drive whose process died midway leaves its key unfinished: a repeat is told the
+/// request is still running while it might be, and takes it over once it has recorded no
+/// progress for ten minutes, going on from its count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_off_midway_is_taken_over_by_a_repeat_after_ten_minutes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let app = TestApp::over(open_store(&db.url).await.unwrap(), true);
+    fail_through_store(&app, &["s1", "s2", "s3"]).await;
+    let body = br#"{"client_id":"c1"}"#;
+    let (status, _, reply) = send(&app.router, body, Some(b"cut-key")).await;
+    assert_eq!((status, reply), (StatusCode::OK, json!({ "redriven": 3 })));
+    // The three fail again, and the request's process "dies" after its first batch: the key
+    // says 3 re-driven and not done, last heard of `ago` before now.
+    assert_eq!(fail_due(&app).await, 3);
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let cut_off = |ago: Duration| {
+        let at = (app.clock.now_utc() - ago).timestamp_millis();
+        sqlx::query("UPDATE idempotency_keys SET done = false, updated_at = $1 WHERE key = $2")
+            .bind(at)
+            .bind("cut-key")
+            .execute(&pool)
+    };
+
+    cut_off(Duration::minutes(9)).await.unwrap();
+    let (status, _, reply) = send(&app.router, body, Some(b"cut-key")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+    assert_eq!(reply["errorCode"], "idempotency_key_in_progress");
+
+    cut_off(Duration::minutes(10)).await.unwrap();
+    let (status, headers, reply) = send(&app.router, body, Some(b"cut-key")).await;
+    assert_eq!((status, reply), (StatusCode::OK, json!({ "redriven": 6 })));
+    assert!(headers.get("idempotent-replayed").is_none());
+    assert_eq!(
+        fail_due(&app).await,
+        3,
+        "the takeover re-drove the three again"
+    );
+    let (status, headers, reply) = send(&app.router, body, Some(b"cut-key")).await;
+    assert_eq!((status, reply), (StatusCode::OK, json!({ "redriven": 6 })));
+    assert_eq!(headers["idempotent-replayed"], "true");
 }

@@ -250,6 +250,8 @@ pub struct StoredKey {
     pub redriven: u64,
     /// Whether that request finished.
     pub done: bool,
+    /// When that request last recorded its progress (it does after each batch).
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Result of a bulk re-drive.

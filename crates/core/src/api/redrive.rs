@@ -122,8 +122,8 @@ fn answer(outcome: BulkRedrive) -> Result<Response, ApiError> {
         BulkRedrive::KeyInProgress => Err(ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_in_progress",
-            "the first request with this Idempotency-Key has not finished; repeat it later, \
-             or use a new key",
+            "the first request with this Idempotency-Key has not finished; repeat it later \
+             (a request that stopped is taken over after 10 minutes without progress)",
         )),
     }
 }

@@ -5,10 +5,14 @@ use super::StoreError;
 use super::backend::{Backend, Lane, Tx};
 use crate::ids::DeliveryId;
 use crate::outbox::{BulkRedrive, DeliveryState, FailedFilter, IdempotentRequest, Redrive};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 /// Most rows one transaction of a bulk re-drive takes.
 pub(crate) const REDRIVE_BATCH: usize = 500;
+/// How long a bulk re-drive under an idempotency key may go without recording progress before
+/// a repeat of it takes over: far longer than a batch takes, so only a request whose process
+/// died (a crash, a `kill -9`) is taken over.
+pub(crate) const KEY_TAKEOVER_AFTER: Duration = Duration::minutes(10);
 
 /// Re-drives delivery `id` (see [`super::Deliveries::redrive`]): only a `failed` row goes
 /// back in the queue, pending and due at `now` with a fresh attempt count and age budget, and
@@ -33,7 +37,9 @@ pub(super) async fn redrive(
 /// exactly as [`redrive`] does one, [`REDRIVE_BATCH`] rows per transaction, walking the rows
 /// by id so that a row failing again meanwhile is not taken twice. With `key`, a repeat of the
 /// same request answers the first one's count and re-drives nothing; each batch records its
-/// count under the key in its own transaction.
+/// count under the key in its own transaction, which also shows the request is alive. A
+/// request that recorded nothing for [`KEY_TAKEOVER_AFTER`] (its process died) is taken over
+/// by a repeat, which goes on from its count.
 pub(super) async fn redrive_failed(
     backend: &dyn Backend,
     filter: &FailedFilter,
@@ -41,12 +47,14 @@ pub(super) async fn redrive_failed(
     now: DateTime<Utc>,
 ) -> Result<BulkRedrive, StoreError> {
     let now = super::millis(now);
-    if let Some(key) = key
-        && let Some(answer) = claim_key(backend, key, now).await?
-    {
-        return Ok(answer);
-    }
     let mut total = 0_u64;
+    if let Some(key) = key {
+        match claim_key(backend, key, now).await? {
+            Claim::Run { from } => total = from,
+            Claim::Answer(answer) => return Ok(answer),
+        }
+    }
+    let started = std::time::Instant::now();
     let mut after = String::new();
     loop {
         let mut tx = backend.begin(Lane::Bulk).await?;
@@ -54,7 +62,8 @@ pub(super) async fn redrive_failed(
         let last_batch = ids.len() < REDRIVE_BATCH;
         total += ids.len() as u64;
         if let Some(key) = key {
-            tx.update_key(&key.key, total, last_batch, now).await?;
+            let alive = now + Duration::from_std(started.elapsed()).unwrap_or(Duration::zero());
+            tx.update_key(&key.key, total, last_batch, alive).await?;
         }
         requeue_all(tx, &ids, now).await?;
         if !ids.is_empty() {
@@ -84,26 +93,41 @@ async fn requeue_all(
     tx.commit().await
 }
 
-/// Takes `key` for this request, or answers for it: `None` when the key is new (or its last
-/// use expired) and the request runs; otherwise the replay, or the refusal of a key that
-/// belongs to another request or to one still running.
+/// What a request holding an idempotency key does.
+enum Claim {
+    /// Runs, its count starting at `from` (0, or what the request it takes over re-drove).
+    Run { from: u64 },
+    /// Answers at once: the replay, or the refusal of the key.
+    Answer(BulkRedrive),
+}
+
+/// Takes `key` for this request, or answers for it: it runs when the key is new (or its last
+/// use expired), or when the same request under it stopped recording progress
+/// [`KEY_TAKEOVER_AFTER`] ago; otherwise the replay, or the refusal of a key that belongs to
+/// another request or to one still running.
 async fn claim_key(
     backend: &dyn Backend,
     key: &IdempotentRequest,
     now: DateTime<Utc>,
-) -> Result<Option<BulkRedrive>, StoreError> {
+) -> Result<Claim, StoreError> {
     let mut tx = backend.begin(Lane::Interactive).await?;
     if tx.insert_key(key, now).await? {
         tx.commit().await?;
-        return Ok(None);
+        return Ok(Claim::Run { from: 0 });
     }
     let stored = tx.lock_key(&key.key).await?.ok_or(StoreError::NotFound)?;
-    drop(tx);
-    Ok(Some(if stored.request_hash != key.request_hash {
-        BulkRedrive::KeyReused
-    } else if stored.done {
-        BulkRedrive::Replayed(stored.redriven)
-    } else {
-        BulkRedrive::KeyInProgress
-    }))
+    if stored.request_hash != key.request_hash {
+        return Ok(Claim::Answer(BulkRedrive::KeyReused));
+    }
+    if stored.done {
+        return Ok(Claim::Answer(BulkRedrive::Replayed(stored.redriven)));
+    }
+    if stored.updated_at + KEY_TAKEOVER_AFTER > now {
+        return Ok(Claim::Answer(BulkRedrive::KeyInProgress));
+    }
+    tx.update_key(&key.key, stored.redriven, false, now).await?;
+    tx.commit().await?;
+    Ok(Claim::Run {
+        from: stored.redriven,
+    })
 }

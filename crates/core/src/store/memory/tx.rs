@@ -185,6 +185,7 @@ impl Tx for MemoryTx {
             request_hash: key.request_hash.clone(),
             redriven: 0,
             done: false,
+            updated_at: millis(now),
         };
         keys.insert(key.key.clone(), (stored, millis(key.expires_at)));
         Ok(true)
@@ -199,11 +200,12 @@ impl Tx for MemoryTx {
         key: &str,
         redriven: u64,
         done: bool,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         if let Some((stored, _)) = self.state.keys.get_mut(key) {
             stored.redriven = redriven;
             stored.done = done;
+            stored.updated_at = millis(now);
         }
         Ok(())
     }

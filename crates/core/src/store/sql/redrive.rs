@@ -2,7 +2,7 @@
 //! letters and the idempotency keys. Like [`super::shared`], a trait with one blanket
 //! implementation, so the bounds that bind and decode these values are written once.
 
-use super::{Dialect, db, limit, ms, unsigned};
+use super::{Dialect, db, from_ms, limit, ms, unsigned};
 use crate::ids::DeliveryId;
 use crate::outbox::{FailedFilter, IdempotentRequest, StoredKey};
 use crate::store::StoreError;
@@ -16,6 +16,7 @@ pub(in crate::store) struct KeyRow {
     request_hash: String,
     redriven: i64,
     done: bool,
+    updated_at: i64,
 }
 
 /// The statements of a bulk re-drive, for `DB::failed_rows(conn, ...)` on either database.
@@ -130,7 +131,7 @@ where
         key: &str,
     ) -> Result<Option<StoredKey>, StoreError> {
         let sql = format!(
-            "SELECT request_hash, redriven, done FROM idempotency_keys \
+            "SELECT request_hash, redriven, done, updated_at FROM idempotency_keys \
              WHERE key = $1{}",
             DB::FOR_UPDATE
         );
@@ -144,6 +145,7 @@ where
                 request_hash: row.request_hash,
                 redriven: unsigned(row.redriven, "redriven")?,
                 done: row.done,
+                updated_at: from_ms(row.updated_at)?,
             })
         })
         .transpose()
