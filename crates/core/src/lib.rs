@@ -125,7 +125,7 @@ pub use store::postgres::PostgresStore;
 pub use store::sqlite::SqliteStore;
 pub use store::{
     Backend, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane, Page, Queue,
-    Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis, open as open_store,
+    Redrives, Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis, open as open_store,
 };
 pub use terminate::{ClientNote, EndReport, EndTarget, SkipReason};
 pub use token::{

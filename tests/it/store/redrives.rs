@@ -42,7 +42,7 @@ async fn row(s: &Stores, id: &DeliveryId) -> (DeliveryState, u32, Option<DateTim
 
 /// Bulk re-drive of every row matching `filter` at `now`, without a key.
 async fn redrive(s: &Stores, filter: &FailedFilter, now_ms: i64) -> BulkRedrive {
-    s.deliveries
+    s.redrives
         .redrive_failed(filter, None, t(now_ms))
         .await
         .unwrap()
@@ -138,7 +138,7 @@ pub async fn a_repeated_key_replays_the_first_count_and_redrives_nothing(s: Stor
     let first = failed_row(&s, "s1", "c1", Initiator::RpLogout, 2_000, 3_000).await;
     let all = FailedFilter::default();
     let k = key("key-1", "hash-a", 100_000);
-    let outcome = s.deliveries.redrive_failed(&all, Some(&k), t(4_000)).await;
+    let outcome = s.redrives.redrive_failed(&all, Some(&k), t(4_000)).await;
     assert_eq!(outcome.unwrap(), BulkRedrive::Redriven(1));
     assert_eq!(row(&s, &first).await.0, DeliveryState::Pending);
 
@@ -150,14 +150,14 @@ pub async fn a_repeated_key_replays_the_first_count_and_redrives_nothing(s: Stor
         .unwrap();
     let second = failed_row(&s, "s2", "c1", Initiator::RpLogout, 5_000, 5_100).await;
 
-    let replay = s.deliveries.redrive_failed(&all, Some(&k), t(6_000)).await;
+    let replay = s.redrives.redrive_failed(&all, Some(&k), t(6_000)).await;
     assert_eq!(replay.unwrap(), BulkRedrive::Replayed(1));
     for id in [&first, &second] {
         assert_eq!(row(&s, id).await.0, DeliveryState::Failed, "{id}");
     }
     let other = key("key-1", "hash-b", 100_000);
     let reused = s
-        .deliveries
+        .redrives
         .redrive_failed(&all, Some(&other), t(6_000))
         .await;
     assert_eq!(reused.unwrap(), BulkRedrive::KeyReused);
@@ -167,7 +167,7 @@ pub async fn a_repeated_key_replays_the_first_count_and_redrives_nothing(s: Stor
 
     let fresh = key("key-2", "hash-a", 100_000);
     let outcome = s
-        .deliveries
+        .redrives
         .redrive_failed(&all, Some(&fresh), t(6_000))
         .await;
     assert_eq!(outcome.unwrap(), BulkRedrive::Redriven(2));
@@ -179,21 +179,18 @@ pub async fn an_expired_key_is_forgotten_and_pruned(s: Stores) {
     let all = FailedFilter::default();
     let short = key("key-1", "hash-a", 10_000);
     let first = s
-        .deliveries
+        .redrives
         .redrive_failed(&all, Some(&short), t(4_000))
         .await;
     assert_eq!(first.unwrap(), BulkRedrive::Redriven(1));
     let long = key("key-2", "hash-a", 90_000);
-    let kept = s
-        .deliveries
-        .redrive_failed(&all, Some(&long), t(4_000))
-        .await;
+    let kept = s.redrives.redrive_failed(&all, Some(&long), t(4_000)).await;
     assert_eq!(kept.unwrap(), BulkRedrive::Redriven(0));
 
     assert_eq!(s.housekeeping.prune_keys(t(9_999), 100).await.unwrap(), 0);
     let reused = key("key-1", "hash-b", 200_000);
     let after_expiry = s
-        .deliveries
+        .redrives
         .redrive_failed(&all, Some(&reused), t(10_000))
         .await;
     assert_eq!(
@@ -205,7 +202,7 @@ pub async fn an_expired_key_is_forgotten_and_pruned(s: Stores) {
     assert_eq!(s.housekeeping.prune_keys(t(95_000), 100).await.unwrap(), 1);
     let gone = key("key-2", "hash-b", 300_000);
     let outcome = s
-        .deliveries
+        .redrives
         .redrive_failed(&all, Some(&gone), t(96_000))
         .await;
     assert_eq!(
@@ -214,7 +211,7 @@ pub async fn an_expired_key_is_forgotten_and_pruned(s: Stores) {
         "a pruned key is free"
     );
     let replay = s
-        .deliveries
+        .redrives
         .redrive_failed(&all, Some(&reused), t(96_000))
         .await;
     assert_eq!(

@@ -292,13 +292,10 @@ pub async fn redrive_requeues_failed_rows_only(s: Stores) {
         result(&claimed[1], 2_100, 200, Decision::Delivered),
     ];
     s.queue.record(&results).await.unwrap();
-    let missing = s
-        .deliveries
-        .redrive(&DeliveryId::new("nope"), t(9_000))
-        .await;
+    let missing = s.redrives.redrive(&DeliveryId::new("nope"), t(9_000)).await;
     assert!(matches!(missing, Err(StoreError::NotFound)));
     let delivered = s
-        .deliveries
+        .redrives
         .redrive(&claimed[1].delivery.id, t(9_000))
         .await
         .unwrap();
@@ -307,7 +304,7 @@ pub async fn redrive_requeues_failed_rows_only(s: Stores) {
     let wakeup = s.queue.wakeup();
     let failed = &claimed[0].delivery.id;
     assert_eq!(
-        s.deliveries.redrive(failed, t(9_000)).await.unwrap(),
+        s.redrives.redrive(failed, t(9_000)).await.unwrap(),
         Redrive::Requeued
     );
     tokio::time::timeout(std::time::Duration::from_secs(5), wakeup.notified())
@@ -324,6 +321,6 @@ pub async fn redrive_requeues_failed_rows_only(s: Stores) {
     let again = s.queue.claim_due(t(9_000), lease(), 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].budget_started_at, t(9_000));
-    let pending = s.deliveries.redrive(failed, t(9_500)).await.unwrap();
+    let pending = s.redrives.redrive(failed, t(9_500)).await.unwrap();
     assert_eq!(pending, Redrive::NotFailed(DeliveryState::InFlight));
 }

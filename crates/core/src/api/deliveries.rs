@@ -147,7 +147,7 @@ pub(super) async fn retry(
     let delivery_id = DeliveryId::new(id);
     let outcome = state
         .stores
-        .deliveries
+        .redrives
         .redrive(&delivery_id, state.now())
         .await
         .map_err(|e| ApiError::from_store(e, "delivery"))?;

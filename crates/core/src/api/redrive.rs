@@ -95,7 +95,7 @@ pub(super) async fn retry_failed(
     });
     let outcome = state
         .stores
-        .deliveries
+        .redrives
         .redrive_failed(&filter, key.as_ref(), now)
         .await?;
     answer(outcome)

@@ -12,7 +12,7 @@
 //!
 //! - The rules, written once: [`Sessions`] (create, join, change, end) and [`Clients`]
 //!   (register, change, delete), over a [`Backend`]; the termination walk is in
-//!   [`crate::terminate`], and the re-drive of dead letters, one or in bulk, in `redrive`.
+//!   [`crate::terminate`]; [`Redrives`] re-drives dead letters, one or in bulk.
 //! - What a backend supplies: [`Backend`] (reads, and a write transaction [`Tx`] of small
 //!   primitives), and the queries with no rule above them, cut by who uses them: [`Queue`]
 //!   (the dispatcher), [`Deliveries`] (the operator), [`Housekeeping`] (retention and expiry)
@@ -42,6 +42,7 @@ mod traits;
 pub use backend::{Backend, Ending, EndingSet, Lane, Tx};
 pub use clients::Clients;
 pub use error::{Page, StoreError};
+pub use redrive::Redrives;
 pub use sessions::Sessions;
 pub use traits::{Deliveries, Health, Housekeeping, Queue};
 
@@ -87,6 +88,8 @@ pub struct Stores {
     pub sessions: Sessions,
     /// Registered clients (the API).
     pub clients: Clients,
+    /// The re-drive of dead letters, one or in bulk (the operator).
+    pub redrives: Redrives,
     /// The delivery queue (the dispatcher).
     pub queue: Arc<dyn Queue>,
     /// The operator's views of the deliveries.
@@ -106,6 +109,7 @@ impl Stores {
         Self {
             sessions: Sessions::new(backend.clone()),
             clients: Clients::new(backend.clone()),
+            redrives: Redrives::new(backend.clone()),
             queue: backend.clone(),
             deliveries: backend.clone(),
             housekeeping: backend.clone(),

@@ -6,6 +6,7 @@ use super::backend::{Backend, Lane, Tx};
 use crate::ids::DeliveryId;
 use crate::outbox::{BulkRedrive, DeliveryState, FailedFilter, IdempotentRequest, Redrive};
 use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
 
 /// Most rows one transaction of a bulk re-drive takes.
 pub(crate) const REDRIVE_BATCH: usize = 500;
@@ -14,11 +15,48 @@ pub(crate) const REDRIVE_BATCH: usize = 500;
 /// died (a crash, a `kill -9`) is taken over.
 pub(crate) const KEY_TAKEOVER_AFTER: Duration = Duration::minutes(10);
 
-/// Re-drives delivery `id` (see [`super::Deliveries::redrive`]): only a `failed` row goes
+/// The re-drive of dead letters (the operator's), its rule written once over a backend.
+#[derive(Clone)]
+pub struct Redrives {
+    backend: Arc<dyn Backend>,
+}
+
+impl Redrives {
+    /// The re-drive rules over `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
+    }
+
+    /// Re-drives a failed row: pending, due at `now`, attempts reset to 0, `created_at` kept
+    /// but the age budget counted from `now`. `NotFound` if absent; a row in another state is
+    /// reported and left alone.
+    pub async fn redrive(
+        &self,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Redrive, StoreError> {
+        redrive(&*self.backend, id, now).await
+    }
+
+    /// Re-drives every `failed` row matching `filter` as [`Redrives::redrive`] does one, a
+    /// bounded batch per transaction, each row at most once. With `key`, a repeat of the same
+    /// request (same key and request hash) re-drives nothing and answers the first one's
+    /// count; the same key with another request is refused.
+    pub async fn redrive_failed(
+        &self,
+        filter: &FailedFilter,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError> {
+        redrive_failed(&*self.backend, filter, key, now).await
+    }
+}
+
+/// Re-drives delivery `id` (see [`Redrives::redrive`]): only a `failed` row goes
 /// back in the queue, pending and due at `now` with a fresh attempt count and age budget, and
 /// every node's workers are told. `NotFound` if absent; any other state is reported and left
 /// alone.
-pub(super) async fn redrive(
+async fn redrive(
     backend: &dyn Backend,
     id: &DeliveryId,
     now: DateTime<Utc>,
@@ -33,14 +71,14 @@ pub(super) async fn redrive(
     Ok(Redrive::Requeued)
 }
 
-/// Re-drives every `failed` row matching `filter` (see [`super::Deliveries::redrive_failed`])
+/// Re-drives every `failed` row matching `filter` (see [`Redrives::redrive_failed`])
 /// exactly as [`redrive`] does one, [`REDRIVE_BATCH`] rows per transaction, walking the rows
 /// by id so that a row failing again meanwhile is not taken twice. With `key`, a repeat of the
 /// same request answers the first one's count and re-drives nothing; each batch records its
 /// count under the key in its own transaction, which also shows the request is alive. A
 /// request that recorded nothing for [`KEY_TAKEOVER_AFTER`] (its process died) is taken over
 /// by a repeat, which goes on from its count.
-pub(super) async fn redrive_failed(
+async fn redrive_failed(
     backend: &dyn Backend,
     filter: &FailedFilter,
     key: Option<&IdempotentRequest>,

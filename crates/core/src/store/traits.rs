@@ -5,8 +5,7 @@
 use super::{Page, StoreError};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    FailedFilter, IdempotentRequest, OutboxStats, Redrive,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -56,7 +55,7 @@ pub trait Queue: Send + Sync {
     fn wakeup(&self) -> Arc<Notify>;
 }
 
-/// The operator's views of the delivery rows, and the re-drive of a dead letter.
+/// The operator's views of the delivery rows (their re-drive is [`super::Redrives`]).
 #[async_trait]
 pub trait Deliveries: Send + Sync {
     /// Rows matching `filter`, ordered by id, after cursor `from`.
@@ -69,22 +68,6 @@ pub trait Deliveries: Send + Sync {
 
     /// One row with its attempt history.
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError>;
-
-    /// Re-drives a failed row: pending, due at `now`, attempts reset to 0, `created_at` kept
-    /// but the age budget counted from `now`. `NotFound` if absent. The rule is written once
-    /// over [`super::Tx`]; a backend's implementation hands it its transactions.
-    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError>;
-
-    /// Re-drives every `failed` row matching `filter` as [`Deliveries::redrive`] does one, a
-    /// bounded batch per transaction, each row at most once. With `key`, a repeat of the same
-    /// request (same key and request hash) re-drives nothing and answers the first one's
-    /// count; the same key with another request is refused. Written once over [`super::Tx`].
-    async fn redrive_failed(
-        &self,
-        filter: &FailedFilter,
-        key: Option<&IdempotentRequest>,
-        now: DateTime<Utc>,
-    ) -> Result<BulkRedrive, StoreError>;
 
     /// Live and dead-letter counts, and the oldest due row, as of `now`.
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;

@@ -3,8 +3,8 @@
 use super::{MemoryStore, Row, State};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
-    DeliveryFilter, DeliveryState, FailedFilter, IdempotentRequest, OutboxStats, Redrive,
+    AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
+    DeliveryState, OutboxStats,
 };
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
@@ -140,19 +140,6 @@ impl Deliveries for MemoryStore {
             delivery: row.delivery.clone(),
             attempt_history: row.history.clone(),
         }))
-    }
-
-    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
-        crate::store::redrive::redrive(self, id, now).await
-    }
-
-    async fn redrive_failed(
-        &self,
-        filter: &FailedFilter,
-        key: Option<&IdempotentRequest>,
-        now: DateTime<Utc>,
-    ) -> Result<BulkRedrive, StoreError> {
-        crate::store::redrive::redrive_failed(self, filter, key, now).await
     }
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {

@@ -5,8 +5,7 @@ use super::rows::{ClaimRow, DeliveryRow};
 use super::{PostgresStore, announce, db, ms, opt_from_ms};
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    FailedFilter, IdempotentRequest, OutboxStats, Redrive,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats,
 };
 use crate::store::sql::results::ResultRow;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
@@ -208,19 +207,6 @@ impl Deliveries for PostgresStore {
         let detail = sqlx::Postgres::delivery_detail(&mut tx, id).await?;
         tx.commit().await.map_err(db)?;
         Ok(detail)
-    }
-
-    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
-        crate::store::redrive::redrive(self, id, now).await
-    }
-
-    async fn redrive_failed(
-        &self,
-        filter: &FailedFilter,
-        key: Option<&IdempotentRequest>,
-        now: DateTime<Utc>,
-    ) -> Result<BulkRedrive, StoreError> {
-        crate::store::redrive::redrive_failed(self, filter, key, now).await
     }
 
     /// Counts per live and dead-letter state (over `deliveries_state`) and the oldest due row

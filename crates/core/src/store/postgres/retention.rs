@@ -2,7 +2,7 @@
 //! ended sessions in bounded batches (rows another transaction holds are skipped).
 
 use super::{PostgresStore, db, ms, opt_from_ms};
-use crate::store::sql::redrive::Redrives;
+use crate::store::sql::redrive::RedriveStatements;
 use crate::store::{Housekeeping, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ impl Housekeeping for PostgresStore {
 
     async fn prune_keys(&self, now: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        <sqlx::Postgres as Redrives>::prune_keys(&mut conn, now, limit).await
+        <sqlx::Postgres as RedriveStatements>::prune_keys(&mut conn, now, limit).await
     }
 
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {

@@ -21,7 +21,7 @@ pub(in crate::store) struct KeyRow {
 
 /// The statements of a bulk re-drive, for `DB::failed_rows(conn, ...)` on either database.
 #[async_trait]
-pub(in crate::store) trait Redrives: Dialect {
+pub(in crate::store) trait RedriveStatements: Dialect {
     /// [`crate::store::Tx::failed_rows`].
     async fn failed_rows(
         conn: &mut Self::Connection,
@@ -61,7 +61,7 @@ pub(in crate::store) trait Redrives: Dialect {
 }
 
 #[async_trait]
-impl<DB> Redrives for DB
+impl<DB> RedriveStatements for DB
 where
     DB: Dialect,
     DB::Arguments: IntoArguments<DB>,

@@ -3,7 +3,7 @@
 //! statements.
 
 use super::parse;
-use super::redrive::Redrives;
+use super::redrive::RedriveStatements;
 use super::shared::Shared;
 use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, SessionId};
@@ -21,7 +21,7 @@ use std::collections::HashSet;
 #[async_trait]
 pub(in crate::store) trait SqlTx: Send {
     /// The database.
-    type Db: Shared + Redrives;
+    type Db: Shared + RedriveStatements;
 
     /// The transaction's connection.
     fn conn(&mut self) -> &mut <Self::Db as sqlx::Database>::Connection;

@@ -6,8 +6,8 @@ use super::{SqliteStore, db, json_list, ms, opt_from_ms, values};
 use crate::clients::RelyingParty;
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryState, FailedFilter, IdempotentRequest, OutboxStats, Redrive,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
+    OutboxStats,
 };
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
@@ -168,19 +168,6 @@ impl Deliveries for SqliteStore {
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
         let mut conn = self.reader.acquire().await.map_err(db)?;
         sqlx::Sqlite::delivery_detail(&mut conn, id).await
-    }
-
-    async fn redrive(&self, id: &DeliveryId, now: DateTime<Utc>) -> Result<Redrive, StoreError> {
-        crate::store::redrive::redrive(self, id, now).await
-    }
-
-    async fn redrive_failed(
-        &self,
-        filter: &FailedFilter,
-        key: Option<&IdempotentRequest>,
-        now: DateTime<Utc>,
-    ) -> Result<BulkRedrive, StoreError> {
-        crate::store::redrive::redrive_failed(self, filter, key, now).await
     }
 
     /// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest

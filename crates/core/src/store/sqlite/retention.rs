@@ -3,7 +3,7 @@
 
 use super::{SqliteStore, WriteTx, db, json_list, ms, opt_from_ms};
 use crate::store::sql::limit as bound;
-use crate::store::sql::redrive::Redrives;
+use crate::store::sql::redrive::RedriveStatements;
 use crate::store::{Housekeeping, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ impl Housekeeping for SqliteStore {
 
     async fn prune_keys(&self, now: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let mut tx = self.begin_background_write().await?;
-        let n = <sqlx::Sqlite as Redrives>::prune_keys(&mut tx, now, limit).await?;
+        let n = <sqlx::Sqlite as RedriveStatements>::prune_keys(&mut tx, now, limit).await?;
         tx.commit().await.map_err(db)?;
         Ok(n)
     }
