@@ -106,8 +106,8 @@ pub use mock_rp::{
 pub use net_policy::NetPolicy;
 pub use outbox::{
     AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
-    DeliveryFilter, DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, OutboxStats,
-    Redrive, StoredKey,
+    DeliveryFilter, DeliveryProgress, DeliveryState, FailedFilter, IdempotentRequest, NewDelivery,
+    OutboxStats, Redrive, StoredKey,
 };
 pub use retention::{prune, prune_keys};
 pub use retry::{

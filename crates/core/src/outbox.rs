@@ -179,6 +179,34 @@ pub struct AttemptResult {
     pub decision: Decision,
 }
 
+/// Where one delivery of an end stands: what a request that waits for its RPs reads of each
+/// row, again and again, so only the columns it shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryProgress {
+    /// Row id.
+    pub id: DeliveryId,
+    /// The RP to tell.
+    pub client_id: ClientId,
+    /// Current state.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// HTTP status of the last attempt, if it got one.
+    pub last_status: Option<u16>,
+}
+
+impl DeliveryProgress {
+    /// Whether the row has an answer to give: a final state (delivered, failed, cancelled) or
+    /// the outcome of at least one attempt.
+    pub fn settled(&self) -> bool {
+        self.attempts >= 1
+            || matches!(
+                self.state,
+                DeliveryState::Delivered | DeliveryState::Failed | DeliveryState::Cancelled
+            )
+    }
+}
+
 /// Filters for the status API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryFilter {

@@ -3,10 +3,13 @@
 //! background [`Housekeeping`], and the readiness [`Health`] probe.
 
 use super::{Page, StoreError};
+use crate::ids::EventId;
 use crate::ids::{DeliveryId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
+    OutboxStats,
 };
+use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -68,6 +71,14 @@ pub trait Deliveries: Send + Sync {
 
     /// One row with its attempt history.
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError>;
+
+    /// The rows the end `event` of `target` wrote, in id order, as last committed: read over
+    /// the session's or the user's rows (their index), keeping those of `event`.
+    async fn event_progress(
+        &self,
+        target: &EndTarget,
+        event: &EventId,
+    ) -> Result<Vec<DeliveryProgress>, StoreError>;
 
     /// Live and dead-letter counts, and the oldest due row, as of `now`.
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;

@@ -1,13 +1,14 @@
 //! The outbox over the in-memory state: leased claims in due order, results, re-drives.
 
 use super::{MemoryStore, Row, State};
-use crate::ids::{DeliveryId, LeaseId};
+use crate::ids::{DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryState, OutboxStats,
+    DeliveryProgress, DeliveryState, OutboxStats,
 };
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
+use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::ops::Bound;
@@ -133,6 +134,33 @@ impl Deliveries for MemoryStore {
         Ok(Page::from_overfetch(items, take, |d: &Delivery| {
             d.id.to_string()
         }))
+    }
+
+    async fn event_progress(
+        &self,
+        target: &EndTarget,
+        event: &EventId,
+    ) -> Result<Vec<DeliveryProgress>, StoreError> {
+        let state = self.lock().await;
+        Ok(state
+            .rows
+            .values()
+            .map(|row| &row.delivery)
+            .filter(|d| {
+                d.event_id == *event
+                    && match target {
+                        EndTarget::Session(id) => d.session_id == *id,
+                        EndTarget::User(user) => d.user_id == *user,
+                    }
+            })
+            .map(|d| DeliveryProgress {
+                id: d.id.clone(),
+                client_id: d.client_id.clone(),
+                state: d.state,
+                attempts: d.attempts,
+                last_status: d.last_status,
+            })
+            .collect())
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {

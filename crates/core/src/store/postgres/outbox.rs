@@ -3,14 +3,16 @@
 
 use super::rows::{ClaimRow, DeliveryRow};
 use super::{PostgresStore, announce, db, ms, opt_from_ms};
-use crate::ids::{DeliveryId, LeaseId};
+use crate::ids::{DeliveryId, EventId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
+    OutboxStats,
 };
 use crate::store::sql::results::ResultRow;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
+use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
@@ -195,6 +197,14 @@ impl Deliveries for PostgresStore {
         take: usize,
     ) -> Result<Page<Delivery>, StoreError> {
         sqlx::Postgres::list_deliveries(&self.pool, filter, from, take).await
+    }
+
+    async fn event_progress(
+        &self,
+        target: &EndTarget,
+        event: &EventId,
+    ) -> Result<Vec<DeliveryProgress>, StoreError> {
+        sqlx::Postgres::event_progress(&self.pool, target, event).await
     }
 
     /// The row and its history are read in one transaction, so both belong to one moment.

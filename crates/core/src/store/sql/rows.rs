@@ -5,7 +5,9 @@ use super::{StoreError, StoredJson, from_ms, opt_from_ms, parse, unsigned};
 use crate::clients::RelyingParty;
 use crate::ids::LeaseId;
 use crate::metadata::SessionMetadata;
-use crate::outbox::{AttemptRecord, ClaimedDelivery, Delivery, DeliveryDetail, OutboxStats};
+use crate::outbox::{
+    AttemptRecord, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryProgress, OutboxStats,
+};
 use crate::session::{Device, Session, SessionClient};
 use std::sync::Arc;
 
@@ -166,6 +168,32 @@ impl<J: StoredJson> DeliveryRow<J> {
             session_metadata,
             client,
             reclaimed,
+        })
+    }
+}
+
+/// A row as [`DeliveryProgress`] shows it: the few columns a waiting request reads.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct ProgressRow {
+    id: String,
+    client_id: String,
+    state: String,
+    attempts: i32,
+    last_status: Option<i32>,
+}
+
+impl ProgressRow {
+    /// The progress view of the row.
+    pub(crate) fn into_progress(self) -> Result<DeliveryProgress, StoreError> {
+        Ok(DeliveryProgress {
+            state: parse(&self.state, "state")?,
+            attempts: unsigned(self.attempts, "attempts")?,
+            last_status: self
+                .last_status
+                .map(|s| unsigned(s, "last_status"))
+                .transpose()?,
+            id: self.id.into(),
+            client_id: self.client_id.into(),
         })
     }
 }

@@ -4,15 +4,17 @@
 //! termination, anything that names an index or a JSON function) stay in each backend.
 
 use super::rows::{
-    ATTEMPTS, AttemptRow, ClientRow, DeliveryRow, client_columns, delivery_columns, detail,
+    ATTEMPTS, AttemptRow, ClientRow, DeliveryRow, ProgressRow, client_columns, delivery_columns,
+    detail,
 };
 use super::{Dialect, db, ms, overfetch};
 use crate::clients::RelyingParty;
-use crate::ids::{ClientId, DeliveryId, SessionId};
+use crate::ids::{ClientId, DeliveryId, EventId, SessionId};
 use crate::metadata::SessionMetadata;
-use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter};
+use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress};
 use crate::session::{Device, Session};
 use crate::store::{Page, StoreError};
+use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -94,6 +96,16 @@ pub(in crate::store) trait Shared: Dialect {
         conn: &mut Self::Connection,
         id: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError>;
+
+    /// The rows of the end `event` of `target`, in id order: a range of `deliveries_session`
+    /// or `deliveries_user` (session or user, then id), keeping the event's rows. A session
+    /// has rows of one end only, and a user those of the few ends within the retention, so
+    /// the range is the event's rows or little more, and no index on `event_id` is needed.
+    async fn event_progress(
+        from_db: &Pool<Self>,
+        target: &EndTarget,
+        event: &EventId,
+    ) -> Result<Vec<DeliveryProgress>, StoreError>;
 }
 
 #[async_trait]
@@ -114,6 +126,7 @@ where
     for<'r> ClientRow<DB::Json>: FromRow<'r, DB::Row>,
     for<'r> DeliveryRow<DB::Json>: FromRow<'r, DB::Row>,
     for<'r> AttemptRow: FromRow<'r, DB::Row>,
+    for<'r> ProgressRow: FromRow<'r, DB::Row>,
 {
     async fn insert_client(
         conn: &mut DB::Connection,
@@ -338,5 +351,31 @@ where
             .await
             .map_err(db)?;
         detail(row, attempts).map(Some)
+    }
+
+    async fn event_progress(
+        from_db: &Pool<DB>,
+        target: &EndTarget,
+        event: &EventId,
+    ) -> Result<Vec<DeliveryProgress>, StoreError> {
+        let (sql, key) = match target {
+            EndTarget::Session(id) => (
+                "SELECT id, client_id, state, attempts, last_status FROM deliveries \
+                 WHERE session_id = $1 AND event_id = $2 ORDER BY id",
+                id.as_str(),
+            ),
+            EndTarget::User(user) => (
+                "SELECT id, client_id, state, attempts, last_status FROM deliveries \
+                 WHERE user_id = $1 AND event_id = $2 ORDER BY id",
+                user.as_str(),
+            ),
+        };
+        let rows: Vec<ProgressRow> = sqlx::query_as(sql)
+            .bind(key)
+            .bind(event.as_str())
+            .fetch_all(from_db)
+            .await
+            .map_err(db)?;
+        rows.into_iter().map(ProgressRow::into_progress).collect()
     }
 }

@@ -4,15 +4,16 @@
 use super::rows::{ClientRow, DeliveryRow};
 use super::{SqliteStore, db, json_list, ms, opt_from_ms, values};
 use crate::clients::RelyingParty;
-use crate::ids::{DeliveryId, LeaseId};
+use crate::ids::{DeliveryId, EventId, LeaseId};
 use crate::outbox::{
-    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
-    OutboxStats,
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
+    DeliveryState, OutboxStats,
 };
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound, results::ResultRow};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
+use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -163,6 +164,14 @@ impl Deliveries for SqliteStore {
         take: usize,
     ) -> Result<Page<Delivery>, StoreError> {
         sqlx::Sqlite::list_deliveries(&self.reader, filter, from, take).await
+    }
+
+    async fn event_progress(
+        &self,
+        target: &EndTarget,
+        event: &EventId,
+    ) -> Result<Vec<DeliveryProgress>, StoreError> {
+        sqlx::Sqlite::event_progress(&self.reader, target, event).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
