@@ -135,7 +135,8 @@ mod tests {
     #[test]
     fn connection_settings_come_from_the_file_and_flags_override_it() {
         let file = "header_read_timeout_ms = 1500\nidle_timeout_ms = 2500\n\
-                    body_read_timeout_ms = 3500\nmax_connections = 7\nshutdown_grace_ms = 4500\n";
+                    body_read_timeout_ms = 3500\nmax_connections = 7\nshutdown_grace_ms = 4500\n\
+                    max_waiting_requests = 3\n";
         let http = resolve(
             file,
             &["--max-connections", "9", "--idle-timeout-ms", "600"],
@@ -150,6 +151,7 @@ mod tests {
                 body_read_timeout: Duration::from_millis(3500),
                 max_connections: 9,
                 shutdown_grace: Duration::from_millis(4500),
+                max_waiting_requests: 3,
             }
         );
     }

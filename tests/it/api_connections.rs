@@ -26,6 +26,7 @@ fn settings() -> HttpSettings {
         body_read_timeout: Duration::from_secs(5),
         max_connections: 4,
         shutdown_grace: Duration::from_secs(5),
+        ..HttpSettings::default()
     }
 }
 

@@ -67,16 +67,18 @@ mod verify;
 pub use alg::{SigningAlg, TokenTyp};
 pub use api::{
     AppState, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_TAKE as DEFAULT_PAGE_TAKE,
-    MAX_TAKE as MAX_PAGE_TAKE, openapi::BEARER, openapi::REGENERATE,
-    openapi::document as openapi_document, openapi::to_json as openapi_json, router,
+    MAX_LISTED_RESULTS, MAX_TAKE as MAX_PAGE_TAKE, MAX_WAIT_MS, RECHECK_INTERVAL, Waits,
+    openapi::BEARER, openapi::REGENERATE, openapi::document as openapi_document,
+    openapi::to_json as openapi_json, router,
 };
 pub use clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RelyingParty};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
-    DEFAULT_LISTEN, DEFAULT_MAX_PER_ORIGIN, DispatchSettings, Environment, HousekeepingSettings,
-    HttpSettings, Knobs, MAX_CONNECTIONS_CEILING, MAX_CONNECTIONS_FLOOR, Settings,
-    default_max_connections, describe_flags, load as load_config, parse_issuer,
+    DEFAULT_LISTEN, DEFAULT_MAX_PER_ORIGIN, DEFAULT_MAX_WAITING_REQUESTS, DispatchSettings,
+    Environment, HousekeepingSettings, HttpSettings, Knobs, MAX_CONNECTIONS_CEILING,
+    MAX_CONNECTIONS_FLOOR, Settings, default_max_connections, describe_flags, load as load_config,
+    parse_issuer,
 };
 pub use console::{
     finish as finish_command, init_logging, print_line, runtime as command_runtime, stop_signal,

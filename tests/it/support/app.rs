@@ -68,6 +68,7 @@ impl TestApp {
             credentials: Arc::new(logoutd_core::Credentials::new(Some(API_TOKEN), None).unwrap()),
             metrics,
             body_limit: DEFAULT_BODY_LIMIT,
+            waits: logoutd_core::Waits::default(),
         });
         Self {
             router: router(state),

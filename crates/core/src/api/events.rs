@@ -1,9 +1,11 @@
 //! Ending sessions: `DELETE /sessions/{id}`, `POST /sessions/{id}/revoke`,
 //! `DELETE /users/{user_id}/sessions` and `POST /logout-events`. Each answers 202 as soon as
-//! the end and its outbox rows are committed, without waiting for any RP.
+//! the end and its outbox rows are committed, without waiting for any RP, unless it asks to
+//! wait a bounded time for them with `wait_ms` (see [`super::wait`]).
 
-use super::extract::{JsonBody, PathParams};
+use super::extract::{JsonBody, PathParams, QueryParams};
 use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
+use super::wait::{self, DeliveryResult, WaitFor, WaitQuery, WaitReport};
 use super::{ApiError, Shared};
 use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
@@ -28,6 +30,19 @@ pub(super) struct EndResponse {
     pub skipped: Vec<ClientOutcome>,
     /// Paused clients whose deliveries were written and wait until they are resumed.
     pub held: Vec<ClientOutcome>,
+    /// With `wait_ms` only: `true` when every delivery of this end, held ones aside, was
+    /// delivered, failed, cancelled or attempted at least once before the time was up;
+    /// `false` when the time ran out first, or when the server was already holding as many
+    /// waiting requests as it allows (then `results` is absent: it answered at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_complete: Option<bool>,
+    /// With `wait_ms` only: every delivery of this end (held ones included) in id order, as
+    /// read when the wait ended, at most 1000; the ones not final go on in the background.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<DeliveryResult>>,
+    /// With `results` only: how many deliveries were left out of it (past the first 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results_omitted: Option<usize>,
 }
 
 /// A client an end skipped or holds. A user-wide end lists each (client, reason) once, with
@@ -61,15 +76,28 @@ impl EndResponse {
             deliveries: report.deliveries,
             skipped: report.notes.skipped.into_iter().map(outcome).collect(),
             held: report.notes.held.into_iter().map(outcome).collect(),
+            wait_complete: None,
+            results: None,
+            results_omitted: None,
         }
+    }
+
+    /// Adds what a wait found.
+    fn with_wait(mut self, waited: WaitReport) -> Self {
+        self.wait_complete = Some(waited.complete);
+        self.results_omitted = waited.results.is_some().then_some(waited.omitted);
+        self.results = waited.results;
+        self
     }
 }
 
-/// Ends the target's sessions in one transaction with their outbox rows.
+/// Ends the target's sessions in one transaction with their outbox rows, then, when asked,
+/// waits up to `wait` for the RPs (the rows are committed first, whatever the wait finds).
 async fn end(
     state: &Shared,
     target: EndTarget,
     initiator: Initiator,
+    wait: WaitFor,
 ) -> Result<Response, ApiError> {
     let event_id = EventId::generate();
     let report = state
@@ -98,8 +126,29 @@ async fn end(
         held = report.notes.held.len(),
         "sessions ended"
     );
+    let Some(wait) = wait else {
+        let body = EndResponse::new(report, &target);
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    };
+    let held: Vec<ClientId> = report
+        .notes
+        .held
+        .iter()
+        .map(|note| note.client_id.clone())
+        .collect();
+    let (event_id, written) = (report.event_id.clone(), report.deliveries);
     let body = EndResponse::new(report, &target);
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    let waited = wait::wait_for_rps(
+        &state.waits,
+        state.stores.deliveries.as_ref(),
+        &target,
+        &event_id,
+        written,
+        &held,
+        wait,
+    )
+    .await;
+    Ok((StatusCode::ACCEPTED, Json(body.with_wait(waited))).into_response())
 }
 
 /// `DELETE /api/v2/sessions/{id}`: ends it with `session-revoked`, as
@@ -110,10 +159,10 @@ async fn end(
     tag = "logout",
     operation_id = "delete_session",
     summary = "End a session with `session-revoked`",
-    params(("id" = String, Path, description = "The session id")),
+    params(("id" = String, Path, description = "The session id"), WaitQuery),
     responses(
-        (status = 202, description = "Ended, or had already ended; deliveries are queued",
-            body = EndResponse),
+        (status = 202, description = "Ended, or had already ended; deliveries are queued \
+            (with `wait_ms`, after waiting for them up to that long)", body = EndResponse),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = InternalError),
@@ -122,8 +171,9 @@ async fn end(
 pub(super) async fn delete_session(
     state: State<Shared>,
     id: PathParams<String>,
+    query: QueryParams<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    revoke_session(state, id).await
+    revoke_session(state, id, query).await
 }
 
 /// `POST /api/v2/sessions/{id}/revoke`: ends it with `session-revoked`.
@@ -133,10 +183,10 @@ pub(super) async fn delete_session(
     tag = "logout",
     operation_id = "revoke_session",
     summary = "End a session with `session-revoked`",
-    params(("id" = String, Path, description = "The session id")),
+    params(("id" = String, Path, description = "The session id"), WaitQuery),
     responses(
-        (status = 202, description = "Ended, or had already ended; deliveries are queued",
-            body = EndResponse),
+        (status = 202, description = "Ended, or had already ended; deliveries are queued \
+            (with `wait_ms`, after waiting for them up to that long)", body = EndResponse),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = InternalError),
@@ -145,11 +195,14 @@ pub(super) async fn delete_session(
 pub(super) async fn revoke_session(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<WaitQuery>,
 ) -> Result<Response, ApiError> {
+    let wait = query.wait()?;
     end(
         &state,
         EndTarget::Session(SessionId::new(id)),
         Initiator::SessionRevoked,
+        wait,
     )
     .await
 }
@@ -162,10 +215,11 @@ pub(super) async fn revoke_session(
     tag = "logout",
     operation_id = "delete_user_sessions",
     summary = "End every session of a user with `session-revoked`",
-    params(("user_id" = String, Path, description = "The user")),
+    params(("user_id" = String, Path, description = "The user"), WaitQuery),
     responses(
         (status = 202, description = "Every active session ended (none is not an error); \
-            deliveries are queued", body = EndResponse),
+            deliveries are queued (with `wait_ms`, after waiting for them up to that long)",
+            body = EndResponse),
         (status = 400, response = BadRequest),
         (status = 500, response = InternalError),
     )
@@ -173,11 +227,14 @@ pub(super) async fn revoke_session(
 pub(super) async fn delete_user_sessions(
     State(state): State<Shared>,
     PathParams(user_id): PathParams<String>,
+    QueryParams(query): QueryParams<WaitQuery>,
 ) -> Result<Response, ApiError> {
+    let wait = query.wait()?;
     end(
         &state,
         EndTarget::User(UserId::new(user_id)),
         Initiator::SessionRevoked,
+        wait,
     )
     .await
 }
@@ -192,6 +249,11 @@ pub(super) struct EventBody {
     user_id: Option<String>,
     /// Why the sessions end.
     initiator: Initiator,
+    /// Wait up to this many milliseconds (0 to 10000) for every delivery of this end to be
+    /// delivered, failed, cancelled or attempted once, and list them in `results`. Absent or
+    /// 0: answer as soon as the end is committed.
+    #[schema(minimum = 0, maximum = 10000)]
+    wait_ms: Option<u64>,
 }
 
 /// `POST /api/v2/logout-events`: ends one session or all of a user's with any initiator.
@@ -203,8 +265,8 @@ pub(super) struct EventBody {
     summary = "End one session, or every session of a user, with any initiator",
     request_body = EventBody,
     responses(
-        (status = 202, description = "Ended, or had already ended; deliveries are queued",
-            body = EndResponse),
+        (status = 202, description = "Ended, or had already ended; deliveries are queued \
+            (with `wait_ms`, after waiting for them up to that long)", body = EndResponse),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 413, response = PayloadTooLarge),
@@ -215,6 +277,7 @@ pub(super) async fn create(
     State(state): State<Shared>,
     JsonBody(body): JsonBody<EventBody>,
 ) -> Result<Response, ApiError> {
+    let wait = wait::from_body(body.wait_ms)?;
     let target = match (body.session_id, body.user_id) {
         (Some(id), None) => EndTarget::Session(SessionId::parse(&id)?),
         (None, Some(user)) => EndTarget::User(UserId::parse(&user)?),
@@ -224,5 +287,5 @@ pub(super) async fn create(
             ));
         }
     };
-    end(&state, target, body.initiator).await
+    end(&state, target, body.initiator, wait).await
 }

@@ -29,9 +29,11 @@ pub(crate) mod openapi;
 mod public;
 mod redrive;
 mod sessions;
+mod wait;
 
 pub use auth::Credentials;
 pub(crate) use error::ApiError;
+pub use wait::{MAX_LISTED_RESULTS, MAX_WAIT_MS, RECHECK_INTERVAL, Waits};
 
 /// Default cap on request bodies (64 KiB).
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -58,6 +60,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Request body cap in bytes.
     pub body_limit: usize,
+    /// The bound on end requests waiting for their RPs, and the signal that wakes them.
+    pub waits: Waits,
 }
 
 /// Shared handler state.

@@ -123,6 +123,15 @@ pub struct Knobs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_grace_ms: Option<u64>,
+    /// End requests waiting for their RPs (`wait_ms`) at once; 0 turns waiting off.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_waiting_requests: Option<usize>,
+    /// Whether this node delivers; false serves the API only, leaving the deliveries to the
+    /// other nodes on the same PostgreSQL database.
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<bool>,
 }
 
 /// A switch that is off says nothing, so a layer above cannot turn off what one below turned
@@ -206,6 +215,8 @@ impl Knobs {
             body_read_timeout_ms: Some(millis_of(DEFAULT_BODY_READ_TIMEOUT)),
             max_connections: None,
             shutdown_grace_ms: Some(millis_of(DEFAULT_SHUTDOWN_GRACE)),
+            max_waiting_requests: Some(DEFAULT_MAX_WAITING_REQUESTS),
+            dispatch: Some(DEFAULT_DISPATCH),
         }
     }
 }

@@ -65,6 +65,12 @@ pub(crate) const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 /// Default time `serve` waits for API connections to finish after SIGTERM before it closes
 /// the rest; delivery attempts in flight are finished or handed back regardless.
 pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default cap on requests waiting for their RPs at once (`wait_ms`, see
+/// [`crate::api::MAX_WAIT_MS`]); a request that finds none free answers without waiting.
+pub const DEFAULT_MAX_WAITING_REQUESTS: usize = 256;
+/// Whether `serve` runs the dispatcher by default. A node with it off serves the API only and
+/// leaves the deliveries to the other nodes on its PostgreSQL database.
+pub(crate) const DEFAULT_DISPATCH: bool = true;
 /// Default age after which delivered and cancelled rows and ended sessions are pruned.
 pub(crate) const DEFAULT_RETENTION_DAYS: u64 = 7;
 /// Whether sessions past their `expires_at` or `idle_expires_at` are ended by default (with
@@ -116,6 +122,8 @@ pub enum ConfigError {
 /// Dispatcher tuning.
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
+    /// Whether this process delivers at all ([`DEFAULT_DISPATCH`]).
+    pub enabled: bool,
     /// Claim lease.
     pub lease: Duration,
     /// Global in-flight cap.
@@ -133,6 +141,7 @@ pub struct DispatchSettings {
 impl Default for DispatchSettings {
     fn default() -> Self {
         Self {
+            enabled: DEFAULT_DISPATCH,
             lease: DEFAULT_LEASE,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_per_origin: DEFAULT_MAX_PER_ORIGIN,
@@ -156,6 +165,9 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// End requests waiting for their RPs at once ([`DEFAULT_MAX_WAITING_REQUESTS`]); 0 turns
+    /// waiting off.
+    pub max_waiting_requests: usize,
 }
 
 impl Default for HttpSettings {
@@ -166,6 +178,7 @@ impl Default for HttpSettings {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_connections: default_max_connections(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_waiting_requests: DEFAULT_MAX_WAITING_REQUESTS,
         }
     }
 }

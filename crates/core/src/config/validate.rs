@@ -56,6 +56,7 @@ impl Settings {
 impl DispatchSettings {
     fn from_knobs(knobs: &Knobs) -> Result<Self, ConfigError> {
         Ok(Self {
+            enabled: knobs.dispatch.unwrap_or(DEFAULT_DISPATCH),
             max_per_origin: positive(
                 "max_per_origin",
                 knobs.max_per_origin.unwrap_or(DEFAULT_MAX_PER_ORIGIN),
@@ -105,6 +106,9 @@ impl HttpSettings {
                 knobs.shutdown_grace_ms,
                 DEFAULT_SHUTDOWN_GRACE,
             )?,
+            max_waiting_requests: knobs
+                .max_waiting_requests
+                .unwrap_or(DEFAULT_MAX_WAITING_REQUESTS),
         })
     }
 }

@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use origin::{Admission, MIN_DEFER as SHORT_DEFER, Origins};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -93,6 +93,8 @@ pub struct Dispatcher {
     inner: Arc<Inner>,
     attempts: Option<tokio::runtime::Handle>,
     max_idle: Duration,
+    /// Woken after each batch of attempt results is written.
+    recorded: Arc<Notify>,
 }
 
 /// Claims given back together: the rows' ids and leases.
@@ -199,7 +201,15 @@ impl Dispatcher {
             }),
             attempts: None,
             max_idle: MAX_IDLE,
+            recorded: Arc::new(Notify::new()),
         }
+    }
+
+    /// Wakes every waiter of `recorded` after each batch of attempt results is written, so a
+    /// request waiting for its deliveries ([`crate::Waits`]) reads them again at once.
+    pub fn signal_recorded(mut self, recorded: Arc<Notify>) -> Self {
+        self.recorded = recorded;
+        self
     }
 
     /// Sets the longest idle wait (5 s by default), the fallback for a missed
@@ -221,7 +231,11 @@ impl Dispatcher {
     /// start, and writes every result before returning.
     pub async fn run(self) {
         let (tx, rx) = tokio::sync::mpsc::channel(recorder::CHANNEL);
-        let recorder = tokio::spawn(recorder::run(self.inner.outbox.clone(), rx));
+        let recorder = tokio::spawn(recorder::run(
+            self.inner.outbox.clone(),
+            rx,
+            self.recorded.clone(),
+        ));
         let mut tasks = JoinSet::new();
         let mut origins = Origins::new(self.inner.max_per_origin);
         let mut handing = HandBack::default();

@@ -6,6 +6,7 @@ use crate::retry::Decision;
 use crate::store::Queue;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::sync::mpsc::Receiver;
 
 /// Most results written in one call.
@@ -21,13 +22,18 @@ const LINGER: Duration = Duration::from_millis(20);
 /// are delivered again: a duplicate, never a loss).
 const WRITE_TRIES: u32 = 8;
 
-/// Drains `results` until every sender is gone.
+/// Drains `results` until every sender is gone, waking every waiter of `recorded` after each
+/// batch is written (the API's requests that wait for their RPs, see `api::wait`).
 ///
 /// A short batch lingers with a timer rather than by waiting on the channel: a receiver
 /// waiting on the channel is woken by every result sent, and each wake-up can cost a thread
 /// hand-off on a core that is busy signing. Results that arrive meanwhile are taken without
 /// waiting once the timer fires; a backlog is written in full batches with no lingering.
-pub(super) async fn run(outbox: Arc<dyn Queue>, mut results: Receiver<AttemptResult>) {
+pub(super) async fn run(
+    outbox: Arc<dyn Queue>,
+    mut results: Receiver<AttemptResult>,
+    recorded: Arc<Notify>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while results.recv_many(&mut batch, BATCH).await > 0 {
         if batch.len() < BATCH {
@@ -40,6 +46,7 @@ pub(super) async fn run(outbox: Arc<dyn Queue>, mut results: Receiver<AttemptRes
             }
         }
         write(outbox.as_ref(), &batch).await;
+        recorded.notify_waiters();
         if batch
             .iter()
             .any(|r| matches!(r.decision, Decision::RetryAt(_)))

@@ -103,6 +103,8 @@ pub async fn run(
         },
         shutdown.clone(),
     );
+    let waits = api::Waits::new(settings.http.max_waiting_requests);
+    dispatcher = dispatcher.signal_recorded(waits.recorded());
     if let Some(runtime) = delivery {
         dispatcher = dispatcher.run_attempts_on(runtime);
     }
@@ -119,9 +121,16 @@ pub async fn run(
         credentials: credentials.clone(),
         metrics,
         body_limit: settings.body_limit,
+        waits,
     });
     let housekeeping = spawn_housekeeping(&settings, &state, clock.clone(), &shutdown);
-    let dispatcher = tokio::spawn(dispatcher.run());
+    let dispatcher = settings
+        .dispatch
+        .enabled
+        .then(|| tokio::spawn(dispatcher.run()));
+    if dispatcher.is_none() {
+        tracing::info!("dispatch is off: this node serves the API and delivers nothing");
+    }
     let reloader = tokio::spawn(reload_keys(
         keys,
         settings.keys_dir.clone(),
@@ -132,7 +141,9 @@ pub async fn run(
     let router = api::router(state);
     serve_api(listener, router, &settings.http, shutdown.clone()).await;
     shutdown.cancel();
-    if dispatcher.await.is_err() {
+    if let Some(dispatcher) = dispatcher
+        && dispatcher.await.is_err()
+    {
         tracing::error!("dispatcher task failed");
     }
     reloader.abort();

@@ -1,0 +1,291 @@
+//! The bounded wait of an end request for its RPs (`wait_ms`): after the end and its rows are
+//! committed, the request reads the rows of that end from the store until each has an answer
+//! (a final state, or the outcome of a first attempt) or the time is up, and the 202 lists
+//! where each stands.
+//!
+//! The rows are read from the store, not from this process's memory, because the node that
+//! waits need not be the one delivering (several nodes on PostgreSQL). A read follows each
+//! batch of results this node's dispatcher records (the [`Waits::recorded`] signal), and
+//! otherwise every [`RECHECK_INTERVAL`], for the progress of other nodes. At most
+//! `max_waiting_requests` requests wait at once; one that finds no room answers at once.
+
+use super::ApiError;
+use crate::config::DEFAULT_MAX_WAITING_REQUESTS;
+use crate::ids::{ClientId, DeliveryId, EventId};
+use crate::outbox::{DeliveryProgress, DeliveryState};
+use crate::store::Deliveries;
+use crate::terminate::EndTarget;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use utoipa::{IntoParams, ToSchema};
+
+/// The longest wait a request may ask for, in milliseconds (`wait_ms` is 0 to this).
+pub const MAX_WAIT_MS: u64 = 10_000;
+/// How often a waiting request reads its rows again when this node records nothing: the
+/// delay before it sees another node's progress.
+pub const RECHECK_INTERVAL: Duration = Duration::from_millis(25);
+/// Most deliveries listed in `results`; the wait covers every row all the same, and
+/// `results_omitted` says how many were left out.
+pub const MAX_LISTED_RESULTS: usize = 1000;
+
+/// What the end requests that wait share: the bound on how many wait at once, and the signal
+/// the dispatcher gives after each batch of results it records.
+pub struct Waits {
+    permits: Arc<Semaphore>,
+    recorded: Arc<Notify>,
+}
+
+impl Default for Waits {
+    /// [`DEFAULT_MAX_WAITING_REQUESTS`] at once.
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_WAITING_REQUESTS)
+    }
+}
+
+impl Waits {
+    /// At most `max` requests waiting at once (0: none ever waits).
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
+            recorded: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The signal to give after attempt results are recorded (see
+    /// [`crate::Dispatcher::signal_recorded`]); it wakes every waiting request.
+    pub fn recorded(&self) -> Arc<Notify> {
+        self.recorded.clone()
+    }
+
+    /// A place to wait, or `None` when every one is taken.
+    fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+}
+
+/// How long an end request waits for its RPs, validated: 1 to [`MAX_WAIT_MS`] ms. `None`
+/// (absent or 0) is no wait at all.
+pub(super) type WaitFor = Option<Duration>;
+
+/// The 400 for a `wait_ms` out of range or not an integer.
+fn refusal(body: bool) -> ApiError {
+    let message = format!("wait_ms must be an integer from 0 to {MAX_WAIT_MS}");
+    if body {
+        ApiError::invalid_body(message)
+    } else {
+        ApiError::invalid_query(message)
+    }
+}
+
+/// `wait_ms` from a JSON body (already an integer of the right sign there).
+pub(super) fn from_body(wait_ms: Option<u64>) -> Result<WaitFor, ApiError> {
+    match wait_ms {
+        None | Some(0) => Ok(None),
+        Some(ms) if ms <= MAX_WAIT_MS => Ok(Some(Duration::from_millis(ms))),
+        Some(_) => Err(refusal(true)),
+    }
+}
+
+/// The query of the end routes other than `POST /logout-events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct WaitQuery {
+    /// Wait up to this many milliseconds (0 to 10000) for every delivery of this end to be
+    /// delivered, failed, cancelled or attempted once, and list them in `results`. Absent or 0:
+    /// answer as soon as the end is committed.
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 10000)]
+    wait_ms: Option<String>,
+}
+
+impl WaitQuery {
+    /// The wait asked for: the decimal digits of an integer up to [`MAX_WAIT_MS`], nothing
+    /// else (no sign, no fraction, no blank).
+    pub(super) fn wait(&self) -> Result<WaitFor, ApiError> {
+        let Some(text) = &self.wait_ms else {
+            return Ok(None);
+        };
+        if text.is_empty() || text.len() > 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(refusal(false));
+        }
+        let ms: u64 = text.parse().map_err(|_| refusal(false))?;
+        match ms {
+            0 => Ok(None),
+            ms if ms <= MAX_WAIT_MS => Ok(Some(Duration::from_millis(ms))),
+            _ => Err(refusal(false)),
+        }
+    }
+}
+
+/// One delivery of the end, as the wait last read it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct DeliveryResult {
+    /// The delivery (`GET /logout-deliveries/{id}` shows its history).
+    id: DeliveryId,
+    /// The RP it tells.
+    client_id: ClientId,
+    /// `delivered`, `failed` or `cancelled` when final; `pending` or `in_flight` while it goes
+    /// on in the background (with `attempts` > 0 after a first answer or error that is retried).
+    state: DeliveryState,
+    /// Attempts made so far.
+    attempts: u32,
+    /// The HTTP status of the last attempt; `null` when it got none (no attempt yet, or a
+    /// transport error).
+    #[schema(required = true)]
+    last_status: Option<u16>,
+}
+
+impl From<DeliveryProgress> for DeliveryResult {
+    fn from(row: DeliveryProgress) -> Self {
+        Self {
+            id: row.id,
+            client_id: row.client_id,
+            state: row.state,
+            attempts: row.attempts,
+            last_status: row.last_status,
+        }
+    }
+}
+
+/// What a wait adds to the 202.
+#[derive(Debug, Default)]
+pub(super) struct WaitReport {
+    /// Whether every row not held had an answer before the time was up. `false` too when the
+    /// request found no room to wait (then `results` is `None`).
+    pub complete: bool,
+    /// The rows as last read, at most [`MAX_LISTED_RESULTS`]; `None` when it did not wait.
+    pub results: Option<Vec<DeliveryResult>>,
+    /// Rows left out of `results`.
+    pub omitted: usize,
+}
+
+/// Waits up to `wait` for the rows of the end `event` of `target` (it wrote `deliveries` of
+/// them), not waiting for those of the `held` (paused) clients, which cannot move.
+pub(super) async fn wait_for_rps(
+    waits: &Waits,
+    deliveries: &dyn Deliveries,
+    target: &EndTarget,
+    event: &EventId,
+    written: usize,
+    held: &[ClientId],
+    wait: Duration,
+) -> WaitReport {
+    if written == 0 {
+        return WaitReport {
+            complete: true,
+            results: Some(Vec::new()),
+            omitted: 0,
+        };
+    }
+    let Some(_permit) = waits.try_enter() else {
+        tracing::debug!(event_id = %event, "no room to wait for the RPs; answering at once");
+        return WaitReport::default();
+    };
+    let deadline = Instant::now() + wait;
+    let mut last = Vec::new();
+    loop {
+        // Registered before the read, so a batch recorded during the read still wakes us.
+        let recorded = waits.recorded.notified();
+        tokio::pin!(recorded);
+        recorded.as_mut().enable();
+        match deliveries.event_progress(target, event).await {
+            Ok(rows) => {
+                let complete = rows
+                    .iter()
+                    .all(|row| row.settled() || held.contains(&row.client_id));
+                last = rows;
+                if complete {
+                    return report(last, true);
+                }
+            }
+            Err(err) => tracing::warn!(
+                event_id = %event,
+                error = %crate::error::chain(&err),
+                "reading the deliveries of a waiting request failed"
+            ),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return report(last, false);
+        }
+        let recheck = (now + RECHECK_INTERVAL).min(deadline);
+        tokio::select! {
+            _ = recorded => {}
+            _ = tokio::time::sleep_until(recheck) => {}
+        }
+    }
+}
+
+/// The report of a wait that read `rows` last.
+fn report(rows: Vec<DeliveryProgress>, complete: bool) -> WaitReport {
+    let omitted = rows.len().saturating_sub(MAX_LISTED_RESULTS);
+    WaitReport {
+        complete,
+        results: Some(
+            rows.into_iter()
+                .take(MAX_LISTED_RESULTS)
+                .map(DeliveryResult::from)
+                .collect(),
+        ),
+        omitted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(text: &str) -> Result<WaitFor, ApiError> {
+        WaitQuery {
+            wait_ms: Some(text.to_owned()),
+        }
+        .wait()
+    }
+
+    #[test]
+    fn wait_ms_is_a_plain_integer_up_to_the_cap() {
+        assert_eq!(query("0").unwrap(), None);
+        assert_eq!(query("250").unwrap(), Some(Duration::from_millis(250)));
+        assert_eq!(query("10000").unwrap(), Some(Duration::from_millis(10_000)));
+        for bad in [
+            "",
+            "-1",
+            "+5",
+            "1.5",
+            "10001",
+            "1e3",
+            " 5",
+            "abc",
+            "99999999999999999999",
+        ] {
+            assert!(query(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(from_body(None).unwrap(), None);
+        assert_eq!(from_body(Some(0)).unwrap(), None);
+        assert_eq!(
+            from_body(Some(10_000)).unwrap(),
+            Some(Duration::from_secs(10))
+        );
+        assert!(from_body(Some(10_001)).is_err());
+    }
+
+    #[test]
+    fn a_row_is_settled_by_a_final_state_or_a_first_attempt() {
+        let row = |state, attempts| DeliveryProgress {
+            id: DeliveryId::from("d"),
+            client_id: ClientId::new("c"),
+            state,
+            attempts,
+            last_status: None,
+        };
+        assert!(!row(DeliveryState::Pending, 0).settled());
+        assert!(!row(DeliveryState::InFlight, 0).settled());
+        assert!(row(DeliveryState::Pending, 1).settled());
+        assert!(row(DeliveryState::Cancelled, 0).settled());
+        assert!(row(DeliveryState::Failed, 0).settled());
+        assert!(row(DeliveryState::Delivered, 1).settled());
+    }
+}
