@@ -95,6 +95,7 @@ macro_rules! conformance {
                 results::next_due_at_tracks_pending_and_leased_rows,
                 results::deliveries_filter_and_page_by_id,
                 results::redrive_requeues_failed_rows_only,
+                results::event_progress_lists_the_rows_of_one_end_in_id_order,
                 redrives::bulk_redrive_takes_exactly_the_failed_rows_matching_every_filter,
                 redrives::bulk_redrive_pages_through_more_than_one_batch_once_each,
                 redrives::a_repeated_key_replays_the_first_count_and_redrives_nothing,

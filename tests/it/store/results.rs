@@ -324,3 +324,69 @@ pub async fn redrive_requeues_failed_rows_only(s: Stores) {
     let pending = s.redrives.redrive(failed, t(9_500)).await.unwrap();
     assert_eq!(pending, Redrive::NotFailed(DeliveryState::InFlight));
 }
+
+/// The rows one end wrote, read by session or by user, leaving out another end's rows of the
+/// same user; each as last recorded.
+pub async fn event_progress_lists_the_rows_of_one_end_in_id_order(s: Stores) {
+    use logoutd_core::{EndTarget, EventId};
+    register(&s, &[client("c1"), client("c2")]).await;
+    create(&s, &session("early", "u1", &["c1"])).await;
+    let first = EventId::generate();
+    let user = EndTarget::User(UserId::new("u1"));
+    s.sessions
+        .end_sessions(&user, Initiator::RpLogout, &first, t(1_000))
+        .await
+        .unwrap();
+    create(&s, &session("a", "u1", &["c1", "c2"])).await;
+    create(&s, &session("b", "u1", &["c1"])).await;
+    let second = EventId::generate();
+    let report = s
+        .sessions
+        .end_sessions(&user, Initiator::RpLogout, &second, t(2_000))
+        .await
+        .unwrap();
+    assert_eq!(report.deliveries, 3);
+
+    let rows = s.deliveries.event_progress(&user, &second).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.windows(2).all(|w| w[0].id < w[1].id), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.state == DeliveryState::Pending && r.attempts == 0 && !r.settled()),
+        "{rows:?}"
+    );
+    let of_a = EndTarget::Session(SessionId::new("a"));
+    let a_rows = s.deliveries.event_progress(&of_a, &second).await.unwrap();
+    let mut clients: Vec<&str> = a_rows.iter().map(|r| r.client_id.as_str()).collect();
+    clients.sort_unstable();
+    assert_eq!(clients, ["c1", "c2"]);
+    assert!(
+        s.deliveries
+            .event_progress(&of_a, &first)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let early = s.deliveries.event_progress(&user, &first).await.unwrap();
+    assert_eq!(early.len(), 1);
+
+    let claimed = s.queue.claim_due(t(3_000), lease(), 10).await.unwrap();
+    let mine = claimed
+        .iter()
+        .find(|c| c.delivery.session_id.as_str() == "b")
+        .unwrap();
+    let done = [result(mine, 3_100, 204, Decision::Delivered)];
+    assert_eq!(s.queue.record(&done).await.unwrap(), 1);
+    let rows = s.deliveries.event_progress(&user, &second).await.unwrap();
+    let b = rows.iter().find(|r| r.id == mine.delivery.id).unwrap();
+    assert_eq!(
+        (b.state, b.attempts, b.last_status, b.settled()),
+        (DeliveryState::Delivered, 1, Some(204), true)
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.id != mine.delivery.id)
+            .all(|r| r.state == DeliveryState::InFlight && !r.settled()),
+        "{rows:?}"
+    );
+}

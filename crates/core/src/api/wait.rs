@@ -237,6 +237,173 @@ fn report(rows: Vec<DeliveryProgress>, complete: bool) -> WaitReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter, OutboxStats};
+    use crate::store::{Page, StoreError};
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Rows that change only when a case says so, and a count of the reads.
+    #[derive(Default)]
+    struct Rows {
+        rows: Mutex<Vec<DeliveryProgress>>,
+        reads: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Deliveries for Rows {
+        async fn list_deliveries(
+            &self,
+            _: &DeliveryFilter,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Page<Delivery>, StoreError> {
+            unimplemented!()
+        }
+
+        async fn get_delivery(&self, _: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
+            unimplemented!()
+        }
+
+        async fn event_progress(
+            &self,
+            _: &EndTarget,
+            _: &EventId,
+        ) -> Result<Vec<DeliveryProgress>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.rows.lock().unwrap().clone())
+        }
+
+        async fn stats(&self, _: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+            unimplemented!()
+        }
+    }
+
+    fn progress(id: &str, client: &str, state: DeliveryState) -> DeliveryProgress {
+        DeliveryProgress {
+            id: DeliveryId::from(id),
+            client_id: ClientId::new(client),
+            state,
+            attempts: 0,
+            last_status: None,
+        }
+    }
+
+    fn rows(rows: Vec<DeliveryProgress>) -> Arc<Rows> {
+        Arc::new(Rows {
+            rows: Mutex::new(rows),
+            reads: AtomicUsize::new(0),
+        })
+    }
+
+    async fn wait_on(
+        waits: &Waits,
+        store: &Rows,
+        held: &[ClientId],
+        ms: u64,
+    ) -> (WaitReport, Duration) {
+        let started = Instant::now();
+        let target = EndTarget::Session(crate::ids::SessionId::new("s"));
+        let n = store.rows.lock().unwrap().len();
+        let report = wait_for_rps(
+            waits,
+            store,
+            &target,
+            &EventId::generate(),
+            n,
+            held,
+            Duration::from_millis(ms),
+        )
+        .await;
+        (report, started.elapsed())
+    }
+
+    /// The recorder's signal ends the wait at once, before the next re-check: one read before
+    /// the row moved, one after.
+    #[tokio::test(start_paused = true)]
+    async fn the_recorders_signal_wakes_a_waiting_request() {
+        let waits = Arc::new(Waits::new(4));
+        let store = rows(vec![progress("d1", "c", DeliveryState::InFlight)]);
+        let task = tokio::spawn({
+            let (waits, store) = (waits.clone(), store.clone());
+            async move { wait_on(&waits, &store, &[], 10_000).await }
+        });
+        while store.reads.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        {
+            let mut rows = store.rows.lock().unwrap();
+            rows[0].state = DeliveryState::Delivered;
+            rows[0].attempts = 1;
+            rows[0].last_status = Some(204);
+        }
+        waits.recorded.notify_waiters();
+        let (report, took) = task.await.unwrap();
+        assert!(report.complete);
+        assert!(took < RECHECK_INTERVAL, "{took:?}");
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+        let results = report.results.unwrap();
+        assert_eq!(results[0].last_status, Some(204));
+    }
+
+    /// Without progress the request re-reads once per interval until the time is up, then
+    /// answers with the rows as they stand.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_without_progress_rechecks_on_the_interval_and_times_out() {
+        let waits = Waits::new(4);
+        let store = rows(vec![progress("d1", "c", DeliveryState::Pending)]);
+        let (report, took) = wait_on(&waits, &store, &[], 200).await;
+        assert!(!report.complete);
+        assert_eq!(took, Duration::from_millis(200));
+        let reads = store.reads.load(Ordering::SeqCst);
+        assert_eq!(reads, 200 / RECHECK_INTERVAL.as_millis() as usize + 1);
+        let results = report.results.unwrap();
+        assert_eq!(results[0].state, DeliveryState::Pending);
+        // The place is given back.
+        assert!(waits.try_enter().is_some());
+    }
+
+    /// Rows of held (paused) clients cannot move: the wait does not wait for them.
+    #[tokio::test(start_paused = true)]
+    async fn held_rows_are_not_waited_for() {
+        let waits = Waits::new(4);
+        let store = rows(vec![
+            progress("d1", "held", DeliveryState::Pending),
+            DeliveryProgress {
+                attempts: 1,
+                last_status: Some(503),
+                ..progress("d2", "c", DeliveryState::Pending)
+            },
+        ]);
+        let (report, took) = wait_on(&waits, &store, &[ClientId::new("held")], 5_000).await;
+        assert!(report.complete);
+        assert_eq!(took, Duration::ZERO);
+        assert_eq!(report.results.unwrap().len(), 2);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+    }
+
+    /// With every place taken the request answers at once, reading nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_server_answers_without_waiting_or_reading() {
+        let waits = Waits::new(0);
+        let store = rows(vec![progress("d1", "c", DeliveryState::Pending)]);
+        let (report, took) = wait_on(&waits, &store, &[], 5_000).await;
+        assert!(!report.complete);
+        assert!(report.results.is_none());
+        assert_eq!(took, Duration::ZERO);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn results_are_capped_and_say_how_many_were_left_out() {
+        let many = (0..MAX_LISTED_RESULTS + 7)
+            .map(|i| progress(&format!("d{i:05}"), "c", DeliveryState::Delivered))
+            .collect();
+        let report = report(many, true);
+        assert_eq!(report.results.unwrap().len(), MAX_LISTED_RESULTS);
+        assert_eq!(report.omitted, 7);
+    }
 
     fn query(text: &str) -> Result<WaitFor, ApiError> {
         WaitQuery {
