@@ -79,3 +79,42 @@ async fn write(outbox: &dyn Queue, batch: &[AttemptResult]) {
         "giving up recording results; the rows will be retried after their lease"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeliveryId, Jti, LeaseId};
+    use crate::outbox::AttemptRecord;
+    use crate::store::memory::MemoryStore;
+
+    /// A request waiting for its deliveries is woken once the batch holding their results
+    /// is written.
+    #[tokio::test(start_paused = true)]
+    async fn a_written_batch_wakes_the_waiters_of_recorded() {
+        let recorded = Arc::new(Notify::new());
+        let waiter = recorded.notified();
+        tokio::pin!(waiter);
+        waiter.as_mut().enable();
+        let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
+        let outbox: Arc<dyn Queue> = Arc::new(MemoryStore::new());
+        let recorder = tokio::spawn(run(outbox, rx, recorded.clone()));
+        let result = AttemptResult {
+            id: DeliveryId::from("d1"),
+            lease: LeaseId::from("l1"),
+            attempt: AttemptRecord {
+                at: chrono::DateTime::UNIX_EPOCH,
+                status: Some(204),
+                error: None,
+                latency_ms: 1,
+                jti: Jti::generate(),
+            },
+            decision: Decision::Delivered,
+        };
+        tx.send(result).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the waiter is woken after the batch is written");
+        drop(tx);
+        recorder.await.unwrap();
+    }
+}
