@@ -24,9 +24,16 @@ use utoipa::{IntoParams, ToSchema};
 
 /// The longest wait a request may ask for, in milliseconds (`wait_ms` is 0 to this).
 pub const MAX_WAIT_MS: u64 = 10_000;
-/// How often a waiting request reads its rows again when this node records nothing: the
-/// delay before it sees another node's progress.
+/// How soon a waiting request first reads its rows again when this node records nothing: the
+/// delay before it sees another node's progress. Each further re-check waits half as long
+/// again, up to [`MAX_RECHECK_INTERVAL`], so a long wait on a slow RP costs few reads.
 pub const RECHECK_INTERVAL: Duration = Duration::from_millis(25);
+/// The longest gap between two re-checks of a waiting request.
+pub const MAX_RECHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest gap between two reads of one waiting request, however often this node records
+/// results: under a mass logout the recorder signals many times a second, and a request reads
+/// at most once per this interval however many batches woke it.
+pub const MIN_READ_SPACING: Duration = Duration::from_millis(5);
 /// Most deliveries listed in `results`; the wait covers every row all the same, and
 /// `results_omitted` says how many were left out.
 pub const MAX_LISTED_RESULTS: usize = 1000;
@@ -186,7 +193,9 @@ pub(super) async fn wait_for_rps(
     };
     let deadline = Instant::now() + wait;
     let mut last = Vec::new();
+    let mut interval = RECHECK_INTERVAL;
     loop {
+        let read_at = Instant::now();
         // Registered before the read, so a batch recorded during the read still wakes us.
         let recorded = waits.recorded.notified();
         tokio::pin!(recorded);
@@ -211,9 +220,12 @@ pub(super) async fn wait_for_rps(
         if now >= deadline {
             return report(last, false);
         }
-        let recheck = (now + RECHECK_INTERVAL).min(deadline);
+        let recheck = (read_at + interval).min(deadline);
+        interval = (interval * 3 / 2).min(MAX_RECHECK_INTERVAL);
         tokio::select! {
-            _ = recorded => {}
+            _ = recorded => {
+                tokio::time::sleep_until((read_at + MIN_READ_SPACING).min(deadline)).await;
+            }
             _ = tokio::time::sleep_until(recheck) => {}
         }
     }
@@ -347,8 +359,8 @@ mod tests {
         assert_eq!(results[0].last_status, Some(204));
     }
 
-    /// Without progress the request re-reads once per interval until the time is up, then
-    /// answers with the rows as they stand.
+    /// Without progress the request re-reads on a growing interval until the time is up,
+    /// then answers with the rows as they stand.
     #[tokio::test(start_paused = true)]
     async fn a_wait_without_progress_rechecks_on_the_interval_and_times_out() {
         let waits = Waits::new(4);
@@ -356,12 +368,36 @@ mod tests {
         let (report, took) = wait_on(&waits, &store, &[], 200).await;
         assert!(!report.complete);
         assert_eq!(took, Duration::from_millis(200));
-        let reads = store.reads.load(Ordering::SeqCst);
-        assert_eq!(reads, 200 / RECHECK_INTERVAL.as_millis() as usize + 1);
+        // Reads at 0, 25, 62.5, 118.75 and (capped by the deadline) 200 ms.
+        assert_eq!(store.reads.load(Ordering::SeqCst), 5);
         let results = report.results.unwrap();
         assert_eq!(results[0].state, DeliveryState::Pending);
         // The place is given back.
         assert!(waits.try_enter().is_some());
+    }
+
+    /// A recorder that signals every millisecond (a mass logout on this node) does not make a
+    /// waiting request read every millisecond: at most once per `MIN_READ_SPACING`.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_recorder_does_not_multiply_reads() {
+        let waits = Arc::new(Waits::new(4));
+        let store = rows(vec![progress("d1", "c", DeliveryState::InFlight)]);
+        let busy = tokio::spawn({
+            let waits = waits.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    waits.recorded.notify_waiters();
+                }
+            }
+        });
+        let (report, took) = wait_on(&waits, &store, &[], 100).await;
+        busy.abort();
+        assert!(!report.complete);
+        assert_eq!(took, Duration::from_millis(100));
+        let reads = store.reads.load(Ordering::SeqCst);
+        let most = 100 / MIN_READ_SPACING.as_millis() as usize + 2;
+        assert!(reads > 5 && reads <= most, "{reads} reads");
     }
 
     /// Rows of held (paused) clients cannot move: the wait does not wait for them.
