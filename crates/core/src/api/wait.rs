@@ -4,9 +4,10 @@
 //! where each stands.
 //!
 //! The rows are read from the store, not from this process's memory, because the node that
-//! waits need not be the one delivering (several nodes on PostgreSQL). A read follows each
-//! batch of results this node's dispatcher records (the [`Waits::recorded`] signal), and
-//! otherwise every [`RECHECK_INTERVAL`], for the progress of other nodes. At most
+//! waits need not be the one delivering (several nodes on PostgreSQL). A read follows the
+//! batches of results this node's dispatcher records (the [`Waits::recorded`] signal, at most
+//! one read per [`MIN_READ_SPACING`]), and otherwise a re-check after [`RECHECK_INTERVAL`],
+//! growing to [`MAX_RECHECK_INTERVAL`], for the progress of other nodes. At most
 //! `max_waiting_requests` requests wait at once; one that finds no room answers at once.
 
 use super::ApiError;
