@@ -53,6 +53,7 @@ mod metrics;
 mod mock_rp;
 mod net_policy;
 mod outbox;
+mod pacing;
 mod retention;
 mod retry;
 mod sender;
@@ -70,7 +71,10 @@ pub use api::{
     MAX_TAKE as MAX_PAGE_TAKE, openapi::BEARER, openapi::REGENERATE,
     openapi::document as openapi_document, openapi::to_json as openapi_json, router,
 };
-pub use clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RelyingParty};
+pub use clients::{
+    InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RateLimit, RelyingParty,
+};
+pub use pacing::{Pace, PaceState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,

@@ -1,7 +1,9 @@
 //! The outbox over the in-memory state: leased claims in due order, results, re-drives.
 
 use super::{MemoryStore, Row, State};
-use crate::ids::{DeliveryId, LeaseId};
+use crate::clients::RateLimit;
+use crate::ids::{ClientId, DeliveryId, LeaseId};
+use crate::pacing::Pace;
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
     DeliveryState, OutboxStats,
@@ -70,6 +72,42 @@ impl Queue for MemoryStore {
             self.notify();
         }
         Ok(released)
+    }
+
+    async fn defer(
+        &self,
+        rows: &[(DeliveryId, LeaseId, DateTime<Utc>)],
+    ) -> Result<u64, StoreError> {
+        let deferred = {
+            let mut state = self.lock().await;
+            let mut deferred = 0;
+            for (id, lease, due) in rows {
+                if holds_lease(&state, id, lease) {
+                    state.schedule(id, DeliveryState::Pending, Some(millis(*due)), millis(*due));
+                    deferred += 1;
+                }
+            }
+            deferred
+        };
+        if deferred > 0 {
+            self.notify();
+        }
+        Ok(deferred)
+    }
+
+    async fn pace(
+        &self,
+        client: &ClientId,
+        limit: &RateLimit,
+        now: DateTime<Utc>,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError> {
+        let mut state = self.lock().await;
+        let stored = state.pacing.get(client).copied();
+        let (next, pace) = crate::pacing::plan(stored, limit, now, horizon, rows);
+        state.pacing.insert(client.clone(), next);
+        Ok(pace)
     }
 
     async fn give_up(

@@ -7,7 +7,8 @@ use super::rows::{
     ATTEMPTS, AttemptRow, ClientRow, DeliveryRow, client_columns, delivery_columns, detail,
 };
 use super::{Dialect, db, ms, overfetch};
-use crate::clients::RelyingParty;
+use crate::clients::{RateLimit, RelyingParty};
+use crate::pacing::{Pace, PaceState};
 use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::metadata::SessionMetadata;
 use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter};
@@ -72,6 +73,18 @@ pub(in crate::store) trait Shared: Dialect {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Takes places for `rows` rows of `client` (see [`crate::store::Queue::pace`]): reads
+    /// its pacing state, locked until commit, and writes the new one. Run inside a write
+    /// transaction.
+    async fn pace(
+        conn: &mut Self::Connection,
+        client: &ClientId,
+        limit: &RateLimit,
+        now: DateTime<Utc>,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError>;
+
     /// Puts a row back in the queue: pending, due at `now`, attempts 0, the age budget
     /// counted from `now`, no lease.
     async fn requeue(
@@ -114,6 +127,7 @@ where
     for<'r> ClientRow<DB::Json>: FromRow<'r, DB::Row>,
     for<'r> DeliveryRow<DB::Json>: FromRow<'r, DB::Row>,
     for<'r> AttemptRow: FromRow<'r, DB::Row>,
+    for<'r> (i64, i64, i64, i64): FromRow<'r, DB::Row>,
 {
     async fn insert_client(
         conn: &mut DB::Connection,
@@ -251,6 +265,56 @@ where
             .await
             .map_err(db)
             .map(|_| ())
+    }
+
+    async fn pace(
+        conn: &mut DB::Connection,
+        client: &ClientId,
+        limit: &RateLimit,
+        now: DateTime<Utc>,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError> {
+        // The row exists before it is read, so that two nodes pacing a client for the first
+        // time at once meet on its lock (PostgreSQL) or the database lock (SQLite).
+        sqlx::query::<DB>(
+            "INSERT INTO client_pacing (client_id, interval_us, burst, tat_us, queued_until_us) \
+             VALUES ($1, 0, 0, 0, 0) ON CONFLICT (client_id) DO NOTHING",
+        )
+        .bind(client.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        let select = format!(
+            "SELECT interval_us, burst, tat_us, queued_until_us FROM client_pacing \
+             WHERE client_id = $1{}",
+            DB::FOR_UPDATE
+        );
+        let stored: Option<(i64, i64, i64, i64)> = sqlx::query_as::<DB, _>(sqlx::AssertSqlSafe(select))
+            .bind(client.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        let stored = stored.map(|(interval_us, burst, tat_us, queued_until_us)| PaceState {
+            interval_us,
+            burst,
+            tat_us,
+            queued_until_us,
+        });
+        let (next, pace) = crate::pacing::plan(stored, limit, now, horizon, rows);
+        sqlx::query::<DB>(
+            "UPDATE client_pacing SET interval_us = $2, burst = $3, tat_us = $4, \
+             queued_until_us = $5 WHERE client_id = $1",
+        )
+        .bind(client.as_str())
+        .bind(next.interval_us)
+        .bind(next.burst)
+        .bind(next.tat_us)
+        .bind(next.queued_until_us)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        Ok(pace)
     }
 
     async fn requeue(
