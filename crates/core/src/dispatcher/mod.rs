@@ -62,6 +62,11 @@ const BLOCKED_IDLE: Duration = Duration::from_secs(1);
 /// waits for it in memory (holding its lease, far longer, and nothing else); the others go
 /// back to the outbox, due this long before their place. At most a quarter of the lease.
 pub(crate) const HORIZON: Duration = Duration::from_millis(100);
+/// How late after its place a paced row may still go. A row the claim loop reaches later
+/// (all slots busy, say) goes back to the outbox unattempted and takes a new place: sent
+/// late, it would go closer to the rows after it than the pace allows. Its old place is
+/// spent, which only slows the client.
+const PLACE_TOLERANCE: Duration = Duration::from_millis(10);
 
 /// What the dispatcher is built from.
 pub struct DispatcherParts {
@@ -101,7 +106,7 @@ pub(crate) struct Inner {
     /// How far ahead a paced row may take its place.
     horizon: Duration,
     /// Paced rows whose place has come, on their way back to the claim loop.
-    ready: UnboundedSender<ClaimedDelivery>,
+    ready: UnboundedSender<(ClaimedDelivery, DateTime<Utc>)>,
     /// Signalled when a paced row is sent to `ready`.
     ready_signal: Notify,
     shutdown: CancellationToken,
@@ -112,7 +117,7 @@ pub struct Dispatcher {
     inner: Arc<Inner>,
     attempts: Option<tokio::runtime::Handle>,
     max_idle: Duration,
-    ready: Option<UnboundedReceiver<ClaimedDelivery>>,
+    ready: Option<UnboundedReceiver<(ClaimedDelivery, DateTime<Utc>)>>,
 }
 
 /// Claims given back together: the rows' ids and leases.
@@ -285,7 +290,7 @@ impl Dispatcher {
         let step = claim_step(self.inner.max_in_flight) as usize;
         while let Some(mut slots) = self.free_slots().await {
             while tasks.try_join_next().is_some() {}
-            let placed = take_ready(&mut ready, slots.len());
+            let placed = self.take_ready(&mut ready, slots.len(), &mut handing);
             if !placed.is_empty() {
                 // Paced rows whose place has come go first, each on a slot.
                 let rest = slots.split_off(placed.len());
@@ -326,7 +331,7 @@ impl Dispatcher {
         while tasks.join_next().await.is_some() {}
         // Paced rows whose place came as the loop stopped: back at once, unattempted.
         let now = self.inner.clock.now();
-        while let Ok(row) = ready.try_recv() {
+        while let Ok((row, _)) = ready.try_recv() {
             handing.push(&row, now, None);
         }
         if handing.rows > 0 {
@@ -436,7 +441,7 @@ impl Dispatcher {
             let id = &client.row.client_id;
             client.pace = match inner
                 .outbox
-                .pace(id, limit, now, inner.horizon, client.rows)
+                .pace(id, limit, inner.clock.as_ref(), inner.horizon, client.rows)
                 .await
             {
                 Ok(pace) => pace,
@@ -451,6 +456,7 @@ impl Dispatcher {
             };
         }
         let max_age = inner.retry.max_age();
+        let now = inner.clock.now();
         let mut go = Vec::with_capacity(claimed.len());
         for row in claimed {
             let Some(client) = clients
@@ -572,19 +578,30 @@ impl Dispatcher {
     }
 }
 
-/// Up to `limit` paced rows whose place has come.
-fn take_ready(
-    ready: &mut UnboundedReceiver<ClaimedDelivery>,
-    limit: usize,
-) -> Vec<ClaimedDelivery> {
-    let mut rows = Vec::new();
-    while rows.len() < limit {
-        match ready.try_recv() {
-            Ok(row) => rows.push(row),
-            Err(_) => break,
+impl Dispatcher {
+    /// Up to `limit` paced rows whose place has come; those reached more than
+    /// [`PLACE_TOLERANCE`] after their place go to `handing`, due at once.
+    fn take_ready(
+        &self,
+        ready: &mut UnboundedReceiver<(ClaimedDelivery, DateTime<Utc>)>,
+        limit: usize,
+        handing: &mut HandBack,
+    ) -> Vec<ClaimedDelivery> {
+        let mut rows = Vec::new();
+        let mut now = None;
+        while rows.len() < limit {
+            let Ok((row, place)) = ready.try_recv() else {
+                break;
+            };
+            let now = *now.get_or_insert_with(|| self.inner.clock.now());
+            if now - place > chrono_duration(PLACE_TOLERANCE) {
+                handing.push(&row, now, None);
+            } else {
+                rows.push(row);
+            }
         }
+        rows
     }
-    rows
 }
 
 /// One rate-limited client among the rows of a claim: its pace and how it was used.
@@ -626,9 +643,9 @@ impl Inner {
             }
             _ = tokio::time::sleep(wait) => {}
         }
-        match self.ready.send(row) {
+        match self.ready.send((row, place)) {
             Ok(()) => self.ready_signal.notify_one(),
-            Err(unsent) => self.hand_back(&unsent.0, self.clock.now()).await,
+            Err(unsent) => self.hand_back(&unsent.0.0, self.clock.now()).await,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use super::{Page, StoreError};
 use crate::clients::RateLimit;
+use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, LeaseId};
 use crate::pacing::Pace;
 use crate::outbox::{
@@ -47,14 +48,15 @@ pub trait Queue: Send + Sync {
         rows: &[(DeliveryId, LeaseId, DateTime<Utc>)],
     ) -> Result<u64, StoreError>;
 
-    /// Takes places for `rows` claimed rows of `client`, limited to `limit`, at `now`: reads
-    /// the client's pacing state, applies the pacing rule with `horizon` and stores
-    /// the result, atomically against every other node.
+    /// Takes places for `rows` claimed rows of `client`, limited to `limit`: reads the
+    /// client's pacing state, applies the pacing rule with `horizon` at the time `clock` tells
+    /// once the state is held (not before: a wait for another node's hold would otherwise
+    /// make the places late), and stores the result, atomically against every other node.
     async fn pace(
         &self,
         client: &ClientId,
         limit: &RateLimit,
-        now: DateTime<Utc>,
+        clock: &dyn Clock,
         horizon: std::time::Duration,
         rows: usize,
     ) -> Result<Pace, StoreError>;

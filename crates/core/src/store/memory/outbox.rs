@@ -2,6 +2,7 @@
 
 use super::{MemoryStore, Row, State};
 use crate::clients::RateLimit;
+use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, LeaseId};
 use crate::pacing::Pace;
 use crate::outbox::{
@@ -99,12 +100,14 @@ impl Queue for MemoryStore {
         &self,
         client: &ClientId,
         limit: &RateLimit,
-        now: DateTime<Utc>,
+        clock: &dyn Clock,
         horizon: std::time::Duration,
         rows: usize,
     ) -> Result<Pace, StoreError> {
         let mut state = self.lock().await;
         let stored = state.pacing.get(client).copied();
+        // The time once the state is ours: places are counted from when they are taken.
+        let now = clock.now();
         let (next, pace) = crate::pacing::plan(stored, limit, now, horizon, rows);
         state.pacing.insert(client.clone(), next);
         Ok(pace)

@@ -4,6 +4,7 @@
 use super::rows::{ClaimRow, DeliveryRow};
 use super::{PostgresStore, announce, db, ms, opt_from_ms};
 use crate::clients::RateLimit;
+use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, LeaseId};
 use crate::pacing::Pace;
 use crate::outbox::{
@@ -182,12 +183,12 @@ impl Queue for PostgresStore {
         &self,
         client: &ClientId,
         limit: &RateLimit,
-        now: DateTime<Utc>,
+        clock: &dyn Clock,
         horizon: std::time::Duration,
         rows: usize,
     ) -> Result<Pace, StoreError> {
         let mut tx = self.begin().await?;
-        let pace = sqlx::Postgres::pace(&mut tx, client, limit, now, horizon, rows).await?;
+        let pace = sqlx::Postgres::pace(&mut tx, client, limit, clock, horizon, rows).await?;
         tx.commit().await.map_err(db)?;
         Ok(pace)
     }

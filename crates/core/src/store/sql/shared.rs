@@ -8,6 +8,7 @@ use super::rows::{
 };
 use super::{Dialect, db, ms, overfetch};
 use crate::clients::{RateLimit, RelyingParty};
+use crate::clock::Clock;
 use crate::pacing::{Pace, PaceState};
 use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::metadata::SessionMetadata;
@@ -80,7 +81,7 @@ pub(in crate::store) trait Shared: Dialect {
         conn: &mut Self::Connection,
         client: &ClientId,
         limit: &RateLimit,
-        now: DateTime<Utc>,
+        clock: &dyn Clock,
         horizon: std::time::Duration,
         rows: usize,
     ) -> Result<Pace, StoreError>;
@@ -271,7 +272,7 @@ where
         conn: &mut DB::Connection,
         client: &ClientId,
         limit: &RateLimit,
-        now: DateTime<Utc>,
+        clock: &dyn Clock,
         horizon: std::time::Duration,
         rows: usize,
     ) -> Result<Pace, StoreError> {
@@ -301,6 +302,8 @@ where
             tat_us,
             queued_until_us,
         });
+        // The time once the state is ours: places are counted from when they are taken.
+        let now = clock.now();
         let (next, pace) = crate::pacing::plan(stored, limit, now, horizon, rows);
         sqlx::query::<DB>(
             "UPDATE client_pacing SET interval_us = $2, burst = $3, tat_us = $4, \

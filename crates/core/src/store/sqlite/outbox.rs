@@ -5,6 +5,7 @@ use super::rows::{ClientRow, DeliveryRow};
 use super::{SqliteStore, db, json_list, ms, opt_from_ms, values};
 use crate::clients::RelyingParty;
 use crate::clients::RateLimit;
+use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, LeaseId};
 use crate::pacing::Pace;
 use crate::outbox::{
@@ -144,12 +145,12 @@ impl Queue for SqliteStore {
         &self,
         client: &ClientId,
         limit: &RateLimit,
-        now: DateTime<Utc>,
+        clock: &dyn Clock,
         horizon: std::time::Duration,
         rows: usize,
     ) -> Result<Pace, StoreError> {
         let mut tx = self.begin_background_write().await?;
-        let pace = sqlx::Sqlite::pace(&mut tx, client, limit, now, horizon, rows).await?;
+        let pace = sqlx::Sqlite::pace(&mut tx, client, limit, clock, horizon, rows).await?;
         tx.commit().await.map_err(db)?;
         Ok(pace)
     }
