@@ -4,9 +4,11 @@
 //! with one node, and on PostgreSQL with two nodes sharing the pace.
 
 use crate::store::postgres::TestDatabase;
+use crate::support::app::{TestApp, assert_auth0_error};
 use crate::support::process::ServeProcess;
 use crate::support::recording_rp::{RecordedRequest, RecordingRp, Reply};
 use crate::support::serve_process::store_url;
+use axum::http::StatusCode;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -191,4 +193,67 @@ async fn two_nodes_on_postgresql_share_a_client_s_pace() {
     for node in nodes {
         node.terminate().await;
     }
+}
+
+/// The setting through the API: set with a default burst, changed, refused when out of range
+/// (400 in Auth0's shape, nothing changed), and removed with `null`.
+#[tokio::test]
+async fn the_rate_limit_is_set_checked_and_removed_through_the_api() {
+    let app = TestApp::memory().await;
+    let url = "https://rp.example.com/bc";
+    let create = json!({ "client_id": "rp1", "name": "RP 1",
+        "oidc_logout": { "backchannel_logout_urls": [url],
+            "backchannel_logout_rate_limit": { "per_second": 2.5 } } });
+    let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let limit = |reply: &Value| reply["oidc_logout"]["backchannel_logout_rate_limit"].clone();
+    // The burst defaults to max(1, ceil(per_second)).
+    assert_eq!(limit(&reply), json!({ "per_second": 2.5, "burst": 3 }));
+    let patch = |body: Value| json!({ "oidc_logout": { "backchannel_logout_rate_limit": body } });
+    let (status, reply) = app
+        .call(Method::PATCH, "/api/v2/clients/rp1", Some(patch(json!({ "per_second": 0.5, "burst": 2 }))))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(limit(&reply), json!({ "per_second": 0.5, "burst": 2 }));
+    // A PATCH without the member keeps it.
+    let (status, reply) = app
+        .call(Method::PATCH, "/api/v2/clients/rp1", Some(json!({ "name": "RP one" })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(limit(&reply), json!({ "per_second": 0.5, "burst": 2 }));
+    let bad = [
+        json!({ "per_second": 0 }),
+        json!({ "per_second": -1 }),
+        json!({ "per_second": 0.0001 }),
+        json!({ "per_second": 1000.5 }),
+        json!({ "per_second": "20" }),
+        json!({ "per_second": 20, "burst": 0 }),
+        json!({ "per_second": 20, "burst": 1001 }),
+        json!({ "per_second": 20, "burst": 2.5 }),
+        json!({ "per_second": 20, "burst": -1 }),
+        json!({ "burst": 5 }),
+        json!({ "per_second": 20, "window": 1 }),
+        json!(20),
+    ];
+    for body in bad {
+        let (status, reply) = app
+            .call(Method::PATCH, "/api/v2/clients/rp1", Some(patch(body.clone())))
+            .await;
+        assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
+        assert!(
+            reply["message"].as_str().unwrap().contains("per_second")
+                || reply["message"].as_str().unwrap().contains("burst")
+                || reply["errorCode"] == "invalid_body",
+            "{body}: {reply}"
+        );
+    }
+    let (_, reply) = app.call(Method::GET, "/api/v2/clients/rp1", None).await;
+    assert_eq!(limit(&reply), json!({ "per_second": 0.5, "burst": 2 }), "a refusal changed nothing");
+    let (status, reply) = app
+        .call(Method::PATCH, "/api/v2/clients/rp1", Some(patch(Value::Null)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert!(reply["oidc_logout"].get("backchannel_logout_rate_limit").is_none(), "{reply}");
+    let (_, reply) = app.call(Method::GET, "/api/v2/clients/rp1", None).await;
+    assert!(limit(&reply).is_null());
 }

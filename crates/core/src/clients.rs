@@ -83,21 +83,21 @@ pub struct OidcLogout {
     pub backchannel_logout_initiators: LogoutInitiators,
     /// Whether tokens carry session metadata.
     pub backchannel_logout_session_metadata: MetadataOptIn,
-    /// The most deliveries per second this client receives; absent: as fast as it answers.
+    /// The pace of this client's deliveries; absent when it has no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_rate_limit: Option<RateLimit>,
 }
 
-/// `backchannel_logout_rate_limit`: the pace at which a client receives its logout tokens, a
-/// token bucket of `burst` tokens refilled at `per_second` (see [`crate::pacing`]).
+/// `backchannel_logout_rate_limit`: the pace at which a client receives its logout tokens: at
+/// most `burst` back to back, and `per_second` on average (a token bucket of `burst` tokens
+/// refilled at `per_second`). Waiting for the pace is not an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RateLimit {
-    /// Deliveries per second, on average: more than 0 (at least [`RateLimit::MIN_PER_SECOND`])
-    /// and at most [`RateLimit::MAX_PER_SECOND`]; fractions are allowed (0.5 is one every 2 s).
+    /// Deliveries per second on average, from 0.001 to 1000; fractions are allowed (0.5 is
+    /// one every 2 s).
     #[schema(minimum = 0.001, maximum = 1000, examples(20, 0.5))]
     pub per_second: f64,
-    /// The most deliveries sent back to back after a quiet spell (1 to
-    /// [`RateLimit::MAX_BURST`]).
+    /// The most deliveries sent back to back after a quiet spell, from 1 to 1000.
     #[schema(minimum = 1, maximum = 1000, examples(5))]
     pub burst: u32,
 }
