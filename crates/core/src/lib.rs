@@ -74,7 +74,6 @@ pub use api::{
 pub use clients::{
     InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RateLimit, RelyingParty,
 };
-pub use pacing::{Pace, PaceState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
@@ -113,6 +112,7 @@ pub use outbox::{
     DeliveryFilter, DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, OutboxStats,
     Redrive, StoredKey,
 };
+pub use pacing::{Pace, PaceState};
 pub use retention::{prune, prune_keys};
 pub use retry::{
     DEFAULT_CAP as DEFAULT_RETRY_CAP, Decision, Outcome, RetryPolicy, RpError, Terminal,

@@ -258,14 +258,16 @@ mod tests {
     fn random_claims_never_exceed_the_bound() {
         let mut seed = 7u64;
         let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             seed >> 33
         };
         for (rate, burst) in [(20.0, 5), (3.0, 1), (0.7, 2), (250.0, 10)] {
             let mut c = Client {
                 state: None,
                 log: Vec::new(),
-            limit: limit(rate, burst),
+                limit: limit(rate, burst),
             };
             let mut now = 0;
             for _ in 0..300 {

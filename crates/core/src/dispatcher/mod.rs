@@ -30,12 +30,12 @@ use crate::clock::SharedClock;
 use crate::config::DispatchSettings;
 use crate::ids::{DeliveryId, Issuer, LeaseId};
 use crate::keys::KeyRing;
+use crate::metrics::ClientLabels;
 use crate::metrics::{LabelText, Metrics, OutcomeLabels};
 use crate::outbox::{AttemptRecord, ClaimedDelivery};
+use crate::pacing::Pace;
 use crate::retry::{Decision, RetryPolicy};
 use crate::sender::Sender;
-use crate::metrics::ClientLabels;
-use crate::pacing::Pace;
 use crate::store::Queue;
 use chrono::{DateTime, Utc};
 use origin::{Admission, MIN_DEFER as SHORT_DEFER, Origins};
@@ -297,6 +297,9 @@ impl Dispatcher {
                 self.start(placed, slots, &mut origins, &mut tasks, &tx, &mut handing);
                 slots = rest;
                 if slots.is_empty() {
+                    if handing.ripe() || self.inner.in_flight.available_permits() < step {
+                        self.hand_back(&mut handing, &mut tasks);
+                    }
                     continue;
                 }
             }
@@ -335,7 +338,10 @@ impl Dispatcher {
             handing.push(&row, now, None);
         }
         if handing.rows > 0 {
-            self.inner.clone().hand_back_all(std::mem::take(&mut handing)).await;
+            self.inner
+                .clone()
+                .hand_back_all(std::mem::take(&mut handing))
+                .await;
         }
         drop(tx);
         if recorder.await.is_err() {
@@ -428,8 +434,14 @@ impl Dispatcher {
         let inner = &self.inner;
         let now = inner.clock.now();
         let mut clients = Vec::<PacedClient>::new();
-        for row in claimed.iter().filter(|row| row.client.rate_limit().is_some()) {
-            match clients.iter_mut().find(|c| c.id() == row.client.client_id.as_str()) {
+        for row in claimed
+            .iter()
+            .filter(|row| row.client.rate_limit().is_some())
+        {
+            match clients
+                .iter_mut()
+                .find(|c| c.id() == row.client.client_id.as_str())
+            {
                 Some(client) => client.rows += 1,
                 None => clients.push(PacedClient::new(row, now)),
             }

@@ -6,10 +6,10 @@ use super::{Page, StoreError};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, LeaseId};
-use crate::pacing::Pace;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats,
 };
+use crate::pacing::Pace;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -43,10 +43,8 @@ pub trait Queue: Send + Sync {
     /// leaving `attempts` and `last_error` as they are (rows held back by their client's
     /// rate limit). A row whose lease is no longer current is left alone; returns how many
     /// were given back.
-    async fn defer(
-        &self,
-        rows: &[(DeliveryId, LeaseId, DateTime<Utc>)],
-    ) -> Result<u64, StoreError>;
+    async fn defer(&self, rows: &[(DeliveryId, LeaseId, DateTime<Utc>)])
+    -> Result<u64, StoreError>;
 
     /// Takes places for `rows` claimed rows of `client`, limited to `limit`: reads the
     /// client's pacing state, applies the pacing rule with `horizon` at the time `clock` tells

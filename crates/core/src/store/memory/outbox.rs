@@ -4,11 +4,11 @@ use super::{MemoryStore, Row, State};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, LeaseId};
-use crate::pacing::Pace;
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
     DeliveryState, OutboxStats,
 };
+use crate::pacing::Pace;
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
 use async_trait::async_trait;

@@ -6,10 +6,10 @@ use super::{PostgresStore, announce, db, ms, opt_from_ms};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, LeaseId};
-use crate::pacing::Pace;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, OutboxStats,
 };
+use crate::pacing::Pace;
 use crate::store::sql::results::ResultRow;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::{limit as bound, shared::Shared};

@@ -9,10 +9,10 @@ use super::rows::{
 use super::{Dialect, db, ms, overfetch};
 use crate::clients::{RateLimit, RelyingParty};
 use crate::clock::Clock;
-use crate::pacing::{Pace, PaceState};
 use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::metadata::SessionMetadata;
 use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter};
+use crate::pacing::{Pace, PaceState};
 use crate::session::{Device, Session};
 use crate::store::{Page, StoreError};
 use async_trait::async_trait;
@@ -291,11 +291,12 @@ where
              WHERE client_id = $1{}",
             DB::FOR_UPDATE
         );
-        let stored: Option<(i64, i64, i64, i64)> = sqlx::query_as::<DB, _>(sqlx::AssertSqlSafe(select))
-            .bind(client.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
+        let stored: Option<(i64, i64, i64, i64)> =
+            sqlx::query_as::<DB, _>(sqlx::AssertSqlSafe(select))
+                .bind(client.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
         let stored = stored.map(|(interval_us, burst, tat_us, queued_until_us)| PaceState {
             interval_us,
             burst,

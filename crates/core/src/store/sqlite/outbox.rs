@@ -3,15 +3,15 @@
 
 use super::rows::{ClientRow, DeliveryRow};
 use super::{SqliteStore, db, json_list, ms, opt_from_ms, values};
-use crate::clients::RelyingParty;
 use crate::clients::RateLimit;
+use crate::clients::RelyingParty;
 use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, LeaseId};
-use crate::pacing::Pace;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryState,
     OutboxStats,
 };
+use crate::pacing::Pace;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound, results::ResultRow};
