@@ -608,6 +608,13 @@ impl Dispatcher {
             let now = *now.get_or_insert_with(|| self.inner.clock.now());
             if now - place > chrono_duration(PLACE_TOLERANCE) {
                 handing.push(&row, now, None);
+                self.inner
+                    .metrics
+                    .pacing_deferrals
+                    .get_or_create(&ClientLabels {
+                        client_id: LabelText::from(row.client.client_id.as_str()),
+                    })
+                    .inc();
             } else {
                 rows.push(row);
             }
