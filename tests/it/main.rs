@@ -22,6 +22,7 @@ mod keys;
 mod mock_rp;
 mod multinode;
 mod openapi;
+mod rate_limit;
 mod sender;
 mod shutdown;
 mod store;

@@ -83,6 +83,73 @@ pub struct OidcLogout {
     pub backchannel_logout_initiators: LogoutInitiators,
     /// Whether tokens carry session metadata.
     pub backchannel_logout_session_metadata: MetadataOptIn,
+    /// The pace of this client's deliveries; absent when it has no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_rate_limit: Option<RateLimit>,
+}
+
+/// `backchannel_logout_rate_limit`: the pace at which a client receives its logout tokens: at
+/// most `burst` back to back, and `per_second` on average (a token bucket of `burst` tokens
+/// refilled at `per_second`). Waiting for the pace is not an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RateLimit {
+    /// Deliveries per second on average, from 0.001 to 1000; fractions are allowed (0.5 is
+    /// one every 2 s).
+    #[schema(minimum = 0.001, maximum = 1000, examples(20, 0.5))]
+    pub per_second: f64,
+    /// The most deliveries sent back to back after a quiet spell, from 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000, examples(5))]
+    pub burst: u32,
+}
+
+// `per_second` is finite (validated), so equality is an equivalence.
+impl Eq for RateLimit {}
+
+impl RateLimit {
+    /// The slowest pace: one delivery every 1000 s.
+    pub const MIN_PER_SECOND: f64 = 0.001;
+    /// The fastest pace.
+    pub const MAX_PER_SECOND: f64 = 1000.0;
+    /// The largest burst.
+    pub const MAX_BURST: u32 = 1000;
+
+    /// The burst used when none is given: `max(1, ceil(per_second))`, one second's worth.
+    pub fn default_burst(per_second: f64) -> u32 {
+        // In range, `per_second` is at most 1000, so the cast is exact.
+        (per_second.ceil() as u32).clamp(1, Self::MAX_BURST)
+    }
+
+    /// The limit, or why it is out of range.
+    pub fn new(per_second: f64, burst: Option<u32>) -> Result<Self, String> {
+        if !per_second.is_finite()
+            || !(Self::MIN_PER_SECOND..=Self::MAX_PER_SECOND).contains(&per_second)
+        {
+            return Err(format!(
+                "backchannel_logout_rate_limit.per_second must be a number from {} to {}",
+                Self::MIN_PER_SECOND,
+                Self::MAX_PER_SECOND
+            ));
+        }
+        let burst = burst.unwrap_or_else(|| Self::default_burst(per_second));
+        if !(1..=Self::MAX_BURST).contains(&burst) {
+            return Err(format!(
+                "backchannel_logout_rate_limit.burst must be an integer from 1 to {}",
+                Self::MAX_BURST
+            ));
+        }
+        Ok(Self { per_second, burst })
+    }
+
+    /// The time between two deliveries at the limit's pace, in microseconds, rounded up so
+    /// that the pace is never faster than asked (at least 1000, at most 10^9).
+    pub fn interval_us(&self) -> i64 {
+        let us = (1e6 / self.per_second).ceil();
+        if us.is_finite() && us >= 1.0 {
+            (us as i64).clamp(1, 1_000_000_000)
+        } else {
+            1_000_000_000
+        }
+    }
 }
 
 /// A registered relying party.
@@ -126,6 +193,11 @@ impl RelyingParty {
     /// Whether its tokens carry `session_metadata`.
     pub fn includes_metadata(&self) -> bool {
         self.oidc_logout.backchannel_logout_session_metadata.include
+    }
+
+    /// The pace its deliveries are held to, if any.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.oidc_logout.backchannel_logout_rate_limit.as_ref()
     }
 }
 

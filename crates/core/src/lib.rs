@@ -53,6 +53,7 @@ mod metrics;
 mod mock_rp;
 mod net_policy;
 mod outbox;
+mod pacing;
 mod retention;
 mod retry;
 mod sender;
@@ -71,7 +72,9 @@ pub use api::{
     openapi::BEARER, openapi::REGENERATE, openapi::document as openapi_document,
     openapi::to_json as openapi_json, router,
 };
-pub use clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RelyingParty};
+pub use clients::{
+    InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RateLimit, RelyingParty,
+};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
@@ -111,6 +114,7 @@ pub use outbox::{
     DeliveryFilter, DeliveryProgress, DeliveryState, FailedFilter, IdempotentRequest, NewDelivery,
     OutboxStats, Redrive, StoredKey,
 };
+pub use pacing::{Pace, PaceState};
 pub use retention::{prune, prune_keys};
 pub use retry::{
     DEFAULT_CAP as DEFAULT_RETRY_CAP, Decision, Outcome, RetryPolicy, RpError, Terminal,

@@ -47,6 +47,13 @@ pub struct OutcomeLabels {
     pub client_id: LabelText,
 }
 
+/// Labels of a per-client counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    /// The RP.
+    pub client_id: LabelText,
+}
+
 /// Labels of the session-end counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InitiatorLabels {
@@ -79,6 +86,8 @@ pub struct Metrics {
     pub origin_deferrals: Counter,
     /// Attempts that moved to the slow lane.
     pub slow_lane_moves: Counter,
+    /// Claimed rows given back unattempted to keep to their client's rate limit, by client.
+    pub pacing_deferrals: Family<ClientLabels, Counter>,
 }
 
 impl Metrics {
@@ -98,6 +107,7 @@ impl Metrics {
         let lease_reclaims = Counter::default();
         let origin_deferrals = Counter::default();
         let slow_lane_moves = Counter::default();
+        let pacing_deferrals = Family::<ClientLabels, Counter>::default();
         registry.register(
             "delivery_attempts",
             "Delivery attempts by outcome (delivered, retry, failed) and client",
@@ -153,6 +163,11 @@ impl Metrics {
             "Attempts still running after 1 s that moved to the slow lane",
             slow_lane_moves.clone(),
         );
+        registry.register(
+            "delivery_pacing_deferrals",
+            "Claimed rows given back unattempted to keep to their client's rate limit, by client",
+            pacing_deferrals.clone(),
+        );
         Self {
             registry,
             attempts,
@@ -166,6 +181,7 @@ impl Metrics {
             lease_reclaims,
             origin_deferrals,
             slow_lane_moves,
+            pacing_deferrals,
         }
     }
 

@@ -6,11 +6,11 @@ use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use logoutd_core::DispatchSettings;
-use logoutd_core::ManualClock;
 use logoutd_core::Metrics;
 use logoutd_core::NetPolicy;
 use logoutd_core::{AttemptResult, ClaimedDelivery};
-use logoutd_core::{DeliveryId, Issuer, LeaseId};
+use logoutd_core::{ClientId, DeliveryId, Issuer, LeaseId, Pace, RateLimit};
+use logoutd_core::{Clock, ManualClock};
 use logoutd_core::{Dispatcher, DispatcherParts};
 use logoutd_core::{Queue, StoreError, Stores};
 use logoutd_core::{Sender, SenderConfig};
@@ -146,6 +146,25 @@ impl Queue for ObservedOutbox {
         self.released.fetch_add(leases.len(), Ordering::AcqRel);
         self.changed.notify_waiters();
         Ok(released)
+    }
+    async fn defer(
+        &self,
+        rows: &[(DeliveryId, LeaseId, DateTime<Utc>)],
+    ) -> Result<u64, StoreError> {
+        let deferred = self.inner.defer(rows).await?;
+        self.released.fetch_add(rows.len(), Ordering::AcqRel);
+        self.changed.notify_waiters();
+        Ok(deferred)
+    }
+    async fn pace(
+        &self,
+        client: &ClientId,
+        limit: &RateLimit,
+        clock: &dyn Clock,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError> {
+        self.inner.pace(client, limit, clock, horizon, rows).await
     }
     async fn give_up(
         &self,

@@ -38,6 +38,8 @@ pub struct RecordedRequest {
     pub body: String,
     /// 1 for the first accepted TCP connection, 2 for the second, ...
     pub connection: usize,
+    /// When the request (with its body) had arrived.
+    pub at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -314,6 +316,7 @@ async fn handle(
         user_agent: header("user-agent"),
         body: String::from_utf8_lossy(&body).into_owned(),
         connection,
+        at: std::time::Instant::now(),
     });
     state.arrived.notify_waiters();
     let reply = state.script.lock().unwrap().pop_front();

@@ -5,7 +5,7 @@ use super::extract::{JsonBody, PathParams, QueryParams};
 use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared, page_size};
 use crate::alg::{SigningAlg, TokenTyp};
-use crate::clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, RelyingParty};
+use crate::clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, RateLimit, RelyingParty};
 use crate::ids::{ClientId, check_caller_text};
 use crate::initiator::Initiator;
 use axum::Json;
@@ -45,6 +45,33 @@ struct OidcLogoutBody {
     backchannel_logout_initiators: Option<InitiatorsBody>,
     /// Whether its tokens carry the session metadata.
     backchannel_logout_session_metadata: Option<MetadataOptInBody>,
+    /// The most deliveries per second the client receives; `null` removes the limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RateLimitBody>, nullable)]
+    backchannel_logout_rate_limit: Option<Option<RateLimitBody>>,
+}
+
+/// `backchannel_logout_rate_limit` in a request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RateLimitBody {
+    /// Deliveries per second on average, from 0.001 to 1000; fractions are allowed (0.5 is
+    /// one every 2 s).
+    #[schema(minimum = 0.001, maximum = 1000, examples(20, 0.5))]
+    per_second: f64,
+    /// The most deliveries sent back to back, from 1 to 1000; `max(1, ceil(per_second))`
+    /// when absent.
+    #[schema(minimum = 1, maximum = 1000, examples(5))]
+    burst: Option<u32>,
+}
+
+/// A member that may be given as `null`: absent is `None`, `null` is `Some(None)`.
+fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
 }
 
 /// Auth0's `backchannel_logout_initiators` in a request.
@@ -126,6 +153,12 @@ fn apply_logout(
         target.backchannel_logout_session_metadata = MetadataOptIn {
             include: opt_in.include,
         };
+    }
+    if let Some(limit) = body.backchannel_logout_rate_limit {
+        target.backchannel_logout_rate_limit = limit
+            .map(|limit| RateLimit::new(limit.per_second, limit.burst))
+            .transpose()
+            .map_err(ApiError::invalid_body)?;
     }
     Ok(())
 }

@@ -30,11 +30,11 @@ pub const MAX_WAIT_MS: u64 = 10_000;
 /// again, up to [`MAX_RECHECK_INTERVAL`], so a long wait on a slow RP costs few reads.
 pub const RECHECK_INTERVAL: Duration = Duration::from_millis(25);
 /// The longest gap between two re-checks of a waiting request.
-pub const MAX_RECHECK_INTERVAL: Duration = Duration::from_millis(100);
+pub(super) const MAX_RECHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The shortest gap between two reads of one waiting request, however often this node records
 /// results: under a mass logout the recorder signals many times a second, and a request reads
 /// at most once per this interval however many batches woke it.
-pub const MIN_READ_SPACING: Duration = Duration::from_millis(5);
+pub(super) const MIN_READ_SPACING: Duration = Duration::from_millis(5);
 /// Most deliveries listed in `results`; the wait covers every row all the same, and
 /// `results_omitted` says how many were left out.
 pub const MAX_LISTED_RESULTS: usize = 1000;

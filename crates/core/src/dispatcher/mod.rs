@@ -13,6 +13,12 @@
 //!    stays stuck. Either way the loop goes on to the next row.
 //! 3. An attempt still running after [`SLOW_LANE_AFTER`] moves from the `max_in_flight` slots
 //!    to a slow lane of as many slots again (see `attempt.rs`).
+//!
+//! A client with a rate limit (`backchannel_logout_rate_limit`) is paced before its rows meet
+//! their origin (see [`crate::pacing`]): a claimed row whose place comes within [`HORIZON`]
+//! waits for it in memory holding no slot, and comes back to the loop then; the others go
+//! back to the outbox, due shortly before their place, without counting an attempt. A paced
+//! row never waits in memory for its origin either: that would let it go after its place.
 
 mod attempt;
 mod origin;
@@ -24,8 +30,10 @@ use crate::clock::SharedClock;
 use crate::config::DispatchSettings;
 use crate::ids::{DeliveryId, Issuer, LeaseId};
 use crate::keys::KeyRing;
+use crate::metrics::ClientLabels;
 use crate::metrics::{LabelText, Metrics, OutcomeLabels};
 use crate::outbox::{AttemptRecord, ClaimedDelivery};
+use crate::pacing::Pace;
 use crate::retry::{Decision, RetryPolicy};
 use crate::sender::Sender;
 use crate::store::Queue;
@@ -33,6 +41,7 @@ use chrono::{DateTime, Utc};
 use origin::{Admission, MIN_DEFER as SHORT_DEFER, Origins};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +58,15 @@ fn claim_step(max_in_flight: usize) -> u32 {
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Idle wait when rows are due but none could be claimed (e.g. their client is paused).
 const BLOCKED_IDLE: Duration = Duration::from_secs(1);
+/// How far ahead a rate-limited client's row may take its place: one whose place is nearer
+/// waits for it in memory (holding its lease, far longer, and nothing else); the others go
+/// back to the outbox, due this long before their place. At most a quarter of the lease.
+pub(crate) const HORIZON: Duration = Duration::from_millis(100);
+/// How late after its place a paced row may still go. A row the claim loop reaches later
+/// (all slots busy, say) goes back to the outbox unattempted and takes a new place: sent
+/// late, it would go closer to the rows after it than the pace allows. Its old place is
+/// spent, which only slows the client.
+const PLACE_TOLERANCE: Duration = Duration::from_millis(10);
 
 /// What the dispatcher is built from.
 pub struct DispatcherParts {
@@ -85,6 +103,12 @@ pub(crate) struct Inner {
     waiting: Arc<Semaphore>,
     max_in_flight: usize,
     max_per_origin: usize,
+    /// How far ahead a paced row may take its place.
+    horizon: Duration,
+    /// Paced rows whose place has come, on their way back to the claim loop.
+    ready: UnboundedSender<(ClaimedDelivery, DateTime<Utc>)>,
+    /// Signalled when a paced row is sent to `ready`.
+    ready_signal: Notify,
     shutdown: CancellationToken,
 }
 
@@ -95,6 +119,7 @@ pub struct Dispatcher {
     max_idle: Duration,
     /// Woken after each batch of attempt results is written.
     recorded: Arc<Notify>,
+    ready: Option<UnboundedReceiver<(ClaimedDelivery, DateTime<Utc>)>>,
 }
 
 /// Claims given back together: the rows' ids and leases.
@@ -115,6 +140,10 @@ struct HandBack {
     /// a retry past the budget would (see [`crate::retry::decide`]), so a slow origin's
     /// backlog stays bounded by its arrival rate times the budget.
     spent: Leases,
+    /// Rows held back by their client's rate limit, each with the time it is due again.
+    paced: Vec<(DeliveryId, LeaseId, DateTime<Utc>)>,
+    /// Rows held back by their client's rate limit whose age budget ends first.
+    paced_spent: Leases,
     rows: usize,
     since: Option<tokio::time::Instant>,
 }
@@ -126,13 +155,26 @@ impl HandBack {
     /// attempt it was claimed for.
     fn push(&mut self, row: &ClaimedDelivery, due: DateTime<Utc>, budget: Option<Duration>) {
         let lease = (row.delivery.id.clone(), row.lease.clone());
-        if budget.is_some_and(|max_age| past_budget(row, due, max_age)) {
+        if budget.is_some_and(|max_age| past_budget(row, due, max_age, AT_ORIGIN)) {
             self.spent.push(lease);
         } else {
             match self.groups.iter_mut().find(|(at, _)| *at == due) {
                 Some((_, rows)) => rows.push(lease),
                 None => self.groups.push((due, vec![lease])),
             }
+        }
+        self.rows += 1;
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+    }
+
+    /// Gathers `row`, held back by its client's rate limit, to be due again at `due`; it fails
+    /// instead if its age budget (`max_age`) ends before then.
+    fn push_paced(&mut self, row: &ClaimedDelivery, due: DateTime<Utc>, max_age: Duration) {
+        let lease = (row.delivery.id.clone(), row.lease.clone());
+        if past_budget(row, due, max_age, AT_RATE_LIMIT) {
+            self.paced_spent.push(lease);
+        } else {
+            self.paced.push((lease.0, lease.1, due));
         }
         self.rows += 1;
         self.since.get_or_insert_with(tokio::time::Instant::now);
@@ -147,8 +189,19 @@ impl HandBack {
     }
 }
 
+/// What a row failed by [`past_budget`] was waiting for: room at its RP's origin.
+const AT_ORIGIN: &str = "room at the RP's origin";
+/// ... or its place under its client's rate limit.
+const AT_RATE_LIMIT: &str = "its place under the client's rate limit";
+
 /// Whether `row`, due again at `due`, would be due after its age budget ends; logs it then.
-fn past_budget(row: &ClaimedDelivery, due: DateTime<Utc>, max_age: Duration) -> bool {
+/// `waiting` says what for ([`AT_ORIGIN`] or [`AT_RATE_LIMIT`]).
+fn past_budget(
+    row: &ClaimedDelivery,
+    due: DateTime<Utc>,
+    max_age: Duration,
+    waiting: &str,
+) -> bool {
     let deadline = row
         .budget_started_at
         .checked_add_signed(chrono_duration(max_age))
@@ -159,16 +212,17 @@ fn past_budget(row: &ClaimedDelivery, due: DateTime<Utc>, max_age: Duration) -> 
             delivery_id = %row.delivery.id,
             client_id = %row.delivery.client_id,
             attempts = row.delivery.attempts,
-            "delivery failed: its age budget ran out while its RP's origin had no room"
+            waiting,
+            "delivery failed: its age budget ran out while it waited"
         );
     }
     past
 }
 
-/// The last error of a row failed by [`past_budget`].
-fn budget_reason(max_age: Duration) -> String {
+/// The last error of a row failed by [`past_budget`] while `waiting`.
+fn budget_reason(max_age: Duration, waiting: &str) -> String {
     format!(
-        "age budget of {}s exhausted while waiting for room at the RP's origin",
+        "age budget of {}s exhausted while waiting for {waiting}",
         max_age.as_secs()
     )
 }
@@ -181,6 +235,7 @@ impl Dispatcher {
     /// A dispatcher that stops claiming when `shutdown` is cancelled.
     pub fn new(parts: DispatcherParts, shutdown: CancellationToken) -> Self {
         let settings = parts.settings;
+        let (ready, ready_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
             inner: Arc::new(Inner {
                 outbox: parts.outbox,
@@ -197,11 +252,15 @@ impl Dispatcher {
                 waiting: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
                 max_in_flight: settings.max_in_flight.max(1),
                 max_per_origin: settings.max_per_origin.max(1),
+                horizon: HORIZON.min(settings.lease / 4),
+                ready,
+                ready_signal: Notify::new(),
                 shutdown,
             }),
             attempts: None,
             max_idle: MAX_IDLE,
             recorded: Arc::new(Notify::new()),
+            ready: Some(ready_rx),
         }
     }
 
@@ -229,7 +288,10 @@ impl Dispatcher {
 
     /// Runs until shutdown, then waits for attempts in flight, hands back rows it could not
     /// start, and writes every result before returning.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
+        let Some(mut ready) = self.ready.take() else {
+            return;
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(recorder::CHANNEL);
         let recorder = tokio::spawn(recorder::run(
             self.inner.outbox.clone(),
@@ -240,8 +302,21 @@ impl Dispatcher {
         let mut origins = Origins::new(self.inner.max_per_origin);
         let mut handing = HandBack::default();
         let step = claim_step(self.inner.max_in_flight) as usize;
-        while let Some(slots) = self.free_slots().await {
+        while let Some(mut slots) = self.free_slots().await {
             while tasks.try_join_next().is_some() {}
+            let placed = self.take_ready(&mut ready, slots.len(), &mut handing);
+            if !placed.is_empty() {
+                // Paced rows whose place has come go first, each on a slot.
+                let rest = slots.split_off(placed.len());
+                self.start(placed, slots, &mut origins, &mut tasks, &tx, &mut handing);
+                slots = rest;
+                if slots.is_empty() {
+                    if handing.ripe() || self.inner.in_flight.available_permits() < step {
+                        self.hand_back(&mut handing, &mut tasks);
+                    }
+                    continue;
+                }
+            }
             let claimed_at = self.inner.clock.now();
             let claimed = self.claim(claimed_at, slots.len()).await;
             if claimed.is_empty() {
@@ -251,12 +326,16 @@ impl Dispatcher {
                 continue;
             }
             let claimed_rows = claimed.len();
+            let paced_before = handing.rows;
+            let claimed = self.pace(claimed, &mut handing, &mut tasks).await;
             let before = handing.rows;
+            let paced = before - paced_before;
             self.start(claimed, slots, &mut origins, &mut tasks, &tx, &mut handing);
             let deferred = handing.rows - before;
             tracing::debug!(
                 claimed = claimed_rows,
                 handed_back = deferred,
+                paced,
                 "claimed due deliveries"
             );
             self.inner.metrics.origin_deferrals.inc_by(deferred as u64);
@@ -267,6 +346,17 @@ impl Dispatcher {
         }
         self.hand_back(&mut handing, &mut tasks);
         while tasks.join_next().await.is_some() {}
+        // Paced rows whose place came as the loop stopped: back at once, unattempted.
+        let now = self.inner.clock.now();
+        while let Ok((row, _)) = ready.try_recv() {
+            handing.push(&row, now, None);
+        }
+        if handing.rows > 0 {
+            self.inner
+                .clone()
+                .hand_back_all(std::mem::take(&mut handing))
+                .await;
+        }
         drop(tx);
         if recorder.await.is_err() {
             tracing::error!("result recorder stopped abnormally");
@@ -309,6 +399,13 @@ impl Dispatcher {
                         attempt::run(self.inner.clone(), row, slot, origin, results.clone());
                     self.spawn(tasks, attempt);
                 }
+                (Admission::Wait(wait), _) if row.client.rate_limit().is_some() => {
+                    // A paced row goes at its place or not at all: a wait would let it go
+                    // later, closer to the next row than the pace allows.
+                    drop(wait);
+                    let due = due_now + chrono_duration(SHORT_DEFER);
+                    deferred.push(&row, due, Some(max_age));
+                }
                 (Admission::Wait(wait), _) => {
                     match self.inner.waiting.clone().try_acquire_owned() {
                         Ok(place) => {
@@ -332,6 +429,93 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Paces the claimed rows of rate-limited clients (one store round trip per such client;
+    /// nothing at all when no row has a limit) and returns the rows that may go now. A row
+    /// whose place is a little ahead waits for it in a task of its own (holding no slot) and
+    /// then comes back through `ready`; the others are gathered in `handing`, due again
+    /// shortly before their place.
+    async fn pace(
+        &self,
+        claimed: Vec<ClaimedDelivery>,
+        handing: &mut HandBack,
+        tasks: &mut JoinSet<()>,
+    ) -> Vec<ClaimedDelivery> {
+        if !claimed.iter().any(|row| row.client.rate_limit().is_some()) {
+            return claimed;
+        }
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut clients = Vec::<PacedClient>::new();
+        for row in claimed
+            .iter()
+            .filter(|row| row.client.rate_limit().is_some())
+        {
+            match clients
+                .iter_mut()
+                .find(|c| c.id() == row.client.client_id.as_str())
+            {
+                Some(client) => client.rows += 1,
+                None => clients.push(PacedClient::new(row, now)),
+            }
+        }
+        for client in &mut clients {
+            let Some(limit) = client.row.rate_limit() else {
+                continue;
+            };
+            let id = &client.row.client_id;
+            client.pace = match inner
+                .outbox
+                .pace(id, limit, inner.clock.as_ref(), inner.horizon, client.rows)
+                .await
+            {
+                Ok(pace) => pace,
+                Err(err) => {
+                    tracing::warn!(
+                        client_id = %id,
+                        error = %crate::error::chain(&err),
+                        "could not read the client's pacing state; its rows are held back"
+                    );
+                    Pace::hold(now + chrono_duration(BLOCKED_IDLE))
+                }
+            };
+        }
+        let max_age = inner.retry.max_age();
+        let now = inner.clock.now();
+        let mut go = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            let Some(client) = clients
+                .iter_mut()
+                .find(|c| c.id() == row.client.client_id.as_str())
+            else {
+                go.push(row);
+                continue;
+            };
+            if client.placed < client.pace.go {
+                let place = client.pace.slot(client.placed);
+                client.placed += 1;
+                if place <= now {
+                    go.push(row);
+                } else {
+                    tasks.spawn(inner.clone().wait_for_place(row, place));
+                }
+            } else {
+                let due = client.pace.due(client.held);
+                client.held += 1;
+                handing.push_paced(&row, due, max_age);
+            }
+        }
+        for client in clients.iter().filter(|c| c.held > 0) {
+            inner
+                .metrics
+                .pacing_deferrals
+                .get_or_create(&ClientLabels {
+                    client_id: LabelText::from(client.id()),
+                })
+                .inc_by(client.held as u64);
+        }
+        go
     }
 
     fn spawn(&self, tasks: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + 'static) {
@@ -414,16 +598,112 @@ impl Dispatcher {
         tokio::select! {
             _ = inner.shutdown.cancelled() => {}
             _ = wakeup.notified() => {}
+            _ = inner.ready_signal.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
+impl Dispatcher {
+    /// Up to `limit` paced rows whose place has come; those reached more than
+    /// [`PLACE_TOLERANCE`] after their place go to `handing`, due at once.
+    fn take_ready(
+        &self,
+        ready: &mut UnboundedReceiver<(ClaimedDelivery, DateTime<Utc>)>,
+        limit: usize,
+        handing: &mut HandBack,
+    ) -> Vec<ClaimedDelivery> {
+        let mut rows = Vec::new();
+        let mut now = None;
+        while rows.len() < limit {
+            let Ok((row, place)) = ready.try_recv() else {
+                break;
+            };
+            let now = *now.get_or_insert_with(|| self.inner.clock.now());
+            if now - place > chrono_duration(PLACE_TOLERANCE) {
+                handing.push(&row, now, None);
+                self.inner
+                    .metrics
+                    .pacing_deferrals
+                    .get_or_create(&ClientLabels {
+                        client_id: LabelText::from(row.client.client_id.as_str()),
+                    })
+                    .inc();
+            } else {
+                rows.push(row);
+            }
+        }
+        rows
+    }
+}
+
+/// One rate-limited client among the rows of a claim: its pace and how it was used.
+struct PacedClient {
+    /// The registration, as claimed.
+    row: Arc<crate::clients::RelyingParty>,
+    rows: usize,
+    pace: Pace,
+    placed: usize,
+    held: usize,
+}
+
+impl PacedClient {
+    fn new(row: &ClaimedDelivery, now: DateTime<Utc>) -> Self {
+        Self {
+            row: row.client.clone(),
+            rows: 1,
+            pace: Pace::hold(now),
+            placed: 0,
+            held: 0,
+        }
+    }
+
+    fn id(&self) -> &str {
+        self.row.client_id.as_str()
+    }
+}
+
 impl Inner {
-    /// Returns claimed rows unattempted, one write per due time.
+    /// Waits, holding only its lease, until `place`, the time a paced row may go, then hands
+    /// the row to the claim loop; hands it back unattempted on shutdown.
+    async fn wait_for_place(self: Arc<Self>, row: ClaimedDelivery, place: DateTime<Utc>) {
+        let wait = (place - self.clock.now()).to_std().unwrap_or_default();
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => {
+                self.hand_back(&row, self.clock.now()).await;
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match self.ready.send((row, place)) {
+            Ok(()) => self.ready_signal.notify_one(),
+            Err(unsent) => self.hand_back(&unsent.0.0, self.clock.now()).await,
+        }
+    }
+
+    /// Returns claimed rows unattempted, one write per due time (one in all for paced rows).
     async fn hand_back_all(self: Arc<Self>, rows: HandBack) {
+        if !rows.paced_spent.is_empty() {
+            let reason = budget_reason(self.retry.max_age(), AT_RATE_LIMIT);
+            let now = self.clock.now();
+            if let Err(err) = self.outbox.give_up(&rows.paced_spent, &reason, now).await {
+                tracing::warn!(
+                    rows = rows.paced_spent.len(),
+                    error = %crate::error::chain(&err),
+                    "could not fail rows whose budget ran out; they return when their lease expires"
+                );
+            }
+        }
+        if let Err(err) = self.outbox.defer(&rows.paced).await {
+            tracing::warn!(
+                rows = rows.paced.len(),
+                error = %crate::error::chain(&err),
+                "could not hand paced rows back; they return when their lease expires"
+            );
+        }
         if !rows.spent.is_empty() {
-            let reason = budget_reason(self.retry.max_age());
+            let reason = budget_reason(self.retry.max_age(), AT_ORIGIN);
             let now = self.clock.now();
             if let Err(err) = self.outbox.give_up(&rows.spent, &reason, now).await {
                 tracing::warn!(
@@ -457,8 +737,8 @@ impl Inner {
 
     async fn give_back(&self, row: &ClaimedDelivery, due: DateTime<Utc>, budget: bool) {
         let lease = [(row.delivery.id.clone(), row.lease.clone())];
-        if budget && past_budget(row, due, self.retry.max_age()) {
-            let reason = budget_reason(self.retry.max_age());
+        if budget && past_budget(row, due, self.retry.max_age(), AT_ORIGIN) {
+            let reason = budget_reason(self.retry.max_age(), AT_ORIGIN);
             let now = self.clock.now();
             if let Err(err) = self.outbox.give_up(&lease, &reason, now).await {
                 tracing::warn!(

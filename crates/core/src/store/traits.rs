@@ -3,12 +3,14 @@
 //! background [`Housekeeping`], and the readiness [`Health`] probe.
 
 use super::{Page, StoreError};
-use crate::ids::EventId;
-use crate::ids::{DeliveryId, LeaseId};
+use crate::clients::RateLimit;
+use crate::clock::Clock;
+use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
     OutboxStats,
 };
+use crate::pacing::Pace;
 use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -38,6 +40,26 @@ pub trait Queue: Send + Sync {
         leases: &[(DeliveryId, LeaseId)],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Gives claimed rows back, each due at its own time, without counting an attempt and
+    /// leaving `attempts` and `last_error` as they are (rows held back by their client's
+    /// rate limit). A row whose lease is no longer current is left alone; returns how many
+    /// were given back.
+    async fn defer(&self, rows: &[(DeliveryId, LeaseId, DateTime<Utc>)])
+    -> Result<u64, StoreError>;
+
+    /// Takes places for `rows` claimed rows of `client`, limited to `limit`: reads the
+    /// client's pacing state, applies the pacing rule with `horizon` at the time `clock` tells
+    /// once the state is held (not before: a wait for another node's hold would otherwise
+    /// make the places late), and stores the result, atomically against every other node.
+    async fn pace(
+        &self,
+        client: &ClientId,
+        limit: &RateLimit,
+        clock: &dyn Clock,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError>;
 
     /// Fails claimed rows without an attempt, `reason` as their last error: rows whose age
     /// budget ran out while they waited for room at their RP's origin. A row whose lease is no

@@ -127,6 +127,8 @@ struct State {
     due: BTreeSet<(DateTime<Utc>, DeliveryId)>,
     /// The idempotency keys of bulk re-drives, with when each expires.
     keys: HashMap<String, (StoredKey, DateTime<Utc>)>,
+    /// Each rate-limited client's pacing state.
+    pacing: HashMap<ClientId, crate::pacing::PaceState>,
 }
 
 /// One outbox row with what the status view does not show.

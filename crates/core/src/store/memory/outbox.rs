@@ -1,11 +1,14 @@
 //! The outbox over the in-memory state: leased claims in due order, results, re-drives.
 
 use super::{MemoryStore, Row, State};
-use crate::ids::{DeliveryId, EventId, LeaseId};
+use crate::clients::RateLimit;
+use crate::clock::Clock;
+use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
     DeliveryProgress, DeliveryState, OutboxStats,
 };
+use crate::pacing::Pace;
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
 use crate::terminate::EndTarget;
@@ -71,6 +74,44 @@ impl Queue for MemoryStore {
             self.notify();
         }
         Ok(released)
+    }
+
+    async fn defer(
+        &self,
+        rows: &[(DeliveryId, LeaseId, DateTime<Utc>)],
+    ) -> Result<u64, StoreError> {
+        let deferred = {
+            let mut state = self.lock().await;
+            let mut deferred = 0;
+            for (id, lease, due) in rows {
+                if holds_lease(&state, id, lease) {
+                    state.schedule(id, DeliveryState::Pending, Some(millis(*due)), millis(*due));
+                    deferred += 1;
+                }
+            }
+            deferred
+        };
+        if deferred > 0 {
+            self.notify();
+        }
+        Ok(deferred)
+    }
+
+    async fn pace(
+        &self,
+        client: &ClientId,
+        limit: &RateLimit,
+        clock: &dyn Clock,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError> {
+        let mut state = self.lock().await;
+        let stored = state.pacing.get(client).copied();
+        // The time once the state is ours: places are counted from when they are taken.
+        let now = clock.now();
+        let (next, pace) = crate::pacing::plan(stored, limit, now, horizon, rows);
+        state.pacing.insert(client.clone(), next);
+        Ok(pace)
     }
 
     async fn give_up(

@@ -3,11 +3,14 @@
 
 use super::rows::{ClaimRow, DeliveryRow};
 use super::{PostgresStore, announce, db, ms, opt_from_ms};
-use crate::ids::{DeliveryId, EventId, LeaseId};
+use crate::clients::RateLimit;
+use crate::clock::Clock;
+use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
     OutboxStats,
 };
+use crate::pacing::Pace;
 use crate::store::sql::results::ResultRow;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::{limit as bound, shared::Shared};
@@ -143,6 +146,53 @@ impl Queue for PostgresStore {
             self.notify();
         }
         Ok(released)
+    }
+
+    async fn defer(
+        &self,
+        rows: &[(DeliveryId, LeaseId, DateTime<Utc>)],
+    ) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch: Value = rows
+            .iter()
+            .map(|(id, lease, due)| json!({"id": id.as_str(), "lease": lease.as_str(), "due": ms(*due)}))
+            .collect();
+        let mut tx = self.begin().await?;
+        let deferred = sqlx::query(
+            "UPDATE deliveries d SET state = 'pending', next_attempt_at = r.due, lease_id = NULL, \
+             lease_until = NULL, updated_at = r.due \
+             FROM jsonb_to_recordset($1) AS r (id text, lease text, due bigint) \
+             WHERE d.id = r.id AND d.lease_id = r.lease AND d.state || '' = 'in_flight'",
+        )
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if deferred > 0 {
+            announce(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        if deferred > 0 {
+            self.notify();
+        }
+        Ok(deferred)
+    }
+
+    async fn pace(
+        &self,
+        client: &ClientId,
+        limit: &RateLimit,
+        clock: &dyn Clock,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError> {
+        let mut tx = self.begin().await?;
+        let pace = sqlx::Postgres::pace(&mut tx, client, limit, clock, horizon, rows).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(pace)
     }
 
     async fn give_up(

@@ -8,10 +8,12 @@ use super::rows::{
     detail,
 };
 use super::{Dialect, db, ms, overfetch};
-use crate::clients::RelyingParty;
+use crate::clients::{RateLimit, RelyingParty};
+use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, EventId, SessionId};
 use crate::metadata::SessionMetadata;
 use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress};
+use crate::pacing::{Pace, PaceState};
 use crate::session::{Device, Session};
 use crate::store::{Page, StoreError};
 use crate::terminate::EndTarget;
@@ -74,6 +76,18 @@ pub(in crate::store) trait Shared: Dialect {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Takes places for `rows` rows of `client` (see [`crate::store::Queue::pace`]): reads
+    /// its pacing state, locked until commit, and writes the new one. Run inside a write
+    /// transaction.
+    async fn pace(
+        conn: &mut Self::Connection,
+        client: &ClientId,
+        limit: &RateLimit,
+        clock: &dyn Clock,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError>;
+
     /// Puts a row back in the queue: pending, due at `now`, attempts 0, the age budget
     /// counted from `now`, no lease.
     async fn requeue(
@@ -127,6 +141,7 @@ where
     for<'r> DeliveryRow<DB::Json>: FromRow<'r, DB::Row>,
     for<'r> AttemptRow: FromRow<'r, DB::Row>,
     for<'r> ProgressRow: FromRow<'r, DB::Row>,
+    for<'r> (i64, i64, i64, i64): FromRow<'r, DB::Row>,
 {
     async fn insert_client(
         conn: &mut DB::Connection,
@@ -264,6 +279,59 @@ where
             .await
             .map_err(db)
             .map(|_| ())
+    }
+
+    async fn pace(
+        conn: &mut DB::Connection,
+        client: &ClientId,
+        limit: &RateLimit,
+        clock: &dyn Clock,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError> {
+        // The row exists before it is read, so that two nodes pacing a client for the first
+        // time at once meet on its lock (PostgreSQL) or the database lock (SQLite).
+        sqlx::query::<DB>(
+            "INSERT INTO client_pacing (client_id, interval_us, burst, tat_us, queued_until_us) \
+             VALUES ($1, 0, 0, 0, 0) ON CONFLICT (client_id) DO NOTHING",
+        )
+        .bind(client.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        let select = format!(
+            "SELECT interval_us, burst, tat_us, queued_until_us FROM client_pacing \
+             WHERE client_id = $1{}",
+            DB::FOR_UPDATE
+        );
+        let stored: Option<(i64, i64, i64, i64)> =
+            sqlx::query_as::<DB, _>(sqlx::AssertSqlSafe(select))
+                .bind(client.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+        let stored = stored.map(|(interval_us, burst, tat_us, queued_until_us)| PaceState {
+            interval_us,
+            burst,
+            tat_us,
+            queued_until_us,
+        });
+        // The time once the state is ours: places are counted from when they are taken.
+        let now = clock.now();
+        let (next, pace) = crate::pacing::plan(stored, limit, now, horizon, rows);
+        sqlx::query::<DB>(
+            "UPDATE client_pacing SET interval_us = $2, burst = $3, tat_us = $4, \
+             queued_until_us = $5 WHERE client_id = $1",
+        )
+        .bind(client.as_str())
+        .bind(next.interval_us)
+        .bind(next.burst)
+        .bind(next.tat_us)
+        .bind(next.queued_until_us)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        Ok(pace)
     }
 
     async fn requeue(

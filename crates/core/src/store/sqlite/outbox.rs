@@ -3,12 +3,15 @@
 
 use super::rows::{ClientRow, DeliveryRow};
 use super::{SqliteStore, db, json_list, ms, opt_from_ms, values};
+use crate::clients::RateLimit;
 use crate::clients::RelyingParty;
-use crate::ids::{DeliveryId, EventId, LeaseId};
+use crate::clock::Clock;
+use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
     DeliveryState, OutboxStats,
 };
+use crate::pacing::Pace;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound, results::ResultRow};
@@ -106,6 +109,51 @@ impl Queue for SqliteStore {
             self.notify();
         }
         Ok(released)
+    }
+
+    async fn defer(
+        &self,
+        rows: &[(DeliveryId, LeaseId, DateTime<Utc>)],
+    ) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(id, lease, due)| json!([id.as_str(), lease.as_str(), ms(*due)]))
+            .collect();
+        let mut tx = self.begin_background_write().await?;
+        let deferred = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = r.value ->> 2, \
+             lease_id = NULL, lease_until = NULL, updated_at = r.value ->> 2 \
+             FROM json_each(?1) AS r \
+             WHERE deliveries.id = r.value ->> 0 AND deliveries.lease_id = r.value ->> 1 \
+             AND +deliveries.state = 'in_flight'",
+        )
+        .bind(serde_json::Value::Array(batch).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        tx.commit().await.map_err(db)?;
+        if deferred > 0 {
+            self.notify();
+        }
+        Ok(deferred)
+    }
+
+    async fn pace(
+        &self,
+        client: &ClientId,
+        limit: &RateLimit,
+        clock: &dyn Clock,
+        horizon: std::time::Duration,
+        rows: usize,
+    ) -> Result<Pace, StoreError> {
+        let mut tx = self.begin_background_write().await?;
+        let pace = sqlx::Sqlite::pace(&mut tx, client, limit, clock, horizon, rows).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(pace)
     }
 
     async fn give_up(
