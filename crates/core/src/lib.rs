@@ -70,7 +70,9 @@ pub use api::{
     MAX_TAKE as MAX_PAGE_TAKE, openapi::BEARER, openapi::REGENERATE,
     openapi::document as openapi_document, openapi::to_json as openapi_json, router,
 };
-pub use clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RelyingParty};
+pub use clients::{
+    InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RelyingParty, UserWide,
+};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
@@ -106,8 +108,8 @@ pub use mock_rp::{
 pub use net_policy::NetPolicy;
 pub use outbox::{
     AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
-    DeliveryFilter, DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, OutboxStats,
-    Redrive, StoredKey,
+    DeliveryFilter, DeliveryScope, DeliveryState, FailedFilter, IdempotentRequest, NewDelivery,
+    OutboxStats, Redrive, StoredKey,
 };
 pub use retention::{prune, prune_keys};
 pub use retry::{
