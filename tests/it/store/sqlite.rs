@@ -218,5 +218,5 @@ async fn a_database_from_before_per_client_sids_upgrades_and_keeps_auth0_s_defau
         .claim_due(t(2_000), Duration::seconds(30), 10)
         .await
         .unwrap();
-    assert_eq!(claimed[0].delivery.token_sid(), &SessionId::new("s2"));
+    assert_eq!(claimed[0].delivery.token_sid(), Some(&SessionId::new("s2")));
 }
