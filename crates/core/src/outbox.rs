@@ -111,9 +111,11 @@ pub struct Delivery {
     /// `session` (one session; its token carries `sid`) or `user` (every session of the user
     /// that the end ended and the client took part in; its token carries `sub` only).
     #[serde(default)]
+    #[schema(required = true)]
     pub scope: DeliveryScope,
     /// How many ended sessions the delivery covers: 1 for a `session` delivery.
     #[serde(default = "one")]
+    #[schema(required = true, minimum = 1)]
     pub sessions: u32,
     /// Its user.
     pub user_id: UserId,
