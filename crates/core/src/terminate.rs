@@ -177,18 +177,16 @@ impl UserRows {
         now: DateTime<Utc>,
         rows: &mut Vec<NewDelivery>,
     ) {
-        let entry = match self.written.iter_mut().position(|w| &w.client_id == client) {
-            Some(at) => &mut self.written[at],
-            None => {
-                self.written.push(UserRow {
-                    client_id: client.clone(),
-                    id: DeliveryId::generate_at(now),
-                    session_id: session.id.clone(),
-                    in_step: None,
-                });
-                let last = self.written.len() - 1;
-                &mut self.written[last]
-            }
+        if !self.written.iter().any(|w| &w.client_id == client) {
+            self.written.push(UserRow {
+                client_id: client.clone(),
+                id: DeliveryId::generate_at(now),
+                session_id: session.id.clone(),
+                in_step: None,
+            });
+        }
+        let Some(entry) = self.written.iter_mut().find(|w| &w.client_id == client) else {
+            return;
         };
         if let Some(row) = entry.in_step.and_then(|at| rows.get_mut(at)) {
             row.sessions = row.sessions.saturating_add(1);
@@ -313,13 +311,14 @@ pub(crate) fn plan_all(
     // The `user` rows of earlier steps are the first `before` entries; each appears in this
     // step at most once.
     let continued = user.as_deref().map_or(0, |u| {
-        u.written[..before]
+        u.written
             .iter()
+            .take(before)
             .filter(|w| w.in_step.is_some())
             .count()
     });
     Plan {
-        new_rows: rows.len() - continued,
+        new_rows: rows.len().saturating_sub(continued),
         rows,
         notes,
     }

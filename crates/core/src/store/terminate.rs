@@ -122,19 +122,19 @@ async fn finish(
     if plan.new_rows > 0 {
         backend.wake_workers();
     }
-    let continued = plan.rows.len() - plan.new_rows;
+    let continued = plan.rows.len().saturating_sub(plan.new_rows);
     let (user_rows, user_sessions) = plan
         .rows
         .iter()
         .filter(|r| r.scope == DeliveryScope::User)
-        .fold((0, 0), |(rows, sessions), r| {
+        .fold((0_usize, 0_usize), |(rows, sessions), r| {
             (rows + 1, sessions + r.sessions as usize)
         });
     Ok(EndReport {
         event_id: event_id.clone(),
         sessions_ended: set.sessions.len(),
         deliveries: plan.new_rows,
-        user_wide_deliveries: user_rows - continued,
+        user_wide_deliveries: user_rows.saturating_sub(continued),
         user_wide_sessions: user_sessions,
         notes: plan.notes,
     })
