@@ -177,6 +177,8 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
         "id",
         "event_id",
         "session_id",
+        "scope",
+        "sessions",
         "user_id",
         "client_id",
         "initiator",

@@ -110,7 +110,9 @@ async fn deliveries_list_show_and_retry_one_and_in_bulk() {
     assert_eq!(shown.json()["attempt_history"].as_array().unwrap().len(), 1);
     let shown = logoutd(base, API_TOKEN, &["deliveries", "show", &id]).await;
     assert!(
-        shown.stdout.contains("JTI") && shown.stdout.contains(&id),
+        shown.stdout.contains("JTI")
+            && shown.stdout.contains(&id)
+            && shown.stdout.contains("scope"),
         "{}",
         shown.stdout
     );
@@ -389,7 +391,8 @@ async fn deliveries_show_prints_no_raw_control_characters() {
     let hostile =
         "invalid_request: bad\r\nFAKE  failed  0\u{1b}[2J\u{1b}]0;pwned\u{7}\u{85}\u{202E}x";
     let delivery = json!({
-        "id": "dlv_1", "event_id": "evt_1", "session_id": "s\u{1b}[31m1", "user_id": "u1",
+        "id": "dlv_1", "event_id": "evt_1", "session_id": "s\u{1b}[31m1", "scope": "session",
+        "sessions": 1, "user_id": "u1",
         "client_id": "c1", "initiator": "rp-logout", "state": "failed", "attempts": 1,
         "next_attempt_at": null, "last_status": 400, "last_error": hostile,
         "created_at": "2026-01-01T00:00:00Z", "delivered_at": null,
@@ -420,6 +423,6 @@ async fn deliveries_show_prints_no_raw_control_characters() {
         "escaped, not dropped: {}",
         shown.stdout
     );
-    // FIELD header, 13 fields, a blank line, the history header and one attempt.
-    assert_eq!(shown.stdout.lines().count(), 17, "{}", shown.stdout);
+    // FIELD header, 15 fields, a blank line, the history header and one attempt.
+    assert_eq!(shown.stdout.lines().count(), 19, "{}", shown.stdout);
 }

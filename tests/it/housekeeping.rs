@@ -280,6 +280,7 @@ async fn a_hostile_client_id_cannot_break_the_scrape() {
             backchannel_logout_initiators: LogoutInitiators::default(),
             backchannel_logout_session_metadata: Default::default(),
             backchannel_logout_rate_limit: None,
+            backchannel_logout_user_wide: Default::default(),
         },
         backchannel_logout_session_required: false,
         logout_token_typ: logoutd_core::TokenTyp::LogoutJwt,

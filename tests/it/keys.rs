@@ -127,6 +127,30 @@ pub(crate) fn verify_with_stdin(
 }
 
 #[test]
+fn a_sub_only_token_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    stdout(&logoutd(&dir, &["keys", "generate", "--alg", "ES256"]));
+    let mint = [
+        "token",
+        "mint",
+        "--issuer",
+        ISSUER,
+        "--client-id",
+        CLIENT,
+        "--sub",
+        "auth0|dana",
+    ];
+    let token = stdout(&logoutd(&dir, &mint));
+    let jwks_file = tmp.path().join("jwks.json");
+    std::fs::write(&jwks_file, stdout(&logoutd(&dir, &["keys", "jwks"]))).unwrap();
+    let verified = verify_with_stdin(&dir, &jwks_file, &token, &[]);
+    let claims: Value = serde_json::from_str(&stdout(&verified)).unwrap();
+    assert_eq!(claims["sub"], "auth0|dana");
+    assert!(claims.get("sid").is_none(), "{claims}");
+}
+
+#[test]
 fn token_mint_then_verify_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("keys");

@@ -7,6 +7,7 @@ mod api_ends;
 mod api_errors;
 mod api_redrive;
 mod api_sessions_sid;
+mod api_user_wide;
 mod api_wait;
 mod cli;
 mod conformance;

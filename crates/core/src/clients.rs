@@ -74,6 +74,22 @@ pub struct MetadataOptIn {
     pub include: bool,
 }
 
+/// `backchannel_logout_user_wide`: what a user-wide end (every session of a user) sends the
+/// client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserWide {
+    /// One token per ended session it took part in, each with `sub`, `sid` and (when opted
+    /// in) that session's `session_metadata`: the default, and what registrations stored
+    /// without the setting mean.
+    #[default]
+    PerSession,
+    /// One token for all the ended sessions it took part in, with `sub` (the user) and
+    /// neither `sid` nor `session_metadata`. Not for clients that require `sid`
+    /// (`backchannel_logout_session_required`).
+    PerUser,
+}
+
 /// Auth0's `oidc_logout` object.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct OidcLogout {
@@ -83,6 +99,9 @@ pub struct OidcLogout {
     pub backchannel_logout_initiators: LogoutInitiators,
     /// Whether tokens carry session metadata.
     pub backchannel_logout_session_metadata: MetadataOptIn,
+    /// What a user-wide end sends: `per_session` (the default) or `per_user`.
+    #[serde(default)]
+    pub backchannel_logout_user_wide: UserWide,
     /// The pace of this client's deliveries; absent when it has no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_rate_limit: Option<RateLimit>,
@@ -199,6 +218,11 @@ impl RelyingParty {
     pub fn rate_limit(&self) -> Option<&RateLimit> {
         self.oidc_logout.backchannel_logout_rate_limit.as_ref()
     }
+
+    /// Whether a user-wide end sends it one `sub` token for all the sessions it took part in.
+    pub fn per_user(&self) -> bool {
+        self.oidc_logout.backchannel_logout_user_wide == UserWide::PerUser
+    }
 }
 
 #[cfg(test)]
@@ -224,5 +248,17 @@ mod tests {
             serde_json::from_str(r#"{"mode":"custom","selected_initiators":[]}"#).unwrap();
         assert!(!explicit.subscribes(Initiator::SessionRevoked));
         assert!(explicit.subscribes(Initiator::RpLogout));
+    }
+
+    #[test]
+    fn a_registration_stored_without_the_user_wide_setting_is_per_session() {
+        let stored: OidcLogout = serde_json::from_str(
+            r#"{"backchannel_logout_urls":[],"backchannel_logout_initiators":{"mode":"all"},
+                "backchannel_logout_session_metadata":{"include":false}}"#,
+        )
+        .unwrap();
+        assert_eq!(stored.backchannel_logout_user_wide, UserWide::PerSession);
+        let per_user: UserWide = serde_json::from_str(r#""per_user""#).unwrap();
+        assert_eq!(per_user, UserWide::PerUser);
     }
 }

@@ -73,7 +73,7 @@ pub use api::{
     openapi::to_json as openapi_json, router,
 };
 pub use clients::{
-    InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RateLimit, RelyingParty,
+    InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RateLimit, RelyingParty, UserWide,
 };
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{
@@ -111,8 +111,8 @@ pub use mock_rp::{
 pub use net_policy::NetPolicy;
 pub use outbox::{
     AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
-    DeliveryFilter, DeliveryProgress, DeliveryState, FailedFilter, IdempotentRequest, NewDelivery,
-    OutboxStats, Redrive, StoredKey,
+    DeliveryFilter, DeliveryProgress, DeliveryScope, DeliveryState, FailedFilter,
+    IdempotentRequest, NewDelivery, OutboxStats, Redrive, StoredKey,
 };
 pub use pacing::{Pace, PaceState};
 pub use retention::{prune, prune_keys};

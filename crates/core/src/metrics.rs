@@ -72,6 +72,11 @@ pub struct Metrics {
     pub sessions_ended: Family<InitiatorLabels, Counter>,
     /// Outbox rows written.
     pub deliveries_enqueued: Counter,
+    /// Of those, `user` rows: one for every session of a user that a user-wide end ended,
+    /// for a client registered with `backchannel_logout_user_wide: per_user`.
+    pub user_wide_deliveries: Counter,
+    /// Ended sessions the `user` rows cover.
+    pub user_wide_sessions: Counter,
     /// Rows in state `pending` at the last scrape.
     pub pending: Gauge,
     /// Rows in state `in_flight` at the last scrape.
@@ -100,6 +105,8 @@ impl Metrics {
         ]);
         let sessions_ended = Family::<InitiatorLabels, Counter>::default();
         let deliveries_enqueued = Counter::default();
+        let user_wide_deliveries = Counter::default();
+        let user_wide_sessions = Counter::default();
         let pending = Gauge::default();
         let in_flight = Gauge::default();
         let dead_letter = Gauge::default();
@@ -127,6 +134,18 @@ impl Metrics {
             "deliveries_enqueued",
             "Outbox rows written by terminations",
             deliveries_enqueued.clone(),
+        );
+        registry.register(
+            "user_wide_deliveries_enqueued",
+            "Outbox rows written as one delivery for all the sessions a user-wide end ended \
+             (clients with backchannel_logout_user_wide per_user); counted in \
+             deliveries_enqueued too",
+            user_wide_deliveries.clone(),
+        );
+        registry.register(
+            "user_wide_sessions_covered",
+            "Ended sessions covered by user-wide deliveries",
+            user_wide_sessions.clone(),
         );
         registry.register(
             "deliveries_pending",
@@ -174,6 +193,8 @@ impl Metrics {
             attempt_seconds,
             sessions_ended,
             deliveries_enqueued,
+            user_wide_deliveries,
+            user_wide_sessions,
             pending,
             in_flight,
             dead_letter,

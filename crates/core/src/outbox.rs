@@ -59,6 +59,41 @@ impl FromStr for DeliveryState {
     }
 }
 
+/// What one delivery covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryScope {
+    /// One session: the token carries `sub`, `sid` and, when the client opted in, the
+    /// session's metadata.
+    #[default]
+    Session,
+    /// Every session of the user that a user-wide end ended and the client took part in (a
+    /// client registered with `backchannel_logout_user_wide: per_user`): the token carries
+    /// `sub` only.
+    User,
+}
+
+impl DeliveryScope {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::User => "user",
+        }
+    }
+}
+
+impl FromStr for DeliveryScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Session, Self::User]
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| format!("unknown delivery scope {s:?}"))
+    }
+}
+
 /// A delivery as the status API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Delivery {
@@ -66,12 +101,22 @@ pub struct Delivery {
     pub id: DeliveryId,
     /// The termination event.
     pub event_id: EventId,
-    /// The ended session.
+    /// The ended session; for a `user` delivery, the first of the sessions it covers (in id
+    /// order).
     pub session_id: SessionId,
     /// The client's own `sid` in that session, when it joined with one: the token's `sid`
     /// instead of `session_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<SessionId>,
+    /// `session` (one session; its token carries `sid`) or `user` (every session of the user
+    /// that the end ended and the client took part in; its token carries `sub` only).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub scope: DeliveryScope,
+    /// How many ended sessions the delivery covers: 1 for a `session` delivery.
+    #[serde(default = "one")]
+    #[schema(required = true, minimum = 1)]
+    pub sessions: u32,
     /// Its user.
     pub user_id: UserId,
     /// The RP to tell.
@@ -94,10 +139,18 @@ pub struct Delivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 impl Delivery {
-    /// The `sid` its logout tokens carry: the client's own, else the session id.
-    pub fn token_sid(&self) -> &SessionId {
-        self.sid.as_ref().unwrap_or(&self.session_id)
+    /// The `sid` its logout tokens carry: the client's own, else the session id; none for a
+    /// `user` delivery, whose tokens name the user only.
+    pub fn token_sid(&self) -> Option<&SessionId> {
+        match self.scope {
+            DeliveryScope::Session => Some(self.sid.as_ref().unwrap_or(&self.session_id)),
+            DeliveryScope::User => None,
+        }
     }
 }
 
@@ -133,7 +186,7 @@ pub struct NewDelivery {
     pub id: DeliveryId,
     /// The termination event.
     pub event_id: EventId,
-    /// The ended session.
+    /// The ended session; for a `user` row, the first it covers.
     pub session_id: SessionId,
     /// The client's own `sid` in that session, if it joined with one.
     pub sid: Option<SessionId>,
@@ -143,8 +196,13 @@ pub struct NewDelivery {
     pub client_id: ClientId,
     /// Why the session ended.
     pub initiator: Initiator,
-    /// Metadata snapshot at termination.
+    /// Metadata snapshot at termination (empty for a `user` row).
     pub session_metadata: SessionMetadata,
+    /// One session, or every session of the user the end ended.
+    pub scope: DeliveryScope,
+    /// How many ended sessions this write covers. A `user` row that an earlier step of the
+    /// same user-wide end wrote has the same id, and this many sessions are added to it.
+    pub sessions: u32,
     /// The termination time; first attempt is due at once.
     pub created_at: DateTime<Utc>,
 }

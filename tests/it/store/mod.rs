@@ -13,6 +13,7 @@ mod sids;
 mod skips;
 mod sqlite;
 mod termination;
+mod user_wide;
 
 use logoutd_core::Stores;
 use std::any::Any;
@@ -108,7 +109,9 @@ macro_rules! conformance {
                 housekeeping::prune_keeps_sessions_with_live_rows_and_active_sessions,
                 housekeeping::prune_works_in_batches,
                 housekeeping::stats_count_live_and_dead_rows,
-                housekeeping::claims_flag_rows_whose_lease_expired
+                housekeeping::claims_flag_rows_whose_lease_expired,
+                user_wide::a_user_wide_end_writes_one_user_row_covering_every_session,
+                user_wide::a_user_row_is_redriven_cancelled_and_pruned_like_any_other
             );
         }
     };

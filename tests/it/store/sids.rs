@@ -117,7 +117,7 @@ pub async fn a_client_s_own_sid_reaches_its_claimed_row_and_others_get_the_sessi
             assert_eq!(c.delivery.session_id, SessionId::new("s1"));
             (
                 c.delivery.client_id.to_string(),
-                c.delivery.token_sid().to_string(),
+                c.delivery.token_sid().unwrap().to_string(),
             )
         })
         .collect();

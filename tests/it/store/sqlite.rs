@@ -218,5 +218,58 @@ async fn a_database_from_before_per_client_sids_upgrades_and_keeps_auth0_s_defau
         .claim_due(t(2_000), Duration::seconds(30), 10)
         .await
         .unwrap();
-    assert_eq!(claimed[0].delivery.token_sid(), &SessionId::new("s2"));
+    assert_eq!(claimed[0].delivery.token_sid(), Some(&SessionId::new("s2")));
+}
+
+#[tokio::test]
+async fn deliveries_from_before_user_wide_rows_read_as_one_session_each() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logoutd.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let migrations =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/core/migrations/sqlite");
+    let migrator = sqlx::migrate::Migrator::new(migrations).await.unwrap();
+    migrator.run_to(5, &mut conn).await.unwrap();
+    let statements = [
+        format!(
+            "INSERT INTO clients (client_id, settings, paused, has_url, created_at, updated_at) \
+             VALUES ('old', '{OLD_SETTINGS}', 0, 1, 0, 0)"
+        ),
+        "INSERT INTO sessions (id, user_id, created_at, updated_at, device, metadata, ended_at) \
+         VALUES ('s1', 'u1', 1000, 1000, '{}', '{}', 2000)"
+            .to_owned(),
+        "INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, initiator, \
+         metadata, state, attempts, next_attempt_at, budget_started_at, created_at, updated_at) \
+         VALUES ('d1', 'e1', 's1', 'u1', 'old', 'rp-logout', '{}', 'pending', 0, 2000, 2000, \
+         2000, 2000)"
+            .to_owned(),
+    ];
+    for sql in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+    let stores = open_store(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let old = stores
+        .clients
+        .get_client(&ClientId::new("old"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!old.per_user(), "a registration stored without the setting");
+    let row = stores
+        .deliveries
+        .get_delivery(&logoutd_core::DeliveryId::new("d1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.delivery.scope, logoutd_core::DeliveryScope::Session);
+    assert_eq!(row.delivery.sessions, 1);
+    assert_eq!(row.delivery.token_sid(), Some(&SessionId::new("s1")));
 }

@@ -5,7 +5,9 @@ use super::extract::{JsonBody, PathParams, QueryParams};
 use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
 use super::{ApiError, Shared, page_size};
 use crate::alg::{SigningAlg, TokenTyp};
-use crate::clients::{InitiatorMode, LogoutInitiators, MetadataOptIn, RateLimit, RelyingParty};
+use crate::clients::{
+    InitiatorMode, LogoutInitiators, MetadataOptIn, RateLimit, RelyingParty, UserWide,
+};
 use crate::ids::{ClientId, check_caller_text};
 use crate::initiator::Initiator;
 use axum::Json;
@@ -45,6 +47,11 @@ struct OidcLogoutBody {
     backchannel_logout_initiators: Option<InitiatorsBody>,
     /// Whether its tokens carry the session metadata.
     backchannel_logout_session_metadata: Option<MetadataOptInBody>,
+    /// What a user-wide end sends: `per_session` (the default), one token per ended session
+    /// with its `sid`, or `per_user`, one token with `sub` alone (no `sid`, no
+    /// `session_metadata`) for all of them. `per_user` is refused for a client with
+    /// `backchannel_logout_session_required`.
+    backchannel_logout_user_wide: Option<UserWide>,
     /// The most deliveries per second the client receives; `null` removes the limit.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<RateLimitBody>, nullable)]
@@ -116,8 +123,23 @@ impl ClientBody {
         if let Some(alg) = self.id_token_signed_response_alg {
             client.id_token_signed_response_alg = alg;
         }
+        check_user_wide(&client)?;
         Ok(client)
     }
+}
+
+/// Refuses `per_user` for a client that requires `sid`: its user-wide tokens would carry
+/// none. Checked on the registration a create or PATCH results in, so setting either field
+/// into the conflict is refused.
+fn check_user_wide(client: &RelyingParty) -> Result<(), ApiError> {
+    if client.per_user() && client.backchannel_logout_session_required {
+        return Err(ApiError::invalid_body(
+            "oidc_logout.backchannel_logout_user_wide `per_user` sends tokens without `sid`, \
+             so it cannot be combined with backchannel_logout_session_required `true`; use \
+             `per_session` or set backchannel_logout_session_required to false",
+        ));
+    }
+    Ok(())
 }
 
 fn apply_logout(
@@ -159,6 +181,9 @@ fn apply_logout(
             .map(|limit| RateLimit::new(limit.per_second, limit.burst))
             .transpose()
             .map_err(ApiError::invalid_body)?;
+    }
+    if let Some(user_wide) = body.backchannel_logout_user_wide {
+        target.backchannel_logout_user_wide = user_wide;
     }
     Ok(())
 }

@@ -117,6 +117,14 @@ async fn end(
         .metrics
         .deliveries_enqueued
         .inc_by(report.deliveries as u64);
+    state
+        .metrics
+        .user_wide_deliveries
+        .inc_by(report.user_wide_deliveries as u64);
+    state
+        .metrics
+        .user_wide_sessions
+        .inc_by(report.user_wide_sessions as u64);
     tracing::info!(
         event_id = %report.event_id,
         initiator = %initiator,

@@ -9,7 +9,7 @@
 use super::Inner;
 use super::origin::{OriginSlot, OriginWait, Signal};
 use crate::ids::Jti;
-use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery};
+use crate::outbox::{AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryScope};
 use crate::retry::{self, Decision, OtherFailure, Outcome};
 use crate::sender::SendResult;
 use crate::token::{LogoutToken, LogoutTokenBuilder, MintError, Subject};
@@ -26,18 +26,24 @@ pub(super) const SLOW_LANE_AFTER: Duration = Duration::from_secs(1);
 /// Mints the logout token for one attempt (OIDC Back-Channel Logout 1.0 §2.4): a new `jti`,
 /// `iat` and `exp`, the current key for the client's alg, the client's `typ`, `sub` and
 /// `sid` (the client's own sid in the session when it joined with one), and `session_metadata` only for clients that opted in (omitted when empty).
+/// A `user` delivery (one for every session a user-wide end ended) carries `sub` alone: no
+/// `sid`, and no `session_metadata`, which belongs to one session.
 pub(super) fn mint(
     inner: &Inner,
     row: &ClaimedDelivery,
     now: DateTime<Utc>,
 ) -> Result<(LogoutToken, Jti), MintError> {
-    let subject = Subject::Both(
-        row.delivery.user_id.clone(),
-        row.delivery.token_sid().clone(),
-    );
+    let user = row.delivery.user_id.clone();
+    let subject = match row.delivery.token_sid() {
+        Some(sid) => Subject::Both(user, sid.clone()),
+        None => Subject::Sub(user),
+    };
     let mut builder = LogoutTokenBuilder::new(&inner.issuer, &row.client.client_id, subject, now)
         .lifetime(inner.token_lifetime)?;
-    if row.client.includes_metadata() && !row.session_metadata.is_empty() {
+    if row.delivery.scope == DeliveryScope::Session
+        && row.client.includes_metadata()
+        && !row.session_metadata.is_empty()
+    {
         builder = builder.session_metadata(&row.session_metadata);
     }
     let claims = builder.build();

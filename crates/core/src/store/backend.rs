@@ -144,7 +144,9 @@ pub trait Tx: Send {
     async fn ending(&mut self, which: Ending<'_>) -> Result<EndingSet, StoreError>;
 
     /// Marks `sessions` ended by `initiator` at `now`, and inserts `rows` pending and due at
-    /// their creation time, announcing them to other nodes when there are any.
+    /// their creation time, announcing them to other nodes when there are any. A row whose id
+    /// exists (a `user` row an earlier step of the same user-wide end wrote) only has its
+    /// `sessions` added to the stored count, in the same statement as the inserts.
     async fn end(
         &mut self,
         sessions: &[Session],

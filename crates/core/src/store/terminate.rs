@@ -9,7 +9,8 @@ use super::StoreError;
 use super::backend::{Backend, Ending, EndingSet, Lane, Tx};
 use crate::ids::{EventId, UserId};
 use crate::initiator::Initiator;
-use crate::terminate::{EndReport, EndTarget, plan_all};
+use crate::outbox::DeliveryScope;
+use crate::terminate::{EndReport, EndTarget, UserRows, plan_all};
 use chrono::{DateTime, Utc};
 
 /// Ends the target's active sessions (see [`crate::store::Sessions::end_sessions`]). A single
@@ -31,7 +32,7 @@ pub(super) async fn end_sessions(
             if !set.found {
                 return Err(StoreError::NotFound);
             }
-            finish(backend, tx, set, initiator, event_id, now).await
+            finish(backend, tx, set, initiator, event_id, now, None).await
         }
         EndTarget::User(user) => end_user(backend, user, initiator, event_id, now).await,
     }
@@ -39,7 +40,9 @@ pub(super) async fn end_sessions(
 
 /// Ends a user's active sessions step by step in id order; each step starts after the cursor
 /// the previous one returned, so the walk ends however many sessions other transactions end
-/// meanwhile.
+/// meanwhile. A `per_user` client's one row is written by the first step that ends one of its
+/// sessions, and each later step adds its sessions to that row in the same transaction as
+/// their end, so a crash between steps loses no logout.
 async fn end_user(
     backend: &dyn Backend,
     user: &UserId,
@@ -49,6 +52,7 @@ async fn end_user(
 ) -> Result<EndReport, StoreError> {
     let mut report = EndReport::nothing(event_id);
     let mut after = String::new();
+    let mut user_rows = UserRows::default();
     loop {
         let mut tx = backend.begin(Lane::Bulk).await?;
         let mut set = tx
@@ -58,7 +62,17 @@ async fn end_user(
             })
             .await?;
         let next = set.next.take();
-        report.absorb(finish(backend, tx, set, initiator, event_id, now).await?);
+        let step = finish(
+            backend,
+            tx,
+            set,
+            initiator,
+            event_id,
+            now,
+            Some(&mut user_rows),
+        )
+        .await?;
+        report.absorb(step);
         match next {
             Some(cursor) => after = cursor,
             None => return Ok(report),
@@ -76,11 +90,21 @@ pub(super) async fn end_expired(
 ) -> Result<EndReport, StoreError> {
     let mut tx = backend.begin(Lane::Bulk).await?;
     let set = tx.ending(Ending::Expired { now, limit }).await?;
-    finish(backend, tx, set, Initiator::SessionExpired, event_id, now).await
+    finish(
+        backend,
+        tx,
+        set,
+        Initiator::SessionExpired,
+        event_id,
+        now,
+        None,
+    )
+    .await
 }
 
-/// Plans the rows of the step's sessions, ends them with their rows, commits, then wakes
-/// this node's workers when rows were written.
+/// Plans the rows of the step's sessions (`user` carries a user-wide end's `user` rows from
+/// step to step), ends them with their rows, commits, then wakes this node's workers when
+/// rows were written.
 async fn finish(
     backend: &dyn Backend,
     mut tx: Box<dyn Tx + '_>,
@@ -88,19 +112,30 @@ async fn finish(
     initiator: Initiator,
     event_id: &EventId,
     now: DateTime<Utc>,
+    user: Option<&mut UserRows>,
 ) -> Result<EndReport, StoreError> {
-    let (rows, notes) = plan_all(&set.sessions, &set.clients, initiator, event_id, now);
+    let plan = plan_all(&set.sessions, &set.clients, initiator, event_id, now, user);
     if !set.sessions.is_empty() {
-        tx.end(&set.sessions, &rows, initiator, now).await?;
+        tx.end(&set.sessions, &plan.rows, initiator, now).await?;
     }
     tx.commit().await?;
-    if !rows.is_empty() {
+    if plan.new_rows > 0 {
         backend.wake_workers();
     }
+    let continued = plan.rows.len().saturating_sub(plan.new_rows);
+    let (user_rows, user_sessions) = plan
+        .rows
+        .iter()
+        .filter(|r| r.scope == DeliveryScope::User)
+        .fold((0_usize, 0_usize), |(rows, sessions), r| {
+            (rows + 1, sessions + r.sessions as usize)
+        });
     Ok(EndReport {
         event_id: event_id.clone(),
         sessions_ended: set.sessions.len(),
-        deliveries: rows.len(),
-        notes,
+        deliveries: plan.new_rows,
+        user_wide_deliveries: user_rows.saturating_sub(continued),
+        user_wide_sessions: user_sessions,
+        notes: plan.notes,
     })
 }

@@ -75,7 +75,8 @@ pub(super) fn ending(state: &State, which: Ending<'_>) -> EndingSet {
     }
 }
 
-/// Marks `sessions` ended and stores `rows` pending, due at their creation time.
+/// Marks `sessions` ended and stores `rows` pending, due at their creation time; a row whose
+/// id is stored only adds its sessions to the stored row's count.
 pub(super) fn end(
     state: &mut State,
     sessions: &[Session],
@@ -91,7 +92,13 @@ pub(super) fn end(
         }
     }
     for row in rows {
-        insert_row(state, row.clone());
+        match state.rows.get_mut(&row.id) {
+            // A `user` row an earlier step of the same user-wide end wrote.
+            Some(written) => {
+                written.delivery.sessions = written.delivery.sessions.saturating_add(row.sessions);
+            }
+            None => insert_row(state, row.clone()),
+        }
     }
 }
 
@@ -102,6 +109,8 @@ fn insert_row(state: &mut State, new: NewDelivery) {
         event_id: new.event_id,
         session_id: new.session_id,
         sid: new.sid,
+        scope: new.scope,
+        sessions: new.sessions,
         user_id: new.user_id,
         client_id: new.client_id,
         initiator: new.initiator,

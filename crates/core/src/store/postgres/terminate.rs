@@ -140,7 +140,8 @@ async fn registrations(
 
 /// Marks the sessions ended, inserts the planned rows as pending and due at once, and
 /// announces them (when there are any), in one statement: one round trip where there were
-/// three, each a wait for a turn on the cores while a mass logout runs.
+/// three, each a wait for a turn on the cores while a mass logout runs. A `user` row an
+/// earlier step of the same user-wide end wrote gets this step's sessions added instead.
 pub(super) async fn write_end(
     conn: &mut PgConnection,
     sessions: &[Session],
@@ -163,6 +164,8 @@ pub(super) async fn write_end(
             "initiator": r.initiator.as_str(),
             "metadata": serde_json::to_value(&r.session_metadata).map_err(StoreError::backend)?,
             "at": ms(r.created_at),
+            "scope": r.scope.as_str(),
+            "sessions": r.sessions,
         });
         // Absent (NULL in the recordset) unless the client joined with its own sid.
         if let (Some(sid), Some(fields)) = (&r.sid, row.as_object_mut()) {
@@ -175,11 +178,14 @@ pub(super) async fn write_end(
          WHERE id = ANY($3) AND ended_at IS NULL), \
          inserted AS (INSERT INTO deliveries (id, event_id, session_id, sid, user_id, \
          client_id, initiator, metadata, state, attempts, next_attempt_at, budget_started_at, \
-         created_at, updated_at) \
+         created_at, updated_at, scope, sessions_covered) \
          SELECT r.id, r.event_id, r.session_id, r.sid, r.user_id, r.client_id, r.initiator, \
-         r.metadata, 'pending', 0, r.at, r.at, r.at, r.at \
+         r.metadata, 'pending', 0, r.at, r.at, r.at, r.at, r.scope, r.sessions \
          FROM jsonb_to_recordset($4) AS r (id text, event_id text, session_id text, \
-         sid text, user_id text, client_id text, initiator text, metadata jsonb, at bigint)) \
+         sid text, user_id text, client_id text, initiator text, metadata jsonb, at bigint, \
+         scope text, sessions integer) \
+         ON CONFLICT (id) DO UPDATE \
+         SET sessions_covered = deliveries.sessions_covered + excluded.sessions_covered) \
          SELECT pg_notify($5, '') WHERE jsonb_array_length($4) > 0",
     )
     .bind(ms(now))

@@ -25,7 +25,7 @@ macro_rules! delivery_columns {
     () => {
         "id, event_id, session_id, user_id, client_id, initiator, state, attempts, \
          next_attempt_at, last_status, last_error, created_at, delivered_at, metadata, \
-         budget_started_at, sid"
+         budget_started_at, sid, scope, sessions_covered"
     };
 }
 pub(in crate::store) use delivery_columns;
@@ -121,6 +121,8 @@ pub(in crate::store) struct DeliveryRow<J> {
     pub metadata: J,
     budget_started_at: i64,
     sid: Option<String>,
+    scope: String,
+    sessions_covered: i32,
 }
 
 impl<J: StoredJson> DeliveryRow<J> {
@@ -129,6 +131,8 @@ impl<J: StoredJson> DeliveryRow<J> {
         Ok(Delivery {
             initiator: parse(&self.initiator, "initiator")?,
             state: parse(&self.state, "state")?,
+            scope: parse(&self.scope, "scope")?,
+            sessions: unsigned(self.sessions_covered, "sessions_covered")?,
             attempts: unsigned(self.attempts, "attempts")?,
             next_attempt_at: opt_from_ms(self.next_attempt_at)?,
             last_status: self

@@ -115,18 +115,21 @@ static MARK_ENDED: LazyLock<values::Statement> = LazyLock::new(|| {
     )
 });
 
-/// The insert of planned rows, pending and due at once.
+/// The insert of planned rows, pending and due at once; a `user` row that an earlier step of
+/// the same user-wide end wrote (the same id) gets this step's sessions added instead.
 static INSERT_ROWS: LazyLock<values::Statement> = LazyLock::new(|| {
-    values::Statement::new(9, |rows| {
+    values::Statement::new(11, |rows| {
         format!(
             "WITH r (id, event_id, session_id, user_id, client_id, initiator, metadata, \
-             created_at, sid) AS (VALUES {rows}) \
+             created_at, sid, scope, sessions) AS (VALUES {rows}) \
              INSERT INTO deliveries (id, event_id, session_id, user_id, client_id, initiator, \
              metadata, state, attempts, next_attempt_at, budget_started_at, created_at, \
-             updated_at, sid) \
+             updated_at, sid, scope, sessions_covered) \
              SELECT id, event_id, session_id, user_id, client_id, initiator, metadata, \
-             'pending', 0, created_at, created_at, created_at, created_at, sid FROM r \
-             WHERE id IS NOT NULL"
+             'pending', 0, created_at, created_at, created_at, created_at, sid, scope, \
+             sessions FROM r WHERE id IS NOT NULL \
+             ON CONFLICT (id) DO UPDATE \
+             SET sessions_covered = sessions_covered + excluded.sessions_covered"
         )
     })
 });
@@ -182,13 +185,14 @@ pub(super) async fn write_ends(
 }
 
 /// Each planned row's metadata snapshot as stored, serialized once per session: a session's
-/// rows are planned next to each other and share one text.
+/// rows are planned next to each other and share one text (a `user` row, planned among them,
+/// stores none).
 fn snapshots(rows: &[NewDelivery]) -> Result<Vec<Arc<str>>, StoreError> {
     let mut texts: Vec<Arc<str>> = Vec::with_capacity(rows.len());
     let mut previous: Option<(&NewDelivery, Arc<str>)> = None;
     for r in rows {
         let text = match previous {
-            Some((p, text)) if p.session_id == r.session_id => text,
+            Some((p, text)) if p.session_id == r.session_id && p.scope == r.scope => text,
             _ => {
                 Arc::from(serde_json::to_string(&r.session_metadata).map_err(StoreError::backend)?)
             }
@@ -217,7 +221,9 @@ fn bind_rows<'q>(
             .bind(r.initiator.as_str())
             .bind(snapshot.clone())
             .bind(ms(r.created_at))
-            .bind(r.sid.as_ref().map(|sid| sid.as_str()));
+            .bind(r.sid.as_ref().map(|sid| sid.as_str()))
+            .bind(r.scope.as_str())
+            .bind(i64::from(r.sessions));
     }
     INSERT_ROWS.pad(query, chunk.len())
 }
@@ -241,6 +247,8 @@ mod tests {
             client_id: ClientId::new("c"),
             initiator: Initiator::RpLogout,
             session_metadata: metadata.clone(),
+            scope: crate::outbox::DeliveryScope::Session,
+            sessions: 1,
             created_at: now,
         };
         let acme = SessionMetadata::from_json(&serde_json::json!({ "tenant": "acme" })).unwrap();

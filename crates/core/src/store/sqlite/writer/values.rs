@@ -10,7 +10,7 @@ use sqlx::Sqlite;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 
-/// Most rows in one statement (256 rows of 9 columns stay far below SQLite's 32,766
+/// Most rows in one statement (256 rows of 11 columns stay far below SQLite's 32,766
 /// parameters).
 pub(in crate::store::sqlite) const MAX_ROWS: usize = 256;
 
