@@ -208,3 +208,23 @@ pub async fn emptying_the_url_list_cancels_rows(s: Stores) {
 pub async fn health_ping_answers(s: Stores) {
     s.health.ping().await.unwrap();
 }
+
+/// Deleting a client forgets its pacing state: registered again under the same id, it starts
+/// with a full burst instead of inheriting the places its predecessor took.
+pub async fn delete_forgets_the_pacing_state(s: Stores) {
+    use logoutd_core::{ManualClock, RateLimit};
+    let id = ClientId::new("p");
+    let limit = RateLimit::new(1.0, Some(2)).unwrap();
+    let clock = ManualClock::new(t(1_000));
+    let horizon = std::time::Duration::ZERO;
+    register(&s, &[client("p")]).await;
+    let first = s.queue.pace(&id, &limit, &clock, horizon, 5).await.unwrap();
+    assert_eq!(first.go, 2);
+    let spent = s.queue.pace(&id, &limit, &clock, horizon, 5).await.unwrap();
+    assert_eq!(spent.go, 0);
+
+    s.clients.delete_client(&id, t(1_000)).await.unwrap();
+    register(&s, &[client("p")]).await;
+    let again = s.queue.pace(&id, &limit, &clock, horizon, 5).await.unwrap();
+    assert_eq!(again.go, 2);
+}

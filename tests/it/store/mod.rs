@@ -79,6 +79,7 @@ macro_rules! conformance {
                 skips::the_expiry_sweep_reports_what_it_skipped,
                 clients::client_crud_and_paging,
                 clients::delete_cancels_pending_and_in_flight_rows,
+                clients::delete_forgets_the_pacing_state,
                 clients::emptying_the_url_list_cancels_rows,
                 clients::health_ping_answers,
                 claims::claims_due_rows_oldest_first_under_a_lease,

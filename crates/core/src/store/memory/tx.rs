@@ -139,6 +139,7 @@ impl Tx for MemoryTx {
     }
 
     async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {
+        self.state.pacing.remove(id);
         Ok(self.state.clients.remove(id).is_some())
     }
 

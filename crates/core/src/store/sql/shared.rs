@@ -186,6 +186,13 @@ where
     async fn delete_client(conn: &mut DB::Connection, id: &ClientId) -> Result<bool, StoreError> {
         let done = sqlx::query::<DB>("DELETE FROM clients WHERE client_id = $1")
             .bind(id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        // Its pacing state goes with it: a client registered again under the same id starts
+        // with a full burst.
+        sqlx::query::<DB>("DELETE FROM client_pacing WHERE client_id = $1")
+            .bind(id.as_str())
             .execute(conn)
             .await
             .map_err(db)?;
