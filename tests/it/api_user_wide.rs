@@ -6,20 +6,16 @@
 //! combination with `backchannel_logout_session_required` is refused, changing nothing.
 
 use crate::store::postgres::TestDatabase;
-use crate::support::mock_rp_process::{MockRpArgs, MockRpProcess, WAIT};
+use crate::support::mock_rp_process::{MockRpArgs, MockRpProcess};
 use crate::support::process::ServeProcess;
 use logoutd_core::Receipt;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::Duration;
 use tempfile::TempDir;
 
 const ISSUER: &str = "https://op.user-wide.test";
 const USER: &str = "auth0|dana";
 const SESSIONS: [&str; 3] = ["s-1", "s-2", "s-3"];
-/// How often the delivery API is read while waiting, inside a bounded timeout.
-const POLL: Duration = Duration::from_millis(10);
-
 /// One serve over one store, and what must live as long as it does.
 struct Rig {
     serve: ServeProcess,
@@ -89,28 +85,12 @@ impl Rig {
 
     /// The deliveries matching `query`.
     async fn deliveries(&self, query: &str) -> Vec<Value> {
-        let path = format!("/api/v2/logout-deliveries?{query}");
-        let (status, reply) = self.call(Method::GET, &path, None).await;
-        assert_eq!(status, 200, "{reply}");
-        reply["deliveries"].as_array().unwrap().clone()
+        self.serve.deliveries(query).await
     }
 
     /// Waits (bounded) until the deliveries matching `query` satisfy `done`.
     async fn wait_deliveries(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let mut last = Vec::new();
-        let waited = tokio::time::timeout(WAIT, async {
-            let mut tick = tokio::time::interval(POLL);
-            loop {
-                tick.tick().await;
-                last = self.deliveries(query).await;
-                if done(&last) {
-                    return;
-                }
-            }
-        })
-        .await;
-        assert!(waited.is_ok(), "deliveries never matched; last: {last:#?}");
-        last
+        self.serve.wait_deliveries(query, done).await
     }
 
     /// The client as stored.

@@ -216,7 +216,7 @@ async fn two_nodes_on_postgresql_share_a_client_s_pace() {
 #[tokio::test]
 async fn the_rate_limit_is_set_checked_and_removed_through_the_api() {
     let app = TestApp::memory().await;
-    let url = "https://rp.example.com/bc";
+    let url = "http://127.0.0.1:9/bc";
     let create = json!({ "client_id": "rp1", "name": "RP 1",
         "oidc_logout": { "backchannel_logout_urls": [url],
             "backchannel_logout_rate_limit": { "per_second": 2.5 } } });

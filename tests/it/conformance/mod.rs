@@ -8,13 +8,12 @@ mod keys;
 mod retry;
 mod typ;
 
-use crate::support::mock_rp_process::{MockRpArgs, MockRpProcess, WAIT};
+use crate::support::mock_rp_process::{MockRpArgs, MockRpProcess};
 use crate::support::process::ServeProcess;
 use logoutd_core::Receipt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::time::Duration;
 use tempfile::TempDir;
 
 /// The issuer of every token in this suite.
@@ -22,10 +21,6 @@ pub const ISSUER: &str = "https://op.conformance.test";
 
 /// Fast retries, so that retry classes settle in well under a second.
 pub const FAST_RETRY: [&str; 4] = ["--retry-base-ms", "50", "--retry-cap-ms", "200"];
-
-/// How often the delivery API is read while waiting: a short poll inside a bounded timeout
-/// (the store offers no change feed to wait on).
-const POLL: Duration = Duration::from_millis(10);
 
 /// One `logoutd serve` over SQLite in a temporary directory, and the mocks started for it.
 pub struct Rig {
@@ -112,28 +107,14 @@ impl Rig {
 
     /// The deliveries of session `id`.
     pub async fn deliveries(&self, id: &str) -> Vec<Value> {
-        let path = format!("/api/v2/logout-deliveries?session_id={id}");
-        let (status, reply) = self.serve.call(Method::GET, &path, None).await;
-        assert_eq!(status, 200, "{reply}");
-        reply["deliveries"].as_array().unwrap().clone()
+        self.serve.deliveries(&format!("session_id={id}")).await
     }
 
     /// Waits until the deliveries of session `id` satisfy `done`.
     pub async fn wait_deliveries(&self, id: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let mut last = Vec::new();
-        let waited = tokio::time::timeout(WAIT, async {
-            let mut tick = tokio::time::interval(POLL);
-            loop {
-                tick.tick().await;
-                last = self.deliveries(id).await;
-                if done(&last) {
-                    return;
-                }
-            }
-        })
-        .await;
-        assert!(waited.is_ok(), "deliveries never matched; last: {last:#?}");
-        last
+        self.serve
+            .wait_deliveries(&format!("session_id={id}"), done)
+            .await
     }
 
     /// Waits until session `id`'s only delivery is in a final state, and returns its

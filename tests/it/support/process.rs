@@ -77,6 +77,37 @@ impl ServeProcess {
         (status, serde_json::from_str(&text).unwrap_or(json!(text)))
     }
 
+    /// The deliveries matching the delivery API's `query` (first page).
+    pub async fn deliveries(&self, query: &str) -> Vec<Value> {
+        let path = format!("/api/v2/logout-deliveries?{query}");
+        let (status, reply) = self.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{reply}");
+        reply["deliveries"].as_array().unwrap().clone()
+    }
+
+    /// Waits, bounded, until the deliveries matching `query` satisfy `done`, reading them
+    /// every 10 ms.
+    pub async fn wait_deliveries(
+        &self,
+        query: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let mut last = Vec::new();
+        let waited = tokio::time::timeout(super::mock_rp_process::WAIT, async {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tick.tick().await;
+                last = self.deliveries(query).await;
+                if done(&last) {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "deliveries never matched; last: {last:#?}");
+        last
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap()
     }
