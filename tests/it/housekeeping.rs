@@ -285,6 +285,7 @@ async fn a_hostile_client_id_cannot_break_the_scrape() {
         backchannel_logout_session_required: false,
         logout_token_typ: logoutd_core::TokenTyp::LogoutJwt,
         id_token_signed_response_alg: logoutd_core::SigningAlg::ES256,
+        encryption: Default::default(),
         paused: false,
         created_at: start_time(),
         updated_at: start_time(),

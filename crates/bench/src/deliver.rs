@@ -245,6 +245,7 @@ pub(super) fn client(
         backchannel_logout_session_required: false,
         logout_token_typ: logoutd_core::TokenTyp::LogoutJwt,
         id_token_signed_response_alg: alg,
+        encryption: Default::default(),
         paused: false,
         created_at: now,
         updated_at: now,

@@ -3,6 +3,7 @@
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::ids::ClientId;
 use crate::initiator::Initiator;
+use crate::jwe::{ContentEnc, KeyAlg};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -171,6 +172,29 @@ impl RateLimit {
     }
 }
 
+/// A client's ID-token encryption registration (OpenID Connect Dynamic Client Registration
+/// 1.0 §2), which logoutd applies to its logout tokens: signed, then encrypted (a nested JWT,
+/// OpenID Connect Core 1.0 §10.2). Every member is absent for a client that did not register
+/// encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct TokenEncryption {
+    /// The key-management alg its logout tokens are encrypted with (OpenID Connect Dynamic
+    /// Client Registration 1.0 §2); absent when they are not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_alg: Option<KeyAlg>,
+    /// The content-encryption alg of its encrypted logout tokens; set whenever the alg is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_enc: Option<ContentEnc>,
+    /// Where its public keys are published (a JWK Set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uri)]
+    pub jwks_uri: Option<Url>,
+    /// Its public keys, inline (a JWK Set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
+}
+
 /// A registered relying party.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RelyingParty {
@@ -186,6 +210,9 @@ pub struct RelyingParty {
     pub logout_token_typ: TokenTyp,
     /// The alg its tokens are signed with.
     pub id_token_signed_response_alg: SigningAlg,
+    /// ID-token encryption of its logout tokens: top-level members, absent when unused.
+    #[serde(flatten)]
+    pub encryption: TokenEncryption,
     /// While paused, its deliveries stay pending and nothing is sent.
     pub paused: bool,
     /// Registration time.
@@ -217,6 +244,13 @@ impl RelyingParty {
     /// The pace its deliveries are held to, if any.
     pub fn rate_limit(&self) -> Option<&RateLimit> {
         self.oidc_logout.backchannel_logout_rate_limit.as_ref()
+    }
+
+    /// The algorithms its logout tokens are encrypted with, when it registered encryption.
+    pub fn encryption(&self) -> Option<(KeyAlg, ContentEnc)> {
+        let settings = &self.encryption;
+        let alg = settings.id_token_encrypted_response_alg?;
+        Some((alg, settings.id_token_encrypted_response_enc.unwrap_or_default()))
     }
 
     /// Whether a user-wide end sends it one `sub` token for all the sessions it took part in.

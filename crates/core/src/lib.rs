@@ -47,6 +47,7 @@ mod error;
 mod expiry;
 mod ids;
 mod initiator;
+mod jwe;
 mod keys;
 mod metadata;
 mod metrics;
@@ -73,7 +74,8 @@ pub use api::{
     openapi::to_json as openapi_json, router,
 };
 pub use clients::{
-    InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RateLimit, RelyingParty, UserWide,
+    InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RateLimit, RelyingParty,
+    TokenEncryption, UserWide,
 };
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{

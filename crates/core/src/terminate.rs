@@ -364,6 +364,7 @@ mod tests {
             backchannel_logout_session_required: false,
             logout_token_typ: Default::default(),
             id_token_signed_response_alg: Default::default(),
+            encryption: Default::default(),
             paused,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -31,6 +31,7 @@ pub fn client(id: &str) -> RelyingParty {
         backchannel_logout_session_required: false,
         logout_token_typ: Default::default(),
         id_token_signed_response_alg: Default::default(),
+        encryption: Default::default(),
         paused: false,
         created_at: t(0),
         updated_at: t(0),

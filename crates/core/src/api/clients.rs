@@ -225,6 +225,7 @@ fn blank(client_id: ClientId, now: DateTime<Utc>) -> RelyingParty {
         backchannel_logout_session_required: false,
         logout_token_typ: TokenTyp::default(),
         id_token_signed_response_alg: SigningAlg::default(),
+        encryption: Default::default(),
         paused: false,
         created_at: now,
         updated_at: now,

@@ -7,6 +7,7 @@
 //! operator allowed insecure RP URLs. What happened is returned as a [`retry::Outcome`] for
 //! [`retry::decide`]. The sender logs nothing: tracing is the dispatcher's job.
 
+mod fetch;
 mod resolve;
 mod response;
 

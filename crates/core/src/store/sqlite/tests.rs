@@ -31,6 +31,7 @@ async fn store_with(sessions: usize) -> Arc<SqliteStore> {
         backchannel_logout_session_required: false,
         logout_token_typ: Default::default(),
         id_token_signed_response_alg: Default::default(),
+        encryption: Default::default(),
         paused: false,
         created_at: at(0),
         updated_at: at(0),
