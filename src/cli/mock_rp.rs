@@ -118,6 +118,7 @@ async fn config(args: &MockRpArgs) -> anyhow::Result<MockRpConfig> {
     );
     config.faults = args.faults.faults()?;
     config.replay_as_error = args.checks.replay_as_error;
+    config.decryption_key = args.checks.flags.decryption_key()?.map(std::sync::Arc::new);
     config.receipts_file = args.receipts.clone();
     config.receipt_limits = LogLimits {
         memory_bytes: args.receipts_memory_bytes,

@@ -5,7 +5,7 @@ use anyhow::{Context as _, bail};
 use logoutd_core::KeySet;
 use logoutd_core::SessionMetadata;
 use logoutd_core::{ClientId, Issuer, SessionId, UserId};
-use logoutd_core::{JwksSource, TypPolicy, VerifyOptions};
+use logoutd_core::{DecryptionKey, JwksSource, TypPolicy, VerifyOptions, decrypt_token};
 use logoutd_core::{LogoutTokenBuilder, Subject};
 use logoutd_core::{SigningAlg, TokenTyp};
 use std::collections::BTreeMap;
@@ -96,9 +96,27 @@ pub struct CheckFlags {
     /// spec §2.6 sets no upper bound an RP must enforce.
     #[arg(long)]
     max_lifetime: Option<i64>,
+    /// The RP's private key (a JWK, a JWK Set or a PKCS#8 PEM file) for encrypted tokens:
+    /// with it only encrypted tokens (JWE) are accepted, decrypted, then checked as usual.
+    #[arg(long, value_name = "FILE")]
+    decryption_key: Option<PathBuf>,
 }
 
 impl CheckFlags {
+    /// The key of `--decryption-key`, read and parsed; its contents never reach an error.
+    pub fn decryption_key(&self) -> anyhow::Result<Option<DecryptionKey>> {
+        let Some(path) = &self.decryption_key else {
+            return Ok(None);
+        };
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the decryption key {}", path.display()))?,
+        );
+        let key = DecryptionKey::parse(&text)
+            .map_err(|err| anyhow::anyhow!("the decryption key {}: {err}", path.display()))?;
+        Ok(Some(key))
+    }
+
     /// The verifier options for `issuer` and `client_id` under these flags.
     pub fn options(&self, issuer: &str, client_id: &str) -> VerifyOptions {
         VerifyOptions {
@@ -190,6 +208,14 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let token = read_token(&args.token)?;
     let source = jwks_source(&args).await?;
     let opts = args.checks.options(&args.issuer, &args.client_id);
+    let key = args.checks.decryption_key()?;
+    let token = match decrypt_token(&token, key.as_ref(), &opts.issuer) {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     match source.verify(&token, &opts, chrono::Utc::now()).await {
         Ok(verified) => {
             logoutd_core::outln!("{}", serde_json::to_string_pretty(&verified.claims)?);

@@ -250,7 +250,10 @@ impl RelyingParty {
     pub fn encryption(&self) -> Option<(KeyAlg, ContentEnc)> {
         let settings = &self.encryption;
         let alg = settings.id_token_encrypted_response_alg?;
-        Some((alg, settings.id_token_encrypted_response_enc.unwrap_or_default()))
+        Some((
+            alg,
+            settings.id_token_encrypted_response_enc.unwrap_or_default(),
+        ))
     }
 
     /// Whether a user-wide end sends it one `sub` token for all the sessions it took part in.

@@ -22,6 +22,8 @@
 //! - `dispatcher`: claim, mint, send, record; concurrency caps; shutdown.
 //! - `token` and `keys`: logout claims and their builder (pure); signing keys, rotation,
 //!   JWKS.
+//! - `jwe`: encryption of the signed token for clients that registered ID-token encryption
+//!   (JWE over aws-lc-rs), and the cache of their keys.
 //! - `sender`: the only code that touches the HTTP client (form POST, no redirects, SSRF
 //!   guard).
 //! - `retry`: classification of an attempt and the backoff schedule (pure).
@@ -95,6 +97,11 @@ pub use ids::{
     random_token,
 };
 pub use initiator::Initiator;
+pub use jwe::{
+    ClientKeys, ContentEnc, DEFAULT_JWKS_TTL, Decrypted, DecryptionKey, JWKS_MAX_BYTES, JweError,
+    KeyAlg, MAX_JWKS_TTL, MIN_JWKS_TTL, REFETCH_INTERVAL as JWKS_REFETCH_INTERVAL, RecipientKey,
+    choose_key as choose_encryption_key, decrypt as decrypt_jwe, encrypt as encrypt_jwe,
+};
 pub use keys::{
     ImportRequest, Jwks, KeyRing, KeySet, RETIRED_GRACE_SECS as RETIRED_KEY_GRACE_SECS, SignError,
     SigningKey, activate as activate_key, generate as generate_key, import as import_key,
@@ -143,5 +150,5 @@ pub use token::{
 pub use tokens::{DEFAULT_TOKENS_FILE, Scope, TokenFile};
 pub use verify::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY_SECS, DEFAULT_REFETCH_INTERVAL, JwksSource, TypPolicy,
-    VerifiedToken, VerifyError, VerifyOptions, verify,
+    VerifiedToken, VerifyError, VerifyOptions, decrypt_token, verify,
 };

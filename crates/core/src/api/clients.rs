@@ -1,5 +1,6 @@
 //! `/api/v2/clients`: relying-party registration in Auth0's `oidc_logout` shape.
 
+use super::client_encryption::EncryptionBody;
 use super::error::ErrorBody;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::openapi::{BadRequest, InternalError, NotFound, PayloadTooLarge};
@@ -10,6 +11,7 @@ use crate::clients::{
 };
 use crate::ids::{ClientId, check_caller_text};
 use crate::initiator::Initiator;
+use crate::jwe::{ContentEnc, KeyAlg};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -34,6 +36,26 @@ pub(super) struct ClientBody {
     logout_token_typ: Option<TokenTyp>,
     /// The alg its logout tokens are signed with.
     id_token_signed_response_alg: Option<SigningAlg>,
+    /// Encrypt the client's logout tokens to its key with this alg (`RSA-OAEP-256` or
+    /// `ECDH-ES`): they are signed, then encrypted (a nested JWT). `null` turns encryption
+    /// off (and clears the enc unless one is given).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<KeyAlg>, nullable)]
+    id_token_encrypted_response_alg: Option<Option<KeyAlg>>,
+    /// The content encryption: `A128CBC-HS256` (the default when only the alg is given) or
+    /// `A256GCM`; needs the alg.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<ContentEnc>, nullable)]
+    id_token_encrypted_response_enc: Option<Option<ContentEnc>>,
+    /// Where the client publishes its public keys (a JWK Set): https with a public host, under
+    /// the same rules as `backchannel_logout_urls`. Give this or `jwks` with encryption.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = Uri, nullable)]
+    jwks_uri: Option<Option<String>>,
+    /// The client's public keys inline: a JWK Set with no private members.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>, nullable)]
+    jwks: Option<Option<serde_json::Value>>,
 }
 
 /// Auth0's `oidc_logout` object in a request.
@@ -123,6 +145,13 @@ impl ClientBody {
         if let Some(alg) = self.id_token_signed_response_alg {
             client.id_token_signed_response_alg = alg;
         }
+        let encryption = EncryptionBody {
+            alg: self.id_token_encrypted_response_alg,
+            enc: self.id_token_encrypted_response_enc,
+            jwks_uri: self.jwks_uri,
+            jwks: self.jwks,
+        };
+        encryption.apply(&mut client.encryption, net)?;
         check_user_wide(&client)?;
         Ok(client)
     }

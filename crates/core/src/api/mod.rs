@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod auth;
+mod client_encryption;
 mod clients;
 mod deliveries;
 pub(crate) mod error;

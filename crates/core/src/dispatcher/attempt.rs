@@ -56,6 +56,27 @@ pub(super) fn mint(
     Ok((LogoutToken::new(token), claims.jti))
 }
 
+/// The token as the client receives it: unchanged, or, for a client that registered ID-token
+/// encryption, encrypted to its key (OpenID Connect Core 1.0 §10.2: signed, then encrypted,
+/// with `cty: "JWT"` and `iss` replicated in the JWE header as RFC 7519 §5.3 allows). Never
+/// falls back to the unencrypted token: without a key the attempt fails, and is retried.
+async fn encrypt_for(
+    inner: &Inner,
+    row: &ClaimedDelivery,
+    token: LogoutToken,
+) -> Result<LogoutToken, String> {
+    let Some((alg, enc)) = row.client.encryption() else {
+        return Ok(token);
+    };
+    let key = inner.client_keys.recipient(&row.client, alg).await?;
+    let mut header = serde_json::Map::new();
+    header.insert("cty".into(), "JWT".into());
+    header.insert("iss".into(), inner.issuer.as_str().into());
+    crate::jwe::encrypt(token.expose().as_bytes(), &key, alg, enc, header)
+        .map(LogoutToken::new)
+        .map_err(|err| err.to_string())
+}
+
 /// Runs one admitted row to a recorded result (or hands it back on shutdown).
 pub(super) async fn run(
     inner: Arc<Inner>,
@@ -179,10 +200,17 @@ async fn attempt(
 ) -> (AttemptResult, Signal) {
     let started = inner.clock.now();
     let (outcome, latency, jti) = match mint(inner, row, started) {
-        Ok((token, jti)) => {
-            let sent = send(inner, url, &token, slot).await;
-            (sent.outcome, sent.latency, jti)
-        }
+        Ok((token, jti)) => match encrypt_for(inner, row, token).await {
+            Ok(token) => {
+                let sent = send(inner, url, &token, slot).await;
+                (sent.outcome, sent.latency, jti)
+            }
+            Err(why) => (
+                Outcome::Other(OtherFailure::CannotEncrypt(why)),
+                std::time::Duration::ZERO,
+                jti,
+            ),
+        },
         Err(err) => (
             Outcome::Other(OtherFailure::CannotSign(err)),
             std::time::Duration::ZERO,

@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     outbox: Arc<dyn Queue>,
     keys: Arc<KeyRing>,
     sender: Sender,
+    /// The keys of clients whose tokens are encrypted, fetched through `sender`.
+    client_keys: crate::jwe::ClientKeys,
     clock: SharedClock,
     issuer: Issuer,
     lease: chrono::Duration,
@@ -240,6 +242,7 @@ impl Dispatcher {
             inner: Arc::new(Inner {
                 outbox: parts.outbox,
                 keys: parts.keys,
+                client_keys: crate::jwe::ClientKeys::new(parts.sender.clone(), parts.clock.clone()),
                 sender: parts.sender,
                 clock: parts.clock,
                 issuer: parts.issuer,

@@ -55,10 +55,7 @@ pub fn encrypt(
     .join("."))
 }
 
-fn rsa_wrap(
-    public: &aws_lc_rs::rsa::PublicEncryptingKey,
-    cek: &[u8],
-) -> Result<Vec<u8>, JweError> {
+fn rsa_wrap(public: &aws_lc_rs::rsa::PublicEncryptingKey, cek: &[u8]) -> Result<Vec<u8>, JweError> {
     let key = OaepPublicEncryptingKey::new(public.clone()).map_err(|_| JweError::Crypto)?;
     let mut out = vec![0u8; key.ciphertext_size()];
     let len = key
@@ -115,7 +112,9 @@ fn split(compact: &str) -> Result<Parts, JweError> {
     let header: Value = serde_json::from_slice(&unb64(protected, "the header")?)
         .map_err(|_| JweError::Malformed("the header is not JSON".into()))?;
     let Value::Object(header) = header else {
-        return Err(JweError::Malformed("the header is not a JSON object".into()));
+        return Err(JweError::Malformed(
+            "the header is not a JSON object".into(),
+        ));
     };
     Ok(Parts {
         protected: (*protected).to_owned(),
@@ -205,7 +204,9 @@ fn open_with(
         }
     };
     if parts.tag.len() != TAG_LEN {
-        return Err(JweError::Malformed(format!("the tag must be {TAG_LEN} bytes")));
+        return Err(JweError::Malformed(format!(
+            "the tag must be {TAG_LEN} bytes"
+        )));
     }
     content::open(
         enc,

@@ -118,12 +118,7 @@ impl Curve {
 
 /// The Concat KDF of RFC 7518 §4.6.2 with SHA-256, for direct key agreement: AlgorithmID is
 /// the `enc` name, keydatalen its key length.
-pub(crate) fn concat_kdf(
-    z: &[u8],
-    enc: ContentEnc,
-    apu: &[u8],
-    apv: &[u8],
-) -> Zeroizing<Vec<u8>> {
+pub(crate) fn concat_kdf(z: &[u8], enc: ContentEnc, apu: &[u8], apv: &[u8]) -> Zeroizing<Vec<u8>> {
     let key_len = enc.key_len();
     concat_kdf_raw(z, enc.as_str().as_bytes(), apu, apv, key_len)
 }

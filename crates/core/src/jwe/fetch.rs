@@ -47,10 +47,11 @@ impl Entry {
         if let Some(key) = self.chosen.get(&alg) {
             return Ok(key.clone());
         }
-        let jwks = self
-            .jwks
-            .as_ref()
-            .ok_or_else(|| self.last_error.clone().unwrap_or_else(|| "not fetched".into()))?;
+        let jwks = self.jwks.as_ref().ok_or_else(|| {
+            self.last_error
+                .clone()
+                .unwrap_or_else(|| "not fetched".into())
+        })?;
         let key = choose_key(jwks, alg)?;
         self.chosen.insert(alg, key.clone());
         Ok(key)

@@ -156,7 +156,7 @@ pub fn choose_key(jwks: &Value, alg: KeyAlg) -> Result<RecipientKey, String> {
 
 /// Checks an inline `jwks` at registration: a JWK Set with no private members, holding a
 /// key usable for `alg` when encryption is registered.
-pub fn check_inline_jwks(jwks: &Value, alg: Option<KeyAlg>) -> Result<(), String> {
+pub(crate) fn check_inline_jwks(jwks: &Value, alg: Option<KeyAlg>) -> Result<(), String> {
     for (i, key) in keys_of(jwks)?.iter().enumerate() {
         let jwk = key
             .as_object()
@@ -220,7 +220,10 @@ fn from_json(text: &str) -> Result<Vec<PrivateEntry>, JweError> {
     };
     let keys = list
         .iter()
-        .map(|key| key.as_object().ok_or(JweError::BadKey("a key is not an object".into())))
+        .map(|key| {
+            key.as_object()
+                .ok_or(JweError::BadKey("a key is not an object".into()))
+        })
         .map(|jwk| jwk.and_then(private_entry))
         .collect::<Result<Vec<_>, _>>()?;
     if keys.is_empty() {
@@ -303,8 +306,7 @@ fn from_pem(text: &str) -> Result<PrivateEntry, JweError> {
             Some((curve, key)) => PrivateKind::Ec(curve, key),
             None => {
                 return Err(JweError::BadKey(
-                    "the PKCS#8 key is neither RSA (2048 bits or more) nor EC P-256/384/521"
-                        .into(),
+                    "the PKCS#8 key is neither RSA (2048 bits or more) nor EC P-256/384/521".into(),
                 ));
             }
         },

@@ -14,8 +14,11 @@ mod fetch;
 mod jwk;
 
 pub use compact::{Decrypted, decrypt, encrypt};
-pub use fetch::{ClientKeys, JWKS_MAX_BYTES, MAX_JWKS_TTL, MIN_JWKS_TTL, DEFAULT_JWKS_TTL, REFETCH_INTERVAL};
-pub use jwk::{DecryptionKey, RecipientKey, check_inline_jwks, choose_key};
+pub use fetch::{
+    ClientKeys, DEFAULT_JWKS_TTL, JWKS_MAX_BYTES, MAX_JWKS_TTL, MIN_JWKS_TTL, REFETCH_INTERVAL,
+};
+pub(crate) use jwk::check_inline_jwks;
+pub use jwk::{DecryptionKey, RecipientKey, choose_key};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

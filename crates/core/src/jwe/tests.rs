@@ -73,12 +73,9 @@ fn rfc7518_appendix_c_ecdh_es_key_agreement() {
     let alice_y = unb64("SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps", "y").unwrap();
     let bob = PrivateKey::from_private_key(&ECDH_P256, &bob_d).unwrap();
     let point = Curve::P256.public_bytes(&alice_x, Some(&alice_y)).unwrap();
-    let z = agree(
-        &bob,
-        UnparsedPublicKey::new(&ECDH_P256, point),
-        (),
-        |z| Ok(z.to_vec()),
-    )
+    let z = agree(&bob, UnparsedPublicKey::new(&ECDH_P256, point), (), |z| {
+        Ok(z.to_vec())
+    })
     .unwrap();
     assert_eq!(
         z,
@@ -104,7 +101,8 @@ pub(crate) fn key_pair(kind: &str) -> (Value, String) {
             .unwrap();
             let n = public.modulus().big_endian_without_leading_zero().to_vec();
             let e = public.exponent().big_endian_without_leading_zero().to_vec();
-            let jwk = json!({"kty": "RSA", "kid": "rsa-1", "use": "enc", "n": b64(&n), "e": b64(&e)});
+            let jwk =
+                json!({"kty": "RSA", "kid": "rsa-1", "use": "enc", "n": b64(&n), "e": b64(&e)});
             (json!({"keys": [jwk]}), pem)
         }
         crv => {
@@ -204,7 +202,10 @@ fn tampering_with_any_part_is_rejected() {
                 parts.push(1);
             }
             for part in parts {
-                assert!(decrypt(&flip(&token, part), &key).is_err(), "{kind} {enc} part {part}");
+                assert!(
+                    decrypt(&flip(&token, part), &key).is_err(),
+                    "{kind} {enc} part {part}"
+                );
             }
             // A header changed but still valid JSON fails the tag (it is the AAD).
             let mut pieces: Vec<String> = token.split('.').map(str::to_owned).collect();
@@ -230,7 +231,14 @@ fn a_token_for_another_key_is_rejected() {
     let (jwks, _) = key_pair("P-256");
     let (_, rsa) = key_pair("RSA");
     let recipient = choose_key(&jwks, KeyAlg::EcdhEs).unwrap();
-    let token = encrypt(b"x", &recipient, KeyAlg::EcdhEs, ContentEnc::A256Gcm, header()).unwrap();
+    let token = encrypt(
+        b"x",
+        &recipient,
+        KeyAlg::EcdhEs,
+        ContentEnc::A256Gcm,
+        header(),
+    )
+    .unwrap();
     assert!(matches!(
         decrypt(&token, &DecryptionKey::parse(&rsa).unwrap()),
         Err(JweError::KeyMismatch(_))
@@ -251,12 +259,31 @@ fn malformed_input_fails_closed_without_panicking() {
         format!("{}....", h("[]")),
         format!("{}....", h(r#"{"alg":"dir","enc":"A256GCM"}"#)),
         format!("{}....", h(r#"{"alg":"ECDH-ES","enc":"A128GCM"}"#)),
-        format!("{}....", h(r#"{"alg":"ECDH-ES","enc":"A256GCM","zip":"DEF"}"#)),
-        format!("{}....", h(r#"{"alg":"ECDH-ES","enc":"A256GCM","crit":["x"]}"#)),
+        format!(
+            "{}....",
+            h(r#"{"alg":"ECDH-ES","enc":"A256GCM","zip":"DEF"}"#)
+        ),
+        format!(
+            "{}....",
+            h(r#"{"alg":"ECDH-ES","enc":"A256GCM","crit":["x"]}"#)
+        ),
         format!("{gcm}...."),
-        format!("{}..AAAA.AAAA.AAAA", h(r#"{"alg":"ECDH-ES","enc":"A256GCM","epk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}}"#)),
-        format!("{}..AAAA.AAAA.AAAA", h(r#"{"alg":"ECDH-ES","enc":"A256GCM","epk":{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}}"#)),
-        format!("{}.AAAA.AAAA.AAAA.AAAA", h(r#"{"alg":"RSA-OAEP-256","enc":"A256GCM"}"#)),
+        format!(
+            "{}..AAAA.AAAA.AAAA",
+            h(
+                r#"{"alg":"ECDH-ES","enc":"A256GCM","epk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}}"#
+            )
+        ),
+        format!(
+            "{}..AAAA.AAAA.AAAA",
+            h(
+                r#"{"alg":"ECDH-ES","enc":"A256GCM","epk":{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}}"#
+            )
+        ),
+        format!(
+            "{}.AAAA.AAAA.AAAA.AAAA",
+            h(r#"{"alg":"RSA-OAEP-256","enc":"A256GCM"}"#)
+        ),
         "x".repeat(300 * 1024),
     ] {
         assert!(decrypt(&input, &key).is_err(), "{:.80}", input);
@@ -283,7 +310,10 @@ fn key_choice_prefers_a_kid_and_skips_keys_not_for_encryption() {
     sig["use"] = "sig".into();
     sig["kid"] = "signing".into();
     let jwks = json!({"keys": [sig, no_kid, rsa["keys"][0]]});
-    assert_eq!(choose_key(&jwks, KeyAlg::RsaOaep256).unwrap().kid(), Some("rsa-1"));
+    assert_eq!(
+        choose_key(&jwks, KeyAlg::RsaOaep256).unwrap().kid(),
+        Some("rsa-1")
+    );
     let err = choose_key(&json!({"keys": [jwks["keys"][0]]}), KeyAlg::RsaOaep256).unwrap_err();
     assert!(err.contains("use \"sig\""), "{err}");
     assert!(choose_key(&rsa, KeyAlg::EcdhEs).is_err());

@@ -129,9 +129,17 @@ async fn check_token(
     accept: bool,
     out: &mut Inspection,
 ) {
-    out.claims = decode_claims(token);
     let opts = &shared.config.verify;
-    let verified = match shared.config.jwks.verify(token, opts, now).await {
+    let key = shared.config.decryption_key.as_deref();
+    let token = match crate::verify::decrypt_token(token, key, &opts.issuer) {
+        Ok(token) => token,
+        Err(error) => {
+            out.errors.push(error.to_string());
+            return;
+        }
+    };
+    out.claims = decode_claims(&token);
+    let verified = match shared.config.jwks.verify(&token, opts, now).await {
         Ok(verified) => verified,
         Err(errors) => {
             out.errors.extend(errors.iter().map(ToString::to_string));

@@ -83,6 +83,9 @@ pub struct MockRpConfig {
     pub cache_capacity: usize,
     /// Time, for token validation and receipts.
     pub clock: SharedClock,
+    /// The RP's private key: when set, only encrypted tokens (JWE) are accepted, and they
+    /// are decrypted before the checks; when unset, a JWE is refused.
+    pub decryption_key: Option<Arc<crate::jwe::DecryptionKey>>,
 }
 
 impl std::fmt::Debug for MockRpConfig {
@@ -95,6 +98,7 @@ impl std::fmt::Debug for MockRpConfig {
             .field("receipts_file", &self.receipts_file)
             .field("receipt_limits", &self.receipt_limits)
             .field("body_limit", &self.body_limit)
+            .field("decryption_key", &self.decryption_key)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +116,7 @@ impl MockRpConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             clock: Arc::new(SystemClock),
+            decryption_key: None,
         }
     }
 }

@@ -15,6 +15,9 @@ pub enum OtherFailure {
     NoHost,
     /// No logout token could be minted for the attempt.
     CannotSign(MintError),
+    /// The signed token could not be encrypted for a client that registered encryption: no
+    /// usable key could be obtained (the text says where it was looked for and why).
+    CannotEncrypt(String),
     /// Another transport failure: the host and the HTTP client's error chain, never the
     /// token nor the URL's query.
     Transport(String),
@@ -25,6 +28,7 @@ impl fmt::Display for OtherFailure {
         match self {
             Self::NoHost => f.write_str("the URL has no host"),
             Self::CannotSign(err) => write!(f, "cannot sign: {err}"),
+            Self::CannotEncrypt(why) => write!(f, "cannot encrypt: {why}"),
             Self::Transport(what) => f.write_str(what),
         }
     }

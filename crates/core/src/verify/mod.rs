@@ -5,10 +5,12 @@
 //! than stopping at the first, except when the token cannot be parsed at all.
 
 mod claims;
+mod encrypted;
 mod header;
 mod json;
 mod source;
 
+pub use encrypted::decrypt_token;
 pub use source::{DEFAULT_FETCH_TIMEOUT, DEFAULT_REFETCH_INTERVAL, JwksSource};
 
 use crate::alg::SigningAlg;
@@ -186,6 +188,10 @@ pub enum VerifyError {
     /// `session_metadata` breaks the metadata rules.
     #[error("{0}")]
     Metadata(MetadataError),
+    /// An encrypted token could not be opened, or its encryption is not what the receiver
+    /// expects (a JWE without a key, a plain JWS with one).
+    #[error("{0}")]
+    Encryption(String),
 }
 
 /// The three decoded parts of a compact JWS.
