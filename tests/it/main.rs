@@ -13,6 +13,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod delivery;
+mod encrypted;
 mod examples;
 mod exhaustion;
 mod fuzz;
