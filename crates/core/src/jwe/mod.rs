@@ -120,7 +120,7 @@ pub enum JweError {
     #[error("unsupported JWE: {0}")]
     Unsupported(String),
     /// The key does not fit the algorithm or the header (wrong type or curve).
-    #[error("the key does not fit: {0}")]
+    #[error("the key does not fit the JWE: {0}")]
     KeyMismatch(String),
     /// A key could not be read.
     #[error("unusable key: {0}")]
