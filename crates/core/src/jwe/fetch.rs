@@ -108,7 +108,7 @@ impl ClientKeys {
                 "no usable encryption key for {alg}: the client has no jwks_uri or jwks"
             ));
         };
-        self.from_uri(uri, alg)
+        self.fetched_key(uri, alg)
             .await
             .map_err(|why| format!("no usable encryption key for {alg} at {uri}: {why}"))
     }
@@ -118,15 +118,15 @@ impl ClientKeys {
         entries.entry(uri.clone()).or_default().clone()
     }
 
-    async fn from_uri(&self, uri: &Url, alg: KeyAlg) -> Result<RecipientKey, String> {
+    async fn fetched_key(&self, uri: &Url, alg: KeyAlg) -> Result<RecipientKey, String> {
         let entry = self.entry(uri);
         // Held across the fetch: concurrent attempts for this URI wait and share its result.
         let mut entry = entry.lock().await;
         let now = self.clock.now();
-        if entry.fresh(now) {
-            if let Ok(key) = entry.key(alg) {
-                return Ok(key);
-            }
+        if entry.fresh(now)
+            && let Ok(key) = entry.key(alg)
+        {
+            return Ok(key);
         }
         if entry.may_fetch(now) {
             self.refresh(&mut entry, uri, now).await;
