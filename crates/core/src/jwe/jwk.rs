@@ -211,11 +211,11 @@ impl DecryptionKey {
 }
 
 fn from_json(text: &str) -> Result<Vec<PrivateEntry>, JweError> {
-    let value: Zeroizing<String> = Zeroizing::new(text.to_owned());
-    let json: Value = serde_json::from_str(&value)
+    let mut json: Value = serde_json::from_str(text)
         .map_err(|_| JweError::BadKey("not JSON (a private JWK or JWK Set) nor PEM".into()))?;
-    let list = match json.get("keys").and_then(Value::as_array) {
-        Some(keys) => keys.clone(),
+    let list = match json.get_mut("keys").map(Value::take) {
+        Some(Value::Array(keys)) => keys,
+        Some(_) => return Err(JweError::BadKey("keys is not an array".into())),
         None => vec![json],
     };
     let keys = list
