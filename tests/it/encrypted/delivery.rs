@@ -170,3 +170,25 @@ async fn a_jwks_uri_without_a_usable_key_ends_in_the_dead_letter() {
     h.outbox.wakeup().notify_one();
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_set_over_64_kib_is_not_read() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    let keys = RecordingRp::start(Reply::ok().body(vec![b' '; 70 * 1024])).await;
+    h.client(
+        "enc",
+        rp.url("/bc").as_str(),
+        json!({ "id_token_encrypted_response_alg": "ECDH-ES",
+            "jwks_uri": keys.url("/jwks.json").as_str() }),
+    )
+    .await;
+    h.session("s1", "u1", &["enc"], json!({})).await;
+    h.end(json!({ "session_id": "s1" }), "rp-logout").await;
+    h.outbox.wait_recorded(1).await;
+    let row = h.deliveries("session_id=s1").await.pop().unwrap();
+    let error = row["last_error"].as_str().unwrap();
+    assert!(error.contains("larger than 65536 bytes"), "{error}");
+    assert!(rp.requests().is_empty());
+    h.stop().await;
+}
