@@ -286,6 +286,8 @@ async fn a_hostile_client_id_cannot_break_the_scrape() {
         logout_token_typ: logoutd_core::TokenTyp::LogoutJwt,
         id_token_signed_response_alg: logoutd_core::SigningAlg::ES256,
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: start_time(),
         updated_at: start_time(),
     };

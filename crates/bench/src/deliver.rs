@@ -246,6 +246,8 @@ pub(super) fn client(
         logout_token_typ: logoutd_core::TokenTyp::LogoutJwt,
         id_token_signed_response_alg: alg,
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: now,
         updated_at: now,
     }

@@ -1,6 +1,7 @@
 //! Relying-party registration in Auth0's `oidc_logout` shape.
 
 use crate::alg::{SigningAlg, TokenTyp};
+use crate::health::PausedBy;
 use crate::ids::ClientId;
 use crate::initiator::Initiator;
 use chrono::{DateTime, Utc};
@@ -188,6 +189,12 @@ pub struct RelyingParty {
     pub id_token_signed_response_alg: SigningAlg,
     /// While paused, its deliveries stay pending and nothing is sent.
     pub paused: bool,
+    /// Who paused it (`operator` or `health_policy`), while paused.
+    #[serde(default)]
+    pub paused_by: Option<PausedBy>,
+    /// When it was paused, while paused.
+    #[serde(default)]
+    pub paused_at: Option<DateTime<Utc>>,
     /// Registration time.
     pub created_at: DateTime<Utc>,
     /// Last change.

@@ -32,6 +32,8 @@ pub fn client(id: &str) -> RelyingParty {
         logout_token_typ: Default::default(),
         id_token_signed_response_alg: Default::default(),
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: t(0),
         updated_at: t(0),
     }

@@ -226,6 +226,8 @@ fn blank(client_id: ClientId, now: DateTime<Utc>) -> RelyingParty {
         logout_token_typ: TokenTyp::default(),
         id_token_signed_response_alg: SigningAlg::default(),
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: now,
         updated_at: now,
     }
@@ -438,10 +440,12 @@ async fn set_paused(
     id: String,
     paused: bool,
 ) -> Result<Json<RelyingParty>, ApiError> {
-    let mut client = load(&state, &id).await?;
-    client.paused = paused;
-    client.updated_at = state.now();
-    save(&state, &client).await?;
+    let client = state
+        .stores
+        .clients
+        .set_paused(&ClientId::from(id.as_str()), paused, state.now())
+        .await
+        .map_err(|e| ApiError::from_store(e, "client"))?;
     if !paused {
         state.stores.queue.wakeup().notify_one();
     }

@@ -3,6 +3,9 @@
 
 use super::{SqliteStore, WriteTx, db, json_list, ms, opt_from_ms};
 use crate::store::sql::limit as bound;
+use crate::health::window_start;
+use crate::store::sql::from_ms;
+use crate::store::sql::health::HealthStatements;
 use crate::store::sql::redrive::RedriveStatements;
 use crate::store::{Housekeeping, StoreError};
 use async_trait::async_trait;
@@ -29,6 +32,14 @@ impl Housekeeping for SqliteStore {
 
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         prune_sessions(self, before, limit).await
+    }
+
+    async fn prune_health(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = from_ms(window_start(now))?;
+        let mut tx = self.begin_background_write().await?;
+        let n = <sqlx::Sqlite as HealthStatements>::prune_health(&mut tx, before).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(n)
     }
 
     /// Each branch reads one partial index.

@@ -32,6 +32,8 @@ async fn store_with(sessions: usize) -> Arc<SqliteStore> {
         logout_token_typ: Default::default(),
         id_token_signed_response_alg: Default::default(),
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: at(0),
         updated_at: at(0),
     };
