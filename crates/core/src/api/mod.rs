@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 
 mod auth;
 mod clients;
+mod health;
 mod deliveries;
 pub(crate) mod error;
 mod events;
@@ -101,6 +102,8 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(clients::get, clients::update, clients::delete))
         .routes(routes!(clients::pause))
         .routes(routes!(clients::resume))
+        .routes(routes!(health::get))
+        .routes(routes!(health::list))
         .routes(routes!(sessions::create))
         .routes(routes!(
             sessions::get,
