@@ -135,8 +135,8 @@ pub use store::postgres::PostgresStore;
 pub use store::sqlite::SqliteStore;
 pub use store::{
     Backend, ClientHealthStats, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane,
-    Page, Queue,
-    Redrives, Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis, open as open_store,
+    Page, Queue, Redrives, Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis,
+    open as open_store,
 };
 pub use terminate::{ClientNote, EndReport, EndTarget, SkipReason};
 pub use token::{

@@ -287,7 +287,9 @@ impl Metrics {
                     };
                     #[allow(clippy::cast_precision_loss)]
                     let seconds = ms as f64 / 1000.0;
-                    self.client_latency_seconds.get_or_create(&labels).set(seconds);
+                    self.client_latency_seconds
+                        .get_or_create(&labels)
+                        .set(seconds);
                 }
             }
             if let Some(at) = h.last_success_at {

@@ -19,11 +19,11 @@ use utoipa_axum::routes;
 
 mod auth;
 mod clients;
-mod health;
 mod deliveries;
 pub(crate) mod error;
 mod events;
 pub(crate) mod extract;
+mod health;
 mod json_error;
 mod json_keys;
 pub(crate) mod openapi;

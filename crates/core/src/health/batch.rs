@@ -65,7 +65,11 @@ impl BatchHealth {
         let mut now = None;
         for (client, attempt, success) in attempts {
             let at = attempt.at.timestamp_millis();
-            let key = (client, at - at.rem_euclid(HOUR_MS), bucket_of(attempt.latency_ms));
+            let key = (
+                client,
+                at - at.rem_euclid(HOUR_MS),
+                bucket_of(attempt.latency_ms),
+            );
             let counts = buckets.entry(key).or_default();
             let delta = clients.entry(client).or_insert_with(|| ClientDelta {
                 client_id: client.to_owned(),
@@ -89,13 +93,15 @@ impl BatchHealth {
         }
         let buckets = buckets
             .into_iter()
-            .map(|((client, hour, latency_bucket), (successes, failures))| BucketDelta {
-                client_id: client.to_owned(),
-                hour,
-                latency_bucket,
-                successes,
-                failures,
-            })
+            .map(
+                |((client, hour, latency_bucket), (successes, failures))| BucketDelta {
+                    client_id: client.to_owned(),
+                    hour,
+                    latency_bucket,
+                    successes,
+                    failures,
+                },
+            )
             .collect();
         Self {
             buckets,

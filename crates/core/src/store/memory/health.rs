@@ -3,9 +3,7 @@
 
 use super::{MemoryStore, State};
 use crate::health::batch::BatchHealth;
-use crate::health::{
-    ClientHealth, HealthPolicy, PausedBy, StoredHealth, window_start,
-};
+use crate::health::{ClientHealth, HealthPolicy, PausedBy, StoredHealth, window_start};
 use crate::ids::{ClientId, DeliveryId};
 use crate::outbox::DeliveryState;
 use crate::store::{ClientHealthStats, Page, StoreError, millis};
@@ -28,13 +26,19 @@ impl State {
     /// Adds a recorded batch to its clients' statistics.
     pub(super) fn add_health(&mut self, batch: &BatchHealth) {
         for b in &batch.buckets {
-            let h = self.health.entry(ClientId::from(b.client_id.as_str())).or_default();
+            let h = self
+                .health
+                .entry(ClientId::from(b.client_id.as_str()))
+                .or_default();
             let counts = h.buckets.entry((b.hour, b.latency_bucket)).or_default();
             counts.0 += b.successes;
             counts.1 += b.failures;
         }
         for c in &batch.clients {
-            let h = self.health.entry(ClientId::from(c.client_id.as_str())).or_default();
+            let h = self
+                .health
+                .entry(ClientId::from(c.client_id.as_str()))
+                .or_default();
             if c.last_success_at.is_some() {
                 h.streak = c.streak;
                 h.failing_since = c.streak_start;

@@ -3,12 +3,12 @@
 use super::{MemoryStore, Row, State};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
+use crate::health::batch::BatchHealth;
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
     DeliveryProgress, DeliveryState, OutboxStats,
 };
-use crate::health::batch::BatchHealth;
 use crate::pacing::Pace;
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
@@ -60,7 +60,11 @@ impl Queue for MemoryStore {
             }
         }
         let health = BatchHealth::of(applied.iter().map(|(client, r)| {
-            (client.as_str(), &r.attempt, r.decision == Decision::Delivered)
+            (
+                client.as_str(),
+                &r.attempt,
+                r.decision == Decision::Delivered,
+            )
         }));
         state.add_health(&health);
         let paused = match self.policy.get() {

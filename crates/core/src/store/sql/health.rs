@@ -10,8 +10,8 @@ use crate::ids::ClientId;
 use crate::store::{Page, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Type};
+use std::collections::HashMap;
 
 /// Which clients a health read covers.
 #[derive(Debug, Clone, Copy)]
@@ -220,7 +220,10 @@ where
             .push_bind(policy.quiet_before(now))
             .push(") RETURNING client_id");
         let paused: Vec<(String,)> = sql.build_query_as().fetch_all(conn).await.map_err(db)?;
-        Ok(paused.into_iter().map(|(id,)| ClientId::from(id.as_str())).collect())
+        Ok(paused
+            .into_iter()
+            .map(|(id,)| ClientId::from(id.as_str()))
+            .collect())
     }
 
     async fn release_held(
@@ -271,8 +274,10 @@ where
                 sql.push("c.client_id = ").push_bind(id.as_str());
             }
             Which::After(from, take) => {
-                sql.push("c.client_id > ").push_bind(from.unwrap_or("").to_owned());
-                sql.push(" ORDER BY c.client_id LIMIT ").push_bind(overfetch(take));
+                sql.push("c.client_id > ")
+                    .push_bind(from.unwrap_or("").to_owned());
+                sql.push(" ORDER BY c.client_id LIMIT ")
+                    .push_bind(overfetch(take));
             }
         }
         let rows: Vec<HealthRow> = sql.build_query_as().fetch_all(from_db).await.map_err(db)?;

@@ -2,10 +2,10 @@
 //! appended to its history.
 
 use super::ms;
+use crate::health::batch::BatchHealth;
 use crate::outbox::{AttemptRecord, AttemptResult};
 use crate::retry::Decision;
 use std::borrow::Cow;
-use crate::health::batch::BatchHealth;
 use std::collections::{HashMap, HashSet};
 
 /// One result as stored.
@@ -60,7 +60,10 @@ impl<'a> ResultRow<'a> {
 
 /// The endpoint health of the results of `rows` that were applied: `applied` holds each
 /// applied row's id and client, as the update returned them.
-pub(in crate::store) fn applied_health(rows: &[ResultRow<'_>], applied: &[(String, String)]) -> BatchHealth {
+pub(in crate::store) fn applied_health(
+    rows: &[ResultRow<'_>],
+    applied: &[(String, String)],
+) -> BatchHealth {
     let clients: HashMap<&str, &str> = applied
         .iter()
         .map(|(id, client)| (id.as_str(), client.as_str()))

@@ -28,8 +28,8 @@ use super::sql::health::{health_page, one_health};
 use super::{ClientHealthStats, Health, Page, StoreError, Stores, wake};
 use crate::health::{ClientHealth, HealthPolicy, PolicyCell};
 use crate::ids::ClientId;
-use chrono::{DateTime, Utc};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };

@@ -2,10 +2,10 @@
 //! ended sessions in bounded batches.
 
 use super::{SqliteStore, WriteTx, db, json_list, ms, opt_from_ms};
-use crate::store::sql::limit as bound;
 use crate::health::window_start;
 use crate::store::sql::from_ms;
 use crate::store::sql::health::HealthStatements;
+use crate::store::sql::limit as bound;
 use crate::store::sql::redrive::RedriveStatements;
 use crate::store::{Housekeeping, StoreError};
 use async_trait::async_trait;
