@@ -365,6 +365,8 @@ mod tests {
             logout_token_typ: Default::default(),
             id_token_signed_response_alg: Default::default(),
             paused,
+            paused_by: None,
+            paused_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

@@ -119,3 +119,54 @@ impl BatchHealth {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Jti;
+
+    fn attempt(ms: i64, latency_ms: u64) -> AttemptRecord {
+        AttemptRecord {
+            at: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+            status: None,
+            error: None,
+            latency_ms,
+            jti: Jti::generate(),
+        }
+    }
+
+    #[test]
+    fn a_batch_sums_per_client_and_the_streak_follows_the_last_success() {
+        let (a, b, c, d) = (
+            attempt(HOUR_MS + 3, 10),
+            attempt(HOUR_MS + 1, 10),
+            attempt(HOUR_MS + 2, 10),
+            attempt(5, 900),
+        );
+        // In attempt-time order: x fails at 5, fails at +1, succeeds at +2, fails at +3.
+        let batch = BatchHealth::of([
+            ("x", &a, false),
+            ("x", &b, false),
+            ("x", &c, true),
+            ("x", &d, false),
+            ("y", &c, true),
+        ]);
+        let x = &batch.clients[0];
+        assert_eq!(x.client_id, "x");
+        assert_eq!(x.last_success_at, Some(HOUR_MS + 2));
+        assert_eq!(x.last_failure_at, Some(HOUR_MS + 3));
+        assert_eq!((x.streak, x.streak_start), (1, Some(HOUR_MS + 3)));
+        let y = &batch.clients[1];
+        assert_eq!((y.streak, y.streak_start), (0, None));
+        // x: hour 0 one slow failure; hour 1 two failures and a success in one latency bucket.
+        let xs: Vec<(i64, i64, i64)> = batch
+            .buckets
+            .iter()
+            .filter(|b| b.client_id == "x")
+            .map(|b| (b.hour, b.successes, b.failures))
+            .collect();
+        assert_eq!(xs, [(0, 0, 1), (HOUR_MS, 1, 2)]);
+        assert_eq!(batch.failing(), ["x"]);
+        assert_eq!(batch.now, DateTime::from_timestamp_millis(HOUR_MS + 3));
+    }
+}
