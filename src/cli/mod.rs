@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use logoutd_core::{command_runtime, finish_command, init_logging};
 use std::process::ExitCode;
 
+pub mod clients;
 pub mod deliveries;
 pub mod http;
 pub mod keys;
@@ -36,6 +37,8 @@ pub enum Command {
     Token(token::TokenCommand),
     /// Run the conformance receiver (mock relying party).
     MockRp(mock_rp::MockRpArgs),
+    /// Inspect relying parties' endpoint health through the API.
+    Clients(clients::ClientsArgs),
     /// Inspect and re-drive deliveries through the API.
     Deliveries(deliveries::DeliveriesArgs),
     /// Inspect and end sessions through the API.
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Token(cmd) => token::run(cmd).await,
             Command::MockRp(args) => mock_rp::run(args).await,
+            Command::Clients(args) => clients::run(args).await,
             Command::Deliveries(args) => deliveries::run(args).await,
             Command::Sessions(args) => sessions::run(args).await,
             Command::Tokens(cmd) => tokens::run(cmd).await,

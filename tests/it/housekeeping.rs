@@ -287,6 +287,8 @@ async fn a_hostile_client_id_cannot_break_the_scrape() {
         id_token_signed_response_alg: logoutd_core::SigningAlg::ES256,
         encryption: Default::default(),
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: start_time(),
         updated_at: start_time(),
     };

@@ -18,6 +18,7 @@ mod examples;
 mod exhaustion;
 mod fuzz;
 mod head_of_line;
+mod health;
 mod hostile;
 mod housekeeping;
 mod keys;

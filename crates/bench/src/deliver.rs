@@ -247,6 +247,8 @@ pub(super) fn client(
         id_token_signed_response_alg: alg,
         encryption: Default::default(),
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: now,
         updated_at: now,
     }

@@ -1,6 +1,7 @@
 //! Relying-party registration in Auth0's `oidc_logout` shape.
 
 use crate::alg::{SigningAlg, TokenTyp};
+use crate::health::PausedBy;
 use crate::ids::ClientId;
 use crate::initiator::Initiator;
 use crate::jwe::{ContentEnc, KeyAlg};
@@ -215,6 +216,12 @@ pub struct RelyingParty {
     pub encryption: TokenEncryption,
     /// While paused, its deliveries stay pending and nothing is sent.
     pub paused: bool,
+    /// Who paused it (`operator` or `health_policy`), while paused.
+    #[serde(default)]
+    pub paused_by: Option<PausedBy>,
+    /// When it was paused, while paused.
+    #[serde(default)]
+    pub paused_at: Option<DateTime<Utc>>,
     /// Registration time.
     pub created_at: DateTime<Utc>,
     /// Last change.

@@ -27,6 +27,8 @@
 //! - `sender`: the only code that touches the HTTP client (form POST, no redirects, SSRF
 //!   guard).
 //! - `retry`: classification of an attempt and the backoff schedule (pure).
+//! - `health`: per-client success rate, latency and failure streak, kept as attempts are
+//!   recorded, and the policy that pauses a client that keeps failing.
 //! - `retention`: pruning of finished deliveries and old ended sessions.
 //! - `verify`: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
 //!   an RP.
@@ -47,6 +49,7 @@ mod console;
 mod dispatcher;
 mod error;
 mod expiry;
+mod health;
 mod ids;
 mod initiator;
 mod jwe;
@@ -92,6 +95,7 @@ pub use console::{
 };
 pub use dispatcher::{Dispatcher, DispatcherParts, MAX_DEFER};
 pub use expiry::ExpirySweeper;
+pub use health::{ClientHealth, HealthPolicy, LatencyQuantiles, PausedBy, WINDOW_HOURS};
 pub use ids::{
     ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, SessionId, UserId, random_secret,
     random_token,
@@ -139,8 +143,9 @@ pub use store::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::SqliteStore;
 pub use store::{
-    Backend, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane, Page, Queue,
-    Redrives, Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis, open as open_store,
+    Backend, ClientHealthStats, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane,
+    Page, Queue, Redrives, Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis,
+    open as open_store,
 };
 pub use terminate::{ClientNote, EndReport, EndTarget, SkipReason};
 pub use token::{

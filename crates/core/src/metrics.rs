@@ -1,5 +1,6 @@
 //! Prometheus metrics: one registry, created at start and passed down.
 
+use crate::health::ClientHealth;
 use crate::outbox::OutboxStats;
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -9,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 
 /// A label value written escaped as the Prometheus text format requires: `\\` for a
 /// backslash, `\"` for a double quote and `\n` for a line feed. prometheus-client 0.24
@@ -54,6 +56,18 @@ pub struct ClientLabels {
     pub client_id: LabelText,
 }
 
+/// Labels of a per-client quantile.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuantileLabels {
+    /// The RP.
+    pub client_id: LabelText,
+    /// `0.5` or `0.99`.
+    pub quantile: &'static str,
+}
+
+/// A gauge holding a fraction or a time in seconds.
+type FloatGauge = Gauge<f64, AtomicU64>;
+
 /// Labels of the session-end counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InitiatorLabels {
@@ -93,6 +107,16 @@ pub struct Metrics {
     pub slow_lane_moves: Counter,
     /// Claimed rows given back unattempted to keep to their client's rate limit, by client.
     pub pacing_deferrals: Family<ClientLabels, Counter>,
+    /// Each client's share of delivered attempts in the health window, at the last scrape.
+    pub client_success_ratio: Family<ClientLabels, FloatGauge>,
+    /// Each client's p50 and p99 attempt latency in the health window, at the last scrape.
+    pub client_latency_seconds: Family<QuantileLabels, FloatGauge>,
+    /// Each client's last delivered attempt, at the last scrape.
+    pub client_last_success: Family<ClientLabels, Gauge>,
+    /// Whether each client is paused (1) or not (0), at the last scrape.
+    pub client_paused: Family<ClientLabels, Gauge>,
+    /// Clients the health policy paused in this process.
+    pub client_auto_pauses: Counter,
 }
 
 impl Metrics {
@@ -115,6 +139,11 @@ impl Metrics {
         let origin_deferrals = Counter::default();
         let slow_lane_moves = Counter::default();
         let pacing_deferrals = Family::<ClientLabels, Counter>::default();
+        let client_success_ratio = Family::<ClientLabels, FloatGauge>::default();
+        let client_latency_seconds = Family::<QuantileLabels, FloatGauge>::default();
+        let client_last_success = Family::<ClientLabels, Gauge>::default();
+        let client_paused = Family::<ClientLabels, Gauge>::default();
+        let client_auto_pauses = Counter::default();
         registry.register(
             "delivery_attempts",
             "Delivery attempts by outcome (delivered, retry, failed) and client",
@@ -187,6 +216,31 @@ impl Metrics {
             "Claimed rows given back unattempted to keep to their client's rate limit, by client",
             pacing_deferrals.clone(),
         );
+        registry.register(
+            "client_success_ratio",
+            "Share of a client's attempts delivered in the last 24 hours (absent without attempts)",
+            client_success_ratio.clone(),
+        );
+        registry.register(
+            "client_latency_seconds",
+            "A client's attempt latency in the last 24 hours at quantile 0.5 and 0.99, within 10 %",
+            client_latency_seconds.clone(),
+        );
+        registry.register(
+            "client_last_success_timestamp_seconds",
+            "Unix time of a client's last delivered attempt",
+            client_last_success.clone(),
+        );
+        registry.register(
+            "client_paused",
+            "Whether a client's deliveries are held (1) or not (0)",
+            client_paused.clone(),
+        );
+        registry.register(
+            "client_auto_pauses",
+            "Clients paused by the health policy in this process",
+            client_auto_pauses.clone(),
+        );
         Self {
             registry,
             attempts,
@@ -203,6 +257,53 @@ impl Metrics {
             origin_deferrals,
             slow_lane_moves,
             pacing_deferrals,
+            client_success_ratio,
+            client_latency_seconds,
+            client_last_success,
+            client_paused,
+            client_auto_pauses,
+        }
+    }
+
+    /// Sets the per-client health gauges from the store's view of every client (clients no
+    /// longer listed lose their series), and brings the auto-pause counter up to `auto_pauses`.
+    pub fn set_client_health(&self, clients: &[ClientHealth], auto_pauses: u64) {
+        self.client_success_ratio.clear();
+        self.client_latency_seconds.clear();
+        self.client_last_success.clear();
+        self.client_paused.clear();
+        for h in clients {
+            let client = || ClientLabels {
+                client_id: LabelText::from(h.client_id.as_str()),
+            };
+            if let Some(rate) = h.success_rate {
+                self.client_success_ratio.get_or_create(&client()).set(rate);
+            }
+            if let Some(latency) = h.latency_ms {
+                for (quantile, ms) in [("0.5", latency.p50), ("0.99", latency.p99)] {
+                    let labels = QuantileLabels {
+                        client_id: LabelText::from(h.client_id.as_str()),
+                        quantile,
+                    };
+                    #[allow(clippy::cast_precision_loss)]
+                    let seconds = ms as f64 / 1000.0;
+                    self.client_latency_seconds
+                        .get_or_create(&labels)
+                        .set(seconds);
+                }
+            }
+            if let Some(at) = h.last_success_at {
+                self.client_last_success
+                    .get_or_create(&client())
+                    .set(at.timestamp());
+            }
+            self.client_paused
+                .get_or_create(&client())
+                .set(i64::from(h.paused));
+        }
+        let counted = self.client_auto_pauses.get();
+        if auto_pauses > counted {
+            self.client_auto_pauses.inc_by(auto_pauses - counted);
         }
     }
 

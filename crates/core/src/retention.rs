@@ -1,6 +1,7 @@
 //! Retention: prunes delivered and cancelled rows (with their attempt history) and ended
 //! sessions older than the retention age, and expired idempotency keys of bulk re-drives, in
-//! small batches so no prune holds a lock for long.
+//! small batches so no prune holds a lock for long; and endpoint-health buckets older than the
+//! health window.
 //!
 //! Failed rows, the dead letter, are never pruned here: they stay until an operator re-drives
 //! them or removes them with `POST /api/v2/logout-deliveries/prune-failed`. An ended session
@@ -116,6 +117,13 @@ pub(crate) async fn run(
             Ok(_) => {}
             Err(err) => {
                 tracing::error!(error = %crate::error::chain(&err), "pruning keys failed")
+            }
+        }
+        match stores.housekeeping.prune_health(clock.now()).await {
+            Ok(n) if n > 0 => tracing::debug!(buckets = n, "pruned old endpoint-health buckets"),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(error = %crate::error::chain(&err), "pruning health failed")
             }
         }
         tokio::select! {

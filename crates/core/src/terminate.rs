@@ -366,6 +366,8 @@ mod tests {
             id_token_signed_response_alg: Default::default(),
             encryption: Default::default(),
             paused,
+            paused_by: None,
+            paused_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

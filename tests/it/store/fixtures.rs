@@ -33,6 +33,8 @@ pub fn client(id: &str) -> RelyingParty {
         id_token_signed_response_alg: Default::default(),
         encryption: Default::default(),
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: t(0),
         updated_at: t(0),
     }

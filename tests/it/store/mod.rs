@@ -4,6 +4,7 @@
 mod claims;
 mod clients;
 mod fixtures;
+mod health;
 mod housekeeping;
 pub mod postgres;
 mod redrives;
@@ -112,7 +113,14 @@ macro_rules! conformance {
                 housekeeping::stats_count_live_and_dead_rows,
                 housekeeping::claims_flag_rows_whose_lease_expired,
                 user_wide::a_user_wide_end_writes_one_user_row_covering_every_session,
-                user_wide::a_user_row_is_redriven_cancelled_and_pruned_like_any_other
+                user_wide::a_user_row_is_redriven_cancelled_and_pruned_like_any_other,
+                health::health_counts_each_client_s_attempts_and_latency,
+                health::batches_add_up_and_a_success_ends_the_streak,
+                health::the_policy_pauses_a_client_that_keeps_failing,
+                health::resume_releases_held_rows_in_write_order_with_a_fresh_budget,
+                health::an_operator_pause_is_recorded_and_kept_when_paused_again,
+                health::deleting_a_client_deletes_its_health,
+                health::health_buckets_older_than_the_window_are_pruned
             );
         }
     };

@@ -256,6 +256,8 @@ fn blank(client_id: ClientId, now: DateTime<Utc>) -> RelyingParty {
         id_token_signed_response_alg: SigningAlg::default(),
         encryption: Default::default(),
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: now,
         updated_at: now,
     }
@@ -468,10 +470,12 @@ async fn set_paused(
     id: String,
     paused: bool,
 ) -> Result<Json<RelyingParty>, ApiError> {
-    let mut client = load(&state, &id).await?;
-    client.paused = paused;
-    client.updated_at = state.now();
-    save(&state, &client).await?;
+    let client = state
+        .stores
+        .clients
+        .set_paused(&ClientId::from(id.as_str()), paused, state.now())
+        .await
+        .map_err(|e| ApiError::from_store(e, "client"))?;
     if !paused {
         state.stores.queue.wakeup().notify_one();
     }

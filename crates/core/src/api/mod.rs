@@ -24,6 +24,7 @@ mod deliveries;
 pub(crate) mod error;
 mod events;
 pub(crate) mod extract;
+mod health;
 mod json_error;
 mod json_keys;
 pub(crate) mod openapi;
@@ -102,6 +103,8 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(clients::get, clients::update, clients::delete))
         .routes(routes!(clients::pause))
         .routes(routes!(clients::resume))
+        .routes(routes!(health::get))
+        .routes(routes!(health::list))
         .routes(routes!(sessions::create))
         .routes(routes!(
             sessions::get,

@@ -151,6 +151,14 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Response {
             tracing::warn!(error = %crate::error::chain(&err), "reading outbox statistics failed")
         }
     }
+    match all_client_health(&state, now).await {
+        Ok(health) => state
+            .metrics
+            .set_client_health(&health, state.stores.client_health.auto_pauses()),
+        Err(err) => {
+            tracing::warn!(error = %crate::error::chain(&err), "reading client health failed")
+        }
+    }
     let body = state.metrics.encode();
     let mut response = body.into_response();
     response.headers_mut().insert(
@@ -160,6 +168,28 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Response {
         ),
     );
     response
+}
+
+/// Every client's health, read a page at a time.
+async fn all_client_health(
+    state: &Shared,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<crate::health::ClientHealth>, crate::store::StoreError> {
+    const PAGE: usize = 500;
+    let mut all = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let page = state
+            .stores
+            .client_health
+            .list_client_health(from.as_deref(), PAGE, now)
+            .await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => from = Some(next),
+            None => return Ok(all),
+        }
+    }
 }
 
 /// Unknown route.

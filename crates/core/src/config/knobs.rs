@@ -132,6 +132,17 @@ pub struct Knobs {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<bool>,
+    /// Turns the health pause policy on: a client is paused after this many failures since
+    /// its last success or resume, once it has also had no success for
+    /// `health_pause_after_seconds`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_pause_min_failures: Option<u64>,
+    /// How long without a success, in seconds, before the health policy pauses a failing
+    /// client (only with `health_pause_min_failures`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_pause_after_seconds: Option<u64>,
 }
 
 /// A switch that is off says nothing, so a layer above cannot turn off what one below turned
@@ -217,6 +228,8 @@ impl Knobs {
             shutdown_grace_ms: Some(millis_of(DEFAULT_SHUTDOWN_GRACE)),
             max_waiting_requests: Some(DEFAULT_MAX_WAITING_REQUESTS),
             dispatch: Some(DEFAULT_DISPATCH),
+            health_pause_min_failures: None,
+            health_pause_after_seconds: Some(DEFAULT_HEALTH_PAUSE_AFTER.as_secs()),
         }
     }
 }

@@ -19,6 +19,7 @@ pub use secrets::ApiToken;
 pub(crate) use secrets::StoreUrl;
 pub use validate::{default_max_connections, parse_issuer};
 
+use crate::health::HealthPolicy;
 use crate::ids::Issuer;
 use crate::net_policy::NetPolicy;
 use crate::retry::RetryPolicy;
@@ -77,6 +78,10 @@ pub(crate) const DEFAULT_RETENTION_DAYS: u64 = 7;
 /// `session-expired`).
 pub(crate) const DEFAULT_EXPIRY_SWEEP: bool = true;
 /// How often the pruner runs.
+/// How long a failing client goes without a success before the health policy, when on,
+/// pauses it: 6 hours.
+pub(crate) const DEFAULT_HEALTH_PAUSE_AFTER: Duration = Duration::from_secs(6 * 3600);
+
 pub(crate) const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A setting that cannot be used.
@@ -136,6 +141,8 @@ pub struct DispatchSettings {
     pub retry: RetryPolicy,
     /// How much nicer (0-19) the delivery threads run than the rest of the process.
     pub delivery_nice: i32,
+    /// The health pause policy; `None` (the default) leaves failing clients unpaused.
+    pub health_policy: Option<HealthPolicy>,
 }
 
 impl Default for DispatchSettings {
@@ -148,6 +155,7 @@ impl Default for DispatchSettings {
             token_lifetime: Duration::from_secs(crate::token::DEFAULT_LIFETIME_SECS.unsigned_abs()),
             retry: RetryPolicy::default(),
             delivery_nice: DEFAULT_DELIVERY_NICE,
+            health_policy: None,
         }
     }
 }

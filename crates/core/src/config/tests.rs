@@ -1,7 +1,7 @@
 //! Unit tests of the config: the layers' precedence, the defaults, the checks and the
 //! redacted store URL.
 
-use super::validate::{connections_for_descriptors, delivery_nice, millis};
+use super::validate::{connections_for_descriptors, delivery_nice, health_policy, millis};
 use super::*;
 use clap::Parser;
 
@@ -264,6 +264,20 @@ fn millis_refuses_zero_and_defaults_when_unset() {
         Duration::from_millis(200)
     );
     assert!(millis("x", Some(0), default).is_err());
+}
+
+#[test]
+fn the_health_policy_is_off_unless_min_failures_is_set() {
+    assert_eq!(health_policy(None, Some(60)).unwrap(), None);
+    let on = health_policy(Some(20), None).unwrap().unwrap();
+    assert_eq!(on.min_failures, 20);
+    assert_eq!(on.pause_after, chrono::Duration::hours(6));
+    let now = health_policy(Some(3), Some(0)).unwrap().unwrap();
+    assert_eq!(now.pause_after, chrono::Duration::zero());
+    assert!(health_policy(Some(0), None).is_err());
+    assert!(health_policy(Some(1), Some(u64::MAX)).is_err());
+    let unset = Settings::from_knobs(Knobs::default(), true, &Environment::default()).unwrap();
+    assert_eq!(unset.dispatch.health_policy, None);
 }
 
 #[test]

@@ -78,6 +78,10 @@ impl DispatchSettings {
                 knobs.max_age_seconds,
             )?,
             delivery_nice: delivery_nice(knobs.delivery_nice)?,
+            health_policy: health_policy(
+                knobs.health_pause_min_failures,
+                knobs.health_pause_after_seconds,
+            )?,
         })
     }
 }
@@ -197,6 +201,29 @@ pub(super) fn delivery_nice(value: Option<i32>) -> Result<i32, ConfigError> {
         return Err(invalid("delivery_nice", "must be between 0 and 19"));
     }
     Ok(nice)
+}
+
+/// The health pause policy: on when `min_failures` is set (at least 1), with `after_secs`
+/// (default [`DEFAULT_HEALTH_PAUSE_AFTER`]; 0 pauses on the failures alone).
+pub(super) fn health_policy(
+    min_failures: Option<u64>,
+    after_secs: Option<u64>,
+) -> Result<Option<HealthPolicy>, ConfigError> {
+    let Some(min_failures) = min_failures else {
+        return Ok(None);
+    };
+    if min_failures == 0 {
+        return Err(invalid("health_pause_min_failures", "must be at least 1"));
+    }
+    let after = after_secs.map_or(DEFAULT_HEALTH_PAUSE_AFTER, Duration::from_secs);
+    let pause_after = chrono::Duration::from_std(after)
+        .ok()
+        .filter(|d| *d <= chrono::Duration::days(3650))
+        .ok_or_else(|| invalid("health_pause_after_seconds", "is too large"))?;
+    Ok(Some(HealthPolicy {
+        pause_after,
+        min_failures,
+    }))
 }
 
 /// Checks a retention age in days: at least one.

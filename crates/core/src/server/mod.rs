@@ -90,6 +90,9 @@ pub async fn run(
         delivery,
     } = parts;
     let metrics = Arc::new(Metrics::new());
+    stores
+        .client_health
+        .set_health_policy(settings.dispatch.health_policy);
     let sender = Sender::with_clock(settings.sender.clone(), clock.clone())?;
     let mut dispatcher = Dispatcher::new(
         DispatcherParts {

@@ -212,6 +212,11 @@ pub trait Tx: Send {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Makes the client's pending rows due at `now` with a fresh budget (attempts 0, the age
+    /// budget counted from `now`), and restarts its failure streak: what resuming a paused
+    /// client does. Returns how many rows.
+    async fn release_held(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Tells other nodes, at commit, that rows may have become claimable (a client resumed).
     async fn announce(&mut self) -> Result<(), StoreError>;
 

@@ -4,6 +4,7 @@
 use super::backend::{Backend, Lane};
 use super::{Page, StoreError, millis};
 use crate::clients::RelyingParty;
+use crate::health::PausedBy;
 use crate::ids::ClientId;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -73,6 +74,48 @@ impl Clients {
             self.backend.wake_workers();
         }
         Ok(cancelled)
+    }
+
+    /// Pauses or resumes a client, recording who paused it ([`PausedBy::Operator`]) and when.
+    /// Resuming a paused client, whoever paused it, also gives its pending rows a fresh
+    /// budget, due at `now` (they are claimed in the order they were written), and restarts
+    /// its failure streak, in the same transaction, so a long pause neither dead-letters the
+    /// rows at once nor lets the health policy pause it again before new failures. Pausing a
+    /// paused client keeps who paused it. Returns the client; `NotFound` if absent.
+    pub async fn set_paused(
+        &self,
+        id: &ClientId,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<RelyingParty, StoreError> {
+        let now = millis(now);
+        let mut client = self.get_client(id).await?.ok_or(StoreError::NotFound)?;
+        let resumed = client.paused && !paused;
+        if paused && !client.paused {
+            client.paused_by = Some(PausedBy::Operator);
+            client.paused_at = Some(now);
+        } else if !paused {
+            client.paused_by = None;
+            client.paused_at = None;
+        }
+        client.paused = paused;
+        client.updated_at = now;
+        let claimable = !paused && client.logout_url().is_some();
+        let mut tx = self.backend.begin(Lane::Interactive).await?;
+        if !tx.update_client(&client, now).await? {
+            return Err(StoreError::NotFound);
+        }
+        if resumed {
+            tx.release_held(id, now).await?;
+        }
+        if claimable {
+            tx.announce().await?;
+        }
+        tx.commit().await?;
+        if claimable {
+            self.backend.wake_workers();
+        }
+        Ok(client)
     }
 
     /// Deletes a client and cancels its pending deliveries in the same transaction. Returns

@@ -44,7 +44,7 @@ pub use clients::Clients;
 pub use error::{Page, StoreError};
 pub use redrive::Redrives;
 pub use sessions::Sessions;
-pub use traits::{Deliveries, Health, Housekeeping, Queue};
+pub use traits::{ClientHealthStats, Deliveries, Health, Housekeeping, Queue};
 
 use crate::metadata::SessionMetadata;
 use chrono::{DateTime, Utc};
@@ -98,13 +98,15 @@ pub struct Stores {
     pub housekeeping: Arc<dyn Housekeeping>,
     /// Checks the database answers (readiness).
     pub health: Arc<dyn Health>,
+    /// Per-client endpoint health and the pause policy.
+    pub client_health: Arc<dyn ClientHealthStats>,
 }
 
 impl Stores {
     /// Every seam over one backend.
     pub fn over<B>(backend: Arc<B>) -> Self
     where
-        B: Backend + Queue + Deliveries + Housekeeping + Health + 'static,
+        B: Backend + Queue + Deliveries + Housekeeping + Health + ClientHealthStats + 'static,
     {
         Self {
             sessions: Sessions::new(backend.clone()),
@@ -113,7 +115,8 @@ impl Stores {
             queue: backend.clone(),
             deliveries: backend.clone(),
             housekeeping: backend.clone(),
-            health: backend,
+            health: backend.clone(),
+            client_health: backend,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The seams of the store that are backend queries with no rule above them, cut by who
 //! uses them: the dispatcher's [`Queue`], the operator's [`Deliveries`] views, the
-//! background [`Housekeeping`], and the readiness [`Health`] probe.
+//! background [`Housekeeping`], the endpoint statistics [`ClientHealthStats`], and the
+//! readiness [`Health`] probe.
 
 use super::{Page, StoreError};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
+use crate::health::{ClientHealth, HealthPolicy};
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
@@ -125,11 +127,41 @@ pub trait Housekeeping: Send + Sync {
     /// (their client lists go with them). Returns how many.
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 
+    /// Deletes the endpoint-health buckets older than the health window at `now`. Returns
+    /// how many.
+    async fn prune_health(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// The earliest `expires_at` or `idle_expires_at` among active sessions, if any.
     async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Signalled when a session with an expiry is created, so the expiry sweeper reschedules.
     fn expiry_wakeup(&self) -> Arc<Notify>;
+}
+
+/// Endpoint health: the per-client statistics the queue keeps as it records attempts, and
+/// the pause policy it applies in the same transaction.
+#[async_trait]
+pub trait ClientHealthStats: Send + Sync {
+    /// Sets the pause policy applied as results are recorded (`None`, the default: off).
+    fn set_health_policy(&self, policy: Option<HealthPolicy>);
+
+    /// How many clients the policy paused in this process.
+    fn auto_pauses(&self) -> u64;
+
+    /// One client's health as of `now`; `None` for an unknown client.
+    async fn client_health(
+        &self,
+        id: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ClientHealth>, StoreError>;
+
+    /// The health of every client as of `now`, ordered by client_id, after cursor `from`.
+    async fn list_client_health(
+        &self,
+        from: Option<&str>,
+        take: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Page<ClientHealth>, StoreError>;
 }
 
 /// A readiness probe of the backend.

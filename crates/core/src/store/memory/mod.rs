@@ -5,9 +5,11 @@
 //!
 //! What a backend needs, at its smallest: [`super::Backend`] (begin a transaction, four reads,
 //! two wake-ups), the transaction primitives of [`tx`], and the queries of [`super::Queue`],
-//! [`super::Deliveries`], [`super::Housekeeping`] and [`super::Health`].
+//! [`super::Deliveries`], [`super::Housekeeping`], [`super::ClientHealthStats`] and
+//! [`super::Health`].
 
 mod clients;
+mod health;
 mod outbox;
 mod retention;
 mod sessions;
@@ -32,6 +34,7 @@ pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
+    policy: Arc<crate::health::PolicyCell>,
 }
 
 impl MemoryStore {
@@ -129,6 +132,8 @@ struct State {
     keys: HashMap<String, (StoredKey, DateTime<Utc>)>,
     /// Each rate-limited client's pacing state.
     pacing: HashMap<ClientId, crate::pacing::PaceState>,
+    /// Each client's endpoint-health statistics.
+    health: HashMap<ClientId, health::MemHealth>,
 }
 
 /// One outbox row with what the status view does not show.

@@ -3,6 +3,7 @@
 use super::{MemoryStore, Row, State};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
+use crate::health::batch::BatchHealth;
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
@@ -50,8 +51,29 @@ impl Queue for MemoryStore {
 
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         let mut state = self.lock().await;
-        let applied = results.iter().filter(|r| record_one(&mut state, r)).count();
-        Ok(applied as u64)
+        let mut applied: Vec<(ClientId, &AttemptResult)> = Vec::with_capacity(results.len());
+        for r in results {
+            if record_one(&mut state, r)
+                && let Some(row) = state.rows.get(&r.id)
+            {
+                applied.push((row.delivery.client_id.clone(), r));
+            }
+        }
+        let health = BatchHealth::of(applied.iter().map(|(client, r)| {
+            (
+                client.as_str(),
+                &r.attempt,
+                r.decision == Decision::Delivered,
+            )
+        }));
+        state.add_health(&health);
+        let paused = match self.policy.get() {
+            Some(policy) => state.pause_failing_clients(&health, &policy),
+            None => Vec::new(),
+        };
+        drop(state);
+        self.policy.count_pauses(&paused);
+        Ok(applied.len() as u64)
     }
 
     async fn release(
@@ -236,6 +258,11 @@ impl Housekeeping for MemoryStore {
 
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         Ok(self.lock().await.prune_sessions(before, limit))
+    }
+
+    async fn prune_health(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = crate::health::window_start(now);
+        Ok(self.lock().await.prune_health(before))
     }
 
     async fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

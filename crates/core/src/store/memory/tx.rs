@@ -140,7 +140,12 @@ impl Tx for MemoryTx {
 
     async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {
         self.state.pacing.remove(id);
+        self.state.health.remove(id);
         Ok(self.state.clients.remove(id).is_some())
+    }
+
+    async fn release_held(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self.state.release_held(id, now))
     }
 
     async fn cancel_rows(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {

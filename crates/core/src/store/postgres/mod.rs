@@ -26,8 +26,12 @@ mod tx;
 
 use super::sql::{Dialect, db, ms, opt_from_ms, overfetch};
 
-use super::{Health, StoreError, Stores, redact_url, wake};
+use super::sql::health::{health_page, one_health};
+use super::{ClientHealthStats, Health, Page, StoreError, Stores, redact_url, wake};
+use crate::health::{ClientHealth, HealthPolicy, PolicyCell};
+use crate::ids::ClientId;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use std::str::FromStr;
@@ -46,6 +50,7 @@ pub struct PostgresStore {
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
     listener: JoinHandle<()>,
+    health: Arc<PolicyCell>,
 }
 
 impl PostgresStore {
@@ -80,6 +85,7 @@ impl PostgresStore {
             wakeup,
             expiry: Arc::new(Notify::new()),
             listener,
+            health: Arc::default(),
         })
     }
 
@@ -103,6 +109,34 @@ impl Drop for PostgresStore {
     /// Stops the listener task with the store, so it does not keep the pool alive.
     fn drop(&mut self) {
         self.listener.abort();
+    }
+}
+
+#[async_trait]
+impl ClientHealthStats for PostgresStore {
+    fn set_health_policy(&self, policy: Option<HealthPolicy>) {
+        self.health.set(policy);
+    }
+
+    fn auto_pauses(&self) -> u64 {
+        self.health.pauses()
+    }
+
+    async fn client_health(
+        &self,
+        id: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ClientHealth>, StoreError> {
+        one_health(&self.pool, id, now).await
+    }
+
+    async fn list_client_health(
+        &self,
+        from: Option<&str>,
+        take: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Page<ClientHealth>, StoreError> {
+        health_page(&self.pool, from, take, now).await
     }
 }
 

@@ -11,7 +11,8 @@ use crate::outbox::{
     OutboxStats,
 };
 use crate::pacing::Pace;
-use crate::store::sql::results::ResultRow;
+use crate::store::sql::health::HealthStatements;
+use crate::store::sql::results::{ResultRow, applied_health};
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
@@ -62,6 +63,9 @@ const CLAIM_PLAN: &str = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL jit = of
 /// each result then finds its row by primary key whatever the statistics say. With a usable
 /// `state` predicate the planner read every in-flight row through the `state` index for each
 /// batch and hash-joined them (20,000 in flight: 10 ms per batch against 3 ms).
+///
+/// It returns the applied rows with their clients, for the endpoint-health statistics added
+/// in the same transaction.
 const RECORD: &str = "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r (id text, \
     lease text, state text, next_at bigint, delivered_at bigint, last_status integer, \
     last_error text, at bigint, status integer, error text, latency_ms bigint, jti text)), \
@@ -69,10 +73,10 @@ const RECORD: &str = "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r (id t
     delivered_at = r.delivered_at, last_status = r.last_status, last_error = r.last_error, \
     attempts = d.attempts + 1, lease_id = NULL, lease_until = NULL, updated_at = r.at \
     FROM r WHERE d.id = r.id AND d.lease_id = r.lease AND d.state || '' = 'in_flight' \
-    RETURNING d.id), \
+    RETURNING d.id, d.client_id), \
     history AS (INSERT INTO delivery_attempts (delivery_id, at, status, error, latency_ms, jti) \
     SELECT r.id, r.at, r.status, r.error, r.latency_ms, r.jti FROM r JOIN done ON done.id = r.id) \
-    SELECT count(*) FROM done";
+    SELECT id, client_id FROM done";
 
 #[async_trait]
 impl Queue for PostgresStore {
@@ -109,12 +113,17 @@ impl Queue for PostgresStore {
         if results.is_empty() {
             return Ok(0);
         }
-        let applied: i64 = sqlx::query_scalar(RECORD)
+        let mut tx = self.begin().await?;
+        let done: Vec<(String, String)> = sqlx::query_as(RECORD)
             .bind(result_batch(results))
-            .fetch_one(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-        Ok(applied.unsigned_abs())
+        let health = applied_health(&ResultRow::first_of_each(results), &done);
+        let paused = sqlx::Postgres::record_health(&mut tx, &health, self.health.get()).await?;
+        tx.commit().await.map_err(db)?;
+        self.health.count_pauses(&paused);
+        Ok(done.len() as u64)
     }
 
     async fn release(

@@ -2,6 +2,9 @@
 //! ended sessions in bounded batches (rows another transaction holds are skipped).
 
 use super::{PostgresStore, db, ms, opt_from_ms};
+use crate::health::window_start;
+use crate::store::sql::from_ms;
+use crate::store::sql::health::HealthStatements;
 use crate::store::sql::redrive::RedriveStatements;
 use crate::store::{Housekeeping, StoreError};
 use async_trait::async_trait;
@@ -26,6 +29,12 @@ impl Housekeeping for PostgresStore {
 
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         prune_sessions(self, before, limit).await
+    }
+
+    async fn prune_health(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = from_ms(window_start(now))?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        <sqlx::Postgres as HealthStatements>::prune_health(&mut conn, before).await
     }
 
     /// Each branch reads one partial index.

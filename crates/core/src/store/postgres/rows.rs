@@ -78,6 +78,8 @@ impl ClaimRow {
                         paused: self.client_paused,
                         created_at: self.client_created_at,
                         updated_at: self.client_updated_at,
+                        paused_by: None,
+                        paused_at: None,
                     }
                     .into_client()?,
                 );

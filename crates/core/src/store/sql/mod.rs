@@ -5,6 +5,7 @@
 //!
 //! Nothing here asks which database it runs on: what differs is a [`Dialect`] type.
 
+pub(super) mod health;
 pub(super) mod redrive;
 pub(super) mod results;
 pub(super) mod rows;

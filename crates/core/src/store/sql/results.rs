@@ -2,10 +2,11 @@
 //! appended to its history.
 
 use super::ms;
+use crate::health::batch::BatchHealth;
 use crate::outbox::{AttemptRecord, AttemptResult};
 use crate::retry::Decision;
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// One result as stored.
 pub(in crate::store) struct ResultRow<'a> {
@@ -55,4 +56,20 @@ impl<'a> ResultRow<'a> {
             attempt: a,
         }
     }
+}
+
+/// The endpoint health of the results of `rows` that were applied: `applied` holds each
+/// applied row's id and client, as the update returned them.
+pub(in crate::store) fn applied_health(
+    rows: &[ResultRow<'_>],
+    applied: &[(String, String)],
+) -> BatchHealth {
+    let clients: HashMap<&str, &str> = applied
+        .iter()
+        .map(|(id, client)| (id.as_str(), client.as_str()))
+        .collect();
+    BatchHealth::of(rows.iter().filter_map(|r| {
+        let client = clients.get(r.id)?;
+        Some((*client, r.attempt, r.state == "delivered"))
+    }))
 }

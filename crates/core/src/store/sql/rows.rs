@@ -3,6 +3,7 @@
 
 use super::{StoreError, StoredJson, from_ms, opt_from_ms, parse, unsigned};
 use crate::clients::RelyingParty;
+use crate::health::PausedBy;
 use crate::ids::LeaseId;
 use crate::metadata::SessionMetadata;
 use crate::outbox::{
@@ -33,7 +34,7 @@ pub(in crate::store) use delivery_columns;
 /// The columns of [`ClientRow`], for `concat!`.
 macro_rules! client_columns {
     () => {
-        "settings, paused, created_at, updated_at"
+        "settings, paused, created_at, updated_at, paused_by, paused_at"
     };
 }
 pub(in crate::store) use client_columns;
@@ -87,13 +88,21 @@ pub(in crate::store) struct ClientRow<J> {
     pub paused: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Absent from the claims' reads, which do not show it.
+    #[sqlx(default)]
+    pub paused_by: Option<String>,
+    #[sqlx(default)]
+    pub paused_at: Option<i64>,
 }
 
 impl<J: StoredJson> ClientRow<J> {
     /// The registration; the columns win over the copies inside `settings`.
     pub(crate) fn into_client(self) -> Result<RelyingParty, StoreError> {
+        let paused_by = self.paused_by.as_deref().and_then(PausedBy::parse);
         Ok(RelyingParty {
             paused: self.paused,
+            paused_by: paused_by.filter(|_| self.paused),
+            paused_at: opt_from_ms(self.paused_at)?.filter(|_| self.paused),
             created_at: from_ms(self.created_at)?,
             updated_at: from_ms(self.updated_at)?,
             ..self.settings.decode::<RelyingParty>("client settings")?

@@ -10,6 +10,7 @@ use super::rows::{
 use super::{Dialect, db, ms, overfetch};
 use crate::clients::{RateLimit, RelyingParty};
 use crate::clock::Clock;
+use crate::health::PausedBy;
 use crate::ids::{ClientId, DeliveryId, EventId, SessionId};
 use crate::metadata::SessionMetadata;
 use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress};
@@ -148,8 +149,9 @@ where
         client: &RelyingParty,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query::<DB>(
-            "INSERT INTO clients (client_id, settings, paused, has_url, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client_id) DO NOTHING",
+            "INSERT INTO clients (client_id, settings, paused, has_url, created_at, updated_at, \
+             paused_by, paused_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (client_id) DO NOTHING",
         )
         .bind(client.client_id.as_str())
         .bind(Json(client))
@@ -157,6 +159,8 @@ where
         .bind(client.logout_url().is_some())
         .bind(ms(client.created_at))
         .bind(ms(client.updated_at))
+        .bind(client.paused_by.map(PausedBy::as_str))
+        .bind(client.paused_at.map(ms))
         .execute(conn)
         .await
         .map_err(db)?;
@@ -169,14 +173,16 @@ where
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query::<DB>(
-            "UPDATE clients SET settings = $1, paused = $2, has_url = $3, updated_at = $4 \
-             WHERE client_id = $5",
+            "UPDATE clients SET settings = $1, paused = $2, has_url = $3, updated_at = $4, \
+             paused_by = $6, paused_at = $7 WHERE client_id = $5",
         )
         .bind(Json(client))
         .bind(client.paused)
         .bind(client.logout_url().is_some())
         .bind(ms(now))
         .bind(client.client_id.as_str())
+        .bind(client.paused_by.map(PausedBy::as_str))
+        .bind(client.paused_at.map(ms))
         .execute(conn)
         .await
         .map_err(db)?;
@@ -191,11 +197,18 @@ where
             .map_err(db)?;
         // Its pacing state goes with it: a client registered again under the same id starts
         // with a full burst.
-        sqlx::query::<DB>("DELETE FROM client_pacing WHERE client_id = $1")
-            .bind(id.as_str())
-            .execute(conn)
-            .await
-            .map_err(db)?;
+        // So do its endpoint-health statistics.
+        for table in [
+            "DELETE FROM client_pacing WHERE client_id = $1",
+            "DELETE FROM client_health WHERE client_id = $1",
+            "DELETE FROM client_health_buckets WHERE client_id = $1",
+        ] {
+            sqlx::query::<DB>(table)
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
         Ok(DB::affected(&done) > 0)
     }
 

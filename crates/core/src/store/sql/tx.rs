@@ -2,6 +2,7 @@
 //! primitives its database words differently ([`SqlTx`]), and the rest are [`Shared`]
 //! statements.
 
+use super::health::HealthStatements;
 use super::parse;
 use super::redrive::RedriveStatements;
 use super::shared::Shared;
@@ -21,7 +22,7 @@ use std::collections::HashSet;
 #[async_trait]
 pub(in crate::store) trait SqlTx: Send {
     /// The database.
-    type Db: Shared + RedriveStatements;
+    type Db: Shared + RedriveStatements + HealthStatements;
 
     /// The transaction's connection.
     fn conn(&mut self) -> &mut <Self::Db as sqlx::Database>::Connection;
@@ -164,6 +165,10 @@ impl<T: SqlTx> Tx for T {
 
     async fn requeue(&mut self, id: &DeliveryId, now: DateTime<Utc>) -> Result<(), StoreError> {
         T::Db::requeue(self.conn(), id, now).await
+    }
+
+    async fn release_held(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        T::Db::release_held(self.conn(), id, now).await
     }
 
     async fn failed_rows(

@@ -24,8 +24,12 @@ mod writer;
 
 use super::sql::{Dialect, db, ms, opt_from_ms};
 
-use super::{Health, StoreError, Stores, wake};
+use super::sql::health::{health_page, one_health};
+use super::{ClientHealthStats, Health, Page, StoreError, Stores, wake};
+use crate::health::{ClientHealth, HealthPolicy, PolicyCell};
+use crate::ids::ClientId;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -85,6 +89,7 @@ pub struct SqliteStore {
     expiry: Arc<Notify>,
     gate: Arc<WriteGate>,
     checkpoints: Arc<Checkpoints>,
+    health: Arc<PolicyCell>,
 }
 
 impl Drop for SqliteStore {
@@ -135,6 +140,7 @@ impl SqliteStore {
             expiry: Arc::new(Notify::new()),
             gate,
             checkpoints,
+            health: Arc::default(),
         })
     }
 
@@ -248,6 +254,34 @@ fn warn_if_open(path: &std::path::Path, mode: u32) {
             "the SQLite database is readable by other users; run `chmod {wanted} {}`",
             path.display()
         );
+    }
+}
+
+#[async_trait]
+impl ClientHealthStats for SqliteStore {
+    fn set_health_policy(&self, policy: Option<HealthPolicy>) {
+        self.health.set(policy);
+    }
+
+    fn auto_pauses(&self) -> u64 {
+        self.health.pauses()
+    }
+
+    async fn client_health(
+        &self,
+        id: &ClientId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ClientHealth>, StoreError> {
+        one_health(&self.reader, id, now).await
+    }
+
+    async fn list_client_health(
+        &self,
+        from: Option<&str>,
+        take: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Page<ClientHealth>, StoreError> {
+        health_page(&self.reader, from, take, now).await
     }
 }
 

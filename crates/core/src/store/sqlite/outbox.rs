@@ -12,15 +12,17 @@ use crate::outbox::{
     DeliveryState, OutboxStats,
 };
 use crate::pacing::Pace;
+use crate::store::sql::health::HealthStatements;
+use crate::store::sql::results::{ResultRow, applied_health};
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
-use crate::store::sql::{json, limit as bound, results::ResultRow};
+use crate::store::sql::{json, limit as bound};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use sqlx::SqliteConnection;
+use sqlx::{Row, SqliteConnection};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::Notify;
@@ -70,14 +72,22 @@ impl Queue for SqliteStore {
     /// applies only what is missing.
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         let mut rows = &ResultRow::first_of_each(results)[..];
+        let policy = self.health.get();
         let mut applied = 0;
         while !rows.is_empty() {
             let mut tx = self.begin_background_write().await?;
             let (these, rest) = rows.split_at(rows.len().min(self.batch_sizes().results));
+            let mut done = Vec::with_capacity(these.len());
             for chunk in these.chunks(values::MAX_ROWS) {
-                applied += record_chunk(&mut tx, chunk).await?;
+                done.extend(record_chunk(&mut tx, chunk).await?);
             }
+            applied += done.len() as u64;
+            // The statistics of exactly the results applied, and the clients the policy
+            // pauses, commit with them.
+            let health = applied_health(these, &done);
+            let paused = sqlx::Sqlite::record_health(&mut tx, &health, policy).await?;
             tx.commit().await.map_err(db)?;
+            self.health.count_pauses(&paused);
             rows = rest;
         }
         Ok(applied)
@@ -245,7 +255,8 @@ impl Deliveries for SqliteStore {
     }
 }
 
-/// Up to `limit` claimable rows, oldest due first. In-flight rows carry their lease end in
+/// Up to `limit` claimable rows, oldest due first (rows due at one instant in id order, the
+/// order they were written). In-flight rows carry their lease end in
 /// `next_attempt_at`, so one ordered range over the partial `deliveries_due` index finds both
 /// kinds; `INDEXED BY` keeps the planner from preferring `deliveries_state` and sorting.
 ///
@@ -260,12 +271,12 @@ async fn due_rows(
     let rows: String = sqlx::query_scalar(concat!(
         "SELECT json_group_array(json_array(",
         delivery_columns!(),
-        ") ORDER BY next_attempt_at) FROM (SELECT ",
+        ") ORDER BY next_attempt_at, id) FROM (SELECT ",
         delivery_columns!(),
         " FROM deliveries INDEXED BY deliveries_due",
         " WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?1",
         " AND client_id IN (SELECT client_id FROM clients WHERE paused = 0 AND has_url = 1)",
-        " ORDER BY next_attempt_at LIMIT +?2)"
+        " ORDER BY next_attempt_at, id LIMIT +?2)"
     ))
     .bind(ms(now))
     .bind(bound(limit))
@@ -333,7 +344,8 @@ static UPDATE_RESULTS: LazyLock<values::Statement> = LazyLock::new(|| {
              last_error = r.last_error, attempts = attempts + 1, lease_id = NULL, \
              lease_until = NULL, updated_at = r.at FROM r \
              WHERE r.id IS NOT NULL AND deliveries.id = r.id AND deliveries.lease_id = r.lease \
-             AND +deliveries.state = 'in_flight'"
+             AND +deliveries.state = 'in_flight' \
+             RETURNING deliveries.id, deliveries.client_id"
         )
     })
 });
@@ -342,11 +354,12 @@ static UPDATE_RESULTS: LazyLock<values::Statement> = LazyLock::new(|| {
 static RECORD: LazyLock<values::Sequence> =
     LazyLock::new(|| values::Sequence::new(&[&INSERT_ATTEMPTS, &UPDATE_RESULTS]));
 
-/// Writes one chunk of results (see [`values`]); returns the rows updated.
+/// Writes one chunk of results (see [`values`]); returns the rows updated, each with its
+/// client.
 async fn record_chunk(
     conn: &mut SqliteConnection,
     chunk: &[ResultRow<'_>],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<(String, String)>, StoreError> {
     let mut query = sqlx::query(RECORD.sql(chunk.len()));
     for row in chunk {
         let a = row.attempt;
@@ -371,15 +384,16 @@ async fn record_chunk(
             .bind(row.last_error.as_deref())
             .bind(ms(row.attempt.at));
     }
-    let changed = UPDATE_RESULTS
-        .pad(query, chunk.len())
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?
-        .rows_affected();
     // Both statements match the same rows (id, lease and state in flight), one attempt and
-    // one update each, and the count covers both.
-    Ok(changed / 2)
+    // one update each; the update returns them.
+    let rows = UPDATE_RESULTS
+        .pad(query, chunk.len())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?)))
+        .collect()
 }
 
 /// Leases as one parameter, a JSON array of `[id, lease]` pairs (read with `json_each`).

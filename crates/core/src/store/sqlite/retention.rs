@@ -2,6 +2,9 @@
 //! ended sessions in bounded batches.
 
 use super::{SqliteStore, WriteTx, db, json_list, ms, opt_from_ms};
+use crate::health::window_start;
+use crate::store::sql::from_ms;
+use crate::store::sql::health::HealthStatements;
 use crate::store::sql::limit as bound;
 use crate::store::sql::redrive::RedriveStatements;
 use crate::store::{Housekeeping, StoreError};
@@ -29,6 +32,14 @@ impl Housekeeping for SqliteStore {
 
     async fn prune_sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         prune_sessions(self, before, limit).await
+    }
+
+    async fn prune_health(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = from_ms(window_start(now))?;
+        let mut tx = self.begin_background_write().await?;
+        let n = <sqlx::Sqlite as HealthStatements>::prune_health(&mut tx, before).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(n)
     }
 
     /// Each branch reads one partial index.

@@ -79,6 +79,8 @@ pub(super) fn ending_sessions(
                 paused: paused != 0,
                 created_at,
                 updated_at,
+                paused_by: None,
+                paused_at: None,
             };
             registrations.push(client.into_client()?);
         }

@@ -33,6 +33,8 @@ async fn store_with(sessions: usize) -> Arc<SqliteStore> {
         id_token_signed_response_alg: Default::default(),
         encryption: Default::default(),
         paused: false,
+        paused_by: None,
+        paused_at: None,
         created_at: at(0),
         updated_at: at(0),
     };
