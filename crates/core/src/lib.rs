@@ -25,6 +25,8 @@
 //! - `sender`: the only code that touches the HTTP client (form POST, no redirects, SSRF
 //!   guard).
 //! - `retry`: classification of an attempt and the backoff schedule (pure).
+//! - `operator_events`: what the operator is told (`client.paused`, `client.resumed`,
+//!   `delivery.failed`), written with its cause and posted to the operator webhook.
 //! - `retention`: pruning of finished deliveries and old ended sessions.
 //! - `verify`: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
 //!   an RP.
@@ -52,6 +54,7 @@ mod metadata;
 mod metrics;
 mod mock_rp;
 mod net_policy;
+mod operator_events;
 mod outbox;
 mod pacing;
 mod retention;
@@ -89,7 +92,8 @@ pub use console::{
 pub use dispatcher::{Dispatcher, DispatcherParts, MAX_DEFER};
 pub use expiry::ExpirySweeper;
 pub use ids::{
-    ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, SessionId, UserId, random_secret,
+    ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, OperatorEventId, SessionId, UserId,
+    random_secret,
     random_token,
 };
 pub use initiator::Initiator;
@@ -109,6 +113,11 @@ pub use mock_rp::{
     LogLimits, MockRp, MockRpConfig, MockRpHandle, Receipt, rotated_path,
 };
 pub use net_policy::NetPolicy;
+pub use operator_events::{
+    ClaimedOperatorEvent, EventRedrive, EventTally, EventWorker, EventWorkerParts,
+    NewOperatorEvent, OperatorEvent, OperatorEventFilter, OperatorEventResult, OperatorEventState,
+    OperatorEventType, PausedBy, WebhookSecret, WebhookSecretError, sign_webhook,
+};
 pub use outbox::{
     AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
     DeliveryFilter, DeliveryProgress, DeliveryScope, DeliveryState, FailedFilter,
@@ -130,8 +139,9 @@ pub use store::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::SqliteStore;
 pub use store::{
-    Backend, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane, Page, Queue,
-    Redrives, Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis, open as open_store,
+    Backend, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane, OperatorEvents,
+    Page, Queue, Redrives, Sessions, StoreError, Stores, Tx, emit as emit_operator_events,
+    memory::MemoryStore, millis, open as open_store,
 };
 pub use terminate::{ClientNote, EndReport, EndTarget, SkipReason};
 pub use token::{

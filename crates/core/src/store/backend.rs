@@ -13,10 +13,12 @@ use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
+use crate::operator_events::{EventTally, NewOperatorEvent};
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// Whom a write transaction serves, for a backend that orders its writers (SQLite's single
 /// writer lets an API write in ahead of queued batch work).
@@ -63,6 +65,9 @@ pub trait Backend: Send + Sync {
 
     /// Wakes the expiry sweeper after a session with an expiry was committed.
     fn wake_expiry(&self);
+
+    /// The count of operator events this process wrote, per type.
+    fn event_tally(&self) -> Arc<EventTally>;
 }
 
 /// Which sessions one step of a termination ends.
@@ -165,6 +170,10 @@ pub trait Tx: Send {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Whether the client is paused, locked against every other writer until commit; `None`
+    /// when it does not exist.
+    async fn client_paused(&mut self, id: &ClientId) -> Result<Option<bool>, StoreError>;
+
     /// Deletes a client; `false` when it does not exist.
     async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError>;
 
@@ -210,6 +219,13 @@ pub trait Tx: Send {
         redriven: u64,
         done: bool,
         now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Inserts operator events, pending and due at their creation time, their age budget
+    /// counted from then (see [`super::emit`]).
+    async fn insert_operator_events(
+        &mut self,
+        events: &[NewOperatorEvent],
     ) -> Result<(), StoreError>;
 
     /// Tells other nodes, at commit, that rows may have become claimable (a client resumed).

@@ -5,6 +5,7 @@ use super::backend::{Backend, Lane};
 use super::{Page, StoreError, millis};
 use crate::clients::RelyingParty;
 use crate::ids::ClientId;
+use crate::operator_events::{NewOperatorEvent, PausedBy};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -46,18 +47,33 @@ impl Clients {
         }))
     }
 
-    /// Replaces a client's settings. When it no longer has a URL, its pending deliveries are
-    /// cancelled in the same transaction; when it may be delivered to (a URL and not paused),
-    /// every node's workers are told, since resuming makes its rows claimable again. Returns
-    /// how many rows were cancelled; `NotFound` if absent.
+    /// Replaces a client's settings, as the operator asks (see [`Clients::update_client_by`]).
     pub async fn update_client(
         &self,
         client: &RelyingParty,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        self.update_client_by(client, now, PausedBy::Operator).await
+    }
+
+    /// Replaces a client's settings. When it no longer has a URL, its pending deliveries are
+    /// cancelled in the same transaction; when `paused` changes, a `client.paused` or
+    /// `client.resumed` operator event naming `by` is written in the same transaction; when
+    /// it may be delivered to (a URL and not paused), every node's workers are told, since
+    /// resuming makes its rows claimable again. Returns how many rows were cancelled;
+    /// `NotFound` if absent.
+    pub async fn update_client_by(
+        &self,
+        client: &RelyingParty,
+        now: DateTime<Utc>,
+        by: PausedBy,
+    ) -> Result<u64, StoreError> {
         let now = millis(now);
         let claimable = !client.paused && client.logout_url().is_some();
         let mut tx = self.backend.begin(Lane::Interactive).await?;
+        let Some(was_paused) = tx.client_paused(&client.client_id).await? else {
+            return Err(StoreError::NotFound);
+        };
         if !tx.update_client(client, now).await? {
             return Err(StoreError::NotFound);
         }
@@ -65,10 +81,16 @@ impl Clients {
             None => tx.cancel_rows(&client.client_id, now).await?,
             Some(_) => 0,
         };
+        let events: Vec<NewOperatorEvent> = (was_paused != client.paused)
+            .then(|| NewOperatorEvent::client_paused(&client.client_id, client.paused, by, now))
+            .into_iter()
+            .collect();
+        super::emit(&mut *tx, &events).await?;
         if claimable {
             tx.announce().await?;
         }
         tx.commit().await?;
+        self.backend.event_tally().count(&events);
         if claimable {
             self.backend.wake_workers();
         }

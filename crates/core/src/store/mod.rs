@@ -30,6 +30,7 @@ mod error;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+mod operator_events;
 mod redrive;
 mod sessions;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -42,11 +43,13 @@ mod traits;
 pub use backend::{Backend, Ending, EndingSet, Lane, Tx};
 pub use clients::Clients;
 pub use error::{Page, StoreError};
+pub use operator_events::{OperatorEvents, emit};
 pub use redrive::Redrives;
 pub use sessions::Sessions;
 pub use traits::{Deliveries, Health, Housekeeping, Queue};
 
 use crate::metadata::SessionMetadata;
+use crate::operator_events::EventTally;
 use chrono::{DateTime, Utc};
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -98,15 +101,21 @@ pub struct Stores {
     pub housekeeping: Arc<dyn Housekeeping>,
     /// Checks the database answers (readiness).
     pub health: Arc<dyn Health>,
+    /// Operator events: the webhook worker's queue and the operator's views.
+    pub operator_events: Arc<dyn OperatorEvents>,
+    /// How many operator events this process wrote, per type.
+    pub event_tally: Arc<EventTally>,
 }
 
 impl Stores {
     /// Every seam over one backend.
     pub fn over<B>(backend: Arc<B>) -> Self
     where
-        B: Backend + Queue + Deliveries + Housekeeping + Health + 'static,
+        B: Backend + Queue + Deliveries + Housekeeping + Health + OperatorEvents + 'static,
     {
         Self {
+            event_tally: backend.event_tally(),
+            operator_events: backend.clone(),
             sessions: Sessions::new(backend.clone()),
             clients: Clients::new(backend.clone()),
             redrives: Redrives::new(backend.clone()),

@@ -8,6 +8,7 @@
 //! [`super::Deliveries`], [`super::Housekeeping`] and [`super::Health`].
 
 mod clients;
+mod events;
 mod outbox;
 mod retention;
 mod sessions;
@@ -30,6 +31,7 @@ use tokio::sync::{Mutex, MutexGuard, Notify};
 #[derive(Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    tally: Arc<crate::operator_events::EventTally>,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
 }
@@ -106,6 +108,10 @@ impl Backend for MemoryStore {
     fn wake_expiry(&self) {
         wake(&self.expiry);
     }
+
+    fn event_tally(&self) -> Arc<crate::operator_events::EventTally> {
+        self.tally.clone()
+    }
 }
 
 #[async_trait]
@@ -129,6 +135,8 @@ struct State {
     keys: HashMap<String, (StoredKey, DateTime<Utc>)>,
     /// Each rate-limited client's pacing state.
     pacing: HashMap<ClientId, crate::pacing::PaceState>,
+    /// The operator events.
+    events: BTreeMap<crate::ids::OperatorEventId, events::EventRow>,
 }
 
 /// One outbox row with what the status view does not show.

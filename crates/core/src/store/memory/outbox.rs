@@ -8,6 +8,7 @@ use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
     DeliveryProgress, DeliveryState, OutboxStats,
 };
+use crate::operator_events::OperatorEventType;
 use crate::pacing::Pace;
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
@@ -50,8 +51,23 @@ impl Queue for MemoryStore {
 
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         let mut state = self.lock().await;
-        let applied = results.iter().filter(|r| record_one(&mut state, r)).count();
-        Ok(applied as u64)
+        let mut applied = 0;
+        let mut failed = Vec::new();
+        for result in results {
+            if !record_one(&mut state, result) {
+                continue;
+            }
+            applied += 1;
+            if let (Decision::GiveUp(_), Some(row)) = (&result.decision, state.rows.get(&result.id))
+            {
+                failed.push(row.delivery.clone());
+            }
+        }
+        let at = results.first().map(|r| r.attempt.at).unwrap_or_default();
+        let emitted = state.dead_letters(&failed, at);
+        drop(state);
+        self.tally.count_kind(OperatorEventType::DeliveryFailed, emitted);
+        Ok(applied)
     }
 
     async fn release(
@@ -121,17 +137,20 @@ impl Queue for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut state = self.lock().await;
-        let mut failed = 0;
+        let mut failed = Vec::new();
         for (id, lease) in leases {
             if holds_lease(&state, id, lease) {
                 state.schedule(id, DeliveryState::Failed, None, now);
                 if let Some(row) = state.rows.get_mut(id) {
                     row.delivery.last_error = Some(reason.to_owned());
+                    failed.push(row.delivery.clone());
                 }
-                failed += 1;
             }
         }
-        Ok(failed)
+        let emitted = state.dead_letters(&failed, now);
+        drop(state);
+        self.tally.count_kind(OperatorEventType::DeliveryFailed, emitted);
+        Ok(emitted)
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

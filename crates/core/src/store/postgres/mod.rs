@@ -16,6 +16,7 @@
 //! - Migrations run at open; sqlx serialises concurrent migrators with an advisory lock.
 
 mod backend;
+mod events;
 mod listener;
 mod nodelay;
 mod outbox;
@@ -46,6 +47,7 @@ pub struct PostgresStore {
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
     listener: JoinHandle<()>,
+    tally: Arc<crate::operator_events::EventTally>,
 }
 
 impl PostgresStore {
@@ -80,6 +82,7 @@ impl PostgresStore {
             wakeup,
             expiry: Arc::new(Notify::new()),
             listener,
+            tally: Arc::default(),
         })
     }
 
@@ -131,6 +134,7 @@ impl Dialect for Postgres {
     type Json = serde_json::Value;
     const LIMIT: &'static str = "LIMIT ";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
         done.rows_affected()

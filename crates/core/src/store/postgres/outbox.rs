@@ -11,7 +11,8 @@ use crate::outbox::{
     OutboxStats,
 };
 use crate::pacing::Pace;
-use crate::store::sql::results::ResultRow;
+use crate::store::sql::events::EventStatements;
+use crate::store::sql::results::{ResultRow, dead_letters, give_ups, given_up};
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use sqlx::Postgres;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -109,11 +111,29 @@ impl Queue for PostgresStore {
         if results.is_empty() {
             return Ok(0);
         }
+        let rows = ResultRow::first_of_each(results);
+        let failing = give_ups(&rows);
+        if failing.is_empty() {
+            let applied: i64 = sqlx::query_scalar(RECORD)
+                .bind(result_batch(&rows))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+            return Ok(applied.unsigned_abs());
+        }
+        // Some rows may become dead letters: read and lock them first, and write their
+        // events in the same transaction as the results.
+        let mut tx = self.begin().await?;
+        let failing = Postgres::leased_rows(&mut tx, &failing).await?;
         let applied: i64 = sqlx::query_scalar(RECORD)
-            .bind(result_batch(results))
-            .fetch_one(&self.pool)
+            .bind(result_batch(&rows))
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+        let events = dead_letters(&rows, failing);
+        Postgres::insert_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(db)?;
+        self.tally.count(&events);
         Ok(applied.unsigned_abs())
     }
 
@@ -204,7 +224,13 @@ impl Queue for PostgresStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        sqlx::query(
+        let mut tx = self.begin().await?;
+        let pairs: Vec<(&str, &str)> = leases
+            .iter()
+            .map(|(id, lease)| (id.as_str(), lease.as_str()))
+            .collect();
+        let failing = Postgres::leased_rows(&mut tx, &pairs).await?;
+        let failed = sqlx::query(
             "UPDATE deliveries d SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
              lease_until = NULL, last_error = $1, updated_at = $2 \
              FROM jsonb_to_recordset($3) AS r (id text, lease text) \
@@ -213,10 +239,15 @@ impl Queue for PostgresStore {
         .bind(reason)
         .bind(ms(now))
         .bind(lease_batch(leases))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(db)
-        .map(|done| done.rows_affected())
+        .map_err(db)?
+        .rows_affected();
+        let events = given_up(failing, reason, now);
+        Postgres::insert_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(db)?;
+        self.tally.count(&events);
+        Ok(failed)
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -288,9 +319,9 @@ impl Deliveries for PostgresStore {
 }
 
 /// The results as one JSON parameter for [`RECORD`], the first result per row only.
-fn result_batch(results: &[AttemptResult]) -> Value {
-    let batch = ResultRow::first_of_each(results)
-        .into_iter()
+fn result_batch(rows: &[ResultRow<'_>]) -> Value {
+    let batch = rows
+        .iter()
         .map(|r| {
             let a = r.attempt;
             json!({

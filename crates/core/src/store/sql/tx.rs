@@ -3,12 +3,14 @@
 //! statements.
 
 use super::parse;
+use super::events::EventStatements;
 use super::redrive::RedriveStatements;
 use super::shared::Shared;
 use crate::clients::RelyingParty;
 use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
+use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
 use crate::store::StoreError;
@@ -21,7 +23,7 @@ use std::collections::HashSet;
 #[async_trait]
 pub(in crate::store) trait SqlTx: Send {
     /// The database.
-    type Db: Shared + RedriveStatements;
+    type Db: Shared + RedriveStatements + EventStatements;
 
     /// The transaction's connection.
     fn conn(&mut self) -> &mut <Self::Db as sqlx::Database>::Connection;
@@ -144,6 +146,17 @@ impl<T: SqlTx> Tx for T {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         T::Db::update_client(self.conn(), client, now).await
+    }
+
+    async fn client_paused(&mut self, id: &ClientId) -> Result<Option<bool>, StoreError> {
+        T::Db::client_paused(self.conn(), id.as_str()).await
+    }
+
+    async fn insert_operator_events(
+        &mut self,
+        events: &[NewOperatorEvent],
+    ) -> Result<(), StoreError> {
+        T::Db::insert_events(self.conn(), events).await
     }
 
     async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {

@@ -15,6 +15,7 @@
 //! keeps the prepared statement in use.
 
 mod backend;
+mod events;
 mod outbox;
 mod retention;
 mod rows;
@@ -85,6 +86,7 @@ pub struct SqliteStore {
     expiry: Arc<Notify>,
     gate: Arc<WriteGate>,
     checkpoints: Arc<Checkpoints>,
+    tally: Arc<crate::operator_events::EventTally>,
 }
 
 impl Drop for SqliteStore {
@@ -135,6 +137,7 @@ impl SqliteStore {
             expiry: Arc::new(Notify::new()),
             gate,
             checkpoints,
+            tally: Arc::default(),
         })
     }
 
@@ -266,6 +269,7 @@ impl Dialect for sqlx::Sqlite {
     type Json = String;
     const LIMIT: &'static str = "LIMIT +";
     const FOR_UPDATE: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
 
     fn affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         done.rows_affected()

@@ -14,13 +14,15 @@ use crate::outbox::{
 use crate::pacing::Pace;
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
-use crate::store::sql::{json, limit as bound, results::ResultRow};
+use crate::store::sql::events::EventStatements;
+use crate::store::sql::results::{ResultRow, dead_letters, give_ups, given_up};
+use crate::store::sql::{json, limit as bound};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use sqlx::SqliteConnection;
+use sqlx::{Sqlite, SqliteConnection};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::Notify;
@@ -74,10 +76,15 @@ impl Queue for SqliteStore {
         while !rows.is_empty() {
             let mut tx = self.begin_background_write().await?;
             let (these, rest) = rows.split_at(rows.len().min(self.batch_sizes().results));
+            // The rows these results turn into dead letters, read before they change.
+            let failing = Sqlite::leased_rows(&mut tx, &give_ups(these)).await?;
             for chunk in these.chunks(values::MAX_ROWS) {
                 applied += record_chunk(&mut tx, chunk).await?;
             }
+            let events = dead_letters(these, failing);
+            Sqlite::insert_events(&mut tx, &events).await?;
             tx.commit().await.map_err(db)?;
+            self.tally.count(&events);
             rows = rest;
         }
         Ok(applied)
@@ -166,6 +173,11 @@ impl Queue for SqliteStore {
             return Ok(0);
         }
         let mut tx = self.begin_background_write().await?;
+        let pairs: Vec<(&str, &str)> = leases
+            .iter()
+            .map(|(id, lease)| (id.as_str(), lease.as_str()))
+            .collect();
+        let failing = Sqlite::leased_rows(&mut tx, &pairs).await?;
         let failed = sqlx::query(
             "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
              lease_until = NULL, last_error = ?1, updated_at = ?2 FROM json_each(?3) AS r \
@@ -179,7 +191,10 @@ impl Queue for SqliteStore {
         .await
         .map_err(db)?
         .rows_affected();
+        let events = given_up(failing, reason, now);
+        Sqlite::insert_events(&mut tx, &events).await?;
         tx.commit().await.map_err(db)?;
+        self.tally.count(&events);
         Ok(failed)
     }
 
