@@ -83,7 +83,7 @@ pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
     DEFAULT_LISTEN, DEFAULT_MAX_PER_ORIGIN, DEFAULT_MAX_WAITING_REQUESTS, DispatchSettings,
     Environment, HousekeepingSettings, HttpSettings, Knobs, MAX_CONNECTIONS_CEILING,
-    MAX_CONNECTIONS_FLOOR, Settings, default_max_connections, describe_flags, load as load_config,
+    MAX_CONNECTIONS_FLOOR, OperatorWebhook, Settings, default_max_connections, describe_flags, load as load_config,
     parse_issuer,
 };
 pub use console::{

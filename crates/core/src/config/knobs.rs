@@ -132,6 +132,15 @@ pub struct Knobs {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<bool>,
+    /// URL the operator events are POSTed to (Standard Webhooks); none sends nothing.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_webhook_url: Option<String>,
+    /// File holding the operator webhook's signing secret, `whsec_` and base64 (instead of
+    /// LOGOUTD_OPERATOR_WEBHOOK_SECRET).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_webhook_secret_file: Option<PathBuf>,
 }
 
 /// A switch that is off says nothing, so a layer above cannot turn off what one below turned
@@ -217,6 +226,8 @@ impl Knobs {
             shutdown_grace_ms: Some(millis_of(DEFAULT_SHUTDOWN_GRACE)),
             max_waiting_requests: Some(DEFAULT_MAX_WAITING_REQUESTS),
             dispatch: Some(DEFAULT_DISPATCH),
+            operator_webhook_url: None,
+            operator_webhook_secret_file: None,
         }
     }
 }
