@@ -83,8 +83,8 @@ pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
     DEFAULT_LISTEN, DEFAULT_MAX_PER_ORIGIN, DEFAULT_MAX_WAITING_REQUESTS, DispatchSettings,
     Environment, HousekeepingSettings, HttpSettings, Knobs, MAX_CONNECTIONS_CEILING,
-    MAX_CONNECTIONS_FLOOR, OperatorWebhook, Settings, default_max_connections, describe_flags, load as load_config,
-    parse_issuer,
+    MAX_CONNECTIONS_FLOOR, OperatorWebhook, Settings, default_max_connections, describe_flags,
+    load as load_config, parse_issuer,
 };
 pub use console::{
     finish as finish_command, init_logging, print_line, runtime as command_runtime, stop_signal,
@@ -93,8 +93,7 @@ pub use dispatcher::{Dispatcher, DispatcherParts, MAX_DEFER};
 pub use expiry::ExpirySweeper;
 pub use ids::{
     ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, OperatorEventId, SessionId, UserId,
-    random_secret,
-    random_token,
+    random_secret, random_token,
 };
 pub use initiator::Initiator;
 pub use keys::{

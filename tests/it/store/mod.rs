@@ -5,6 +5,7 @@ mod claims;
 mod clients;
 mod fixtures;
 mod housekeeping;
+mod operator_events;
 pub mod postgres;
 mod redrives;
 mod results;
@@ -112,7 +113,12 @@ macro_rules! conformance {
                 housekeeping::stats_count_live_and_dead_rows,
                 housekeeping::claims_flag_rows_whose_lease_expired,
                 user_wide::a_user_wide_end_writes_one_user_row_covering_every_session,
-                user_wide::a_user_row_is_redriven_cancelled_and_pruned_like_any_other
+                user_wide::a_user_row_is_redriven_cancelled_and_pruned_like_any_other,
+                operator_events::pause_and_resume_write_one_event_each_only_on_change,
+                operator_events::a_dead_letter_writes_delivery_failed_with_it,
+                operator_events::events_are_claimed_under_a_lease_oldest_first,
+                operator_events::webhook_results_follow_the_decision_and_failed_ones_are_redriven,
+                operator_events::prune_removes_old_delivered_and_failed_events_only
             );
         }
     };

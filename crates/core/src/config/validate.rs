@@ -202,14 +202,19 @@ fn operator_webhook(
 ) -> Result<Option<OperatorWebhook>, ConfigError> {
     const URL: &str = "operator_webhook_url";
     const SECRET: &str = "operator_webhook_secret";
-    let secret = match (env.operator_webhook_secret()?, &knobs.operator_webhook_secret_file) {
+    let secret = match (
+        env.operator_webhook_secret()?,
+        &knobs.operator_webhook_secret_file,
+    ) {
         (Some(secret), _) => Some(secret.to_owned()),
-        (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            }
-        })?),
+        (None, Some(path)) => {
+            Some(
+                std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?,
+            )
+        }
         (None, None) => None,
     };
     let (raw, secret) = match (&knobs.operator_webhook_url, secret) {
@@ -224,7 +229,9 @@ fn operator_webhook(
         (Some(raw), Some(secret)) => (raw, secret),
     };
     let url = net.validate_url(raw).map_err(|e| {
-        let reason = e.to_string().replace("backchannel_logout_urls entries", "the URL");
+        let reason = e
+            .to_string()
+            .replace("backchannel_logout_urls entries", "the URL");
         invalid(URL, reason)
     })?;
     let secret = crate::operator_events::WebhookSecret::parse(&secret)

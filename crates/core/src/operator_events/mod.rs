@@ -41,7 +41,11 @@ pub enum OperatorEventType {
 
 impl OperatorEventType {
     /// Every type, in a fixed order (the metrics).
-    pub const ALL: [Self; 3] = [Self::ClientPaused, Self::ClientResumed, Self::DeliveryFailed];
+    pub const ALL: [Self; 3] = [
+        Self::ClientPaused,
+        Self::ClientResumed,
+        Self::DeliveryFailed,
+    ];
 
     /// The wire and database name.
     pub fn as_str(self) -> &'static str {
@@ -242,7 +246,7 @@ pub struct OperatorEventResult {
     pub decision: Decision,
     /// The webhook's HTTP status, if it answered.
     pub status: Option<u16>,
-    /// The transport error, if any.
+    /// The event's last error: the attempt's, or why it was given up.
     pub error: Option<String>,
     /// When the attempt started.
     pub at: DateTime<Utc>,

@@ -57,7 +57,13 @@ fn delivery_failed_carries_no_metadata_nor_token() {
     };
     let event = NewOperatorEvent::delivery_failed(&delivery, now);
     assert_eq!(event.kind, OperatorEventType::DeliveryFailed);
-    let keys: Vec<&str> = event.data.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = event
+        .data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(
         keys,
         [
@@ -81,7 +87,10 @@ fn pause_event_names_who_paused() {
     let now = chrono::Utc::now();
     let paused = NewOperatorEvent::client_paused(&"rp".into(), true, PausedBy::Operator, now);
     assert_eq!(paused.kind, OperatorEventType::ClientPaused);
-    assert_eq!(paused.data, json!({"client_id": "rp", "paused_by": "operator"}));
+    assert_eq!(
+        paused.data,
+        json!({"client_id": "rp", "paused_by": "operator"})
+    );
     let resumed = NewOperatorEvent::client_paused(&"rp".into(), false, PausedBy::HealthPolicy, now);
     assert_eq!(resumed.kind, OperatorEventType::ClientResumed);
     assert_eq!(resumed.data["paused_by"], "health_policy");

@@ -78,7 +78,12 @@ impl EventWorker {
     async fn claim(&self) -> Vec<ClaimedOperatorEvent> {
         let now = self.parts.clock.now();
         let lease = chrono::Duration::from_std(self.parts.lease).unwrap_or(chrono::Duration::MAX);
-        match self.parts.events.claim_events(now, lease, CONCURRENCY).await {
+        match self
+            .parts
+            .events
+            .claim_events(now, lease, CONCURRENCY)
+            .await
+        {
             Ok(claimed) => claimed,
             Err(err) => {
                 tracing::warn!(error = %crate::error::chain(&err), "claiming operator events failed");
@@ -114,6 +119,7 @@ impl EventWorker {
             ),
         };
         let (status, error) = describe(&sent.outcome);
+        let error = last_error(&decision, status, error);
         tracing::info!(
             operator_event_id = %event.id,
             event_type = event.kind.as_str(),
@@ -142,5 +148,22 @@ impl EventWorker {
                 tracing::warn!(operator_event_id = %result.id, error = %crate::error::chain(&err), "recording an operator webhook attempt failed");
             }
         }
+    }
+}
+
+/// The event's `last_error` after an attempt: the attempt's own error, or, once it is given
+/// up, why; a refusal by the webhook is worded for the webhook (the retry reasons speak of
+/// RPs and logout tokens).
+fn last_error(decision: &Decision, status: Option<u16>, error: Option<String>) -> Option<String> {
+    use crate::retry::{GiveUpReason, Terminal};
+    match decision {
+        Decision::GiveUp(GiveUpReason::Terminal(
+            Terminal::Rejected(_) | Terminal::Refused(_) | Terminal::Unexpected(_),
+        )) => Some(match status {
+            Some(code) => format!("status {code}: the operator webhook refused the event"),
+            None => "the operator webhook refused the event".to_owned(),
+        }),
+        Decision::GiveUp(reason) => Some(reason.to_string()),
+        _ => error,
     }
 }

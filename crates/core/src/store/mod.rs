@@ -28,9 +28,9 @@ pub(crate) mod backend;
 mod clients;
 mod error;
 pub(crate) mod memory;
+mod operator_events;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
-mod operator_events;
 mod redrive;
 mod sessions;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -36,8 +36,8 @@ pub trait OperatorEvents: Send + Sync {
         limit: usize,
     ) -> Result<Vec<ClaimedOperatorEvent>, StoreError>;
 
-    /// Records one attempt's result if its lease is current; `false` when it is not (another
-    /// worker owns the event now).
+    /// Records one attempt's result if its lease is current (its `error` becomes the event's
+    /// `last_error` as it is); `false` when it is not (another worker owns the event now).
     async fn record_event(&self, result: &OperatorEventResult) -> Result<bool, StoreError>;
 
     /// Gives claimed events back, due at `now`, without counting an attempt (shutdown).

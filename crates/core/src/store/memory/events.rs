@@ -126,10 +126,9 @@ impl OperatorEvents for MemoryStore {
                 e.state = OperatorEventState::Pending;
                 e.next_attempt_at = Some(millis(*next));
             }
-            Decision::GiveUp(reason) => {
+            Decision::GiveUp(_) => {
                 e.state = OperatorEventState::Failed;
                 e.next_attempt_at = None;
-                e.last_error = Some(reason.to_string());
             }
         }
         Ok(true)

@@ -4,11 +4,11 @@ use super::{MemoryStore, Row, State};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
+use crate::operator_events::OperatorEventType;
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
     DeliveryProgress, DeliveryState, OutboxStats,
 };
-use crate::operator_events::OperatorEventType;
 use crate::pacing::Pace;
 use crate::retry::Decision;
 use crate::store::{Deliveries, Housekeeping, Page, Queue, StoreError, millis};
@@ -66,7 +66,8 @@ impl Queue for MemoryStore {
         let at = results.first().map(|r| r.attempt.at).unwrap_or_default();
         let emitted = state.dead_letters(&failed, at);
         drop(state);
-        self.tally.count_kind(OperatorEventType::DeliveryFailed, emitted);
+        self.tally
+            .count_kind(OperatorEventType::DeliveryFailed, emitted);
         Ok(applied)
     }
 
@@ -149,7 +150,8 @@ impl Queue for MemoryStore {
         }
         let emitted = state.dead_letters(&failed, now);
         drop(state);
-        self.tally.count_kind(OperatorEventType::DeliveryFailed, emitted);
+        self.tally
+            .count_kind(OperatorEventType::DeliveryFailed, emitted);
         Ok(emitted)
     }
 

@@ -20,8 +20,8 @@ use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use sqlx::Postgres;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 

@@ -4,8 +4,7 @@ use super::rows::{DeliveryRow, delivery_columns};
 use super::{Dialect, StoredJson, db, from_ms, limit, ms, opt_from_ms, overfetch, parse, unsigned};
 use crate::ids::{LeaseId, OperatorEventId};
 use crate::operator_events::{
-    ClaimedOperatorEvent, NewOperatorEvent, OperatorEvent, OperatorEventFilter,
-    OperatorEventResult,
+    ClaimedOperatorEvent, NewOperatorEvent, OperatorEvent, OperatorEventFilter, OperatorEventResult,
 };
 use crate::outbox::Delivery;
 use crate::retry::Decision;
@@ -279,10 +278,10 @@ where
         result: &OperatorEventResult,
     ) -> Result<bool, StoreError> {
         let at = ms(result.at);
-        let (state, next, delivered, error) = match &result.decision {
-            Decision::Delivered => ("delivered", None, Some(at), result.error.clone()),
-            Decision::RetryAt(t) => ("pending", Some(ms(*t)), None, result.error.clone()),
-            Decision::GiveUp(reason) => ("failed", None, None, Some(reason.to_string())),
+        let (state, next, delivered) = match &result.decision {
+            Decision::Delivered => ("delivered", None, Some(at)),
+            Decision::RetryAt(t) => ("pending", Some(ms(*t)), None),
+            Decision::GiveUp(_) => ("failed", None, None),
         };
         let done = sqlx::query::<DB>(
             "UPDATE operator_events SET state = $1, next_attempt_at = $2, delivered_at = $3, \
@@ -294,7 +293,7 @@ where
         .bind(next)
         .bind(delivered)
         .bind(result.status.map(i32::from))
-        .bind(error.as_deref())
+        .bind(result.error.as_deref())
         .bind(at)
         .bind(result.id.as_str())
         .bind(result.lease.as_str())
@@ -339,7 +338,8 @@ where
             sql.push(" AND type = ").push_bind(kind.as_str().to_owned());
         }
         if let Some(state) = filter.state {
-            sql.push(" AND state = ").push_bind(state.as_str().to_owned());
+            sql.push(" AND state = ")
+                .push_bind(state.as_str().to_owned());
         }
         if let Some(cursor) = from {
             sql.push(" AND id > ").push_bind(cursor.to_owned());

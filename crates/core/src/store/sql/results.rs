@@ -4,8 +4,8 @@
 use super::ms;
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{AttemptRecord, AttemptResult, Delivery, DeliveryState};
-use chrono::{DateTime, Utc};
 use crate::retry::Decision;
+use chrono::{DateTime, Utc};
 use std::borrow::Cow;
 use std::collections::HashSet;
 

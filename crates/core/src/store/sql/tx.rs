@@ -2,8 +2,8 @@
 //! primitives its database words differently ([`SqlTx`]), and the rest are [`Shared`]
 //! statements.
 
-use super::parse;
 use super::events::EventStatements;
+use super::parse;
 use super::redrive::RedriveStatements;
 use super::shared::Shared;
 use crate::clients::RelyingParty;

@@ -12,10 +12,10 @@ use crate::outbox::{
     DeliveryState, OutboxStats,
 };
 use crate::pacing::Pace;
-use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
-use crate::store::sql::shared::Shared;
 use crate::store::sql::events::EventStatements;
 use crate::store::sql::results::{ResultRow, dead_letters, give_ups, given_up};
+use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
+use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use crate::terminate::EndTarget;
