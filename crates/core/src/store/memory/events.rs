@@ -47,12 +47,12 @@ impl State {
         }
     }
 
-    /// Writes `delivery.failed` for each of `failed`, rows that just became dead letters;
-    /// returns how many.
-    pub(super) fn dead_letters(&mut self, failed: &[Delivery], now: DateTime<Utc>) -> u64 {
+    /// Writes `delivery.failed` for each of `failed`, rows that just became dead letters
+    /// (each with when it failed); returns how many.
+    pub(super) fn dead_letters(&mut self, failed: &[(Delivery, DateTime<Utc>)]) -> u64 {
         let events: Vec<NewOperatorEvent> = failed
             .iter()
-            .map(|d| NewOperatorEvent::delivery_failed(d, now))
+            .map(|(d, at)| NewOperatorEvent::delivery_failed(d, *at))
             .collect();
         self.insert_events(&events);
         events.len() as u64

@@ -60,11 +60,10 @@ impl Queue for MemoryStore {
             applied += 1;
             if let (Decision::GiveUp(_), Some(row)) = (&result.decision, state.rows.get(&result.id))
             {
-                failed.push(row.delivery.clone());
+                failed.push((row.delivery.clone(), result.attempt.at));
             }
         }
-        let at = results.first().map(|r| r.attempt.at).unwrap_or_default();
-        let emitted = state.dead_letters(&failed, at);
+        let emitted = state.dead_letters(&failed);
         drop(state);
         self.tally
             .count_kind(OperatorEventType::DeliveryFailed, emitted);
@@ -144,11 +143,11 @@ impl Queue for MemoryStore {
                 state.schedule(id, DeliveryState::Failed, None, now);
                 if let Some(row) = state.rows.get_mut(id) {
                     row.delivery.last_error = Some(reason.to_owned());
-                    failed.push(row.delivery.clone());
+                    failed.push((row.delivery.clone(), now));
                 }
             }
         }
-        let emitted = state.dead_letters(&failed, now);
+        let emitted = state.dead_letters(&failed);
         drop(state);
         self.tally
             .count_kind(OperatorEventType::DeliveryFailed, emitted);
