@@ -257,3 +257,60 @@ async fn a_webhook_down_leaves_the_event_failed_and_re_drivable() {
     assert_eq!(status, 400);
     serve.terminate().await;
 }
+
+/// Two nodes on one PostgreSQL database with the same webhook: each event reaches it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_nodes_send_each_event_once() {
+    use crate::support::process::ServeProcess as Node;
+    let Some(db) = crate::store::postgres::TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let webhook = RecordingRp::start(Reply::status(204)).await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    let secret = WebhookSecret::generate();
+    let file = dir.path().join("webhook-secret");
+    std::fs::write(&file, &secret).unwrap();
+    let url = webhook.url("/hook").to_string();
+    let flags = [
+        "--operator-webhook-url",
+        url.as_str(),
+        "--operator-webhook-secret-file",
+        file.to_str().unwrap(),
+    ];
+    let a = Node::start(dir.path(), &db.url, &flags).await;
+    let b = Node::start(dir.path(), &db.url, &flags).await;
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let id = format!("rp{i}");
+        let body = json!({ "client_id": id, "name": id,
+            "oidc_logout": { "backchannel_logout_urls": [rp.url("/bcl").as_str()] } });
+        let (status, reply) = node.call(Method::POST, "/api/v2/clients", Some(body)).await;
+        assert_eq!(status, 201, "{reply}");
+        for action in ["pause", "resume"] {
+            let path = format!("/api/v2/clients/{id}/{action}");
+            assert_eq!(node.call(Method::POST, &path, None).await.0, 200);
+        }
+    }
+    assert!(webhook.wait_until(EVENT_TIMEOUT, |r| r.len() >= 20).await);
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let (_, page) = a
+            .call(Method::GET, "/api/v2/operator-events?state=delivered", None)
+            .await;
+        if page["events"].as_array().unwrap().len() == 20 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids: Vec<String> = webhook
+        .requests()
+        .iter()
+        .map(|r| r.webhook[0].clone().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (20, 20), "each event sent once");
+    a.terminate().await;
+    b.terminate().await;
+}
