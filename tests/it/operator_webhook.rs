@@ -111,16 +111,21 @@ async fn pause_and_resume_reach_the_webhook_signed() {
         )
         .await;
     assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
-    let (_, metrics) = reqwest::get(format!("{}/metrics", serve.base))
-        .await
-        .map(|r| (r.status(), r))
-        .unwrap();
-    let text = metrics.text().await.unwrap();
-    assert!(
-        text.contains("logoutd_operator_events_total{type=\"client.paused\"} 1"),
-        "{text}"
-    );
-    assert!(text.contains("logoutd_operator_webhook_attempts_total{outcome=\"delivered\"}"));
+    // The attempt is counted just after it is recorded: read the metrics until it shows.
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", serve.base))
+            .await
+            .unwrap();
+        let text = metrics.text().await.unwrap();
+        let paused = text.contains("logoutd_operator_events_total{type=\"client.paused\"} 1");
+        assert!(paused, "{text}");
+        if text.contains("logoutd_operator_webhook_attempts_total{outcome=\"delivered\"} 2") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     serve.terminate().await;
 }
 

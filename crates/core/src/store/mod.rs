@@ -17,6 +17,9 @@
 //!   primitives), and the queries with no rule above them, cut by who uses them: [`Queue`]
 //!   (the dispatcher), [`Deliveries`] (the operator), [`Housekeeping`] (retention and expiry)
 //!   and [`Health`] (readiness).
+//! - Operator events: [`emit`] writes them inside the transaction of their cause (a rule's,
+//!   or a backend's own dead-letter write, through the same statement); [`OperatorEvents`]
+//!   is the webhook worker's queue and the operator's views.
 //! - The backends: [`memory`] (the smallest: see how little it needs), `sqlite` (the
 //!   embedded default) and `postgres` (several nodes on one database). The two SQL backends
 //!   share their rows, their write transaction and the statements both databases run alike
