@@ -25,6 +25,7 @@ mod keys;
 mod mock_rp;
 mod multinode;
 mod openapi;
+mod operator_webhook;
 mod rate_limit;
 mod sender;
 mod shutdown;

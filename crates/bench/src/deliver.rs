@@ -204,6 +204,7 @@ pub fn settings(dir: &Path, store: String) -> Settings {
         dispatch: DispatchSettings::default(),
         housekeeping: HousekeepingSettings::default(),
         http: logoutd_core::HttpSettings::default(),
+        operator_webhook: None,
         sender: SenderConfig {
             policy: NetPolicy {
                 allow_insecure: true,

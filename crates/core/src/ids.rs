@@ -218,17 +218,37 @@ impl DeliveryId {
     /// back) the id follows that one instead. So rows are appended to every index ordered by
     /// id, rather than scattered over it.
     pub fn generate_at(now: chrono::DateTime<chrono::Utc>) -> Self {
-        let millis = u64::try_from(now.timestamp_millis())
-            .unwrap_or(0)
-            .min(MAX_MILLIS);
-        let tick = next_tick(millis);
-        let mut id = String::with_capacity(4 + 11 + 22);
-        id.push_str("dlv_");
-        push_sorted(&mut id, tick >> 16, 8);
-        push_sorted(&mut id, tick & 0xffff, 3);
-        id.push_str(&random_token());
-        Self(id)
+        Self(sorted_id("dlv_", now))
     }
+}
+
+string_id!(
+    /// One operator event (`client.paused`, `delivery.failed`, ...), the `webhook-id` of its
+    /// webhook requests.
+    OperatorEventId, "oev_"
+);
+
+impl OperatorEventId {
+    /// A fresh id that sorts like [`DeliveryId::generate_at`]'s: in the order this process
+    /// generated its ids, then 128 random bits.
+    pub fn generate_at(now: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(sorted_id("oev_", now))
+    }
+}
+
+/// `prefix`, 11 characters that sort in generation order (see [`DeliveryId::generate_at`]),
+/// then 128 random bits.
+fn sorted_id(prefix: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let millis = u64::try_from(now.timestamp_millis())
+        .unwrap_or(0)
+        .min(MAX_MILLIS);
+    let tick = next_tick(millis);
+    let mut id = String::with_capacity(prefix.len() + 11 + 22);
+    id.push_str(prefix);
+    push_sorted(&mut id, tick >> 16, 8);
+    push_sorted(&mut id, tick & 0xffff, 3);
+    id.push_str(&random_token());
+    id
 }
 
 /// The largest millisecond count an id encodes (48 bits).

@@ -29,6 +29,8 @@
 //! - `retry`: classification of an attempt and the backoff schedule (pure).
 //! - `health`: per-client success rate, latency and failure streak, kept as attempts are
 //!   recorded, and the policy that pauses a client that keeps failing.
+//! - `operator_events`: what the operator is told (`client.paused`, `client.resumed`,
+//!   `delivery.failed`), written with its cause and posted to the operator webhook.
 //! - `retention`: pruning of finished deliveries and old ended sessions.
 //! - `verify`: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
 //!   an RP.
@@ -58,6 +60,7 @@ mod metadata;
 mod metrics;
 mod mock_rp;
 mod net_policy;
+mod operator_events;
 mod outbox;
 mod pacing;
 mod retention;
@@ -87,18 +90,20 @@ pub use config::{
     ApiToken, ConfigError, DEFAULT_CONFIG_FILE, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LEASE,
     DEFAULT_LISTEN, DEFAULT_MAX_PER_ORIGIN, DEFAULT_MAX_WAITING_REQUESTS, DispatchSettings,
     Environment, HousekeepingSettings, HttpSettings, Knobs, MAX_CONNECTIONS_CEILING,
-    MAX_CONNECTIONS_FLOOR, Settings, default_max_connections, describe_flags, load as load_config,
-    parse_issuer,
+    MAX_CONNECTIONS_FLOOR, OperatorWebhook, Settings, default_max_connections, describe_flags,
+    load as load_config, parse_issuer,
 };
 pub use console::{
     finish as finish_command, init_logging, print_line, runtime as command_runtime, stop_signal,
 };
 pub use dispatcher::{Dispatcher, DispatcherParts, MAX_DEFER};
 pub use expiry::ExpirySweeper;
-pub use health::{ClientHealth, HealthPolicy, LatencyQuantiles, PausedBy, WINDOW_HOURS};
+pub use health::{
+    ClientHealth, HealthPolicy, LatencyQuantiles, PauseState, PausedBy, WINDOW_HOURS,
+};
 pub use ids::{
-    ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, SessionId, UserId, random_secret,
-    random_token,
+    ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, OperatorEventId, SessionId, UserId,
+    random_secret, random_token,
 };
 pub use initiator::Initiator;
 pub use jwe::{
@@ -122,6 +127,11 @@ pub use mock_rp::{
     LogLimits, MockRp, MockRpConfig, MockRpHandle, Receipt, rotated_path,
 };
 pub use net_policy::NetPolicy;
+pub use operator_events::{
+    ClaimedOperatorEvent, EventRedrive, EventTally, EventWorker, EventWorkerParts,
+    NewOperatorEvent, OperatorEvent, OperatorEventFilter, OperatorEventResult, OperatorEventState,
+    OperatorEventType, WebhookSecret, WebhookSecretError, sign_webhook,
+};
 pub use outbox::{
     AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
     DeliveryFilter, DeliveryProgress, DeliveryScope, DeliveryState, FailedFilter,
@@ -144,8 +154,8 @@ pub use store::postgres::PostgresStore;
 pub use store::sqlite::SqliteStore;
 pub use store::{
     Backend, ClientHealthStats, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane,
-    Page, Queue, Redrives, Sessions, StoreError, Stores, Tx, memory::MemoryStore, millis,
-    open as open_store,
+    OperatorEvents, Page, Queue, Redrives, Sessions, StoreError, Stores, Tx,
+    emit as emit_operator_events, memory::MemoryStore, millis, open as open_store,
 };
 pub use terminate::{ClientNote, EndReport, EndTarget, SkipReason};
 pub use token::{

@@ -1,6 +1,7 @@
 //! Prometheus metrics: one registry, created at start and passed down.
 
 use crate::health::ClientHealth;
+use crate::operator_events::OperatorEventType;
 use crate::outbox::OutboxStats;
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -75,6 +76,20 @@ pub struct InitiatorLabels {
     pub initiator: &'static str,
 }
 
+/// Labels of the operator event counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventTypeLabels {
+    /// `client.paused`, `client.resumed` or `delivery.failed`.
+    pub r#type: &'static str,
+}
+
+/// Labels of the operator webhook attempt counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookOutcomeLabels {
+    /// `delivered`, `retry` or `failed`.
+    pub outcome: &'static str,
+}
+
 /// Every metric logoutd exports.
 pub struct Metrics {
     registry: Registry,
@@ -117,6 +132,13 @@ pub struct Metrics {
     pub client_paused: Family<ClientLabels, Gauge>,
     /// Clients the health policy paused in this process.
     pub client_auto_pauses: Counter,
+    /// Operator events written by this process, by type (brought up to the store's tally at
+    /// each scrape).
+    pub operator_events: Family<EventTypeLabels, Counter>,
+    /// Operator webhook attempts by outcome.
+    pub webhook_attempts: Family<WebhookOutcomeLabels, Counter>,
+    /// Operator events pending or in flight at the last scrape.
+    pub operator_events_pending: Gauge,
 }
 
 impl Metrics {
@@ -144,6 +166,24 @@ impl Metrics {
         let client_last_success = Family::<ClientLabels, Gauge>::default();
         let client_paused = Family::<ClientLabels, Gauge>::default();
         let client_auto_pauses = Counter::default();
+        let operator_events = Family::<EventTypeLabels, Counter>::default();
+        let webhook_attempts = Family::<WebhookOutcomeLabels, Counter>::default();
+        let operator_events_pending = Gauge::default();
+        registry.register(
+            "operator_events",
+            "Operator events written, by type (client.paused, client.resumed, delivery.failed)",
+            operator_events.clone(),
+        );
+        registry.register(
+            "operator_webhook_attempts",
+            "Operator webhook attempts by outcome (delivered, retry, failed)",
+            webhook_attempts.clone(),
+        );
+        registry.register(
+            "operator_events_pending",
+            "Operator events waiting for the webhook (pending or in flight)",
+            operator_events_pending.clone(),
+        );
         registry.register(
             "delivery_attempts",
             "Delivery attempts by outcome (delivered, retry, failed) and client",
@@ -257,6 +297,9 @@ impl Metrics {
             origin_deferrals,
             slow_lane_moves,
             pacing_deferrals,
+            operator_events,
+            webhook_attempts,
+            operator_events_pending,
             client_success_ratio,
             client_latency_seconds,
             client_last_success,
@@ -305,6 +348,26 @@ impl Metrics {
         if auto_pauses > counted {
             self.client_auto_pauses.inc_by(auto_pauses - counted);
         }
+    }
+
+    /// Sets the operator event metrics from the store's tally and pending count.
+    pub fn set_operator_events(&self, tally: &[(OperatorEventType, u64)], pending: u64) {
+        for (kind, total) in tally {
+            let counter = self.operator_events.get_or_create(&EventTypeLabels {
+                r#type: kind.as_str(),
+            });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.operator_events_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one recorded operator webhook attempt.
+    pub fn count_webhook_attempt(&self, decision: &crate::retry::Decision) {
+        let outcome = crate::dispatcher::attempt::outcome_label(decision);
+        self.webhook_attempts
+            .get_or_create(&WebhookOutcomeLabels { outcome })
+            .inc();
     }
 
     /// Sets the outbox gauges from a store snapshot taken at `now`.

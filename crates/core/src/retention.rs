@@ -3,6 +3,9 @@
 //! small batches so no prune holds a lock for long; and endpoint-health buckets older than the
 //! health window.
 //!
+//! Operator events that were delivered to the webhook or failed are pruned at the same age:
+//! they are a notice, and a failed one has already been retried to its budget.
+//!
 //! Failed rows, the dead letter, are never pruned here: they stay until an operator re-drives
 //! them or removes them with `POST /api/v2/logout-deliveries/prune-failed`. An ended session
 //! stays while any of its rows does, so a session with pending, in-flight or failed deliveries
@@ -26,10 +29,13 @@ pub struct PruneReport {
     pub deliveries: u64,
     /// Ended sessions deleted (with their client lists).
     pub sessions: u64,
+    /// Delivered and failed operator events deleted.
+    pub operator_events: u64,
 }
 
 /// Deletes delivered and cancelled rows last changed before `before`, then ended sessions
-/// that ended before it and have no rows left; batch by batch.
+/// that ended before it and have no rows left, then delivered and failed operator events last
+/// changed before it; batch by batch.
 pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport, StoreError> {
     let mut report = PruneReport::default();
     loop {
@@ -49,6 +55,17 @@ pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport
             .prune_sessions(before, PRUNE_BATCH)
             .await?;
         report.sessions += n;
+        if n < PRUNE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    loop {
+        let n = stores
+            .operator_events
+            .prune_events(before, PRUNE_BATCH)
+            .await?;
+        report.operator_events += n;
         if n < PRUNE_BATCH as u64 {
             break;
         }
@@ -102,11 +119,14 @@ pub(crate) async fn run(
             .checked_sub_signed(age)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         match prune(&stores, before).await {
-            Ok(report) if report.deliveries + report.sessions > 0 => tracing::info!(
-                deliveries = report.deliveries,
-                sessions = report.sessions,
-                "pruned old deliveries and sessions"
-            ),
+            Ok(report) if report.deliveries + report.sessions + report.operator_events > 0 => {
+                tracing::info!(
+                    deliveries = report.deliveries,
+                    sessions = report.sessions,
+                    operator_events = report.operator_events,
+                    "pruned old deliveries, sessions and operator events"
+                )
+            }
             Ok(_) => {}
             Err(err) => {
                 tracing::error!(error = %crate::error::chain(&err), "pruning failed")

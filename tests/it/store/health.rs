@@ -5,7 +5,7 @@ use super::fixtures::*;
 use chrono::{DateTime, Duration, Utc};
 use logoutd_core::{
     AttemptResult, ClaimedDelivery, ClientId, Decision, DeliveryFilter, HealthPolicy, Initiator,
-    PausedBy, Stores,
+    OperatorEventFilter, OperatorEventType, PausedBy, Stores,
 };
 
 /// Ends one session per name in `sessions`, each with `clients`, at `t(2_000)`.
@@ -191,6 +191,25 @@ pub async fn the_policy_pauses_a_client_that_keeps_failing(s: Stores) {
         .unwrap();
     assert_eq!(stored.paused_by, Some(PausedBy::HealthPolicy));
     assert_eq!(s.client_health.auto_pauses(), 1);
+    // The pause's operator event was written with it.
+    let events = s
+        .operator_events
+        .list_events(&OperatorEventFilter::default(), None, 10)
+        .await
+        .unwrap()
+        .items;
+    let paused: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == OperatorEventType::ClientPaused)
+        .map(|e| (&e.data, e.created_at))
+        .collect();
+    assert_eq!(
+        paused,
+        [(
+            &serde_json::json!({"client_id": "bad", "paused_by": "health_policy"}),
+            later
+        )]
+    );
     // Its row is held; the other client's row is still claimed.
     let claimed = claim(&s, later + Duration::hours(1)).await;
     assert!(

@@ -6,6 +6,7 @@ mod clients;
 mod fixtures;
 mod health;
 mod housekeeping;
+mod operator_events;
 pub mod postgres;
 mod redrives;
 mod results;
@@ -120,7 +121,12 @@ macro_rules! conformance {
                 health::resume_releases_held_rows_in_write_order_with_a_fresh_budget,
                 health::an_operator_pause_is_recorded_and_kept_when_paused_again,
                 health::deleting_a_client_deletes_its_health,
-                health::health_buckets_older_than_the_window_are_pruned
+                health::health_buckets_older_than_the_window_are_pruned,
+                operator_events::pause_and_resume_write_one_event_each_only_on_change,
+                operator_events::a_dead_letter_writes_delivery_failed_with_it,
+                operator_events::events_are_claimed_under_a_lease_oldest_first,
+                operator_events::webhook_results_follow_the_decision_and_failed_ones_are_redriven,
+                operator_events::prune_removes_old_delivered_and_failed_events_only
             );
         }
     };

@@ -393,3 +393,42 @@ async fn a_row_ended_on_one_node_is_delivered_by_another_node_s_idle_dispatcher(
     assert_eq!(rp.requests().len(), 1);
     h.stop().await;
 }
+
+/// Two nodes claiming operator events at once: each event is claimed by one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_claim_each_operator_event_once() {
+    let Some((a, b, _db)) = two_nodes().await else {
+        return;
+    };
+    let clients: Vec<_> = (0..30).map(|i| client(&format!("c{i}"))).collect();
+    register(&a, &clients).await;
+    for mut rp in clients {
+        rp.paused = true;
+        a.clients.update_client(&rp, t(1_000)).await.unwrap();
+    }
+    let drain_events = |node: Stores| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = node
+                .operator_events
+                .claim_events(t(2_000), lease(), 3)
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                return mine;
+            }
+            mine.extend(batch.into_iter().map(|c| c.event.id));
+        }
+    };
+    let tasks: Vec<_> = [&a, &b, &a, &b]
+        .into_iter()
+        .map(|node| tokio::spawn(drain_events(node.clone())))
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), 30, "every event claimed once");
+    assert_eq!(unique.len(), 30, "no event claimed twice");
+}

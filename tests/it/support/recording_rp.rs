@@ -36,6 +36,9 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
     pub user_agent: Option<String>,
     pub body: String,
+    /// The Standard Webhooks headers, when sent: `webhook-id`, `webhook-timestamp` and
+    /// `webhook-signature`.
+    pub webhook: [Option<String>; 3],
     /// 1 for the first accepted TCP connection, 2 for the second, ...
     pub connection: usize,
     /// When the request (with its body) had arrived.
@@ -315,6 +318,11 @@ async fn handle(
         content_type: header("content-type"),
         user_agent: header("user-agent"),
         body: String::from_utf8_lossy(&body).into_owned(),
+        webhook: [
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+        ],
         connection,
         at: std::time::Instant::now(),
     });

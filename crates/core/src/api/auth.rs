@@ -124,6 +124,7 @@ pub(super) fn required_scope(method: &Method, path: &str) -> Scope {
         && ((path.starts_with("/clients/")
             && (path.ends_with("/pause") || path.ends_with("/resume")))
             || (path.starts_with("/logout-deliveries/") && path.ends_with("/retry"))
+            || (path.starts_with("/operator-events/") && path.ends_with("/retry"))
             || path == "/logout-deliveries/prune-failed");
     if operate {
         Scope::Operate
@@ -186,6 +187,9 @@ mod tests {
         let cases = [
             (Method::GET, "/logout-deliveries", Scope::Read),
             (Method::POST, "/logout-deliveries/d1/retry", Scope::Operate),
+            (Method::GET, "/operator-events", Scope::Read),
+            (Method::POST, "/operator-events/oev_1/retry", Scope::Operate),
+            (Method::POST, "/operator-events/oev_1", Scope::Admin),
             (Method::POST, "/logout-deliveries/retry", Scope::Operate),
             (
                 Method::POST,

@@ -28,6 +28,7 @@ mod health;
 mod json_error;
 mod json_keys;
 pub(crate) mod openapi;
+mod operator_events;
 mod public;
 mod redrive;
 mod sessions;
@@ -125,6 +126,9 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(redrive::retry_failed))
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::retry))
+        .routes(routes!(operator_events::list))
+        .routes(routes!(operator_events::get))
+        .routes(routes!(operator_events::retry))
 }
 
 /// Every route: the public ones, the OpenAPI document, and `management` (the management

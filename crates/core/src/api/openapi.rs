@@ -54,6 +54,7 @@ pub const REGENERATE: &str = "cargo run --quiet -- openapi > docs/openapi.json";
         (name = "sessions", description = "Sessions, the RPs that joined them, and their metadata."),
         (name = "logout", description = "Ending sessions: 202 once the end and its deliveries are committed."),
         (name = "deliveries", description = "Delivery status, re-drive and dead-letter cleanup."),
+        (name = "operator-events", description = "Operator events (client.paused, client.resumed, delivery.failed), their webhook delivery and its re-drive."),
         (name = "openapi", description = "This document; no token.")
     )
 )]

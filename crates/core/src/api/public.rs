@@ -159,6 +159,14 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Response {
             tracing::warn!(error = %crate::error::chain(&err), "reading client health failed")
         }
     }
+    match state.stores.operator_events.pending_events().await {
+        Ok(pending) => state
+            .metrics
+            .set_operator_events(&state.stores.event_tally.snapshot(), pending),
+        Err(err) => {
+            tracing::warn!(error = %crate::error::chain(&err), "reading operator event statistics failed")
+        }
+    }
     let body = state.metrics.encode();
     let mut response = body.into_response();
     response.headers_mut().insert(

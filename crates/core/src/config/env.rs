@@ -19,6 +19,8 @@ impl Environment {
     pub const PREFIX: &str = "LOGOUTD_";
     /// The single API token (admin scope).
     pub const API_TOKEN: &str = "LOGOUTD_API_TOKEN";
+    /// The operator webhook's signing secret.
+    pub const OPERATOR_WEBHOOK_SECRET: &str = "LOGOUTD_OPERATOR_WEBHOOK_SECRET";
     /// The clap id of `--config`, set also by `LOGOUTD_CONFIG`.
     pub const CONFIG_FLAG: &str = "config";
 
@@ -75,6 +77,16 @@ impl Environment {
             .get(Self::API_TOKEN)?
             .map(str::trim)
             .filter(|token| !token.is_empty()))
+    }
+}
+
+impl Environment {
+    /// `LOGOUTD_OPERATOR_WEBHOOK_SECRET`, trimmed, unless it is empty.
+    pub fn operator_webhook_secret(&self) -> Result<Option<&str>, ConfigError> {
+        Ok(self
+            .get(Self::OPERATOR_WEBHOOK_SECRET)?
+            .map(str::trim)
+            .filter(|secret| !secret.is_empty()))
     }
 }
 

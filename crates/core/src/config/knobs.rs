@@ -143,6 +143,15 @@ pub struct Knobs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_pause_after_seconds: Option<u64>,
+    /// URL the operator events are POSTed to (Standard Webhooks); none sends nothing.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_webhook_url: Option<String>,
+    /// File holding the operator webhook's signing secret, `whsec_` and base64 (instead of
+    /// LOGOUTD_OPERATOR_WEBHOOK_SECRET).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_webhook_secret_file: Option<PathBuf>,
 }
 
 /// A switch that is off says nothing, so a layer above cannot turn off what one below turned
@@ -230,6 +239,8 @@ impl Knobs {
             dispatch: Some(DEFAULT_DISPATCH),
             health_pause_min_failures: None,
             health_pause_after_seconds: Some(DEFAULT_HEALTH_PAUSE_AFTER.as_secs()),
+            operator_webhook_url: None,
+            operator_webhook_secret_file: None,
         }
     }
 }

@@ -243,6 +243,17 @@ pub struct Settings {
     pub housekeeping: HousekeepingSettings,
     /// API connection limits and the shutdown grace.
     pub http: HttpSettings,
+    /// Where operator events are sent, if anywhere.
+    pub operator_webhook: Option<OperatorWebhook>,
+}
+
+/// The operator webhook: its URL (checked with the RP URL policy) and signing secret.
+#[derive(Debug, Clone)]
+pub struct OperatorWebhook {
+    /// Where events are POSTed.
+    pub url: url::Url,
+    /// The Standard Webhooks signing secret; `Debug` shows `[redacted]`.
+    pub secret: crate::operator_events::WebhookSecret,
 }
 
 /// Reads `logoutd serve`'s settings: `flags` over the `LOGOUTD_*` variables in `env` over the

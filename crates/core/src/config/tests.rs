@@ -319,3 +319,51 @@ fn the_configuration_reference_lists_every_key_with_its_default() {
         assert!(shown.contains(&format!("`{text}`")), "{key}: {shown}");
     }
 }
+
+#[test]
+fn the_operator_webhook_needs_a_secret_and_follows_the_rp_url_policy() {
+    let secret = crate::operator_events::WebhookSecret::generate();
+    let var = ("LOGOUTD_OPERATOR_WEBHOOK_SECRET", secret.as_str());
+    let hook = [
+        "--operator-webhook-url",
+        "https://hooks.example.test/logoutd",
+    ];
+    let settings = load_from("", &[var], &hook).unwrap();
+    let webhook = settings.operator_webhook.as_ref().unwrap();
+    assert_eq!(webhook.url.as_str(), "https://hooks.example.test/logoutd");
+    assert!(!format!("{settings:?}").contains(&secret[6..]));
+    assert!(load_from("", &[], &[]).unwrap().operator_webhook.is_none());
+    let no_secret = load_from("", &[], &hook).unwrap_err().to_string();
+    assert!(no_secret.contains("operator_webhook_url"), "{no_secret}");
+    let no_url = load_from("", &[var], &[]).unwrap_err().to_string();
+    assert!(no_url.contains("operator_webhook_secret"), "{no_url}");
+    let bad = ("LOGOUTD_OPERATOR_WEBHOOK_SECRET", "not-a-secret");
+    let refused = load_from("", &[bad], &hook).unwrap_err().to_string();
+    assert!(
+        refused.contains("whsec_") && !refused.contains("not-a-secret"),
+        "{refused}"
+    );
+    let plain = ["--operator-webhook-url", "http://127.0.0.1:9/hook"];
+    assert!(load_from("", &[var], &plain).is_err());
+    let insecure = [
+        "--operator-webhook-url",
+        "http://127.0.0.1:9/hook",
+        "--allow-insecure-rp-urls",
+    ];
+    assert!(
+        load_from("", &[var], &insecure)
+            .unwrap()
+            .operator_webhook
+            .is_some()
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("{secret}\n")).unwrap();
+    let path = file.path().to_str().unwrap();
+    let from_file = [hook[0], hook[1], "--operator-webhook-secret-file", path];
+    assert!(
+        load_from("", &[], &from_file)
+            .unwrap()
+            .operator_webhook
+            .is_some()
+    );
+}

@@ -27,7 +27,9 @@ impl Settings {
         require_a_token(api_token.as_ref(), &api_tokens_file)?;
         let dispatch = DispatchSettings::from_knobs(&knobs)?;
         let sender = sender(&knobs, net, dispatch.max_per_origin)?;
+        let operator_webhook = operator_webhook(&knobs, net, env)?;
         Ok(Self {
+            operator_webhook,
             listen,
             issuer,
             http: HttpSettings::from_knobs(&knobs)?,
@@ -192,6 +194,53 @@ fn api_token(
         return Ok((Some(ApiToken::new(crate::ids::random_secret())), true));
     }
     Ok((None, false))
+}
+
+/// The operator webhook: its URL under the RP URL policy `net`, and its secret from
+/// `LOGOUTD_OPERATOR_WEBHOOK_SECRET`, else `operator_webhook_secret_file`; a URL without a
+/// secret, or a secret without a URL, is refused.
+fn operator_webhook(
+    knobs: &Knobs,
+    net: NetPolicy,
+    env: &Environment,
+) -> Result<Option<OperatorWebhook>, ConfigError> {
+    const URL: &str = "operator_webhook_url";
+    const SECRET: &str = "operator_webhook_secret";
+    let secret = match (
+        env.operator_webhook_secret()?,
+        &knobs.operator_webhook_secret_file,
+    ) {
+        (Some(secret), _) => Some(secret.to_owned()),
+        (None, Some(path)) => {
+            Some(
+                std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?,
+            )
+        }
+        (None, None) => None,
+    };
+    let (raw, secret) = match (&knobs.operator_webhook_url, secret) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => return Err(invalid(SECRET, "is set but operator_webhook_url is not")),
+        (Some(_), None) => {
+            return Err(invalid(
+                URL,
+                "needs a secret: set LOGOUTD_OPERATOR_WEBHOOK_SECRET or operator_webhook_secret_file",
+            ));
+        }
+        (Some(raw), Some(secret)) => (raw, secret),
+    };
+    let url = net.validate_url(raw).map_err(|e| {
+        let reason = e
+            .to_string()
+            .replace("backchannel_logout_urls entries", "the URL");
+        invalid(URL, reason)
+    })?;
+    let secret = crate::operator_events::WebhookSecret::parse(&secret)
+        .map_err(|e| invalid(SECRET, e.to_string()))?;
+    Ok(Some(OperatorWebhook { url, secret }))
 }
 
 /// Checks a delivery niceness: 0 (the API's priority) to 19 (the lowest).

@@ -247,7 +247,7 @@ async fn attempt(
 /// The status and error text an attempt record keeps. The RP's own text was cleaned when
 /// the sender read it; control characters are stripped here from every kind of message
 /// (transport errors can quote a peer, such as a certificate name) before it is stored.
-pub(super) fn describe(outcome: &Outcome) -> (Option<u16>, Option<String>) {
+pub(crate) fn describe(outcome: &Outcome) -> (Option<u16>, Option<String>) {
     let (status, text) = describe_raw(outcome);
     (status, text.map(|text| retry::strip_controls(&text)))
 }
@@ -274,7 +274,7 @@ fn describe_raw(outcome: &Outcome) -> (Option<u16>, Option<String>) {
 }
 
 /// The metric label of a decision.
-pub(super) fn outcome_label(decision: &Decision) -> &'static str {
+pub(crate) fn outcome_label(decision: &Decision) -> &'static str {
     match decision {
         Decision::Delivered => "delivered",
         Decision::RetryAt(_) => "retry",

@@ -20,7 +20,7 @@
 //! back to the outbox, due shortly before their place, without counting an attempt. A paced
 //! row never waits in memory for its origin either: that would let it go after its place.
 
-mod attempt;
+pub(crate) mod attempt;
 mod origin;
 mod recorder;
 

@@ -49,6 +49,35 @@ impl PausedBy {
     }
 }
 
+/// A client's pause as stored: whether it is paused, and by whom and since when while it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PauseState {
+    /// Whether its deliveries are held.
+    pub paused: bool,
+    /// Who paused it, while paused.
+    pub by: Option<PausedBy>,
+    /// When it was paused, while paused.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl PauseState {
+    /// The pause `client` carries.
+    pub fn of(client: &crate::clients::RelyingParty) -> Self {
+        Self {
+            paused: client.paused,
+            by: client.paused_by,
+            at: client.paused_at,
+        }
+    }
+
+    /// Puts this pause on `client`.
+    pub fn apply(self, client: &mut crate::clients::RelyingParty) {
+        client.paused = self.paused;
+        client.paused_by = self.by;
+        client.paused_at = self.at;
+    }
+}
+
 /// When a failing client is paused: no success for `pause_after` (counted from the start of
 /// its failure streak when it never succeeded) and at least `min_failures` failures since its
 /// last success or its last resume.

@@ -176,6 +176,55 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// Makes one attempt at the operator webhook: POSTs `body` as `application/json` with
+    /// `headers` (the Standard Webhooks headers), under the same timeout, redirect rule and
+    /// address guard as a logout token.
+    pub async fn send_webhook(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        headers: &[(&'static str, String)],
+    ) -> SendResult {
+        let started = Instant::now();
+        let deadline = started + self.inner.config.timeout;
+        let outcome = self.webhook_attempt(url, body, headers, deadline).await;
+        SendResult {
+            outcome,
+            latency: started.elapsed(),
+        }
+    }
+
+    async fn webhook_attempt(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        headers: &[(&'static str, String)],
+        deadline: Instant,
+    ) -> Outcome {
+        if let Some(refusal) = precheck(self.inner.config.policy, url) {
+            return refusal;
+        }
+        let mut request = self
+            .inner
+            .client
+            .post(url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let host = url.host_str().unwrap_or_default();
+        let response = match timeout_at(deadline, request.send()).await {
+            Err(_elapsed) => return Outcome::Timeout,
+            Ok(Err(err)) => return response::from_error(err, host),
+            Ok(Ok(response)) => response,
+        };
+        let max = self.inner.config.max_response_bytes;
+        response::status_only(response, deadline, max, self.inner.clock.now()).await
+    }
+}
+
 fn build_client(config: &SenderConfig) -> Result<reqwest::Client, reqwest::Error> {
     let resolver = resolve::GuardedResolver {
         policy: config.policy,

@@ -30,11 +30,7 @@ pub(super) struct ReadLimits<'a> {
 /// rest is left unread and the connection is dropped rather than returned to the pool.
 pub(super) async fn outcome(response: reqwest::Response, limits: ReadLimits<'_>) -> Outcome {
     let code = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry::parse_retry_after(v, limits.now));
+    let retry_after = retry_after(&response, limits.now);
     let body = timeout_at(limits.deadline, read_capped(response, limits.max_bytes))
         .await
         .unwrap_or_default();
@@ -48,6 +44,33 @@ pub(super) async fn outcome(response: reqwest::Response, limits: ReadLimits<'_>)
         retry_after,
         error,
     }
+}
+
+/// Reads the status and `Retry-After` of a response whose body is not used (the operator
+/// webhook's); the body is read up to `max_bytes` before `deadline`, and dropped.
+pub(super) async fn status_only(
+    response: reqwest::Response,
+    deadline: Instant,
+    max_bytes: usize,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let code = response.status().as_u16();
+    let retry_after = retry_after(&response, now);
+    let _ = timeout_at(deadline, read_capped(response, max_bytes)).await;
+    Outcome::Status {
+        code,
+        retry_after,
+        error: None,
+    }
+}
+
+/// The parsed `Retry-After` header, if any.
+fn retry_after(response: &reqwest::Response, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::parse_retry_after(v, now))
 }
 
 /// Reads chunks until the body ends, fails, or passes `max_bytes`; keeps at most `max_bytes`.

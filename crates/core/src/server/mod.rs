@@ -12,6 +12,7 @@ use crate::dispatcher::{Dispatcher, DispatcherParts};
 use crate::expiry::ExpirySweeper;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
+use crate::operator_events::{EventWorker, EventWorkerParts};
 use crate::retention;
 use crate::sender::Sender;
 use crate::store::Stores;
@@ -94,6 +95,7 @@ pub async fn run(
         .client_health
         .set_health_policy(settings.dispatch.health_policy);
     let sender = Sender::with_clock(settings.sender.clone(), clock.clone())?;
+    let webhook = spawn_event_worker(&settings, &stores, &sender, &clock, &metrics, &shutdown);
     let mut dispatcher = Dispatcher::new(
         DispatcherParts {
             outbox: stores.queue.clone(),
@@ -149,6 +151,11 @@ pub async fn run(
     {
         tracing::error!("dispatcher task failed");
     }
+    if let Some(worker) = webhook
+        && worker.await.is_err()
+    {
+        tracing::error!("operator webhook worker failed");
+    }
     reloader.abort();
     for task in housekeeping {
         if task.await.is_err() {
@@ -156,6 +163,38 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Starts the operator webhook worker when a webhook is configured and this node delivers;
+/// it stops on `shutdown`. Without a webhook, events stay pending (and visible in the API)
+/// until a node with one starts.
+fn spawn_event_worker(
+    settings: &Settings,
+    stores: &Stores,
+    sender: &Sender,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let webhook = settings.operator_webhook.as_ref()?;
+    if !settings.dispatch.enabled {
+        return None;
+    }
+    let worker = EventWorker::new(
+        EventWorkerParts {
+            events: stores.operator_events.clone(),
+            sender: sender.clone(),
+            clock: clock.clone(),
+            url: webhook.url.clone(),
+            secret: webhook.secret.clone(),
+            retry: settings.dispatch.retry,
+            lease: settings.dispatch.lease,
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    );
+    tracing::info!(url = %webhook.url.origin().ascii_serialization(), "operator webhook worker started");
+    Some(tokio::spawn(worker.run()))
 }
 
 /// Starts the expiry sweeper (unless turned off) and the pruner; both stop on `shutdown`.

@@ -10,13 +10,16 @@
 
 use super::StoreError;
 use crate::clients::RelyingParty;
+use crate::health::PauseState;
 use crate::ids::{ClientId, DeliveryId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
+use crate::operator_events::{EventTally, NewOperatorEvent};
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// Whom a write transaction serves, for a backend that orders its writers (SQLite's single
 /// writer lets an API write in ahead of queued batch work).
@@ -63,6 +66,9 @@ pub trait Backend: Send + Sync {
 
     /// Wakes the expiry sweeper after a session with an expiry was committed.
     fn wake_expiry(&self);
+
+    /// The count of operator events this process wrote, per type.
+    fn event_tally(&self) -> Arc<EventTally>;
 }
 
 /// Which sessions one step of a termination ends.
@@ -165,6 +171,10 @@ pub trait Tx: Send {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// The client's pause, locked against every other writer until commit; `None` when it
+    /// does not exist.
+    async fn client_pause(&mut self, id: &ClientId) -> Result<Option<PauseState>, StoreError>;
+
     /// Deletes a client; `false` when it does not exist.
     async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError>;
 
@@ -216,6 +226,12 @@ pub trait Tx: Send {
     /// budget counted from `now`), and restarts its failure streak: what resuming a paused
     /// client does. Returns how many rows.
     async fn release_held(&mut self, id: &ClientId, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Inserts operator events, pending and due at their creation time, their age budget
+    /// counted from then (see [`super::emit`]).
+    async fn insert_operator_events(
+        &mut self,
+        events: &[NewOperatorEvent],
+    ) -> Result<(), StoreError>;
 
     /// Tells other nodes, at commit, that rows may have become claimable (a client resumed).
     async fn announce(&mut self) -> Result<(), StoreError>;

@@ -4,8 +4,9 @@
 use super::backend::{Backend, Lane};
 use super::{Page, StoreError, millis};
 use crate::clients::RelyingParty;
-use crate::health::PausedBy;
+use crate::health::{PauseState, PausedBy};
 use crate::ids::ClientId;
+use crate::operator_events::NewOperatorEvent;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -47,25 +48,32 @@ impl Clients {
         }))
     }
 
-    /// Replaces a client's settings. When it no longer has a URL, its pending deliveries are
-    /// cancelled in the same transaction; when it may be delivered to (a URL and not paused),
-    /// every node's workers are told, since resuming makes its rows claimable again. Returns
-    /// how many rows were cancelled; `NotFound` if absent.
+    /// Replaces a client's settings. Its pause is not a setting: the stored one is kept,
+    /// read under the row's lock, so a change that races a pause (the operator's or the
+    /// health policy's) cannot undo it. When it no longer has a URL, its pending deliveries
+    /// are cancelled in the same transaction; when it may be delivered to (a URL and not
+    /// paused), every node's workers are told. Returns how many rows were cancelled;
+    /// `NotFound` if absent.
     pub async fn update_client(
         &self,
         client: &RelyingParty,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let now = millis(now);
-        let claimable = !client.paused && client.logout_url().is_some();
         let mut tx = self.backend.begin(Lane::Interactive).await?;
-        if !tx.update_client(client, now).await? {
+        let Some(pause) = tx.client_pause(&client.client_id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        let mut client = client.clone();
+        pause.apply(&mut client);
+        if !tx.update_client(&client, now).await? {
             return Err(StoreError::NotFound);
         }
         let cancelled = match client.logout_url() {
             None => tx.cancel_rows(&client.client_id, now).await?,
             Some(_) => 0,
         };
+        let claimable = !client.paused && client.logout_url().is_some();
         if claimable {
             tx.announce().await?;
         }
@@ -76,12 +84,14 @@ impl Clients {
         Ok(cancelled)
     }
 
-    /// Pauses or resumes a client, recording who paused it ([`PausedBy::Operator`]) and when.
-    /// Resuming a paused client, whoever paused it, also gives its pending rows a fresh
-    /// budget, due at `now` (they are claimed in the order they were written), and restarts
-    /// its failure streak, in the same transaction, so a long pause neither dead-letters the
-    /// rows at once nor lets the health policy pause it again before new failures. Pausing a
-    /// paused client keeps who paused it. Returns the client; `NotFound` if absent.
+    /// Pauses or resumes a client for the operator, deciding on the pause read under the
+    /// row's lock. A change writes who paused it ([`PausedBy::Operator`]) and when, and a
+    /// `client.paused` or `client.resumed` operator event, in the same transaction. Resuming
+    /// a paused client, whoever paused it, also gives its pending rows a fresh budget, due
+    /// at `now` (they are claimed in the order they were written), and restarts its failure
+    /// streak, so a long pause neither dead-letters the rows at once nor lets the health
+    /// policy pause it again before new failures. Pausing a paused client, or resuming a
+    /// running one, changes nothing. Returns the client; `NotFound` if absent.
     pub async fn set_paused(
         &self,
         id: &ClientId,
@@ -90,28 +100,43 @@ impl Clients {
     ) -> Result<RelyingParty, StoreError> {
         let now = millis(now);
         let mut client = self.get_client(id).await?.ok_or(StoreError::NotFound)?;
-        let resumed = client.paused && !paused;
-        if paused && !client.paused {
-            client.paused_by = Some(PausedBy::Operator);
-            client.paused_at = Some(now);
-        } else if !paused {
-            client.paused_by = None;
-            client.paused_at = None;
-        }
-        client.paused = paused;
-        client.updated_at = now;
-        let claimable = !paused && client.logout_url().is_some();
         let mut tx = self.backend.begin(Lane::Interactive).await?;
+        let Some(stored) = tx.client_pause(id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        if stored.paused == paused {
+            stored.apply(&mut client);
+            return Ok(client);
+        }
+        let pause = match paused {
+            true => PauseState {
+                paused,
+                by: Some(PausedBy::Operator),
+                at: Some(now),
+            },
+            false => PauseState::default(),
+        };
+        pause.apply(&mut client);
+        client.updated_at = now;
         if !tx.update_client(&client, now).await? {
             return Err(StoreError::NotFound);
         }
-        if resumed {
+        if !paused {
             tx.release_held(id, now).await?;
         }
+        let events = [NewOperatorEvent::client_paused(
+            id,
+            paused,
+            PausedBy::Operator,
+            now,
+        )];
+        super::emit(&mut *tx, &events).await?;
+        let claimable = !paused && client.logout_url().is_some();
         if claimable {
             tx.announce().await?;
         }
         tx.commit().await?;
+        self.backend.event_tally().count(&events);
         if claimable {
             self.backend.wake_workers();
         }

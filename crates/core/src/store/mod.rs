@@ -17,6 +17,9 @@
 //!   primitives), and the queries with no rule above them, cut by who uses them: [`Queue`]
 //!   (the dispatcher), [`Deliveries`] (the operator), [`Housekeeping`] (retention and expiry)
 //!   and [`Health`] (readiness).
+//! - Operator events: [`emit`] writes them inside the transaction of their cause (a rule's,
+//!   or a backend's own dead-letter write, through the same statement); [`OperatorEvents`]
+//!   is the webhook worker's queue and the operator's views.
 //! - The backends: [`memory`] (the smallest: see how little it needs), `sqlite` (the
 //!   embedded default) and `postgres` (several nodes on one database). The two SQL backends
 //!   share their rows, their write transaction and the statements both databases run alike
@@ -28,6 +31,7 @@ pub(crate) mod backend;
 mod clients;
 mod error;
 pub(crate) mod memory;
+mod operator_events;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod redrive;
@@ -42,11 +46,13 @@ mod traits;
 pub use backend::{Backend, Ending, EndingSet, Lane, Tx};
 pub use clients::Clients;
 pub use error::{Page, StoreError};
+pub use operator_events::{OperatorEvents, emit};
 pub use redrive::Redrives;
 pub use sessions::Sessions;
 pub use traits::{ClientHealthStats, Deliveries, Health, Housekeeping, Queue};
 
 use crate::metadata::SessionMetadata;
+use crate::operator_events::EventTally;
 use chrono::{DateTime, Utc};
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -100,15 +106,28 @@ pub struct Stores {
     pub health: Arc<dyn Health>,
     /// Per-client endpoint health and the pause policy.
     pub client_health: Arc<dyn ClientHealthStats>,
+    /// Operator events: the webhook worker's queue and the operator's views.
+    pub operator_events: Arc<dyn OperatorEvents>,
+    /// How many operator events this process wrote, per type.
+    pub event_tally: Arc<EventTally>,
 }
 
 impl Stores {
     /// Every seam over one backend.
     pub fn over<B>(backend: Arc<B>) -> Self
     where
-        B: Backend + Queue + Deliveries + Housekeeping + Health + ClientHealthStats + 'static,
+        B: Backend
+            + Queue
+            + Deliveries
+            + Housekeeping
+            + Health
+            + ClientHealthStats
+            + OperatorEvents
+            + 'static,
     {
         Self {
+            event_tally: backend.event_tally(),
+            operator_events: backend.clone(),
             sessions: Sessions::new(backend.clone()),
             clients: Clients::new(backend.clone()),
             redrives: Redrives::new(backend.clone()),

@@ -9,6 +9,7 @@
 //! [`super::Health`].
 
 mod clients;
+mod events;
 mod health;
 mod outbox;
 mod retention;
@@ -32,6 +33,7 @@ use tokio::sync::{Mutex, MutexGuard, Notify};
 #[derive(Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    tally: Arc<crate::operator_events::EventTally>,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
     policy: Arc<crate::health::PolicyCell>,
@@ -109,6 +111,10 @@ impl Backend for MemoryStore {
     fn wake_expiry(&self) {
         wake(&self.expiry);
     }
+
+    fn event_tally(&self) -> Arc<crate::operator_events::EventTally> {
+        self.tally.clone()
+    }
 }
 
 #[async_trait]
@@ -134,6 +140,8 @@ struct State {
     pacing: HashMap<ClientId, crate::pacing::PaceState>,
     /// Each client's endpoint-health statistics.
     health: HashMap<ClientId, health::MemHealth>,
+    /// The operator events.
+    events: BTreeMap<crate::ids::OperatorEventId, events::EventRow>,
 }
 
 /// One outbox row with what the status view does not show.

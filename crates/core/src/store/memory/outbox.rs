@@ -5,6 +5,7 @@ use crate::clients::RateLimit;
 use crate::clock::Clock;
 use crate::health::batch::BatchHealth;
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
+use crate::operator_events::{NewOperatorEvent, OperatorEventType};
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
     DeliveryProgress, DeliveryState, OutboxStats,
@@ -52,12 +53,18 @@ impl Queue for MemoryStore {
     async fn record(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         let mut state = self.lock().await;
         let mut applied: Vec<(ClientId, &AttemptResult)> = Vec::with_capacity(results.len());
+        let mut failed = Vec::new();
         for r in results {
-            if record_one(&mut state, r)
-                && let Some(row) = state.rows.get(&r.id)
-            {
-                applied.push((row.delivery.client_id.clone(), r));
+            if !record_one(&mut state, r) {
+                continue;
             }
+            let Some(row) = state.rows.get(&r.id) else {
+                continue;
+            };
+            if let Decision::GiveUp(_) = &r.decision {
+                failed.push((row.delivery.clone(), r.attempt.at));
+            }
+            applied.push((row.delivery.client_id.clone(), r));
         }
         let health = BatchHealth::of(applied.iter().map(|(client, r)| {
             (
@@ -71,8 +78,14 @@ impl Queue for MemoryStore {
             Some(policy) => state.pause_failing_clients(&health, &policy),
             None => Vec::new(),
         };
+        let emitted = state.dead_letters(&failed);
+        let pauses = NewOperatorEvent::auto_paused(&paused, health.now);
+        state.insert_events(&pauses);
         drop(state);
         self.policy.count_pauses(&paused);
+        self.tally
+            .count_kind(OperatorEventType::DeliveryFailed, emitted);
+        self.tally.count(&pauses);
         Ok(applied.len() as u64)
     }
 
@@ -143,17 +156,21 @@ impl Queue for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut state = self.lock().await;
-        let mut failed = 0;
+        let mut failed = Vec::new();
         for (id, lease) in leases {
             if holds_lease(&state, id, lease) {
                 state.schedule(id, DeliveryState::Failed, None, now);
                 if let Some(row) = state.rows.get_mut(id) {
                     row.delivery.last_error = Some(reason.to_owned());
+                    failed.push((row.delivery.clone(), now));
                 }
-                failed += 1;
             }
         }
-        Ok(failed)
+        let emitted = state.dead_letters(&failed);
+        drop(state);
+        self.tally
+            .count_kind(OperatorEventType::DeliveryFailed, emitted);
+        Ok(emitted)
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

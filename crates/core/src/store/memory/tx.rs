@@ -2,9 +2,11 @@
 
 use super::{State, sessions};
 use crate::clients::RelyingParty;
+use crate::health::PauseState;
 use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
+use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
 use crate::store::backend::{Ending, EndingSet, Tx};
@@ -136,6 +138,18 @@ impl Tx for MemoryTx {
             ..client.clone()
         };
         Ok(true)
+    }
+
+    async fn client_pause(&mut self, id: &ClientId) -> Result<Option<PauseState>, StoreError> {
+        Ok(self.state.clients.get(id).map(PauseState::of))
+    }
+
+    async fn insert_operator_events(
+        &mut self,
+        events: &[NewOperatorEvent],
+    ) -> Result<(), StoreError> {
+        self.state.insert_events(events);
+        Ok(())
     }
 
     async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {

@@ -81,6 +81,10 @@ impl Backend for PostgresStore {
     fn wake_expiry(&self) {
         wake(&self.expiry);
     }
+
+    fn event_tally(&self) -> std::sync::Arc<crate::operator_events::EventTally> {
+        self.tally.clone()
+    }
 }
 
 /// The session `id` with its clients, ended or not.

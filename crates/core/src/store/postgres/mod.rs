@@ -16,6 +16,7 @@
 //! - Migrations run at open; sqlx serialises concurrent migrators with an advisory lock.
 
 mod backend;
+mod events;
 mod listener;
 mod nodelay;
 mod outbox;
@@ -51,6 +52,7 @@ pub struct PostgresStore {
     expiry: Arc<Notify>,
     listener: JoinHandle<()>,
     health: Arc<PolicyCell>,
+    tally: Arc<crate::operator_events::EventTally>,
 }
 
 impl PostgresStore {
@@ -86,6 +88,7 @@ impl PostgresStore {
             expiry: Arc::new(Notify::new()),
             listener,
             health: Arc::default(),
+            tally: Arc::default(),
         })
     }
 
@@ -165,6 +168,7 @@ impl Dialect for Postgres {
     type Json = serde_json::Value;
     const LIMIT: &'static str = "LIMIT ";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
         done.rows_affected()

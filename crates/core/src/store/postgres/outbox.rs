@@ -6,13 +6,15 @@ use super::{PostgresStore, announce, db, ms, opt_from_ms};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
+use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
     OutboxStats,
 };
 use crate::pacing::Pace;
+use crate::store::sql::events::EventStatements;
 use crate::store::sql::health::HealthStatements;
-use crate::store::sql::results::{ResultRow, applied_health};
+use crate::store::sql::results::{ResultRow, applied_health, dead_letters, give_ups, given_up};
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
@@ -20,6 +22,7 @@ use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
+use sqlx::Postgres;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -113,16 +116,30 @@ impl Queue for PostgresStore {
         if results.is_empty() {
             return Ok(0);
         }
+        let rows = ResultRow::first_of_each(results);
+        let failing = give_ups(&rows);
         let mut tx = self.begin().await?;
+        // The rows these results may turn into dead letters, read and locked before they
+        // change (none is read for a batch without a give-up).
+        let failing = match failing.is_empty() {
+            true => Vec::new(),
+            false => Postgres::leased_rows(&mut tx, &failing).await?,
+        };
         let done: Vec<(String, String)> = sqlx::query_as(RECORD)
-            .bind(result_batch(results))
+            .bind(result_batch(&rows))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-        let health = applied_health(&ResultRow::first_of_each(results), &done);
-        let paused = sqlx::Postgres::record_health(&mut tx, &health, self.health.get()).await?;
+        // The statistics of exactly the results applied, the clients the policy pauses and
+        // the operator events of both commit with them.
+        let health = applied_health(&rows, &done);
+        let paused = Postgres::record_health(&mut tx, &health, self.health.get()).await?;
+        let mut events = dead_letters(&rows, failing);
+        events.extend(NewOperatorEvent::auto_paused(&paused, health.now));
+        Postgres::insert_events(&mut tx, &events).await?;
         tx.commit().await.map_err(db)?;
         self.health.count_pauses(&paused);
+        self.tally.count(&events);
         Ok(done.len() as u64)
     }
 
@@ -213,7 +230,13 @@ impl Queue for PostgresStore {
         if leases.is_empty() {
             return Ok(0);
         }
-        sqlx::query(
+        let mut tx = self.begin().await?;
+        let pairs: Vec<(&str, &str)> = leases
+            .iter()
+            .map(|(id, lease)| (id.as_str(), lease.as_str()))
+            .collect();
+        let failing = Postgres::leased_rows(&mut tx, &pairs).await?;
+        let failed = sqlx::query(
             "UPDATE deliveries d SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
              lease_until = NULL, last_error = $1, updated_at = $2 \
              FROM jsonb_to_recordset($3) AS r (id text, lease text) \
@@ -222,10 +245,15 @@ impl Queue for PostgresStore {
         .bind(reason)
         .bind(ms(now))
         .bind(lease_batch(leases))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(db)
-        .map(|done| done.rows_affected())
+        .map_err(db)?
+        .rows_affected();
+        let events = given_up(failing, reason, now);
+        Postgres::insert_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(db)?;
+        self.tally.count(&events);
+        Ok(failed)
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -297,9 +325,9 @@ impl Deliveries for PostgresStore {
 }
 
 /// The results as one JSON parameter for [`RECORD`], the first result per row only.
-fn result_batch(results: &[AttemptResult]) -> Value {
-    let batch = ResultRow::first_of_each(results)
-        .into_iter()
+fn result_batch(rows: &[ResultRow<'_>]) -> Value {
+    let batch = rows
+        .iter()
         .map(|r| {
             let a = r.attempt;
             json!({

@@ -5,6 +5,7 @@
 //!
 //! Nothing here asks which database it runs on: what differs is a [`Dialect`] type.
 
+pub(super) mod events;
 pub(super) mod health;
 pub(super) mod redrive;
 pub(super) mod results;
@@ -27,6 +28,9 @@ pub(super) trait Dialect: sqlx::Database {
     /// What ends a `SELECT` that locks the rows it reads until commit: ` FOR UPDATE` in
     /// PostgreSQL, nothing in SQLite, whose write transaction holds the database lock.
     const FOR_UPDATE: &'static str;
+    /// What ends a `SELECT` that claims rows for a worker: ` FOR UPDATE SKIP LOCKED` in
+    /// PostgreSQL (rows another node is claiming are passed over), nothing in SQLite.
+    const SKIP_LOCKED: &'static str;
     /// How many rows a statement changed.
     fn affected(done: &Self::QueryResult) -> u64;
 }

@@ -3,8 +3,10 @@
 
 use super::ms;
 use crate::health::batch::BatchHealth;
-use crate::outbox::{AttemptRecord, AttemptResult};
+use crate::operator_events::NewOperatorEvent;
+use crate::outbox::{AttemptRecord, AttemptResult, Delivery, DeliveryState};
 use crate::retry::Decision;
+use chrono::{DateTime, Utc};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -72,4 +74,50 @@ pub(in crate::store) fn applied_health(
         let client = clients.get(r.id)?;
         Some((*client, r.attempt, r.state == "delivered"))
     }))
+}
+
+/// The give-up results among `rows`, as `(id, lease)`: the rows they may turn into dead
+/// letters.
+pub(in crate::store) fn give_ups<'a>(rows: &[ResultRow<'a>]) -> Vec<(&'a str, &'a str)> {
+    rows.iter()
+        .filter(|r| r.state == "failed")
+        .map(|r| (r.id, r.lease))
+        .collect()
+}
+
+/// `delivery.failed` for each of `failed`, read under its lease before `rows` were applied,
+/// as it stands after: one more attempt, and the result's status and error.
+pub(in crate::store) fn dead_letters(
+    rows: &[ResultRow<'_>],
+    failed: Vec<Delivery>,
+) -> Vec<NewOperatorEvent> {
+    failed
+        .into_iter()
+        .filter_map(|mut d| {
+            let row = rows.iter().find(|r| r.id == d.id.as_str())?;
+            d.state = DeliveryState::Failed;
+            d.attempts = d.attempts.saturating_add(1);
+            d.last_status = row.attempt.status;
+            d.last_error = row.last_error.as_deref().map(str::to_owned);
+            d.next_attempt_at = None;
+            Some(NewOperatorEvent::delivery_failed(&d, row.attempt.at))
+        })
+        .collect()
+}
+
+/// `delivery.failed` for each of `failed`, given up without an attempt for `reason`.
+pub(in crate::store) fn given_up(
+    failed: Vec<Delivery>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Vec<NewOperatorEvent> {
+    failed
+        .into_iter()
+        .map(|mut d| {
+            d.state = DeliveryState::Failed;
+            d.last_error = Some(reason.to_owned());
+            d.next_attempt_at = None;
+            NewOperatorEvent::delivery_failed(&d, now)
+        })
+        .collect()
 }

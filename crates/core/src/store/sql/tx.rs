@@ -2,14 +2,17 @@
 //! primitives its database words differently ([`SqlTx`]), and the rest are [`Shared`]
 //! statements.
 
+use super::events::EventStatements;
 use super::health::HealthStatements;
 use super::parse;
 use super::redrive::RedriveStatements;
 use super::shared::Shared;
 use crate::clients::RelyingParty;
+use crate::health::PauseState;
 use crate::ids::{ClientId, DeliveryId, SessionId};
 use crate::initiator::Initiator;
 use crate::metadata::SessionMetadata;
+use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
 use crate::store::StoreError;
@@ -22,7 +25,7 @@ use std::collections::HashSet;
 #[async_trait]
 pub(in crate::store) trait SqlTx: Send {
     /// The database.
-    type Db: Shared + RedriveStatements + HealthStatements;
+    type Db: Shared + RedriveStatements + HealthStatements + EventStatements;
 
     /// The transaction's connection.
     fn conn(&mut self) -> &mut <Self::Db as sqlx::Database>::Connection;
@@ -145,6 +148,17 @@ impl<T: SqlTx> Tx for T {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         T::Db::update_client(self.conn(), client, now).await
+    }
+
+    async fn client_pause(&mut self, id: &ClientId) -> Result<Option<PauseState>, StoreError> {
+        T::Db::client_pause(self.conn(), id.as_str()).await
+    }
+
+    async fn insert_operator_events(
+        &mut self,
+        events: &[NewOperatorEvent],
+    ) -> Result<(), StoreError> {
+        T::Db::insert_events(self.conn(), events).await
     }
 
     async fn delete_client(&mut self, id: &ClientId) -> Result<bool, StoreError> {

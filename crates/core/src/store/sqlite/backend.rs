@@ -91,6 +91,10 @@ impl Backend for SqliteStore {
     fn wake_expiry(&self) {
         wake(&self.expiry);
     }
+
+    fn event_tally(&self) -> std::sync::Arc<crate::operator_events::EventTally> {
+        self.tally.clone()
+    }
 }
 
 /// Session `id` with its clients.

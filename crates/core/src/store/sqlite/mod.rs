@@ -15,6 +15,7 @@
 //! keeps the prepared statement in use.
 
 mod backend;
+mod events;
 mod outbox;
 mod retention;
 mod rows;
@@ -90,6 +91,7 @@ pub struct SqliteStore {
     gate: Arc<WriteGate>,
     checkpoints: Arc<Checkpoints>,
     health: Arc<PolicyCell>,
+    tally: Arc<crate::operator_events::EventTally>,
 }
 
 impl Drop for SqliteStore {
@@ -141,6 +143,7 @@ impl SqliteStore {
             gate,
             checkpoints,
             health: Arc::default(),
+            tally: Arc::default(),
         })
     }
 
@@ -300,6 +303,7 @@ impl Dialect for sqlx::Sqlite {
     type Json = String;
     const LIMIT: &'static str = "LIMIT +";
     const FOR_UPDATE: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
 
     fn affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         done.rows_affected()

@@ -7,13 +7,15 @@ use crate::clients::RateLimit;
 use crate::clients::RelyingParty;
 use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
+use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
     DeliveryState, OutboxStats,
 };
 use crate::pacing::Pace;
+use crate::store::sql::events::EventStatements;
 use crate::store::sql::health::HealthStatements;
-use crate::store::sql::results::{ResultRow, applied_health};
+use crate::store::sql::results::{ResultRow, applied_health, dead_letters, give_ups, given_up};
 use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
 use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound};
@@ -22,7 +24,7 @@ use crate::terminate::EndTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Row, Sqlite, SqliteConnection};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::Notify;
@@ -77,17 +79,23 @@ impl Queue for SqliteStore {
         while !rows.is_empty() {
             let mut tx = self.begin_background_write().await?;
             let (these, rest) = rows.split_at(rows.len().min(self.batch_sizes().results));
+            // The rows these results turn into dead letters, read before they change.
+            let failing = Sqlite::leased_rows(&mut tx, &give_ups(these)).await?;
             let mut done = Vec::with_capacity(these.len());
             for chunk in these.chunks(values::MAX_ROWS) {
                 done.extend(record_chunk(&mut tx, chunk).await?);
             }
             applied += done.len() as u64;
-            // The statistics of exactly the results applied, and the clients the policy
-            // pauses, commit with them.
+            // The statistics of exactly the results applied, the clients the policy pauses
+            // and the operator events of both commit with them.
             let health = applied_health(these, &done);
-            let paused = sqlx::Sqlite::record_health(&mut tx, &health, policy).await?;
+            let paused = Sqlite::record_health(&mut tx, &health, policy).await?;
+            let mut events = dead_letters(these, failing);
+            events.extend(NewOperatorEvent::auto_paused(&paused, health.now));
+            Sqlite::insert_events(&mut tx, &events).await?;
             tx.commit().await.map_err(db)?;
             self.health.count_pauses(&paused);
+            self.tally.count(&events);
             rows = rest;
         }
         Ok(applied)
@@ -176,6 +184,11 @@ impl Queue for SqliteStore {
             return Ok(0);
         }
         let mut tx = self.begin_background_write().await?;
+        let pairs: Vec<(&str, &str)> = leases
+            .iter()
+            .map(|(id, lease)| (id.as_str(), lease.as_str()))
+            .collect();
+        let failing = Sqlite::leased_rows(&mut tx, &pairs).await?;
         let failed = sqlx::query(
             "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_id = NULL, \
              lease_until = NULL, last_error = ?1, updated_at = ?2 FROM json_each(?3) AS r \
@@ -189,7 +202,10 @@ impl Queue for SqliteStore {
         .await
         .map_err(db)?
         .rows_affected();
+        let events = given_up(failing, reason, now);
+        Sqlite::insert_events(&mut tx, &events).await?;
         tx.commit().await.map_err(db)?;
+        self.tally.count(&events);
         Ok(failed)
     }
 
