@@ -97,9 +97,10 @@ pub async fn paused_client_rows_stay_pending_until_resumed(s: Stores) {
         .await
         .unwrap();
     end(&s, "s2", Initiator::RpLogout, t(2_000)).await;
-    let mut paused = client("c1");
-    paused.paused = true;
-    s.clients.update_client(&paused, t(2_500)).await.unwrap();
+    s.clients
+        .set_paused(&ClientId::new("c1"), true, t(2_500))
+        .await
+        .unwrap();
     let claimed = s.queue.claim_due(t(3_000), lease(), 10).await.unwrap();
     let clients: Vec<_> = claimed
         .iter()
@@ -131,10 +132,11 @@ pub async fn paused_client_rows_stay_pending_until_resumed(s: Stores) {
         "paused rows do not count"
     );
     s.clients
-        .update_client(&client("c1"), t(4_000))
+        .set_paused(&ClientId::new("c1"), false, t(4_000))
         .await
         .unwrap();
-    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(t(2_000)));
+    // Resuming makes the held row due at once, with a fresh budget.
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(t(4_000)));
     let resumed = s.queue.claim_due(t(4_000), lease(), 10).await.unwrap();
     assert_eq!(resumed.len(), 1);
     assert!(!resumed[0].client.paused);

@@ -50,7 +50,7 @@ pub async fn client_crud_and_paging(s: Stores) {
         .unwrap()
         .unwrap();
     assert_eq!(stored.name, "renamed");
-    assert!(stored.paused);
+    assert!(!stored.paused, "a settings change keeps the stored pause");
     assert_eq!(stored.oidc_logout, changed.oidc_logout);
     assert_eq!((stored.created_at, stored.updated_at), (t(0), t(5_000)));
 

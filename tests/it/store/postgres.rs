@@ -402,9 +402,11 @@ async fn two_nodes_claim_each_operator_event_once() {
     };
     let clients: Vec<_> = (0..30).map(|i| client(&format!("c{i}"))).collect();
     register(&a, &clients).await;
-    for mut rp in clients {
-        rp.paused = true;
-        a.clients.update_client(&rp, t(1_000)).await.unwrap();
+    for rp in &clients {
+        a.clients
+            .set_paused(&rp.client_id, true, t(1_000))
+            .await
+            .unwrap();
     }
     let drain_events = |node: Stores| async move {
         let mut mine = Vec::new();
