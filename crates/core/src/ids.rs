@@ -236,6 +236,18 @@ impl OperatorEventId {
     }
 }
 
+string_id!(
+    /// One SET row of the SSF outbox.
+    SetId, "set_"
+);
+
+impl SetId {
+    /// A fresh id that sorts like [`DeliveryId::generate_at`]'s.
+    pub fn generate_at(now: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(sorted_id("set_", now))
+    }
+}
+
 /// `prefix`, 11 characters that sort in generation order (see [`DeliveryId::generate_at`]),
 /// then 128 random bits.
 fn sorted_id(prefix: &str, now: chrono::DateTime<chrono::Utc>) -> String {

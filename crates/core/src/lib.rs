@@ -31,6 +31,8 @@
 //!   recorded, and the policy that pauses a client that keeps failing.
 //! - `operator_events`: what the operator is told (`client.paused`, `client.resumed`,
 //!   `delivery.failed`), written with its cause and posted to the operator webhook.
+//! - `ssf`: the Shared Signals transmitter: receivers, streams, and the CAEP
+//!   `session-revoked` SETs a session end writes beside its logout tokens.
 //! - `retention`: pruning of finished deliveries and old ended sessions.
 //! - `verify`: validation of a logout token as OIDC Back-Channel Logout 1.0 §2.6 asks of
 //!   an RP.
@@ -68,6 +70,7 @@ mod retry;
 mod sender;
 mod server;
 mod session;
+mod ssf;
 mod store;
 mod terminate;
 mod token;
@@ -102,8 +105,8 @@ pub use health::{
     ClientHealth, HealthPolicy, LatencyQuantiles, PauseState, PausedBy, WINDOW_HOURS,
 };
 pub use ids::{
-    ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, OperatorEventId, SessionId, UserId,
-    random_secret, random_token,
+    ClientId, DeliveryId, EventId, Issuer, Jti, KeyId, LeaseId, OperatorEventId, SessionId, SetId,
+    UserId, random_secret, random_token,
 };
 pub use initiator::Initiator;
 pub use jwe::{
@@ -148,13 +151,20 @@ pub use server::{
     MAX_HEAD_BYTES, MAX_HEADERS, ServerParts, delivery_runtime, run as run_server, serve_api,
 };
 pub use session::{Device, Session, SessionClient};
+pub use ssf::{
+    ClaimedSet, EVENTS_SUPPORTED, FanoutStream, MIN_VERIFICATION_INTERVAL_SECS, NewSet,
+    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, ReceiverScope, SESSION_REVOKED,
+    STREAM_UPDATED, SetError, SetFilter, SetKind, SetRedrive, SetResult, SetState, SsfReceiver,
+    SsfStream, StoredSet, StreamDelivery, StreamStatus, VERIFICATION, VerifyOutcome, excluded,
+    initiating_entity, plan_sets,
+};
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::SqliteStore;
 pub use store::{
     Backend, ClientHealthStats, Clients, Deliveries, Ending, EndingSet, Health, Housekeeping, Lane,
-    OperatorEvents, Page, Queue, Redrives, Sessions, StoreError, Stores, Tx,
+    OperatorEvents, Page, Queue, Redrives, Sessions, SsfStore, StoreError, Stores, Tx,
     emit as emit_operator_events, memory::MemoryStore, millis, open as open_store,
 };
 pub use terminate::{ClientNote, EndReport, EndTarget, SkipReason};

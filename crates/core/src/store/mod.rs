@@ -40,6 +40,7 @@ mod sessions;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+mod ssf;
 mod terminate;
 mod traits;
 
@@ -49,6 +50,7 @@ pub use error::{Page, StoreError};
 pub use operator_events::{OperatorEvents, emit};
 pub use redrive::Redrives;
 pub use sessions::Sessions;
+pub use ssf::SsfStore;
 pub use traits::{ClientHealthStats, Deliveries, Health, Housekeeping, Queue};
 
 use crate::metadata::SessionMetadata;
