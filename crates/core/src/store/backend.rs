@@ -20,6 +20,7 @@ use crate::session::{Session, SessionClient};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Whom a write transaction serves, for a backend that orders its writers (SQLite's single
 /// writer lets an API write in ahead of queued batch work).
@@ -66,6 +67,14 @@ pub trait Backend: Send + Sync {
 
     /// Wakes the expiry sweeper after a session with an expiry was committed.
     fn wake_expiry(&self);
+
+    /// Wakes this process's SET workers and long polls after committed SET rows became due
+    /// (other nodes learn of them from the backend's own announcement, where it has one).
+    fn wake_sets(&self);
+
+    /// The signal [`Backend::wake_sets`] gives, also given when another node announces SET
+    /// rows (where the backend can tell): what the SET worker and long polls wait on.
+    fn sets_wakeup(&self) -> Arc<Notify>;
 
     /// The count of operator events this process wrote, per type.
     fn event_tally(&self) -> Arc<EventTally>;

@@ -112,6 +112,11 @@ pub struct Stores {
     pub operator_events: Arc<dyn OperatorEvents>,
     /// How many operator events this process wrote, per type.
     pub event_tally: Arc<EventTally>,
+    /// The SSF transmitter: receivers, streams and the SET outbox.
+    pub ssf: Arc<dyn SsfStore>,
+    /// Signalled when SET rows became due (this process's writes, and other nodes' where the
+    /// backend can tell): the SET worker and long polls wait on it.
+    pub ssf_wake: Arc<Notify>,
 }
 
 impl Stores {
@@ -125,10 +130,13 @@ impl Stores {
             + Health
             + ClientHealthStats
             + OperatorEvents
+            + SsfStore
             + 'static,
     {
         Self {
             event_tally: backend.event_tally(),
+            ssf_wake: backend.sets_wakeup(),
+            ssf: backend.clone(),
             operator_events: backend.clone(),
             sessions: Sessions::new(backend.clone()),
             clients: Clients::new(backend.clone()),

@@ -6,7 +6,8 @@
 //! What a backend needs, at its smallest: [`super::Backend`] (begin a transaction, four reads,
 //! two wake-ups), the transaction primitives of [`tx`], and the queries of [`super::Queue`],
 //! [`super::Deliveries`], [`super::Housekeeping`], [`super::ClientHealthStats`] and
-//! [`super::Health`].
+//! [`super::Health`],
+//! [`super::OperatorEvents`] and [`super::SsfStore`].
 
 mod clients;
 mod events;
@@ -14,6 +15,7 @@ mod health;
 mod outbox;
 mod retention;
 mod sessions;
+mod ssf;
 mod tx;
 
 use super::backend::{Backend, Lane, Tx};
@@ -36,6 +38,7 @@ pub struct MemoryStore {
     tally: Arc<crate::operator_events::EventTally>,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
+    sets_wakeup: Arc<Notify>,
     policy: Arc<crate::health::PolicyCell>,
 }
 
@@ -112,6 +115,14 @@ impl Backend for MemoryStore {
         wake(&self.expiry);
     }
 
+    fn wake_sets(&self) {
+        self.wake_set_workers();
+    }
+
+    fn sets_wakeup(&self) -> Arc<Notify> {
+        self.sets_wakeup.clone()
+    }
+
     fn event_tally(&self) -> Arc<crate::operator_events::EventTally> {
         self.tally.clone()
     }
@@ -142,6 +153,8 @@ struct State {
     health: HashMap<ClientId, health::MemHealth>,
     /// The operator events.
     events: BTreeMap<crate::ids::OperatorEventId, events::EventRow>,
+    /// The SSF transmitter's receivers, streams and SET rows.
+    ssf: ssf::SsfState,
 }
 
 /// One outbox row with what the status view does not show.

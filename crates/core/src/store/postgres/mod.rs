@@ -50,6 +50,7 @@ pub struct PostgresStore {
     pool: PgPool,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
+    sets_wakeup: Arc<Notify>,
     listener: JoinHandle<()>,
     health: Arc<PolicyCell>,
     tally: Arc<crate::operator_events::EventTally>,
@@ -86,6 +87,7 @@ impl PostgresStore {
             pool,
             wakeup,
             expiry: Arc::new(Notify::new()),
+            sets_wakeup: Arc::new(Notify::new()),
             listener,
             health: Arc::default(),
             tally: Arc::default(),
@@ -191,3 +193,6 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
     }
 }
+
+use super::sql::ssf_pending::not_yet;
+super::sql::ssf_pending::ssf_not_yet!(PostgresStore);

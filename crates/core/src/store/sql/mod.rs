@@ -11,6 +11,7 @@ pub(super) mod redrive;
 pub(super) mod results;
 pub(super) mod rows;
 pub(super) mod shared;
+pub(super) mod ssf_pending;
 pub(super) mod tx;
 
 use super::StoreError;

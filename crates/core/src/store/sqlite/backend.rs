@@ -92,6 +92,14 @@ impl Backend for SqliteStore {
         wake(&self.expiry);
     }
 
+    fn wake_sets(&self) {
+        wake(&self.sets_wakeup);
+    }
+
+    fn sets_wakeup(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.sets_wakeup.clone()
+    }
+
     fn event_tally(&self) -> std::sync::Arc<crate::operator_events::EventTally> {
         self.tally.clone()
     }

@@ -88,6 +88,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     wakeup: Arc<Notify>,
     expiry: Arc<Notify>,
+    sets_wakeup: Arc<Notify>,
     gate: Arc<WriteGate>,
     checkpoints: Arc<Checkpoints>,
     health: Arc<PolicyCell>,
@@ -140,6 +141,7 @@ impl SqliteStore {
             reader,
             wakeup: Arc::new(Notify::new()),
             expiry: Arc::new(Notify::new()),
+            sets_wakeup: Arc::new(Notify::new()),
             gate,
             checkpoints,
             health: Arc::default(),
@@ -317,3 +319,6 @@ fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, Sto
 
 #[cfg(test)]
 mod tests;
+
+use super::sql::ssf_pending::not_yet;
+super::sql::ssf_pending::ssf_not_yet!(SqliteStore);
