@@ -149,3 +149,25 @@ pub trait SsfStore: Send + Sync {
     /// was before `before`. Returns how many.
     async fn prune_sets(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 }
+
+/// What a verification request of an existing stream of the receiver decides at `now`: the
+/// rule every backend applies under the stream's row lock.
+pub(in crate::store) fn verification(
+    stream: &SsfStream,
+    min_interval: Duration,
+    now: DateTime<Utc>,
+) -> VerifyOutcome {
+    if stream.status != StreamStatus::Enabled {
+        return VerifyOutcome::NotEnabled;
+    }
+    match stream.last_verification_at.map(|at| at + min_interval) {
+        Some(open) if open > now => {
+            let wait_ms = (open - now).num_milliseconds();
+            let secs = wait_ms.saturating_add(999) / 1000;
+            VerifyOutcome::TooSoon {
+                retry_after_secs: u64::try_from(secs).unwrap_or(1).max(1),
+            }
+        }
+        _ => VerifyOutcome::Accepted,
+    }
+}

@@ -421,7 +421,7 @@ impl SsfStore for MemoryStore {
         else {
             return Ok(VerifyOutcome::NotFound);
         };
-        let outcome = verification(stream, min_interval, now);
+        let outcome = crate::store::ssf::verification(stream, min_interval, now);
         if outcome == VerifyOutcome::Accepted {
             stream.last_verification_at = Some(now);
             ssf.insert_sets(std::slice::from_ref(event));
@@ -601,27 +601,6 @@ impl SsfStore for MemoryStore {
             state.ssf.sets.remove(id);
         }
         Ok(old.len() as u64)
-    }
-}
-
-/// What a verification request of an existing stream decides at `now`.
-pub(in crate::store) fn verification(
-    stream: &SsfStream,
-    min_interval: Duration,
-    now: DateTime<Utc>,
-) -> VerifyOutcome {
-    if stream.status != StreamStatus::Enabled {
-        return VerifyOutcome::NotEnabled;
-    }
-    match stream.last_verification_at.map(|at| at + min_interval) {
-        Some(open) if open > now => {
-            let wait = (open - now).num_milliseconds();
-            let secs = wait.saturating_add(999) / 1000;
-            VerifyOutcome::TooSoon {
-                retry_after_secs: u64::try_from(secs).unwrap_or(1).max(1),
-            }
-        }
-        _ => VerifyOutcome::Accepted,
     }
 }
 
