@@ -8,6 +8,7 @@ mod health;
 mod housekeeping;
 mod operator_events;
 pub mod postgres;
+mod postgres_ssf;
 mod redrives;
 mod results;
 mod sessions;
