@@ -116,7 +116,8 @@ pub use jwe::{
 };
 pub use keys::{
     ImportRequest, Jwks, KeyRing, KeySet, RETIRED_GRACE_SECS as RETIRED_KEY_GRACE_SECS, SignError,
-    SigningKey, activate as activate_key, generate as generate_key, import as import_key,
+    SigningKey, activate as activate_key, ensure_set_signing_key, generate as generate_key,
+    import as import_key,
     rotate as rotate_key, rotate_all as rotate_keys, store::KeyEntry,
     store::check_permissions as check_key_permissions, store::read_manifest as read_key_manifest,
 };
@@ -153,10 +154,11 @@ pub use server::{
 pub use session::{Device, Session, SessionClient};
 pub use ssf::{
     ClaimedSet, EVENTS_SUPPORTED, FanoutStream, MIN_VERIFICATION_INTERVAL_SECS, NewSet,
-    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, ReceiverScope, SESSION_REVOKED,
-    STREAM_UPDATED, SetError, SetFilter, SetKind, SetRedrive, SetResult, SetState, SsfReceiver,
-    SsfStream, StoredSet, StreamDelivery, StreamStatus, VERIFICATION, VerifyOutcome, excluded,
-    initiating_entity, plan_sets,
+    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, PushVerdict, ReceiverScope,
+    SESSION_REVOKED, STREAM_UPDATED, SetError, SetFilter, SetKind, SetMintError, SetRedrive,
+    SetResult, SetState, SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus,
+    VERIFICATION, VerifyOutcome, decide_push, excluded, initiating_entity, mint as mint_set,
+    plan_sets, set_claims,
 };
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
