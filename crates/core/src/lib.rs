@@ -39,6 +39,7 @@
 //! - `api` and `tokens`: the axum router, one file per resource, one error mapping;
 //!   the scoped API tokens.
 //! - `mock_rp`: the conformance receiver.
+//! - `mock_ssf`: the strict SSF receiver (push or poll) for testing the transmitter.
 //! - `console`: what the binaries share with their terminal (batched logs, stdout, signals).
 //! - `error`: an error with its sources, for the logs of the API and the workers.
 
@@ -60,6 +61,7 @@ mod jwe;
 mod keys;
 mod metadata;
 mod metrics;
+mod mock_ssf;
 mod mock_rp;
 mod net_policy;
 mod operator_events;
@@ -129,6 +131,11 @@ pub use metrics::Metrics;
 pub use mock_rp::{
     DEFAULT_FAIL_STATUS, DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, Faults,
     LogLimits, MockRp, MockRpConfig, MockRpHandle, Receipt, rotated_path,
+};
+pub use mock_ssf::{
+    DEFAULT_MAX_EVENTS as DEFAULT_POLL_MAX_EVENTS, EVENTS_PATH as MOCK_SSF_EVENTS_PATH,
+    MockSsf, MockSsfConfig, MockSsfError, MockSsfHandle, SetReceipt, StreamInfo,
+    well_known_url as ssf_well_known_url,
 };
 pub use net_policy::NetPolicy;
 pub use operator_events::{
