@@ -61,8 +61,8 @@ mod jwe;
 mod keys;
 mod metadata;
 mod metrics;
-mod mock_ssf;
 mod mock_rp;
+mod mock_ssf;
 mod net_policy;
 mod operator_events;
 mod outbox;
@@ -119,8 +119,7 @@ pub use jwe::{
 pub use keys::{
     ImportRequest, Jwks, KeyRing, KeySet, RETIRED_GRACE_SECS as RETIRED_KEY_GRACE_SECS, SignError,
     SigningKey, activate as activate_key, ensure_set_signing_key, generate as generate_key,
-    import as import_key,
-    rotate as rotate_key, rotate_all as rotate_keys, store::KeyEntry,
+    import as import_key, rotate as rotate_key, rotate_all as rotate_keys, store::KeyEntry,
     store::check_permissions as check_key_permissions, store::read_manifest as read_key_manifest,
 };
 pub use metadata::{
@@ -133,8 +132,8 @@ pub use mock_rp::{
     LogLimits, MockRp, MockRpConfig, MockRpHandle, Receipt, rotated_path,
 };
 pub use mock_ssf::{
-    DEFAULT_MAX_EVENTS as DEFAULT_POLL_MAX_EVENTS, EVENTS_PATH as MOCK_SSF_EVENTS_PATH,
-    MockSsf, MockSsfConfig, MockSsfError, MockSsfHandle, SetReceipt, StreamInfo,
+    DEFAULT_MAX_EVENTS as DEFAULT_POLL_MAX_EVENTS, EVENTS_PATH as MOCK_SSF_EVENTS_PATH, MockSsf,
+    MockSsfConfig, MockSsfError, MockSsfHandle, SetReceipt, StreamInfo,
     well_known_url as ssf_well_known_url,
 };
 pub use net_policy::NetPolicy;
@@ -161,11 +160,10 @@ pub use server::{
 pub use session::{Device, Session, SessionClient};
 pub use ssf::{
     ClaimedSet, EVENTS_SUPPORTED, FanoutStream, MIN_VERIFICATION_INTERVAL_SECS, NewSet,
-    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, PushVerdict, ReceiverScope,
-    SESSION_REVOKED, STREAM_UPDATED, SetError, SetFilter, SetKind, SetMintError, SetRedrive,
-    SetResult, SetState, SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus,
-    VERIFICATION, VerifyOutcome, decide_push, excluded, initiating_entity, mint as mint_set,
-    plan_sets, set_claims,
+    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, PushVerdict, ReceiverScope, SESSION_REVOKED,
+    STREAM_UPDATED, SetError, SetFilter, SetKind, SetMintError, SetRedrive, SetResult, SetState,
+    SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus, VERIFICATION, VerifyOutcome,
+    decide_push, excluded, initiating_entity, mint as mint_set, plan_sets, set_claims,
 };
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;

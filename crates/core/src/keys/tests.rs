@@ -3,9 +3,9 @@
 use super::*;
 use crate::ids::{ClientId, Issuer, UserId};
 use crate::token::{LogoutTokenBuilder, Subject};
-use std::os::unix::fs::PermissionsExt as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::os::unix::fs::PermissionsExt as _;
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000, 0).unwrap()
@@ -247,7 +247,10 @@ fn set_signing_key_is_added_beside_other_algs_once() {
     assert_eq!(ensure_set_signing_key(&dir, t0()).unwrap(), None);
     let set = KeySet::load(&dir, t0()).unwrap();
     assert_eq!(set.active_kid(SigningAlg::RS256), Some(&kid));
-    assert!(set.active_kid(SigningAlg::ES256).is_some(), "ES256 untouched");
+    assert!(
+        set.active_kid(SigningAlg::ES256).is_some(),
+        "ES256 untouched"
+    );
     let mode = std::fs::metadata(dir.join(format!("{kid}.pem")))
         .unwrap()
         .permissions()

@@ -3,9 +3,9 @@
 //! or 400 `invalid_request`).
 
 use super::Shared;
-use super::log::ReceiptLog;
 use super::faults::Fault;
 use super::inspect::{Inspection, inspect};
+use super::log::ReceiptLog;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};

@@ -37,10 +37,10 @@ mod receipt;
 
 pub(crate) use cache::{AttemptCounter, DEFAULT_CACHE_CAPACITY, ReplayCache};
 pub(crate) use faults::Fault;
+pub use faults::{DEFAULT_FAIL_STATUS, Faults};
 pub(crate) use form::{ReadBody, read_capped};
 pub(crate) use handler::{Dropped, RECEIPTS_PATH, json, method_not_allowed, receipts, respond};
 pub(crate) use log::ReceiptLog;
-pub use faults::{DEFAULT_FAIL_STATUS, Faults};
 pub use log::{
     DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, LogLimits, rotated_path,
 };

@@ -176,7 +176,10 @@ pub(super) async fn stream(
     if let Some(events) = &wanted.events {
         body["events_requested"] = json!(events);
     }
-    let create = client.post(endpoint).header(AUTHORIZATION, &bearer).json(&body);
+    let create = client
+        .post(endpoint)
+        .header(AUTHORIZATION, &bearer)
+        .json(&body);
     let (status, created) = send(create, "creating the stream").await?;
     if status != StatusCode::CONFLICT {
         return with_delivery(parse_stream(&created)?, wanted);
@@ -196,7 +199,10 @@ pub(super) async fn stream(
         return Ok(current);
     }
     let patch = json!({"stream_id": current.stream_id, "delivery": delivery});
-    let update = client.patch(endpoint).header(AUTHORIZATION, &bearer).json(&patch);
+    let update = client
+        .patch(endpoint)
+        .header(AUTHORIZATION, &bearer)
+        .json(&patch);
     let (_, updated) = send(update, "updating the stream's delivery").await?;
     with_delivery(parse_stream(&updated)?, wanted)
 }
@@ -204,7 +210,12 @@ pub(super) async fn stream(
 /// For push, the URL and header are the ones the receiver asked for, whatever was echoed.
 fn with_delivery(mut info: StreamInfo, wanted: &Wanted) -> Result<StreamInfo, MockSsfError> {
     if let Some(delivery) = &wanted.delivery {
-        let member = |name: &str| delivery.get(name).and_then(Value::as_str).map(str::to_owned);
+        let member = |name: &str| {
+            delivery
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         info.endpoint_url = member("endpoint_url");
         info.authorization_header = member("authorization_header");
     } else if info.endpoint_url.is_none() {

@@ -219,7 +219,9 @@ async fn push_stream_is_created_and_a_valid_set_gets_202() {
     assert!(tx.fake.seen.lock().unwrap().auth_ok, "bearer token sent");
     assert_eq!(created["delivery"]["method"], "urn:ietf:rfc:8935");
     assert_eq!(created["delivery"]["endpoint_url"], rx.url(EVENTS_PATH));
-    let auth = created["delivery"]["authorization_header"].as_str().unwrap();
+    let auth = created["delivery"]["authorization_header"]
+        .as_str()
+        .unwrap();
     assert!(auth.starts_with("Bearer "));
     let row = row();
     let set = mint(&row, AUD, &tx.fake.issuer, &tx.key).unwrap();
@@ -303,7 +305,11 @@ async fn invalid_sets_get_400_with_the_rfc8935_err() {
     ];
     for (what, set, err) in &cases {
         let outcome = push(&rx, set).await;
-        assert_eq!(refused_with(&outcome).as_deref(), Some(*err), "{what}: {outcome:?}");
+        assert_eq!(
+            refused_with(&outcome).as_deref(),
+            Some(*err),
+            "{what}: {outcome:?}"
+        );
     }
     let receipts = rx.receipts();
     assert_eq!(receipts.len(), cases.len());
@@ -326,7 +332,10 @@ async fn a_push_without_the_registered_authorization_gets_authentication_failed(
     }
     let response = reqwest::Client::new()
         .post(rx.url(EVENTS_PATH))
-        .header("authorization", rx.stream().authorization_header.clone().unwrap())
+        .header(
+            "authorization",
+            rx.stream().authorization_header.clone().unwrap(),
+        )
         .header("content-type", "application/jwt")
         .body(set)
         .send()
@@ -348,7 +357,11 @@ async fn faults_fail_then_accept_drop_and_replace_the_status() {
     .await;
     assert_eq!(push(&rx, &set).await, Outcome::status(500));
     assert_eq!(push(&rx, &set).await, Outcome::status(200));
-    let faults: Vec<_> = rx.receipts().into_iter().map(|r| (r.valid, r.fault)).collect();
+    let faults: Vec<_> = rx
+        .receipts()
+        .into_iter()
+        .map(|r| (r.valid, r.fault))
+        .collect();
     assert_eq!(faults, [(true, Some("fail_status".into())), (true, None)]);
     rx.shutdown().await;
     let rx = receiver(&tx, |c| c.faults.drop_first = u64::MAX).await;
@@ -383,7 +396,10 @@ async fn poll_acknowledges_valid_sets_and_reports_the_others() {
     tx.fake.poll_answers.lock().unwrap().push(answer);
     let rx = receiver(&tx, |c| c.poll = true).await;
     let created = tx.fake.seen.lock().unwrap().created.clone().unwrap();
-    assert!(created.get("delivery").is_none(), "poll asks for no delivery");
+    assert!(
+        created.get("delivery").is_none(),
+        "poll asks for no delivery"
+    );
     let second_poll = async {
         loop {
             let polled = tx.fake.polled.notified();
@@ -400,10 +416,7 @@ async fn poll_acknowledges_valid_sets_and_reports_the_others() {
     assert_eq!(polls[0]["returnImmediately"], false);
     assert_eq!(polls[0]["maxEvents"], DEFAULT_MAX_EVENTS);
     assert_eq!(polls[1]["ack"], json!([good.set.jti]));
-    assert_eq!(
-        polls[1]["setErrs"][&bad.set.jti]["err"],
-        "invalid_audience"
-    );
+    assert_eq!(polls[1]["setErrs"][&bad.set.jti]["err"], "invalid_audience");
     let receipts = rx.receipts();
     assert_eq!(receipts.len(), 2);
     assert!(receipts.iter().all(|r| r.delivery == "poll"));

@@ -2,8 +2,8 @@
 //! §4 and §8.1.4-§8.1.5; CAEP 1.0 §3.1; RFC 9493 for `sub_id`), answered with the RFC 8935
 //! `err` code that fits. Pure: the signature is checked by the caller's keys.
 
-use crate::verify::{SignedParts, VerifyError};
 use crate::ssf::{SESSION_REVOKED, STREAM_UPDATED, VERIFICATION};
+use crate::verify::{SignedParts, VerifyError};
 use serde_json::{Map, Value};
 
 /// Allowed clock skew for `iat`, in seconds.
@@ -63,10 +63,16 @@ pub(super) fn check(parts: &SignedParts, expected: &Expected<'_>) -> Result<Stri
     }
     let claims = &parts.claims;
     if claims.get("iss").and_then(Value::as_str) != Some(expected.issuer) {
-        return Err(Rejection::new("invalid_issuer", "iss is not the transmitter's issuer"));
+        return Err(Rejection::new(
+            "invalid_issuer",
+            "iss is not the transmitter's issuer",
+        ));
     }
     if !aud_matches(claims.get("aud"), expected.aud) {
-        return Err(Rejection::new("invalid_audience", "aud is not the stream's aud"));
+        return Err(Rejection::new(
+            "invalid_audience",
+            "aud is not the stream's aud",
+        ));
     }
     check_common(claims, expected.now)?;
     let subject = claims
@@ -104,7 +110,9 @@ fn check_common(claims: &Map<String, Value>, now: i64) -> Result<(), Rejection> 
     }
     for forbidden in ["sub", "exp"] {
         if claims.contains_key(forbidden) {
-            return Err(Rejection::request(format!("{forbidden} must not be present")));
+            return Err(Rejection::request(format!(
+                "{forbidden} must not be present"
+            )));
         }
     }
     Ok(())
@@ -164,7 +172,9 @@ fn check_subject(subject: &Value, complex_allowed: bool) -> Result<(), String> {
             .and_then(Value::as_array)
             .filter(|ids| !ids.is_empty())
             .ok_or("has no identifiers")?;
-        return identifiers.iter().try_for_each(|id| check_subject(id, false));
+        return identifiers
+            .iter()
+            .try_for_each(|id| check_subject(id, false));
     }
     let required = required_members(format).ok_or("has an unknown format")?;
     for member in required {
@@ -208,7 +218,9 @@ fn check_event(
                 check_stream_updated(event)
             }
         }
-        _ => Err(Rejection::request("the event type is not one this receiver knows")),
+        _ => Err(Rejection::request(
+            "the event type is not one this receiver knows",
+        )),
     }
 }
 

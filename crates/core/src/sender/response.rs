@@ -65,7 +65,10 @@ pub(super) async fn status_only(
 }
 
 /// The parsed `Retry-After` header, if any.
-pub(super) fn retry_after(response: &reqwest::Response, now: DateTime<Utc>) -> Option<std::time::Duration> {
+pub(super) fn retry_after(
+    response: &reqwest::Response,
+    now: DateTime<Utc>,
+) -> Option<std::time::Duration> {
     response
         .headers()
         .get(RETRY_AFTER)

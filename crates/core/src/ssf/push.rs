@@ -2,7 +2,7 @@
 //! docs/ssf.md §4): pure, over the sender's [`Outcome`], with the backoff, jitter,
 //! `Retry-After` and budgets of [`crate::retry`].
 
-use crate::retry::{self, Decision, Outcome, Retryable, RetryPolicy, RpError, Terminal};
+use crate::retry::{self, Decision, Outcome, RetryPolicy, Retryable, RpError, Terminal};
 use chrono::{DateTime, Utc};
 
 /// The `err` codes of a 400 that another attempt may change (RFC 8935 §2.4: the
@@ -68,7 +68,10 @@ pub fn decide_push(
             let decision = match code {
                 202 => Decision::Delivered,
                 200..=299 => {
-                    tracing::debug!(status = code, "SET push answered 2xx other than 202: not conforming to RFC 8935 §2.2");
+                    tracing::debug!(
+                        status = code,
+                        "SET push answered 2xx other than 202: not conforming to RFC 8935 §2.2"
+                    );
                     Decision::Delivered
                 }
                 400 if is_transient(error.as_ref()) => retry(Retryable::Status(code), *retry_after),
@@ -217,7 +220,10 @@ mod tests {
             (Outcome::Connect("host h: refused".into()), Want::Retry),
             (Outcome::Tls("host h: bad cert".into()), Want::Retry),
             (Outcome::Reset("host h: reset".into()), Want::Retry),
-            (Outcome::Refused("host h resolves to 10.0.0.1".into()), Want::GiveUp),
+            (
+                Outcome::Refused("host h resolves to 10.0.0.1".into()),
+                Want::GiveUp,
+            ),
         ];
         for (outcome, want) in cases {
             let got = verdict(&outcome, 1);

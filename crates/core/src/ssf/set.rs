@@ -5,8 +5,8 @@
 //! (`jti`, `iat` and `txn` fixed for its life) and signs them with the current RS256 key on
 //! every attempt.
 
-use super::{NewSet, STREAM_UPDATED, SESSION_REVOKED, SetKind, StoredSet, StreamStatus};
 use super::VERIFICATION;
+use super::{NewSet, SESSION_REVOKED, STREAM_UPDATED, SetKind, StoredSet, StreamStatus};
 use crate::alg::{SigningAlg, TokenTyp};
 use crate::initiator::Initiator;
 use crate::keys::{SignError, SigningKey};
@@ -87,8 +87,7 @@ fn session_revoked(payload: &Value, issuer: &str) -> Result<(Value, Value), SetM
         "reason_user": reason_user(parsed),
         "event_timestamp": timestamp,
     });
-    if let (Some(map), Some(metadata)) = (event.as_object_mut(), payload.get("session_metadata"))
-    {
+    if let (Some(map), Some(metadata)) = (event.as_object_mut(), payload.get("session_metadata")) {
         map.insert("session_metadata".to_owned(), metadata.clone());
     }
     Ok((subject, event))
@@ -345,7 +344,10 @@ mod tests {
         assert_eq!(claims["events"], event);
         let row = NewSet::stream_updated("sst_1", "ssr_1", StreamStatus::Enabled, None, t0());
         let (_, claims) = minted(row);
-        assert_eq!(claims["events"], json!({STREAM_UPDATED: {"status": "enabled"}}));
+        assert_eq!(
+            claims["events"],
+            json!({STREAM_UPDATED: {"status": "enabled"}})
+        );
     }
 
     #[test]
