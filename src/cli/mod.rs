@@ -9,6 +9,7 @@ pub mod deliveries;
 pub mod http;
 pub mod keys;
 pub mod mock_rp;
+pub mod mock_ssf;
 pub mod openapi;
 pub mod serve;
 pub mod sessions;
@@ -37,6 +38,8 @@ pub enum Command {
     Token(token::TokenCommand),
     /// Run the conformance receiver (mock relying party).
     MockRp(mock_rp::MockRpArgs),
+    /// Run the strict SSF receiver (push or poll) against a transmitter.
+    MockSsf(mock_ssf::MockSsfArgs),
     /// Inspect relying parties' endpoint health through the API.
     Clients(clients::ClientsArgs),
     /// Inspect and re-drive deliveries through the API.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Token(cmd) => token::run(cmd).await,
             Command::MockRp(args) => mock_rp::run(args).await,
+            Command::MockSsf(args) => mock_ssf::run(args).await,
             Command::Clients(args) => clients::run(args).await,
             Command::Deliveries(args) => deliveries::run(args).await,
             Command::Sessions(args) => sessions::run(args).await,

@@ -65,7 +65,7 @@ impl FromStr for SigningAlg {
     }
 }
 
-/// The `typ` header of a logout token.
+/// The `typ` header of a signed token: a logout token's, or a SET's.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
 )]
@@ -77,6 +77,11 @@ pub enum TokenTyp {
     /// `JWT`, for Auth0-era receivers that check for it.
     #[serde(rename = "JWT")]
     Jwt,
+    /// `secevent+jwt`, the explicit type of a Security Event Token (RFC 8417 §2.3; SSF 1.0
+    /// §4.1.1). Never a logout token's: clients cannot choose it, so it is neither parsed
+    /// nor shown as a client setting.
+    #[serde(skip)]
+    SecEventJwt,
 }
 
 impl TokenTyp {
@@ -85,10 +90,12 @@ impl TokenTyp {
         match self {
             Self::LogoutJwt => "logout+jwt",
             Self::Jwt => "JWT",
+            Self::SecEventJwt => "secevent+jwt",
         }
     }
 }
 
+/// Parses a logout token's `typ`; `secevent+jwt` is refused, as it is no logout token's.
 impl FromStr for TokenTyp {
     type Err = String;
 

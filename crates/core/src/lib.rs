@@ -39,6 +39,7 @@
 //! - `api` and `tokens`: the axum router, one file per resource, one error mapping;
 //!   the scoped API tokens.
 //! - `mock_rp`: the conformance receiver.
+//! - `mock_ssf`: the strict SSF receiver (push or poll) for testing the transmitter.
 //! - `console`: what the binaries share with their terminal (batched logs, stdout, signals).
 //! - `error`: an error with its sources, for the logs of the API and the workers.
 
@@ -61,6 +62,7 @@ mod keys;
 mod metadata;
 mod metrics;
 mod mock_rp;
+mod mock_ssf;
 mod net_policy;
 mod operator_events;
 mod outbox;
@@ -116,8 +118,8 @@ pub use jwe::{
 };
 pub use keys::{
     ImportRequest, Jwks, KeyRing, KeySet, RETIRED_GRACE_SECS as RETIRED_KEY_GRACE_SECS, SignError,
-    SigningKey, activate as activate_key, generate as generate_key, import as import_key,
-    rotate as rotate_key, rotate_all as rotate_keys, store::KeyEntry,
+    SigningKey, activate as activate_key, ensure_set_signing_key, generate as generate_key,
+    import as import_key, rotate as rotate_key, rotate_all as rotate_keys, store::KeyEntry,
     store::check_permissions as check_key_permissions, store::read_manifest as read_key_manifest,
 };
 pub use metadata::{
@@ -128,6 +130,11 @@ pub use metrics::Metrics;
 pub use mock_rp::{
     DEFAULT_FAIL_STATUS, DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, Faults,
     LogLimits, MockRp, MockRpConfig, MockRpHandle, Receipt, rotated_path,
+};
+pub use mock_ssf::{
+    DEFAULT_MAX_EVENTS as DEFAULT_POLL_MAX_EVENTS, EVENTS_PATH as MOCK_SSF_EVENTS_PATH, MockSsf,
+    MockSsfConfig, MockSsfError, MockSsfHandle, SetReceipt, StreamInfo,
+    well_known_url as ssf_well_known_url,
 };
 pub use net_policy::NetPolicy;
 pub use operator_events::{
@@ -153,10 +160,10 @@ pub use server::{
 pub use session::{Device, Session, SessionClient};
 pub use ssf::{
     ClaimedSet, EVENTS_SUPPORTED, FanoutStream, MIN_VERIFICATION_INTERVAL_SECS, NewSet,
-    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, ReceiverScope, SESSION_REVOKED,
-    STREAM_UPDATED, SetError, SetFilter, SetKind, SetRedrive, SetResult, SetState, SsfReceiver,
-    SsfStream, StoredSet, StreamDelivery, StreamStatus, VERIFICATION, VerifyOutcome, excluded,
-    initiating_entity, plan_sets,
+    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, PushVerdict, ReceiverScope, SESSION_REVOKED,
+    STREAM_UPDATED, SetError, SetFilter, SetKind, SetMintError, SetRedrive, SetResult, SetState,
+    SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus, VERIFICATION, VerifyOutcome,
+    decide_push, excluded, initiating_entity, mint as mint_set, plan_sets, set_claims,
 };
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;

@@ -172,3 +172,21 @@ pub fn activate(dir: &Path, kid: &KeyId, now: DateTime<Utc>) -> Result<Activated
     store::write_manifest(dir, &manifest)?;
     Ok(Activated { alg, retired })
 }
+
+/// Makes sure `dir` has an active RS256 key, the one SETs are signed with (SSF 1.0 §4.1.1;
+/// CAEP interoperability profile §2.6: RS256 with at least 2048 bits, whatever algorithms the
+/// clients use). When none is active, generates one (2048 bits, file mode 0600, the directory
+/// created 0700 if needed), which becomes active at once; returns its kid. An existing
+/// active RS256 key is kept: every RSA key logoutd loads has 2048 bits at least.
+///
+/// `serve` calls this at start-up when SSF is on, before it loads its keys.
+pub fn ensure_set_signing_key(dir: &Path, now: DateTime<Utc>) -> Result<Option<KeyId>, KeyError> {
+    store::ensure_dir(dir)?;
+    if store::read_manifest(dir)?
+        .active(SigningAlg::RS256)
+        .is_some()
+    {
+        return Ok(None);
+    }
+    generate(dir, SigningAlg::RS256, None, now).map(Some)
+}

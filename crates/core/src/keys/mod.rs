@@ -24,7 +24,7 @@ pub(crate) use import::ImportError;
 pub use import::{ImportRequest, import};
 pub(crate) use jwk::Jwk;
 pub use jwk::Jwks;
-pub use lifecycle::{activate, generate, rotate, rotate_all};
+pub use lifecycle::{activate, ensure_set_signing_key, generate, rotate, rotate_all};
 pub use ring::KeyRing;
 pub(crate) use signer::RSA_BITS;
 pub use signer::{SignError, SigningKey};

@@ -43,8 +43,8 @@ pub struct SigningKey {
     kid: KeyId,
     pair: Pair,
     jwk: Jwk,
-    /// base64url(header) for `logout+jwt` and `JWT`, in [`TokenTyp`] order.
-    headers: [String; 2],
+    /// base64url(header) for `logout+jwt`, `JWT` and `secevent+jwt`, in [`TokenTyp`] order.
+    headers: [String; 3],
     rng: SystemRandom,
 }
 
@@ -75,6 +75,7 @@ fn typ_index(typ: TokenTyp) -> usize {
     match typ {
         TokenTyp::LogoutJwt => 0,
         TokenTyp::Jwt => 1,
+        TokenTyp::SecEventJwt => 2,
     }
 }
 
@@ -181,7 +182,7 @@ impl SigningKey {
             kid: kid.clone(),
             pair,
             jwk,
-            headers: [String::new(), String::new()],
+            headers: [String::new(), String::new(), String::new()],
             rng: SystemRandom::new(),
         }
         .with_kid(kid))
@@ -193,6 +194,7 @@ impl SigningKey {
         self.headers = [
             encoded_header(self.alg, TokenTyp::LogoutJwt, &kid),
             encoded_header(self.alg, TokenTyp::Jwt, &kid),
+            encoded_header(self.alg, TokenTyp::SecEventJwt, &kid),
         ];
         self.kid = kid;
         self
@@ -263,20 +265,36 @@ impl SigningKey {
             let Scratch { json, input } = scratch;
             json.clear();
             claims.write_json(json);
-            input.clear();
-            input.extend_from_slice(self.headers[typ_index(typ)].as_bytes());
-            input.push(b'.');
-            append_b64(input, json);
-            let token = self.with_signature(input, |sig| {
-                let mut out = Vec::with_capacity(input.len() + 1 + b64_len(sig.len()));
-                out.extend_from_slice(input);
-                out.push(b'.');
-                append_b64(&mut out, sig);
-                // Every byte is base64url or '.', so this check cannot fail.
-                String::from_utf8(out)
-            })?;
-            token.map_err(|_| SignError::Crypto(self.kid.clone()))
+            self.sign_input(typ, json, input)
         })
+    }
+
+    /// The compact JWS of an arbitrary claims object, given as its JSON bytes (a SET's
+    /// claims, RFC 8417 §2), under the header of `typ`.
+    pub fn sign_json(&self, typ: TokenTyp, claims_json: &[u8]) -> Result<String, SignError> {
+        SCRATCH.with_borrow_mut(|scratch| self.sign_input(typ, claims_json, &mut scratch.input))
+    }
+
+    /// Signs `base64url(header).base64url(json)`, built in `input`.
+    fn sign_input(
+        &self,
+        typ: TokenTyp,
+        json: &[u8],
+        input: &mut Vec<u8>,
+    ) -> Result<String, SignError> {
+        input.clear();
+        input.extend_from_slice(self.headers[typ_index(typ)].as_bytes());
+        input.push(b'.');
+        append_b64(input, json);
+        let token = self.with_signature(input, |sig| {
+            let mut out = Vec::with_capacity(input.len() + 1 + b64_len(sig.len()));
+            out.extend_from_slice(input);
+            out.push(b'.');
+            append_b64(&mut out, sig);
+            // Every byte is base64url or '.', so this check cannot fail.
+            String::from_utf8(out)
+        })?;
+        token.map_err(|_| SignError::Crypto(self.kid.clone()))
     }
 }
 

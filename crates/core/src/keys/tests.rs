@@ -3,6 +3,8 @@
 use super::*;
 use crate::ids::{ClientId, Issuer, UserId};
 use crate::token::{LogoutTokenBuilder, Subject};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::os::unix::fs::PermissionsExt as _;
 
 fn t0() -> DateTime<Utc> {
@@ -234,4 +236,41 @@ fn an_imported_kid_is_escaped_in_the_header() {
     .unwrap();
     assert_eq!(header["kid"], r#"idp"1\x"#);
     assert_eq!(header["alg"], "ES256");
+}
+
+#[test]
+fn set_signing_key_is_added_beside_other_algs_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    generate(&dir, SigningAlg::ES256, None, t0()).unwrap();
+    let kid = ensure_set_signing_key(&dir, t0()).unwrap().unwrap();
+    assert_eq!(ensure_set_signing_key(&dir, t0()).unwrap(), None);
+    let set = KeySet::load(&dir, t0()).unwrap();
+    assert_eq!(set.active_kid(SigningAlg::RS256), Some(&kid));
+    assert!(
+        set.active_kid(SigningAlg::ES256).is_some(),
+        "ES256 untouched"
+    );
+    let mode = std::fs::metadata(dir.join(format!("{kid}.pem")))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn sign_json_uses_the_secevent_header() {
+    let key = SigningKey::generate(SigningAlg::RS256, None).unwrap();
+    let token = key
+        .sign_json(TokenTyp::SecEventJwt, br#"{"jti":"j"}"#)
+        .unwrap();
+    let mut parts = token.split('.');
+    let header = URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    assert_eq!(header["typ"], "secevent+jwt");
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["kid"], key.kid().as_str());
+    let claims = URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap();
+    assert_eq!(claims, br#"{"jti":"j"}"#);
+    assert_eq!(parts.count(), 1);
 }

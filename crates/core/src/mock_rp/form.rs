@@ -16,7 +16,7 @@ const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 
 /// A body read up to a cap.
 #[derive(Debug)]
-pub(super) enum ReadBody {
+pub(crate) enum ReadBody {
     /// The whole body.
     Complete(Bytes),
     /// The body exceeded the cap.
@@ -26,7 +26,7 @@ pub(super) enum ReadBody {
 }
 
 /// Reads at most `limit` bytes of `body`.
-pub(super) async fn read_capped(body: Incoming, limit: usize) -> ReadBody {
+pub(crate) async fn read_capped(body: Incoming, limit: usize) -> ReadBody {
     let mut stream = Body::new(body).into_data_stream();
     let mut collected = Vec::new();
     let mut seen = 0usize;

@@ -5,6 +5,7 @@
 use super::Shared;
 use super::faults::Fault;
 use super::inspect::{Inspection, inspect};
+use super::log::ReceiptLog;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -14,11 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// The path that lists receipts instead of receiving tokens.
-pub(super) const RECEIPTS_PATH: &str = "/receipts";
+pub(crate) const RECEIPTS_PATH: &str = "/receipts";
 
 /// A refusal to answer: hyper closes the connection without writing a response.
 #[derive(Debug)]
-pub(super) struct Dropped;
+pub(crate) struct Dropped;
 
 impl std::fmt::Display for Dropped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -35,7 +36,7 @@ pub(super) async fn handle(
 ) -> Result<Response<Body>, Dropped> {
     let (parts, body) = req.into_parts();
     if parts.uri.path() == RECEIPTS_PATH {
-        return Ok(receipts(&shared, &parts).await);
+        return Ok(receipts(&shared.log, &parts).await);
     }
     if parts.method != Method::POST {
         return Ok(method_not_allowed("POST"));
@@ -102,7 +103,7 @@ fn reply_for(
 }
 
 /// A reply with `Cache-Control: no-store`.
-fn respond(status: StatusCode, body: Body) -> Response<Body> {
+pub(crate) fn respond(status: StatusCode, body: Body) -> Response<Body> {
     let mut reply = Response::new(body);
     *reply.status_mut() = status;
     reply
@@ -116,7 +117,7 @@ fn with_header(mut reply: Response<Body>, name: HeaderName, value: HeaderValue) 
     reply
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let reply = respond(status, Body::from(value.to_string()));
     let kind = HeaderValue::from_static("application/json");
     with_header(reply, header::CONTENT_TYPE, kind)
@@ -143,7 +144,7 @@ fn redirect(to: Option<&url::Url>) -> Response<Body> {
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     with_header(
         respond(StatusCode::METHOD_NOT_ALLOWED, Body::empty()),
         header::ALLOW,
@@ -157,7 +158,7 @@ const MAX_RECEIPTS_WAIT: std::time::Duration = std::time::Duration::from_secs(60
 /// `GET /receipts`: JSON lines, or a JSON array with `?format=json`. With `min=N` (and
 /// optionally `wait_ms=T`, default and cap 60 s) it first waits until N receipts have been
 /// recorded since start, so scripts and tests wait for deliveries instead of sleeping.
-async fn receipts(shared: &Shared, parts: &Parts) -> Response<Body> {
+pub(crate) async fn receipts(log: &ReceiptLog, parts: &Parts) -> Response<Body> {
     if parts.method != Method::GET {
         return method_not_allowed("GET");
     }
@@ -171,14 +172,14 @@ async fn receipts(shared: &Shared, parts: &Parts) -> Response<Body> {
         let wait = param("wait_ms")
             .map_or(MAX_RECEIPTS_WAIT, std::time::Duration::from_millis)
             .min(MAX_RECEIPTS_WAIT);
-        shared.log.wait_for(min, wait).await;
+        log.wait_for(min, wait).await;
     }
     let as_array = url::form_urlencoded::parse(query.as_bytes())
         .any(|(name, value)| name == "format" && value == "json");
     let (body, kind) = if as_array {
-        (shared.log.json_array(), "application/json")
+        (log.json_array(), "application/json")
     } else {
-        (shared.log.ndjson(), "application/x-ndjson")
+        (log.ndjson(), "application/x-ndjson")
     };
     let reply = respond(StatusCode::OK, Body::from(body));
     with_header(reply, header::CONTENT_TYPE, HeaderValue::from_static(kind))

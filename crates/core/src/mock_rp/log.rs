@@ -2,6 +2,7 @@
 //! `GET /receipts`; and, when asked for, a receipts file, flushed per line and rotated at a
 //! size cap so that it cannot fill a disk.
 
+#[cfg(test)]
 use super::receipt::Receipt;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -56,9 +57,9 @@ struct ReceiptFile {
     written: u64,
 }
 
-/// Where receipts go.
+/// Where receipts go: any serializable receipt (the mock RP's, the mock SSF receiver's).
 #[derive(Debug)]
-pub(super) struct ReceiptLog {
+pub(crate) struct ReceiptLog {
     limits: LogLimits,
     memory: Mutex<Ring>,
     file: Option<tokio::sync::Mutex<ReceiptFile>>,
@@ -107,7 +108,7 @@ impl ReceiptFile {
 
 impl ReceiptLog {
     /// A log kept in memory, and appended to `path` when given (created if absent).
-    pub(super) async fn open(path: Option<&Path>, limits: LogLimits) -> std::io::Result<Self> {
+    pub(crate) async fn open(path: Option<&Path>, limits: LogLimits) -> std::io::Result<Self> {
         let file = match path {
             None => None,
             Some(path) => Some(tokio::sync::Mutex::new(open_append(path).await?)),
@@ -122,7 +123,7 @@ impl ReceiptLog {
     }
 
     /// Records `receipt`: one flushed line in the file, then memory.
-    pub(super) async fn record(&self, receipt: &Receipt) {
+    pub(crate) async fn record<R: serde::Serialize>(&self, receipt: &R) {
         let mut line = match serde_json::to_vec(receipt) {
             Ok(line) => line,
             Err(err) => {
@@ -169,7 +170,7 @@ impl ReceiptLog {
 
     /// Waits until at least `count` receipts have been recorded since start, or `limit`
     /// passes; returns whether the count was reached.
-    pub(super) async fn wait_for(&self, count: u64, limit: std::time::Duration) -> bool {
+    pub(crate) async fn wait_for(&self, count: u64, limit: std::time::Duration) -> bool {
         let reached = async {
             loop {
                 let arrived = self.arrived.notified();
@@ -185,7 +186,7 @@ impl ReceiptLog {
     }
 
     /// The receipts kept in memory, oldest first.
-    pub(super) fn all(&self) -> Vec<Receipt> {
+    pub(crate) fn all<R: serde::de::DeserializeOwned>(&self) -> Vec<R> {
         let ring = self.ring();
         ring.lines
             .iter()
@@ -201,7 +202,7 @@ impl ReceiptLog {
     }
 
     /// The receipts kept in memory as JSON lines.
-    pub(super) fn ndjson(&self) -> Vec<u8> {
+    pub(crate) fn ndjson(&self) -> Vec<u8> {
         let ring = self.ring();
         let mut out = Vec::with_capacity(ring.bytes);
         for line in &ring.lines {
@@ -211,7 +212,7 @@ impl ReceiptLog {
     }
 
     /// The receipts kept in memory as one JSON array.
-    pub(super) fn json_array(&self) -> Vec<u8> {
+    pub(crate) fn json_array(&self) -> Vec<u8> {
         let ring = self.ring();
         let mut out = Vec::with_capacity(ring.bytes + 2);
         out.push(b'[');
@@ -262,7 +263,7 @@ mod tests {
         for n in 0..10 {
             log.record(&receipt(n, 10)).await;
         }
-        let paths: Vec<String> = log.all().into_iter().map(|r| r.path).collect();
+        let paths: Vec<String> = log.all::<Receipt>().into_iter().map(|r| r.path).collect();
         assert_eq!(paths, ["/5", "/6", "/7", "/8", "/9"], "the newest five");
         for n in 10..20 {
             log.record(&receipt(n, 3_000)).await;
@@ -270,9 +271,9 @@ mod tests {
         let (count, bytes) = log.kept();
         assert!(bytes <= 10_000, "{bytes}");
         assert_eq!(count, 3, "three 3 KB receipts fit in 10 KB");
-        assert_eq!(log.all().last().unwrap().path, "/19");
+        assert_eq!(log.all::<Receipt>().last().unwrap().path, "/19");
         let array: Vec<Receipt> = serde_json::from_slice(&log.json_array()).unwrap();
-        assert_eq!(array, log.all());
+        assert_eq!(array, log.all::<Receipt>());
     }
 
     #[tokio::test]

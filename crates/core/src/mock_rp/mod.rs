@@ -38,6 +38,9 @@ mod receipt;
 pub(crate) use cache::{AttemptCounter, DEFAULT_CACHE_CAPACITY, ReplayCache};
 pub(crate) use faults::Fault;
 pub use faults::{DEFAULT_FAIL_STATUS, Faults};
+pub(crate) use form::{ReadBody, read_capped};
+pub(crate) use handler::{Dropped, RECEIPTS_PATH, json, method_not_allowed, receipts, respond};
+pub(crate) use log::ReceiptLog;
 pub use log::{
     DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, LogLimits, rotated_path,
 };
@@ -50,7 +53,6 @@ use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use log::ReceiptLog;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;

@@ -194,6 +194,29 @@ pub fn decide(
     }
 }
 
+/// Schedules a retry of an outcome the caller judged worth retrying (`what`), within the
+/// policy's budgets, exactly as [`decide`] does for its retryable outcomes: for deliveries
+/// with a status table of their own (SET push, RFC 8935).
+pub(crate) fn retry_within_budget(
+    policy: &RetryPolicy,
+    what: Retryable,
+    retry_after: Option<Duration>,
+    attempts_made: u32,
+    budget_started_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    jitter: f64,
+) -> Decision {
+    let attempt = Attempt {
+        what,
+        retry_after,
+        attempts_made,
+        budget_started_at,
+        now,
+        jitter,
+    };
+    schedule_retry(policy, attempt)
+}
+
 /// The inputs of a retry that has been judged worth making.
 struct Attempt {
     what: Retryable,

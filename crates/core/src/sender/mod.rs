@@ -8,6 +8,7 @@
 //! [`retry::decide`]. The sender logs nothing: tracing is the dispatcher's job.
 
 mod fetch;
+mod push;
 mod resolve;
 mod response;
 

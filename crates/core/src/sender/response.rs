@@ -65,7 +65,10 @@ pub(super) async fn status_only(
 }
 
 /// The parsed `Retry-After` header, if any.
-fn retry_after(response: &reqwest::Response, now: DateTime<Utc>) -> Option<std::time::Duration> {
+pub(super) fn retry_after(
+    response: &reqwest::Response,
+    now: DateTime<Utc>,
+) -> Option<std::time::Duration> {
     response
         .headers()
         .get(RETRY_AFTER)
@@ -74,7 +77,7 @@ fn retry_after(response: &reqwest::Response, now: DateTime<Utc>) -> Option<std::
 }
 
 /// Reads chunks until the body ends, fails, or passes `max_bytes`; keeps at most `max_bytes`.
-async fn read_capped(mut response: reqwest::Response, max_bytes: usize) -> Vec<u8> {
+pub(super) async fn read_capped(mut response: reqwest::Response, max_bytes: usize) -> Vec<u8> {
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
         let room = max_bytes.saturating_sub(body.len());

@@ -5,7 +5,16 @@
 //!
 //! - This module: the receiver, stream and SET row types, and the fan-out of a session end
 //!   into SET rows ([`plan_sets`]), pure.
+//! - `set`: the claims of a row's SET and its signature ([`mint`]), and the rows the stream
+//!   API writes.
+//! - `push`: what a push attempt's answer decides (RFC 8935), pure.
 //! - The store's `ssf` seam ([`crate::store::SsfStore`]) keeps them.
+
+mod push;
+mod set;
+
+pub use push::{PushVerdict, decide_push};
+pub use set::{SetMintError, mint, set_claims};
 
 use crate::ids::{ClientId, EventId, LeaseId, SessionId, UserId};
 use crate::initiator::Initiator;
