@@ -69,6 +69,7 @@ impl TestApp {
             metrics,
             body_limit: DEFAULT_BODY_LIMIT,
             waits: logoutd_core::Waits::default(),
+            ssf: None,
         });
         Self {
             router: router(state),
