@@ -29,6 +29,7 @@ mod operator_webhook;
 mod rate_limit;
 mod sender;
 mod shutdown;
+mod ssf_api;
 mod store;
 mod strict_policy;
 mod support;

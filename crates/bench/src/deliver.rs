@@ -205,6 +205,7 @@ pub fn settings(dir: &Path, store: String) -> Settings {
         housekeeping: HousekeepingSettings::default(),
         http: logoutd_core::HttpSettings::default(),
         operator_webhook: None,
+        ssf: false,
         sender: SenderConfig {
             policy: NetPolicy {
                 allow_insecure: true,

@@ -56,11 +56,36 @@ impl TestApp {
         clock: Arc<ManualClock>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::build(stores, insecure, clock, metrics, ISSUER, None)
+    }
+
+    /// The router with the SSF transmitter's routes on, over the memory store, for `issuer`.
+    pub async fn ssf(issuer: &str, insecure: bool, ssf: logoutd_core::SsfApi) -> Self {
+        let stores = logoutd_core::open_store("memory://").await.unwrap();
+        let clock = Arc::new(ManualClock::new(start_time()));
+        Self::build(
+            stores,
+            insecure,
+            clock,
+            Arc::new(Metrics::new()),
+            issuer,
+            Some(ssf),
+        )
+    }
+
+    fn build(
+        stores: Stores,
+        insecure: bool,
+        clock: Arc<ManualClock>,
+        metrics: Arc<Metrics>,
+        issuer: &str,
+        ssf: Option<logoutd_core::SsfApi>,
+    ) -> Self {
         let keys = test_keys();
         let state = Arc::new(AppState {
             stores: stores.clone(),
             keys: keys.clone(),
-            issuer: Issuer::new(ISSUER),
+            issuer: Issuer::new(issuer),
             net: NetPolicy {
                 allow_insecure: insecure,
             },
@@ -69,6 +94,7 @@ impl TestApp {
             metrics,
             body_limit: DEFAULT_BODY_LIMIT,
             waits: logoutd_core::Waits::default(),
+            ssf,
         });
         Self {
             router: router(state),

@@ -115,7 +115,7 @@ impl Credentials {
 }
 
 /// The scope a request needs: `read` for `GET` and `HEAD`; `operate` for re-drive, pause,
-/// resume and prune; `admin` for everything else. `path` is relative to `/api/v2`.
+/// resume, prune and an SSF stream's status; `admin` for everything else. `path` is relative to `/api/v2`.
 pub(super) fn required_scope(method: &Method, path: &str) -> Scope {
     if method == Method::GET || method == Method::HEAD {
         return Scope::Read;
@@ -125,6 +125,8 @@ pub(super) fn required_scope(method: &Method, path: &str) -> Scope {
             && (path.ends_with("/pause") || path.ends_with("/resume")))
             || (path.starts_with("/logout-deliveries/") && path.ends_with("/retry"))
             || (path.starts_with("/operator-events/") && path.ends_with("/retry"))
+            || (path.starts_with("/ssf-deliveries/") && path.ends_with("/retry"))
+            || (path.starts_with("/ssf-streams/") && path.ends_with("/status"))
             || path == "/logout-deliveries/prune-failed");
     if operate {
         Scope::Operate
@@ -203,6 +205,12 @@ mod tests {
             (Method::DELETE, "/clients/a", Scope::Admin),
             (Method::POST, "/logout-events", Scope::Admin),
             (Method::DELETE, "/clients/a/pause", Scope::Admin),
+            (Method::POST, "/ssf-receivers", Scope::Admin),
+            (Method::POST, "/ssf-receivers/r/rotate-token", Scope::Admin),
+            (Method::DELETE, "/ssf-receivers/r", Scope::Admin),
+            (Method::POST, "/ssf-streams/s/status", Scope::Operate),
+            (Method::POST, "/ssf-deliveries/d/retry", Scope::Operate),
+            (Method::GET, "/ssf-deliveries", Scope::Read),
         ];
         for (method, path, scope) in cases {
             assert_eq!(required_scope(&method, path), scope, "{method} {path}");

@@ -32,10 +32,17 @@ mod operator_events;
 mod public;
 mod redrive;
 mod sessions;
+pub(crate) mod ssf;
+mod ssf_receivers;
+mod ssf_streams;
 mod wait;
 
 pub use auth::Credentials;
 pub(crate) use error::ApiError;
+pub use ssf::{
+    DEFAULT_LONG_POLL, DEFAULT_POLL_RECHECK, MAX_EXCLUDED_SUBJECTS, MAX_POLL_EVENTS, MintError,
+    MintSet, POLL_LEASE_SECS, SsfApi,
+};
 pub use wait::{MAX_LISTED_RESULTS, MAX_WAIT_MS, RECHECK_INTERVAL, Waits};
 
 /// Default cap on request bodies (64 KiB).
@@ -65,6 +72,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// The bound on end requests waiting for their RPs, and the signal that wakes them.
     pub waits: Waits,
+    /// The SSF transmitter's routes, when `ssf` is on; `None` leaves them unmounted (404).
+    pub ssf: Option<SsfApi>,
 }
 
 /// Shared handler state.
@@ -79,7 +88,10 @@ impl AppState {
 
 /// The whole router.
 pub fn router(state: Shared) -> Router {
-    let (routes, _) = api_routes(management_routes()).split_for_parts();
+    let (mut routes, _) = api_routes(management_routes()).split_for_parts();
+    if state.ssf.is_some() {
+        routes = routes.merge(ssf::routes());
+    }
     routes
         .fallback(public::not_found)
         .method_not_allowed_fallback(public::method_not_allowed)
@@ -129,6 +141,14 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(operator_events::list))
         .routes(routes!(operator_events::get))
         .routes(routes!(operator_events::retry))
+        .routes(routes!(ssf_receivers::create, ssf_receivers::list))
+        .routes(routes!(ssf_receivers::get, ssf_receivers::delete))
+        .routes(routes!(ssf_receivers::rotate_token))
+        .routes(routes!(ssf_streams::list_streams))
+        .routes(routes!(ssf_streams::set_status))
+        .routes(routes!(ssf_streams::list_sets))
+        .routes(routes!(ssf_streams::get_set))
+        .routes(routes!(ssf_streams::retry_set))
 }
 
 /// Every route: the public ones, the OpenAPI document, and `management` (the management

@@ -55,6 +55,7 @@ pub const REGENERATE: &str = "cargo run --quiet -- openapi > docs/openapi.json";
         (name = "logout", description = "Ending sessions: 202 once the end and its deliveries are committed."),
         (name = "deliveries", description = "Delivery status, re-drive and dead-letter cleanup."),
         (name = "operator-events", description = "Operator events (client.paused, client.resumed, delivery.failed), their webhook delivery and its re-drive."),
+        (name = "ssf", description = "The Shared Signals (SSF 1.0) transmitter: its receivers and their tokens, their streams, and the delivery of their SETs. The receivers' own routes (`/.well-known/ssf-configuration`, `/ssf/...`) are not part of this API."),
         (name = "openapi", description = "This document; no token.")
     )
 )]
@@ -265,7 +266,7 @@ error_response!(
     Forbidden,
     "The token is valid but its scope does not allow this request (`insufficient_scope`): \
      `read` tokens may only `GET`; `operate` tokens may also re-drive, prune, pause and \
-     resume; `admin` tokens may do everything."
+     resume, and set an SSF stream's status; `admin` tokens may do everything."
         .to_owned()
 );
 

@@ -152,6 +152,12 @@ pub struct Knobs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator_webhook_secret_file: Option<PathBuf>,
+    /// Whether the Shared Signals (SSF 1.0) transmitter is on: its metadata at
+    /// `/.well-known/ssf-configuration` and its receiver routes under `/ssf/`. Needs an https
+    /// issuer unless `--dev` or `allow_insecure_rp_urls`.
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssf: Option<bool>,
 }
 
 /// A switch that is off says nothing, so a layer above cannot turn off what one below turned
@@ -241,6 +247,7 @@ impl Knobs {
             health_pause_after_seconds: Some(DEFAULT_HEALTH_PAUSE_AFTER.as_secs()),
             operator_webhook_url: None,
             operator_webhook_secret_file: None,
+            ssf: Some(DEFAULT_SSF),
         }
     }
 }

@@ -77,11 +77,12 @@ pub(crate) const DEFAULT_RETENTION_DAYS: u64 = 7;
 /// Whether sessions past their `expires_at` or `idle_expires_at` are ended by default (with
 /// `session-expired`).
 pub(crate) const DEFAULT_EXPIRY_SWEEP: bool = true;
-/// How often the pruner runs.
+/// Whether the SSF transmitter is on by default: off.
+pub(crate) const DEFAULT_SSF: bool = false;
 /// How long a failing client goes without a success before the health policy, when on,
 /// pauses it: 6 hours.
 pub(crate) const DEFAULT_HEALTH_PAUSE_AFTER: Duration = Duration::from_secs(6 * 3600);
-
+/// How often the pruner runs.
 pub(crate) const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A setting that cannot be used.
@@ -245,6 +246,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Where operator events are sent, if anywhere.
     pub operator_webhook: Option<OperatorWebhook>,
+    /// Whether the SSF transmitter's routes are served ([`DEFAULT_SSF`]).
+    pub ssf: bool,
 }
 
 /// The operator webhook: its URL (checked with the RP URL policy) and signing secret.

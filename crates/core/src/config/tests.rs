@@ -367,3 +367,43 @@ fn the_operator_webhook_needs_a_secret_and_follows_the_rp_url_policy() {
             .is_some()
     );
 }
+
+#[test]
+fn ssf_is_off_by_default_and_needs_an_https_issuer_outside_tests() {
+    let env = Environment::default();
+    assert!(
+        !Settings::from_knobs(Knobs::default(), true, &env)
+            .unwrap()
+            .ssf
+    );
+    let knobs = |issuer: &str, insecure: bool| Knobs {
+        ssf: Some(true),
+        issuer: Some(issuer.to_owned()),
+        allow_insecure_rp_urls: insecure,
+        ..Knobs::default()
+    };
+    let strong =
+        Environment::from_vars([(Environment::API_TOKEN, "0123456789abcdefghijklmnopqrstuv")]);
+    let refused = Settings::from_knobs(knobs("http://127.0.0.1:8080", false), false, &strong)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("ssf") && refused.contains("https"),
+        "{refused}"
+    );
+    assert!(
+        Settings::from_knobs(knobs("https://logout.example.test", false), false, &strong)
+            .unwrap()
+            .ssf
+    );
+    assert!(
+        Settings::from_knobs(knobs("http://127.0.0.1:8080", true), false, &strong)
+            .unwrap()
+            .ssf
+    );
+    assert!(
+        Settings::from_knobs(knobs("http://127.0.0.1:8080", false), true, &env)
+            .unwrap()
+            .ssf
+    );
+}

@@ -19,6 +19,7 @@ impl Settings {
         let net = NetPolicy {
             allow_insecure: knobs.allow_insecure_rp_urls,
         };
+        let ssf = ssf(knobs.ssf, &issuer, dev || net.allow_insecure)?;
         let (api_token, dev) = api_token(knobs.api_token_file.as_deref(), dev, env)?;
         let api_tokens_file = knobs
             .api_tokens_file
@@ -30,6 +31,7 @@ impl Settings {
         let operator_webhook = operator_webhook(&knobs, net, env)?;
         Ok(Self {
             operator_webhook,
+            ssf,
             listen,
             issuer,
             http: HttpSettings::from_knobs(&knobs)?,
@@ -241,6 +243,27 @@ fn operator_webhook(
     let secret = crate::operator_events::WebhookSecret::parse(&secret)
         .map_err(|e| invalid(SECRET, e.to_string()))?;
     Ok(Some(OperatorWebhook { url, secret }))
+}
+
+/// Whether the SSF transmitter is on: `value`, else [`DEFAULT_SSF`]. Its metadata and every
+/// SET carry the issuer, and SSF 1.0 §7.1 wants every endpoint https, so an http issuer is
+/// refused unless `insecure_ok` (`--dev` or `allow_insecure_rp_urls`).
+pub(super) fn ssf(
+    value: Option<bool>,
+    issuer: &Issuer,
+    insecure_ok: bool,
+) -> Result<bool, ConfigError> {
+    let on = value.unwrap_or(DEFAULT_SSF);
+    let https = url::Url::parse(issuer.as_str()).is_ok_and(|url| url.scheme() == "https");
+    if on && !insecure_ok && !https {
+        return Err(invalid(
+            "ssf",
+            "needs an https issuer (SSF 1.0 §7.1: every transmitter endpoint is https); set \
+             --issuer to an https URL, or pass --dev or --allow-insecure-rp-urls for tests and \
+             demos",
+        ));
+    }
+    Ok(on)
 }
 
 /// Checks a delivery niceness: 0 (the API's priority) to 19 (the lowest).

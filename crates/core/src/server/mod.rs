@@ -127,6 +127,7 @@ pub async fn run(
         metrics,
         body_limit: settings.body_limit,
         waits,
+        ssf: settings.ssf.then(|| api::SsfApi::new(ssf_mint())),
     });
     let housekeeping = spawn_housekeeping(&settings, &state, clock.clone(), &shutdown);
     let dispatcher = settings
@@ -163,6 +164,13 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// How a poll answer signs its SETs.
+// The SET minting (`crate::ssf::set::mint`) plugs in here: until it does, a poll hands out
+// no SET (each row is logged and comes back when its lease ends).
+fn ssf_mint() -> api::MintSet {
+    Arc::new(|_row, _aud| Err(api::MintError("SET signing is not available".to_owned())))
 }
 
 /// Starts the operator webhook worker when a webhook is configured and this node delivers;
