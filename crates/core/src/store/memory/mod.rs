@@ -15,6 +15,7 @@ mod health;
 mod outbox;
 mod retention;
 mod sessions;
+mod sets;
 mod ssf;
 mod tx;
 
