@@ -143,7 +143,8 @@ macro_rules! conformance {
                 ssf_delivery::a_poll_applies_acks_then_errors_then_hands_out_the_oldest,
                 ssf_delivery::an_expired_poll_lease_hands_the_row_out_again_with_its_jti,
                 ssf_delivery::verification_keeps_the_minimum_interval_per_stream,
-                ssf_delivery::a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows
+                ssf_delivery::a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows,
+                ssf_delivery::retention_prunes_finished_sets_with_the_rest
             );
         }
     };
