@@ -138,11 +138,13 @@ macro_rules! conformance {
                 ssf::a_paused_stream_holds_its_sets_until_enabled_then_releases_them_in_order,
                 ssf::disabling_cancels_waiting_sets_but_keeps_its_stream_updated_row,
                 ssf::deleting_a_stream_or_its_receiver_cancels_its_sets,
+                ssf::a_session_end_with_sets_wakes_the_set_worker,
                 ssf_delivery::push_rows_are_claimed_under_a_lease_recorded_released_and_reclaimed,
                 ssf_delivery::a_poll_applies_acks_then_errors_then_hands_out_the_oldest,
                 ssf_delivery::an_expired_poll_lease_hands_the_row_out_again_with_its_jti,
                 ssf_delivery::verification_keeps_the_minimum_interval_per_stream,
-                ssf_delivery::a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows
+                ssf_delivery::a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows,
+                ssf_delivery::retention_prunes_finished_sets_with_the_rest
             );
         }
     };

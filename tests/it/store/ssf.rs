@@ -526,3 +526,17 @@ pub async fn deleting_a_stream_or_its_receiver_cancels_its_sets(s: Stores) {
             .is_err()
     );
 }
+
+pub async fn a_session_end_with_sets_wakes_the_set_worker(s: Stores) {
+    use futures_util::FutureExt;
+    register(&s, &[client("c1")]).await;
+    receiver_with_stream(&s, "q", StreamDelivery::Poll).await;
+    create(&s, &session("s1", "u1", &["c1"])).await;
+    // A permit left by an earlier signal (a listener starting) is taken first.
+    let _ = s.ssf_wake.notified().now_or_never();
+    let waiting = s.ssf_wake.notified();
+    end(&s, "s1", Initiator::RpLogout, t(2_000)).await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the SET worker is woken after the end commits");
+}

@@ -404,3 +404,17 @@ pub async fn a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows(s:
     assert_eq!(s.ssf.prune_sets(t(11_001), 10).await.unwrap(), 2);
     assert!(sets_of(&s, "st-p").await.is_empty());
 }
+
+pub async fn retention_prunes_finished_sets_with_the_rest(s: Stores) {
+    receiver_with_stream(&s, "p", push("p")).await;
+    end_sessions(&s, &["s1", "s2"]).await;
+    let claimed = s.ssf.claim_push(t(9_000), lease(), 1).await.unwrap();
+    s.ssf
+        .record_set(&delivered(&claimed[0], t(9_100)))
+        .await
+        .unwrap();
+    let report = logoutd_core::prune(&s, t(10_000)).await.unwrap();
+    assert_eq!(report.sets, 1);
+    let left: Vec<_> = sets_of(&s, "st-p").await.iter().map(|r| r.state).collect();
+    assert_eq!(left, [SetState::Pending]);
+}

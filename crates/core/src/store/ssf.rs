@@ -51,7 +51,7 @@ pub trait SsfStore: Send + Sync {
     async fn delete_receiver(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Creates a stream; `false`, writing nothing, when its receiver already has one (the
-    /// API's 409).
+    /// API's 409); [`StoreError::NotFound`] when the receiver does not exist.
     async fn insert_stream(&self, stream: &SsfStream) -> Result<bool, StoreError>;
 
     /// One stream, whoever's it is.

@@ -10,6 +10,7 @@ use crate::ssf::{
     SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
 use crate::store::backend::Backend;
+use crate::store::sql::sets::SetStatements;
 use crate::store::sql::ssf::{ReceiverKey, SsfStatements};
 use crate::store::{Page, SsfStore, StoreError};
 use async_trait::async_trait;

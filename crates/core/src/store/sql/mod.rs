@@ -10,6 +10,7 @@ pub(super) mod health;
 pub(super) mod redrive;
 pub(super) mod results;
 pub(super) mod rows;
+pub(super) mod sets;
 pub(super) mod shared;
 pub(super) mod ssf;
 pub(super) mod ssf_rows;

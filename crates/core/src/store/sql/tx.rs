@@ -6,6 +6,7 @@ use super::events::EventStatements;
 use super::health::HealthStatements;
 use super::parse;
 use super::redrive::RedriveStatements;
+use super::sets::SetStatements;
 use super::shared::Shared;
 use super::ssf::SsfStatements;
 use crate::clients::RelyingParty;
