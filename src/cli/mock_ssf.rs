@@ -63,7 +63,7 @@ pub struct MockSsfArgs {
     #[arg(long)]
     drop: bool,
     /// Answer valid pushes with this status instead of 202.
-    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(100..=599))]
+    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(200..=599))]
     status: Option<u16>,
 }
 

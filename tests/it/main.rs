@@ -23,6 +23,7 @@ mod hostile;
 mod housekeeping;
 mod keys;
 mod mock_rp;
+mod mock_ssf;
 mod multinode;
 mod openapi;
 mod operator_webhook;

@@ -65,7 +65,7 @@ impl FromStr for SigningAlg {
     }
 }
 
-/// The `typ` header of a signed token: a logout token's, or a SET's.
+/// The `typ` header of a logout token.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
 )]

@@ -6,7 +6,8 @@
 //! `http://ADDR/ssf/events` with a random `Authorization` value, or poll. A 409 means the
 //! transmitter already holds its stream: it is read, and its delivery updated when needed.
 //!
-//! Every SET is checked strictly (`validate`) and recorded as a [`SetReceipt`], readable at
+//! Every SET is checked strictly (`validate`; an unknown `kid` makes it fetch the JWKS
+//! again, once for that SET) and recorded as a [`SetReceipt`], readable at
 //! `GET /receipts` exactly as the mock RP's are. Pushes are answered 202, or 400
 //! `{"err","description"}` with an RFC 8935 §2.4 code. A push without the registered
 //! `Authorization` gets 400 `authentication_failed`: RFC 8935 §2.4 defines that code for

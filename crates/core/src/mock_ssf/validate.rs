@@ -274,3 +274,75 @@ fn optional_string(event: &Map<String, Value>, name: &str) -> Result<(), Rejecti
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rfc9493_subjects_are_checked_by_format() {
+        let good = [
+            json!({"format": "email", "email": "a@example.com"}),
+            json!({"format": "iss_sub", "iss": "https://i", "sub": "u"}),
+            json!({"format": "opaque", "id": "x"}),
+            json!({"format": "phone_number", "phone_number": "+12065550100"}),
+            json!({"format": "account", "uri": "acct:a@example.com"}),
+            json!({"format": "aliases", "identifiers": [{"format": "opaque", "id": "x"}]}),
+            json!({"format": "complex", "user": {"format": "opaque", "id": "u"},
+                   "session": {"format": "opaque", "id": "s"}}),
+        ];
+        for subject in good {
+            assert_eq!(check_subject(&subject, true), Ok(()), "{subject}");
+        }
+        let bad = [
+            json!("opaque"),
+            json!({"id": "x"}),
+            json!({"format": "phone", "phone_number": "+1"}),
+            json!({"format": "iss_sub", "iss": "https://i"}),
+            json!({"format": "opaque", "id": ""}),
+            json!({"format": "complex"}),
+            json!({"format": "complex", "person": {"format": "opaque", "id": "u"}}),
+            json!({"format": "complex", "user": {"format": "complex",
+                   "user": {"format": "opaque", "id": "u"}}}),
+            json!({"format": "aliases", "identifiers": []}),
+        ];
+        for subject in bad {
+            assert!(check_subject(&subject, true).is_err(), "{subject}");
+        }
+    }
+
+    #[test]
+    fn ssf_events_must_name_the_stream_and_carry_valid_members() {
+        let own = json!({"format": "opaque", "id": "sst_1"});
+        let other = json!({"format": "opaque", "id": "sst_2"});
+        let event = |v: serde_json::Value| v.as_object().unwrap().clone();
+        assert!(check_event(VERIFICATION, &event(json!({"state": "s"})), &own, "sst_1").is_ok());
+        assert!(check_event(VERIFICATION, &event(json!({})), &other, "sst_1").is_err());
+        assert!(check_event(VERIFICATION, &event(json!({"state": 1})), &own, "sst_1").is_err());
+        let paused = event(json!({"status": "paused", "reason": "r"}));
+        assert!(check_event(STREAM_UPDATED, &paused, &own, "sst_1").is_ok());
+        let unknown = event(json!({"status": "stopped"}));
+        assert!(check_event(STREAM_UPDATED, &unknown, &own, "sst_1").is_err());
+        assert!(check_event("https://example.com/x", &event(json!({})), &own, "sst_1").is_err());
+    }
+
+    #[test]
+    fn session_revoked_needs_the_caep_members() {
+        let ok = json!({"initiating_entity": "policy", "reason_admin": {"en": "x"},
+                        "reason_user": {"en": "y"}, "event_timestamp": 1});
+        let check = |v: &Value| check_session_revoked(v.as_object().unwrap());
+        assert!(check(&ok).is_ok());
+        for (member, value) in [
+            ("initiating_entity", json!("robot")),
+            ("reason_admin", json!({"en": 1})),
+            ("reason_user", json!({})),
+            ("event_timestamp", json!("1")),
+        ] {
+            let mut bad = ok.clone();
+            bad[member] = value;
+            assert!(check(&bad).is_err(), "{member}");
+        }
+    }
+}

@@ -6,6 +6,9 @@
 //! are never followed; the SSRF guard refuses non-public addresses at connect time unless the
 //! operator allowed insecure RP URLs. What happened is returned as a [`retry::Outcome`] for
 //! [`retry::decide`]. The sender logs nothing: tracing is the dispatcher's job.
+//!
+//! The operator webhook and SET pushes (RFC 8935, `push`) go through the same client, under
+//! the same timeout, body cap, redirect rule and guard.
 
 mod fetch;
 mod push;

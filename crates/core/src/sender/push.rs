@@ -100,6 +100,7 @@ pub(super) fn parse_set_error(body: &[u8], set: &str) -> Option<RpError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use reqwest::header::HeaderMap;
 
     #[test]
     fn the_receivers_err_and_description_are_read_and_cleaned() {
@@ -111,5 +112,72 @@ mod tests {
         assert!(!description.contains('\n') && !description.contains("eyJ"));
         assert_eq!(parse_set_error(b"{}", set), None);
         assert_eq!(parse_set_error(b"not json", set), None);
+    }
+
+    /// A receiver that records each request's headers and body, and answers `status`.
+    async fn recorder(
+        status: u16,
+    ) -> (
+        Url,
+        std::sync::Arc<std::sync::Mutex<Vec<(HeaderMap, String)>>>,
+    ) {
+        use axum::http::StatusCode;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/events",
+            axum::routing::post(move |headers: HeaderMap, body: String| async move {
+                record.lock().unwrap().push((headers, body));
+                let code = StatusCode::from_u16(status).unwrap();
+                let mut response = axum::response::IntoResponse::into_response(code);
+                if status == 307 {
+                    let location = HeaderValue::from_static("http://127.0.0.1:1/elsewhere");
+                    response.headers_mut().insert("location", location);
+                }
+                response
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/events", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    fn sender() -> Sender {
+        let policy = crate::net_policy::NetPolicy {
+            allow_insecure: true,
+        };
+        Sender::new(super::super::SenderConfig {
+            policy,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_push_carries_the_set_media_types_and_the_header_as_given() {
+        let (url, seen) = recorder(202).await;
+        let result = sender().push_set(&url, "a.b.c", Some("Bearer xyz")).await;
+        assert_eq!(result.outcome, Outcome::status(202));
+        let result = sender().push_set(&url, "d.e.f", None).await;
+        assert_eq!(result.outcome, Outcome::status(202));
+        let seen = seen.lock().unwrap();
+        let (headers, body) = &seen[0];
+        assert_eq!(headers[CONTENT_TYPE], SET_CONTENT_TYPE);
+        assert_eq!(headers[ACCEPT], "application/json");
+        assert_eq!(headers[AUTHORIZATION], "Bearer xyz");
+        assert_eq!(body, "a.b.c");
+        assert!(
+            seen[1].0.get(AUTHORIZATION).is_none(),
+            "no header unless configured"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_push_never_follows_a_redirect() {
+        let (url, seen) = recorder(307).await;
+        let result = sender().push_set(&url, "a.b.c", None).await;
+        assert_eq!(result.outcome, Outcome::status(307));
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 }
