@@ -4,7 +4,9 @@
 //! health window.
 //!
 //! Operator events that were delivered to the webhook or failed are pruned at the same age:
-//! they are a notice, and a failed one has already been retried to its budget.
+//! they are a notice, and a failed one has already been retried to its budget. So are SET
+//! rows that were delivered, failed or cancelled: a receiver's `setErrs` and the push budget
+//! already decided a failed one, and a SET is a notice like the event.
 //!
 //! Failed rows, the dead letter, are never pruned here: they stay until an operator re-drives
 //! them or removes them with `POST /api/v2/logout-deliveries/prune-failed`. An ended session
@@ -31,11 +33,14 @@ pub struct PruneReport {
     pub sessions: u64,
     /// Delivered and failed operator events deleted.
     pub operator_events: u64,
+    /// Delivered, failed and cancelled SET rows deleted.
+    pub sets: u64,
 }
 
 /// Deletes delivered and cancelled rows last changed before `before`, then ended sessions
 /// that ended before it and have no rows left, then delivered and failed operator events last
-/// changed before it; batch by batch.
+/// changed before it, then finished (delivered, failed or cancelled) SET rows last changed
+/// before it; batch by batch.
 pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport, StoreError> {
     let mut report = PruneReport::default();
     loop {
@@ -66,6 +71,14 @@ pub async fn prune(stores: &Stores, before: DateTime<Utc>) -> Result<PruneReport
             .prune_events(before, PRUNE_BATCH)
             .await?;
         report.operator_events += n;
+        if n < PRUNE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    loop {
+        let n = stores.ssf.prune_sets(before, PRUNE_BATCH).await?;
+        report.sets += n;
         if n < PRUNE_BATCH as u64 {
             break;
         }
@@ -119,12 +132,16 @@ pub(crate) async fn run(
             .checked_sub_signed(age)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         match prune(&stores, before).await {
-            Ok(report) if report.deliveries + report.sessions + report.operator_events > 0 => {
+            Ok(report)
+                if report.deliveries + report.sessions + report.operator_events + report.sets
+                    > 0 =>
+            {
                 tracing::info!(
                     deliveries = report.deliveries,
                     sessions = report.sessions,
                     operator_events = report.operator_events,
-                    "pruned old deliveries, sessions and operator events"
+                    sets = report.sets,
+                    "pruned old deliveries, sessions, operator events and SET rows"
                 )
             }
             Ok(_) => {}

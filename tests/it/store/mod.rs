@@ -8,12 +8,15 @@ mod health;
 mod housekeeping;
 mod operator_events;
 pub mod postgres;
+mod postgres_ssf;
 mod redrives;
 mod results;
 mod sessions;
 mod sids;
 mod skips;
 mod sqlite;
+mod ssf;
+mod ssf_delivery;
 mod termination;
 mod user_wide;
 
@@ -126,7 +129,21 @@ macro_rules! conformance {
                 operator_events::a_dead_letter_writes_delivery_failed_with_it,
                 operator_events::events_are_claimed_under_a_lease_oldest_first,
                 operator_events::webhook_results_follow_the_decision_and_failed_ones_are_redriven,
-                operator_events::prune_removes_old_delivered_and_failed_events_only
+                operator_events::prune_removes_old_delivered_and_failed_events_only,
+                ssf::receivers_round_trip_with_a_unique_aud_and_lookup_by_token,
+                ssf::a_receiver_has_one_stream_and_changes_keep_its_status,
+                ssf::a_session_end_writes_one_set_per_stream_in_scope,
+                ssf::a_user_wide_end_writes_a_set_per_session,
+                ssf::disabled_and_uninterested_streams_get_no_sets,
+                ssf::a_paused_stream_holds_its_sets_until_enabled_then_releases_them_in_order,
+                ssf::disabling_cancels_waiting_sets_but_keeps_its_stream_updated_row,
+                ssf::deleting_a_stream_or_its_receiver_cancels_its_sets,
+                ssf::a_session_end_with_sets_wakes_the_set_worker,
+                ssf_delivery::push_rows_are_claimed_under_a_lease_recorded_released_and_reclaimed,
+                ssf_delivery::a_poll_applies_acks_then_errors_then_hands_out_the_oldest,
+                ssf_delivery::an_expired_poll_lease_hands_the_row_out_again_with_its_jti,
+                ssf_delivery::verification_keeps_the_minimum_interval_per_stream,
+                ssf_delivery::a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows
             );
         }
     };

@@ -34,7 +34,7 @@ const PREFIX: &str = "logoutd_test_";
 /// Test databases older than this are left over from an interrupted run.
 const STALE_AFTER_SECS: u64 = 3_600;
 /// How long a test waits for a wake-up before failing.
-const WAKE_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const WAKE_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 static SWEPT: AtomicBool = AtomicBool::new(false);
 static WARNED: AtomicBool = AtomicBool::new(false);
@@ -155,7 +155,7 @@ impl Drop for TestDatabase {
 /// been missed before), and takes the permit it leaves, so that only what a case does can
 /// signal the wake-up afterwards. The signal wakes waiters and then leaves a permit; a round
 /// trip to the database gives the listener time to leave it before it is taken.
-async fn listening(stores: &Stores) {
+pub(super) async fn listening(stores: &Stores) {
     let wakeup = stores.queue.wakeup();
     tokio::time::timeout(WAKE_BOUND, wakeup.notified())
         .await
@@ -176,7 +176,7 @@ pub async fn postgres_fixture() -> Option<Backend> {
 }
 
 /// Two nodes on one fresh database, opened through `open_store` like `logoutd serve` does.
-async fn two_nodes() -> Option<(Stores, Stores, TestDatabase)> {
+pub(super) async fn two_nodes() -> Option<(Stores, Stores, TestDatabase)> {
     let db = TestDatabase::create().await?;
     let a = open_store(&db.url).await.unwrap();
     let b = open_store(&db.url).await.unwrap();

@@ -17,6 +17,7 @@ use crate::metadata::SessionMetadata;
 use crate::operator_events::{EventTally, NewOperatorEvent};
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient};
+use crate::ssf::{FanoutStream, NewSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -241,6 +242,15 @@ pub trait Tx: Send {
         &mut self,
         events: &[NewOperatorEvent],
     ) -> Result<(), StoreError>;
+
+    /// The enabled and paused SSF streams with their receivers' scope, client and metadata
+    /// opt-in, and whether `session-revoked` is among their `events_delivered` (read for the
+    /// fan-out of a session end), kept from a status change or deletion until commit.
+    async fn fanout_streams(&mut self) -> Result<Vec<FanoutStream>, StoreError>;
+
+    /// Inserts SET rows, pending and due at their creation time, their age budget counted
+    /// from then, announcing them to other nodes at commit.
+    async fn insert_sets(&mut self, rows: &[NewSet]) -> Result<(), StoreError>;
 
     /// Tells other nodes, at commit, that rows may have become claimable (a client resumed).
     async fn announce(&mut self) -> Result<(), StoreError>;

@@ -20,6 +20,9 @@
 //! - Operator events: [`emit`] writes them inside the transaction of their cause (a rule's,
 //!   or a backend's own dead-letter write, through the same statement); [`OperatorEvents`]
 //!   is the webhook worker's queue and the operator's views.
+//! - The SSF transmitter: a session end's SET rows are written by the termination walk in its
+//!   own transaction ([`Tx::fanout_streams`], [`Tx::insert_sets`]); [`SsfStore`] keeps the
+//!   receivers and streams, and is the SET outbox's push queue, poll and views.
 //! - The backends: [`memory`] (the smallest: see how little it needs), `sqlite` (the
 //!   embedded default) and `postgres` (several nodes on one database). The two SQL backends
 //!   share their rows, their write transaction and the statements both databases run alike

@@ -51,7 +51,7 @@ pub trait SsfStore: Send + Sync {
     async fn delete_receiver(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Creates a stream; `false`, writing nothing, when its receiver already has one (the
-    /// API's 409).
+    /// API's 409); [`StoreError::NotFound`] when the receiver does not exist.
     async fn insert_stream(&self, stream: &SsfStream) -> Result<bool, StoreError>;
 
     /// One stream, whoever's it is.
@@ -148,4 +148,26 @@ pub trait SsfStore: Send + Sync {
     /// Deletes up to `limit` `delivered`, `failed` and `cancelled` rows whose last change
     /// was before `before`. Returns how many.
     async fn prune_sets(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
+}
+
+/// What a verification request of an existing stream of the receiver decides at `now`: the
+/// rule every backend applies under the stream's row lock.
+pub(in crate::store) fn verification(
+    stream: &SsfStream,
+    min_interval: Duration,
+    now: DateTime<Utc>,
+) -> VerifyOutcome {
+    if stream.status != StreamStatus::Enabled {
+        return VerifyOutcome::NotEnabled;
+    }
+    match stream.last_verification_at.map(|at| at + min_interval) {
+        Some(open) if open > now => {
+            let wait_ms = (open - now).num_milliseconds();
+            let secs = wait_ms.saturating_add(999) / 1000;
+            VerifyOutcome::TooSoon {
+                retry_after_secs: u64::try_from(secs).unwrap_or(1).max(1),
+            }
+        }
+        _ => VerifyOutcome::Accepted,
+    }
 }

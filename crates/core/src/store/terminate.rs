@@ -2,14 +2,16 @@
 //!
 //! Each step of the walk is one backend transaction: it reads and locks the step's active
 //! sessions with their clients' registrations ([`Tx::ending`]), derives their rows with
-//! [`plan_all`], marks them ended and inserts the rows ([`Tx::end`]), and commits, so a
-//! session's end and its rows commit together or not at all.
+//! [`plan_all`], marks them ended and inserts the rows ([`Tx::end`]), writes the SET rows of
+//! the SSF streams in scope ([`Tx::fanout_streams`], [`plan_sets`], [`Tx::insert_sets`]), and
+//! commits, so a session's end and its rows commit together or not at all.
 
 use super::StoreError;
 use super::backend::{Backend, Ending, EndingSet, Lane, Tx};
 use crate::ids::{EventId, UserId};
 use crate::initiator::Initiator;
 use crate::outbox::DeliveryScope;
+use crate::ssf::plan_sets;
 use crate::terminate::{EndReport, EndTarget, UserRows, plan_all};
 use chrono::{DateTime, Utc};
 
@@ -103,8 +105,8 @@ pub(super) async fn end_expired(
 }
 
 /// Plans the rows of the step's sessions (`user` carries a user-wide end's `user` rows from
-/// step to step), ends them with their rows, commits, then wakes this node's workers when
-/// rows were written.
+/// step to step), ends them with their rows and their SET rows (one per session and SSF
+/// stream in scope), commits, then wakes this node's workers when rows were written.
 async fn finish(
     backend: &dyn Backend,
     mut tx: Box<dyn Tx + '_>,
@@ -115,12 +117,21 @@ async fn finish(
     user: Option<&mut UserRows>,
 ) -> Result<EndReport, StoreError> {
     let plan = plan_all(&set.sessions, &set.clients, initiator, event_id, now, user);
+    let mut sets = Vec::new();
     if !set.sessions.is_empty() {
         tx.end(&set.sessions, &plan.rows, initiator, now).await?;
+        let streams = tx.fanout_streams().await?;
+        sets = plan_sets(&set.sessions, &streams, initiator, event_id, now);
+        if !sets.is_empty() {
+            tx.insert_sets(&sets).await?;
+        }
     }
     tx.commit().await?;
     if plan.new_rows > 0 {
         backend.wake_workers();
+    }
+    if !sets.is_empty() {
+        backend.wake_sets();
     }
     let continued = plan.rows.len().saturating_sub(plan.new_rows);
     let (user_rows, user_sessions) = plan

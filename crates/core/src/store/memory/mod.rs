@@ -4,7 +4,7 @@
 //! nothing survives a restart.
 //!
 //! What a backend needs, at its smallest: [`super::Backend`] (begin a transaction, four reads,
-//! two wake-ups), the transaction primitives of [`tx`], and the queries of [`super::Queue`],
+//! three wake-ups), the transaction primitives of [`tx`], and the queries of [`super::Queue`],
 //! [`super::Deliveries`], [`super::Housekeeping`], [`super::ClientHealthStats`] and
 //! [`super::Health`],
 //! [`super::OperatorEvents`] and [`super::SsfStore`].
@@ -15,6 +15,7 @@ mod health;
 mod outbox;
 mod retention;
 mod sessions;
+mod sets;
 mod ssf;
 mod tx;
 

@@ -1,12 +1,12 @@
-//! The SSF transmitter over the in-memory state: receivers, streams and the SET outbox.
+//! The SSF transmitter over the in-memory state: receivers and streams, and the store's
+//! SSF seam over them and the SET outbox ([`super::sets`]).
 
 use super::MemoryStore;
+use super::sets::SetRow;
 use crate::ids::LeaseId;
-use crate::retry::Decision;
 use crate::ssf::{
-    ClaimedSet, FanoutStream, NewSet, PollBatch, PollRequest, SetFilter, SetKind, SetRedrive,
-    SetResult, SetState, SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus,
-    VerifyOutcome,
+    ClaimedSet, FanoutStream, NewSet, PollBatch, PollRequest, SetFilter, SetRedrive, SetResult,
+    SsfReceiver, SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
 use crate::store::{Page, SsfStore, StoreError, millis, wake};
 use async_trait::async_trait;
@@ -17,43 +17,9 @@ use std::ops::Bound;
 /// The transmitter's part of the state.
 #[derive(Default)]
 pub(super) struct SsfState {
-    receivers: BTreeMap<String, SsfReceiver>,
-    streams: BTreeMap<String, SsfStream>,
-    sets: BTreeMap<String, SetRow>,
-}
-
-/// One SET row with its lease.
-struct SetRow {
-    row: StoredSet,
-    lease: Option<LeaseId>,
-}
-
-impl SetRow {
-    fn live(&self) -> bool {
-        matches!(self.row.state, SetState::Pending | SetState::InFlight)
-    }
-
-    /// Pending and due, or in flight with an expired lease, at `now`.
-    fn due(&self, now: DateTime<Utc>) -> bool {
-        self.live() && self.row.next_attempt_at.is_some_and(|at| at <= now)
-    }
-
-    /// Pending, or in flight with an expired lease (what a poll hands out).
-    fn pollable(&self, now: DateTime<Utc>) -> bool {
-        match self.row.state {
-            SetState::Pending => true,
-            SetState::InFlight => self.row.next_attempt_at.is_some_and(|at| at <= now),
-            _ => false,
-        }
-    }
-
-    /// Moves the row to `state`, due at `next`, dropping its lease.
-    fn settle(&mut self, state: SetState, next: Option<DateTime<Utc>>, now: DateTime<Utc>) {
-        self.row.state = state;
-        self.row.next_attempt_at = next;
-        self.row.updated_at = now;
-        self.lease = None;
-    }
+    pub(super) receivers: BTreeMap<String, SsfReceiver>,
+    pub(super) streams: BTreeMap<String, SsfStream>,
+    pub(super) sets: BTreeMap<String, SetRow>,
 }
 
 fn stored_receiver(receiver: &SsfReceiver) -> SsfReceiver {
@@ -96,43 +62,6 @@ impl SsfState {
             .collect()
     }
 
-    /// Inserts rows pending, due at their creation, their budget counted from then; a row
-    /// whose id is stored is skipped.
-    pub(super) fn insert_sets(&mut self, rows: &[NewSet]) {
-        for new in rows {
-            if self.sets.contains_key(&new.id) {
-                continue;
-            }
-            let at = millis(new.created_at);
-            let row = StoredSet {
-                set: NewSet {
-                    created_at: at,
-                    ..new.clone()
-                },
-                state: SetState::Pending,
-                attempts: 0,
-                next_attempt_at: Some(at),
-                budget_started_at: at,
-                last_status: None,
-                last_error: None,
-                delivered_at: None,
-                updated_at: at,
-            };
-            self.sets
-                .insert(new.id.clone(), SetRow { row, lease: None });
-        }
-    }
-
-    /// Cancels the stream's pending and in-flight rows other than `keep`.
-    fn cancel_stream_rows(&mut self, stream_id: &str, keep: Option<&str>, now: DateTime<Utc>) {
-        for (id, row) in &mut self.sets {
-            if row.row.set.stream_id == stream_id && row.live() && Some(id.as_str()) != keep {
-                row.settle(SetState::Cancelled, None, now);
-                row.row.last_error = Some("stream disabled or deleted".to_owned());
-            }
-        }
-    }
-
     /// Deletes the stream and cancels its rows; whether it existed.
     fn delete_stream(&mut self, stream_id: &str, now: DateTime<Utc>) -> bool {
         let existed = self.streams.remove(stream_id).is_some();
@@ -140,94 +69,6 @@ impl SsfState {
             self.cancel_stream_rows(stream_id, None, now);
         }
         existed
-    }
-
-    /// Makes the stream's held (pending) rows due at `now` with a fresh budget.
-    fn release_stream_rows(&mut self, stream_id: &str, now: DateTime<Utc>) {
-        for row in self.sets.values_mut() {
-            if row.row.set.stream_id == stream_id && row.row.state == SetState::Pending {
-                row.row.next_attempt_at = Some(now);
-                row.row.attempts = 0;
-                row.row.budget_started_at = now;
-                row.row.updated_at = now;
-            }
-        }
-    }
-
-    /// Whether `row` may be pushed: its stream pushes and is enabled, or it is a
-    /// `stream_updated` row of a push stream.
-    fn pushable(&self, row: &SetRow) -> Option<(&SsfStream, &SsfReceiver)> {
-        let stream = self.streams.get(&row.row.set.stream_id)?;
-        if !matches!(stream.delivery, StreamDelivery::Push { .. }) {
-            return None;
-        }
-        if stream.status != StreamStatus::Enabled && row.row.set.kind != SetKind::StreamUpdated {
-            return None;
-        }
-        let receiver = self.receivers.get(&stream.receiver_id)?;
-        Some((stream, receiver))
-    }
-
-    /// The row with `jti` of (receiver, stream), if it is pending or in flight.
-    fn live_row_mut(&mut self, request: &PollRequest, jti: &str) -> Option<&mut SetRow> {
-        self.sets.values_mut().find(|r| {
-            r.row.set.jti == jti
-                && r.row.set.stream_id == request.stream_id
-                && r.row.set.receiver_id == request.receiver_id
-                && r.live()
-        })
-    }
-
-    fn poll(&mut self, request: &PollRequest) -> PollBatch {
-        let now = millis(request.now);
-        for jti in &request.ack {
-            if let Some(row) = self.live_row_mut(request, jti) {
-                row.settle(SetState::Delivered, None, now);
-                row.row.delivered_at = Some(now);
-            }
-        }
-        for (jti, error) in &request.set_errs {
-            if let Some(row) = self.live_row_mut(request, jti) {
-                row.settle(SetState::Failed, None, now);
-                row.row.last_error = Some(format!("{}: {}", error.err, error.description));
-            }
-        }
-        let Some(stream) = self
-            .streams
-            .get(&request.stream_id)
-            .filter(|s| s.receiver_id == request.receiver_id)
-        else {
-            return PollBatch::default();
-        };
-        let enabled = stream.status == StreamStatus::Enabled;
-        let ready: Vec<String> = self
-            .sets
-            .iter()
-            .filter(|(_, r)| {
-                r.row.set.stream_id == request.stream_id
-                    && r.row.set.receiver_id == request.receiver_id
-                    && (enabled || r.row.set.kind == SetKind::StreamUpdated)
-                    && r.pollable(now)
-            })
-            .map(|(id, _)| id.clone())
-            .take(request.max_events.saturating_add(1))
-            .collect();
-        let more_available = ready.len() > request.max_events;
-        let lease = LeaseId::generate();
-        let until = millis(now + request.lease);
-        let mut rows = Vec::new();
-        for id in ready.iter().take(request.max_events) {
-            if let Some(row) = self.sets.get_mut(id) {
-                row.settle(SetState::InFlight, Some(until), now);
-                row.lease = Some(lease.clone());
-                row.row.attempts = row.row.attempts.saturating_add(1);
-                rows.push(row.row.clone());
-            }
-        }
-        PollBatch {
-            rows,
-            more_available,
-        }
     }
 }
 
@@ -421,7 +262,7 @@ impl SsfStore for MemoryStore {
         else {
             return Ok(VerifyOutcome::NotFound);
         };
-        let outcome = verification(stream, min_interval, now);
+        let outcome = crate::store::ssf::verification(stream, min_interval, now);
         if outcome == VerifyOutcome::Accepted {
             stream.last_verification_at = Some(now);
             ssf.insert_sets(std::slice::from_ref(event));
@@ -437,70 +278,11 @@ impl SsfStore for MemoryStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedSet>, StoreError> {
-        let mut state = self.lock().await;
-        let ssf = &mut state.ssf;
-        let lease_id = LeaseId::generate();
-        let until = millis(now + lease);
-        let mut picked = Vec::new();
-        for (id, row) in &ssf.sets {
-            if picked.len() >= limit {
-                break;
-            }
-            if !row.due(now) {
-                continue;
-            }
-            if let Some((stream, receiver)) = ssf.pushable(row)
-                && let StreamDelivery::Push {
-                    endpoint_url,
-                    authorization_header,
-                } = &stream.delivery
-            {
-                picked.push((
-                    id.clone(),
-                    receiver.aud.clone(),
-                    endpoint_url.clone(),
-                    authorization_header.clone(),
-                ));
-            }
-        }
-        let mut claims = Vec::with_capacity(picked.len());
-        for (id, aud, endpoint_url, authorization_header) in picked {
-            if let Some(row) = ssf.sets.get_mut(&id) {
-                row.settle(SetState::InFlight, Some(until), millis(now));
-                row.lease = Some(lease_id.clone());
-                claims.push(ClaimedSet {
-                    row: row.row.clone(),
-                    lease: lease_id.clone(),
-                    aud,
-                    endpoint_url,
-                    authorization_header,
-                });
-            }
-        }
-        Ok(claims)
+        Ok(self.lock().await.ssf.claim_push(now, lease, limit))
     }
 
     async fn record_set(&self, result: &SetResult) -> Result<bool, StoreError> {
-        let mut state = self.lock().await;
-        let Some(row) = state.ssf.sets.get_mut(&result.id) else {
-            return Ok(false);
-        };
-        if row.row.state != SetState::InFlight || row.lease.as_ref() != Some(&result.lease) {
-            return Ok(false);
-        }
-        let at = millis(result.at);
-        match &result.decision {
-            Decision::Delivered => {
-                row.settle(SetState::Delivered, None, at);
-                row.row.delivered_at = Some(at);
-            }
-            Decision::RetryAt(next) => row.settle(SetState::Pending, Some(millis(*next)), at),
-            Decision::GiveUp(_) => row.settle(SetState::Failed, None, at),
-        }
-        row.row.attempts = row.row.attempts.saturating_add(1);
-        row.row.last_status = result.status;
-        row.row.last_error = result.error.clone();
-        Ok(true)
+        Ok(self.lock().await.ssf.record(result))
     }
 
     async fn release_sets(
@@ -508,19 +290,7 @@ impl SsfStore for MemoryStore {
         leases: &[(String, LeaseId)],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let now = millis(now);
-        let mut state = self.lock().await;
-        let mut released = 0;
-        for (id, lease) in leases {
-            if let Some(row) = state.ssf.sets.get_mut(id)
-                && row.row.state == SetState::InFlight
-                && row.lease.as_ref() == Some(lease)
-            {
-                row.settle(SetState::Pending, Some(now), now);
-                released += 1;
-            }
-        }
-        drop(state);
+        let released = self.lock().await.ssf.release(leases, millis(now));
         if released > 0 {
             self.wake_set_workers();
         }
@@ -537,91 +307,27 @@ impl SsfStore for MemoryStore {
         from: Option<&str>,
         take: usize,
     ) -> Result<Page<StoredSet>, StoreError> {
-        let state = self.lock().await;
-        let start = from.map_or(Bound::Unbounded, |c| Bound::Excluded(c.to_owned()));
-        let items: Vec<StoredSet> = state
-            .ssf
-            .sets
-            .range((start, Bound::Unbounded))
-            .map(|(_, r)| &r.row)
-            .filter(|r| {
-                filter
-                    .stream_id
-                    .as_ref()
-                    .is_none_or(|s| *s == r.set.stream_id)
-            })
-            .filter(|r| filter.state.is_none_or(|s| s == r.state))
-            .filter(|r| filter.kind.is_none_or(|k| k == r.set.kind))
-            .take(take.saturating_add(1))
-            .cloned()
-            .collect();
-        Ok(Page::from_overfetch(items, take, |r: &StoredSet| {
-            r.set.id.clone()
-        }))
+        Ok(self.lock().await.ssf.list(filter, from, take))
     }
 
     async fn get_set(&self, id: &str) -> Result<Option<StoredSet>, StoreError> {
-        Ok(self.lock().await.ssf.sets.get(id).map(|r| r.row.clone()))
+        Ok(self.lock().await.ssf.get(id))
     }
 
     async fn redrive_set(&self, id: &str, now: DateTime<Utc>) -> Result<SetRedrive, StoreError> {
-        let now = millis(now);
-        let mut state = self.lock().await;
-        let Some(row) = state.ssf.sets.get_mut(id) else {
-            return Ok(SetRedrive::NotFound);
-        };
-        if row.row.state != SetState::Failed {
-            return Ok(SetRedrive::NotFailed(row.row.state));
+        let outcome = self.lock().await.ssf.redrive(id, millis(now));
+        if outcome == SetRedrive::Requeued {
+            self.wake_set_workers();
         }
-        row.settle(SetState::Pending, Some(now), now);
-        row.row.attempts = 0;
-        row.row.budget_started_at = now;
-        drop(state);
-        self.wake_set_workers();
-        Ok(SetRedrive::Requeued)
+        Ok(outcome)
     }
 
     async fn pending_sets(&self) -> Result<u64, StoreError> {
-        let state = self.lock().await;
-        Ok(state.ssf.sets.values().filter(|r| r.live()).count() as u64)
+        Ok(self.lock().await.ssf.pending())
     }
 
     async fn prune_sets(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        let before = millis(before);
-        let mut state = self.lock().await;
-        let old: Vec<String> = state
-            .ssf
-            .sets
-            .iter()
-            .filter(|(_, r)| !r.live() && r.row.updated_at < before)
-            .map(|(id, _)| id.clone())
-            .take(limit)
-            .collect();
-        for id in &old {
-            state.ssf.sets.remove(id);
-        }
-        Ok(old.len() as u64)
-    }
-}
-
-/// What a verification request of an existing stream decides at `now`.
-pub(in crate::store) fn verification(
-    stream: &SsfStream,
-    min_interval: Duration,
-    now: DateTime<Utc>,
-) -> VerifyOutcome {
-    if stream.status != StreamStatus::Enabled {
-        return VerifyOutcome::NotEnabled;
-    }
-    match stream.last_verification_at.map(|at| at + min_interval) {
-        Some(open) if open > now => {
-            let wait = (open - now).num_milliseconds();
-            let secs = wait.saturating_add(999) / 1000;
-            VerifyOutcome::TooSoon {
-                retry_after_secs: u64::try_from(secs).unwrap_or(1).max(1),
-            }
-        }
-        _ => VerifyOutcome::Accepted,
+        Ok(self.lock().await.ssf.prune(millis(before), limit))
     }
 }
 

@@ -9,6 +9,7 @@ use crate::metadata::SessionMetadata;
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
+use crate::ssf::{FanoutStream, NewSet};
 use crate::store::backend::{Ending, EndingSet, Tx};
 use crate::store::{StoreError, millis};
 use async_trait::async_trait;
@@ -227,6 +228,15 @@ impl Tx for MemoryTx {
             stored.done = done;
             stored.updated_at = millis(now);
         }
+        Ok(())
+    }
+
+    async fn fanout_streams(&mut self) -> Result<Vec<FanoutStream>, StoreError> {
+        Ok(self.state.ssf.fanout_streams())
+    }
+
+    async fn insert_sets(&mut self, rows: &[NewSet]) -> Result<(), StoreError> {
+        self.state.ssf.insert_sets(rows);
         Ok(())
     }
 

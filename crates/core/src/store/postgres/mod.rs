@@ -8,7 +8,8 @@
 //!   Read-modify-write changes to a session (metadata, joining clients) take the same lock.
 //! - **Wake-up across nodes.** A transaction that makes rows due issues
 //!   `NOTIFY logoutd_outbox`, which fires on commit; every store instance listens on that
-//!   channel (see `listener`) and signals its [`Queue::wakeup`](crate::store::Queue::wakeup).
+//!   channel (see `listener`) and signals its [`Queue::wakeup`](crate::store::Queue::wakeup);
+//!   SET rows likewise on `logoutd_ssf`, signalling [`crate::store::Stores::ssf_wake`].
 //! - **Timestamps** are BIGINT milliseconds since the epoch, as in the SQLite backend, and
 //!   identifier columns use the "C" collation so paging follows byte order (see the migration).
 //! - **Expiry sweeps** lock expired active sessions `FOR UPDATE SKIP LOCKED`, so sweepers on
@@ -22,6 +23,7 @@ mod nodelay;
 mod outbox;
 mod retention;
 mod rows;
+mod ssf;
 mod terminate;
 mod tx;
 
@@ -44,6 +46,8 @@ use tokio::task::JoinHandle;
 const POOL_CONNECTIONS: u32 = 16;
 /// The channel that announces newly due rows to every node.
 const CHANNEL: &str = "logoutd_outbox";
+/// The channel that announces newly due SET rows to every node.
+const SSF_CHANNEL: &str = "logoutd_ssf";
 
 /// PostgreSQL store.
 pub struct PostgresStore {
@@ -82,12 +86,17 @@ impl PostgresStore {
             .await
             .map_err(StoreError::backend)?;
         let wakeup = Arc::new(Notify::new());
-        let listener = tokio::spawn(listener::run(pool.clone(), wakeup.clone()));
+        let sets_wakeup = Arc::new(Notify::new());
+        let listener = tokio::spawn(listener::run(
+            pool.clone(),
+            wakeup.clone(),
+            sets_wakeup.clone(),
+        ));
         Ok(Self {
             pool,
             wakeup,
             expiry: Arc::new(Notify::new()),
-            sets_wakeup: Arc::new(Notify::new()),
+            sets_wakeup,
             listener,
             health: Arc::default(),
             tally: Arc::default(),
@@ -158,8 +167,17 @@ impl Health for PostgresStore {
 
 /// Announces newly due rows to every node; delivered when the transaction commits.
 async fn announce(conn: &mut PgConnection) -> Result<(), StoreError> {
+    notify(conn, CHANNEL).await
+}
+
+/// Announces newly due SET rows to every node; delivered when the transaction commits.
+async fn announce_sets(conn: &mut PgConnection) -> Result<(), StoreError> {
+    notify(conn, SSF_CHANNEL).await
+}
+
+async fn notify(conn: &mut PgConnection, channel: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
+        .bind(channel)
         .execute(conn)
         .await
         .map(|_| ())
@@ -171,6 +189,7 @@ impl Dialect for Postgres {
     const LIMIT: &'static str = "LIMIT ";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const FOR_SHARE: &'static str = " FOR SHARE";
 
     fn affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
         done.rows_affected()
@@ -193,6 +212,3 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
     }
 }
-
-use super::sql::ssf_pending::not_yet;
-super::sql::ssf_pending::ssf_not_yet!(PostgresStore);

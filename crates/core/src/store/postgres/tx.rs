@@ -92,6 +92,10 @@ impl SqlTx for PgTx {
         announce(&mut self.tx).await
     }
 
+    async fn tell_set_workers(&mut self) -> Result<(), StoreError> {
+        super::announce_sets(&mut self.tx).await
+    }
+
     async fn finish(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db)
     }

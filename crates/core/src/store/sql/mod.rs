@@ -10,8 +10,10 @@ pub(super) mod health;
 pub(super) mod redrive;
 pub(super) mod results;
 pub(super) mod rows;
+pub(super) mod sets;
 pub(super) mod shared;
-pub(super) mod ssf_pending;
+pub(super) mod ssf;
+pub(super) mod ssf_rows;
 pub(super) mod tx;
 
 use super::StoreError;
@@ -32,6 +34,9 @@ pub(super) trait Dialect: sqlx::Database {
     /// What ends a `SELECT` that claims rows for a worker: ` FOR UPDATE SKIP LOCKED` in
     /// PostgreSQL (rows another node is claiming are passed over), nothing in SQLite.
     const SKIP_LOCKED: &'static str;
+    /// What ends a `SELECT` that keeps the rows it reads from changing until commit while
+    /// other readers may do the same: ` FOR SHARE` in PostgreSQL, nothing in SQLite.
+    const FOR_SHARE: &'static str;
     /// How many rows a statement changed.
     fn affected(done: &Self::QueryResult) -> u64;
 }

@@ -6,7 +6,9 @@ use super::events::EventStatements;
 use super::health::HealthStatements;
 use super::parse;
 use super::redrive::RedriveStatements;
+use super::sets::SetStatements;
 use super::shared::Shared;
+use super::ssf::SsfStatements;
 use crate::clients::RelyingParty;
 use crate::health::PauseState;
 use crate::ids::{ClientId, DeliveryId, SessionId};
@@ -15,6 +17,7 @@ use crate::metadata::SessionMetadata;
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
+use crate::ssf::{FanoutStream, NewSet};
 use crate::store::StoreError;
 use crate::store::backend::{Ending, EndingSet, Tx};
 use async_trait::async_trait;
@@ -25,7 +28,7 @@ use std::collections::HashSet;
 #[async_trait]
 pub(in crate::store) trait SqlTx: Send {
     /// The database.
-    type Db: Shared + RedriveStatements + HealthStatements + EventStatements;
+    type Db: Shared + RedriveStatements + HealthStatements + EventStatements + SsfStatements;
 
     /// The transaction's connection.
     fn conn(&mut self) -> &mut <Self::Db as sqlx::Database>::Connection;
@@ -64,6 +67,9 @@ pub(in crate::store) trait SqlTx: Send {
 
     /// [`Tx::announce`].
     async fn tell_nodes(&mut self) -> Result<(), StoreError>;
+
+    /// Tells other nodes, at commit, that SET rows were written.
+    async fn tell_set_workers(&mut self) -> Result<(), StoreError>;
 
     /// [`Tx::commit`].
     async fn finish(self: Box<Self>) -> Result<(), StoreError>;
@@ -214,6 +220,18 @@ impl<T: SqlTx> Tx for T {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         T::Db::update_key(self.conn(), key, redriven, done, now).await
+    }
+
+    async fn fanout_streams(&mut self) -> Result<Vec<FanoutStream>, StoreError> {
+        T::Db::fanout_streams(self.conn()).await
+    }
+
+    async fn insert_sets(&mut self, rows: &[NewSet]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        T::Db::insert_sets(self.conn(), rows).await?;
+        self.tell_set_workers().await
     }
 
     async fn announce(&mut self) -> Result<(), StoreError> {

@@ -19,6 +19,7 @@ mod events;
 mod outbox;
 mod retention;
 mod rows;
+mod ssf;
 mod terminate;
 mod tx;
 mod writer;
@@ -306,6 +307,7 @@ impl Dialect for sqlx::Sqlite {
     const LIMIT: &'static str = "LIMIT +";
     const FOR_UPDATE: &'static str = "";
     const SKIP_LOCKED: &'static str = "";
+    const FOR_SHARE: &'static str = "";
 
     fn affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         done.rows_affected()
@@ -319,6 +321,3 @@ fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, Sto
 
 #[cfg(test)]
 mod tests;
-
-use super::sql::ssf_pending::not_yet;
-super::sql::ssf_pending::ssf_not_yet!(SqliteStore);

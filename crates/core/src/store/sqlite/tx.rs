@@ -83,6 +83,11 @@ impl SqlTx for SqliteTx {
         Ok(())
     }
 
+    async fn tell_set_workers(&mut self) -> Result<(), StoreError> {
+        // One process writes a SQLite database's SET rows and sends them.
+        Ok(())
+    }
+
     async fn finish(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db)
     }
