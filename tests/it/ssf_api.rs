@@ -839,3 +839,49 @@ async fn the_operator_sets_a_stream_status_and_the_receiver_is_told() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_long_poll_is_woken_by_a_session_end() {
+    let app = Arc::new(app().await);
+    let (token, id) = poll_stream(&app, "rp-a").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v2/sessions",
+            Some(json!({"id": "s-1", "user_id": "u-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let started = tokio::time::Instant::now();
+    let waiting = {
+        let (app, token, id) = (app.clone(), token.clone(), id.clone());
+        tokio::spawn(async move { poll(&app, &token, &id, json!({})).await })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished());
+    let (status, _) = app
+        .call(Method::POST, "/api/v2/sessions/s-1/revoke", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let answer = waiting.await.unwrap();
+    let sets = answer.body["sets"].as_object().unwrap();
+    assert_eq!(sets.len(), 1, "{}", answer.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, rows) = app
+        .call(
+            Method::GET,
+            "/api/v2/ssf-deliveries?kind=session_revoked",
+            None,
+        )
+        .await;
+    let row = &rows["deliveries"][0];
+    assert_eq!(row["state"], "in_flight");
+    assert!(row["txn"].is_string());
+    assert!(sets.contains_key(row["jti"].as_str().unwrap()));
+}

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 /// The body of `POST /api/v2/ssf-receivers`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ReceiverBody {
+pub(super) struct SsfReceiverBody {
     /// A name for operators.
     name: String,
     /// The `aud` of its SETs, unique among receivers; the receiver's id when omitted.
@@ -37,7 +37,7 @@ pub(super) struct ReceiverBody {
 
 /// A receiver with its bearer token: the only answer that ever shows the token.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct ReceiverWithToken {
+pub(super) struct SsfReceiverWithToken {
     /// The receiver.
     #[serde(flatten)]
     receiver: SsfReceiver,
@@ -47,7 +47,7 @@ pub(super) struct ReceiverWithToken {
 
 /// A page of `GET /api/v2/ssf-receivers`.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct ReceiverPage {
+pub(super) struct SsfReceiverPage {
     /// Receivers in id order.
     receivers: Vec<SsfReceiver>,
     /// Cursor of the next page, to pass as `from`; `null` on the last page.
@@ -62,9 +62,9 @@ pub(super) struct ReceiverPage {
     tag = "ssf",
     operation_id = "create_ssf_receiver",
     summary = "Register an SSF receiver; its bearer token is shown once",
-    request_body(content = ReceiverBody, description = "`name` is required."),
+    request_body(content = SsfReceiverBody, description = "`name` is required."),
     responses(
-        (status = 201, description = "The receiver, with its token", body = ReceiverWithToken),
+        (status = 201, description = "The receiver, with its token", body = SsfReceiverWithToken),
         (status = 400, response = BadRequest),
         (status = 409, description = "A receiver with that `aud` exists (`already_exists`)",
             body = ErrorBody),
@@ -74,7 +74,7 @@ pub(super) struct ReceiverPage {
 )]
 pub(super) async fn create(
     State(state): State<Shared>,
-    JsonBody(body): JsonBody<ReceiverBody>,
+    JsonBody(body): JsonBody<SsfReceiverBody>,
 ) -> Result<Response, ApiError> {
     check_caller_text("name", &body.name)?;
     let id = format!("ssr_{}", crate::ids::random_token());
@@ -115,7 +115,7 @@ pub(super) async fn create(
         ));
     }
     tracing::info!(receiver_id = %receiver.id, "ssf receiver registered");
-    let body = ReceiverWithToken { receiver, token };
+    let body = SsfReceiverWithToken { receiver, token };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -140,7 +140,7 @@ async fn known_client(state: &Shared, raw: &str) -> Result<ClientId, ApiError> {
     summary = "List SSF receivers, a page at a time",
     params(PageQuery),
     responses(
-        (status = 200, description = "One page of receivers", body = ReceiverPage),
+        (status = 200, description = "One page of receivers", body = SsfReceiverPage),
         (status = 400, response = BadRequest),
         (status = 500, response = InternalError),
     )
@@ -148,7 +148,7 @@ async fn known_client(state: &Shared, raw: &str) -> Result<ClientId, ApiError> {
 pub(super) async fn list(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<PageQuery>,
-) -> Result<Json<ReceiverPage>, ApiError> {
+) -> Result<Json<SsfReceiverPage>, ApiError> {
     let take = page_size(query.take)?;
     let rows = state
         .stores
@@ -156,7 +156,7 @@ pub(super) async fn list(
         .receivers(query.from.as_deref(), take)
         .await?;
     let page = Page::from_overfetch(rows, take, |r| r.id.clone());
-    Ok(Json(ReceiverPage {
+    Ok(Json(SsfReceiverPage {
         receivers: page.items,
         next: page.next,
     }))
@@ -230,7 +230,7 @@ pub(super) async fn delete(
     summary = "Give an SSF receiver a new bearer token, shown once",
     params(("id" = String, Path, description = "The receiver id")),
     responses(
-        (status = 200, description = "The receiver, with its new token", body = ReceiverWithToken),
+        (status = 200, description = "The receiver, with its new token", body = SsfReceiverWithToken),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = InternalError),
@@ -239,7 +239,7 @@ pub(super) async fn delete(
 pub(super) async fn rotate_token(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
-) -> Result<Json<ReceiverWithToken>, ApiError> {
+) -> Result<Json<SsfReceiverWithToken>, ApiError> {
     let mut receiver = load(&state, &id).await?;
     let token = crate::ids::random_secret();
     receiver.token_hash = super::ssf::token_hash(&token);
@@ -248,5 +248,5 @@ pub(super) async fn rotate_token(
         return Err(ApiError::not_found("receiver"));
     }
     tracing::info!(receiver_id = %receiver.id, "ssf receiver token rotated");
-    Ok(Json(ReceiverWithToken { receiver, token }))
+    Ok(Json(SsfReceiverWithToken { receiver, token }))
 }

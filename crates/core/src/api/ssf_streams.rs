@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 
 /// A stream as the operator sees it.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct StreamView {
+pub(super) struct SsfStreamView {
     /// Its id.
     stream_id: String,
     /// Its receiver.
@@ -41,7 +41,7 @@ pub(super) struct StreamView {
     /// The events it receives.
     events_delivered: Vec<&'static str>,
     /// How its SETs are delivered.
-    delivery: DeliveryView,
+    delivery: SsfDeliveryView,
     /// The receiver's description.
     #[schema(required = true)]
     description: Option<String>,
@@ -58,7 +58,7 @@ pub(super) struct StreamView {
 
 /// A stream's delivery, without its secret.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct DeliveryView {
+pub(super) struct SsfDeliveryView {
     /// `urn:ietf:rfc:8935` (push) or `urn:ietf:rfc:8936` (poll).
     method: &'static str,
     /// Push: the receiver's URL. Poll: the URL the receiver polls.
@@ -67,17 +67,17 @@ pub(super) struct DeliveryView {
     authorization_header_set: bool,
 }
 
-fn stream_view(state: &Shared, stream: SsfStream) -> StreamView {
+fn stream_view(state: &Shared, stream: SsfStream) -> SsfStreamView {
     let delivery = match &stream.delivery {
         StreamDelivery::Push {
             endpoint_url,
             authorization_header,
-        } => DeliveryView {
+        } => SsfDeliveryView {
             method: PUSH_METHOD,
             endpoint_url: endpoint_url.clone(),
             authorization_header_set: authorization_header.is_some(),
         },
-        StreamDelivery::Poll => DeliveryView {
+        StreamDelivery::Poll => SsfDeliveryView {
             method: POLL_METHOD,
             endpoint_url: format!(
                 "{}/ssf/poll/{}",
@@ -87,7 +87,7 @@ fn stream_view(state: &Shared, stream: SsfStream) -> StreamView {
             authorization_header_set: false,
         },
     };
-    StreamView {
+    SsfStreamView {
         events_delivered: stream.events_delivered(),
         excluded_subjects: stream.excluded_subjects.len(),
         stream_id: stream.stream_id,
@@ -105,9 +105,9 @@ fn stream_view(state: &Shared, stream: SsfStream) -> StreamView {
 
 /// A page of `GET /api/v2/ssf-streams`.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct StreamPage {
+pub(super) struct SsfStreamPage {
     /// Streams in id order.
-    streams: Vec<StreamView>,
+    streams: Vec<SsfStreamView>,
     /// Cursor of the next page, to pass as `from`; `null` on the last page.
     #[schema(required = true)]
     next: Option<String>,
@@ -122,7 +122,7 @@ pub(super) struct StreamPage {
     summary = "List SSF streams, a page at a time",
     params(super::clients::PageQuery),
     responses(
-        (status = 200, description = "One page of streams", body = StreamPage),
+        (status = 200, description = "One page of streams", body = SsfStreamPage),
         (status = 400, response = BadRequest),
         (status = 500, response = InternalError),
     )
@@ -130,7 +130,7 @@ pub(super) struct StreamPage {
 pub(super) async fn list_streams(
     State(state): State<Shared>,
     QueryParams(query): QueryParams<super::clients::PageQuery>,
-) -> Result<Json<StreamPage>, ApiError> {
+) -> Result<Json<SsfStreamPage>, ApiError> {
     let take = page_size(query.take)?;
     let rows = state
         .stores
@@ -138,7 +138,7 @@ pub(super) async fn list_streams(
         .streams(query.from.as_deref(), take)
         .await?;
     let page = Page::from_overfetch(rows, take, |s| s.stream_id.clone());
-    Ok(Json(StreamPage {
+    Ok(Json(SsfStreamPage {
         streams: page
             .items
             .into_iter()
@@ -151,7 +151,7 @@ pub(super) async fn list_streams(
 /// The body of `POST /api/v2/ssf-streams/{stream_id}/status`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct StatusBody {
+pub(super) struct SsfStatusBody {
     /// The new status.
     status: StreamStatus,
     /// Why; sent to the receiver in the `stream-updated` SET.
@@ -169,9 +169,9 @@ pub(super) struct StatusBody {
     operation_id = "set_ssf_stream_status",
     summary = "Enable, pause or disable an SSF stream, telling its receiver",
     params(("stream_id" = String, Path, description = "The stream id")),
-    request_body(content = StatusBody),
+    request_body(content = SsfStatusBody),
     responses(
-        (status = 200, description = "The stream as it now stands", body = StreamView),
+        (status = 200, description = "The stream as it now stands", body = SsfStreamView),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 413, response = PayloadTooLarge),
@@ -181,8 +181,8 @@ pub(super) struct StatusBody {
 pub(super) async fn set_status(
     State(state): State<Shared>,
     PathParams(stream_id): PathParams<String>,
-    JsonBody(body): JsonBody<StatusBody>,
-) -> Result<Json<StreamView>, ApiError> {
+    JsonBody(body): JsonBody<SsfStatusBody>,
+) -> Result<Json<SsfStreamView>, ApiError> {
     if let Some(reason) = &body.reason {
         crate::ids::check_caller_text("reason", reason)?;
     }
@@ -221,7 +221,7 @@ pub(super) async fn set_status(
 
 /// A SET row as the operator sees it: where its delivery stands, never its payload.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct SetView {
+pub(super) struct SsfSetView {
     /// Its row id.
     id: String,
     /// What it carries.
@@ -255,7 +255,7 @@ pub(super) struct SetView {
     created_at: DateTime<Utc>,
 }
 
-impl From<StoredSet> for SetView {
+impl From<StoredSet> for SsfSetView {
     fn from(row: StoredSet) -> Self {
         Self {
             id: row.set.id,
@@ -279,7 +279,7 @@ impl From<StoredSet> for SetView {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub(super) struct SetQuery {
+pub(super) struct SsfSetQuery {
     /// Only SETs of this stream.
     stream_id: Option<String>,
     /// Only SETs in this state.
@@ -297,9 +297,9 @@ pub(super) struct SetQuery {
 
 /// A page of `GET /api/v2/ssf-deliveries`.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct SetPage {
+pub(super) struct SsfSetPage {
     /// Matching SETs in id order, which is the order they were written in.
-    deliveries: Vec<SetView>,
+    deliveries: Vec<SsfSetView>,
     /// Cursor of the next page, to pass as `from`; `null` on the last page.
     #[schema(required = true)]
     next: Option<String>,
@@ -312,17 +312,17 @@ pub(super) struct SetPage {
     tag = "ssf",
     operation_id = "list_ssf_deliveries",
     summary = "List SET deliveries, filtered, a page at a time",
-    params(SetQuery),
+    params(SsfSetQuery),
     responses(
-        (status = 200, description = "One page of SET deliveries", body = SetPage),
+        (status = 200, description = "One page of SET deliveries", body = SsfSetPage),
         (status = 400, response = BadRequest),
         (status = 500, response = InternalError),
     )
 )]
 pub(super) async fn list_sets(
     State(state): State<Shared>,
-    QueryParams(query): QueryParams<SetQuery>,
-) -> Result<Json<SetPage>, ApiError> {
+    QueryParams(query): QueryParams<SsfSetQuery>,
+) -> Result<Json<SsfSetPage>, ApiError> {
     let take = page_size(query.take)?;
     let filter = SetFilter {
         stream_id: query.stream_id,
@@ -344,8 +344,8 @@ pub(super) async fn list_sets(
         .ssf
         .list_sets(&filter, query.from.as_deref(), take)
         .await?;
-    Ok(Json(SetPage {
-        deliveries: page.items.into_iter().map(SetView::from).collect(),
+    Ok(Json(SsfSetPage {
+        deliveries: page.items.into_iter().map(SsfSetView::from).collect(),
         next: page.next,
     }))
 }
@@ -359,7 +359,7 @@ pub(super) async fn list_sets(
     summary = "Read a SET delivery",
     params(("id" = String, Path, description = "The SET row id")),
     responses(
-        (status = 200, description = "The SET delivery", body = SetView),
+        (status = 200, description = "The SET delivery", body = SsfSetView),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = InternalError),
@@ -368,19 +368,19 @@ pub(super) async fn list_sets(
 pub(super) async fn get_set(
     State(state): State<Shared>,
     PathParams(id): PathParams<String>,
-) -> Result<Json<SetView>, ApiError> {
+) -> Result<Json<SsfSetView>, ApiError> {
     state
         .stores
         .ssf
         .get_set(&id)
         .await?
-        .map(|row| Json(SetView::from(row)))
+        .map(|row| Json(SsfSetView::from(row)))
         .ok_or_else(|| ApiError::not_found("SET delivery"))
 }
 
 /// The 202 body of a re-drive.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct Redriven {
+pub(super) struct SsfRedriven {
     /// The SET row.
     id: String,
     /// Its new state: `pending`, due at once.
@@ -397,7 +397,7 @@ pub(super) struct Redriven {
     summary = "Re-drive a failed SET delivery",
     params(("id" = String, Path, description = "The SET row id")),
     responses(
-        (status = 202, description = "Queued again with a fresh attempt budget", body = Redriven),
+        (status = 202, description = "Queued again with a fresh attempt budget", body = SsfRedriven),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, description = "The SET is not `failed` (`not_failed`)", body = ErrorBody),
@@ -412,7 +412,7 @@ pub(super) async fn retry_set(
         SetRedrive::Requeued => {
             crate::store::wake(&state.stores.ssf_wake);
             tracing::info!(set_id = %id, "SET delivery re-driven");
-            let body = Redriven {
+            let body = SsfRedriven {
                 id,
                 state: SetState::Pending,
             };

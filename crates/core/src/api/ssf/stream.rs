@@ -288,7 +288,12 @@ pub(super) async fn create(
     let body: StreamBody = parse_body(body)?;
     let wanted = body.wanted(state.net)?;
     let stream = new_stream(&receiver.id, wanted, state.now());
-    if !store(&state).insert_stream(&stream).await? {
+    let inserted = match store(&state).insert_stream(&stream).await {
+        // The receiver was deleted since it authenticated: its token is no longer valid.
+        Err(crate::store::StoreError::NotFound) => return Err(SsfError::unauthorized()),
+        other => other?,
+    };
+    if !inserted {
         return Err(SsfError::new(
             StatusCode::CONFLICT,
             "conflict",
