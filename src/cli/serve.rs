@@ -51,6 +51,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(dir = %settings.keys_dir.display(), "no signing key found; generated an RS256 key");
     }
     // Loaded through the ring so it remembers the manifest it read and reloads only on change.
+    if settings.ssf
+        && let Some(kid) = logoutd_core::ensure_set_signing_key(&settings.keys_dir, clock.now())?
+    {
+        tracing::info!(kid = %kid, "SSF is on and no RS256 key was active; generated one for SETs");
+    }
     let keys = Arc::new(KeyRing::load(&settings.keys_dir, clock.now())?);
     let stores = logoutd_core::open_store(settings.store.expose()).await?;
     let mut settings = settings;

@@ -139,6 +139,8 @@ pub struct Metrics {
     pub webhook_attempts: Family<WebhookOutcomeLabels, Counter>,
     /// Operator events pending or in flight at the last scrape.
     pub operator_events_pending: Gauge,
+    /// SET push attempts by outcome.
+    pub set_push_attempts: Family<WebhookOutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -169,6 +171,12 @@ impl Metrics {
         let operator_events = Family::<EventTypeLabels, Counter>::default();
         let webhook_attempts = Family::<WebhookOutcomeLabels, Counter>::default();
         let operator_events_pending = Gauge::default();
+        let set_push_attempts = Family::<WebhookOutcomeLabels, Counter>::default();
+        registry.register(
+            "ssf_push_attempts",
+            "SET push attempts (RFC 8935) by outcome (delivered, retry, failed)",
+            set_push_attempts.clone(),
+        );
         registry.register(
             "operator_events",
             "Operator events written, by type (client.paused, client.resumed, delivery.failed)",
@@ -300,6 +308,7 @@ impl Metrics {
             operator_events,
             webhook_attempts,
             operator_events_pending,
+            set_push_attempts,
             client_success_ratio,
             client_latency_seconds,
             client_last_success,
@@ -366,6 +375,14 @@ impl Metrics {
     pub fn count_webhook_attempt(&self, decision: &crate::retry::Decision) {
         let outcome = crate::dispatcher::attempt::outcome_label(decision);
         self.webhook_attempts
+            .get_or_create(&WebhookOutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Counts one recorded SET push attempt.
+    pub fn count_set_attempt(&self, decision: &crate::retry::Decision) {
+        let outcome = crate::dispatcher::attempt::outcome_label(decision);
+        self.set_push_attempts
             .get_or_create(&WebhookOutcomeLabels { outcome })
             .inc();
     }

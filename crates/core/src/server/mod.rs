@@ -5,16 +5,19 @@
 //! on open connections, and a shutdown bounded by a grace period (see
 //! [`HttpSettings`](crate::config::HttpSettings)).
 
+use crate::alg::SigningAlg;
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::dispatcher::{Dispatcher, DispatcherParts};
 use crate::expiry::ExpirySweeper;
+use crate::ids::Issuer;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::operator_events::{EventWorker, EventWorkerParts};
 use crate::retention;
 use crate::sender::Sender;
+use crate::ssf::{SetWorker, SetWorkerParts};
 use crate::store::Stores;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +99,9 @@ pub async fn run(
         .set_health_policy(settings.dispatch.health_policy);
     let sender = Sender::with_clock(settings.sender.clone(), clock.clone())?;
     let webhook = spawn_event_worker(&settings, &stores, &sender, &clock, &metrics, &shutdown);
+    let set_worker = spawn_set_worker(
+        &settings, &stores, &sender, &keys, &clock, &metrics, &shutdown,
+    );
     let mut dispatcher = Dispatcher::new(
         DispatcherParts {
             outbox: stores.queue.clone(),
@@ -127,7 +133,9 @@ pub async fn run(
         metrics,
         body_limit: settings.body_limit,
         waits,
-        ssf: settings.ssf.then(|| api::SsfApi::new(ssf_mint())),
+        ssf: settings
+            .ssf
+            .then(|| api::SsfApi::new(ssf_mint(keys.clone(), settings.issuer.clone()))),
     });
     let housekeeping = spawn_housekeeping(&settings, &state, clock.clone(), &shutdown);
     let dispatcher = settings
@@ -157,6 +165,11 @@ pub async fn run(
     {
         tracing::error!("operator webhook worker failed");
     }
+    if let Some(worker) = set_worker
+        && worker.await.is_err()
+    {
+        tracing::error!("SET push worker failed");
+    }
     reloader.abort();
     for task in housekeeping {
         if task.await.is_err() {
@@ -166,11 +179,47 @@ pub async fn run(
     Ok(())
 }
 
-/// How a poll answer signs its SETs.
-// The SET minting (`crate::ssf::set::mint`) plugs in here: until it does, a poll hands out
-// no SET (each row is logged and comes back when its lease ends).
-fn ssf_mint() -> api::MintSet {
-    Arc::new(|_row, _aud| Err(api::MintError("SET signing is not available".to_owned())))
+/// How a poll answer signs its SETs: with the active RS256 key of the current key set, the
+/// claims fixed by the row.
+fn ssf_mint(keys: Arc<KeyRing>, issuer: Issuer) -> api::MintSet {
+    Arc::new(move |row, aud| {
+        let set = keys.current();
+        let key = set
+            .active_key(SigningAlg::RS256)
+            .ok_or_else(|| api::MintError("no active RS256 key".to_owned()))?;
+        crate::ssf::mint(row, aud, issuer.as_str(), key).map_err(|e| api::MintError(e.to_string()))
+    })
+}
+
+/// Starts the SET push worker when SSF is on and this node delivers; it stops on
+/// `shutdown`.
+fn spawn_set_worker(
+    settings: &Settings,
+    stores: &Stores,
+    sender: &Sender,
+    keys: &Arc<KeyRing>,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    if !settings.ssf || !settings.dispatch.enabled {
+        return None;
+    }
+    let worker = SetWorker::new(
+        SetWorkerParts {
+            store: stores.ssf.clone(),
+            wake: stores.ssf_wake.clone(),
+            sender: sender.clone(),
+            keys: keys.clone(),
+            issuer: settings.issuer.clone(),
+            clock: clock.clone(),
+            retry: settings.dispatch.retry,
+            lease: settings.dispatch.lease,
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    );
+    Some(tokio::spawn(worker.run()))
 }
 
 /// Starts the operator webhook worker when a webhook is configured and this node delivers;

@@ -12,9 +12,11 @@
 
 mod push;
 mod set;
+mod worker;
 
 pub use push::{PushVerdict, decide_push};
 pub use set::{SetMintError, mint, set_claims};
+pub use worker::{SetWorker, SetWorkerParts};
 
 use crate::ids::{ClientId, EventId, LeaseId, SessionId, UserId};
 use crate::initiator::Initiator;
@@ -252,61 +254,6 @@ pub struct NewSet {
     pub payload: Value,
     /// `iat`, and the start of its age budget.
     pub created_at: DateTime<Utc>,
-}
-
-impl NewSet {
-    /// A verification SET (SSF §8.1.4) answering `/ssf/verify`: its payload is `{"state"}`
-    /// when the receiver sent a `state`, else `{}`.
-    pub fn verification(
-        stream_id: &str,
-        receiver_id: &str,
-        state: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let mut payload = serde_json::Map::new();
-        if let Some(state) = state {
-            payload.insert("state".to_owned(), Value::from(state));
-        }
-        Self::for_stream(stream_id, receiver_id, SetKind::Verification, payload, now)
-    }
-
-    /// A `stream-updated` SET (SSF §8.1.5), when logoutd itself changed the stream's status:
-    /// its payload is `{"status", "reason"?}`.
-    pub fn stream_updated(
-        stream_id: &str,
-        receiver_id: &str,
-        status: StreamStatus,
-        reason: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let mut payload = serde_json::Map::new();
-        payload.insert("status".to_owned(), Value::from(status.as_str()));
-        if let Some(reason) = reason {
-            payload.insert("reason".to_owned(), Value::from(reason));
-        }
-        Self::for_stream(stream_id, receiver_id, SetKind::StreamUpdated, payload, now)
-    }
-
-    /// A row about the stream itself (its subject is the stream), with no `txn`.
-    fn for_stream(
-        stream_id: &str,
-        receiver_id: &str,
-        kind: SetKind,
-        payload: serde_json::Map<String, Value>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let now = crate::store::millis(now);
-        Self {
-            id: crate::ids::SetId::generate_at(now).into_inner(),
-            stream_id: stream_id.to_owned(),
-            receiver_id: receiver_id.to_owned(),
-            kind,
-            jti: crate::ids::random_token(),
-            txn: None,
-            payload: Value::Object(payload),
-            created_at: now,
-        }
-    }
 }
 
 /// A SET row as the store keeps it.
