@@ -31,6 +31,7 @@ mod rate_limit;
 mod sender;
 mod shutdown;
 mod ssf_api;
+mod ssf_e2e;
 mod store;
 mod strict_policy;
 mod support;
