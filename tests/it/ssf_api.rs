@@ -620,6 +620,31 @@ async fn subjects_are_removed_and_added_back_without_revealing_who_is_known() {
     assert_ssf_error(&refused, StatusCode::BAD_REQUEST);
 }
 
+#[tokio::test]
+async fn a_user_of_another_issuer_is_not_removed_from_this_issuers_sessions() {
+    let app = app().await;
+    let (token, id) = poll_stream(&app, "rp-a").await;
+    let foreign = [
+        json!({"format": "iss_sub", "iss": "https://other-idp.test", "sub": "u1"}),
+        json!({"format": "complex",
+               "user": {"format": "iss_sub", "iss": "https://other-idp.test", "sub": "u1"}}),
+    ];
+    for subject in foreign {
+        let body = json!({"stream_id": id, "subject": subject});
+        let answer = ssf(&app, Method::POST, "/ssf/subjects/remove", &token, body).await;
+        assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+    }
+    let (_, streams) = app.call(Method::GET, "/api/v2/ssf-streams", None).await;
+    assert_eq!(streams["streams"][0]["excluded_subjects"], 0, "{streams}");
+
+    let own = json!({"format": "iss_sub", "iss": format!("{ISSUER}/"), "sub": "u1"});
+    let body = json!({"stream_id": id, "subject": own});
+    let answer = ssf(&app, Method::POST, "/ssf/subjects/remove", &token, body).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+    let (_, streams) = app.call(Method::GET, "/api/v2/ssf-streams", None).await;
+    assert_eq!(streams["streams"][0]["excluded_subjects"], 1, "{streams}");
+}
+
 /// Writes a verification row (advancing the clock past the minimum interval first).
 async fn verification(app: &TestApp, token: &str, id: &str, state: &str) {
     app.clock.advance(chrono::Duration::seconds(10));

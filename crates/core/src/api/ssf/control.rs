@@ -120,6 +120,23 @@ impl SubjectRequest {
         Ok(())
     }
 
+    /// Whether the subject names a user of another issuer (an `iss_sub`, alone or as the
+    /// `user` of a `complex` subject, whose `iss` is not `issuer`): no session here is
+    /// about it, so removing it changes nothing.
+    fn names_another_issuer(&self, issuer: &str) -> bool {
+        let user = match self.subject.get("format").and_then(Value::as_str) {
+            Some("iss_sub") => &self.subject,
+            Some("complex") => match self.subject.get("user") {
+                Some(user) if user.get("format").and_then(Value::as_str) == Some("iss_sub") => user,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        user.get("iss")
+            .and_then(Value::as_str)
+            .is_some_and(|iss| iss.trim_end_matches('/') != issuer.trim_end_matches('/'))
+    }
+
     /// Whether the subject is the stream's own (`opaque` with the stream id), which cannot
     /// be removed (§8.1.4.1: verification events are about it).
     fn is_the_stream(&self) -> bool {
@@ -165,6 +182,9 @@ pub(super) async fn remove_subject(
         ));
     }
     let mut stream = own_stream(&state, &receiver, &body.stream_id).await?;
+    if body.names_another_issuer(state.issuer.as_str()) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     if !stream.excluded_subjects.contains(&body.subject) {
         if stream.excluded_subjects.len() >= MAX_EXCLUDED_SUBJECTS {
             return Err(SsfError::bad_request(format!(
