@@ -367,6 +367,39 @@ async fn session_metadata_is_sent_only_to_clients_that_opted_in() {
 }
 
 #[tokio::test]
+async fn logout_tokens_carry_the_ends_txn_only_when_the_operator_asks() {
+    for on in [false, true] {
+        let (mut settings, sender) = crate::support::delivery::test_settings();
+        settings.logout_token_txn = on;
+        let stores = logoutd_core::open_store("memory://").await.unwrap();
+        let h = Harness::over(stores, (settings, sender)).await;
+        let rp = RecordingRp::start(Reply::ok()).await;
+        h.client("rp", rp.url("/bc").as_str(), json!({})).await;
+        h.session("s1", "u1", &["rp"], json!({})).await;
+        h.session("s2", "u1", &["rp"], json!({})).await;
+        let body = json!({ "user_id": "u1", "initiator": "rp-logout" });
+        let (status, ended) = h
+            .app
+            .call(
+                axum::http::Method::POST,
+                "/api/v2/logout-events",
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::ACCEPTED, "{ended}");
+        h.outbox.wait_recorded(2).await;
+        let requests = rp.requests();
+        assert_eq!(requests.len(), 2);
+        for req in requests {
+            let t = verified(&h, &req, "rp", TypPolicy::default());
+            let expected = on.then(|| ended["event_id"].clone());
+            assert_eq!(t.claims.get("txn").cloned(), expected, "txn {on}");
+        }
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn user_wide_end_delivers_one_token_per_session_and_repeats_add_nothing() {
     let h = Harness::memory().await;
     let rp = RecordingRp::start(Reply::ok()).await;

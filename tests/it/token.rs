@@ -104,6 +104,7 @@ proptest! {
         lifetime in 1i64..=MAX_LIFETIME_SECS,
         meta in metadata_strategy(),
         now_secs in 1_600_000_000i64..1_900_000_000,
+        txn in proptest::option::of("[ -~]{0,12}|evt_[A-Za-z0-9_-]{22}|\\PC{0,6}"),
     ) {
         let now = chrono::DateTime::from_timestamp(now_secs, 0).unwrap();
         let template = logoutd_core::LogoutTokenBuilder::new(
@@ -115,6 +116,10 @@ proptest! {
         .lifetime(chrono::Duration::seconds(lifetime))
         .unwrap()
         .session_metadata(&meta);
+        let template = match &txn {
+            Some(txn) => template.txn(txn),
+            None => template,
+        };
         let mut jtis = HashSet::new();
         for _ in 0..4 {
             let claims = template.clone().build();
@@ -128,6 +133,7 @@ proptest! {
             prop_assert_eq!(&value["events"], &json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
             prop_assert!(value.get("sub").is_some() || value.get("sid").is_some());
             prop_assert_eq!(value.get("session_metadata").is_some(), !meta.is_empty());
+            prop_assert_eq!(value.get("txn").and_then(Value::as_str), txn.as_deref());
             prop_assert!(jtis.insert(claims.jti.to_string()));
             prop_assert!(claims.jti.as_str().len() >= 22);
         }

@@ -191,6 +191,10 @@ pub struct LogoutClaims {
     /// The session, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<SessionId>,
+    /// The session end's event id, shared with its SSF SETs (RFC 8417 §2.2); only when the
+    /// operator turned `logout_token_txn` on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<String>,
     /// The session's metadata snapshot; omitted when absent or empty.
     #[serde(default, skip_serializing_if = "metadata_is_empty")]
     pub session_metadata: Option<SessionMetadata>,
@@ -210,6 +214,7 @@ impl fmt::Debug for LogoutClaims {
             .field("jti", &self.jti)
             .field("sub", &self.sub)
             .field("sid", &self.sid)
+            .field("txn", &self.txn)
             // SessionMetadata's own Debug prints keys only.
             .field("session_metadata", &self.session_metadata)
             .finish()
@@ -253,6 +258,10 @@ impl LogoutClaims {
         if let Some(sid) = &self.sid {
             out.extend_from_slice(b",\"sid\":");
             json_str(out, sid.as_str());
+        }
+        if let Some(txn) = &self.txn {
+            out.extend_from_slice(b",\"txn\":");
+            json_str(out, txn);
         }
         if let Some(meta) = self.session_metadata.as_ref().filter(|m| !m.is_empty()) {
             out.extend_from_slice(b",\"session_metadata\":");
@@ -318,6 +327,7 @@ pub struct LogoutTokenBuilder {
     lifetime_secs: i64,
     metadata: Option<SessionMetadata>,
     jti: Option<Jti>,
+    txn: Option<String>,
 }
 
 impl LogoutTokenBuilder {
@@ -331,6 +341,7 @@ impl LogoutTokenBuilder {
             lifetime_secs: DEFAULT_LIFETIME_SECS,
             metadata: None,
             jti: None,
+            txn: None,
         }
     }
 
@@ -348,6 +359,12 @@ impl LogoutTokenBuilder {
     /// Adds the session metadata snapshot; an empty map is omitted from the claims.
     pub fn session_metadata(mut self, metadata: &SessionMetadata) -> Self {
         self.metadata = (!metadata.is_empty()).then(|| metadata.clone());
+        self
+    }
+
+    /// Adds `txn`: the session end's event id, which its SSF SETs carry too.
+    pub fn txn(mut self, txn: &str) -> Self {
+        self.txn = Some(txn.to_owned());
         self
     }
 
@@ -371,6 +388,7 @@ impl LogoutTokenBuilder {
             events: LogoutEvent,
             sub,
             sid,
+            txn: self.txn,
             session_metadata: self.metadata,
         }
     }

@@ -158,6 +158,12 @@ pub struct Knobs {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssf: Option<bool>,
+    /// Whether logout tokens also carry `txn`, the session end's event id, which every SSF
+    /// SET of the same end carries too (RFC 8417 §2.2). Off keeps the claim set of OIDC
+    /// Back-Channel Logout 1.0 §2.4 exactly.
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logout_token_txn: Option<bool>,
 }
 
 /// A switch that is off says nothing, so a layer above cannot turn off what one below turned
@@ -248,6 +254,7 @@ impl Knobs {
             operator_webhook_url: None,
             operator_webhook_secret_file: None,
             ssf: Some(DEFAULT_SSF),
+            logout_token_txn: Some(DEFAULT_LOGOUT_TOKEN_TXN),
         }
     }
 }

@@ -79,6 +79,8 @@ pub(crate) const DEFAULT_RETENTION_DAYS: u64 = 7;
 pub(crate) const DEFAULT_EXPIRY_SWEEP: bool = true;
 /// Whether the SSF transmitter is on by default: off.
 pub(crate) const DEFAULT_SSF: bool = false;
+/// Logout tokens carry no `txn` unless the operator asks for it.
+pub(crate) const DEFAULT_LOGOUT_TOKEN_TXN: bool = false;
 /// How long a failing client goes without a success before the health policy, when on,
 /// pauses it: 6 hours.
 pub(crate) const DEFAULT_HEALTH_PAUSE_AFTER: Duration = Duration::from_secs(6 * 3600);
@@ -138,6 +140,8 @@ pub struct DispatchSettings {
     pub max_per_origin: usize,
     /// Logout token lifetime (1..=120 s).
     pub token_lifetime: Duration,
+    /// Whether logout tokens carry the session end's `txn` ([`DEFAULT_LOGOUT_TOKEN_TXN`]).
+    pub logout_token_txn: bool,
     /// The retry schedule and budgets.
     pub retry: RetryPolicy,
     /// How much nicer (0-19) the delivery threads run than the rest of the process.
@@ -154,6 +158,7 @@ impl Default for DispatchSettings {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_per_origin: DEFAULT_MAX_PER_ORIGIN,
             token_lifetime: Duration::from_secs(crate::token::DEFAULT_LIFETIME_SECS.unsigned_abs()),
+            logout_token_txn: DEFAULT_LOGOUT_TOKEN_TXN,
             retry: RetryPolicy::default(),
             delivery_nice: DEFAULT_DELIVERY_NICE,
             health_policy: None,

@@ -75,6 +75,7 @@ impl DispatchSettings {
                 knobs.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             )?,
             token_lifetime: token_lifetime(knobs.token_lifetime_seconds)?,
+            logout_token_txn: knobs.logout_token_txn.unwrap_or(DEFAULT_LOGOUT_TOKEN_TXN),
             retry: retry_policy(
                 knobs.retry_base_ms,
                 knobs.retry_cap_ms,

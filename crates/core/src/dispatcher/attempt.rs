@@ -25,7 +25,9 @@ pub(super) const SLOW_LANE_AFTER: Duration = Duration::from_secs(1);
 
 /// Mints the logout token for one attempt (OIDC Back-Channel Logout 1.0 §2.4): a new `jti`,
 /// `iat` and `exp`, the current key for the client's alg, the client's `typ`, `sub` and
-/// `sid` (the client's own sid in the session when it joined with one), and `session_metadata` only for clients that opted in (omitted when empty).
+/// `sid` (the client's own sid in the session when it joined with one), `session_metadata`
+/// only for clients that opted in (omitted when empty), and `txn` (the end's event id) only
+/// when the operator turned `logout_token_txn` on.
 /// A `user` delivery (one for every session a user-wide end ended) carries `sub` alone: no
 /// `sid`, and no `session_metadata`, which belongs to one session.
 pub(super) fn mint(
@@ -45,6 +47,9 @@ pub(super) fn mint(
         && !row.session_metadata.is_empty()
     {
         builder = builder.session_metadata(&row.session_metadata);
+    }
+    if inner.logout_token_txn {
+        builder = builder.txn(row.delivery.event_id.as_str());
     }
     let claims = builder.build();
     let keys = inner.keys.current();

@@ -97,6 +97,8 @@ pub(crate) struct Inner {
     issuer: Issuer,
     lease: chrono::Duration,
     token_lifetime: chrono::Duration,
+    /// Whether tokens carry the end's `txn`.
+    logout_token_txn: bool,
     retry: RetryPolicy,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
@@ -248,6 +250,7 @@ impl Dispatcher {
                 issuer: parts.issuer,
                 lease: chrono_duration(settings.lease),
                 token_lifetime: chrono_duration(settings.token_lifetime),
+                logout_token_txn: settings.logout_token_txn,
                 retry: settings.retry,
                 metrics: parts.metrics,
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
