@@ -910,3 +910,54 @@ async fn a_long_poll_is_woken_by_a_session_end() {
     assert!(row["txn"].is_string());
     assert!(sets.contains_key(row["jti"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn a_logout_event_names_its_initiating_entity_or_is_refused_unchanged() {
+    let app = app().await;
+    poll_stream(&app, "audit").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v2/sessions",
+            Some(json!({"id": "s-1", "user_id": "u-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for bad in [json!("robot"), json!("Admin"), json!(1), json!(null)] {
+        let body = json!({"session_id": "s-1", "initiator": "rp-logout",
+                          "initiating_entity": bad});
+        let (status, reply) = app
+            .call(Method::POST, "/api/v2/logout-events", Some(body.clone()))
+            .await;
+        if bad.is_null() {
+            continue;
+        }
+        crate::support::app::assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
+        let (_, session) = app.call(Method::GET, "/api/v2/sessions/s-1", None).await;
+        assert!(session["ended_at"].is_null(), "{body}: {session}");
+    }
+    let (_, session) = app.call(Method::GET, "/api/v2/sessions/s-1", None).await;
+    assert!(
+        session["ended_at"].is_string(),
+        "null is absent: the initiator's entity is used"
+    );
+    app.call(
+        Method::POST,
+        "/api/v2/sessions",
+        Some(json!({"id": "s-2", "user_id": "u-1"})),
+    )
+    .await;
+    let body = json!({"user_id": "u-1", "initiator": "rp-logout", "initiating_entity": "system"});
+    let (status, reply) = app
+        .call(Method::POST, "/api/v2/logout-events", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    let (_, rows) = app
+        .call(
+            Method::GET,
+            "/api/v2/ssf-deliveries?kind=session_revoked",
+            None,
+        )
+        .await;
+    assert_eq!(rows["deliveries"].as_array().unwrap().len(), 2, "{rows}");
+}

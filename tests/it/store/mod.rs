@@ -134,6 +134,7 @@ macro_rules! conformance {
                 ssf::a_receiver_has_one_stream_and_changes_keep_its_status,
                 ssf::a_session_end_writes_one_set_per_stream_in_scope,
                 ssf::a_user_wide_end_writes_a_set_per_session,
+                ssf::an_end_may_name_the_initiating_entity_of_its_sets,
                 ssf::disabled_and_uninterested_streams_get_no_sets,
                 ssf::a_paused_stream_holds_its_sets_until_enabled_then_releases_them_in_order,
                 ssf::disabling_cancels_waiting_sets_but_keeps_its_stream_updated_row,

@@ -5,8 +5,9 @@ use super::claims::lease;
 use super::fixtures::*;
 use chrono::{DateTime, Utc};
 use logoutd_core::{
-    ClientId, Initiator, NewSet, ReceiverScope, SESSION_REVOKED, SetFilter, SetKind, SetState,
-    SsfReceiver, SsfStream, StoredSet, Stores, StreamDelivery, StreamStatus,
+    ClientId, EndTarget, EventId, InitiatingEntity, Initiator, NewSet, ReceiverScope,
+    SESSION_REVOKED, SessionId, SetFilter, SetKind, SetState, SsfReceiver, SsfStream, StoredSet,
+    Stores, StreamDelivery, StreamStatus, UserId,
 };
 use serde_json::json;
 
@@ -341,6 +342,52 @@ pub async fn a_user_wide_end_writes_a_set_per_session(s: Stores) {
     assert!(
         rows.iter()
             .all(|r| r.set.payload["initiating_entity"] == "policy")
+    );
+}
+
+pub async fn an_end_may_name_the_initiating_entity_of_its_sets(s: Stores) {
+    register(&s, &[client("c1")]).await;
+    receiver_with_stream(&s, "every", StreamDelivery::Poll).await;
+    for id in ["s1", "s2", "s3"] {
+        create(&s, &session(id, "u1", &["c1"])).await;
+    }
+    let ends = [
+        (
+            EndTarget::Session(SessionId::new("s1")),
+            Some(InitiatingEntity::System),
+        ),
+        (
+            EndTarget::User(UserId::new("u1")),
+            Some(InitiatingEntity::Policy),
+        ),
+    ];
+    for (target, entity) in ends {
+        s.sessions
+            .end_sessions_as(
+                &target,
+                Initiator::RpLogout,
+                entity,
+                &EventId::generate(),
+                t(5_000),
+            )
+            .await
+            .unwrap();
+    }
+    let rows = sets_of(&s, "st-every").await;
+    let entity_of = |sid: &str| {
+        rows.iter()
+            .find(|r| r.set.payload["sid"] == sid)
+            .map(|r| r.set.payload["initiating_entity"].clone())
+    };
+    assert_eq!(entity_of("s1"), Some(json!("system")));
+    assert_eq!(entity_of("s2"), Some(json!("policy")));
+    assert_eq!(entity_of("s3"), Some(json!("policy")));
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.set.payload["initiator"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!("rp-logout"); 3],
+        "the initiator itself is kept"
     );
 }
 

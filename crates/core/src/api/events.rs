@@ -10,6 +10,7 @@ use super::{ApiError, Shared};
 use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metrics::InitiatorLabels;
+use crate::ssf::InitiatingEntity;
 use crate::terminate::{ClientNote, SkipReason};
 use crate::terminate::{EndReport, EndTarget};
 use axum::Json;
@@ -97,13 +98,14 @@ async fn end(
     state: &Shared,
     target: EndTarget,
     initiator: Initiator,
+    entity: Option<InitiatingEntity>,
     wait: WaitFor,
 ) -> Result<Response, ApiError> {
     let event_id = EventId::generate();
     let report = state
         .stores
         .sessions
-        .end_sessions(&target, initiator, &event_id, state.now())
+        .end_sessions_as(&target, initiator, entity, &event_id, state.now())
         .await
         .map_err(|e| ApiError::from_store(e, "session"))?;
     state
@@ -210,6 +212,7 @@ pub(super) async fn revoke_session(
         &state,
         EndTarget::Session(SessionId::new(id)),
         Initiator::SessionRevoked,
+        None,
         wait,
     )
     .await
@@ -242,6 +245,7 @@ pub(super) async fn delete_user_sessions(
         &state,
         EndTarget::User(UserId::new(user_id)),
         Initiator::SessionRevoked,
+        None,
         wait,
     )
     .await
@@ -257,6 +261,11 @@ pub(super) struct EventBody {
     user_id: Option<String>,
     /// Why the sessions end.
     initiator: Initiator,
+    /// The CAEP `initiating_entity` of this end's SSF SETs (`admin`, `user`, `policy` or
+    /// `system`); absent: the one `initiator` maps to (`rp-logout` is `user`, `idp-logout`
+    /// `system`, `session-revoked`, `account-deleted` and `account-deactivated` `admin`, the
+    /// others `policy`). Logout tokens are the same either way.
+    initiating_entity: Option<InitiatingEntity>,
     /// Wait up to this many milliseconds (0 to 10000) for every delivery of this end to be
     /// delivered, failed, cancelled or attempted once, and list them in `results`. Absent or
     /// 0: answer as soon as the end is committed.
@@ -295,5 +304,5 @@ pub(super) async fn create(
             ));
         }
     };
-    end(&state, target, body.initiator, wait).await
+    end(&state, target, body.initiator, body.initiating_entity, wait).await
 }

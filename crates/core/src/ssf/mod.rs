@@ -103,6 +103,20 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// CAEP 1.0 §3.2.1 `initiating_entity`: who or what started a session end.
+    InitiatingEntity {
+        /// An administrator.
+        Admin = "admin",
+        /// The user.
+        User = "user",
+        /// A policy the transmitter or the IdP applies.
+        Policy = "policy",
+        /// Another system.
+        System = "system",
+    }
+);
+
+wire_enum!(
     /// What a SET row carries.
     SetKind {
         /// CAEP `session-revoked`.
@@ -388,27 +402,30 @@ pub enum SetRedrive {
     NotFound,
 }
 
-/// CAEP's `initiating_entity` for a logoutd initiator (logoutd's mapping, docs/ssf.md).
-pub fn initiating_entity(initiator: Initiator) -> &'static str {
+/// CAEP's `initiating_entity` for a logoutd initiator (logoutd's mapping, docs/ssf.md),
+/// used unless the end names one itself.
+pub fn initiating_entity(initiator: Initiator) -> InitiatingEntity {
     match initiator {
-        Initiator::RpLogout => "user",
-        Initiator::IdpLogout => "system",
+        Initiator::RpLogout => InitiatingEntity::User,
+        Initiator::IdpLogout => InitiatingEntity::System,
         Initiator::SessionRevoked | Initiator::AccountDeleted | Initiator::AccountDeactivated => {
-            "admin"
+            InitiatingEntity::Admin
         }
         Initiator::PasswordChanged
         | Initiator::SessionExpired
         | Initiator::EmailIdentifierChanged
-        | Initiator::MfaPhoneUnenrolled => "policy",
+        | Initiator::MfaPhoneUnenrolled => InitiatingEntity::Policy,
     }
 }
 
 /// The SET rows of one termination step: one per session and stream in scope that did not
-/// remove the session's subject. Written in the step's transaction beside its delivery rows.
+/// remove the session's subject, each with `entity` as its `initiating_entity`. Written in
+/// the step's transaction beside its delivery rows.
 pub fn plan_sets(
     sessions: &[Session],
     streams: &[FanoutStream],
     initiator: Initiator,
+    entity: InitiatingEntity,
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Vec<NewSet> {
@@ -419,7 +436,9 @@ pub fn plan_sets(
             if excluded(&stream.excluded_subjects, &session.user_id, &session.id) {
                 continue;
             }
-            rows.push(session_revoked(stream, session, initiator, event_id, now));
+            rows.push(session_revoked(
+                stream, session, initiator, entity, event_id, now,
+            ));
         }
     }
     rows
@@ -439,6 +458,7 @@ fn session_revoked(
     stream: &FanoutStream,
     session: &Session,
     initiator: Initiator,
+    entity: InitiatingEntity,
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> NewSet {
@@ -446,7 +466,7 @@ fn session_revoked(
         "sub": session.user_id.as_str(),
         "sid": session.id.as_str(),
         "initiator": initiator.as_str(),
-        "initiating_entity": initiating_entity(initiator),
+        "initiating_entity": entity.as_str(),
         "event_timestamp": now.timestamp(),
     });
     if stream.include_session_metadata

@@ -7,6 +7,7 @@ use crate::ids::{ClientId, EventId, SessionId, UserId};
 use crate::initiator::Initiator;
 use crate::metadata::MetadataOp;
 use crate::session::{Session, SessionClient};
+use crate::ssf::InitiatingEntity;
 use crate::terminate::{EndReport, EndTarget};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -120,7 +121,8 @@ impl Sessions {
     /// Ends the target's active sessions and, in the same transaction, writes the outbox rows
     /// that [`crate::terminate::plan`] derives for each, and reports the clients it noted.
     /// Sessions already ended are skipped and add no rows and no notes. `NotFound` when a
-    /// single target session does not exist.
+    /// single target session does not exist. The SSF SETs of the end carry the
+    /// `initiating_entity` that `initiator` maps to.
     pub async fn end_sessions(
         &self,
         target: &EndTarget,
@@ -128,7 +130,22 @@ impl Sessions {
         event_id: &EventId,
         now: DateTime<Utc>,
     ) -> Result<EndReport, StoreError> {
-        super::terminate::end_sessions(&*self.backend, target, initiator, event_id, millis(now))
+        self.end_sessions_as(target, initiator, None, event_id, now)
+            .await
+    }
+
+    /// [`Self::end_sessions`], with the SETs' `initiating_entity` named by the caller when
+    /// `entity` is given.
+    pub async fn end_sessions_as(
+        &self,
+        target: &EndTarget,
+        initiator: Initiator,
+        entity: Option<InitiatingEntity>,
+        event_id: &EventId,
+        now: DateTime<Utc>,
+    ) -> Result<EndReport, StoreError> {
+        let now = millis(now);
+        super::terminate::end_sessions(&*self.backend, target, initiator, entity, event_id, now)
             .await
     }
 

@@ -11,7 +11,7 @@ use super::backend::{Backend, Ending, EndingSet, Lane, Tx};
 use crate::ids::{EventId, UserId};
 use crate::initiator::Initiator;
 use crate::outbox::DeliveryScope;
-use crate::ssf::plan_sets;
+use crate::ssf::{InitiatingEntity, initiating_entity, plan_sets};
 use crate::terminate::{EndReport, EndTarget, UserRows, plan_all};
 use chrono::{DateTime, Utc};
 
@@ -24,6 +24,7 @@ pub(super) async fn end_sessions(
     backend: &dyn Backend,
     target: &EndTarget,
     initiator: Initiator,
+    entity: Option<InitiatingEntity>,
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Result<EndReport, StoreError> {
@@ -34,9 +35,13 @@ pub(super) async fn end_sessions(
             if !set.found {
                 return Err(StoreError::NotFound);
             }
-            finish(backend, tx, set, initiator, event_id, now, None).await
+            let cause = Cause::new(initiator, entity);
+            finish(backend, tx, set, cause, event_id, now, None).await
         }
-        EndTarget::User(user) => end_user(backend, user, initiator, event_id, now).await,
+        EndTarget::User(user) => {
+            let cause = Cause::new(initiator, entity);
+            end_user(backend, user, cause, event_id, now).await
+        }
     }
 }
 
@@ -48,7 +53,7 @@ pub(super) async fn end_sessions(
 async fn end_user(
     backend: &dyn Backend,
     user: &UserId,
-    initiator: Initiator,
+    cause: Cause,
     event_id: &EventId,
     now: DateTime<Utc>,
 ) -> Result<EndReport, StoreError> {
@@ -64,20 +69,28 @@ async fn end_user(
             })
             .await?;
         let next = set.next.take();
-        let step = finish(
-            backend,
-            tx,
-            set,
-            initiator,
-            event_id,
-            now,
-            Some(&mut user_rows),
-        )
-        .await?;
+        let step = finish(backend, tx, set, cause, event_id, now, Some(&mut user_rows)).await?;
         report.absorb(step);
         match next {
             Some(cursor) => after = cursor,
             None => return Ok(report),
+        }
+    }
+}
+
+/// Why an end happens: its initiator, and the `initiating_entity` of its SETs (the one the
+/// caller named, else the initiator's).
+#[derive(Debug, Clone, Copy)]
+struct Cause {
+    initiator: Initiator,
+    entity: InitiatingEntity,
+}
+
+impl Cause {
+    fn new(initiator: Initiator, entity: Option<InitiatingEntity>) -> Self {
+        Self {
+            initiator,
+            entity: entity.unwrap_or_else(|| initiating_entity(initiator)),
         }
     }
 }
@@ -96,7 +109,7 @@ pub(super) async fn end_expired(
         backend,
         tx,
         set,
-        Initiator::SessionExpired,
+        Cause::new(Initiator::SessionExpired, None),
         event_id,
         now,
         None,
@@ -111,17 +124,18 @@ async fn finish(
     backend: &dyn Backend,
     mut tx: Box<dyn Tx + '_>,
     set: EndingSet,
-    initiator: Initiator,
+    cause: Cause,
     event_id: &EventId,
     now: DateTime<Utc>,
     user: Option<&mut UserRows>,
 ) -> Result<EndReport, StoreError> {
+    let Cause { initiator, entity } = cause;
     let plan = plan_all(&set.sessions, &set.clients, initiator, event_id, now, user);
     let mut sets = Vec::new();
     if !set.sessions.is_empty() {
         tx.end(&set.sessions, &plan.rows, initiator, now).await?;
         let streams = tx.fanout_streams().await?;
-        sets = plan_sets(&set.sessions, &streams, initiator, event_id, now);
+        sets = plan_sets(&set.sessions, &streams, initiator, entity, event_id, now);
         if !sets.is_empty() {
             tx.insert_sets(&sets).await?;
         }
