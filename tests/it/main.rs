@@ -11,6 +11,7 @@ mod api_user_wide;
 mod api_wait;
 mod cli;
 mod conformance;
+mod console;
 mod crash;
 mod delivery;
 mod encrypted;

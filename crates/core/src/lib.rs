@@ -81,10 +81,11 @@ mod verify;
 
 pub use alg::{SigningAlg, TokenTyp};
 pub use api::{
-    AppState, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_LONG_POLL, DEFAULT_POLL_RECHECK,
-    DEFAULT_TAKE as DEFAULT_PAGE_TAKE, MAX_EXCLUDED_SUBJECTS, MAX_LISTED_RESULTS, MAX_POLL_EVENTS,
-    MAX_TAKE as MAX_PAGE_TAKE, MAX_WAIT_MS, MintError, MintSet, POLL_LEASE_SECS, RECHECK_INTERVAL,
-    SsfApi, Waits, openapi::BEARER, openapi::REGENERATE, openapi::document as openapi_document,
+    AppState, CONSOLE_CSP, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_LONG_POLL,
+    DEFAULT_POLL_RECHECK, DEFAULT_TAKE as DEFAULT_PAGE_TAKE, MAX_EXCLUDED_SUBJECTS,
+    MAX_LISTED_RESULTS, MAX_POLL_EVENTS, MAX_TAKE as MAX_PAGE_TAKE, MAX_WAIT_MS, MintError,
+    MintSet, POLL_LEASE_SECS, RECHECK_INTERVAL, STATS_MINUTES, STATS_TTL, SsfApi, StatsCache,
+    Waits, openapi::BEARER, openapi::REGENERATE, openapi::document as openapi_document,
     openapi::to_json as openapi_json, router,
 };
 pub use clients::{
@@ -145,8 +146,8 @@ pub use operator_events::{
 };
 pub use outbox::{
     AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
-    DeliveryFilter, DeliveryProgress, DeliveryScope, DeliveryState, FailedFilter,
-    IdempotentRequest, NewDelivery, OutboxStats, Redrive, StoredKey,
+    DeliveryFilter, DeliveryProgress, DeliveryScope, DeliveryState, DeliveryStats, FailedFilter,
+    IdempotentRequest, MinuteCounts, NewDelivery, OutboxStats, Redrive, StateCounts, StoredKey,
 };
 pub use pacing::{Pace, PaceState};
 pub use retention::{prune, prune_keys};

@@ -292,6 +292,64 @@ pub struct OutboxStats {
     pub oldest_due_at: Option<DateTime<Utc>>,
 }
 
+/// Rows per state, for the operator's overview.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StateCounts {
+    /// Rows in state `pending`.
+    pub pending: u64,
+    /// Rows in state `in_flight`.
+    pub in_flight: u64,
+    /// Rows in state `delivered` (until retention prunes them).
+    pub delivered: u64,
+    /// Rows in state `failed` (the dead letter).
+    pub failed: u64,
+    /// Rows in state `cancelled` (until retention prunes them).
+    pub cancelled: u64,
+}
+
+impl StateCounts {
+    /// Adds `n` rows in `state`.
+    pub fn add(&mut self, state: DeliveryState, n: u64) {
+        let slot = match state {
+            DeliveryState::Pending => &mut self.pending,
+            DeliveryState::InFlight => &mut self.in_flight,
+            DeliveryState::Delivered => &mut self.delivered,
+            DeliveryState::Failed => &mut self.failed,
+            DeliveryState::Cancelled => &mut self.cancelled,
+        };
+        *slot += n;
+    }
+}
+
+/// Rows that became `delivered` or `failed` (by their last change) in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MinuteCounts {
+    /// The start of the minute.
+    pub minute: DateTime<Utc>,
+    /// Rows delivered in it.
+    pub delivered: u64,
+    /// Rows that failed (went to the dead letter) in it.
+    pub failed: u64,
+}
+
+/// The outbox at a glance: rows per state, the oldest due row, and recent outcomes per
+/// minute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryStats {
+    /// Rows per state.
+    pub counts: StateCounts,
+    /// The earliest `next_attempt_at` at or before `now` of a pending or in-flight row.
+    pub oldest_due_at: Option<DateTime<Utc>>,
+    /// Per minute since the requested start, in order, the minutes with an outcome only.
+    pub minutes: Vec<MinuteCounts>,
+}
+
+/// The minute `t` falls in.
+pub(crate) fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    let ms = t.timestamp_millis();
+    DateTime::from_timestamp_millis(ms - ms.rem_euclid(60_000)).unwrap_or(t)
+}
+
 /// Result of an operator re-drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redrive {

@@ -95,6 +95,7 @@ impl TestApp {
             body_limit: DEFAULT_BODY_LIMIT,
             waits: logoutd_core::Waits::default(),
             ssf,
+            delivery_stats: logoutd_core::StatsCache::default(),
         });
         Self {
             router: router(state),

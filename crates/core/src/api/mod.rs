@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 mod auth;
 mod client_encryption;
 mod clients;
+mod console;
 mod deliveries;
 pub(crate) mod error;
 mod events;
@@ -35,14 +36,17 @@ mod sessions;
 pub(crate) mod ssf;
 mod ssf_receivers;
 mod ssf_streams;
+mod stats;
 mod wait;
 
 pub use auth::Credentials;
+pub use console::CONSOLE_CSP;
 pub(crate) use error::ApiError;
 pub use ssf::{
     DEFAULT_LONG_POLL, DEFAULT_POLL_RECHECK, MAX_EXCLUDED_SUBJECTS, MAX_POLL_EVENTS, MintError,
     MintSet, POLL_LEASE_SECS, SsfApi,
 };
+pub use stats::{STATS_MINUTES, STATS_TTL, StatsCache};
 pub use wait::{MAX_LISTED_RESULTS, MAX_WAIT_MS, RECHECK_INTERVAL, Waits};
 
 /// Default cap on request bodies (64 KiB).
@@ -74,6 +78,8 @@ pub struct AppState {
     pub waits: Waits,
     /// The SSF transmitter's routes, when `ssf` is on; `None` leaves them unmounted (404).
     pub ssf: Option<SsfApi>,
+    /// The last answer of `GET /api/v2/delivery-stats`, shared for a moment.
+    pub delivery_stats: StatsCache,
 }
 
 /// Shared handler state.
@@ -92,6 +98,7 @@ pub fn router(state: Shared) -> Router {
     if state.ssf.is_some() {
         routes = routes.merge(ssf::routes());
     }
+    routes = routes.merge(console::routes());
     routes
         .fallback(public::not_found)
         .method_not_allowed_fallback(public::method_not_allowed)
@@ -138,6 +145,7 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(redrive::retry_failed))
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::retry))
+        .routes(routes!(stats::get))
         .routes(routes!(operator_events::list))
         .routes(routes!(operator_events::get))
         .routes(routes!(operator_events::retry))

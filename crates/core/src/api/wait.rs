@@ -250,7 +250,7 @@ fn report(rows: Vec<DeliveryProgress>, complete: bool) -> WaitReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter, OutboxStats};
+    use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter, DeliveryStats, OutboxStats};
     use crate::store::{Page, StoreError};
     use async_trait::async_trait;
     use chrono::{DateTime, Utc};
@@ -289,6 +289,14 @@ mod tests {
         }
 
         async fn stats(&self, _: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+            unimplemented!()
+        }
+
+        async fn delivery_stats(
+            &self,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<DeliveryStats, StoreError> {
             unimplemented!()
         }
     }

@@ -136,6 +136,7 @@ pub async fn run(
         ssf: settings
             .ssf
             .then(|| api::SsfApi::new(ssf_mint(keys.clone(), settings.issuer.clone()))),
+        delivery_stats: api::StatsCache::default(),
     });
     let housekeeping = spawn_housekeeping(&settings, &state, clock.clone(), &shutdown);
     let dispatcher = settings

@@ -10,7 +10,7 @@ use crate::health::{ClientHealth, HealthPolicy};
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
-    OutboxStats,
+    DeliveryStats, OutboxStats,
 };
 use crate::pacing::Pace;
 use crate::terminate::EndTarget;
@@ -106,6 +106,14 @@ pub trait Deliveries: Send + Sync {
 
     /// Live and dead-letter counts, and the oldest due row, as of `now`.
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
+
+    /// Rows per state, the oldest due row as of `now`, and per minute the rows whose last
+    /// change, at or after `since`, made them `delivered` or `failed`.
+    async fn delivery_stats(
+        &self,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<DeliveryStats, StoreError>;
 }
 
 /// Background housekeeping: retention and the expiry sweeper's schedule.

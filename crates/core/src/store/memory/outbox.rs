@@ -8,7 +8,7 @@ use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::operator_events::{NewOperatorEvent, OperatorEventType};
 use crate::outbox::{
     AttemptRecord, AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter,
-    DeliveryProgress, DeliveryState, OutboxStats,
+    DeliveryProgress, DeliveryState, DeliveryStats, OutboxStats,
 };
 use crate::pacing::Pace;
 use crate::retry::Decision;
@@ -252,6 +252,14 @@ impl Deliveries for MemoryStore {
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
         Ok(self.lock().await.stats(now))
+    }
+
+    async fn delivery_stats(
+        &self,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<DeliveryStats, StoreError> {
+        Ok(self.lock().await.delivery_stats(now, since))
     }
 }
 

@@ -4,9 +4,11 @@
 
 use super::{State, millis};
 use crate::ids::{DeliveryId, SessionId};
-use crate::outbox::{DeliveryState, FailedFilter, OutboxStats};
+use crate::outbox::{
+    DeliveryState, DeliveryStats, FailedFilter, MinuteCounts, OutboxStats, minute_of,
+};
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 impl State {
     /// Live and dead-letter counts, and the oldest due row, as of `now`.
@@ -23,6 +25,36 @@ impl State {
                 DeliveryState::Delivered | DeliveryState::Cancelled => {}
             }
         }
+        stats
+    }
+
+    /// Rows per state, the oldest due row, and the outcomes per minute since `since`.
+    pub(super) fn delivery_stats(&self, now: DateTime<Utc>, since: DateTime<Utc>) -> DeliveryStats {
+        let since = millis(since);
+        let mut stats = DeliveryStats {
+            oldest_due_at: self.stats(now).oldest_due_at,
+            ..DeliveryStats::default()
+        };
+        let mut minutes: BTreeMap<DateTime<Utc>, MinuteCounts> = BTreeMap::new();
+        for row in self.rows.values() {
+            let state = row.delivery.state;
+            stats.counts.add(state, 1);
+            let outcome = matches!(state, DeliveryState::Delivered | DeliveryState::Failed);
+            if outcome && row.updated_at >= since {
+                let minute = minute_of(row.updated_at);
+                let slot = minutes.entry(minute).or_insert(MinuteCounts {
+                    minute,
+                    delivered: 0,
+                    failed: 0,
+                });
+                if state == DeliveryState::Delivered {
+                    slot.delivered += 1;
+                } else {
+                    slot.failed += 1;
+                }
+            }
+        }
+        stats.minutes = minutes.into_values().collect();
         stats
     }
 

@@ -9,13 +9,15 @@ use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
-    OutboxStats,
+    DeliveryStats, OutboxStats,
 };
 use crate::pacing::Pace;
 use crate::store::sql::events::EventStatements;
 use crate::store::sql::health::HealthStatements;
 use crate::store::sql::results::{ResultRow, applied_health, dead_letters, give_ups, given_up};
-use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
+use crate::store::sql::rows::{
+    MinuteRow, StateCountRow, StatsRow, delivery_columns, delivery_stats, stats,
+};
 use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use crate::terminate::EndTarget;
@@ -321,6 +323,45 @@ impl Deliveries for PostgresStore {
         .await
         .map_err(db)?;
         stats(counts)
+    }
+
+    /// Counts per state (over `deliveries_state`), the oldest due row (first entry of
+    /// `deliveries_due`), and the recent outcomes per minute (two ranges of
+    /// `deliveries_state_age`), in one read-only snapshot.
+    async fn delivery_stats(
+        &self,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<DeliveryStats, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(db)?;
+        let counts: Vec<StateCountRow> =
+            sqlx::query_as("SELECT state, count(*) FROM deliveries GROUP BY state")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM deliveries \
+             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= $1",
+        )
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let minutes: Vec<MinuteRow> = sqlx::query_as(
+            "SELECT state, updated_at / 60000 AS minute, count(*) FROM deliveries \
+             WHERE state IN ('delivered', 'failed') AND updated_at >= $1 \
+             GROUP BY minute, state ORDER BY minute, state",
+        )
+        .bind(ms(since))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        delivery_stats(counts, oldest, minutes)
     }
 }
 

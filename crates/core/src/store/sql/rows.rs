@@ -7,7 +7,8 @@ use crate::health::PausedBy;
 use crate::ids::LeaseId;
 use crate::metadata::SessionMetadata;
 use crate::outbox::{
-    AttemptRecord, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryProgress, OutboxStats,
+    AttemptRecord, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryProgress, DeliveryState,
+    DeliveryStats, MinuteCounts, OutboxStats,
 };
 use crate::session::{Device, Session, SessionClient};
 use std::sync::Arc;
@@ -269,4 +270,46 @@ pub(in crate::store) fn stats(
         failed: failed.unsigned_abs(),
         oldest_due_at: opt_from_ms(oldest)?,
     })
+}
+
+/// The rows per state: `(state, count)`.
+pub(in crate::store) type StateCountRow = (String, i64);
+/// The outcomes per minute: `(state, minute as milliseconds / 60 000, count)`.
+pub(in crate::store) type MinuteRow = (String, i64, i64);
+
+/// The overview's statistics from the per-state counts, the oldest due time and the
+/// per-minute outcomes (in minute order).
+pub(in crate::store) fn delivery_stats(
+    counts: Vec<StateCountRow>,
+    oldest: Option<i64>,
+    minutes: Vec<MinuteRow>,
+) -> Result<DeliveryStats, StoreError> {
+    let mut stats = DeliveryStats {
+        oldest_due_at: opt_from_ms(oldest)?,
+        ..DeliveryStats::default()
+    };
+    for (state, n) in counts {
+        let state: DeliveryState = parse(&state, "state")?;
+        stats.counts.add(state, unsigned(n, "count")?);
+    }
+    for (state, minute, n) in minutes {
+        let n: u64 = unsigned(n, "count")?;
+        let at = from_ms(minute.saturating_mul(60_000))?;
+        if stats.minutes.last().is_none_or(|m| m.minute != at) {
+            stats.minutes.push(MinuteCounts {
+                minute: at,
+                delivered: 0,
+                failed: 0,
+            });
+        }
+        let Some(slot) = stats.minutes.last_mut() else {
+            continue;
+        };
+        match parse::<DeliveryState>(&state, "state")? {
+            DeliveryState::Delivered => slot.delivered += n,
+            DeliveryState::Failed => slot.failed += n,
+            _ => {}
+        }
+    }
+    Ok(stats)
 }

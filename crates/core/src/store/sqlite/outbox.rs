@@ -10,13 +10,15 @@ use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
-    DeliveryState, OutboxStats,
+    DeliveryState, DeliveryStats, OutboxStats,
 };
 use crate::pacing::Pace;
 use crate::store::sql::events::EventStatements;
 use crate::store::sql::health::HealthStatements;
 use crate::store::sql::results::{ResultRow, applied_health, dead_letters, give_ups, given_up};
-use crate::store::sql::rows::{StatsRow, delivery_columns, stats};
+use crate::store::sql::rows::{
+    MinuteRow, StateCountRow, StatsRow, delivery_columns, delivery_stats, stats,
+};
 use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
@@ -268,6 +270,42 @@ impl Deliveries for SqliteStore {
         .await
         .map_err(db)?;
         stats(counts)
+    }
+
+    /// Counts per state (index-only over `deliveries_state`), the oldest due row (first entry
+    /// of `deliveries_due`), and the recent outcomes per minute: two ranges of the partial
+    /// `deliveries_finished_age` index, whose condition the query repeats so that it applies.
+    async fn delivery_stats(
+        &self,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<DeliveryStats, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        let counts: Vec<StateCountRow> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM deliveries INDEXED BY deliveries_state GROUP BY state",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
+             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?",
+        )
+        .bind(ms(now))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+        let minutes: Vec<MinuteRow> = sqlx::query_as(
+            "SELECT state, updated_at / 60000 AS minute, COUNT(*) \
+             FROM deliveries INDEXED BY deliveries_finished_age \
+             WHERE state NOT IN ('pending', 'in_flight') AND state IN ('delivered', 'failed') \
+             AND updated_at >= ? GROUP BY minute, state ORDER BY minute, state",
+        )
+        .bind(ms(since))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        delivery_stats(counts, oldest, minutes)
     }
 }
 

@@ -1,0 +1,126 @@
+//! The operator console in a real browser: `logoutd serve` with healthy RPs and one that
+//! rejects its first tokens with hostile error text, driven by headless Chromium through
+//! `tests/console/console.mjs` (playwright-core). Without Chromium or the node modules the
+//! test skips, saying why; under `CI=true` it fails instead.
+
+use crate::support::app::API_TOKEN;
+use crate::support::recording_rp::{RecordingRp, Reply};
+use crate::support::serve_process::ServeProcess;
+use reqwest::Method;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Where Debian's package puts the browser.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// An RP error text that would run script if the console parsed it as HTML.
+const HOSTILE_ERROR: &str =
+    "<img src=x onerror=\"window.pwned='error-img'\"><script>window.pwned='error-script'</script>";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    let modules = repo().join("tests/console/node_modules/playwright-core");
+    let chromium = std::env::var("CONSOLE_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
+    if !Path::new(&chromium).exists() {
+        return Some(format!(
+            "no Chromium at {chromium} (apt-get install chromium)"
+        ));
+    }
+    if !modules.exists() {
+        return Some("no tests/console/node_modules (cd tests/console && npm ci)".to_owned());
+    }
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Some("no node on PATH".to_owned());
+    }
+    None
+}
+
+/// `logoutd tokens add --scope <scope>` in `dir`; the token printed once.
+fn token(dir: &Path, scope: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
+        .args(["tokens", "add", "--scope", scope, "--name", scope])
+        .current_dir(dir)
+        .env("LOGOUTD_LOG", "warn")
+        .env_remove("LOGOUTD_API_TOKENS_FILE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn created(serve: &ServeProcess, path: &str, body: serde_json::Value) {
+    let (status, reply) = serve.call(Method::POST, path, Some(body)).await;
+    assert_eq!(status, 201, "{path}: {reply}");
+}
+
+#[tokio::test]
+async fn the_console_answers_an_operators_questions_in_a_browser() {
+    if let Some(why) = missing() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "console browser test cannot run under CI: {why}"
+        );
+        eprintln!("skipping the console browser test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let read = token(dir.path(), "read");
+    let operate = token(dir.path(), "operate");
+    let healthy = [
+        RecordingRp::start(Reply::ok()).await,
+        RecordingRp::start(Reply::ok()).await,
+    ];
+    // Rejects the first three tokens (dead letters at once), then recovers.
+    let failing = RecordingRp::start(Reply::ok()).await;
+    failing.fail_first(3, Reply::invalid_request(HOSTILE_ERROR));
+    let serve = ServeProcess::start(dir.path(), &[]).await;
+    for (id, rp) in [("shop", &healthy[0]), ("wiki", &healthy[1])] {
+        serve.client(id, rp.url("/bc").as_str()).await;
+    }
+    serve.client("billing", failing.url("/bc").as_str()).await;
+    // The mass logout's users: each with a session at the healthy RPs; the first three also
+    // at the failing one. The last user's session holds hostile metadata.
+    for i in 0..6 {
+        let mut clients = vec![json!({"client_id": "shop"}), json!({"client_id": "wiki"})];
+        if i < 3 {
+            clients.push(json!({"client_id": "billing"}));
+        }
+        created(
+            &serve,
+            "/api/v2/sessions",
+            json!({"id": format!("s-{i}"), "user_id": format!("u-{i}"), "clients": clients,
+                "device": {"last_ip": "127.0.0.1", "last_user_agent": "<b>agent</b>"}}),
+        )
+        .await;
+    }
+    created(
+        &serve,
+        "/api/v2/sessions",
+        json!({"id": "s-hostile", "user_id": "u-hostile", "clients": [{"client_id": "shop"}],
+            "session_metadata": {
+                "note": "<img src=x onerror=\"window.pwned='metadata-img'\">",
+                "html": "<script>window.pwned='metadata-script'</script>"}}),
+    )
+    .await;
+    let shots = repo().join("target/console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let status = tokio::process::Command::new("node")
+        .arg(repo().join("tests/console/console.mjs"))
+        .env("CONSOLE_BASE", &serve.base)
+        .env("CONSOLE_READ_TOKEN", &read)
+        .env("CONSOLE_OPERATE_TOKEN", &operate)
+        .env("CONSOLE_ADMIN_TOKEN", API_TOKEN)
+        .env("CONSOLE_SHOTS", &shots)
+        .env("CONSOLE_HOSTILE_ERROR", HOSTILE_ERROR)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "the browser scenarios failed: {status}");
+    eprintln!("console screenshots: {}", shots.display());
+    serve.terminate().await;
+}
