@@ -124,3 +124,81 @@ async fn the_console_answers_an_operators_questions_in_a_browser() {
     eprintln!("console screenshots: {}", shots.display());
     serve.terminate().await;
 }
+
+/// The page and its assets: served without a token, under the console's policy.
+#[tokio::test]
+async fn the_console_is_served_without_a_token_under_a_strict_policy() {
+    use crate::support::app::TestApp;
+    use axum::http::StatusCode;
+    let app = TestApp::memory().await;
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/style.css", "text/css"),
+    ] {
+        let (status, headers, body) = app.raw(Method::GET, path, None, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert_eq!(header("content-security-policy"), logoutd_core::CONSOLE_CSP);
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert!(!body.is_empty());
+    }
+    let (_, headers, _) = app.raw(Method::GET, "/console", None, None, None).await;
+    assert_eq!(headers["cache-control"], "no-store");
+    let (status, headers, _) = app
+        .raw(Method::GET, "/console/nope.js", None, None, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers.contains_key("content-security-policy"));
+}
+
+/// `GET /api/v2/delivery-stats`: the overview's figures, shared for a moment.
+#[tokio::test]
+async fn delivery_stats_count_rows_and_fill_the_hour_and_are_shared_for_a_moment() {
+    use crate::support::app::TestApp;
+    use axum::http::StatusCode;
+    let app = TestApp::over(logoutd_core::MemoryStore::new().into_stores(), true);
+    let body = json!({"client_id": "rp", "name": "rp",
+        "oidc_logout": {"backchannel_logout_urls": ["http://127.0.0.1:9/bc"],
+            "backchannel_logout_initiators": {"mode": "all"}}});
+    let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    for id in ["s1", "s2"] {
+        let body = json!({"id": id, "user_id": "u", "clients": [{"client_id": "rp"}]});
+        let (status, reply) = app.call(Method::POST, "/api/v2/sessions", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+    }
+    let (status, reply) = app
+        .call(Method::DELETE, "/api/v2/users/u/sessions", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    app.clock.advance(chrono::Duration::seconds(90));
+
+    let (status, stats) = app.call(Method::GET, "/api/v2/delivery-stats", None).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let pending = stats["counts"]["pending"].as_u64().unwrap();
+    assert!(pending >= 1, "{stats}");
+    assert_eq!(stats["counts"]["failed"], 0);
+    assert_eq!(stats["dead_letters"], 0);
+    assert_eq!(stats["oldest_due_age_ms"], 90_000, "{stats}");
+    let minutes = stats["per_minute"].as_array().unwrap();
+    assert_eq!(minutes.len(), logoutd_core::STATS_MINUTES);
+    assert!(
+        minutes
+            .iter()
+            .all(|m| m["delivered"] == 0 && m["failed"] == 0)
+    );
+
+    // A second caller within the moment gets the same answer, even though time moved.
+    app.clock.advance(chrono::Duration::seconds(60));
+    let (_, again) = app.call(Method::GET, "/api/v2/delivery-stats", None).await;
+    assert_eq!(again["as_of"], stats["as_of"]);
+    let (status, _, _) = app
+        .raw(Method::GET, "/api/v2/delivery-stats", None, None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

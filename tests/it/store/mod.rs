@@ -17,6 +17,7 @@ mod skips;
 mod sqlite;
 mod ssf;
 mod ssf_delivery;
+mod stats;
 mod termination;
 mod user_wide;
 
@@ -95,6 +96,7 @@ macro_rules! conformance {
                 claims::a_claim_gives_each_row_the_metadata_of_its_own_session,
                 claims::text_that_needs_escaping_reaches_the_claim_unchanged,
                 results::record_applies_decisions,
+                stats::delivery_stats_count_states_and_outcomes_per_minute,
                 results::record_ignores_stale_and_unknown_leases,
                 results::record_counts_only_the_rows_whose_lease_holds,
                 results::attempt_history_is_oldest_first,

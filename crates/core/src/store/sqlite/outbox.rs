@@ -281,12 +281,10 @@ impl Deliveries for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<DeliveryStats, StoreError> {
         let mut conn = self.reader.acquire().await.map_err(db)?;
-        let counts: Vec<StateCountRow> = sqlx::query_as(
-            "SELECT state, COUNT(*) FROM deliveries INDEXED BY deliveries_state GROUP BY state",
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
+        let counts: Vec<StateCountRow> = sqlx::query_as(STATE_COUNTS)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
         let oldest: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
              WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?",
@@ -295,19 +293,26 @@ impl Deliveries for SqliteStore {
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-        let minutes: Vec<MinuteRow> = sqlx::query_as(
-            "SELECT state, updated_at / 60000 AS minute, COUNT(*) \
-             FROM deliveries INDEXED BY deliveries_finished_age \
-             WHERE state NOT IN ('pending', 'in_flight') AND state IN ('delivered', 'failed') \
-             AND updated_at >= ? GROUP BY minute, state ORDER BY minute, state",
-        )
-        .bind(ms(since))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
+        let minutes: Vec<MinuteRow> = sqlx::query_as(OUTCOMES_PER_MINUTE)
+            .bind(ms(since))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
         delivery_stats(counts, oldest, minutes)
     }
 }
+
+/// Rows per state: index-only over `deliveries_state`.
+const STATE_COUNTS: &str =
+    "SELECT state, COUNT(*) FROM deliveries INDEXED BY deliveries_state GROUP BY state";
+
+/// Delivered and failed rows per minute of their last change since `?1`: a range per state
+/// of the partial `deliveries_finished_age`, whose condition the query repeats so that the
+/// index applies.
+const OUTCOMES_PER_MINUTE: &str = "SELECT state, updated_at / 60000 AS minute, COUNT(*) \
+     FROM deliveries INDEXED BY deliveries_finished_age \
+     WHERE state NOT IN ('pending', 'in_flight') AND state IN ('delivered', 'failed') \
+     AND updated_at >= ?1 GROUP BY minute, state ORDER BY minute, state";
 
 /// Up to `limit` claimable rows, oldest due first (rows due at one instant in id order, the
 /// order they were written). In-flight rows carry their lease end in
@@ -457,4 +462,41 @@ fn lease_batch(leases: &[(DeliveryId, LeaseId)]) -> String {
         .map(|(id, lease)| json!([id.as_str(), lease.as_str()]))
         .collect();
     serde_json::Value::Array(pairs).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind(0_i64)
+                .fetch_all(&store.writer)
+                .await
+                .unwrap();
+        rows.into_iter().map(|row| row.3).collect()
+    }
+
+    #[tokio::test]
+    async fn the_overview_statistics_read_indexes_not_the_table() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let counts = plan(&store, STATE_COUNTS).await;
+        assert!(
+            counts
+                .iter()
+                .any(|s| s.contains("USING COVERING INDEX deliveries_state")),
+            "{counts:?}"
+        );
+        let minutes = plan(&store, OUTCOMES_PER_MINUTE).await;
+        assert!(
+            minutes.iter().any(|s| s.starts_with("SEARCH deliveries")
+                && s.contains("INDEX deliveries_finished_age (state=? AND updated_at>?)")),
+            "{minutes:?}"
+        );
+        assert!(
+            !minutes.iter().any(|s| s.starts_with("SCAN deliveries")),
+            "{minutes:?}"
+        );
+    }
 }

@@ -1,0 +1,77 @@
+//! Conformance cases for the overview's statistics: rows per state, the oldest due row, and
+//! the outcomes per minute by each row's last change.
+
+use super::claims::{lease, result};
+use super::fixtures::*;
+use logoutd_core::Stores;
+use logoutd_core::{Decision, Terminal};
+use logoutd_core::{MinuteCounts, StateCounts};
+
+pub async fn delivery_stats_count_states_and_outcomes_per_minute(s: Stores) {
+    let empty = s.deliveries.delivery_stats(t(0), t(0)).await.unwrap();
+    assert_eq!(empty.counts, StateCounts::default());
+    assert_eq!((empty.oldest_due_at, empty.minutes.len()), (None, 0));
+    for (id, at) in [
+        ("a", 1_000),
+        ("b", 1_000),
+        ("c", 1_000),
+        ("d", 2_000),
+        ("e", 3_000),
+    ] {
+        one_row(&s, id, t(at)).await;
+    }
+    let claimed = s.queue.claim_due(t(3_000), lease(), 10).await.unwrap();
+    let by = |sid: &str| {
+        claimed
+            .iter()
+            .find(|c| c.delivery.session_id.as_str() == sid)
+            .unwrap()
+    };
+    let rejected = || Decision::GiveUp(Terminal::Rejected(None).into());
+    // a and b delivered in minute 1, c failed in minute 2, d failed in minute 0 (before the
+    // window asked for), e retried (pending again, due at 200 s).
+    let results = [
+        result(by("a"), 60_500, 204, Decision::Delivered),
+        result(by("b"), 61_000, 200, Decision::Delivered),
+        result(by("c"), 125_000, 400, rejected()),
+        result(by("d"), 4_000, 400, rejected()),
+        result(by("e"), 5_000, 503, Decision::RetryAt(t(200_000))),
+    ];
+    assert_eq!(s.queue.record(&results).await.unwrap(), 5);
+    one_row(&s, "f", t(130_000)).await;
+
+    let stats = s
+        .deliveries
+        .delivery_stats(t(210_000), t(60_000))
+        .await
+        .unwrap();
+    let counts = StateCounts {
+        pending: 2,
+        delivered: 2,
+        failed: 2,
+        ..StateCounts::default()
+    };
+    assert_eq!(stats.counts, counts);
+    // f has waited since 130 s, e since 200 s: f is the oldest due.
+    assert_eq!(stats.oldest_due_at, Some(t(130_000)));
+    assert_eq!(
+        stats.minutes,
+        vec![
+            MinuteCounts {
+                minute: t(60_000),
+                delivered: 2,
+                failed: 0
+            },
+            MinuteCounts {
+                minute: t(120_000),
+                delivered: 0,
+                failed: 1
+            },
+        ]
+    );
+    // Nothing is due before 130 s.
+    let early = s.deliveries.delivery_stats(t(100_000), t(0)).await.unwrap();
+    assert_eq!(early.oldest_due_at, None);
+    assert_eq!(early.minutes.len(), 3, "{:?}", early.minutes);
+    assert_eq!(early.minutes[0].failed, 1);
+}
