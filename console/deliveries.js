@@ -8,10 +8,11 @@ const STATES = ['', 'pending', 'in_flight', 'delivered', 'failed', 'cancelled'];
 const INITIATORS = ['', 'rp-logout', 'idp-logout', 'password-changed', 'session-expired', 'session-revoked',
   'account-deleted', 'email-identifier-changed', 'mfa-phone-unenrolled', 'account-deactivated'];
 
-// #/deliveries?state=&client_id=&session_id=&user_id=&initiator=&since=&from=
+// #/deliveries?state=&client_id=&session_id=&user_id=&initiator=&created_since=&created_before=&from=
 export function renderList(root, params, ctx) {
   const field = (name, label, input) => h('div', {}, h('label', { for: `f-${name}` }, label), input);
   const text = (name) => h('input', { id: `f-${name}`, name, type: 'text', value: params.get(name) ?? '', autocomplete: 'off' });
+  const time = (name) => h('input', { id: `f-${name}`, name, type: 'datetime-local', value: params.get(name) ?? '' });
   const select = (name, options) => h('select', { id: `f-${name}`, name },
     options.map((o) => h('option', { value: o, selected: (params.get(name) ?? '') === o }, o || 'any')));
   const form = h('form', { class: 'card filters', id: 'delivery-filters', role: 'search', 'aria-label': 'Filter deliveries' },
@@ -19,8 +20,9 @@ export function renderList(root, params, ctx) {
     field('client_id', 'Client', text('client_id')),
     field('session_id', 'Session', text('session_id')),
     field('user_id', 'User', text('user_id')),
-    field('initiator', 'Initiator (this page)', select('initiator', INITIATORS)),
-    field('since', 'Created since (this page)', h('input', { id: 'f-since', name: 'since', type: 'datetime-local', value: params.get('since') ?? '' })),
+    field('initiator', 'Initiator', select('initiator', INITIATORS)),
+    field('created_since', 'Created since', time('created_since')),
+    field('created_before', 'Created before', time('created_before')),
     h('div', {}, h('button', { type: 'submit' }, 'Apply')));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
@@ -37,16 +39,21 @@ async function load(out, params, ctx) {
   try {
     const page = await get('/logout-deliveries', {
       state: params.get('state'), client_id: params.get('client_id'), session_id: params.get('session_id'),
-      user_id: params.get('user_id'), from: params.get('from'), take: 50,
+      user_id: params.get('user_id'), initiator: params.get('initiator'),
+      created_since: instant(params.get('created_since')), created_before: instant(params.get('created_before')),
+      from: params.get('from'), take: 50,
     });
-    const initiator = params.get('initiator');
-    const since = params.get('since') ? new Date(params.get('since')) : null;
-    const rows = page.deliveries.filter((d) => (!initiator || d.initiator === initiator)
-      && (!since || new Date(d.created_at) >= since));
-    replace(out, listTable(rows, ctx), pager(page.next, params, ctx));
+    replace(out, listTable(page.deliveries, ctx), pager(page.next, params, ctx));
   } catch (err) {
     ctx.fail(err, out);
   }
+}
+
+// A datetime-local value (the operator's time zone) as RFC 3339; undefined when empty.
+function instant(local) {
+  if (!local) return undefined;
+  const d = new Date(local);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
 }
 
 function listTable(rows, ctx) {

@@ -193,6 +193,16 @@ try {
   await page.waitForSelector('#no-deliveries');
   await page.goto(`${BASE}/console#/deliveries?client_id=billing&state=delivered`);
   await page.waitForFunction(() => document.querySelectorAll('#delivery-list tbody tr').length === 3, null, { timeout: TIMEOUT });
+  // The filter form: initiator and creation time, through the keyboard-usable controls.
+  await page.selectOption('#f-initiator', 'session-revoked');
+  await page.click('#delivery-filters button[type=submit]');
+  await page.waitForFunction(() => location.hash.includes('initiator=session-revoked'));
+  await page.waitForFunction(() => document.querySelectorAll('#delivery-list tbody tr').length === 3, null, { timeout: TIMEOUT });
+  await page.selectOption('#f-initiator', 'rp-logout');
+  await page.click('#delivery-filters button[type=submit]');
+  await page.waitForSelector('#no-deliveries');
+  await page.goto(`${BASE}/console#/deliveries?created_before=2000-01-01T00:00`);
+  await page.waitForSelector('#no-deliveries');
   step('bulk re-drive delivered the rest');
 
   // 9. Pause and resume a client.

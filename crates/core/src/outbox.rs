@@ -276,6 +276,12 @@ pub struct DeliveryFilter {
     pub session_id: Option<SessionId>,
     /// Only rows for this user.
     pub user_id: Option<UserId>,
+    /// Only rows of ends with this initiator.
+    pub initiator: Option<Initiator>,
+    /// Only rows written (the session end) at or after this time.
+    pub created_since: Option<DateTime<Utc>>,
+    /// Only rows written before this time.
+    pub created_before: Option<DateTime<Utc>>,
 }
 
 /// Counts of live and dead-letter rows, for the metrics gauges.

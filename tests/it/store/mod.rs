@@ -97,6 +97,7 @@ macro_rules! conformance {
                 claims::text_that_needs_escaping_reaches_the_claim_unchanged,
                 results::record_applies_decisions,
                 stats::delivery_stats_count_states_and_outcomes_per_minute,
+                stats::deliveries_filter_by_initiator_and_creation_time,
                 results::record_ignores_stale_and_unknown_leases,
                 results::record_counts_only_the_rows_whose_lease_holds,
                 results::attempt_history_is_oldest_first,

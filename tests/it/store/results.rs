@@ -261,7 +261,7 @@ pub async fn deliveries_filter_and_page_by_id(s: Stores) {
         client_id: Some(ClientId::new("c2")),
         session_id: Some(SessionId::new("s2")),
         user_id: Some(UserId::new("u1")),
-        state: None,
+        ..Default::default()
     };
     let one = list(&s, combined).await;
     assert_eq!(one.len(), 1);

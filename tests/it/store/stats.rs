@@ -3,8 +3,8 @@
 
 use super::claims::{lease, result};
 use super::fixtures::*;
-use logoutd_core::Stores;
 use logoutd_core::{Decision, Terminal};
+use logoutd_core::{DeliveryFilter, Initiator, Stores};
 use logoutd_core::{MinuteCounts, StateCounts};
 
 pub async fn delivery_stats_count_states_and_outcomes_per_minute(s: Stores) {
@@ -74,4 +74,49 @@ pub async fn delivery_stats_count_states_and_outcomes_per_minute(s: Stores) {
     assert_eq!(early.oldest_due_at, None);
     assert_eq!(early.minutes.len(), 3, "{:?}", early.minutes);
     assert_eq!(early.minutes[0].failed, 1);
+}
+
+pub async fn deliveries_filter_by_initiator_and_creation_time(s: Stores) {
+    register(&s, &[all_mode_client("rp")]).await;
+    let ends = [
+        ("s1", Initiator::RpLogout, 1_000),
+        ("s2", Initiator::SessionRevoked, 2_000),
+        ("s3", Initiator::RpLogout, 3_000),
+    ];
+    for (id, initiator, at) in ends {
+        create(&s, &session(id, "u", &["rp"])).await;
+        end(&s, id, initiator, t(at)).await;
+    }
+    let sessions = |filter: DeliveryFilter| {
+        let s = s.clone();
+        async move {
+            let page = s
+                .deliveries
+                .list_deliveries(&filter, None, 10)
+                .await
+                .unwrap();
+            let mut ids: Vec<String> = page
+                .items
+                .iter()
+                .map(|d| d.session_id.to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let rp_logout = DeliveryFilter {
+        initiator: Some(Initiator::RpLogout),
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(sessions(rp_logout.clone()).await, ["s1", "s3"]);
+    let since = DeliveryFilter {
+        created_since: Some(t(2_000)),
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(sessions(since).await, ["s2", "s3"]);
+    let early_rp = DeliveryFilter {
+        created_before: Some(t(3_000)),
+        ..rp_logout
+    };
+    assert_eq!(sessions(early_rp).await, ["s1"]);
 }

@@ -6,11 +6,13 @@ use super::extract::{PathParams, QueryParams};
 use super::openapi::{BadRequest, InternalError, NotFound};
 use super::{ApiError, Shared, page_size};
 use crate::ids::{ClientId, DeliveryId, SessionId, UserId};
+use crate::initiator::Initiator;
 use crate::outbox::{Delivery, DeliveryDetail, DeliveryFilter, DeliveryState, Redrive};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,6 +30,13 @@ pub(super) struct ListQuery {
     session_id: Option<String>,
     /// Only deliveries for this user's sessions.
     user_id: Option<String>,
+    /// Only deliveries of ends with this initiator (one of Auth0's nine names).
+    #[param(value_type = Option<Initiator>)]
+    initiator: Option<String>,
+    /// Only deliveries written (the session end) at or after this time (RFC 3339).
+    created_since: Option<DateTime<Utc>>,
+    /// Only deliveries written before this time (RFC 3339).
+    created_before: Option<DateTime<Utc>>,
     /// Cursor: the `next` of the previous page; omit it for the first page.
     from: Option<String>,
     /// Page size: 1 to 100, 50 when omitted.
@@ -74,6 +83,14 @@ pub(super) async fn list(
         client_id: query.client_id.map(ClientId::new),
         session_id: query.session_id.map(SessionId::new),
         user_id: query.user_id.map(UserId::new),
+        initiator: query
+            .initiator
+            .as_deref()
+            .map(str::parse::<Initiator>)
+            .transpose()
+            .map_err(ApiError::invalid_query)?,
+        created_since: query.created_since.map(crate::store::millis),
+        created_before: query.created_before.map(crate::store::millis),
     };
     let page = state
         .stores

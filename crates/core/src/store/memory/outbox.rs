@@ -384,4 +384,7 @@ fn matches(filter: &DeliveryFilter, d: &Delivery) -> bool {
             .as_ref()
             .is_none_or(|s| s == &d.session_id)
         && filter.user_id.as_ref().is_none_or(|u| u == &d.user_id)
+        && filter.initiator.is_none_or(|i| i == d.initiator)
+        && filter.created_since.is_none_or(|t| d.created_at >= t)
+        && filter.created_before.is_none_or(|t| d.created_at < t)
 }

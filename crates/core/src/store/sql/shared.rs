@@ -394,11 +394,18 @@ where
                 filter.session_id.as_ref().map(|s| s.to_string()),
             ),
             ("user_id", filter.user_id.as_ref().map(|u| u.to_string())),
+            ("initiator", filter.initiator.map(|i| i.as_str().to_owned())),
         ];
         for (column, value) in conditions {
             if let Some(value) = value {
                 sql.push(format_args!(" AND {column} = ")).push_bind(value);
             }
+        }
+        if let Some(since) = filter.created_since {
+            sql.push(" AND created_at >= ").push_bind(ms(since));
+        }
+        if let Some(before) = filter.created_before {
+            sql.push(" AND created_at < ").push_bind(ms(before));
         }
         if let Some(cursor) = from {
             sql.push(" AND id > ").push_bind(cursor.to_owned());
