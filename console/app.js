@@ -60,7 +60,7 @@ async function signIn(remember) {
     api.setToken(api.currentToken(), remember);
     ctx.scope = scope;
     ctx.canOperate = scope === 'operate';
-    $('scope').textContent = scope === 'operate' ? 'operate (may re-drive, pause, resume)' : 'read only';
+    $('scope').textContent = scope === 'operate' ? 'operate: may re-drive, pause, resume' : 'read only';
     $('sign-in').hidden = true;
     for (const id of ['nav', 'who', 'view']) $(id).hidden = false;
     $('token').value = '';
