@@ -51,7 +51,7 @@ async function assertInert(page) {
   assert.deepEqual(page.problems, [], 'the page reported errors');
 }
 
-async function signIn(page, token, viaKeyboard = false) {
+async function signIn(page, token, viaKeyboard = false, remember = false) {
   const response = await page.goto(`${BASE}/console`);
   const headers = response.headers();
   assert.match(headers['content-security-policy'], /default-src 'none'; script-src 'self'/);
@@ -63,6 +63,7 @@ async function signIn(page, token, viaKeyboard = false) {
     await page.keyboard.press('Enter');
   } else {
     await page.fill('#token', token);
+    if (remember) await page.check('#remember');
     await page.click('#sign-in-form button[type=submit]');
   }
   await page.waitForSelector('#scope:not(:empty)');
@@ -226,8 +227,13 @@ try {
 
   // 11. At 390 px wide.
   const narrow = await openPage(browser, 390);
-  await signIn(narrow, env('CONSOLE_OPERATE_TOKEN'));
+  await signIn(narrow, env('CONSOLE_OPERATE_TOKEN'), false, true);
   await narrow.waitForSelector('#health-table');
+  // "Keep it for this tab": sessionStorage only, so a reload stays signed in.
+  assert.equal(await narrow.evaluate(() => localStorage.length), 0);
+  await narrow.reload();
+  await narrow.waitForSelector('#health-table');
+  assert.match(await narrow.textContent('#scope'), /operate/);
   await noSideScroll(narrow);
   await shot(narrow, 'overview-390');
   await narrow.goto(`${BASE}/console#/delivery/${encodeURIComponent(deadId)}`);
@@ -239,6 +245,11 @@ try {
   await shot(narrow, 'deliveries-390');
   await assertInert(narrow);
   step('usable at 390 px');
+  await narrow.click('#sign-out');
+  await narrow.waitForSelector('#sign-in:not([hidden])');
+  assert.equal(await narrow.evaluate(() => sessionStorage.length), 0, 'signing out forgets the token');
+  assert.equal(await narrow.locator('#view').isHidden(), true);
+  step('signed out; nothing kept');
 } catch (err) {
   // Leave what the browser showed, to see why.
   for (const [i, context] of browser.contexts().entries()) {
