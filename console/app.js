@@ -33,6 +33,7 @@ let stop = null;
 function route() {
   if (stop) { stop(); stop = null; }
   if (!ctx.scope) return;
+  ctx.status('');
   const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query);
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);

@@ -150,7 +150,7 @@ function detail(d, ctx, again) {
         ['User', h('a', { href: `#/sessions?user_id=${seg(d.user_id)}` }, d.user_id)],
         ['Scope', `${d.scope} (${d.sessions} session${d.sessions === 1 ? '' : 's'})`],
         ['Initiator', d.initiator],
-        ['Attempts', String(d.attempts)],
+        ['Attempts since last queued', String(d.attempts)],
         ['Next attempt', d.state === 'pending' || d.state === 'in_flight' ? when(d.next_attempt_at) : 'none'],
         ['Last status', d.last_status ?? '—'],
         ['Last error', h('span', { class: 'pre', id: 'detail-error' }, d.last_error ?? '—')],

@@ -139,6 +139,12 @@ try {
 
   // 4. A read token: no re-drive or pause buttons, and 403 from the route anyway.
   const reader = await openPage(browser, 1280);
+  await reader.goto(`${BASE}/console`);
+  await reader.fill('#token', 'not-a-token-of-this-server');
+  await reader.click('#sign-in-form button[type=submit]');
+  await reader.waitForFunction(() => /401/.test(document.querySelector('#sign-in-error')?.textContent ?? ''));
+  assert.equal(await reader.locator('#view').isHidden(), true);
+  reader.problems.length = 0; // the refused sign-in logs its 401
   await signIn(reader, env('CONSOLE_READ_TOKEN'), true);
   assert.match(await reader.textContent('#scope'), /read only/);
   await reader.goto(`${BASE}/console#/delivery/${encodeURIComponent(deadId)}`);
