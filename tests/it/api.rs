@@ -5,7 +5,7 @@ use crate::support::app::{API_TOKEN, TestApp, assert_auth0_error};
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const RP_URL: &str = "https://rp.example.com/backchannel?tenant=a";
+const RP_URL: &str = "https://rp.example.test/backchannel?tenant=a";
 
 /// Registration fields that ask for Auth0's default: `custom` with no extra initiators, so
 /// only `rp-logout` and `idp-logout` reach the client.
@@ -141,11 +141,11 @@ async fn client_registration_defaults_to_all_mode() {
 async fn client_refusals_are_400_in_auth0_shape_and_store_nothing() {
     let app = TestApp::over(logoutd_core::open_store("memory://").await.unwrap(), false);
     let bad = [
-        json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": ["http://rp.example.com/bc"] } }),
+        json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": ["http://rp.example.test/bc"] } }),
         json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": ["https://127.0.0.1/bc"] } }),
-        json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": ["https://rp.example.com/bc#f"] } }),
+        json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": ["https://rp.example.test/bc#f"] } }),
         json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": ["not a url"] } }),
-        json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": [RP_URL, "https://b.example.com/"] } }),
+        json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": [RP_URL, "https://b.example.test/"] } }),
         json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": [RP_URL],
             "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": ["coffee-break"] } } }),
         json!({ "name": "x", "oidc_logout": { "backchannel_logout_urls": [RP_URL],

@@ -5,7 +5,7 @@ use crate::support::app::TestApp;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const URL: &str = "https://rp.example.com/bc";
+const URL: &str = "https://rp.example.test/bc";
 
 async fn register(app: &TestApp, id: &str, logout: Value) {
     let body = json!({ "client_id": id, "name": id, "oidc_logout": logout });

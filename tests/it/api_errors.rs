@@ -28,7 +28,7 @@ fn rust_names(text: &str) -> Vec<String> {
 async fn setup() -> TestApp {
     let app = TestApp::memory().await;
     let client = json!({ "client_id": "rp1", "name": "rp1",
-        "oidc_logout": { "backchannel_logout_urls": ["https://rp.example.com/bc"] } });
+        "oidc_logout": { "backchannel_logout_urls": ["https://rp.example.test/bc"] } });
     let (status, _) = app
         .call(Method::POST, "/api/v2/clients", Some(client))
         .await;
@@ -180,7 +180,7 @@ async fn the_rust_name_check_catches_what_serde_says_by_default() {
 async fn refused_rp_urls_name_the_flag_that_allows_them() {
     let app = TestApp::over(logoutd_core::open_store("memory://").await.unwrap(), false);
     for url in [
-        "http://rp.example.com/bc",
+        "http://rp.example.test/bc",
         "https://127.0.0.1/bc",
         "https://10.0.0.8/bc",
         "https://localhost/bc",

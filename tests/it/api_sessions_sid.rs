@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 async fn register(app: &TestApp, id: &str) {
     let body = json!({ "client_id": id, "name": id,
-        "oidc_logout": { "backchannel_logout_urls": ["https://rp.example.com/bc"] } });
+        "oidc_logout": { "backchannel_logout_urls": ["https://rp.example.test/bc"] } });
     let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{reply}");
 }

@@ -129,7 +129,7 @@ async fn snapshot(app: &TestApp) -> Value {
 async fn seed(app: &TestApp) {
     for id in ["rp1", "rp2"] {
         let body = json!({"client_id": id, "name": id,
-            "oidc_logout": {"backchannel_logout_urls": [format!("https://{id}.example.com/bc")]}});
+            "oidc_logout": {"backchannel_logout_urls": [format!("https://{id}.example.test/bc")]}});
         let (status, reply) = app.call(Method::POST, "/api/v2/clients", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{reply}");
     }
@@ -146,7 +146,7 @@ fn routes() -> Vec<(Method, &'static str, Value)> {
             Method::POST,
             "/api/v2/clients",
             json!({"client_id": "rp9", "name": "RP 9",
-            "oidc_logout": {"backchannel_logout_urls": ["https://rp9.example.com/bc"],
+            "oidc_logout": {"backchannel_logout_urls": ["https://rp9.example.test/bc"],
                 "backchannel_logout_initiators": {"mode": "custom", "selected_initiators": ["password-changed"]},
                 "backchannel_logout_session_metadata": {"include": true}},
             "backchannel_logout_session_required": true, "logout_token_typ": "JWT",
@@ -156,7 +156,7 @@ fn routes() -> Vec<(Method, &'static str, Value)> {
             Method::PATCH,
             "/api/v2/clients/rp2",
             json!({"name": "renamed",
-            "oidc_logout": {"backchannel_logout_urls": ["https://rp2.example.com/other"]}}),
+            "oidc_logout": {"backchannel_logout_urls": ["https://rp2.example.test/other"]}}),
         ),
         (
             Method::POST,

@@ -24,7 +24,7 @@ async fn apps() -> Vec<(&'static str, TestApp, Backend)> {
 
 async fn setup(app: &TestApp) {
     let client = json!({"client_id": "rp1", "name": "RP 1",
-        "oidc_logout": {"backchannel_logout_urls": ["https://rp.example.com/bc"]}});
+        "oidc_logout": {"backchannel_logout_urls": ["https://rp.example.test/bc"]}});
     let (status, body) = app
         .call(Method::POST, "/api/v2/clients", Some(client))
         .await;

@@ -509,7 +509,7 @@ async fn what_the_routes_answer_matches_the_documented_schemas() {
         "client_id": "rp1",
         "name": "RP one",
         "oidc_logout": {
-            "backchannel_logout_urls": ["https://rp.example.com/backchannel"],
+            "backchannel_logout_urls": ["https://rp.example.test/backchannel"],
             "backchannel_logout_initiators": { "mode": "custom", "selected_initiators": ["password-changed"] },
             "backchannel_logout_session_metadata": { "include": true }
         },

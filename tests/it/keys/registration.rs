@@ -6,7 +6,7 @@ use axum::http::{Method, StatusCode};
 use logoutd_core::SigningAlg;
 use serde_json::{Value, json};
 
-const RP_URL: &str = "https://rp.example.com/bc";
+const RP_URL: &str = "https://rp.example.test/bc";
 
 fn body(id: &str, alg: Option<&str>) -> Value {
     let mut body = json!({ "client_id": id, "name": id,

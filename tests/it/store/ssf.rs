@@ -403,7 +403,7 @@ pub async fn disabled_and_uninterested_streams_get_no_sets(s: Stores) {
         .await
         .unwrap();
     let mut deaf = stream("st-deaf", "deaf", StreamDelivery::Poll);
-    deaf.events_requested = Some(vec!["https://example.com/other-event".to_owned()]);
+    deaf.events_requested = Some(vec!["https://example.test/other-event".to_owned()]);
     s.ssf.insert_stream(&deaf).await.unwrap();
     // A participating receiver without a client hears of nothing.
     s.ssf

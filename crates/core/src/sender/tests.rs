@@ -51,12 +51,12 @@ fn precheck_refuses_non_public_ip_literals() {
         );
     }
     assert_eq!(precheck(strict(), &url("https://93.184.216.34/x")), None);
-    assert_eq!(precheck(strict(), &url("https://rp.example.com/x")), None);
+    assert_eq!(precheck(strict(), &url("https://rp.example.test/x")), None);
 }
 
 #[test]
 fn precheck_refuses_plain_http_unless_insecure_is_allowed() {
-    let refusal = precheck(strict(), &url("http://rp.example.com/x"));
+    let refusal = precheck(strict(), &url("http://rp.example.test/x"));
     assert!(matches!(refusal, Some(Outcome::Refused(_))), "{refusal:?}");
     assert_eq!(precheck(open(), &url("http://127.0.0.1:9/x")), None);
     let ftp = precheck(open(), &url("ftp://127.0.0.1/x"));
