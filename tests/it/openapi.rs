@@ -345,6 +345,43 @@ fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
     }
 }
 
+/// The SSF enums are documented by the names they travel as, not their Rust names.
+#[test]
+fn ssf_enums_are_documented_by_their_wire_names() {
+    use logoutd_core::{InitiatingEntity, ReceiverScope, SetKind, SetState, StreamStatus};
+    let doc = generated();
+    let wire = |names: Vec<&str>| json!(names);
+    let cases = [
+        (
+            "SetKind",
+            wire(SetKind::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+        (
+            "SetState",
+            wire(SetState::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+        (
+            "StreamStatus",
+            wire(StreamStatus::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+        (
+            "ReceiverScope",
+            wire(ReceiverScope::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+        (
+            "InitiatingEntity",
+            wire(InitiatingEntity::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+    ];
+    for (name, names) in cases {
+        assert_eq!(doc["components"]["schemas"][name]["enum"], names, "{name}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["SetKind"]["enum"][0],
+        "session_revoked"
+    );
+}
+
 #[test]
 fn list_routes_document_from_take_and_next() {
     let doc = generated();

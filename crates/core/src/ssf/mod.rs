@@ -46,8 +46,11 @@ pub const EVENTS_SUPPORTED: [&str; 1] = [SESSION_REVOKED];
 /// (`min_verification_interval`).
 pub const MIN_VERIFICATION_INTERVAL_SECS: i64 = 10;
 
+/// An enum that travels as the wire names given, in serde and in the OpenAPI document. The
+/// names are `tt`, not `literal`: a `literal` fragment reaches the derives wrapped in an
+/// invisible group, which serde reads but utoipa skips, documenting the Rust names instead.
 macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:tt),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         pub enum $name {
