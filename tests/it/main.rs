@@ -32,6 +32,7 @@ mod sender;
 mod shutdown;
 mod ssf_api;
 mod ssf_e2e;
+mod ssf_operator;
 mod store;
 mod strict_policy;
 mod support;

@@ -904,6 +904,19 @@ async fn what_the_routes_answer_matches_the_documented_schemas() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     c.response(&Method::POST, bulk, status, &reply);
+    let sets = "/api/v2/ssf-deliveries/retry";
+    let filters = json!({ "stream_id": "st1", "receiver_id": "ssr1", "kind": "verification",
+        "failed_since": "2026-01-01T00:00:00Z", "failed_before": "2026-01-03T00:00:00Z" });
+    let reply = ok(
+        exchange(&app, &c, Method::POST, sets, sets, Some(filters)).await,
+        StatusCode::OK,
+    );
+    assert_eq!(reply, json!({ "redriven": 0 }));
+    let (status, reply) = app
+        .call(Method::POST, sets, Some(json!({ "kind": "nope" })))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    c.response(&Method::POST, sets, status, &reply);
     let prune = "/api/v2/logout-deliveries/prune-failed";
     ok(
         exchange(

@@ -388,10 +388,28 @@ pub enum VerifyOutcome {
 pub struct SetFilter {
     /// Only rows of this stream.
     pub stream_id: Option<String>,
+    /// Only rows of this receiver.
+    pub receiver_id: Option<String>,
     /// Only rows in this state.
     pub state: Option<SetState>,
     /// Only rows of this kind.
     pub kind: Option<SetKind>,
+}
+
+/// Which dead letters a bulk re-drive of SETs takes: `failed` rows matching every filter
+/// given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailedSetFilter {
+    /// Only rows of this stream.
+    pub stream_id: Option<String>,
+    /// Only rows of this receiver.
+    pub receiver_id: Option<String>,
+    /// Only rows of this kind.
+    pub kind: Option<SetKind>,
+    /// Only rows that failed (last changed) at or after this time.
+    pub failed_since: Option<DateTime<Utc>>,
+    /// Only rows that failed (last changed) before this time.
+    pub failed_before: Option<DateTime<Utc>>,
 }
 
 /// What re-driving one SET row did.
