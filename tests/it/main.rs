@@ -10,6 +10,7 @@ mod api_sessions_sid;
 mod api_user_wide;
 mod api_wait;
 mod cli;
+mod cli_ssf;
 mod conformance;
 mod crash;
 mod delivery;
