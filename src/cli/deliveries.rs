@@ -62,19 +62,23 @@ pub struct BulkRetry {
 impl BulkRetry {
     /// The request body: the filters given.
     fn body(&self) -> Value {
-        let fields = [
+        given(&[
             ("client_id", &self.client),
             ("failed_since", &self.since),
             ("failed_before", &self.before),
             ("initiator", &self.initiator),
-        ];
-        Value::Object(
-            fields
-                .into_iter()
-                .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), Value::String(v))))
-                .collect(),
-        )
+        ])
     }
+}
+
+/// A JSON object of the `fields` that were given, as strings.
+pub(super) fn given(fields: &[(&str, &Option<String>)]) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .filter_map(|(k, v)| Some(((*k).to_owned(), Value::String((*v).clone()?))))
+            .collect(),
+    )
 }
 
 /// Listing filters of `GET /api/v2/logout-deliveries`.
@@ -229,8 +233,7 @@ async fn retry_one(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<(
 /// before it does.
 const BULK_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Re-drives every failed delivery matching the filters with one request, the server paging
-/// through them; a spinner with the elapsed time runs while it waits.
+/// Re-drives every failed delivery matching the filters with one request.
 async fn retry_all(client: ApiClient, args: BulkRetry, json: bool) -> anyhow::Result<()> {
     let body = args.body();
     // Every dead letter at once is one request away through the API (`{}`); on the command
@@ -240,15 +243,29 @@ async fn retry_all(client: ApiClient, args: BulkRetry, json: bool) -> anyhow::Re
             "give a delivery id, or at least one of --client, --since, --before and --initiator"
         );
     }
+    let key = args.idempotency_key.as_deref();
+    let path = ["logout-deliveries", "retry"];
+    retry_in_bulk(client, &path, body, key, "failed deliveries", json).await
+}
+
+/// Sends a bulk re-drive of `body` to `path`, with the idempotency key if given, and prints
+/// how many `rows` it re-drove and whether that was a replay. The server pages through every
+/// match before it answers; a spinner with the elapsed time runs while it waits.
+pub(super) async fn retry_in_bulk(
+    client: ApiClient,
+    path: &[&str],
+    body: Value,
+    key: Option<&str>,
+    rows: &str,
+    json: bool,
+) -> anyhow::Result<()> {
     let client = client.with_timeout(BULK_TIMEOUT);
-    let url = client.url(&["logout-deliveries", "retry"], &[])?;
-    let headers: Vec<(&str, &str)> = args
-        .idempotency_key
-        .as_deref()
+    let url = client.url(path, &[])?;
+    let headers: Vec<(&str, &str)> = key
         .map(|key| ("Idempotency-Key", key))
         .into_iter()
         .collect();
-    let bar = spinner("re-driving failed deliveries");
+    let bar = spinner(&format!("re-driving {rows}"));
     let reply = client
         .send_with(Method::POST, url, Some(body), &headers)
         .await;
@@ -263,11 +280,11 @@ async fn retry_all(client: ApiClient, args: BulkRetry, json: bool) -> anyhow::Re
     }
     if replayed {
         logoutd_core::outln!(
-            "re-drove {redriven} failed deliveries (the answer to an earlier request with this \
-             key; nothing more was re-driven)"
+            "re-drove {redriven} {rows} (the answer to an earlier request with this key; \
+             nothing more was re-driven)"
         );
     } else {
-        logoutd_core::outln!("re-drove {redriven} failed deliveries");
+        logoutd_core::outln!("re-drove {redriven} {rows}");
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The HTTP client behind the operator commands (`deliveries`, `sessions`): the API URL and
-//! token, request helpers with clear errors, aligned tables, the progress bar and the spinner.
+//! The HTTP client behind the operator commands (`deliveries`, `ssf-deliveries`, `sessions`):
+//! the API URL and token, request helpers with clear errors, aligned tables, the progress bar
+//! and the spinner.
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;

@@ -13,6 +13,7 @@ pub mod mock_ssf;
 pub mod openapi;
 pub mod serve;
 pub mod sessions;
+pub mod ssf_deliveries;
 pub mod token;
 pub mod tokens;
 
@@ -46,6 +47,8 @@ pub enum Command {
     Deliveries(deliveries::DeliveriesArgs),
     /// Inspect and end sessions through the API.
     Sessions(sessions::SessionsArgs),
+    /// Inspect and re-drive SET deliveries (SSF) through the API.
+    SsfDeliveries(ssf_deliveries::SsfDeliveriesArgs),
     /// Manage scoped API tokens (read, operate, admin).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
             Command::Clients(args) => clients::run(args).await,
             Command::Deliveries(args) => deliveries::run(args).await,
             Command::Sessions(args) => sessions::run(args).await,
+            Command::SsfDeliveries(args) => ssf_deliveries::run(args).await,
             Command::Tokens(cmd) => tokens::run(cmd).await,
             Command::Openapi => openapi::run(),
         }

@@ -8,20 +8,20 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Output of one `logoutd` run.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
     }
 }
 
 /// Runs `logoutd ARGS` against `base` with `token`.
-async fn logoutd(base: &str, token: &str, args: &[&str]) -> Run {
+pub(crate) async fn logoutd(base: &str, token: &str, args: &[&str]) -> Run {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
         .args(args)
         .env("LOGOUTD_URL", base)

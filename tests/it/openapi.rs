@@ -345,6 +345,43 @@ fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
     }
 }
 
+/// The SSF enums are documented by the names they travel as, not their Rust names.
+#[test]
+fn ssf_enums_are_documented_by_their_wire_names() {
+    use logoutd_core::{InitiatingEntity, ReceiverScope, SetKind, SetState, StreamStatus};
+    let doc = generated();
+    let wire = |names: Vec<&str>| json!(names);
+    let cases = [
+        (
+            "SetKind",
+            wire(SetKind::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+        (
+            "SetState",
+            wire(SetState::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+        (
+            "StreamStatus",
+            wire(StreamStatus::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+        (
+            "ReceiverScope",
+            wire(ReceiverScope::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+        (
+            "InitiatingEntity",
+            wire(InitiatingEntity::ALL.iter().map(|v| v.as_str()).collect()),
+        ),
+    ];
+    for (name, names) in cases {
+        assert_eq!(doc["components"]["schemas"][name]["enum"], names, "{name}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["SetKind"]["enum"][0],
+        "session_revoked"
+    );
+}
+
 #[test]
 fn list_routes_document_from_take_and_next() {
     let doc = generated();
@@ -867,6 +904,19 @@ async fn what_the_routes_answer_matches_the_documented_schemas() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     c.response(&Method::POST, bulk, status, &reply);
+    let sets = "/api/v2/ssf-deliveries/retry";
+    let filters = json!({ "stream_id": "st1", "receiver_id": "ssr1", "kind": "verification",
+        "failed_since": "2026-01-01T00:00:00Z", "failed_before": "2026-01-03T00:00:00Z" });
+    let reply = ok(
+        exchange(&app, &c, Method::POST, sets, sets, Some(filters)).await,
+        StatusCode::OK,
+    );
+    assert_eq!(reply, json!({ "redriven": 0 }));
+    let (status, reply) = app
+        .call(Method::POST, sets, Some(json!({ "kind": "nope" })))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    c.response(&Method::POST, sets, status, &reply);
     let prune = "/api/v2/logout-deliveries/prune-failed";
     ok(
         exchange(

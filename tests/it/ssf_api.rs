@@ -19,15 +19,15 @@ fn ssf_api() -> SsfApi {
     }))
 }
 
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
     TestApp::ssf(ISSUER, false, ssf_api()).await
 }
 
 /// An answer: status, headers and the JSON body (`Null` when empty).
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
 }
 
 async fn send(
@@ -76,7 +76,7 @@ async fn receiver(app: &TestApp, body: Value) -> (String, String) {
 }
 
 /// A receiver with a poll stream; returns its token and the stream id.
-async fn poll_stream(app: &TestApp, aud: &str) -> (String, String) {
+pub(crate) async fn poll_stream(app: &TestApp, aud: &str) -> (String, String) {
     let (_, token) = receiver(app, json!({"name": aud, "aud": aud})).await;
     let created = ssf(app, Method::POST, "/ssf/stream", &token, json!({})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -646,14 +646,14 @@ async fn a_user_of_another_issuer_is_not_removed_from_this_issuers_sessions() {
 }
 
 /// Writes a verification row (advancing the clock past the minimum interval first).
-async fn verification(app: &TestApp, token: &str, id: &str, state: &str) {
+pub(crate) async fn verification(app: &TestApp, token: &str, id: &str, state: &str) {
     app.clock.advance(chrono::Duration::seconds(10));
     let body = json!({"stream_id": id, "state": state});
     let answer = ssf(app, Method::POST, "/ssf/verify", token, body).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
 }
 
-async fn poll(app: &TestApp, token: &str, id: &str, body: Value) -> Answer {
+pub(crate) async fn poll(app: &TestApp, token: &str, id: &str, body: Value) -> Answer {
     ssf(app, Method::POST, &format!("/ssf/poll/{id}"), token, body).await
 }
 

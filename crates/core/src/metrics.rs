@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A label value written escaped as the Prometheus text format requires: `\\` for a
 /// backslash, `\"` for a double quote and `\n` for a line feed. prometheus-client 0.24
@@ -90,9 +90,54 @@ pub struct WebhookOutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// The gauges of one outbox, read from the store at scrape time.
+#[derive(Debug, Default)]
+pub struct OutboxGauges {
+    /// Rows in state `pending` at the last scrape.
+    pub pending: Gauge,
+    /// Rows in state `in_flight` at the last scrape.
+    pub in_flight: Gauge,
+    /// Rows in state `failed` (the dead letter) at the last scrape.
+    pub dead_letter: Gauge,
+    /// Age in seconds of the oldest due row at the last scrape.
+    pub oldest_due_age_seconds: Gauge,
+}
+
+impl OutboxGauges {
+    /// Registers the gauges in `registry`, in field order, each under its (name, help).
+    fn register(&self, registry: &mut Registry, names: [(&str, &str); 4]) {
+        let gauges = [
+            &self.pending,
+            &self.in_flight,
+            &self.dead_letter,
+            &self.oldest_due_age_seconds,
+        ];
+        for ((name, help), gauge) in names.into_iter().zip(gauges) {
+            registry.register(name, help, gauge.clone());
+        }
+    }
+
+    /// Sets the gauges from a store snapshot taken at `now`.
+    fn set(&self, stats: &OutboxStats, now: DateTime<Utc>) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.pending.set(gauge(stats.pending));
+        self.in_flight.set(gauge(stats.in_flight));
+        self.dead_letter.set(gauge(stats.failed));
+        let age = stats
+            .oldest_due_at
+            .map_or(0, |due| (now - due).num_seconds().max(0));
+        self.oldest_due_age_seconds.set(age);
+    }
+}
+
 /// Every metric logoutd exports.
 pub struct Metrics {
     registry: Registry,
+    /// The SET outbox's gauges, exported from the first scrape that read them: only when
+    /// SSF is on.
+    ssf_registry: Registry,
+    /// Whether the SET gauges were read (SSF is on).
+    ssf_gauges_on: AtomicBool,
     /// Delivery attempts by outcome and client.
     pub attempts: Family<OutcomeLabels, Counter>,
     /// Attempt latency in seconds.
@@ -106,14 +151,8 @@ pub struct Metrics {
     pub user_wide_deliveries: Counter,
     /// Ended sessions the `user` rows cover.
     pub user_wide_sessions: Counter,
-    /// Rows in state `pending` at the last scrape.
-    pub pending: Gauge,
-    /// Rows in state `in_flight` at the last scrape.
-    pub in_flight: Gauge,
-    /// Rows in state `failed` (the dead letter) at the last scrape.
-    pub dead_letter: Gauge,
-    /// Age in seconds of the oldest due row at the last scrape.
-    pub oldest_due_age_seconds: Gauge,
+    /// The logout-token outbox's gauges.
+    pub outbox: OutboxGauges,
     /// Rows claimed again after another worker's lease expired.
     pub lease_reclaims: Counter,
     /// Claimed rows handed back unattempted because their origin was at its limit.
@@ -141,6 +180,8 @@ pub struct Metrics {
     pub operator_events_pending: Gauge,
     /// SET push attempts by outcome.
     pub set_push_attempts: Family<WebhookOutcomeLabels, Counter>,
+    /// The SET outbox's gauges (exported only when SSF is on).
+    pub set_outbox: OutboxGauges,
 }
 
 impl Metrics {
@@ -155,10 +196,7 @@ impl Metrics {
         let deliveries_enqueued = Counter::default();
         let user_wide_deliveries = Counter::default();
         let user_wide_sessions = Counter::default();
-        let pending = Gauge::default();
-        let in_flight = Gauge::default();
-        let dead_letter = Gauge::default();
-        let oldest_due_age_seconds = Gauge::default();
+        let outbox = OutboxGauges::default();
         let lease_reclaims = Counter::default();
         let origin_deferrals = Counter::default();
         let slow_lane_moves = Counter::default();
@@ -224,25 +262,17 @@ impl Metrics {
             "Ended sessions covered by user-wide deliveries",
             user_wide_sessions.clone(),
         );
-        registry.register(
-            "deliveries_pending",
-            "Rows waiting for an attempt",
-            pending.clone(),
-        );
-        registry.register(
-            "deliveries_in_flight",
-            "Rows claimed by a worker",
-            in_flight.clone(),
-        );
-        registry.register(
-            "deliveries_dead_letter",
-            "Rows in the failed state",
-            dead_letter.clone(),
-        );
-        registry.register(
-            "oldest_due_age_seconds",
-            "Age of the oldest row that is due",
-            oldest_due_age_seconds.clone(),
+        outbox.register(
+            &mut registry,
+            [
+                ("deliveries_pending", "Rows waiting for an attempt"),
+                ("deliveries_in_flight", "Rows claimed by a worker"),
+                ("deliveries_dead_letter", "Rows in the failed state"),
+                (
+                    "oldest_due_age_seconds",
+                    "Age of the oldest row that is due",
+                ),
+            ],
         );
         registry.register(
             "lease_reclaims",
@@ -289,18 +319,38 @@ impl Metrics {
             "Clients paused by the health policy in this process",
             client_auto_pauses.clone(),
         );
+        let mut ssf_registry = Registry::with_prefix("logoutd");
+        let set_outbox = OutboxGauges::default();
+        set_outbox.register(
+            &mut ssf_registry,
+            [
+                (
+                    "ssf_sets_pending",
+                    "SET rows waiting: for an attempt, for their stream to be enabled, or for a poll",
+                ),
+                (
+                    "ssf_sets_in_flight",
+                    "SET rows claimed for a push or handed to a poll and not yet acknowledged",
+                ),
+                ("ssf_sets_dead_letter", "SET rows in the failed state"),
+                (
+                    "ssf_sets_oldest_due_age_seconds",
+                    "Age of the oldest SET row that is due (a held or unpolled one included)",
+                ),
+            ],
+        );
         Self {
             registry,
+            ssf_registry,
+            ssf_gauges_on: AtomicBool::new(false),
+            set_outbox,
             attempts,
             attempt_seconds,
             sessions_ended,
             deliveries_enqueued,
             user_wide_deliveries,
             user_wide_sessions,
-            pending,
-            in_flight,
-            dead_letter,
-            oldest_due_age_seconds,
+            outbox,
             lease_reclaims,
             origin_deferrals,
             slow_lane_moves,
@@ -389,20 +439,28 @@ impl Metrics {
 
     /// Sets the outbox gauges from a store snapshot taken at `now`.
     pub fn set_outbox(&self, stats: &OutboxStats, now: DateTime<Utc>) {
-        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.pending.set(gauge(stats.pending));
-        self.in_flight.set(gauge(stats.in_flight));
-        self.dead_letter.set(gauge(stats.failed));
-        let age = stats
-            .oldest_due_at
-            .map_or(0, |due| (now - due).num_seconds().max(0));
-        self.oldest_due_age_seconds.set(age);
+        self.outbox.set(stats, now);
+    }
+
+    /// Sets the SET outbox gauges from a store snapshot taken at `now`; from then on they
+    /// are exported.
+    pub fn set_ssf_outbox(&self, stats: &OutboxStats, now: DateTime<Utc>) {
+        self.set_outbox.set(stats, now);
+        self.ssf_gauges_on.store(true, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let ssf = self.ssf_gauges_on.load(Ordering::Relaxed);
+        let written = encode_registry(&mut out, &self.registry)
+            .and_then(|()| match ssf {
+                true => encode_registry(&mut out, &self.ssf_registry),
+                false => Ok(()),
+            })
+            .and_then(|()| encode_eof(&mut out));
+        if written.is_err() {
             out.clear();
         }
         out
@@ -441,5 +499,33 @@ mod tests {
             r#"logoutd_delivery_attempts_total{outcome="failed",client_id="x\",outcome=\"delivered\"} 1e+99\\\nfake_metric 1"} 1"#
         );
         assert!(!text.lines().any(|l| l.starts_with("fake_metric")));
+    }
+
+    #[test]
+    fn set_gauges_are_exported_once_read_and_the_text_ends_once() {
+        let metrics = Metrics::new();
+        let before = metrics.encode();
+        assert!(!before.contains("logoutd_ssf_sets_"), "{before}");
+        assert!(before.ends_with("# EOF\n"), "{before}");
+        let now = DateTime::from_timestamp(1_000, 0).unwrap();
+        let stats = OutboxStats {
+            pending: 3,
+            in_flight: 1,
+            failed: 2,
+            oldest_due_at: DateTime::from_timestamp(990, 0),
+        };
+        metrics.set_ssf_outbox(&stats, now);
+        let text = metrics.encode();
+        for line in [
+            "logoutd_ssf_sets_pending 3",
+            "logoutd_ssf_sets_in_flight 1",
+            "logoutd_ssf_sets_dead_letter 2",
+            "logoutd_ssf_sets_oldest_due_age_seconds 10",
+            "logoutd_deliveries_pending 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -17,6 +17,7 @@ mod skips;
 mod sqlite;
 mod ssf;
 mod ssf_delivery;
+mod ssf_redrive;
 mod stats;
 mod termination;
 mod user_wide;
@@ -148,7 +149,11 @@ macro_rules! conformance {
                 ssf_delivery::an_expired_poll_lease_hands_the_row_out_again_with_its_jti,
                 ssf_delivery::verification_keeps_the_minimum_interval_per_stream,
                 ssf_delivery::a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows,
-                ssf_delivery::retention_prunes_finished_sets_with_the_rest
+                ssf_delivery::retention_prunes_finished_sets_with_the_rest,
+                ssf_redrive::bulk_set_redrive_takes_exactly_the_failed_rows_matching_every_filter,
+                ssf_redrive::bulk_set_redrive_pages_through_more_than_one_batch_once_each,
+                ssf_redrive::a_set_redrive_key_replays_and_belongs_to_one_operation,
+                ssf_redrive::set_stats_count_waiting_and_dead_rows_and_the_oldest_due
             );
         }
     };

@@ -1,6 +1,6 @@
 //! PostgreSQL-only cases of the SSF store: several nodes on one database never hand one SET
 //! row out twice, keep one verification interval, and wake each other's SET workers and long
-//! polls (`NOTIFY logoutd_ssf`).
+//! polls (`NOTIFY logoutd_ssf`), a bulk re-drive included.
 
 use super::claims::lease;
 use super::fixtures::*;
@@ -9,7 +9,10 @@ use super::ssf::{new_set, push, receiver_with_stream};
 use super::ssf_delivery::poll_of;
 use chrono::Duration;
 use futures_util::FutureExt;
-use logoutd_core::{Initiator, SetKind, Stores, StreamDelivery, VerifyOutcome};
+use logoutd_core::{
+    BulkRedrive, FailedSetFilter, Initiator, SetError, SetKind, Stores, StreamDelivery,
+    VerifyOutcome,
+};
 use std::collections::HashSet;
 
 /// Ends `n` sessions of user `u1` (client `c1`) on `node`.
@@ -148,4 +151,40 @@ async fn sets_written_on_one_node_wake_the_other() {
     tokio::time::timeout(WAKE_BOUND, waiting)
         .await
         .expect("node B is woken by node A's verification");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_set_redrive_on_one_node_wakes_the_other() {
+    let Some((a, b, _db)) = two_nodes().await else {
+        return;
+    };
+    receiver_with_stream(&a, "q", StreamDelivery::Poll).await;
+    end_many(&a, 3).await;
+    let handed = a.ssf.poll(&poll_of("q", 10, t(3_000))).await.unwrap();
+    let mut errors = poll_of("q", 0, t(3_100));
+    errors.set_errs = handed
+        .rows
+        .iter()
+        .map(|r| {
+            let error = SetError {
+                err: "invalid_key".to_owned(),
+                description: "unknown key".to_owned(),
+            };
+            (r.set.jti.clone(), error)
+        })
+        .collect();
+    a.ssf.poll(&errors).await.unwrap();
+    sets_listening(&b).await;
+    let waiting = b.ssf_wake.notified();
+    let redriven = a
+        .redrives
+        .redrive_failed_sets(&FailedSetFilter::default(), None, t(4_000))
+        .await
+        .unwrap();
+    assert_eq!(redriven, BulkRedrive::Redriven(3));
+    tokio::time::timeout(WAKE_BOUND, waiting)
+        .await
+        .expect("node B is woken by node A's re-drive");
+    let polled = b.ssf.poll(&poll_of("q", 10, t(4_000))).await.unwrap();
+    assert_eq!(polled.rows.len(), 3);
 }

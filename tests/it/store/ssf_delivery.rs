@@ -4,7 +4,7 @@
 
 use super::claims::lease;
 use super::fixtures::*;
-use super::ssf::{new_set, push, receiver_with_stream, sets_of};
+use super::ssf::{new_set, push, receiver_with_stream, sets_of, waiting_sets};
 use chrono::{DateTime, Duration, Utc};
 use logoutd_core::{
     ClaimedSet, Decision, Initiator, PollRequest, SetError, SetFilter, SetKind, SetRedrive,
@@ -225,7 +225,7 @@ pub async fn a_poll_applies_acks_then_errors_then_hands_out_the_oldest(s: Stores
     assert_eq!(sids, [serde_json::json!("s4")]);
     assert!(!last.more_available);
     // The other receiver's four rows wait untouched.
-    assert_eq!(s.ssf.pending_sets().await.unwrap(), 1 + 4);
+    assert_eq!(waiting_sets(&s).await, 1 + 4);
 }
 
 pub async fn an_expired_poll_lease_hands_the_row_out_again_with_its_jti(s: Stores) {
@@ -246,7 +246,7 @@ pub async fn an_expired_poll_lease_hands_the_row_out_again_with_its_jti(s: Store
     let mut ack = poll_of("q", 0, t(71_000));
     ack.ack = vec![first.rows[0].set.jti.clone()];
     s.ssf.poll(&ack).await.unwrap();
-    assert_eq!(s.ssf.pending_sets().await.unwrap(), 0);
+    assert_eq!(waiting_sets(&s).await, 0);
 }
 
 pub async fn verification_keeps_the_minimum_interval_per_stream(s: Stores) {
@@ -398,7 +398,7 @@ pub async fn a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows(s:
     assert_eq!(s.ssf.prune_sets(t(9_101), 10).await.unwrap(), 1);
     let left: Vec<_> = sets_of(&s, "st-p").await.iter().map(|r| r.state).collect();
     assert_eq!(left, [SetState::Pending, SetState::Pending]);
-    assert_eq!(s.ssf.pending_sets().await.unwrap(), 2);
+    assert_eq!(waiting_sets(&s).await, 2);
     // Cancelled rows are pruned too.
     s.ssf.delete_stream("st-p", t(11_000)).await.unwrap();
     assert_eq!(s.ssf.prune_sets(t(11_001), 10).await.unwrap(), 2);

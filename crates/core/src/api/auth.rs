@@ -210,6 +210,7 @@ mod tests {
             (Method::DELETE, "/ssf-receivers/r", Scope::Admin),
             (Method::POST, "/ssf-streams/s/status", Scope::Operate),
             (Method::POST, "/ssf-deliveries/d/retry", Scope::Operate),
+            (Method::POST, "/ssf-deliveries/retry", Scope::Operate),
             (Method::GET, "/ssf-deliveries", Scope::Read),
         ];
         for (method, path, scope) in cases {

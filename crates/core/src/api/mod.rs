@@ -155,6 +155,7 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(ssf_streams::list_streams))
         .routes(routes!(ssf_streams::set_status))
         .routes(routes!(ssf_streams::list_sets))
+        .routes(routes!(redrive::retry_failed_sets))
         .routes(routes!(ssf_streams::get_set))
         .routes(routes!(ssf_streams::retry_set))
 }

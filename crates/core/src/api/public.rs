@@ -129,8 +129,9 @@ pub(super) async fn readyz(State(state): State<Shared>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text. The outbox gauges are read from the store at scrape time;
-/// if the store does not answer they keep their last values.
+/// `GET /metrics`: Prometheus text. The outbox gauges (and the SET outbox's, when SSF is on)
+/// are read from the store at scrape time; if the store does not answer they keep their last
+/// values.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -149,6 +150,14 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Response {
         Ok(stats) => state.metrics.set_outbox(&stats, now),
         Err(err) => {
             tracing::warn!(error = %crate::error::chain(&err), "reading outbox statistics failed")
+        }
+    }
+    if state.ssf.is_some() {
+        match state.stores.ssf.set_stats(now).await {
+            Ok(stats) => state.metrics.set_ssf_outbox(&stats, now),
+            Err(err) => {
+                tracing::warn!(error = %crate::error::chain(&err), "reading SET outbox statistics failed")
+            }
         }
     }
     match all_client_health(&state, now).await {

@@ -1,5 +1,7 @@
-//! `POST /api/v2/logout-deliveries/retry`: the bulk re-drive of dead letters, filtered, paged
-//! inside the store, and idempotent under an `Idempotency-Key`.
+//! `POST /api/v2/logout-deliveries/retry` and `POST /api/v2/ssf-deliveries/retry`: the bulk
+//! re-drive of dead letters, logout deliveries or SETs, filtered, paged inside the store, and
+//! idempotent under an `Idempotency-Key`; both take their keys, time window and answers from
+//! here.
 
 use super::error::ErrorBody;
 use super::extract::JsonBody;
@@ -8,6 +10,7 @@ use super::{ApiError, Shared};
 use crate::ids::ClientId;
 use crate::initiator::Initiator;
 use crate::outbox::{BulkRedrive, FailedFilter, IdempotentRequest};
+use crate::ssf::{FailedSetFilter, SetKind};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -86,26 +89,103 @@ pub(super) async fn retry_failed(
 ) -> Result<Response, ApiError> {
     let filter = filter(body)?;
     let now = state.now();
-    let key = idempotency_key(&headers)?.map(|key| IdempotentRequest {
-        key,
-        request_hash: request_hash(&filter),
-        expires_at: now
-            .checked_add_signed(KEY_LIFETIME)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC),
-    });
+    let canonical = serde_json::json!([
+        "retry_failed_deliveries",
+        filter.client_id.as_ref().map(ClientId::as_str),
+        filter.initiator.map(Initiator::as_str),
+        filter.failed_since.map(|t| t.timestamp_millis()),
+        filter.failed_before.map(|t| t.timestamp_millis()),
+    ]);
+    let key = idempotent_request(&headers, &canonical, now)?;
     let outcome = state
         .stores
         .redrives
         .redrive_failed(&filter, key.as_ref(), now)
         .await?;
-    answer(outcome)
+    answer(outcome, "failed deliveries re-driven in bulk")
 }
 
-/// The response to a bulk re-drive's outcome.
-fn answer(outcome: BulkRedrive) -> Result<Response, ApiError> {
+/// The filters of a bulk re-drive of SETs; each given one narrows the set of failed SETs.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SetRetryFilters {
+    /// Only SETs of this stream.
+    stream_id: Option<String>,
+    /// Only SETs of this receiver.
+    receiver_id: Option<String>,
+    /// Only SETs of this kind.
+    kind: Option<SetKind>,
+    /// Only SETs that failed at or after this time (RFC 3339), their last change.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    failed_since: Option<String>,
+    /// Only SETs that failed before this time (RFC 3339), their last change.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    failed_before: Option<String>,
+}
+
+/// `POST /api/v2/ssf-deliveries/retry`: re-drives every failed SET matching the filters, as
+/// the single re-drive does each; answers `{"redriven": n}`.
+#[utoipa::path(
+    post,
+    path = "/ssf-deliveries/retry",
+    tag = "ssf",
+    operation_id = "retry_failed_ssf_deliveries",
+    summary = "Re-drive every failed SET delivery matching the filters",
+    description = "Each matching `failed` SET goes back in the queue exactly as \
+        `POST /ssf-deliveries/{id}/retry` puts one: pending, due now, attempts 0, a fresh age \
+        budget, the same `jti`. A paused stream holds its re-driven SETs until it is enabled; \
+        a poll stream's SETs wait for the receiver's next poll. The server works in batches of \
+        500 by row id, each its own transaction, so a SET that fails again meanwhile is not \
+        re-driven twice by one request. With an `Idempotency-Key`, a repeat of the same \
+        request within 24 hours answers the first one's count with `Idempotent-Replayed: \
+        true` and re-drives nothing more; the keys are shared with \
+        `POST /logout-deliveries/retry`, so a key used there is refused here.",
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Printable ASCII, 1 to 255 characters; makes a repeat a replay"),
+    ),
+    request_body = SetRetryFilters,
+    responses(
+        (status = 200, description = "How many were re-driven", body = BulkRedriven,
+            headers(("Idempotent-Replayed" = String,
+                description = "`true` when this answers an earlier request with the same key"))),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "The key's first request is still running \
+            (`idempotency_key_in_progress`)", body = ErrorBody),
+        (status = 422, description = "The key was used with a different request body \
+            (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 500, response = InternalError),
+    )
+)]
+pub(super) async fn retry_failed_sets(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SetRetryFilters>,
+) -> Result<Response, ApiError> {
+    let filter = set_filter(body)?;
+    let now = state.now();
+    let canonical = serde_json::json!([
+        "retry_failed_ssf_deliveries",
+        filter.stream_id,
+        filter.receiver_id,
+        filter.kind.map(SetKind::as_str),
+        filter.failed_since.map(|t| t.timestamp_millis()),
+        filter.failed_before.map(|t| t.timestamp_millis()),
+    ]);
+    let key = idempotent_request(&headers, &canonical, now)?;
+    let outcome = state
+        .stores
+        .redrives
+        .redrive_failed_sets(&filter, key.as_ref(), now)
+        .await?;
+    answer(outcome, "failed SET deliveries re-driven in bulk")
+}
+
+/// The response to a bulk re-drive's outcome; `what` is logged when it re-drove.
+fn answer(outcome: BulkRedrive, what: &'static str) -> Result<Response, ApiError> {
     match outcome {
         BulkRedrive::Redriven(redriven) => {
-            tracing::info!(redriven, "failed deliveries re-driven in bulk");
+            tracing::info!(redriven, "{what}");
             Ok(Json(BulkRedriven { redriven }).into_response())
         }
         BulkRedrive::Replayed(redriven) => {
@@ -130,11 +210,46 @@ fn answer(outcome: BulkRedrive) -> Result<Response, ApiError> {
 
 /// The store's filter from the body, refusing an empty client id and an empty time window.
 fn filter(body: RetryFilters) -> Result<FailedFilter, ApiError> {
-    if body.client_id.as_deref() == Some("") {
-        return Err(ApiError::invalid_body("client_id must not be empty"));
+    not_empty("client_id", body.client_id.as_deref())?;
+    let (since, before) = window(body.failed_since.as_deref(), body.failed_before.as_deref())?;
+    Ok(FailedFilter {
+        client_id: body.client_id.map(ClientId::new),
+        initiator: body.initiator,
+        failed_since: since,
+        failed_before: before,
+    })
+}
+
+/// The store's SET filter from the body, refusing empty ids and an empty time window.
+fn set_filter(body: SetRetryFilters) -> Result<FailedSetFilter, ApiError> {
+    not_empty("stream_id", body.stream_id.as_deref())?;
+    not_empty("receiver_id", body.receiver_id.as_deref())?;
+    let (since, before) = window(body.failed_since.as_deref(), body.failed_before.as_deref())?;
+    Ok(FailedSetFilter {
+        stream_id: body.stream_id,
+        receiver_id: body.receiver_id,
+        kind: body.kind,
+        failed_since: since,
+        failed_before: before,
+    })
+}
+
+/// Refuses an id filter given as the empty string.
+fn not_empty(name: &str, value: Option<&str>) -> Result<(), ApiError> {
+    match value {
+        Some("") => Err(ApiError::invalid_body(format!("{name} must not be empty"))),
+        _ => Ok(()),
     }
-    let since = time(body.failed_since.as_deref(), "failed_since")?;
-    let before = time(body.failed_before.as_deref(), "failed_before")?;
+}
+
+/// A failure window: its `failed_since` and `failed_before`, each if given.
+type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The failure window `[failed_since, failed_before)`, at the store's precision; refused when
+/// a bound is not an RFC 3339 time or the window is empty.
+fn window(since: Option<&str>, before: Option<&str>) -> Result<Window, ApiError> {
+    let since = time(since, "failed_since")?;
+    let before = time(before, "failed_before")?;
     if let (Some(since), Some(before)) = (since, before)
         && since >= before
     {
@@ -142,12 +257,10 @@ fn filter(body: RetryFilters) -> Result<FailedFilter, ApiError> {
             "failed_since must be before failed_before",
         ));
     }
-    Ok(FailedFilter {
-        client_id: body.client_id.map(ClientId::new),
-        initiator: body.initiator,
-        failed_since: since.map(crate::store::millis),
-        failed_before: before.map(crate::store::millis),
-    })
+    Ok((
+        since.map(crate::store::millis),
+        before.map(crate::store::millis),
+    ))
 }
 
 /// An RFC 3339 time of field `name`, if given.
@@ -187,16 +300,26 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-/// A SHA-256 of the operation and its normalized filters, hex: two bodies that select the
-/// same deliveries hash alike, whatever their spacing, key order or time zone.
-fn request_hash(filter: &FailedFilter) -> String {
-    let canonical = serde_json::json!([
-        "retry_failed_deliveries",
-        filter.client_id.as_ref().map(ClientId::as_str),
-        filter.initiator.map(Initiator::as_str),
-        filter.failed_since.map(|t| t.timestamp_millis()),
-        filter.failed_before.map(|t| t.timestamp_millis()),
-    ]);
+/// The request's idempotency key, if it sent one, bound to `canonical`: the operation's name
+/// and its normalized filters, so that two bodies that select the same rows (whatever their
+/// spacing, key order or time zone) are the same request, and the same filters of the other
+/// operation are not.
+fn idempotent_request(
+    headers: &HeaderMap,
+    canonical: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<Option<IdempotentRequest>, ApiError> {
+    Ok(idempotency_key(headers)?.map(|key| IdempotentRequest {
+        key,
+        request_hash: request_hash(canonical),
+        expires_at: now
+            .checked_add_signed(KEY_LIFETIME)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    }))
+}
+
+/// A SHA-256 of `canonical`'s text, hex.
+fn request_hash(canonical: &serde_json::Value) -> String {
     let digest =
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()

@@ -235,6 +235,12 @@ pub(super) struct SsfSetView {
     /// Its `txn`: the session end's event id (the `event_id` of its logout deliveries).
     #[schema(required = true)]
     txn: Option<String>,
+    /// A `session_revoked` SET's session (its `sub_id.session.id`); `null` for other kinds.
+    #[schema(required = true)]
+    session_id: Option<String>,
+    /// A `session_revoked` SET's user (its `sub_id.user.sub`); `null` for other kinds.
+    #[schema(required = true)]
+    user_id: Option<String>,
     /// Where its delivery stands.
     state: SetState,
     /// Push attempts made, or times handed to a poll.
@@ -257,7 +263,14 @@ pub(super) struct SsfSetView {
 
 impl From<StoredSet> for SsfSetView {
     fn from(row: StoredSet) -> Self {
+        // Only the subject's ids, never the rest of the payload (its metadata).
+        let subject = |key: &str| match row.set.kind {
+            SetKind::SessionRevoked => row.set.payload[key].as_str().map(str::to_owned),
+            SetKind::Verification | SetKind::StreamUpdated => None,
+        };
         Self {
+            session_id: subject("sid"),
+            user_id: subject("sub"),
             id: row.set.id,
             kind: row.set.kind,
             stream_id: row.set.stream_id,
@@ -282,6 +295,8 @@ impl From<StoredSet> for SsfSetView {
 pub(super) struct SsfSetQuery {
     /// Only SETs of this stream.
     stream_id: Option<String>,
+    /// Only SETs of this receiver.
+    receiver_id: Option<String>,
     /// Only SETs in this state.
     #[param(value_type = Option<SetState>)]
     state: Option<String>,
@@ -326,6 +341,7 @@ pub(super) async fn list_sets(
     let take = page_size(query.take)?;
     let filter = SetFilter {
         stream_id: query.stream_id,
+        receiver_id: query.receiver_id,
         state: query
             .state
             .as_deref()

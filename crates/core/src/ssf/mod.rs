@@ -46,8 +46,11 @@ pub const EVENTS_SUPPORTED: [&str; 1] = [SESSION_REVOKED];
 /// (`min_verification_interval`).
 pub const MIN_VERIFICATION_INTERVAL_SECS: i64 = 10;
 
+/// An enum that travels as the wire names given, in serde and in the OpenAPI document. The
+/// names are `tt`, not `literal`: a `literal` fragment reaches the derives wrapped in an
+/// invisible group, which serde reads but utoipa skips, documenting the Rust names instead.
 macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:tt),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         pub enum $name {
@@ -385,10 +388,28 @@ pub enum VerifyOutcome {
 pub struct SetFilter {
     /// Only rows of this stream.
     pub stream_id: Option<String>,
+    /// Only rows of this receiver.
+    pub receiver_id: Option<String>,
     /// Only rows in this state.
     pub state: Option<SetState>,
     /// Only rows of this kind.
     pub kind: Option<SetKind>,
+}
+
+/// Which dead letters a bulk re-drive of SETs takes: `failed` rows matching every filter
+/// given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailedSetFilter {
+    /// Only rows of this stream.
+    pub stream_id: Option<String>,
+    /// Only rows of this receiver.
+    pub receiver_id: Option<String>,
+    /// Only rows of this kind.
+    pub kind: Option<SetKind>,
+    /// Only rows that failed (last changed) at or after this time.
+    pub failed_since: Option<DateTime<Utc>>,
+    /// Only rows that failed (last changed) before this time.
+    pub failed_before: Option<DateTime<Utc>>,
 }
 
 /// What re-driving one SET row did.

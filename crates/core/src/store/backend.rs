@@ -17,7 +17,7 @@ use crate::metadata::SessionMetadata;
 use crate::operator_events::{EventTally, NewOperatorEvent};
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient};
-use crate::ssf::{FanoutStream, NewSet};
+use crate::ssf::{FailedSetFilter, FanoutStream, NewSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -251,6 +251,20 @@ pub trait Tx: Send {
     /// Inserts SET rows, pending and due at their creation time, their age budget counted
     /// from then, announcing them to other nodes at commit.
     async fn insert_sets(&mut self, rows: &[NewSet]) -> Result<(), StoreError>;
+
+    /// The ids of up to `limit` `failed` SET rows matching `filter` whose id sorts after
+    /// `after`, in id order, locked against every other writer until commit.
+    async fn failed_sets(
+        &mut self,
+        filter: &FailedSetFilter,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Puts failed SET rows `ids` back in the queue: pending, due at `now`, attempts 0, the
+    /// age budget counted from `now`, no lease, their `jti` kept; announces them to other
+    /// nodes at commit when there are any.
+    async fn requeue_sets(&mut self, ids: &[String], now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Tells other nodes, at commit, that rows may have become claimable (a client resumed).
     async fn announce(&mut self) -> Result<(), StoreError>;

@@ -1,10 +1,13 @@
 //! The re-drive of dead letters, one or in bulk, written once over a [`Backend`]'s
-//! primitives.
+//! primitives. A bulk re-drive walks either dead-letter queue, the logout deliveries' or the
+//! SETs' ([`DeadLetters`]), with the same batches and idempotency keys.
 
 use super::StoreError;
 use super::backend::{Backend, Lane, Tx};
 use crate::ids::DeliveryId;
 use crate::outbox::{BulkRedrive, DeliveryState, FailedFilter, IdempotentRequest, Redrive};
+use crate::ssf::FailedSetFilter;
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 
@@ -50,6 +53,102 @@ impl Redrives {
     ) -> Result<BulkRedrive, StoreError> {
         redrive_failed(&*self.backend, filter, key, now).await
     }
+
+    /// Re-drives every `failed` SET row matching `filter` as
+    /// [`crate::store::SsfStore::redrive_set`] does one (its `jti` kept), in batches and
+    /// under `key` exactly as [`Redrives::redrive_failed`] re-drives deliveries; the keys of
+    /// both share one namespace.
+    pub async fn redrive_failed_sets(
+        &self,
+        filter: &FailedSetFilter,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError> {
+        redrive_failed(&*self.backend, filter, key, now).await
+    }
+}
+
+/// A dead-letter queue a bulk re-drive walks, named by the filter that selects its rows:
+/// which failed rows a batch takes, how it puts them back, and whom that wakes.
+#[async_trait]
+trait DeadLetters: Sync {
+    /// A row id.
+    type Id: ToString + Send + Sync;
+
+    /// Up to `limit` failed rows matching the filter whose id sorts after `after`, in id
+    /// order, locked until commit.
+    async fn take(
+        &self,
+        tx: &mut (dyn Tx + '_),
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Self::Id>, StoreError>;
+
+    /// Puts `ids` back in the queue, due at `now` with a fresh budget, and announces them to
+    /// other nodes at commit when there are any.
+    async fn requeue(
+        &self,
+        tx: &mut (dyn Tx + '_),
+        ids: &[Self::Id],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Wakes this process's workers of the queue, after a commit that requeued rows.
+    fn wake(&self, backend: &dyn Backend);
+}
+
+#[async_trait]
+impl DeadLetters for FailedFilter {
+    type Id = DeliveryId;
+
+    async fn take(
+        &self,
+        tx: &mut (dyn Tx + '_),
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryId>, StoreError> {
+        tx.failed_rows(self, after, limit).await
+    }
+
+    async fn requeue(
+        &self,
+        tx: &mut (dyn Tx + '_),
+        ids: &[DeliveryId],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        requeue_deliveries(tx, ids, now).await
+    }
+
+    fn wake(&self, backend: &dyn Backend) {
+        backend.wake_workers();
+    }
+}
+
+#[async_trait]
+impl DeadLetters for FailedSetFilter {
+    type Id = String;
+
+    async fn take(
+        &self,
+        tx: &mut (dyn Tx + '_),
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        tx.failed_sets(self, after, limit).await
+    }
+
+    async fn requeue(
+        &self,
+        tx: &mut (dyn Tx + '_),
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        tx.requeue_sets(ids, now).await
+    }
+
+    fn wake(&self, backend: &dyn Backend) {
+        backend.wake_sets();
+    }
 }
 
 /// Re-drives delivery `id` (see [`Redrives::redrive`]): only a `failed` row goes
@@ -66,21 +165,23 @@ async fn redrive(
     if state != DeliveryState::Failed {
         return Ok(Redrive::NotFailed(state));
     }
-    requeue_all(tx, std::slice::from_ref(id), now).await?;
+    requeue_deliveries(&mut *tx, std::slice::from_ref(id), now).await?;
+    tx.commit().await?;
     backend.wake_workers();
     Ok(Redrive::Requeued)
 }
 
-/// Re-drives every `failed` row matching `filter` (see [`Redrives::redrive_failed`])
-/// exactly as [`redrive`] does one, [`REDRIVE_BATCH`] rows per transaction, walking the rows
-/// by id so that a row failing again meanwhile is not taken twice. With `key`, a repeat of the
-/// same request answers the first one's count and re-drives nothing; each batch records its
-/// count under the key in its own transaction, which also shows the request is alive. A
-/// request that recorded nothing for [`KEY_TAKEOVER_AFTER`] (its process died) is taken over
-/// by a repeat, which goes on from its count.
-async fn redrive_failed(
+/// Re-drives every `failed` row of the queue `filter` selects from (see
+/// [`Redrives::redrive_failed`]) exactly as a single re-drive does one, [`REDRIVE_BATCH`] rows
+/// per transaction, walking the rows by id so that a row failing again meanwhile is not taken
+/// twice. With `key`, a repeat of the same request answers the first one's count and
+/// re-drives nothing; each batch records its count under the key in its own transaction,
+/// which also shows the request is alive. A request that recorded nothing for
+/// [`KEY_TAKEOVER_AFTER`] (its process died) is taken over by a repeat, which goes on from its
+/// count.
+async fn redrive_failed<Q: DeadLetters>(
     backend: &dyn Backend,
-    filter: &FailedFilter,
+    filter: &Q,
     key: Option<&IdempotentRequest>,
     now: DateTime<Utc>,
 ) -> Result<BulkRedrive, StoreError> {
@@ -96,16 +197,17 @@ async fn redrive_failed(
     let mut after = String::new();
     loop {
         let mut tx = backend.begin(Lane::Bulk).await?;
-        let ids = tx.failed_rows(filter, &after, REDRIVE_BATCH).await?;
+        let ids = filter.take(&mut *tx, &after, REDRIVE_BATCH).await?;
         let last_batch = ids.len() < REDRIVE_BATCH;
         total += ids.len() as u64;
         if let Some(key) = key {
             let alive = now + Duration::from_std(started.elapsed()).unwrap_or(Duration::zero());
             tx.update_key(&key.key, total, last_batch, alive).await?;
         }
-        requeue_all(tx, &ids, now).await?;
+        filter.requeue(&mut *tx, &ids, now).await?;
+        tx.commit().await?;
         if !ids.is_empty() {
-            backend.wake_workers();
+            filter.wake(backend);
         }
         match ids.last() {
             Some(id) if !last_batch => after = id.to_string(),
@@ -114,10 +216,10 @@ async fn redrive_failed(
     }
 }
 
-/// Puts `ids` (failed rows, locked by `tx`) back in the queue, tells other nodes when there
-/// are any, and commits.
-async fn requeue_all(
-    mut tx: Box<dyn Tx + '_>,
+/// Puts delivery rows `ids` (failed rows, locked by `tx`) back in the queue, and tells other
+/// nodes at commit when there are any.
+async fn requeue_deliveries(
+    tx: &mut (dyn Tx + '_),
     ids: &[DeliveryId],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -128,7 +230,7 @@ async fn requeue_all(
     if !ids.is_empty() {
         tx.announce().await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// What a request holding an idempotency key does.

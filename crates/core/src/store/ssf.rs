@@ -16,6 +16,7 @@
 
 use super::{Page, StoreError};
 use crate::ids::LeaseId;
+use crate::outbox::OutboxStats;
 use crate::ssf::{
     ClaimedSet, NewSet, PollBatch, PollRequest, SetFilter, SetRedrive, SetResult, SsfReceiver,
     SsfStream, StoredSet, StreamStatus, VerifyOutcome,
@@ -142,8 +143,10 @@ pub trait SsfStore: Send + Sync {
     /// budget counted from `now`, its `jti` kept. Any other row is left alone.
     async fn redrive_set(&self, id: &str, now: DateTime<Utc>) -> Result<SetRedrive, StoreError>;
 
-    /// How many rows are waiting (pending or in flight).
-    async fn pending_sets(&self) -> Result<u64, StoreError>;
+    /// The SET gauges, read at a scrape in one indexed query: rows pending, in flight and
+    /// failed (the dead letter), and the earliest `next_attempt_at` at or before `now` of a
+    /// pending or in-flight row (how long the oldest due SET has waited).
+    async fn set_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
 
     /// Deletes up to `limit` `delivered`, `failed` and `cancelled` rows whose last change
     /// was before `before`. Returns how many.

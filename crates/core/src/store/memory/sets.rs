@@ -3,10 +3,11 @@
 
 use super::ssf::SsfState;
 use crate::ids::LeaseId;
+use crate::outbox::OutboxStats;
 use crate::retry::Decision;
 use crate::ssf::{
-    ClaimedSet, NewSet, PollBatch, PollRequest, SetFilter, SetKind, SetRedrive, SetResult,
-    SetState, SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus,
+    ClaimedSet, FailedSetFilter, NewSet, PollBatch, PollRequest, SetFilter, SetKind, SetRedrive,
+    SetResult, SetState, SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus,
 };
 use crate::store::{Page, millis};
 use chrono::{DateTime, Duration, Utc};
@@ -282,6 +283,12 @@ impl SsfState {
                     .as_ref()
                     .is_none_or(|s| *s == r.set.stream_id)
             })
+            .filter(|r| {
+                filter
+                    .receiver_id
+                    .as_ref()
+                    .is_none_or(|s| *s == r.set.receiver_id)
+            })
             .filter(|r| filter.state.is_none_or(|s| s == r.state))
             .filter(|r| filter.kind.is_none_or(|k| k == r.set.kind))
             .take(take.saturating_add(1))
@@ -309,9 +316,58 @@ impl SsfState {
         SetRedrive::Requeued
     }
 
-    /// Pending and in-flight rows.
-    pub(super) fn pending(&self) -> u64 {
-        self.sets.values().filter(|r| r.live()).count() as u64
+    /// The ids of up to `limit` failed rows matching `filter` after `after`, in id order.
+    pub(super) fn failed_sets(
+        &self,
+        filter: &FailedSetFilter,
+        after: &str,
+        limit: usize,
+    ) -> Vec<String> {
+        let since = filter.failed_since.map(millis);
+        let before = filter.failed_before.map(millis);
+        self.sets
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+            .map(|(_, r)| &r.row)
+            .filter(|r| r.state == SetState::Failed)
+            .filter(|r| {
+                filter
+                    .stream_id
+                    .as_ref()
+                    .is_none_or(|s| *s == r.set.stream_id)
+            })
+            .filter(|r| {
+                filter
+                    .receiver_id
+                    .as_ref()
+                    .is_none_or(|s| *s == r.set.receiver_id)
+            })
+            .filter(|r| filter.kind.is_none_or(|k| k == r.set.kind))
+            .filter(|r| since.is_none_or(|at| r.updated_at >= at))
+            .filter(|r| before.is_none_or(|at| r.updated_at < at))
+            .take(limit)
+            .map(|r| r.set.id.clone())
+            .collect()
+    }
+
+    /// Counts of waiting and dead-letter rows, and the oldest due row, as of `now`.
+    pub(super) fn stats(&self, now: DateTime<Utc>) -> OutboxStats {
+        let mut stats = OutboxStats::default();
+        for row in self.sets.values() {
+            match row.row.state {
+                SetState::Pending => stats.pending += 1,
+                SetState::InFlight => stats.in_flight += 1,
+                SetState::Failed => stats.failed += 1,
+                SetState::Delivered | SetState::Cancelled => continue,
+            }
+            if let Some(due) = row
+                .row
+                .next_attempt_at
+                .filter(|at| row.live() && *at <= now)
+            {
+                stats.oldest_due_at = Some(stats.oldest_due_at.map_or(due, |old| old.min(due)));
+            }
+        }
+        stats
     }
 
     /// Deletes up to `limit` finished rows last changed before `before`.

@@ -4,6 +4,7 @@
 use super::MemoryStore;
 use super::sets::SetRow;
 use crate::ids::LeaseId;
+use crate::outbox::OutboxStats;
 use crate::ssf::{
     ClaimedSet, FanoutStream, NewSet, PollBatch, PollRequest, SetFilter, SetRedrive, SetResult,
     SsfReceiver, SsfStream, StoredSet, StreamStatus, VerifyOutcome,
@@ -322,8 +323,8 @@ impl SsfStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn pending_sets(&self) -> Result<u64, StoreError> {
-        Ok(self.lock().await.ssf.pending())
+    async fn set_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        Ok(self.lock().await.ssf.stats(now))
     }
 
     async fn prune_sets(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {

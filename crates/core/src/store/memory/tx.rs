@@ -9,7 +9,7 @@ use crate::metadata::SessionMetadata;
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
-use crate::ssf::{FanoutStream, NewSet};
+use crate::ssf::{FailedSetFilter, FanoutStream, NewSet};
 use crate::store::backend::{Ending, EndingSet, Tx};
 use crate::store::{StoreError, millis};
 use async_trait::async_trait;
@@ -237,6 +237,22 @@ impl Tx for MemoryTx {
 
     async fn insert_sets(&mut self, rows: &[NewSet]) -> Result<(), StoreError> {
         self.state.ssf.insert_sets(rows);
+        Ok(())
+    }
+
+    async fn failed_sets(
+        &mut self,
+        filter: &FailedSetFilter,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(self.state.ssf.failed_sets(filter, after, limit))
+    }
+
+    async fn requeue_sets(&mut self, ids: &[String], now: DateTime<Utc>) -> Result<(), StoreError> {
+        for id in ids {
+            self.state.ssf.redrive(id, millis(now));
+        }
         Ok(())
     }
 

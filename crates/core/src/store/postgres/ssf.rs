@@ -5,11 +5,14 @@
 
 use super::{PostgresStore, announce_sets, db};
 use crate::ids::LeaseId;
+use crate::outbox::OutboxStats;
 use crate::ssf::{
     ClaimedSet, NewSet, PollBatch, PollRequest, SetFilter, SetRedrive, SetResult, SsfReceiver,
     SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
 use crate::store::backend::Backend;
+use crate::store::sql::ms;
+use crate::store::sql::rows::{StatsRow, stats};
 use crate::store::sql::sets::SetStatements;
 use crate::store::sql::ssf::{ReceiverKey, SsfStatements};
 use crate::store::{Page, SsfStore, StoreError};
@@ -228,9 +231,21 @@ impl SsfStore for PostgresStore {
         })
     }
 
-    async fn pending_sets(&self) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        Postgres::pending_sets(&mut conn).await
+    /// Counts per waiting and dead-letter state (over `ssf_sets_state`) and the oldest due
+    /// row (first entry of `ssf_sets_due`).
+    async fn set_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        let counts: StatsRow = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM ssf_sets WHERE state = 'pending'), \
+             (SELECT count(*) FROM ssf_sets WHERE state = 'in_flight'), \
+             (SELECT count(*) FROM ssf_sets WHERE state = 'failed'), \
+             (SELECT MIN(next_attempt_at) FROM ssf_sets \
+             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= $1)",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        stats(counts)
     }
 
     async fn prune_sets(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {

@@ -1,14 +1,18 @@
 //! The statements of a bulk re-drive both SQL databases run alike: the selection of dead
-//! letters and the idempotency keys. Like [`super::shared`], a trait with one blanket
+//! letters (deliveries and SETs), the requeue of failed SETs, and the idempotency keys. Like [`super::shared`], a trait with one blanket
 //! implementation, so the bounds that bind and decode these values are written once.
 
 use super::{Dialect, db, from_ms, limit, ms, unsigned};
 use crate::ids::DeliveryId;
 use crate::outbox::{FailedFilter, IdempotentRequest, StoredKey};
+use crate::ssf::FailedSetFilter;
 use crate::store::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
+
+/// Most SET rows one statement of a bulk re-drive puts back.
+const REQUEUE_CHUNK: usize = 100;
 
 /// A row of `idempotency_keys`.
 #[derive(sqlx::FromRow)]
@@ -29,6 +33,21 @@ pub(in crate::store) trait RedriveStatements: Dialect {
         after: &str,
         take: usize,
     ) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// [`crate::store::Tx::failed_sets`].
+    async fn failed_sets(
+        conn: &mut Self::Connection,
+        filter: &FailedSetFilter,
+        after: &str,
+        take: usize,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// [`crate::store::Tx::requeue_sets`], without the announcement.
+    async fn requeue_sets(
+        conn: &mut Self::Connection,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// [`crate::store::Tx::insert_key`].
     async fn insert_key(
@@ -100,6 +119,64 @@ where
             .push(DB::FOR_UPDATE);
         let rows: Vec<(String,)> = sql.build_query_as().fetch_all(conn).await.map_err(db)?;
         Ok(rows.into_iter().map(|(id,)| DeliveryId::new(id)).collect())
+    }
+
+    async fn failed_sets(
+        conn: &mut DB::Connection,
+        filter: &FailedSetFilter,
+        after: &str,
+        take: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut sql: QueryBuilder<DB> =
+            QueryBuilder::new("SELECT id FROM ssf_sets WHERE state = 'failed' AND id > ");
+        sql.push_bind(after.to_owned());
+        if let Some(stream) = &filter.stream_id {
+            sql.push(" AND stream_id = ").push_bind(stream.clone());
+        }
+        if let Some(receiver) = &filter.receiver_id {
+            sql.push(" AND receiver_id = ").push_bind(receiver.clone());
+        }
+        if let Some(kind) = filter.kind {
+            sql.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(since) = filter.failed_since {
+            sql.push(" AND updated_at >= ").push_bind(ms(since));
+        }
+        if let Some(before) = filter.failed_before {
+            sql.push(" AND updated_at < ").push_bind(ms(before));
+        }
+        sql.push(" ORDER BY id ")
+            .push(DB::LIMIT)
+            .push_bind(limit(take))
+            .push(DB::FOR_UPDATE);
+        let rows: Vec<(String,)> = sql.build_query_as().fetch_all(conn).await.map_err(db)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn requeue_sets(
+        conn: &mut DB::Connection,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for chunk in ids.chunks(REQUEUE_CHUNK) {
+            let mut sql: QueryBuilder<DB> = QueryBuilder::new(
+                "UPDATE ssf_sets SET state = 'pending', attempts = 0, lease_id = NULL, \
+                 lease_until = NULL, next_attempt_at = ",
+            );
+            sql.push_bind(ms(now))
+                .push(", budget_started_at = ")
+                .push_bind(ms(now))
+                .push(", updated_at = ")
+                .push_bind(ms(now))
+                .push(" WHERE state = 'failed' AND id IN (");
+            let mut list = sql.separated(", ");
+            for id in chunk {
+                list.push_bind(id.clone());
+            }
+            sql.push(")");
+            sql.build().execute(&mut *conn).await.map_err(db)?;
+        }
+        Ok(())
     }
 
     async fn insert_key(

@@ -81,9 +81,6 @@ pub(in crate::store) trait SetStatements: Dialect {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Pending and in-flight rows.
-    async fn pending_sets(conn: &mut Self::Connection) -> Result<u64, StoreError>;
-
     /// Deletes up to `take` delivered, failed and cancelled rows last changed before `before`.
     async fn prune_sets(
         conn: &mut Self::Connection,
@@ -368,6 +365,9 @@ where
         if let Some(stream) = &filter.stream_id {
             sql.push(" AND stream_id = ").push_bind(stream.clone());
         }
+        if let Some(receiver) = &filter.receiver_id {
+            sql.push(" AND receiver_id = ").push_bind(receiver.clone());
+        }
         if let Some(state) = filter.state {
             sql.push(" AND state = ")
                 .push_bind(state.as_str().to_owned());
@@ -420,16 +420,6 @@ where
         .await
         .map_err(db)?;
         Ok(DB::affected(&done) > 0)
-    }
-
-    async fn pending_sets(conn: &mut DB::Connection) -> Result<u64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as::<DB, _>(
-            "SELECT COUNT(*) FROM ssf_sets WHERE state IN ('pending', 'in_flight')",
-        )
-        .fetch_one(conn)
-        .await
-        .map_err(db)?;
-        Ok(n.unsigned_abs())
     }
 
     async fn prune_sets(

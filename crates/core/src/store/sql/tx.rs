@@ -17,7 +17,7 @@ use crate::metadata::SessionMetadata;
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{DeliveryState, FailedFilter, IdempotentRequest, NewDelivery, StoredKey};
 use crate::session::{Session, SessionClient, joined_once};
-use crate::ssf::{FanoutStream, NewSet};
+use crate::ssf::{FailedSetFilter, FanoutStream, NewSet};
 use crate::store::StoreError;
 use crate::store::backend::{Ending, EndingSet, Tx};
 use async_trait::async_trait;
@@ -231,6 +231,23 @@ impl<T: SqlTx> Tx for T {
             return Ok(());
         }
         T::Db::insert_sets(self.conn(), rows).await?;
+        self.tell_set_workers().await
+    }
+
+    async fn failed_sets(
+        &mut self,
+        filter: &FailedSetFilter,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        T::Db::failed_sets(self.conn(), filter, after, limit).await
+    }
+
+    async fn requeue_sets(&mut self, ids: &[String], now: DateTime<Utc>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        T::Db::requeue_sets(self.conn(), ids, now).await?;
         self.tell_set_workers().await
     }
 

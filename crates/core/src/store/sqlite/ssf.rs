@@ -4,17 +4,29 @@
 
 use super::{SqliteStore, db};
 use crate::ids::LeaseId;
+use crate::outbox::OutboxStats;
 use crate::ssf::{
     ClaimedSet, NewSet, PollBatch, PollRequest, SetFilter, SetRedrive, SetResult, SsfReceiver,
     SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
 use crate::store::backend::Backend;
+use crate::store::sql::ms;
+use crate::store::sql::rows::{StatsRow, stats};
 use crate::store::sql::sets::SetStatements;
 use crate::store::sql::ssf::{ReceiverKey, SsfStatements};
 use crate::store::{Page, SsfStore, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Sqlite;
+
+/// The SET gauges: counts per waiting and dead-letter state (index-only over
+/// `ssf_sets_state`) and the oldest due row (the first entry of `ssf_sets_due`; `INDEXED BY`
+/// keeps the planner from reading every waiting row through `ssf_sets_state` instead).
+const SET_STATS: &str = "SELECT (SELECT COUNT(*) FROM ssf_sets WHERE state = 'pending'), \
+     (SELECT COUNT(*) FROM ssf_sets WHERE state = 'in_flight'), \
+     (SELECT COUNT(*) FROM ssf_sets WHERE state = 'failed'), \
+     (SELECT MIN(next_attempt_at) FROM ssf_sets INDEXED BY ssf_sets_due \
+     WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)";
 
 #[async_trait]
 impl SsfStore for SqliteStore {
@@ -221,9 +233,13 @@ impl SsfStore for SqliteStore {
         })
     }
 
-    async fn pending_sets(&self) -> Result<u64, StoreError> {
-        let mut conn = self.reader.acquire().await.map_err(db)?;
-        Sqlite::pending_sets(&mut conn).await
+    async fn set_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        let counts: StatsRow = sqlx::query_as(SET_STATS)
+            .bind(ms(now))
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        stats(counts)
     }
 
     async fn prune_sets(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
@@ -238,4 +254,39 @@ impl SsfStore for SqliteStore {
 /// and long polls re-check the database on their own schedule.
 async fn announce_sets(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SET_STATS;
+    use crate::store::sqlite::SqliteStore;
+
+    /// The gauges' query reads indexes only: no scan of the SET table at a scrape.
+    #[tokio::test]
+    async fn the_set_gauges_read_indexes_not_the_table() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {SET_STATS}"
+        )))
+        .bind(0_i64)
+        .fetch_all(&store.writer)
+        .await
+        .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        let counts = steps
+            .iter()
+            .filter(|s| s.contains("USING COVERING INDEX ssf_sets_state (state=?)"))
+            .count();
+        assert_eq!(counts, 3, "{steps:?}");
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("USING INDEX ssf_sets_due (next_attempt_at<?)")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.starts_with("SCAN ssf_sets")),
+            "{steps:?}"
+        );
+    }
 }
