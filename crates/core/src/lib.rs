@@ -81,11 +81,11 @@ mod verify;
 
 pub use alg::{SigningAlg, TokenTyp};
 pub use api::{
-    AppState, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_LONG_POLL, DEFAULT_POLL_RECHECK,
-    DEFAULT_TAKE as DEFAULT_PAGE_TAKE, MAX_EXCLUDED_SUBJECTS, MAX_LISTED_RESULTS, MAX_POLL_EVENTS,
-    MAX_TAKE as MAX_PAGE_TAKE, MAX_WAIT_MS, MintError, MintSet, POLL_LEASE_SECS, RECHECK_INTERVAL,
-    SsfApi, Waits, openapi::BEARER, openapi::REGENERATE, openapi::document as openapi_document,
-    openapi::to_json as openapi_json, router,
+    AppState, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_LONG_POLL, DEFAULT_POLL_LEASE,
+    DEFAULT_POLL_RECHECK, DEFAULT_TAKE as DEFAULT_PAGE_TAKE, MAX_EXCLUDED_SUBJECTS,
+    MAX_LISTED_RESULTS, MAX_POLL_EVENTS, MAX_TAKE as MAX_PAGE_TAKE, MAX_WAIT_MS, MintError,
+    MintSet, RECHECK_INTERVAL, SsfApi, Waits, openapi::BEARER, openapi::REGENERATE,
+    openapi::document as openapi_document, openapi::to_json as openapi_json, router,
 };
 pub use clients::{
     InitiatorMode, LogoutInitiators, MetadataOptIn, OidcLogout, RateLimit, RelyingParty,

@@ -158,6 +158,11 @@ pub struct Knobs {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssf: Option<bool>,
+    /// How long a SET handed out by an SSF poll waits for its acknowledgement, in seconds,
+    /// before a later poll hands it out again (1-86400).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssf_poll_lease_seconds: Option<u64>,
 }
 
 /// A switch that is off says nothing, so a layer above cannot turn off what one below turned
@@ -248,6 +253,7 @@ impl Knobs {
             operator_webhook_url: None,
             operator_webhook_secret_file: None,
             ssf: Some(DEFAULT_SSF),
+            ssf_poll_lease_seconds: Some(crate::api::DEFAULT_POLL_LEASE.as_secs()),
         }
     }
 }
