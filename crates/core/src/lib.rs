@@ -161,11 +161,11 @@ pub use server::{
 pub use session::{Device, Session, SessionClient};
 pub use ssf::{
     ClaimedSet, EVENTS_SUPPORTED, FanoutStream, MIN_VERIFICATION_INTERVAL_SECS, NewSet,
-    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, PushVerdict, ReceiverScope, SESSION_REVOKED,
-    STREAM_UPDATED, SetError, SetFilter, SetKind, SetMintError, SetRedrive, SetResult, SetState,
-    SetWorker, SetWorkerParts, SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus,
-    VERIFICATION, VerifyOutcome, decide_push, excluded, initiating_entity, mint as mint_set,
-    plan_sets, set_claims,
+    POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest, PushRoom, PushVerdict, ReceiverScope,
+    SESSION_REVOKED, STREAM_UPDATED, SetError, SetFilter, SetKind, SetMintError, SetRedrive,
+    SetResult, SetState, SetWorker, SetWorkerParts, SsfReceiver, SsfStream, StoredSet,
+    StreamDelivery, StreamStatus, VERIFICATION, VerifyOutcome, decide_push, excluded,
+    initiating_entity, mint as mint_set, plan_sets, set_claims,
 };
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;

@@ -9,7 +9,7 @@ use super::ssf::{new_set, push, receiver_with_stream};
 use super::ssf_delivery::poll_of;
 use chrono::Duration;
 use futures_util::FutureExt;
-use logoutd_core::{Initiator, SetKind, Stores, StreamDelivery, VerifyOutcome};
+use logoutd_core::{Initiator, PushRoom, SetKind, Stores, StreamDelivery, VerifyOutcome};
 use std::collections::HashSet;
 
 /// Ends `n` sessions of user `u1` (client `c1`) on `node`.
@@ -68,7 +68,11 @@ async fn two_nodes_claim_each_push_set_once() {
     let drain = |node: Stores| async move {
         let mut mine = Vec::new();
         loop {
-            let batch = node.ssf.claim_push(t(10_000), lease(), 7).await.unwrap();
+            let batch = node
+                .ssf
+                .claim_push(t(10_000), lease(), 7, &PushRoom::unlimited())
+                .await
+                .unwrap();
             if batch.is_empty() {
                 return mine;
             }
