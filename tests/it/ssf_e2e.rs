@@ -1,9 +1,11 @@
 //! The SSF transmitter end to end, on real processes: `logoutd serve --ssf true` and
 //! `logoutd mock-ssf`, the strict receiver, which creates its own stream, checks every SET and
 //! records it. A session end reaches the receiver as signed `session-revoked` SETs sharing the
-//! end's `txn`; a verification request reaches it with its `state`.
+//! end's `txn`; a verification request reaches it with its `state`; a stream's backlog goes
+//! out as fast as its receiver answers.
 
 use crate::support::serve_process::ServeProcess;
+use crate::support::ssf::{MockSsfProcess, Receiver as SsfReceiver, session};
 use logoutd_core::{SESSION_REVOKED, SetReceipt, VERIFICATION};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -165,4 +167,31 @@ async fn a_verification_request_is_pushed_with_its_state() {
         claims["sub_id"],
         json!({"format": "opaque", "id": stream_id})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streams_backlog_goes_out_as_fast_as_its_receiver_answers() {
+    const BACKLOG: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(dir.path(), &["--ssf", "true"]).await;
+    let siem = SsfReceiver::register(&serve, "siem").await;
+    let mock = MockSsfProcess::start(dir.path(), &serve.base, &siem, &[]).await;
+    let stream = siem.stream_id(&serve.base).await;
+    siem.set_status(&serve.base, &stream, "paused").await;
+    for i in 0..BACKLOG {
+        session(&serve, &format!("s-{i}"), "u-1").await;
+    }
+    let (status, ended) = serve
+        .call(Method::DELETE, "/api/v2/users/u-1/sessions", None)
+        .await;
+    assert_eq!(status, 202, "{ended}");
+    let released = std::time::Instant::now();
+    siem.set_status(&serve.base, &stream, "enabled").await;
+    let got = mock.receipts(BACKLOG).await;
+    let took = released.elapsed();
+    eprintln!("a backlog of {BACKLOG} SETs pushed in {took:?}");
+    assert_eq!(got.len(), BACKLOG);
+    assert!(got.iter().all(|r| r.valid && r.status == Some(202)));
+    // Four at a time, each slot taken again as soon as it frees: not four per claim interval.
+    assert!(took < Duration::from_secs(4), "{took:?}");
 }

@@ -7,6 +7,7 @@ pub mod mock_rp_process;
 pub mod process;
 pub mod recording_rp;
 pub mod serve_process;
+pub mod ssf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -206,6 +206,7 @@ pub fn settings(dir: &Path, store: String) -> Settings {
         http: logoutd_core::HttpSettings::default(),
         operator_webhook: None,
         ssf: false,
+        ssf_poll_lease: logoutd_core::DEFAULT_POLL_LEASE,
         sender: SenderConfig {
             policy: NetPolicy {
                 allow_insecure: true,

@@ -81,11 +81,11 @@ mod verify;
 
 pub use alg::{SigningAlg, TokenTyp};
 pub use api::{
-    AppState, CONSOLE_CSP, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_LONG_POLL,
+    AppState, CONSOLE_CSP, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_LONG_POLL, DEFAULT_POLL_LEASE,
     DEFAULT_POLL_RECHECK, DEFAULT_TAKE as DEFAULT_PAGE_TAKE, MAX_EXCLUDED_SUBJECTS,
     MAX_LISTED_RESULTS, MAX_POLL_EVENTS, MAX_TAKE as MAX_PAGE_TAKE, MAX_WAIT_MS, MintError,
-    MintSet, POLL_LEASE_SECS, RECHECK_INTERVAL, STATS_MINUTES, STATS_TTL, SsfApi, StatsCache,
-    Waits, openapi::BEARER, openapi::REGENERATE, openapi::document as openapi_document,
+    MintSet, RECHECK_INTERVAL, STATS_MINUTES, STATS_TTL, SsfApi, StatsCache, Waits,
+    openapi::BEARER, openapi::REGENERATE, openapi::document as openapi_document,
     openapi::to_json as openapi_json, router,
 };
 pub use clients::{
@@ -163,8 +163,8 @@ pub use session::{Device, Session, SessionClient};
 pub use ssf::{
     ClaimedSet, EVENTS_SUPPORTED, FailedSetFilter, FanoutStream, InitiatingEntity,
     MIN_VERIFICATION_INTERVAL_SECS, NewSet, POLL_METHOD, PUSH_METHOD, PollBatch, PollRequest,
-    PushVerdict, ReceiverScope, SESSION_REVOKED, STREAM_UPDATED, SetError, SetFilter, SetKind,
-    SetMintError, SetRedrive, SetResult, SetState, SetWorker, SetWorkerParts, SsfReceiver,
+    PushRoom, PushVerdict, ReceiverScope, SESSION_REVOKED, STREAM_UPDATED, SetError, SetFilter,
+    SetKind, SetMintError, SetRedrive, SetResult, SetState, SetWorker, SetWorkerParts, SsfReceiver,
     SsfStream, StoredSet, StreamDelivery, StreamStatus, VERIFICATION, VerifyOutcome, decide_push,
     excluded, initiating_entity, mint as mint_set, plan_sets, set_claims,
 };

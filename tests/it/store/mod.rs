@@ -145,6 +145,7 @@ macro_rules! conformance {
                 ssf::deleting_a_stream_or_its_receiver_cancels_its_sets,
                 ssf::a_session_end_with_sets_wakes_the_set_worker,
                 ssf_delivery::push_rows_are_claimed_under_a_lease_recorded_released_and_reclaimed,
+                ssf_delivery::a_push_claim_takes_each_streams_oldest_rows_up_to_its_room,
                 ssf_delivery::a_poll_applies_acks_then_errors_then_hands_out_the_oldest,
                 ssf_delivery::an_expired_poll_lease_hands_the_row_out_again_with_its_jti,
                 ssf_delivery::verification_keeps_the_minimum_interval_per_stream,

@@ -10,7 +10,7 @@ use super::ssf_delivery::poll_of;
 use chrono::Duration;
 use futures_util::FutureExt;
 use logoutd_core::{
-    BulkRedrive, FailedSetFilter, Initiator, SetError, SetKind, Stores, StreamDelivery,
+    BulkRedrive, FailedSetFilter, Initiator, PushRoom, SetError, SetKind, Stores, StreamDelivery,
     VerifyOutcome,
 };
 use std::collections::HashSet;
@@ -71,7 +71,11 @@ async fn two_nodes_claim_each_push_set_once() {
     let drain = |node: Stores| async move {
         let mut mine = Vec::new();
         loop {
-            let batch = node.ssf.claim_push(t(10_000), lease(), 7).await.unwrap();
+            let batch = node
+                .ssf
+                .claim_push(t(10_000), lease(), 7, &PushRoom::unlimited())
+                .await
+                .unwrap();
             if batch.is_empty() {
                 return mine;
             }

@@ -4,6 +4,7 @@
 use super::claims::lease;
 use super::fixtures::*;
 use chrono::{DateTime, Utc};
+use logoutd_core::PushRoom;
 use logoutd_core::{
     ClientId, EndTarget, EventId, InitiatingEntity, Initiator, NewSet, ReceiverScope,
     SESSION_REVOKED, SessionId, SetFilter, SetKind, SetState, SsfReceiver, SsfStream, StoredSet,
@@ -454,7 +455,7 @@ pub async fn a_paused_stream_holds_its_sets_until_enabled_then_releases_them_in_
     // Held: neither pushed nor handed to a poll.
     assert!(
         s.ssf
-            .claim_push(t(9_000), lease(), 10)
+            .claim_push(t(9_000), lease(), 10, &PushRoom::unlimited())
             .await
             .unwrap()
             .is_empty()
@@ -477,7 +478,11 @@ pub async fn a_paused_stream_holds_its_sets_until_enabled_then_releases_them_in_
         rows.iter()
             .all(|r| r.next_attempt_at == Some(t(20_000)) && r.budget_started_at == t(20_000))
     );
-    let claimed = s.ssf.claim_push(t(20_000), lease(), 10).await.unwrap();
+    let claimed = s
+        .ssf
+        .claim_push(t(20_000), lease(), 10, &PushRoom::unlimited())
+        .await
+        .unwrap();
     let sids: Vec<_> = claimed
         .iter()
         .map(|c| c.row.set.payload["sid"].clone())
@@ -507,7 +512,11 @@ pub async fn disabling_cancels_waiting_sets_but_keeps_its_stream_updated_row(s: 
             .await
             .unwrap();
     }
-    let leased = s.ssf.claim_push(t(1_100), lease(), 1).await.unwrap();
+    let leased = s
+        .ssf
+        .claim_push(t(1_100), lease(), 1, &PushRoom::unlimited())
+        .await
+        .unwrap();
     assert_eq!(leased.len(), 1);
     let updated = NewSet {
         payload: json!({"status": "disabled"}),
@@ -536,7 +545,11 @@ pub async fn disabling_cancels_waiting_sets_but_keeps_its_stream_updated_row(s: 
     assert_eq!(rows[0].updated_at, t(2_000));
     // The stream_updated row is pushed although the stream is disabled; the cancelled ones
     // are not, and a late result for the cancelled claim is ignored.
-    let pushed = s.ssf.claim_push(t(3_000), lease(), 10).await.unwrap();
+    let pushed = s
+        .ssf
+        .claim_push(t(3_000), lease(), 10, &PushRoom::unlimited())
+        .await
+        .unwrap();
     assert_eq!(pushed.len(), 1);
     assert_eq!(pushed[0].row.set.id, updated.id);
     let late = super::ssf_delivery::delivered(&leased[0], t(3_000));

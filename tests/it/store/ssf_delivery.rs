@@ -6,6 +6,7 @@ use super::claims::lease;
 use super::fixtures::*;
 use super::ssf::{new_set, push, receiver_with_stream, sets_of, waiting_sets};
 use chrono::{DateTime, Duration, Utc};
+use logoutd_core::PushRoom;
 use logoutd_core::{
     ClaimedSet, Decision, Initiator, PollRequest, SetError, SetFilter, SetKind, SetRedrive,
     SetResult, SetState, Stores, StreamDelivery, StreamStatus, Terminal, VerifyOutcome,
@@ -67,7 +68,11 @@ pub async fn push_rows_are_claimed_under_a_lease_recorded_released_and_reclaimed
         authorization_header: None,
     };
     s.ssf.update_stream(&st).await.unwrap();
-    let first = s.ssf.claim_push(t(1_500), lease(), 10).await.unwrap();
+    let first = s
+        .ssf
+        .claim_push(t(1_500), lease(), 10, &PushRoom::unlimited())
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     let c = &first[0];
     assert_eq!(
@@ -102,7 +107,11 @@ pub async fn push_rows_are_claimed_under_a_lease_recorded_released_and_reclaimed
         (Some(t(5_000)), Some("status 503"))
     );
     // Both due now, oldest first; a release gives one back without counting an attempt.
-    let both = s.ssf.claim_push(t(5_000), lease(), 10).await.unwrap();
+    let both = s
+        .ssf
+        .claim_push(t(5_000), lease(), 10, &PushRoom::unlimited())
+        .await
+        .unwrap();
     let sids: Vec<_> = both
         .iter()
         .map(|c| c.row.set.payload["sid"].clone())
@@ -118,12 +127,16 @@ pub async fn push_rows_are_claimed_under_a_lease_recorded_released_and_reclaimed
     );
     // An expired lease is claimed again; the old holder's result is then ignored.
     assert_eq!(
-        s.ssf.claim_push(t(5_100), lease(), 10).await.unwrap().len(),
+        s.ssf
+            .claim_push(t(5_100), lease(), 10, &PushRoom::unlimited())
+            .await
+            .unwrap()
+            .len(),
         1
     );
     let again = s
         .ssf
-        .claim_push(t(5_000) + lease(), lease(), 10)
+        .claim_push(t(5_000) + lease(), lease(), 10, &PushRoom::unlimited())
         .await
         .unwrap();
     assert_eq!(again.len(), 1, "only the expired lease");
@@ -153,6 +166,66 @@ pub async fn push_rows_are_claimed_under_a_lease_recorded_released_and_reclaimed
             .await
             .iter()
             .all(|r| r.state == SetState::Pending)
+    );
+}
+
+pub async fn a_push_claim_takes_each_streams_oldest_rows_up_to_its_room(s: Stores) {
+    receiver_with_stream(&s, "p", push("p")).await;
+    receiver_with_stream(&s, "q", push("q")).await;
+    end_sessions(&s, &["s1", "s2", "s3", "s4"]).await;
+    let claimed = |c: &[ClaimedSet]| -> Vec<(String, String)> {
+        c.iter()
+            .map(|c| {
+                let sid = c.row.set.payload["sid"].as_str().unwrap().to_owned();
+                (c.row.set.stream_id.clone(), sid)
+            })
+            .collect()
+    };
+    let pair = |stream: &str, sid: &str| (stream.to_owned(), sid.to_owned());
+    // Room for two of each stream, q's taken: p's two oldest, q's rows left alone.
+    let mut room = PushRoom::new(2);
+    room.running.insert("st-q".to_owned(), 2);
+    let first = s
+        .ssf
+        .claim_push(t(9_000), lease(), 10, &room)
+        .await
+        .unwrap();
+    assert_eq!(claimed(&first), [pair("st-p", "s1"), pair("st-p", "s2")]);
+    for stream in ["st-p", "st-q"] {
+        let waiting: Vec<_> = sets_of(&s, stream)
+            .await
+            .into_iter()
+            .filter(|r| r.state == SetState::Pending)
+            .map(|r| {
+                (
+                    r.attempts,
+                    r.set.payload["sid"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let left = if stream == "st-p" { 2 } else { 4 };
+        assert_eq!(waiting.len(), left, "{stream}: the rest untouched");
+        assert!(waiting.iter().all(|(attempts, _)| *attempts == 0));
+    }
+    // One slot of q frees, p's are all busy: q's oldest only.
+    room.running.insert("st-p".to_owned(), 2);
+    room.running.insert("st-q".to_owned(), 1);
+    let second = s
+        .ssf
+        .claim_push(t(9_000), lease(), 10, &room)
+        .await
+        .unwrap();
+    assert_eq!(claimed(&second), [pair("st-q", "s1")]);
+    // With room to spare the limit holds across streams, oldest first (q's s2 ended before
+    // p's s3, and each end wrote p's row before q's).
+    let rest = s
+        .ssf
+        .claim_push(t(9_000), lease(), 3, &PushRoom::new(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed(&rest),
+        [pair("st-q", "s2"), pair("st-p", "s3"), pair("st-q", "s3")]
     );
 }
 
@@ -316,7 +389,11 @@ pub async fn verification_keeps_the_minimum_interval_per_stream(s: Stores) {
 pub async fn a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows(s: Stores) {
     receiver_with_stream(&s, "p", push("p")).await;
     end_sessions(&s, &["s1", "s2", "s3", "s4"]).await;
-    let claimed = s.ssf.claim_push(t(9_000), lease(), 3).await.unwrap();
+    let claimed = s
+        .ssf
+        .claim_push(t(9_000), lease(), 3, &PushRoom::unlimited())
+        .await
+        .unwrap();
     let give_up = Decision::GiveUp(Terminal::Refused(410).into());
     s.ssf
         .record_set(&delivered(&claimed[0], t(9_100)))
@@ -408,7 +485,11 @@ pub async fn a_redrive_keeps_the_jti_and_prune_removes_only_old_finished_rows(s:
 pub async fn retention_prunes_finished_sets_with_the_rest(s: Stores) {
     receiver_with_stream(&s, "p", push("p")).await;
     end_sessions(&s, &["s1", "s2"]).await;
-    let claimed = s.ssf.claim_push(t(9_000), lease(), 1).await.unwrap();
+    let claimed = s
+        .ssf
+        .claim_push(t(9_000), lease(), 1, &PushRoom::unlimited())
+        .await
+        .unwrap();
     s.ssf
         .record_set(&delivered(&claimed[0], t(9_100)))
         .await

@@ -9,7 +9,8 @@ use super::ssf_delivery::{delivered, poll_of};
 use chrono::{DateTime, Duration, Utc};
 use logoutd_core::{
     BulkRedrive, ClaimedSet, Decision, FailedFilter, FailedSetFilter, IdempotentRequest, Initiator,
-    OutboxStats, SetKind, SetResult, SetState, StoredSet, Stores, StreamDelivery, Terminal,
+    OutboxStats, PushRoom, SetKind, SetResult, SetState, StoredSet, Stores, StreamDelivery,
+    Terminal,
 };
 
 /// A 410 for `claim` at `at`: given up at once, the row failed.
@@ -64,7 +65,11 @@ pub async fn bulk_set_redrive_takes_exactly_the_failed_rows_matching_every_filte
         .request_verification("p", "st-p", &verification, min, t(3_000))
         .await
         .unwrap();
-    let claims = s.ssf.claim_push(t(4_000), lease(), 10).await.unwrap();
+    let claims = s
+        .ssf
+        .claim_push(t(4_000), lease(), 10, &PushRoom::unlimited())
+        .await
+        .unwrap();
     assert_eq!(claims.len(), 5);
     let p1 = find(&claims, "st-p", SetKind::SessionRevoked, "s1");
     let p2 = find(&claims, "st-p", SetKind::SessionRevoked, "s2");
@@ -137,7 +142,11 @@ pub async fn bulk_set_redrive_takes_exactly_the_failed_rows_matching_every_filte
         "only failed rows"
     );
     // The re-driven rows are pushed again.
-    let pushed = s.ssf.claim_push(t(9_500), lease(), 10).await.unwrap();
+    let pushed = s
+        .ssf
+        .claim_push(t(9_500), lease(), 10, &PushRoom::unlimited())
+        .await
+        .unwrap();
     assert_eq!(pushed.len(), 4);
 }
 
@@ -149,7 +158,11 @@ pub async fn bulk_set_redrive_pages_through_more_than_one_batch_once_each(s: Sto
         create(&s, &session(&format!("s{i:04}"), "u1", &["c1"])).await;
     }
     end_user(&s, "u1", Initiator::RpLogout, t(2_000)).await;
-    let claims = s.ssf.claim_push(t(2_000), lease(), 1_000).await.unwrap();
+    let claims = s
+        .ssf
+        .claim_push(t(2_000), lease(), 1_000, &PushRoom::unlimited())
+        .await
+        .unwrap();
     assert_eq!(claims.len(), n);
     for claim in &claims {
         assert!(s.ssf.record_set(&given_up(claim, t(2_100))).await.unwrap());
@@ -173,7 +186,11 @@ pub async fn a_set_redrive_key_replays_and_belongs_to_one_operation(s: Stores) {
     let fail = |at: i64| {
         let s = s.clone();
         async move {
-            let claims = s.ssf.claim_push(t(at), lease(), 10).await.unwrap();
+            let claims = s
+                .ssf
+                .claim_push(t(at), lease(), 10, &PushRoom::unlimited())
+                .await
+                .unwrap();
             assert_eq!(claims.len(), 1);
             s.ssf
                 .record_set(&given_up(&claims[0], t(at)))
@@ -225,7 +242,11 @@ pub async fn set_stats_count_waiting_and_dead_rows_and_the_oldest_due(s: Stores)
     assert_eq!(counts(stats(500).await), (4, 0, 0, None), "none due yet");
     assert_eq!(counts(stats(2_500).await), (4, 0, 0, Some(t(1_000))));
 
-    let claims = s.ssf.claim_push(t(3_000), lease(), 10).await.unwrap();
+    let claims = s
+        .ssf
+        .claim_push(t(3_000), lease(), 10, &PushRoom::unlimited())
+        .await
+        .unwrap();
     assert_eq!(claims.len(), 2);
     assert!(
         s.ssf

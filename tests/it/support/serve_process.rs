@@ -45,23 +45,35 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `logoutd serve` on the store and keys under `dir`, with `extra` flags, allowing
-    /// the plain-http loopback URLs of the test RPs (`--allow-insecure-rp-urls`).
+    /// Starts `logoutd serve` on the store and keys under `dir`, with `extra` flags (which may
+    /// give a `--listen` address instead of `127.0.0.1:0`), allowing the plain-http loopback
+    /// URLs of the test RPs (`--allow-insecure-rp-urls`).
     pub async fn start(dir: &Path, extra: &[&str]) -> Self {
-        Self::spawn(dir, true, extra).await
+        Self::spawn(dir, &store_url(dir), true, extra).await
+    }
+
+    /// Starts `logoutd serve` like [`ServeProcess::start`] but on `store` (a PostgreSQL
+    /// database shared by several nodes, say), with the keys under `dir`.
+    pub async fn start_on(dir: &Path, store: &str, extra: &[&str]) -> Self {
+        Self::spawn(dir, store, true, extra).await
     }
 
     /// Starts `logoutd serve` like [`ServeProcess::start`] but with the default URL policy:
     /// https and public addresses only, at registration and at connect time.
     pub async fn start_strict(dir: &Path, extra: &[&str]) -> Self {
-        Self::spawn(dir, false, extra).await
+        Self::spawn(dir, &store_url(dir), false, extra).await
     }
 
-    async fn spawn(dir: &Path, insecure: bool, extra: &[&str]) -> Self {
-        let store = store_url(dir);
+    async fn spawn(dir: &Path, store: &str, insecure: bool, extra: &[&str]) -> Self {
         let keys = dir.join("keys");
+        let default_listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_logoutd"))
-            .args(["serve", "--store", &store, "--listen", "127.0.0.1:0"])
+            .args(["serve", "--store", store])
+            .args(default_listen)
             .arg("--keys-dir")
             .arg(&keys)
             .args(insecure.then_some("--allow-insecure-rp-urls"))
@@ -110,6 +122,12 @@ impl ServeProcess {
             .await
             .expect("logoutd did not stop after SIGTERM")
             .unwrap()
+    }
+
+    /// SIGKILL: no cleanup at all; waits for the process to be gone.
+    pub async fn kill9(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
     }
 
     /// Sends an authenticated API request and returns the status and JSON reply.

@@ -43,8 +43,8 @@ pub use auth::Credentials;
 pub use console::CONSOLE_CSP;
 pub(crate) use error::ApiError;
 pub use ssf::{
-    DEFAULT_LONG_POLL, DEFAULT_POLL_RECHECK, MAX_EXCLUDED_SUBJECTS, MAX_POLL_EVENTS, MintError,
-    MintSet, POLL_LEASE_SECS, SsfApi,
+    DEFAULT_LONG_POLL, DEFAULT_POLL_LEASE, DEFAULT_POLL_RECHECK, MAX_EXCLUDED_SUBJECTS,
+    MAX_POLL_EVENTS, MintError, MintSet, SsfApi,
 };
 pub use stats::{STATS_MINUTES, STATS_TTL, StatsCache};
 pub use wait::{MAX_LISTED_RESULTS, MAX_WAIT_MS, RECHECK_INTERVAL, Waits};

@@ -164,6 +164,11 @@ pub struct Knobs {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logout_token_txn: Option<bool>,
+    /// How long a SET handed out by an SSF poll waits for its acknowledgement, in seconds,
+    /// before a later poll hands it out again (1-86400).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssf_poll_lease_seconds: Option<u64>,
 }
 
 /// A switch that is off says nothing, so a layer above cannot turn off what one below turned
@@ -255,6 +260,7 @@ impl Knobs {
             operator_webhook_secret_file: None,
             ssf: Some(DEFAULT_SSF),
             logout_token_txn: Some(DEFAULT_LOGOUT_TOKEN_TXN),
+            ssf_poll_lease_seconds: Some(crate::api::DEFAULT_POLL_LEASE.as_secs()),
         }
     }
 }

@@ -81,6 +81,8 @@ pub(crate) const DEFAULT_EXPIRY_SWEEP: bool = true;
 pub(crate) const DEFAULT_SSF: bool = false;
 /// Logout tokens carry no `txn` unless the operator asks for it.
 pub(crate) const DEFAULT_LOGOUT_TOKEN_TXN: bool = false;
+/// Longest lease of a SET handed out by a poll: a day.
+pub(crate) const MAX_SSF_POLL_LEASE: Duration = Duration::from_secs(86_400);
 /// How long a failing client goes without a success before the health policy, when on,
 /// pauses it: 6 hours.
 pub(crate) const DEFAULT_HEALTH_PAUSE_AFTER: Duration = Duration::from_secs(6 * 3600);
@@ -253,6 +255,9 @@ pub struct Settings {
     pub operator_webhook: Option<OperatorWebhook>,
     /// Whether the SSF transmitter's routes are served ([`DEFAULT_SSF`]).
     pub ssf: bool,
+    /// How long a SET handed out by a poll waits for its ack before a later poll hands it
+    /// out again ([`crate::api::DEFAULT_POLL_LEASE`], at most [`MAX_SSF_POLL_LEASE`]).
+    pub ssf_poll_lease: Duration,
 }
 
 /// The operator webhook: its URL (checked with the RP URL policy) and signing secret.

@@ -407,3 +407,22 @@ fn ssf_is_off_by_default_and_needs_an_https_issuer_outside_tests() {
             .ssf
     );
 }
+
+#[test]
+fn the_ssf_poll_lease_is_a_minute_by_default_and_at_least_a_second() {
+    let env = Environment::default();
+    let lease = |secs: Option<u64>| {
+        let knobs = Knobs {
+            ssf_poll_lease_seconds: secs,
+            ..Knobs::default()
+        };
+        Settings::from_knobs(knobs, true, &env).map(|s| s.ssf_poll_lease)
+    };
+    assert_eq!(lease(None).unwrap(), Duration::from_secs(60));
+    assert_eq!(lease(Some(2)).unwrap(), Duration::from_secs(2));
+    assert_eq!(lease(Some(86_400)).unwrap(), Duration::from_secs(86_400));
+    for refused in [0, 86_401] {
+        let err = lease(Some(refused)).unwrap_err().to_string();
+        assert!(err.contains("ssf_poll_lease_seconds"), "{err}");
+    }
+}

@@ -32,6 +32,7 @@ impl Settings {
         Ok(Self {
             operator_webhook,
             ssf,
+            ssf_poll_lease: ssf_poll_lease(knobs.ssf_poll_lease_seconds)?,
             listen,
             issuer,
             http: HttpSettings::from_knobs(&knobs)?,
@@ -265,6 +266,21 @@ pub(super) fn ssf(
         ));
     }
     Ok(on)
+}
+
+/// Checks the lease of a SET handed out by a poll: 1 s to [`MAX_SSF_POLL_LEASE`], by default
+/// [`crate::api::DEFAULT_POLL_LEASE`]. A lease shorter than a receiver takes to process a batch
+/// and poll again only makes it receive the batch twice.
+pub(super) fn ssf_poll_lease(secs: Option<u64>) -> Result<Duration, ConfigError> {
+    let max = MAX_SSF_POLL_LEASE.as_secs();
+    let secs = secs.unwrap_or(crate::api::DEFAULT_POLL_LEASE.as_secs());
+    if !(1..=max).contains(&secs) {
+        return Err(invalid(
+            "ssf_poll_lease_seconds",
+            format!("must be between 1 and {max}"),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// Checks a delivery niceness: 0 (the API's priority) to 19 (the lowest).

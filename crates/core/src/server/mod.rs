@@ -133,9 +133,10 @@ pub async fn run(
         metrics,
         body_limit: settings.body_limit,
         waits,
-        ssf: settings
-            .ssf
-            .then(|| api::SsfApi::new(ssf_mint(keys.clone(), settings.issuer.clone()))),
+        ssf: settings.ssf.then(|| api::SsfApi {
+            poll_lease: settings.ssf_poll_lease,
+            ..api::SsfApi::new(ssf_mint(keys.clone(), settings.issuer.clone()))
+        }),
         delivery_stats: api::StatsCache::default(),
     });
     let housekeeping = spawn_housekeeping(&settings, &state, clock.clone(), &shutdown);

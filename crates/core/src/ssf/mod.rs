@@ -25,6 +25,7 @@ use crate::session::Session;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::str::FromStr;
 use utoipa::ToSchema;
 
@@ -310,6 +311,48 @@ pub struct ClaimedSet {
     pub endpoint_url: String,
     /// The `Authorization` header to send, as the stream holds it now.
     pub authorization_header: Option<String>,
+}
+
+/// How many rows of each stream a push claim may take: the streams' share of a worker's
+/// attempts, less the attempts it already has in flight. A claim takes each stream's oldest due
+/// rows and only as many as can start at once, so none is claimed only to be handed back, and
+/// a stream's SETs start in the order they were written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRoom {
+    /// Most attempts of one stream in flight at once.
+    pub per_stream: usize,
+    /// Attempts in flight, by stream.
+    pub running: HashMap<String, usize>,
+}
+
+impl PushRoom {
+    /// Room for `per_stream` attempts of every stream, none running.
+    pub fn new(per_stream: usize) -> Self {
+        Self {
+            per_stream,
+            running: HashMap::new(),
+        }
+    }
+
+    /// No cap: a claim may take every due row.
+    pub fn unlimited() -> Self {
+        Self::new(usize::MAX)
+    }
+
+    /// How many more rows of `stream` a claim may take.
+    pub fn of(&self, stream: &str) -> usize {
+        let running = self.running.get(stream).copied().unwrap_or(0);
+        self.per_stream.saturating_sub(running)
+    }
+
+    /// The streams with no room left, whose rows a claim leaves alone.
+    pub fn full(&self) -> Vec<&str> {
+        self.running
+            .keys()
+            .map(String::as_str)
+            .filter(|stream| self.of(stream) == 0)
+            .collect()
+    }
 }
 
 /// What one push attempt decided, to record.

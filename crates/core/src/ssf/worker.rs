@@ -4,10 +4,16 @@
 //! the decision table of `push`. Attempts run side by side up to a cap, each recorded as soon
 //! as it ends, and no stream holds more than a few of the slots, so a slow receiver never
 //! holds up another's SETs, nor the logout tokens (the dispatcher has its own).
+//!
+//! A claim takes of each stream only as many rows as it has free slots, its oldest due ones
+//! (see [`PushRoom`]), and none of a stream whose slots are all busy: a stream's SETs start in
+//! the order they were written, at most [`PER_STREAM`] at once, and a slot that frees is
+//! taken by the stream's next SET at once. A receiver may still see them out of order by up
+//! to that many (attempts run side by side), and a SET retried after an error comes later.
 
 use super::push::decide_push;
 use super::set::mint;
-use super::{ClaimedSet, SetResult};
+use super::{ClaimedSet, PushRoom, SetResult};
 use crate::alg::SigningAlg;
 use crate::clock::SharedClock;
 use crate::dispatcher::attempt::outcome_label;
@@ -17,7 +23,6 @@ use crate::metrics::Metrics;
 use crate::retry::{OtherFailure, Outcome, RetryPolicy};
 use crate::sender::Sender;
 use crate::store::SsfStore;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -79,17 +84,18 @@ impl SetWorker {
     /// timeout) and their results are recorded before it returns.
     pub async fn run(self) {
         let mut running: JoinSet<(String, SetResult)> = JoinSet::new();
-        let mut per_stream: HashMap<String, usize> = HashMap::new();
+        let mut room = PushRoom::new(PER_STREAM);
         while !self.shutdown.is_cancelled() {
             let free = CONCURRENCY.saturating_sub(running.len());
             let claimed = match free {
                 0 => Vec::new(),
-                n => self.claim(n).await,
+                n => self.claim(n, &room).await,
             };
             let mut started = 0;
             let mut over_share = Vec::new();
             for claim in claimed {
-                let slots = per_stream
+                let slots = room
+                    .running
                     .entry(claim.row.set.stream_id.clone())
                     .or_default();
                 if *slots >= PER_STREAM {
@@ -113,20 +119,21 @@ impl SetWorker {
                 _ = self.parts.wake.notified(), if running.len() < CONCURRENCY => {}
                 _ = tokio::time::sleep(POLL_INTERVAL), if running.len() < CONCURRENCY => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
-                    self.finished(done, &mut per_stream).await;
+                    self.finished(done, &mut room).await;
                 }
             }
         }
         while let Some(done) = running.join_next().await {
-            self.finished(done, &mut per_stream).await;
+            self.finished(done, &mut room).await;
         }
     }
 
-    /// Up to `n` due rows; none when the store fails (logged).
-    async fn claim(&self, n: usize) -> Vec<ClaimedSet> {
+    /// Up to `n` due rows, each stream's oldest and no more than its `room`; none when the
+    /// store fails (logged).
+    async fn claim(&self, n: usize, room: &PushRoom) -> Vec<ClaimedSet> {
         let now = self.parts.clock.now();
         let lease = chrono::Duration::from_std(self.parts.lease).unwrap_or(chrono::Duration::MAX);
-        match self.parts.store.claim_push(now, lease, n).await {
+        match self.parts.store.claim_push(now, lease, n, room).await {
             Ok(claimed) => claimed,
             Err(err) => {
                 tracing::warn!(error = %crate::error::chain(&err), "claiming SETs failed");
@@ -135,7 +142,8 @@ impl SetWorker {
         }
     }
 
-    /// Gives back rows claimed beyond their stream's share, claimable again shortly.
+    /// Gives back rows claimed beyond their stream's share (which the store's claim does not
+    /// return), claimable again shortly.
     async fn give_back(&self, leases: &[(String, LeaseId)]) {
         if leases.is_empty() {
             return;
@@ -150,16 +158,16 @@ impl SetWorker {
     async fn finished(
         &self,
         done: Result<(String, SetResult), tokio::task::JoinError>,
-        per_stream: &mut HashMap<String, usize>,
+        room: &mut PushRoom,
     ) {
         let Ok((stream, result)) = done else {
             tracing::error!("a SET attempt task failed");
             return;
         };
-        if let Some(slots) = per_stream.get_mut(&stream) {
+        if let Some(slots) = room.running.get_mut(&stream) {
             *slots = slots.saturating_sub(1);
             if *slots == 0 {
-                per_stream.remove(&stream);
+                room.running.remove(&stream);
             }
         }
         match self.parts.store.record_set(&result).await {

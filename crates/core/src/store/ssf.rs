@@ -18,8 +18,8 @@ use super::{Page, StoreError};
 use crate::ids::LeaseId;
 use crate::outbox::OutboxStats;
 use crate::ssf::{
-    ClaimedSet, NewSet, PollBatch, PollRequest, SetFilter, SetRedrive, SetResult, SsfReceiver,
-    SsfStream, StoredSet, StreamStatus, VerifyOutcome,
+    ClaimedSet, NewSet, PollBatch, PollRequest, PushRoom, SetFilter, SetRedrive, SetResult,
+    SsfReceiver, SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -103,13 +103,15 @@ pub trait SsfStore: Send + Sync {
 
     /// Claims up to `limit` due push rows (pending with `next_attempt_at <= now`, or in
     /// flight with an expired lease) of enabled push streams (or `stream_updated` rows of any
-    /// push stream), oldest first, each under a new lease ending at `now + lease`; on
-    /// PostgreSQL a row another node is claiming is skipped.
+    /// push stream), oldest first and at most [`PushRoom::of`] of each stream (its oldest),
+    /// each under a new lease ending at `now + lease`; on PostgreSQL a row another node is
+    /// claiming is skipped.
     async fn claim_push(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
         limit: usize,
+        room: &PushRoom,
     ) -> Result<Vec<ClaimedSet>, StoreError>;
 
     /// Records one push attempt's result if its lease is current; `false` when it is not.

@@ -32,8 +32,9 @@ mod tests;
 pub const DEFAULT_LONG_POLL: Duration = Duration::from_secs(25);
 /// How often a waiting poll reads the store again, for rows another node wrote.
 pub const DEFAULT_POLL_RECHECK: Duration = Duration::from_secs(1);
-/// How long a SET handed out by a poll waits for its ack before it is handed out again.
-pub const POLL_LEASE_SECS: i64 = 60;
+/// How long a SET handed out by a poll waits for its ack before it is handed out again, by
+/// default (RFC 8936 §2.4 "MAY redeliver"; `ssf_poll_lease_seconds` sets it).
+pub const DEFAULT_POLL_LEASE: Duration = Duration::from_secs(60);
 /// Most SETs one poll hands out, whatever `maxEvents` asks.
 pub const MAX_POLL_EVENTS: usize = 100;
 /// Most subjects a stream may have removed (SSF §8.1.3.3); past it a remove is refused.
@@ -57,6 +58,9 @@ pub struct SsfApi {
     pub long_poll: Duration,
     /// How often a waiting poll reads the store again ([`DEFAULT_POLL_RECHECK`]).
     pub poll_recheck: Duration,
+    /// How long a SET a poll hands out stays in flight, waiting for its ack
+    /// ([`DEFAULT_POLL_LEASE`]).
+    pub poll_lease: Duration,
 }
 
 impl SsfApi {
@@ -66,6 +70,7 @@ impl SsfApi {
             mint,
             long_poll: DEFAULT_LONG_POLL,
             poll_recheck: DEFAULT_POLL_RECHECK,
+            poll_lease: DEFAULT_POLL_LEASE,
         }
     }
 }
@@ -75,6 +80,7 @@ impl std::fmt::Debug for SsfApi {
         f.debug_struct("SsfApi")
             .field("long_poll", &self.long_poll)
             .field("poll_recheck", &self.poll_recheck)
+            .field("poll_lease", &self.poll_lease)
             .finish_non_exhaustive()
     }
 }

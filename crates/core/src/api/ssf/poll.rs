@@ -8,7 +8,8 @@
 //! transaction, until a SET is ready or the long poll ends.
 
 use super::{
-    MAX_POLL_EVENTS, POLL_LEASE_SECS, SsfApi, SsfError, authenticate, own_stream, parse_body, store,
+    DEFAULT_POLL_LEASE, MAX_POLL_EVENTS, SsfApi, SsfError, authenticate, own_stream, parse_body,
+    store,
 };
 use crate::api::Shared;
 use crate::ssf::{PollBatch, PollRequest, SetError, SsfReceiver, StreamDelivery};
@@ -84,12 +85,20 @@ pub(super) async fn poll(
             .into_iter()
             .collect(),
         max_events: body.max_events(),
-        lease: chrono::Duration::seconds(POLL_LEASE_SECS),
+        lease: lease(&ssf),
         now: state.now(),
     };
     let wait = !body.return_immediately.unwrap_or(false);
     let batch = take(&state, &ssf, request, wait).await?;
     Ok((StatusCode::OK, Json(answer(&ssf, &receiver, batch))).into_response())
+}
+
+/// The lease of the SETs a poll hands out: the configured one (checked at start to be at
+/// most a day), or the default should it not convert.
+fn lease(ssf: &SsfApi) -> chrono::Duration {
+    chrono::Duration::from_std(ssf.poll_lease)
+        .or_else(|_| chrono::Duration::from_std(DEFAULT_POLL_LEASE))
+        .unwrap_or(chrono::Duration::seconds(60))
 }
 
 /// Polls once (with the acks and errors), then, when `wait` and nothing is ready, again on

@@ -6,11 +6,13 @@ use crate::ids::LeaseId;
 use crate::outbox::OutboxStats;
 use crate::retry::Decision;
 use crate::ssf::{
-    ClaimedSet, FailedSetFilter, NewSet, PollBatch, PollRequest, SetFilter, SetKind, SetRedrive,
-    SetResult, SetState, SsfReceiver, SsfStream, StoredSet, StreamDelivery, StreamStatus,
+    ClaimedSet, FailedSetFilter, NewSet, PollBatch, PollRequest, PushRoom, SetFilter, SetKind,
+    SetRedrive, SetResult, SetState, SsfReceiver, SsfStream, StoredSet, StreamDelivery,
+    StreamStatus,
 };
 use crate::store::{Page, millis};
 use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
 use std::ops::Bound;
 
 /// Why a stream's waiting rows were cancelled.
@@ -183,21 +185,25 @@ impl SsfState {
         }
     }
 
-    /// Claims up to `limit` due push rows, oldest first, under one new lease.
+    /// Claims up to `limit` due push rows, oldest first and at most `room` of each stream,
+    /// under one new lease.
     pub(super) fn claim_push(
         &mut self,
         now: DateTime<Utc>,
         lease: Duration,
         limit: usize,
+        room: &PushRoom,
     ) -> Vec<ClaimedSet> {
         let lease_id = LeaseId::generate();
         let until = millis(now + lease);
         let mut picked = Vec::new();
+        let mut taken: HashMap<&str, usize> = HashMap::new();
         for (id, row) in &self.sets {
             if picked.len() >= limit {
                 break;
             }
-            if !row.due(now) {
+            let stream_id = row.row.set.stream_id.as_str();
+            if !row.due(now) || taken.get(stream_id).copied().unwrap_or(0) >= room.of(stream_id) {
                 continue;
             }
             if let Some((stream, receiver)) = self.pushable(row)
@@ -208,6 +214,7 @@ impl SsfState {
             {
                 let target = (receiver.aud.clone(), endpoint_url.clone());
                 picked.push((id.clone(), target, authorization_header.clone()));
+                *taken.entry(stream_id).or_default() += 1;
             }
         }
         let mut claims = Vec::with_capacity(picked.len());

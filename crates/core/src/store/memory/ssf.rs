@@ -6,8 +6,8 @@ use super::sets::SetRow;
 use crate::ids::LeaseId;
 use crate::outbox::OutboxStats;
 use crate::ssf::{
-    ClaimedSet, FanoutStream, NewSet, PollBatch, PollRequest, SetFilter, SetRedrive, SetResult,
-    SsfReceiver, SsfStream, StoredSet, StreamStatus, VerifyOutcome,
+    ClaimedSet, FanoutStream, NewSet, PollBatch, PollRequest, PushRoom, SetFilter, SetRedrive,
+    SetResult, SsfReceiver, SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
 use crate::store::{Page, SsfStore, StoreError, millis, wake};
 use async_trait::async_trait;
@@ -278,8 +278,9 @@ impl SsfStore for MemoryStore {
         now: DateTime<Utc>,
         lease: Duration,
         limit: usize,
+        room: &PushRoom,
     ) -> Result<Vec<ClaimedSet>, StoreError> {
-        Ok(self.lock().await.ssf.claim_push(now, lease, limit))
+        Ok(self.lock().await.ssf.claim_push(now, lease, limit, room))
     }
 
     async fn record_set(&self, result: &SetResult) -> Result<bool, StoreError> {

@@ -8,8 +8,8 @@ use super::{Dialect, db, limit, ms, overfetch};
 use crate::ids::LeaseId;
 use crate::retry::Decision;
 use crate::ssf::{
-    ClaimedSet, NewSet, PollBatch, PollRequest, SetFilter, SetResult, SetState, StoredSet,
-    StreamStatus,
+    ClaimedSet, NewSet, PollBatch, PollRequest, PushRoom, SetFilter, SetResult, SetState,
+    StoredSet, StreamStatus,
 };
 use crate::store::{Page, StoreError};
 use async_trait::async_trait;
@@ -31,13 +31,15 @@ pub(in crate::store) trait SetStatements: Dialect {
     /// Inserts rows pending, due at their creation, their budget counted from then.
     async fn insert_sets(conn: &mut Self::Connection, rows: &[NewSet]) -> Result<(), StoreError>;
 
-    /// Claims up to `take` due push rows under `lease` until `until`.
+    /// Claims up to `take` due push rows, at most `room` of each stream, under `lease` until
+    /// `until`.
     async fn claim_push(
         conn: &mut Self::Connection,
         now: DateTime<Utc>,
         lease: &LeaseId,
         until: DateTime<Utc>,
         take: usize,
+        room: &PushRoom,
     ) -> Result<Vec<ClaimedSet>, StoreError>;
 
     /// [`crate::store::SsfStore::record_set`].
@@ -185,31 +187,47 @@ where
         lease: &LeaseId,
         until: DateTime<Utc>,
         take: usize,
+        room: &PushRoom,
     ) -> Result<Vec<ClaimedSet>, StoreError> {
-        let sql = format!(
-            concat!(
-                "SELECT ",
-                set_columns!(),
-                " FROM ssf_sets WHERE state IN ('pending', 'in_flight') \
-                 AND next_attempt_at <= $1 AND (stream_id IN (SELECT stream_id FROM ssf_streams \
-                 WHERE delivery_method = 'push' AND status = 'enabled') \
-                 OR (kind = 'stream_updated' AND stream_id IN (SELECT stream_id FROM \
-                 ssf_streams WHERE delivery_method = 'push'))) ORDER BY id {}$2{}"
-            ),
-            DB::LIMIT,
-            DB::SKIP_LOCKED
+        let mut sql: QueryBuilder<DB> = QueryBuilder::new(concat!(
+            "SELECT ",
+            set_columns!(),
+            " FROM ssf_sets WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= "
+        ));
+        sql.push_bind(ms(now)).push(
+            " AND (stream_id IN (SELECT stream_id FROM ssf_streams \
+             WHERE delivery_method = 'push' AND status = 'enabled') \
+             OR (kind = 'stream_updated' AND stream_id IN (SELECT stream_id FROM \
+             ssf_streams WHERE delivery_method = 'push')))",
         );
-        let rows: Vec<SetRow<DB::Json>> = sqlx::query_as::<DB, _>(sqlx::AssertSqlSafe(sql))
-            .bind(ms(now))
-            .bind(limit(take))
+        let full = room.full();
+        if !full.is_empty() {
+            sql.push(" AND stream_id NOT IN (");
+            let mut list = sql.separated(", ");
+            for stream in full {
+                list.push_bind(stream.to_owned());
+            }
+            sql.push(")");
+        }
+        sql.push(" ORDER BY id ")
+            .push(DB::LIMIT)
+            .push_bind(limit(take))
+            .push(DB::SKIP_LOCKED);
+        let rows: Vec<SetRow<DB::Json>> = sql
+            .build_query_as()
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
         let mut targets: HashMap<String, Option<PushTarget>> = HashMap::new();
         let mut claims = Vec::with_capacity(rows.len());
+        let mut taken: HashMap<String, usize> = HashMap::new();
         for row in rows {
             let mut row = row.into_set()?;
             let stream_id = row.set.stream_id.clone();
+            if taken.get(&stream_id).copied().unwrap_or(0) >= room.of(&stream_id) {
+                // Left as it is: the stream's older rows fill its room.
+                continue;
+            }
             if !targets.contains_key(&stream_id) {
                 let target = DB::push_target(&mut *conn, &stream_id).await?;
                 targets.insert(stream_id.clone(), target);
@@ -220,6 +238,7 @@ where
             let Some(endpoint_url) = target.endpoint_url.clone() else {
                 continue;
             };
+            *taken.entry(stream_id.clone()).or_default() += 1;
             row.state = SetState::InFlight;
             row.next_attempt_at = Some(until);
             row.updated_at = now;

@@ -6,8 +6,8 @@ use super::{SqliteStore, db};
 use crate::ids::LeaseId;
 use crate::outbox::OutboxStats;
 use crate::ssf::{
-    ClaimedSet, NewSet, PollBatch, PollRequest, SetFilter, SetRedrive, SetResult, SsfReceiver,
-    SsfStream, StoredSet, StreamStatus, VerifyOutcome,
+    ClaimedSet, NewSet, PollBatch, PollRequest, PushRoom, SetFilter, SetRedrive, SetResult,
+    SsfReceiver, SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
 use crate::store::backend::Backend;
 use crate::store::sql::ms;
@@ -155,10 +155,11 @@ impl SsfStore for SqliteStore {
         now: DateTime<Utc>,
         lease: Duration,
         limit: usize,
+        room: &PushRoom,
     ) -> Result<Vec<ClaimedSet>, StoreError> {
         let mut tx = self.begin_background_write().await?;
         let lease_id = LeaseId::generate();
-        let claims = Sqlite::claim_push(&mut tx, now, &lease_id, now + lease, limit).await?;
+        let claims = Sqlite::claim_push(&mut tx, now, &lease_id, now + lease, limit, room).await?;
         tx.commit().await.map_err(db)?;
         Ok(claims)
     }
