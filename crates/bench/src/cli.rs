@@ -17,6 +17,10 @@ pub enum BenchCommand {
     /// per delivery next to the raw signature cost, the share of the signing ceiling left by
     /// the receiver's CPU, peak RSS, end-session API latency.
     Deliver(DeliverArgs),
+    /// What SSF push streams add: `logoutd serve` delivering N sessions × M RPs without SSF
+    /// and with S streams, in alternating pairs, and the added CPU per SET next to the CPU per
+    /// logout token and the raw RS256 signature.
+    Ssf(SsfArgs),
     /// Management API latency on SQLite: session create, PATCH metadata, GET session, p50/p99
     /// at each concurrency.
     Api(ApiArgs),
@@ -77,6 +81,32 @@ pub struct DeliverArgs {
     /// first one answering `/count` and `/distinct`) instead of starting one; repeatable.
     #[arg(long = "sink")]
     sinks: Vec<String>,
+}
+
+/// Arguments of `bench ssf`.
+#[derive(Debug, clap::Args)]
+pub struct SsfArgs {
+    /// Signing alg of the logout tokens (SETs are always RS256).
+    #[arg(long, default_value = "RS256")]
+    alg: SigningAlg,
+    /// Sessions ended per run.
+    #[arg(long, default_value_t = 2000, value_parser = at_least_one)]
+    sessions: usize,
+    /// RPs per session.
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
+    rps: usize,
+    /// SSF push streams of scope `all` in the runs with SSF (one SET each per ended session).
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
+    streams: usize,
+    /// Sessions per user; each user is ended with one API call.
+    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
+    sessions_per_user: usize,
+    /// Single-session ends timed while the mass logout is in flight.
+    #[arg(long, default_value_t = 100)]
+    probes: usize,
+    /// Pairs of runs without and with SSF, alternating A B, B A, ...
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
+    pairs: usize,
 }
 
 /// Arguments of `bench api`.
@@ -184,6 +214,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Sign(args) => run_sign(args).await,
         BenchCommand::Deliver(args) => run_deliver(args).await,
+        BenchCommand::Ssf(args) => run_ssf(args).await,
         BenchCommand::Api(args) => run_api(args).await,
         BenchCommand::Hol(args) => run_hol(args).await,
         BenchCommand::Soak(args) => run_soak(args).await,
@@ -268,6 +299,34 @@ fn metadata_pairs(text: &str) -> Result<usize, String> {
     Ok(pairs)
 }
 
+/// A count of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("not a count: {text}")),
+    }
+}
+
+async fn run_ssf(args: SsfArgs) -> anyhow::Result<ExitCode> {
+    use crate::ssf::{self, SsfScenario};
+    let scenario = SsfScenario {
+        alg: args.alg,
+        sessions: args.sessions,
+        rps: args.rps,
+        streams: args.streams,
+        sessions_per_user: args.sessions_per_user,
+        probes: args.probes,
+        pairs: args.pairs,
+    };
+    let sink = start_sink(args.rps.max(args.streams)).await?;
+    let summary = ssf::run(&scenario, &sink.urls, |line| logoutd_core::outln!("{line}")).await?;
+    for line in summary.lines() {
+        logoutd_core::outln!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     use crate::deliver::{self, Scenario};
     let algs = if args.algs.is_empty() {
@@ -306,6 +365,7 @@ async fn run_deliver(args: DeliverArgs) -> anyhow::Result<ExitCode> {
                 store: args.store.clone(),
                 nodes: args.nodes,
                 serve: args.serve,
+                ssf_streams: 0,
             };
             let report = deliver::run(scenario, &urls).await?;
             logoutd_core::outln!("{report}");
@@ -403,5 +463,55 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["logoutd-bench", "compare-summary"]).unwrap();
         assert!(matches!(cli.command, BenchCommand::CompareSummary));
+    }
+
+    #[test]
+    fn ssf_defaults_to_two_pairs_of_2000_sessions_5_rps_and_2_streams_signed_rs256() {
+        let cli = Cli::try_parse_from(["logoutd-bench", "ssf"]).unwrap();
+        let BenchCommand::Ssf(args) = cli.command else {
+            panic!("not ssf");
+        };
+        assert_eq!(args.alg, SigningAlg::RS256);
+        assert_eq!(
+            (args.sessions, args.rps, args.streams, args.pairs),
+            (2000, 5, 2, 2)
+        );
+        assert_eq!((args.sessions_per_user, args.probes), (100, 100));
+    }
+
+    #[test]
+    fn ssf_takes_its_sizes_and_refuses_zero_counts() {
+        let argv = [
+            "logoutd-bench",
+            "ssf",
+            "--sessions",
+            "9000",
+            "--streams",
+            "3",
+            "--pairs",
+            "4",
+            "--probes",
+            "0",
+            "--alg",
+            "ES256",
+        ];
+        let BenchCommand::Ssf(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not ssf");
+        };
+        assert_eq!(
+            (args.sessions, args.streams, args.pairs, args.probes),
+            (9000, 3, 4, 0)
+        );
+        assert_eq!(args.alg, SigningAlg::ES256);
+        for flag in [
+            "--sessions",
+            "--rps",
+            "--streams",
+            "--pairs",
+            "--sessions-per-user",
+        ] {
+            let refused = Cli::try_parse_from(["logoutd-bench", "ssf", flag, "0"]);
+            assert!(refused.is_err(), "{flag} 0 accepted");
+        }
     }
 }

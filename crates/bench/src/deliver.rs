@@ -47,6 +47,9 @@ pub struct Scenario {
     /// Run logoutd as `logoutd serve` child processes rather than in this process (always so
     /// over PostgreSQL).
     pub serve: bool,
+    /// SSF push streams (receivers of scope `all`) into the sink, each sent one SET per ended
+    /// session; above 0, the nodes run with `--ssf true` (`serve` only).
+    pub ssf_streams: usize,
 }
 
 /// What one scenario measured.
@@ -58,6 +61,10 @@ pub struct Report {
     pub deliveries: u64,
     /// POSTs beyond the first of each (session, RP) pair.
     pub duplicates: u64,
+    /// Distinct SETs received by the sink.
+    pub sets: u64,
+    /// SET POSTs beyond the first of each `jti`.
+    pub set_duplicates: u64,
     /// From the first end call to the last receipt.
     pub wall: Duration,
     /// logoutd's CPU time over the same span, summed over its processes.
@@ -159,6 +166,13 @@ impl std::fmt::Display for Report {
         }
         if s.metadata_pairs > 0 {
             write!(f, " metadata_pairs={}", s.metadata_pairs)?;
+        }
+        if s.ssf_streams > 0 {
+            write!(
+                f,
+                " ssf_streams={} sets={} set_duplicates={}",
+                s.ssf_streams, self.sets, self.set_duplicates
+            )?;
         }
         write!(
             f,
@@ -349,6 +363,10 @@ pub async fn run(scenario: Scenario, sinks: &[String]) -> anyhow::Result<Report>
     if scenario.serve {
         return super::served::run(scenario, sinks).await;
     }
+    anyhow::ensure!(
+        scenario.ssf_streams == 0,
+        "SSF streams need logoutd as `logoutd serve` (--serve)"
+    );
     in_process(scenario, sinks).await
 }
 
@@ -413,6 +431,8 @@ pub(super) async fn report(
         scenario,
         deliveries: measured.delivered,
         duplicates: measured.duplicates,
+        sets: measured.sets,
+        set_duplicates: measured.set_duplicates,
         wall: measured.wall,
         cpu: measured.cpu,
         split: measured.split,

@@ -14,9 +14,12 @@ fn report(sink_cpu: Option<Duration>) -> Report {
             store: None,
             nodes: 1,
             serve: false,
+            ssf_streams: 0,
         },
         deliveries: 6000,
         duplicates: 0,
+        sets: 0,
+        set_duplicates: 0,
         wall: Duration::from_secs(2),
         cpu: Duration::from_secs(3),
         split: None,
@@ -73,4 +76,18 @@ fn the_ratio_divides_by_the_mean_raw_rate_and_the_line_shows_both() {
 fn without_the_receivers_figure_there_is_no_ceiling() {
     assert_eq!(report(None).ceiling_share(), None);
     assert!(!report(None).to_string().contains("ceiling="));
+}
+
+#[test]
+fn ssf_streams_add_the_sets_to_the_line_and_only_then() {
+    assert!(!report(None).to_string().contains("sets="));
+    let mut with_ssf = report(None);
+    with_ssf.scenario.ssf_streams = 2;
+    with_ssf.sets = 2000;
+    assert!(
+        with_ssf
+            .to_string()
+            .contains(" ssf_streams=2 sets=2000 set_duplicates=0 "),
+        "{with_ssf}"
+    );
 }

@@ -1,6 +1,7 @@
 //! The measured part of `bench deliver`: end every user's sessions through the API of one or
 //! more nodes while timing single-session ends, then wait until the sink has seen every
-//! (session, RP) pair, reading the CPU time consumed meanwhile.
+//! (session, RP) pair and, with SSF streams, every SET, reading the CPU time consumed
+//! meanwhile.
 
 use super::deliver::Scenario;
 use super::proc_stats::{CpuSplit, thread_times};
@@ -54,18 +55,45 @@ pub struct Measured {
     pub latencies: Vec<f64>,
     /// The sink's CPU time over the same span (`None` from a sink that does not report it).
     pub sink_cpu: Option<Duration>,
+    /// Distinct SETs (by `jti`) the sink received.
+    pub sets: u64,
+    /// SET POSTs beyond the first of each `jti`.
+    pub set_duplicates: u64,
+}
+
+/// What the sink has counted so far.
+#[derive(Debug, Clone, Copy)]
+struct SinkCounts {
+    posts: u64,
+    distinct: u64,
+    set_posts: u64,
+    set_distinct: u64,
+}
+
+impl SinkCounts {
+    /// What arrived since `before`.
+    fn since(self, before: Self) -> Self {
+        Self {
+            posts: self.posts.saturating_sub(before.posts),
+            distinct: self.distinct.saturating_sub(before.distinct),
+            set_posts: self.set_posts.saturating_sub(before.set_posts),
+            set_distinct: self.set_distinct.saturating_sub(before.set_distinct),
+        }
+    }
 }
 
 /// Ends every user's sessions ([`END_CONCURRENCY`] calls at a time) while timing
-/// single-session ends, then waits for the sink to have seen every pair.
+/// single-session ends, then waits for the sink to have seen every pair and every SET (one
+/// per ended session and stream).
 pub async fn drive(
     http: &reqwest::Client,
     target: &Target<'_>,
     s: &Scenario,
 ) -> anyhow::Result<Measured> {
-    let (posts0, distinct0) = sink_figures(http, target.sink).await?;
+    let counts0 = sink_counts(http, target.sink, s.ssf_streams > 0).await?;
     let sink_cpu0 = sink_cpu(http, target.sink).await;
     let expected = ((s.sessions + s.probes) * s.rps) as u64;
+    let expected_sets = ((s.sessions + s.probes) * s.ssf_streams) as u64;
     let threads0 = target.in_process.then(thread_times);
     let cpu0 = (target.cpu)();
     let start = Instant::now();
@@ -77,13 +105,17 @@ pub async fn drive(
     ends?;
     let latencies = latencies?;
     loop {
-        let (posts, distinct) = sink_figures(http, target.sink).await?;
-        let seen = distinct.saturating_sub(distinct0);
-        if seen >= expected {
+        let got = sink_counts(http, target.sink, s.ssf_streams > 0)
+            .await?
+            .since(counts0);
+        let seen = got.distinct;
+        if seen >= expected && got.set_distinct >= expected_sets {
             let sink_cpu = sink_cpu(http, target.sink).await;
             return Ok(Measured {
                 delivered: seen,
-                duplicates: posts.saturating_sub(posts0).saturating_sub(seen),
+                duplicates: got.posts.saturating_sub(seen),
+                sets: got.set_distinct,
+                set_duplicates: got.set_posts.saturating_sub(got.set_distinct),
                 wall: start.elapsed(),
                 cpu: (target.cpu)().saturating_sub(cpu0),
                 split: threads0.map(|before| CpuSplit::between(&before, &thread_times())),
@@ -94,7 +126,11 @@ pub async fn drive(
             });
         }
         if start.elapsed() > DELIVERY_LIMIT {
-            anyhow::bail!("only {seen} of {expected} deliveries arrived within an hour");
+            anyhow::bail!(
+                "only {seen} of {expected} deliveries and {} of {expected_sets} SETs arrived \
+                 within an hour",
+                got.set_distinct
+            );
         }
         tokio::time::sleep(POLL).await;
     }
@@ -155,12 +191,23 @@ async fn probe_ends(
     Ok(latencies)
 }
 
-/// The sink's POST count and distinct (sid, aud) count.
-async fn sink_figures(http: &reqwest::Client, sink: &str) -> anyhow::Result<(u64, u64)> {
-    Ok((
-        sink_figure(http, sink, "/count").await?,
-        sink_figure(http, sink, "/distinct").await?,
-    ))
+/// The sink's logout token POSTs and distinct (sid, aud) pairs, and with `sets` its SET
+/// POSTs and distinct `jti`s (zero without: an older sink does not count them).
+async fn sink_counts(http: &reqwest::Client, sink: &str, sets: bool) -> anyhow::Result<SinkCounts> {
+    let (set_posts, set_distinct) = if sets {
+        (
+            sink_figure(http, sink, "/set_count").await?,
+            sink_figure(http, sink, "/set_distinct").await?,
+        )
+    } else {
+        (0, 0)
+    };
+    Ok(SinkCounts {
+        posts: sink_figure(http, sink, "/count").await?,
+        distinct: sink_figure(http, sink, "/distinct").await?,
+        set_posts,
+        set_distinct,
+    })
 }
 
 /// The CPU time the sink's process has used, or `None` from a sink that does not report it.

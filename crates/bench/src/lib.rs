@@ -11,6 +11,8 @@
 //!   duplicate deliveries. [`drive`] is its measured part; with `--serve` on SQLite
 //!   ([`served`]) and over PostgreSQL ([`cluster`], a throwaway database) it runs the
 //!   [`nodes`] as `logoutd serve` child processes. [`compare`] sums up `benches/compare.sh`.
+//! - [`ssf`]: what SSF push streams add, runs of `deliver --serve` without and with them in
+//!   alternating pairs: the added CPU per SET next to the CPU per logout token.
 //! - [`hol`]: a healthy RP's time to its last receipt with and without [`hostile`] RPs on
 //!   other origins (head-of-line blocking across origins).
 //! - [`slow_clients`]: how long the API stays unreachable while stalled connections that sent
@@ -34,6 +36,7 @@ pub mod sign;
 pub mod sink;
 pub mod slow_clients;
 pub mod soak;
+pub mod ssf;
 
 /// The `logoutd` binary the benchmarks run as a server: `LOGOUTD_BIN` when set, else the one
 /// next to this executable (cargo builds both into the same directory).

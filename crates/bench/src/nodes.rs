@@ -24,6 +24,8 @@ pub struct NodeConfig<'a> {
     pub issuer: &'a str,
     /// API bearer token.
     pub api_token: &'a str,
+    /// Whether the SSF transmitter is on (`--ssf true`).
+    pub ssf: bool,
 }
 
 /// One running node.
@@ -58,6 +60,7 @@ impl Node {
             .args(["--issuer", config.issuer, "--allow-insecure-rp-urls"])
             .arg("--keys-dir")
             .arg(config.keys_dir)
+            .args(["--ssf", if config.ssf { "true" } else { "false" }])
             .env("LOGOUTD_API_TOKEN", config.api_token)
             .env("LOGOUTD_LOG_FORMAT", "json")
             .env("LOGOUTD_LOG", log_filter())

@@ -2,7 +2,9 @@
 //! start on the given store, and their CPU time and peak RSS are read from `/proc/<pid>`. On
 //! SQLite (`--serve`) one node runs on a fresh file and the RPs and sessions are registered
 //! through `/api/v2`, as the README does; over PostgreSQL ([`super::cluster`]) they are
-//! written into the store before the nodes start.
+//! written into the store before the nodes start. SSF streams are always made the way a
+//! receiver makes them: registered through `/api/v2/ssf-receivers`, then created with the
+//! receiver's token at `POST /ssf/stream`.
 
 use super::deliver::{self, Report, Scenario};
 use super::drive::{Target, drive};
@@ -56,6 +58,7 @@ pub(super) async fn run_nodes(
         work_dir: &dir.0,
         issuer: ISSUER,
         api_token: &api_token,
+        ssf: scenario.ssf_streams > 0,
     };
     let nodes = nodes::start(&config, scenario.nodes.max(1)).await?;
     let pids: Vec<u32> = nodes.iter().map(|n| n.pid).collect();
@@ -68,6 +71,14 @@ pub(super) async fn run_nodes(
             token: &api_token,
         };
         api.populate(&scenario, sinks, &tag).await?;
+    }
+    if scenario.ssf_streams > 0 {
+        let api = Api {
+            http: &http,
+            base: bases.first().map_or("", String::as_str),
+            token: &api_token,
+        };
+        api.ssf_streams(scenario.ssf_streams, sinks).await?;
     }
     let cpu = || nodes::cpu_total(&pids);
     let target = Target {
@@ -97,18 +108,54 @@ struct Api<'a> {
 impl Api<'_> {
     /// `POST /api/v2/{path}` with `body`, which must answer 201.
     async fn create(&self, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
+        self.post_created(&format!("api/v2/{path}"), self.token, body)
+            .await
+            .map(drop)
+    }
+
+    /// `POST /{path}` with `body` and bearer `token`, which must answer 201; its JSON answer.
+    async fn post_created(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
         let response = self
             .http
-            .post(format!("{}/api/v2/{path}", self.base))
-            .bearer_auth(self.token)
+            .post(format!("{}/{path}", self.base))
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await?;
         let status = response.status();
-        anyhow::ensure!(
-            status.as_u16() == 201,
-            "POST /api/v2/{path} answered {status}"
-        );
+        anyhow::ensure!(status.as_u16() == 201, "POST /{path} answered {status}");
+        Ok(response.json().await?)
+    }
+
+    /// Registers `streams` SSF receivers of scope `all`, each creating a push stream of
+    /// `session-revoked` into a sink (SSF §8.1.1.1), so that every ended session sends one
+    /// SET per stream (not measured).
+    async fn ssf_streams(&self, streams: usize, sinks: &[String]) -> anyhow::Result<()> {
+        for i in 0..streams {
+            let sink = sinks
+                .get(i % sinks.len().max(1))
+                .ok_or_else(|| anyhow::anyhow!("no sink address"))?;
+            let body = serde_json::json!({ "name": format!("bench ssf-{i}"), "scope": "all" });
+            let receiver = self
+                .post_created("api/v2/ssf-receivers", self.token, body)
+                .await?;
+            let token = receiver["token"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("the SSF receiver came without a token"))?;
+            let stream = serde_json::json!({
+                "delivery": {
+                    "method": logoutd_core::PUSH_METHOD,
+                    "endpoint_url": format!("{sink}/ssf/{i}"),
+                },
+                "events_requested": [logoutd_core::SESSION_REVOKED],
+            });
+            self.post_created("ssf/stream", token, stream).await?;
+        }
         Ok(())
     }
 
