@@ -11,6 +11,11 @@ pub fn cpu_time() -> Option<Duration> {
     cpu_time_in("/proc/self/stat")
 }
 
+/// User plus system CPU time consumed so far by the calling thread.
+pub fn thread_cpu_time() -> Option<Duration> {
+    cpu_time_in("/proc/thread-self/stat")
+}
+
 /// User plus system CPU time consumed so far by process `pid` (not counting its children).
 pub fn cpu_time_of(pid: u32) -> Option<Duration> {
     cpu_time_in(&format!("/proc/{pid}/stat"))
@@ -185,6 +190,7 @@ mod tests {
         assert!(peak_rss_kib().unwrap() > 0);
         assert!(rss_kib().unwrap() > 0);
         assert!(open_fds().unwrap() > 0);
+        assert!(thread_cpu_time().is_some());
         let pid = std::process::id();
         assert!(cpu_time_of(pid).is_some());
         assert!(peak_rss_kib_of(pid).unwrap() > 0);

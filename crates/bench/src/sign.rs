@@ -65,6 +65,27 @@ fn rate(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
 }
 
+/// The CPU time of one raw aws-lc-rs signature with `alg` (a fresh key, a message the
+/// length of a logout token), over about `total` of the calling thread's CPU time. Unlike
+/// the rates of [`measure`], which are timed by the clock, it does not grow when other work
+/// shares the cores, so it compares with CPU time per delivery on a busy machine.
+pub fn raw_cpu_per_signature(alg: SigningAlg, total: Duration) -> Result<Duration, SignError> {
+    let key = SigningKey::generate(alg, None).map_err(|_| SignError::NoKey(alg))?;
+    let message = vec![b'm'; 300];
+    let cpu = || super::proc_stats::thread_cpu_time().unwrap_or_default();
+    let start = cpu();
+    let mut count = 0u32;
+    while cpu().saturating_sub(start) < total || count == 0 {
+        for _ in 0..10 {
+            key.with_signature(&message, |sig| {
+                std::hint::black_box(sig);
+            })?;
+        }
+        count += 10;
+    }
+    Ok(cpu().saturating_sub(start) / count)
+}
+
 /// Measures `alg` for about `total` on the calling thread, with a freshly generated key.
 pub fn measure(alg: SigningAlg, total: Duration) -> Result<SignReport, SignError> {
     let key = SigningKey::generate(alg, None).map_err(|_| SignError::NoKey(alg))?;

@@ -5,9 +5,11 @@
 //! that a drift of the machine's speed falls on both sides alike.
 //!
 //! The summary sets the added CPU per SET, (B's CPU − A's CPU) ÷ SETs, next to the CPU per
-//! logout token, A's CPU ÷ tokens, and both next to the raw RS256 signature (SETs are always
-//! signed RS256) measured in the same run; each figure is pooled over the pairs, with the
-//! spread of the pairs beside it.
+//! logout token, A's CPU ÷ tokens, and both next to the CPU time of a raw RS256 signature
+//! (SETs are always signed RS256) measured after each run; each figure is pooled over the
+//! pairs, with the spread of the pairs beside it. The raw signature is timed by the thread's
+//! CPU time, not the clock, so that it stays comparable with the CPU figures when other work
+//! shares the cores.
 
 use super::deliver::{self, Report, Scenario};
 use logoutd_core::SigningAlg;
@@ -65,15 +67,15 @@ pub struct Run {
     pub cpu: Duration,
     /// The receiver's CPU time over the same span.
     pub sink_cpu: Option<Duration>,
-    /// Raw RS256 signatures per second on one core, measured beside the run.
-    pub raw_rs256_per_sec: f64,
+    /// CPU time of one raw RS256 signature, measured after the run.
+    pub raw_rs256: Duration,
     /// End-session API p99 latency, ms.
     pub end_p99_ms: Option<f64>,
 }
 
 impl Run {
-    /// The figures of `report`, with `raw_rs256_per_sec` measured beside it.
-    pub fn of(report: &Report, raw_rs256_per_sec: f64) -> Self {
+    /// The figures of `report`, with `raw_rs256` measured beside it.
+    pub fn of(report: &Report, raw_rs256: Duration) -> Self {
         Self {
             tokens: report.deliveries,
             sets: report.sets,
@@ -81,14 +83,14 @@ impl Run {
             wall: report.wall,
             cpu: report.cpu,
             sink_cpu: report.sink_cpu,
-            raw_rs256_per_sec,
+            raw_rs256,
             end_p99_ms: report.end_latency_ms.map(|(_, p99)| p99),
         }
     }
 
     /// The raw RS256 signature, µs.
     fn raw_us(&self) -> f64 {
-        1e6 / self.raw_rs256_per_sec.max(1e-9)
+        us(self.raw_rs256)
     }
 
     /// The line of run `name`.
@@ -105,7 +107,7 @@ impl Run {
         if let Some(sink) = self.sink_cpu {
             line.push_str(&format!(" sink_cpu={:.0}ms", ms(sink)));
         }
-        line.push_str(&format!(" raw_rs256={:.0}us", self.raw_us()));
+        line.push_str(&format!(" raw_rs256_cpu={:.0}us", self.raw_us()));
         if let Some(p99) = self.end_p99_ms {
             line.push_str(&format!(" end_api_p99={p99:.1}ms"));
         }
@@ -187,7 +189,7 @@ impl Summary {
         )
     }
 
-    /// The raw RS256 signature, µs: the mean over both runs of each pair.
+    /// The raw RS256 signature's CPU time, µs: the mean over both runs of each pair.
     pub fn raw_rs256(&self) -> Spread {
         Spread::of(&self.pairs, |a, b| a.raw_us() + b.raw_us(), |_, _| 2.0)
     }
@@ -251,7 +253,7 @@ impl Summary {
         let wall = self.wall_ratio();
         let mut lines = vec![
             format!(
-                "ssf summary pairs={} cpu/token={token} added_cpu/set={set} set/token={:.2} raw_rs256={raw}",
+                "ssf summary pairs={} cpu/token={token} added_cpu/set={set} set/token={:.2} raw_rs256_cpu={raw}",
                 self.pairs.len(),
                 set.pooled / token.pooled.max(1e-9),
             ),
@@ -293,7 +295,7 @@ pub async fn run(
         for b in [!a_first, a_first] {
             let streams = if b { scenario.streams } else { 0 };
             let report = deliver::run(scenario.deliver(streams), sinks).await?;
-            let run = Run::of(&report, raw_rs256(&report).await?);
+            let run = Run::of(&report, raw_rs256().await?);
             on_run(run.line(&format!("{}{pair}", if b { 'B' } else { 'A' })));
             runs[usize::from(b)] = Some(run);
         }
@@ -304,13 +306,15 @@ pub async fn run(
     Ok(Summary { pairs })
 }
 
-/// The raw RS256 rate beside `report`: its own before and after when its tokens are RS256,
-/// else measured now.
-async fn raw_rs256(report: &Report) -> anyhow::Result<f64> {
-    if report.scenario.alg == SigningAlg::RS256 {
-        return Ok(report.raw_sig_per_sec());
-    }
-    deliver::raw_rate(SigningAlg::RS256).await
+/// How long the raw RS256 signature is timed after each run, in CPU time.
+const RAW_CPU: Duration = Duration::from_secs(1);
+
+/// The CPU time of one raw RS256 signature, measured now.
+async fn raw_rs256() -> anyhow::Result<Duration> {
+    let raw = tokio::task::spawn_blocking(|| {
+        super::sign::raw_cpu_per_signature(SigningAlg::RS256, RAW_CPU)
+    });
+    Ok(raw.await??)
 }
 
 #[cfg(test)]

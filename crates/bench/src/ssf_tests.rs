@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn run(tokens: u64, sets: u64, cpu_ms: u64, sink_ms: Option<u64>, raw_per_sec: f64) -> Run {
+fn run(tokens: u64, sets: u64, cpu_ms: u64, sink_ms: Option<u64>, raw_us: u64) -> Run {
     Run {
         tokens,
         sets,
@@ -10,7 +10,7 @@ fn run(tokens: u64, sets: u64, cpu_ms: u64, sink_ms: Option<u64>, raw_per_sec: f
         wall: Duration::from_secs(10),
         cpu: Duration::from_millis(cpu_ms),
         sink_cpu: sink_ms.map(Duration::from_millis),
-        raw_rs256_per_sec: raw_per_sec,
+        raw_rs256: Duration::from_micros(raw_us),
         end_p99_ms: Some(4.31),
     }
 }
@@ -20,12 +20,12 @@ fn summary() -> Summary {
     Summary {
         pairs: vec![
             (
-                run(10_000, 0, 5_000, Some(300), 4_000.0),
-                run(10_000, 4_000, 7_000, Some(400), 4_000.0),
+                run(10_000, 0, 5_000, Some(300), 250),
+                run(10_000, 4_000, 7_000, Some(400), 250),
             ),
             (
-                run(10_000, 0, 6_000, Some(300), 2_000.0),
-                run(10_000, 4_000, 7_600, Some(500), 2_000.0),
+                run(10_000, 0, 6_000, Some(300), 500),
+                run(10_000, 4_000, 7_600, Some(500), 500),
             ),
         ],
     }
@@ -56,7 +56,7 @@ fn the_added_cost_per_set_is_bs_cpu_beyond_as_over_the_sets() {
 
 #[test]
 fn noise_can_make_the_added_cost_negative_and_it_is_shown_so() {
-    let pairs = vec![(run(100, 0, 1_000, None, 1.0), run(100, 10, 900, None, 1.0))];
+    let pairs = vec![(run(100, 0, 1_000, None, 1), run(100, 10, 900, None, 1))];
     let set = Summary { pairs }.added_cpu_per_set();
     assert!((set.pooled + 10_000.0).abs() < 1e-9, "{set:?}");
 }
@@ -97,7 +97,7 @@ fn the_summary_lines_set_the_cost_per_set_next_to_the_cost_per_token() {
     assert_eq!(
         lines[0],
         "ssf summary pairs=2 cpu/token=550us (500-600) added_cpu/set=450us (400-500) \
-         set/token=0.82 raw_rs256=375us (250-500)"
+         set/token=0.82 raw_rs256_cpu=375us (250-500)"
     );
     assert_eq!(
         lines[1],
@@ -112,11 +112,11 @@ fn the_summary_lines_set_the_cost_per_set_next_to_the_cost_per_token() {
 
 #[test]
 fn a_run_line_shows_tokens_sets_wall_and_both_cpus() {
-    let line = run(10_000, 4_000, 7_000, Some(400), 4_000.0).line("B1");
+    let line = run(10_000, 4_000, 7_000, Some(400), 250).line("B1");
     assert_eq!(
         line,
         "ssf run=B1 tokens=10000 sets=4000 duplicates=0 wall=10.00s serve_cpu=7000ms \
-         sink_cpu=400ms raw_rs256=250us end_api_p99=4.3ms"
+         sink_cpu=400ms raw_rs256_cpu=250us end_api_p99=4.3ms"
     );
 }
 
