@@ -3,7 +3,7 @@
 //! push's result or the poll's acks and errors. Claims and polls select their rows `FOR
 //! UPDATE SKIP LOCKED`, so two PostgreSQL nodes never hold a current lease on one row.
 
-use super::ssf_rows::{PushTarget, SetRow, set_columns};
+use super::ssf_rows::{PushStream, SetRow, set_columns};
 use super::{Dialect, db, limit, ms, overfetch};
 use crate::ids::LeaseId;
 use crate::retry::Decision;
@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
-use std::collections::HashMap;
 
 /// Most rows one multi-row statement writes or updates.
 const CHUNK: usize = 64;
@@ -106,12 +105,6 @@ pub(in crate::store) trait SetStatements: Dialect {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Where a push stream's rows go now: its URL, header and receiver's `aud`.
-    async fn push_target(
-        conn: &mut Self::Connection,
-        stream_id: &str,
-    ) -> Result<Option<PushTarget>, StoreError>;
-
     /// Puts rows `ids` in flight under `lease` until `until`; with `count`, counting an
     /// attempt (a poll's hand-out).
     async fn lease_sets(
@@ -134,6 +127,37 @@ pub(in crate::store) trait SetStatements: Dialect {
     ) -> Result<(), StoreError>;
 }
 
+/// The statement that reads one push stream's oldest due rows, at most `room`, along
+/// `ssf_sets_stream`. A stream that is not enabled still hears that its status changed
+/// (`stream_updated` rows), and nothing else.
+pub(in crate::store) fn stream_claim<DB: Dialect>(
+    stream_id: &str,
+    enabled: bool,
+    now: DateTime<Utc>,
+    room: usize,
+) -> QueryBuilder<DB>
+where
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    let mut sql: QueryBuilder<DB> = QueryBuilder::new(concat!(
+        "SELECT ",
+        set_columns!(),
+        " FROM ssf_sets WHERE stream_id = "
+    ));
+    sql.push_bind(stream_id.to_owned())
+        .push(" AND state IN ('pending', 'in_flight') AND next_attempt_at <= ")
+        .push_bind(ms(now));
+    if !enabled {
+        sql.push(" AND kind = 'stream_updated'");
+    }
+    sql.push(" ORDER BY id ")
+        .push(DB::LIMIT)
+        .push_bind(limit(room))
+        .push(DB::SKIP_LOCKED);
+    sql
+}
+
 #[async_trait]
 impl<DB> SetStatements for DB
 where
@@ -149,7 +173,7 @@ where
     for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
     for<'t> Json<Value>: Encode<'t, DB> + Type<DB>,
     for<'r> SetRow<DB::Json>: FromRow<'r, DB::Row>,
-    for<'r> PushTarget: FromRow<'r, DB::Row>,
+    for<'r> PushStream: FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
 {
@@ -189,67 +213,49 @@ where
         take: usize,
         room: &PushRoom,
     ) -> Result<Vec<ClaimedSet>, StoreError> {
-        let mut sql: QueryBuilder<DB> = QueryBuilder::new(concat!(
-            "SELECT ",
-            set_columns!(),
-            " FROM ssf_sets WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= "
-        ));
-        sql.push_bind(ms(now)).push(
-            " AND (stream_id IN (SELECT stream_id FROM ssf_streams \
-             WHERE delivery_method = 'push' AND status = 'enabled') \
-             OR (kind = 'stream_updated' AND stream_id IN (SELECT stream_id FROM \
-             ssf_streams WHERE delivery_method = 'push')))",
-        );
-        let full = room.full();
-        if !full.is_empty() {
-            sql.push(" AND stream_id NOT IN (");
-            let mut list = sql.separated(", ");
-            for stream in full {
-                list.push_bind(stream.to_owned());
-            }
-            sql.push(")");
-        }
-        sql.push(" ORDER BY id ")
-            .push(DB::LIMIT)
-            .push_bind(limit(take))
-            .push(DB::SKIP_LOCKED);
-        let rows: Vec<SetRow<DB::Json>> = sql
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        let mut targets: HashMap<String, Option<PushTarget>> = HashMap::new();
-        let mut claims = Vec::with_capacity(rows.len());
-        let mut taken: HashMap<String, usize> = HashMap::new();
-        for row in rows {
-            let mut row = row.into_set()?;
-            let stream_id = row.set.stream_id.clone();
-            if taken.get(&stream_id).copied().unwrap_or(0) >= room.of(&stream_id) {
-                // Left as it is: the stream's older rows fill its room.
-                continue;
-            }
-            if !targets.contains_key(&stream_id) {
-                let target = DB::push_target(&mut *conn, &stream_id).await?;
-                targets.insert(stream_id.clone(), target);
-            }
-            let Some(Some(target)) = targets.get(&stream_id) else {
+        // Each push stream's oldest due rows, read along `ssf_sets_stream` one stream at a
+        // time: a claim's cost follows what it takes, not the backlog of a mass logout.
+        let streams: Vec<PushStream> = sqlx::query_as::<DB, _>(
+            "SELECT t.stream_id, t.status, r.aud, t.endpoint_url, t.authorization_header \
+             FROM ssf_streams t JOIN ssf_receivers r ON r.id = t.receiver_id \
+             WHERE t.delivery_method = 'push' ORDER BY t.stream_id",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        let mut claims: Vec<ClaimedSet> = Vec::new();
+        for stream in streams {
+            let room = room.of(&stream.stream_id).min(take);
+            let Some(endpoint_url) = stream.endpoint_url else {
                 continue;
             };
-            let Some(endpoint_url) = target.endpoint_url.clone() else {
+            if room == 0 {
                 continue;
-            };
-            *taken.entry(stream_id.clone()).or_default() += 1;
-            row.state = SetState::InFlight;
-            row.next_attempt_at = Some(until);
-            row.updated_at = now;
-            claims.push(ClaimedSet {
-                row,
-                lease: lease.clone(),
-                aud: target.aud.clone(),
-                endpoint_url,
-                authorization_header: target.authorization_header.clone(),
-            });
+            }
+            let enabled = stream.status == StreamStatus::Enabled.as_str();
+            let mut sql = stream_claim::<DB>(&stream.stream_id, enabled, now, room);
+            let rows: Vec<SetRow<DB::Json>> = sql
+                .build_query_as()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+            for row in rows {
+                let mut row = row.into_set()?;
+                row.state = SetState::InFlight;
+                row.next_attempt_at = Some(until);
+                row.updated_at = now;
+                claims.push(ClaimedSet {
+                    row,
+                    lease: lease.clone(),
+                    aud: stream.aud.clone(),
+                    endpoint_url: endpoint_url.clone(),
+                    authorization_header: stream.authorization_header.clone(),
+                });
+            }
         }
+        // The oldest first across streams, as one queue would hand them out.
+        claims.sort_unstable_by(|a, b| a.row.set.id.cmp(&b.row.set.id));
+        claims.truncate(take);
         let ids: Vec<&str> = claims.iter().map(|c| c.row.set.id.as_str()).collect();
         DB::lease_sets(conn, &ids, lease, until, now, false).await?;
         Ok(claims)
@@ -498,21 +504,6 @@ where
         .await
         .map_err(db)?;
         Ok(())
-    }
-
-    async fn push_target(
-        conn: &mut DB::Connection,
-        stream_id: &str,
-    ) -> Result<Option<PushTarget>, StoreError> {
-        sqlx::query_as::<DB, _>(
-            "SELECT r.aud, t.endpoint_url, t.authorization_header \
-             FROM ssf_streams t JOIN ssf_receivers r ON r.id = t.receiver_id \
-             WHERE t.stream_id = $1 AND t.delivery_method = 'push'",
-        )
-        .bind(stream_id)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)
     }
 
     async fn lease_sets(

@@ -192,9 +192,11 @@ impl<J: StoredJson> SetRow<J> {
     }
 }
 
-/// Where a push stream's rows go, read at claim time.
+/// A push stream as a claim reads it: its status and where its rows go.
 #[derive(sqlx::FromRow)]
-pub(in crate::store) struct PushTarget {
+pub(in crate::store) struct PushStream {
+    pub(in crate::store) stream_id: String,
+    pub(in crate::store) status: String,
     pub(in crate::store) aud: String,
     pub(in crate::store) endpoint_url: Option<String>,
     pub(in crate::store) authorization_header: Option<String>,

@@ -260,7 +260,41 @@ async fn announce_sets(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::SET_STATS;
+    use crate::store::sql::sets::stream_claim;
     use crate::store::sqlite::SqliteStore;
+    use chrono::Utc;
+    use sqlx::Sqlite;
+
+    /// A push claim reads each stream's waiting rows in id order along `ssf_sets_stream`:
+    /// no sort, and no search of every waiting row, so its cost does not grow with the
+    /// backlog of a mass logout.
+    #[tokio::test]
+    async fn a_push_claim_reads_one_streams_rows_along_its_index() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        for enabled in [true, false] {
+            let claim = stream_claim::<Sqlite>("stream-1", enabled, Utc::now(), 8);
+            let sql = format!("EXPLAIN QUERY PLAN {}", claim.sql().as_str());
+            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind("stream-1")
+                .bind(0_i64)
+                .bind(8_i64)
+                .fetch_all(&store.writer)
+                .await
+                .unwrap();
+            let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s
+                        .starts_with("SEARCH ssf_sets USING INDEX ssf_sets_stream (stream_id=?)")),
+                "{steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+                "{steps:?}"
+            );
+        }
+    }
 
     /// The gauges' query reads indexes only: no scan of the SET table at a scrape.
     #[tokio::test]
