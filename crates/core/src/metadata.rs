@@ -216,6 +216,17 @@ impl SessionMetadata {
     pub fn as_map(&self) -> &BTreeMap<String, String> {
         &self.0
     }
+
+    /// The same keys with every value replaced by `mask`: what a caller that may not read the
+    /// values is shown.
+    pub fn redacted(&self, mask: &str) -> Self {
+        let map = self
+            .0
+            .keys()
+            .map(|k| (k.clone(), mask.to_owned()))
+            .collect();
+        Self(Arc::new(map))
+    }
 }
 
 /// A stored metadata snapshot that is not a valid metadata object.
