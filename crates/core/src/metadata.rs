@@ -288,6 +288,19 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn redacted_keeps_every_key_and_masks_every_value() {
+        let meta = SessionMetadata::from_json(&json!({ "email": "a@b.test", "t": "" })).unwrap();
+        let shown = serde_json::to_value(meta.redacted("[redacted]")).unwrap();
+        assert_eq!(shown, json!({ "email": "[redacted]", "t": "[redacted]" }));
+        assert_eq!(
+            meta.get("email"),
+            Some("a@b.test"),
+            "the original is unchanged"
+        );
+        assert!(SessionMetadata::new().redacted("[redacted]").is_empty());
+    }
+
+    #[test]
     fn a_stored_snapshot_reads_back_as_written_and_bad_ones_are_refused() {
         let meta = SessionMetadata::from_json(&json!({ "b": "2", "a": "日本\"" })).unwrap();
         let text = serde_json::to_string(&meta).unwrap();
