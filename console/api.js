@@ -60,17 +60,12 @@ export const post = (path, query) => call('POST', path, query);
 // A path segment, encoded.
 export const seg = (value) => encodeURIComponent(value);
 
-// What this token may do: 'operate' when an operate-scoped route answers anything but 403
-// (a re-drive of a delivery that cannot exist: 404, nothing changes), else 'read'.
+// What this token may do, as the server answers it (GET /api/v2/token-info):
+// { scope: 'read' | 'operate' | 'admin', metadata: whether it may read metadata values }.
+// An answer of another shape counts as the least: read, without metadata values.
 // Throws on 401 (not a token of this server).
-export async function discoverScope() {
-  await get('/delivery-stats');
-  try {
-    await post('/logout-deliveries/console-scope-probe/retry');
-    return 'operate';
-  } catch (err) {
-    if (err.status === 403) return 'read';
-    if (err.status === 404 || err.status === 409) return 'operate';
-    throw err;
-  }
+export async function tokenInfo() {
+  const info = await get('/token-info');
+  const scope = ['read', 'operate', 'admin'].includes(info?.scope) ? info.scope : 'read';
+  return { scope, metadata: info?.metadata === true };
 }

@@ -1,7 +1,8 @@
 // The console's browser scenarios, run by tests/it/console.rs against a live `logoutd serve`
 // with RPs shop and wiki (healthy) and billing (rejects its first three tokens with hostile
 // error text, then recovers), users u-0..u-5 with one session each (u-0..u-2 also at billing)
-// and s-hostile, a session whose metadata holds markup.
+// and s-hostile, a session whose metadata holds markup. The operate token has the metadata
+// grant; the read token has not.
 //
 // Env: CONSOLE_BASE, CONSOLE_READ_TOKEN, CONSOLE_OPERATE_TOKEN, CONSOLE_ADMIN_TOKEN,
 // CONSOLE_SHOTS (screenshot folder), CONSOLE_HOSTILE_ERROR, CONSOLE_CHROMIUM (optional).
@@ -164,6 +165,20 @@ try {
   await assertInert(reader);
   step('a read token has no re-drive or pause, and the route answers 403');
 
+  // 4b. Without the metadata grant: the keys, each value redacted, and a note saying why.
+  assert.match(await reader.textContent('#scope'), /metadata values hidden/);
+  await reader.goto(`${BASE}/console#/sessions?session_id=s-hostile`);
+  await reader.waitForSelector('dl.metadata');
+  const keys = await reader.locator('dl.metadata dt').allTextContents();
+  const values = await reader.locator('dl.metadata dd').allTextContents();
+  assert.deepEqual(keys, ['html', 'note']);
+  assert.deepEqual(values, ['[redacted]', '[redacted]']);
+  assert.equal(await reader.textContent('.metadata-hidden'), 'values hidden: this token lacks the metadata grant');
+  assert.ok(!(await reader.textContent('#session-result')).includes('pwned'), 'a redacted value leaked');
+  await assertInert(reader);
+  await shot(reader, 'sessions-redacted-1280');
+  step('a read token without the grant sees metadata keys, values redacted');
+
   // 5. Re-drive the dead letter (billing has recovered) and see it delivered.
   await page.click('#redrive');
   await page.waitForFunction(() => /delivered/.test(document.querySelector('#detail-state')?.textContent ?? ''), null, { timeout: TIMEOUT });
@@ -189,6 +204,7 @@ try {
   const meta = await page.textContent('dl.metadata');
   assert.ok(meta.includes("<script>window.pwned='metadata-script'</script>"), meta);
   assert.ok(meta.includes('<img src=x onerror='), meta);
+  assert.equal(await page.locator('.metadata-hidden').count(), 0, 'the granted token is told values are hidden');
   await assertInert(page);
   step('hostile metadata is inert');
 
@@ -256,6 +272,18 @@ try {
   assert.equal(await narrow.evaluate(() => sessionStorage.length), 0, 'signing out forgets the token');
   assert.equal(await narrow.locator('#view').isHidden(), true);
   step('signed out; nothing kept');
+
+  // 12. The admin token is shown as admin, with the operator's buttons and metadata values.
+  const admin = await openPage(browser, 1280);
+  await signIn(admin, env('CONSOLE_ADMIN_TOKEN'));
+  assert.equal(await admin.textContent('#scope'), 'admin');
+  await admin.goto(`${BASE}/console#/client/wiki`);
+  await admin.waitForSelector('#pause');
+  await admin.goto(`${BASE}/console#/sessions?session_id=s-hostile`);
+  await admin.waitForSelector('dl.metadata');
+  assert.ok((await admin.textContent('dl.metadata')).includes('<img src=x onerror='));
+  await assertInert(admin);
+  step('an admin token is shown as admin');
 } catch (err) {
   // Leave what the browser showed, to see why.
   for (const [i, context] of browser.contexts().entries()) {

@@ -39,10 +39,11 @@ fn missing() -> Option<String> {
     None
 }
 
-/// `logoutd tokens add --scope <scope>` in `dir`; the token printed once.
-fn token(dir: &Path, scope: &str) -> String {
+/// `logoutd tokens add --scope <scope> [extra...]` in `dir`; the token printed once.
+fn token(dir: &Path, scope: &str, extra: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
         .args(["tokens", "add", "--scope", scope, "--name", scope])
+        .args(extra)
         .current_dir(dir)
         .env("LOGOUTD_LOG", "warn")
         .env_remove("LOGOUTD_API_TOKENS_FILE")
@@ -68,8 +69,9 @@ async fn the_console_answers_an_operators_questions_in_a_browser() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let read = token(dir.path(), "read");
-    let operate = token(dir.path(), "operate");
+    // The read token lacks the metadata grant; the operate one has it.
+    let read = token(dir.path(), "read", &[]);
+    let operate = token(dir.path(), "operate", &["--metadata"]);
     let healthy = [
         RecordingRp::start(Reply::ok()).await,
         RecordingRp::start(Reply::ok()).await,

@@ -37,6 +37,7 @@ pub(crate) mod ssf;
 mod ssf_receivers;
 mod ssf_streams;
 mod stats;
+mod token_info;
 mod wait;
 
 pub use auth::Credentials;
@@ -158,6 +159,7 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(redrive::retry_failed_sets))
         .routes(routes!(ssf_streams::get_set))
         .routes(routes!(ssf_streams::retry_set))
+        .routes(routes!(token_info::get))
 }
 
 /// Every route: the public ones, the OpenAPI document, and `management` (the management
