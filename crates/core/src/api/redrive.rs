@@ -72,10 +72,11 @@ pub(super) struct BulkRedriven {
         `POST /logout-deliveries/{id}/retry` puts one: pending, due now, attempts 0, a fresh age \
         budget. With `ids` (1 to 100 delivery ids, and no filter), the deliveries named that \
         are `failed` are re-driven and the others (unknown, or in another state) passed over; \
-        the count says how many were re-driven. The server works in batches of 500 by delivery id, each its own transaction, \
-        so a delivery that fails again meanwhile is not re-driven twice by one request. With \
-        an `Idempotency-Key`, a repeat of the same request within 24 hours answers the first \
-        one's count with `Idempotent-Replayed: true` and re-drives nothing more.",
+        the count says how many were re-driven. The server works in batches of 500 by \
+        delivery id, each its own transaction, so a delivery that fails again meanwhile is \
+        not re-driven twice by one request. With an `Idempotency-Key`, a repeat of the same \
+        request within 24 hours (the same filters, or the same ids in any order) answers the \
+        first one's count with `Idempotent-Replayed: true` and re-drives nothing more.",
     params(
         ("Idempotency-Key" = Option<String>, Header,
             description = "Printable ASCII, 1 to 255 characters; makes a repeat a replay"),
