@@ -107,6 +107,18 @@ try {
   step('mass logout: 12 delivered, 3 dead letters on the overview');
   await page.waitForSelector('#chart svg rect.delivered');
   await page.waitForSelector('#chart svg rect.failed');
+  // The chart is a rate: its axis labels and legend are per second, never per minute.
+  const yLabels = await page.locator('#chart svg text.y-label').allTextContents();
+  assert.equal(yLabels.length, 3, yLabels.join(' | '));
+  for (const label of yLabels) assert.match(label, /^\d+(\.\d+)?\/s$/, `axis label ${label}`);
+  const caption = await page.textContent('#chart figcaption');
+  assert.match(caption, /per second/);
+  assert.match(caption, /delivered\/s/);
+  assert.match(caption, /failed\/s/);
+  assert.doesNotMatch(await page.textContent('#chart'), /\/min/);
+  assert.match(await page.getAttribute('#chart svg', 'aria-label'), /per second/i);
+  assert.match(await page.textContent('#count-oldest .label'), /due/);
+  step('the chart plots deliveries/s and failures/s');
 
   // 2. Find the failing client among the healthy ones.
   await page.waitForSelector('#health-table tr[data-client="billing"]');
@@ -116,6 +128,7 @@ try {
   for (const ok of ['shop', 'wiki']) {
     assert.match(await page.locator(`#health-table tr[data-client="${ok}"]`).textContent(), /healthy/);
   }
+  assert.doesNotMatch(await page.textContent('#health-caption'), /more exist/);
   await shot(page, 'overview-1280');
   await page.click('#health-table tr[data-client="billing"] a');
   await page.waitForSelector('#failure-groups table');
@@ -208,12 +221,29 @@ try {
   await assertInert(page);
   step('hostile metadata is inert');
 
-  // 8. Re-drive the remaining dead letters from the list.
+  // 8. Re-drive the remaining dead letters from the list, the selection in one request.
   await page.goto(`${BASE}/console#/deliveries?state=failed`);
   await page.waitForSelector('#delivery-list input[type=checkbox]');
-  for (const box of await page.locator('#delivery-list input[type=checkbox]').all()) await box.check();
+  const boxes = await page.locator('#delivery-list input[type=checkbox]').all();
+  assert.equal(boxes.length, 2, 'two dead letters are left');
+  for (const box of boxes) await box.check();
+  const selectedIds = await page.locator('#delivery-list tbody tr:has(input[type=checkbox]:checked)').evaluateAll(
+    (rows) => rows.map((r) => r.dataset.id));
+  const retries = [];
+  const onRequest = (req) => {
+    if (req.method() === 'POST' && /\/api\/v2\/logout-deliveries(\/|$)/.test(new URL(req.url()).pathname)) retries.push(req);
+  };
+  page.on('request', onRequest);
   await page.click('#redrive-selected');
   await page.waitForSelector('#no-deliveries');
+  page.off('request', onRequest);
+  assert.deepEqual(retries.map((r) => new URL(r.url()).pathname), ['/api/v2/logout-deliveries/retry'],
+    'the selection is re-driven in one request');
+  const sent = JSON.parse(retries[0].postData());
+  assert.deepEqual([...sent.ids].sort(), [...selectedIds].sort());
+  assert.match(await retries[0].headerValue('idempotency-key'), /^console-[0-9a-f]{32}$/);
+  const answer = await (await retries[0].response()).json();
+  assert.deepEqual(answer, { redriven: 2 });
   await page.goto(`${BASE}/console#/deliveries?client_id=billing&state=delivered`);
   await page.waitForFunction(() => document.querySelectorAll('#delivery-list tbody tr').length === 3, null, { timeout: TIMEOUT });
   // The filter form: initiator and creation time, through the keyboard-usable controls.
@@ -228,7 +258,12 @@ try {
   await page.waitForSelector('#no-deliveries');
   step('bulk re-drive delivered the rest');
 
-  // 9. Pause and resume a client.
+  // 9. The client list reads every page (here one) and says nothing more exists; then pause
+  // and resume a client.
+  await page.goto(`${BASE}/console#/clients`);
+  await page.waitForSelector('#client-list table');
+  assert.equal(await page.locator('#client-list tbody tr').count(), 3);
+  assert.match(await page.textContent('#client-list caption'), /Registered clients: 3\./);
   await page.goto(`${BASE}/console#/client/wiki`);
   await page.click('#pause');
   await page.waitForFunction(() => /^yes/.test(document.querySelector('#paused')?.textContent ?? ''), null, { timeout: TIMEOUT });

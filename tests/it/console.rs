@@ -194,6 +194,19 @@ async fn delivery_stats_count_rows_and_fill_the_hour_and_are_shared_for_a_moment
             .iter()
             .all(|m| m["delivered"] == 0 && m["failed"] == 0)
     );
+    assert_eq!(stats["bucket_seconds"], 10);
+    let buckets = stats["per_bucket"].as_array().unwrap();
+    assert_eq!(buckets.len(), logoutd_core::STATS_BUCKETS);
+    assert_eq!(
+        buckets.last().unwrap()["start"],
+        "2026-01-02T03:05:30Z",
+        "{stats}"
+    );
+    assert!(
+        buckets
+            .iter()
+            .all(|b| b["delivered"] == 0 && b["failed"] == 0)
+    );
 
     // A second caller within the moment gets the same answer, even though time moved.
     app.clock.advance(chrono::Duration::seconds(60));

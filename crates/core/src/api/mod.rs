@@ -47,7 +47,7 @@ pub use ssf::{
     DEFAULT_LONG_POLL, DEFAULT_POLL_LEASE, DEFAULT_POLL_RECHECK, MAX_EXCLUDED_SUBJECTS,
     MAX_POLL_EVENTS, MintError, MintSet, SsfApi,
 };
-pub use stats::{STATS_MINUTES, STATS_TTL, StatsCache};
+pub use stats::{STATS_BUCKETS, STATS_MINUTES, STATS_TTL, StatsCache};
 pub use wait::{MAX_LISTED_RESULTS, MAX_WAIT_MS, RECHECK_INTERVAL, Waits};
 
 /// Default cap on request bodies (64 KiB).

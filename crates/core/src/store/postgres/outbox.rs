@@ -9,14 +9,14 @@ use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
-    DeliveryStats, OutboxStats,
+    DeliveryStats, OutboxStats, STATS_BUCKET_MS,
 };
 use crate::pacing::Pace;
 use crate::store::sql::events::EventStatements;
 use crate::store::sql::health::HealthStatements;
 use crate::store::sql::results::{ResultRow, applied_health, dead_letters, give_ups, given_up};
 use crate::store::sql::rows::{
-    MinuteRow, StateCountRow, StatsRow, delivery_columns, delivery_stats, stats,
+    BucketRow, StateCountRow, StatsRow, delivery_columns, delivery_stats, stats,
 };
 use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
@@ -326,7 +326,7 @@ impl Deliveries for PostgresStore {
     }
 
     /// Counts per state (over `deliveries_state`), the oldest due row (first entry of
-    /// `deliveries_due`), and the recent outcomes per minute (two ranges of
+    /// `deliveries_due`), and the recent outcomes per bucket (two ranges of
     /// `deliveries_state_age`), in one read-only snapshot.
     async fn delivery_stats(
         &self,
@@ -351,17 +351,18 @@ impl Deliveries for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        let minutes: Vec<MinuteRow> = sqlx::query_as(
-            "SELECT state, updated_at / 60000 AS minute, count(*) FROM deliveries \
+        let buckets: Vec<BucketRow> = sqlx::query_as(
+            "SELECT state, updated_at / $2 AS bucket, count(*) FROM deliveries \
              WHERE state IN ('delivered', 'failed') AND updated_at >= $1 \
-             GROUP BY minute, state ORDER BY minute, state",
+             GROUP BY bucket, state ORDER BY bucket, state",
         )
         .bind(ms(since))
+        .bind(STATS_BUCKET_MS)
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        delivery_stats(counts, oldest, minutes)
+        delivery_stats(counts, oldest, buckets)
     }
 }
 

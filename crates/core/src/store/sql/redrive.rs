@@ -113,6 +113,17 @@ where
         if let Some(before) = filter.failed_before {
             sql.push(" AND updated_at < ").push_bind(ms(before));
         }
+        if let Some(ids) = &filter.ids {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push(" AND id IN (");
+            let mut list = sql.separated(", ");
+            for id in ids {
+                list.push_bind(id.to_string());
+            }
+            sql.push(")");
+        }
         sql.push(" ORDER BY id ")
             .push(DB::LIMIT)
             .push_bind(limit(take))
