@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 pub mod clients;
 pub mod deliveries;
+mod delivery_api;
 pub mod http;
 pub mod keys;
 pub mod mock_rp;
