@@ -12,6 +12,7 @@ pub mod keys;
 pub mod mock_rp;
 pub mod mock_ssf;
 pub mod openapi;
+mod receiver;
 pub mod serve;
 pub mod sessions;
 pub mod ssf_deliveries;
