@@ -6,7 +6,9 @@
 //! ends with every row delivered.
 
 use crate::support::serve_process::ServeProcess;
-use crate::support::ssf::{MockSsfProcess, PollLedger, Poller, Receiver, Set, WAIT, set_rows};
+use crate::support::ssf::{
+    Batch, MockSsfProcess, PollLedger, Poller, Receiver, Set, WAIT, set_rows,
+};
 use futures_util::StreamExt as _;
 use logoutd_core::SESSION_REVOKED;
 use reqwest::Method;
@@ -90,6 +92,15 @@ impl World {
             poller,
             sids,
         }
+    }
+
+    /// Long-polls `serve` into `log`, acknowledging each batch in the next poll, until every
+    /// session's SET was handed out and acknowledged and nothing is left.
+    async fn drain(&self, log: &mut PollLedger) {
+        let base = self.serve.base.clone();
+        let no_loss = |_, _: &Batch| false;
+        log.drain(&self.poller, |_| base.clone(), 50, &self.sids, no_loss)
+            .await;
     }
 
     /// Ends every user's sessions, one user-wide call per user.
@@ -228,15 +239,7 @@ async fn kill_during_a_mass_logout_loses_no_set() {
         flags,
         ..world
     };
-    let base = world.serve.base.clone();
-    log.drain(
-        &world.poller,
-        |_| base.clone(),
-        50,
-        &world.sids,
-        |_, _| false,
-    )
-    .await;
+    world.drain(&mut log).await;
     let poll_repeats = log.check(&world.sids);
     for (jti, set) in &lost.sets {
         let sid = set.sid().unwrap();
@@ -277,15 +280,7 @@ async fn kill_right_after_the_ends_commit_loses_no_set() {
         ..world
     };
     let mut log = PollLedger::default();
-    let base = world.serve.base.clone();
-    log.drain(
-        &world.poller,
-        |_| base.clone(),
-        50,
-        &world.sids,
-        |_, _| false,
-    )
-    .await;
+    world.drain(&mut log).await;
     assert_eq!(log.check(&world.sids), 0, "nothing was handed out twice");
     assert_eq!(
         pushed_all(&world.mock, &world.sids).await,
