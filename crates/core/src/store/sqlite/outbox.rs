@@ -258,18 +258,7 @@ impl Deliveries for SqliteStore {
     /// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
     /// due row (first entry of `deliveries_due`).
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        let counts: StatsRow = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
-             (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'), \
-             (SELECT COUNT(*) FROM deliveries WHERE state = 'failed'), \
-             (SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
-             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)",
-        )
-        .bind(ms(now))
-        .fetch_one(&self.reader)
-        .await
-        .map_err(db)?;
-        stats(counts)
+        self.queue_stats("deliveries", now).await
     }
 
     /// Counts per state (index-only over `deliveries_state`), the oldest due row (first entry
@@ -304,6 +293,36 @@ impl Deliveries for SqliteStore {
 }
 
 /// Rows per state: index-only over `deliveries_state`.
+impl SqliteStore {
+    /// The gauges of one queue table (`deliveries` or `ssf_sets`): counts per waiting and
+    /// dead-letter state (index-only over its `_state` index) and the oldest due row (first
+    /// entry of its `_due` index).
+    pub(super) async fn queue_stats(
+        &self,
+        table: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<OutboxStats, StoreError> {
+        let counts: StatsRow = sqlx::query_as(sqlx::AssertSqlSafe(queue_stats_sql(table)))
+            .bind(ms(now))
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        stats(counts)
+    }
+}
+
+/// The gauges' query over one queue table. `INDEXED BY` its `_due` index keeps the planner
+/// from reading every waiting row through the `_state` index instead.
+pub(super) fn queue_stats_sql(table: &str) -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM {table} WHERE state = 'pending'), \
+         (SELECT COUNT(*) FROM {table} WHERE state = 'in_flight'), \
+         (SELECT COUNT(*) FROM {table} WHERE state = 'failed'), \
+         (SELECT MIN(next_attempt_at) FROM {table} INDEXED BY {table}_due \
+         WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)"
+    )
+}
+
 const STATE_COUNTS: &str =
     "SELECT state, COUNT(*) FROM deliveries INDEXED BY deliveries_state GROUP BY state";
 
