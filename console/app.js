@@ -1,5 +1,5 @@
-// The console's shell: sign-in with an API token, the token's scope, and the hash routes of
-// the views. Each view draws into #view and may return a function that stops its polling.
+// The console's shell: sign-in with an API token, what the token may do (its scope and its
+// metadata grant, from GET /api/v2/token-info), and the hash routes of the views. Each view draws into #view and may return a function that stops its polling.
 
 import * as api from './api.js';
 import { h, replace } from './dom.js';
@@ -12,6 +12,8 @@ const $ = (id) => document.getElementById(id);
 const ctx = {
   scope: null,
   canOperate: false,
+  // Whether the token may read metadata values; without, the API shows each as "[redacted]".
+  metadata: false,
   navigate(hash) {
     if (location.hash === hash) route(); else location.hash = hash;
   },
@@ -55,13 +57,20 @@ function route() {
   document.title = `logoutd console: ${name}`;
 }
 
+const SCOPE_LABELS = {
+  admin: 'admin',
+  operate: 'operate: may re-drive, pause, resume',
+  read: 'read only',
+};
+
 async function signIn(remember) {
   try {
-    const scope = await api.discoverScope();
+    const info = await api.tokenInfo();
     api.setToken(api.currentToken(), remember);
-    ctx.scope = scope;
-    ctx.canOperate = scope === 'operate';
-    $('scope').textContent = scope === 'operate' ? 'operate: may re-drive, pause, resume' : 'read only';
+    ctx.scope = info.scope;
+    ctx.canOperate = info.scope !== 'read';
+    ctx.metadata = info.metadata;
+    $('scope').textContent = `${SCOPE_LABELS[info.scope]}${info.metadata ? '' : ' · metadata values hidden'}`;
     $('sign-in').hidden = true;
     for (const id of ['nav', 'who', 'view']) $(id).hidden = false;
     $('token').value = '';
@@ -78,6 +87,7 @@ function signOut(message = '') {
   api.forget();
   ctx.scope = null;
   ctx.canOperate = false;
+  ctx.metadata = false;
   for (const id of ['nav', 'who', 'view']) $(id).hidden = true;
   replace($('view'));
   $('sign-in').hidden = false;

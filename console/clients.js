@@ -1,7 +1,8 @@
 // Clients: the list with health, one client's registration, its pause and resume (operate
 // tokens only), and its recent failures grouped by error: which RP fails, since when, why.
+// Lists are read a page of 100 at a time, up to 10 pages, and say when more exist.
 
-import { get, post, seg } from './api.js';
+import { get, post, seg, pages, MAX_PAGES, PAGE_SIZE } from './api.js';
 import { h, replace, when, kv, table } from './dom.js';
 import { failing } from './overview.js';
 
@@ -9,10 +10,13 @@ export async function renderList(root, _params, ctx) {
   const out = h('div', { id: 'client-list' }, h('p', { class: 'muted' }, 'Loading…'));
   replace(root, h('h2', {}, 'Clients'), out);
   try {
-    const [clients, health] = await Promise.all([get('/clients', { take: 100 }), get('/client-health', { take: 100 })]);
-    const byId = new Map(health.clients.map((c) => [c.client_id, c]));
-    replace(out, h('div', { class: 'card' }, table('Registered clients (first 100).', ['Client', 'Name', 'Health', 'Paused'],
-      clients.clients.map((c) => {
+    const [clients, health] = await Promise.all([pages('/clients', 'clients'), pages('/client-health', 'clients')]);
+    const byId = new Map(health.items.map((c) => [c.client_id, c]));
+    const caption = clients.more
+      ? `Registered clients: the first ${clients.items.length.toLocaleString()}; more exist.`
+      : `Registered clients: ${clients.items.length.toLocaleString()}.`;
+    replace(out, h('div', { class: 'card' }, table(caption, ['Client', 'Name', 'Health', 'Paused'],
+      clients.items.map((c) => {
         const hc = byId.get(c.client_id);
         return [h('td', {}, h('a', { href: `#/client/${seg(c.client_id)}` }, c.client_id)), c.name ?? '',
           hc && failing(hc) ? h('span', { class: 'bad' }, 'failing') : h('span', { class: 'ok' }, 'healthy'),
@@ -30,10 +34,11 @@ export function renderDetail(root, id, ctx) {
     try {
       const [client, health, failed, retrying] = await Promise.all([
         get(`/clients/${seg(id)}`), get(`/clients/${seg(id)}/health`),
-        get('/logout-deliveries', { client_id: id, state: 'failed', take: 100 }),
-        get('/logout-deliveries', { client_id: id, state: 'pending', take: 100 }),
+        pages('/logout-deliveries', 'deliveries', { client_id: id, state: 'failed' }),
+        pages('/logout-deliveries', 'deliveries', { client_id: id, state: 'pending' }),
       ]);
-      replace(out, healthCard(health, ctx, show), failures([...failed.deliveries, ...retrying.deliveries]), registration(client));
+      replace(out, healthCard(health, ctx, show),
+        failures([...failed.items, ...retrying.items], failed.more || retrying.more), registration(client));
     } catch (err) {
       ctx.fail(err, out);
     }
@@ -59,8 +64,9 @@ function healthCard(hc, ctx, again) {
   ]), button);
 }
 
-// Dead letters and retrying rows, grouped by their last error, the largest group first.
-function failures(rows) {
+// Dead letters and retrying rows, grouped by their last error, the largest group first;
+// `more` when either list had more rows than were read.
+function failures(rows, more) {
   const groups = new Map();
   for (const d of rows.filter((r) => r.last_error || r.state === 'failed')) {
     const key = d.last_error ?? `HTTP ${d.last_status ?? '?'}`;
@@ -71,7 +77,8 @@ function failures(rows) {
   const list = [...groups.values()].sort((a, b) => (b.failed + b.retrying) - (a.failed + a.retrying));
   return h('div', { class: 'card', id: 'failure-groups' }, h('h3', {}, 'Recent failures by error'),
     list.length === 0 ? h('p', { class: 'muted' }, 'No failed or retrying deliveries.')
-      : table('Failed (dead letter) and retrying deliveries, grouped by their last error.', ['Error', { label: 'Failed', cls: 'num' }, { label: 'Retrying', cls: 'num' }, 'Example'],
+      : table(`Failed (dead letter) and retrying deliveries, grouped by their last error${more
+        ? `: over the first ${(MAX_PAGES * PAGE_SIZE).toLocaleString()} of each; more exist (see Deliveries)` : ''}.`, ['Error', { label: 'Failed', cls: 'num' }, { label: 'Retrying', cls: 'num' }, 'Example'],
         list.map((g) => [h('td', { class: 'wrap pre' }, g.error), h('td', { class: 'num' }, g.failed), h('td', { class: 'num' }, g.retrying),
           h('td', { class: 'mono' }, h('a', { href: `#/delivery/${seg(g.example.id)}` }, g.example.id))])));
 }

@@ -1,11 +1,14 @@
-// Overview: is anything stuck, and which RP is failing? Rows per state, the dead letter, the
-// oldest due row's age, the last hour per minute, and each client's health, polled.
+// Overview: is anything stuck, and which RP is failing? Rows per state, the dead letter, how
+// late the oldest due row is, the last hour per second, and each client's health, polled.
 
-import { get } from './api.js';
+import { get, pages, MAX_PAGES, PAGE_SIZE } from './api.js';
 import { h, replace, when, age } from './dom.js';
 import { chart } from './chart.js';
 
 const POLL_MS = 5000;
+// When the clients' health takes more than one page, it is read again every this many polls
+// (30 s) rather than every poll, so that a large deployment's overview stays cheap.
+const PAGED_HEALTH_EVERY = 6;
 
 export function render(root, _params, ctx) {
   const tiles = h('div', { class: 'tiles', id: 'counts', 'aria-live': 'polite' });
@@ -14,12 +17,18 @@ export function render(root, _params, ctx) {
   replace(root, h('h2', {}, 'Overview'), tiles, graph, h('h3', {}, 'Client health'), health);
   let timer = null;
   let alive = true;
+  let clients = null;
+  let polls = 0;
   const tick = async () => {
     try {
-      const [stats, clients] = await Promise.all([get('/delivery-stats'), allHealth()]);
+      const stale = !clients || clients.pages === 1 || polls % PAGED_HEALTH_EVERY === 0;
+      polls += 1;
+      const [stats, read] = await Promise.all([get('/delivery-stats'),
+        stale ? pages('/client-health', 'clients') : clients]);
       if (!alive) return;
+      clients = read;
       replace(tiles, countTiles(stats));
-      replace(graph, chart(stats.per_minute));
+      replace(graph, chart(stats.per_bucket, stats.bucket_seconds));
       replace(health, healthTable(clients));
       ctx.status(`Updated ${new Date().toLocaleTimeString()}`);
     } catch (err) {
@@ -31,20 +40,8 @@ export function render(root, _params, ctx) {
   return () => { alive = false; clearTimeout(timer); };
 }
 
-async function allHealth() {
-  const out = [];
-  let from;
-  for (let i = 0; i < 10; i += 1) {
-    const page = await get('/client-health', { take: 100, from });
-    out.push(...page.clients);
-    if (!page.next) break;
-    from = page.next;
-  }
-  return out;
-}
-
-function tile(id, label, value, bad = false) {
-  return h('div', { class: bad ? 'tile bad' : 'tile', id: `count-${id}` },
+function tile(id, label, value, bad = false, title = undefined) {
+  return h('div', { class: bad ? 'tile bad' : 'tile', id: `count-${id}`, title },
     h('span', { class: 'label' }, label), h('span', { class: 'value' }, value));
 }
 
@@ -56,7 +53,8 @@ function countTiles(stats) {
     tile('delivered', 'Delivered', c.delivered),
     tile('failed', 'Dead letter (failed)', stats.dead_letters, stats.dead_letters > 0),
     tile('cancelled', 'Cancelled', c.cancelled),
-    tile('oldest', 'Oldest due row waiting', age(stats.oldest_due_age_ms), (stats.oldest_due_age_ms ?? 0) > 60000),
+    tile('oldest', 'Oldest due row, late by', age(stats.oldest_due_age_ms), (stats.oldest_due_age_ms ?? 0) > 60000,
+      'How long the earliest due pending or in-flight row has been due. Not the age of the oldest pending row: a row waiting for a later retry is not due yet.'),
   ];
 }
 
@@ -69,7 +67,7 @@ function rate(c) {
   return c.success_rate === null ? '—' : `${(c.success_rate * 100).toFixed(1)} %`;
 }
 
-function healthTable(clients) {
+function healthTable({ items: clients, more, pages: read }) {
   const sorted = [...clients].sort((a, b) => Number(failing(b)) - Number(failing(a)) || a.client_id.localeCompare(b.client_id));
   if (sorted.length === 0) return h('p', { class: 'muted' }, 'No clients registered.');
   const rows = sorted.map((c) => [
@@ -83,7 +81,9 @@ function healthTable(clients) {
   ]);
   return h('div', { class: 'card' },
     h('div', { class: 'table-wrap' }, h('table', { id: 'health-table' },
-      h('caption', { class: 'muted' }, 'Failing clients first. Success rate and p99 latency over the last 24 hours.'),
+      h('caption', { class: 'muted', id: 'health-caption' }, 'Failing clients first. Success rate and p99 latency over the last 24 hours.',
+        more ? ` Only the first ${(MAX_PAGES * PAGE_SIZE).toLocaleString()} clients are shown; more exist.` : '',
+        read > 1 ? ' With more than one page of clients, this table is refreshed every 30 s.' : ''),
       h('thead', {}, h('tr', {}, ['Client', 'Now', 'Success rate', 'p99 latency', 'Last success', 'Failing since', 'Paused']
         .map((l, i) => h('th', { scope: 'col', class: [2, 3].includes(i) ? `num${i === 3 ? ' hide-narrow' : ''}` : (i === 4 ? 'hide-narrow' : undefined) }, l)))),
       h('tbody', {}, rows.map((r, i) => h('tr', { class: failing(sorted[i]) ? 'failing' : undefined, 'data-client': sorted[i].client_id }, r))))));

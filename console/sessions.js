@@ -1,6 +1,7 @@
 // Sessions: look one up by session id, or every session of a user, with the clients that
-// joined, the device, the metadata (as the API returns it to this token), the end, and the
-// deliveries the end wrote: did this user's logout reach every RP?
+// joined, the device, the metadata (as the API returns it to this token: without the metadata
+// grant its keys with every value "[redacted]"), the end, and the deliveries the end wrote:
+// did this user's logout reach every RP?
 
 import { get, seg } from './api.js';
 import { h, replace, when, state, kv, table } from './dom.js';
@@ -52,7 +53,7 @@ async function showSessions(out, load, filter, ctx) {
   replace(out, h('p', { class: 'muted' }, 'Loading…'));
   try {
     const [sessions, deliveries] = await Promise.all([load(), allDeliveries(filter)]);
-    replace(out, verdict(sessions, deliveries), deliveryTable(deliveries), sessions.map(sessionCard));
+    replace(out, verdict(sessions, deliveries), deliveryTable(deliveries), sessions.map((s) => sessionCard(s, ctx)));
   } catch (err) {
     if (err.status === 404) replace(out, h('p', { class: 'error' }, 'No such session.'));
     else ctx.fail(err, out);
@@ -83,7 +84,7 @@ function deliveryTable(deliveries) {
       h('td', { class: 'mono' }, h('a', { href: `#/delivery/${seg(d.id)}` }, d.id))])));
 }
 
-function sessionCard(s) {
+function sessionCard(s, ctx) {
   const meta = Object.entries(s.session_metadata ?? {});
   const dev = s.device ?? {};
   return h('section', { class: 'card session', 'aria-label': `Session ${s.id}` },
@@ -98,5 +99,6 @@ function sessionCard(s) {
     ]),
     h('h4', {}, 'Metadata'),
     meta.length === 0 ? h('p', { class: 'muted' }, 'None.')
-      : h('dl', { class: 'kv metadata' }, meta.map(([k, v]) => [h('dt', { class: 'mono' }, k), h('dd', { class: 'pre' }, typeof v === 'string' ? v : JSON.stringify(v))])));
+      : [ctx.metadata ? null : h('p', { class: 'muted metadata-hidden' }, 'values hidden: this token lacks the metadata grant'),
+        h('dl', { class: 'kv metadata' }, meta.map(([k, v]) => [h('dt', { class: 'mono' }, k), h('dd', { class: 'pre' }, typeof v === 'string' ? v : JSON.stringify(v))]))]);
 }

@@ -1,11 +1,9 @@
 //! `logoutd deliveries list|show|retry`: the delivery status API for operators, over HTTP.
 
-use super::http::{ApiArgs, ApiClient, cell, print_json, spinner, table};
+use super::delivery_api::{DeliveryApi, query};
+use super::http::{ApiArgs, ApiClient, cell, table};
 use clap::{Args, Subcommand};
-use reqwest::Method;
-use serde_json::{Value, json};
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// `logoutd deliveries ...`.
 #[derive(Debug, Args)]
@@ -59,28 +57,6 @@ pub struct BulkRetry {
     pub idempotency_key: Option<String>,
 }
 
-impl BulkRetry {
-    /// The request body: the filters given.
-    fn body(&self) -> Value {
-        given(&[
-            ("client_id", &self.client),
-            ("failed_since", &self.since),
-            ("failed_before", &self.before),
-            ("initiator", &self.initiator),
-        ])
-    }
-}
-
-/// A JSON object of the `fields` that were given, as strings.
-pub(super) fn given(fields: &[(&str, &Option<String>)]) -> Value {
-    Value::Object(
-        fields
-            .iter()
-            .filter_map(|(k, v)| Some(((*k).to_owned(), Value::String((*v).clone()?))))
-            .collect(),
-    )
-}
-
 /// Listing filters of `GET /api/v2/logout-deliveries`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Filters {
@@ -104,80 +80,32 @@ pub struct Filters {
 impl Filters {
     /// The query parameters of the set filters.
     fn query(&self) -> Vec<(&'static str, String)> {
-        [
+        query(&[
             ("state", &self.state),
             ("client_id", &self.client),
             ("session_id", &self.session),
             ("user_id", &self.user),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
-        .collect()
+        ])
     }
 }
 
-/// Runs a `deliveries` command.
-pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
-    let client = ApiClient::new(&args.api.url)?;
-    let json = args.api.json;
-    match args.command {
-        DeliveriesCommand::List(filters) => list(&client, &filters, json).await,
-        DeliveriesCommand::Show { id } => show(&client, &id, json).await,
-        DeliveriesCommand::Retry { id: Some(id), .. } => retry_one(&client, &id, json).await,
-        DeliveriesCommand::Retry { id: None, bulk } => retry_all(client, bulk, json).await,
-    }?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn list(client: &ApiClient, filters: &Filters, json: bool) -> anyhow::Result<()> {
-    let items = client
-        .walk(
-            &["logout-deliveries"],
-            filters.query(),
-            "deliveries",
-            filters.limit,
-        )
-        .await?;
-    if json {
-        return print_json(&Value::Array(items));
-    }
-    let headers = [
-        "ID",
-        "STATE",
-        "CLIENT",
-        "SESSION",
-        "USER",
-        "INITIATOR",
-        "ATTEMPTS",
-        "LAST_STATUS",
-        "CREATED",
-    ];
-    let fields = [
-        "id",
-        "state",
-        "client_id",
-        "session_id",
-        "user_id",
-        "initiator",
-        "attempts",
-        "last_status",
-        "created_at",
-    ];
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|d| fields.iter().map(|f| cell(&d[*f])).collect())
-        .collect();
-    logoutd_core::outln!("{}", table(&headers, &rows));
-    Ok(())
-}
-
-async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
-    let url = client.url(&["logout-deliveries", id], &[])?;
-    let detail = client.send(Method::GET, url, None).await?;
-    if json {
-        return print_json(&detail);
-    }
-    let fields = [
+/// The delivery listing of `/api/v2/logout-deliveries`.
+const DELIVERIES: DeliveryApi = DeliveryApi {
+    path: "logout-deliveries",
+    noun: "delivery",
+    failed: "failed deliveries",
+    columns: &[
+        ("ID", "id"),
+        ("STATE", "state"),
+        ("CLIENT", "client_id"),
+        ("SESSION", "session_id"),
+        ("USER", "user_id"),
+        ("INITIATOR", "initiator"),
+        ("ATTEMPTS", "attempts"),
+        ("LAST_STATUS", "last_status"),
+        ("CREATED", "created_at"),
+    ],
+    fields: &[
         "id",
         "event_id",
         "session_id",
@@ -193,12 +121,32 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
         "last_error",
         "created_at",
         "delivered_at",
-    ];
-    let rows: Vec<Vec<String>> = fields
-        .iter()
-        .map(|f| vec![(*f).to_owned(), cell(&detail[*f])])
-        .collect();
-    logoutd_core::outln!("{}", table(&["FIELD", "VALUE"], &rows));
+    ],
+};
+
+/// Runs a `deliveries` command.
+pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
+    let client = ApiClient::new(&args.api.url)?;
+    let json = args.api.json;
+    match args.command {
+        DeliveriesCommand::List(filters) => {
+            let query = filters.query();
+            DELIVERIES.list(&client, query, filters.limit, json).await
+        }
+        DeliveriesCommand::Show { id } => show(&client, &id, json).await,
+        DeliveriesCommand::Retry { id: Some(id), .. } => {
+            DELIVERIES.retry_one(&client, &id, json).await
+        }
+        DeliveriesCommand::Retry { id: None, bulk } => retry_all(client, bulk, json).await,
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One delivery, field by field, then its attempt history.
+async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
+    let Some(detail) = DELIVERIES.show(client, id, json).await? else {
+        return Ok(());
+    };
     let history = detail["attempt_history"]
         .as_array()
         .cloned()
@@ -219,72 +167,18 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn retry_one(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
-    let url = client.url(&["logout-deliveries", id, "retry"], &[])?;
-    let reply = client.send(Method::POST, url, None).await?;
-    if json {
-        return print_json(&reply);
-    }
-    logoutd_core::outln!("delivery {id} re-driven");
-    Ok(())
-}
-
-/// How long the bulk re-drive may take to answer: the server pages through every match
-/// before it does.
-const BULK_TIMEOUT: Duration = Duration::from_secs(600);
-
 /// Re-drives every failed delivery matching the filters with one request.
 async fn retry_all(client: ApiClient, args: BulkRetry, json: bool) -> anyhow::Result<()> {
-    let body = args.body();
-    // Every dead letter at once is one request away through the API (`{}`); on the command
-    // line it takes a filter, so that a forgotten id does not re-drive everything.
-    if body.as_object().is_some_and(serde_json::Map::is_empty) {
-        anyhow::bail!(
-            "give a delivery id, or at least one of --client, --since, --before and --initiator"
-        );
-    }
+    let filters = [
+        ("client_id", &args.client),
+        ("failed_since", &args.since),
+        ("failed_before", &args.before),
+        ("initiator", &args.initiator),
+    ];
     let key = args.idempotency_key.as_deref();
-    let path = ["logout-deliveries", "retry"];
-    retry_in_bulk(client, &path, body, key, "failed deliveries", json).await
-}
-
-/// Sends a bulk re-drive of `body` to `path`, with the idempotency key if given, and prints
-/// how many `rows` it re-drove and whether that was a replay. The server pages through every
-/// match before it answers; a spinner with the elapsed time runs while it waits.
-pub(super) async fn retry_in_bulk(
-    client: ApiClient,
-    path: &[&str],
-    body: Value,
-    key: Option<&str>,
-    rows: &str,
-    json: bool,
-) -> anyhow::Result<()> {
-    let client = client.with_timeout(BULK_TIMEOUT);
-    let url = client.url(path, &[])?;
-    let headers: Vec<(&str, &str)> = key
-        .map(|key| ("Idempotency-Key", key))
-        .into_iter()
-        .collect();
-    let bar = spinner(&format!("re-driving {rows}"));
-    let reply = client
-        .send_with(Method::POST, url, Some(body), &headers)
-        .await;
-    bar.finish_and_clear();
-    let (reply, response_headers) = reply?;
-    let redriven = reply["redriven"].as_u64().unwrap_or_default();
-    let replayed = response_headers
-        .get("idempotent-replayed")
-        .is_some_and(|v| v.as_bytes() == b"true");
-    if json {
-        return print_json(&json!({ "redriven": redriven, "replayed": replayed }));
-    }
-    if replayed {
-        logoutd_core::outln!(
-            "re-drove {redriven} {rows} (the answer to an earlier request with this key; \
-             nothing more was re-driven)"
-        );
-    } else {
-        logoutd_core::outln!("re-drove {redriven} {rows}");
-    }
-    Ok(())
+    let missing =
+        "give a delivery id, or at least one of --client, --since, --before and --initiator";
+    DELIVERIES
+        .retry_all(client, &filters, key, missing, json)
+        .await
 }

@@ -3,17 +3,13 @@
 //! The bound address is printed on stdout as one line, `listening on http://ADDR`, so that
 //! scripts started with `--listen 127.0.0.1:0` can find the port.
 
+use super::receiver::{ReceiptArgs, bind, say_listening, stopped};
 use super::token::CheckFlags;
 
 use anyhow::Context as _;
 use hyper::StatusCode;
-use logoutd_core::{
-    DEFAULT_FAIL_STATUS, DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_RECEIPTS_FILE_MAX_BYTES, Faults,
-    LogLimits, MockRp, MockRpConfig,
-};
+use logoutd_core::{DEFAULT_FAIL_STATUS, Faults, MockRp, MockRpConfig};
 use logoutd_core::{DEFAULT_FETCH_TIMEOUT, DEFAULT_REFETCH_INTERVAL, JwksSource};
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use url::Url;
@@ -33,17 +29,8 @@ pub struct MockRpArgs {
     /// The expected `aud`.
     #[arg(long)]
     client_id: String,
-    /// Append every receipt to this file as one JSON line.
-    #[arg(long)]
-    receipts: Option<PathBuf>,
-    /// Rotate the receipts file to FILE.1 (replacing it) before it grows past this size.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECEIPTS_FILE_MAX_BYTES,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    receipts_max_bytes: u64,
-    /// Keep at most this many bytes of receipts in memory for GET /receipts (the newest;
-    /// at most 100,000 receipts in any case).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MEMORY_RECEIPT_BYTES)]
-    receipts_memory_bytes: usize,
+    #[command(flatten)]
+    receipts: ReceiptArgs,
     #[command(flatten)]
     checks: CheckArgs,
     #[command(flatten)]
@@ -119,32 +106,21 @@ async fn config(args: &MockRpArgs) -> anyhow::Result<MockRpConfig> {
     config.faults = args.faults.faults()?;
     config.replay_as_error = args.checks.replay_as_error;
     config.decryption_key = args.checks.flags.decryption_key()?.map(std::sync::Arc::new);
-    config.receipts_file = args.receipts.clone();
-    config.receipt_limits = LogLimits {
-        memory_bytes: args.receipts_memory_bytes,
-        file_max_bytes: args.receipts_max_bytes,
-        ..LogLimits::default()
-    };
+    config.receipts_file = args.receipts.file();
+    config.receipt_limits = args.receipts.limits();
     Ok(config)
 }
 
 /// Runs the mock RP until Ctrl-C or SIGTERM.
 pub async fn run(args: MockRpArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args).await?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = bind(&args.listen).await?;
     let rp = MockRp::start(listener, config)
         .await
         .context("cannot start the mock RP")?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{}", rp.addr())?;
-    stdout.flush()?;
-    drop(stdout);
+    say_listening(rp.addr())?;
     tracing::info!(addr = %rp.addr(), "mock RP ready");
-    let stopped = logoutd_core::stop_signal()
-        .await
-        .context("cannot handle SIGTERM or SIGINT");
+    let stopped = stopped().await;
     rp.shutdown().await;
     stopped?;
     Ok(ExitCode::SUCCESS)

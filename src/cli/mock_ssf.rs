@@ -3,13 +3,10 @@
 //! The bound address is printed on stdout as one line, `listening on http://ADDR`, once the
 //! stream is set up, so that scripts started with `--listen 127.0.0.1:0` can find the port.
 
+use super::receiver::{ReceiptArgs, bind, say_listening, stopped};
 use anyhow::Context as _;
 use hyper::StatusCode;
-use logoutd_core::{
-    DEFAULT_MEMORY_RECEIPT_BYTES, DEFAULT_POLL_MAX_EVENTS, DEFAULT_RECEIPTS_FILE_MAX_BYTES, Faults,
-    LogLimits, MockSsf, MockSsfConfig,
-};
-use std::io::Write as _;
+use logoutd_core::{DEFAULT_POLL_MAX_EVENTS, Faults, MockSsf, MockSsfConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,16 +40,8 @@ pub struct MockSsfArgs {
     /// The events to request (`events_requested`); all supported ones when absent.
     #[arg(long, value_name = "URI", num_args = 1..)]
     events: Option<Vec<String>>,
-    /// Append every receipt to this file as one JSON line.
-    #[arg(long)]
-    receipts: Option<PathBuf>,
-    /// Rotate the receipts file to FILE.1 (replacing it) before it grows past this size.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECEIPTS_FILE_MAX_BYTES,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    receipts_max_bytes: u64,
-    /// Keep at most this many bytes of receipts in memory for GET /receipts.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MEMORY_RECEIPT_BYTES)]
-    receipts_memory_bytes: usize,
+    #[command(flatten)]
+    receipts: ReceiptArgs,
     /// Answer the first N pushes with 500.
     #[arg(long, value_name = "N", default_value_t = 0)]
     fail: u64,
@@ -99,37 +88,26 @@ fn config(args: &MockSsfArgs) -> anyhow::Result<MockSsfConfig> {
         .map(StatusCode::from_u16)
         .transpose()
         .context("--status is not an HTTP status")?;
-    config.receipts_file = args.receipts.clone();
-    config.receipt_limits = LogLimits {
-        memory_bytes: args.receipts_memory_bytes,
-        file_max_bytes: args.receipts_max_bytes,
-        ..LogLimits::default()
-    };
+    config.receipts_file = args.receipts.file();
+    config.receipt_limits = args.receipts.limits();
     Ok(config)
 }
 
 /// Runs the mock SSF receiver until Ctrl-C or SIGTERM.
 pub async fn run(args: MockSsfArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args)?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = bind(&args.listen).await?;
     let receiver = MockSsf::start(listener, config)
         .await
         .context("cannot start the mock SSF receiver")?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{}", receiver.addr())?;
-    stdout.flush()?;
-    drop(stdout);
+    say_listening(receiver.addr())?;
     tracing::info!(
         addr = %receiver.addr(),
         stream_id = %receiver.stream().stream_id,
         poll = args.poll,
         "mock SSF receiver ready"
     );
-    let stopped = logoutd_core::stop_signal()
-        .await
-        .context("cannot handle SIGTERM or SIGINT");
+    let stopped = stopped().await;
     receiver.shutdown().await;
     stopped?;
     Ok(ExitCode::SUCCESS)

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 pub mod clients;
 pub mod deliveries;
+mod delivery_api;
 pub mod http;
 pub mod keys;
 pub mod mock_rp;
 pub mod mock_ssf;
 pub mod openapi;
+mod receiver;
 pub mod serve;
 pub mod sessions;
 pub mod ssf_deliveries;

@@ -1,11 +1,9 @@
 //! `logoutd ssf-deliveries list|show|retry`: the SET delivery status API for operators, over
 //! HTTP, as `logoutd deliveries` is for logout tokens.
 
-use super::deliveries::{given, retry_in_bulk};
-use super::http::{ApiArgs, ApiClient, cell, print_json, table};
+use super::delivery_api::{DeliveryApi, query};
+use super::http::{ApiArgs, ApiClient};
 use clap::{Args, Subcommand};
-use reqwest::Method;
-use serde_json::Value;
 use std::process::ExitCode;
 
 /// `logoutd ssf-deliveries ...`.
@@ -62,15 +60,12 @@ pub struct SetFilters {
 impl SetFilters {
     /// The query parameters of the set filters.
     fn query(&self) -> Vec<(&'static str, String)> {
-        [
+        query(&[
             ("stream_id", &self.stream),
             ("receiver_id", &self.receiver),
             ("state", &self.state),
             ("kind", &self.kind),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
-        .collect()
+        ])
     }
 }
 
@@ -98,28 +93,14 @@ pub struct SetBulkRetry {
     pub idempotency_key: Option<String>,
 }
 
-/// Runs an `ssf-deliveries` command.
-pub async fn run(args: SsfDeliveriesArgs) -> anyhow::Result<ExitCode> {
-    let client = ApiClient::new(&args.api.url)?;
-    let json = args.api.json;
-    match args.command {
-        SsfDeliveriesCommand::List(filters) => list(&client, &filters, json).await,
-        SsfDeliveriesCommand::Show { id } => show(&client, &id, json).await,
-        SsfDeliveriesCommand::Retry { id: Some(id), .. } => retry_one(&client, &id, json).await,
-        SsfDeliveriesCommand::Retry { id: None, bulk } => retry_all(client, bulk, json).await,
-    }?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn list(client: &ApiClient, filters: &SetFilters, json: bool) -> anyhow::Result<()> {
-    let path = ["ssf-deliveries"];
-    let items = client
-        .walk(&path, filters.query(), "deliveries", filters.limit)
-        .await?;
-    if json {
-        return print_json(&Value::Array(items));
-    }
-    let columns = [
+/// The delivery listing of `/api/v2/ssf-deliveries`. A SET row keeps its attempt count and
+/// its last attempt's status and error (its `jti` is the same on every attempt), not a history
+/// of each.
+const SET_DELIVERIES: DeliveryApi = DeliveryApi {
+    path: "ssf-deliveries",
+    noun: "SET delivery",
+    failed: "failed SET deliveries",
+    columns: &[
         ("ID", "id"),
         ("KIND", "kind"),
         ("STREAM", "stream_id"),
@@ -131,25 +112,8 @@ async fn list(client: &ApiClient, filters: &SetFilters, json: bool) -> anyhow::R
         ("TXN", "txn"),
         ("SESSION", "session_id"),
         ("NEXT_ATTEMPT", "next_attempt_at"),
-    ];
-    let headers: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|d| columns.iter().map(|(_, f)| cell(&d[*f])).collect())
-        .collect();
-    logoutd_core::outln!("{}", table(&headers, &rows));
-    Ok(())
-}
-
-/// One SET row, field by field. A SET row keeps its attempt count and its last attempt's
-/// status and error (its `jti` is the same on every attempt), not a history of each.
-async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
-    let url = client.url(&["ssf-deliveries", id], &[])?;
-    let detail = client.send(Method::GET, url, None).await?;
-    if json {
-        return print_json(&detail);
-    }
-    let fields = [
+    ],
+    fields: &[
         "id",
         "kind",
         "stream_id",
@@ -165,42 +129,44 @@ async fn show(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
         "last_error",
         "created_at",
         "delivered_at",
-    ];
-    let rows: Vec<Vec<String>> = fields
-        .iter()
-        .map(|f| vec![(*f).to_owned(), cell(&detail[*f])])
-        .collect();
-    logoutd_core::outln!("{}", table(&["FIELD", "VALUE"], &rows));
-    Ok(())
-}
+    ],
+};
 
-async fn retry_one(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
-    let url = client.url(&["ssf-deliveries", id, "retry"], &[])?;
-    let reply = client.send(Method::POST, url, None).await?;
-    if json {
-        return print_json(&reply);
-    }
-    logoutd_core::outln!("SET delivery {id} re-driven");
-    Ok(())
+/// Runs an `ssf-deliveries` command.
+pub async fn run(args: SsfDeliveriesArgs) -> anyhow::Result<ExitCode> {
+    let client = ApiClient::new(&args.api.url)?;
+    let json = args.api.json;
+    match args.command {
+        SsfDeliveriesCommand::List(filters) => {
+            let query = filters.query();
+            SET_DELIVERIES
+                .list(&client, query, filters.limit, json)
+                .await
+        }
+        SsfDeliveriesCommand::Show { id } => {
+            SET_DELIVERIES.show(&client, &id, json).await.map(drop)
+        }
+        SsfDeliveriesCommand::Retry { id: Some(id), .. } => {
+            SET_DELIVERIES.retry_one(&client, &id, json).await
+        }
+        SsfDeliveriesCommand::Retry { id: None, bulk } => retry_all(client, bulk, json).await,
+    }?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Re-drives every failed SET matching the filters with one request.
 async fn retry_all(client: ApiClient, args: SetBulkRetry, json: bool) -> anyhow::Result<()> {
-    let body = given(&[
+    let filters = [
         ("stream_id", &args.stream),
         ("receiver_id", &args.receiver),
         ("kind", &args.kind),
         ("failed_since", &args.since),
         ("failed_before", &args.before),
-    ]);
-    // As for deliveries: on the command line a bulk re-drive takes a filter.
-    if body.as_object().is_some_and(serde_json::Map::is_empty) {
-        anyhow::bail!(
-            "give a SET delivery id, or at least one of --stream, --receiver, --kind, --since \
-             and --before"
-        );
-    }
+    ];
     let key = args.idempotency_key.as_deref();
-    let path = ["ssf-deliveries", "retry"];
-    retry_in_bulk(client, &path, body, key, "failed SET deliveries", json).await
+    let missing = "give a SET delivery id, or at least one of --stream, --receiver, --kind, \
+                   --since and --before";
+    SET_DELIVERIES
+        .retry_all(client, &filters, key, missing, json)
+        .await
 }

@@ -28,8 +28,12 @@ pub enum TokensCommand {
         /// A name to tell it by.
         #[arg(long)]
         name: String,
+        /// Let it read session metadata values. Without it a read or operate token sees
+        /// metadata keys with every value as "[redacted]"; admin tokens always see values.
+        #[arg(long)]
+        metadata: bool,
     },
-    /// List the tokens: id, name, scope, creation time (never the token).
+    /// List the tokens: id, name, scope, metadata grant, creation time (never the token).
     List {
         #[command(flatten)]
         file: TokensFileArg,
@@ -49,15 +53,26 @@ pub enum TokensCommand {
 /// Runs a `tokens` subcommand.
 pub async fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
     match command {
-        TokensCommand::Add { file, scope, name } => {
+        TokensCommand::Add {
+            file,
+            scope,
+            name,
+            metadata,
+        } => {
             let mut tokens = TokenFile::load(&file.file)?;
-            let token = tokens.add(&name, scope, chrono::Utc::now());
+            let token = tokens.add(&name, scope, metadata, chrono::Utc::now());
             tokens
                 .save(&file.file)
                 .with_context(|| format!("saving {}", file.file.display()))?;
-            let id = tokens.tokens.last().map(|t| t.id.as_str()).unwrap_or("");
+            let added = tokens.tokens.last();
+            let id = added.map(|t| t.id.as_str()).unwrap_or("");
+            let grant = if added.is_some_and(|t| t.may_read_metadata()) {
+                "may read metadata values"
+            } else {
+                "metadata values redacted"
+            };
             eprintln!(
-                "added {scope} token {id} ({name}) to {}; it is shown once:",
+                "added {scope} token {id} ({name}, {grant}) to {}; it is shown once:",
                 file.file.display()
             );
             logoutd_core::outln!("{token}");
@@ -70,17 +85,29 @@ pub async fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|t| {
                         serde_json::json!({"id": t.id, "name": t.name, "scope": t.scope,
-                            "created_at": t.created_at})
+                            "metadata": t.may_read_metadata(), "created_at": t.created_at})
                     })
                     .collect();
                 logoutd_core::outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                logoutd_core::outln!("{:<27}  {:<8}  {:<20}  NAME", "ID", "SCOPE", "CREATED");
+                logoutd_core::outln!(
+                    "{:<27}  {:<8}  {:<8}  {:<20}  NAME",
+                    "ID",
+                    "SCOPE",
+                    "METADATA",
+                    "CREATED"
+                );
                 for t in &tokens.tokens {
+                    let grant = if t.may_read_metadata() {
+                        "values"
+                    } else {
+                        "keys"
+                    };
                     logoutd_core::outln!(
-                        "{:<27}  {:<8}  {:<20}  {}",
+                        "{:<27}  {:<8}  {:<8}  {:<20}  {}",
                         t.id,
                         t.scope,
+                        grant,
                         t.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
                         t.name.escape_debug()
                     );

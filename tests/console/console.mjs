@@ -1,7 +1,8 @@
 // The console's browser scenarios, run by tests/it/console.rs against a live `logoutd serve`
 // with RPs shop and wiki (healthy) and billing (rejects its first three tokens with hostile
 // error text, then recovers), users u-0..u-5 with one session each (u-0..u-2 also at billing)
-// and s-hostile, a session whose metadata holds markup.
+// and s-hostile, a session whose metadata holds markup. The operate token has the metadata
+// grant; the read token has not.
 //
 // Env: CONSOLE_BASE, CONSOLE_READ_TOKEN, CONSOLE_OPERATE_TOKEN, CONSOLE_ADMIN_TOKEN,
 // CONSOLE_SHOTS (screenshot folder), CONSOLE_HOSTILE_ERROR, CONSOLE_CHROMIUM (optional).
@@ -106,6 +107,18 @@ try {
   step('mass logout: 12 delivered, 3 dead letters on the overview');
   await page.waitForSelector('#chart svg rect.delivered');
   await page.waitForSelector('#chart svg rect.failed');
+  // The chart is a rate: its axis labels and legend are per second, never per minute.
+  const yLabels = await page.locator('#chart svg text.y-label').allTextContents();
+  assert.equal(yLabels.length, 3, yLabels.join(' | '));
+  for (const label of yLabels) assert.match(label, /^\d+(\.\d+)?\/s$/, `axis label ${label}`);
+  const caption = await page.textContent('#chart figcaption');
+  assert.match(caption, /per second/);
+  assert.match(caption, /delivered\/s/);
+  assert.match(caption, /failed\/s/);
+  assert.doesNotMatch(await page.textContent('#chart'), /\/min/);
+  assert.match(await page.getAttribute('#chart svg', 'aria-label'), /per second/i);
+  assert.match(await page.textContent('#count-oldest .label'), /due/);
+  step('the chart plots deliveries/s and failures/s');
 
   // 2. Find the failing client among the healthy ones.
   await page.waitForSelector('#health-table tr[data-client="billing"]');
@@ -115,6 +128,7 @@ try {
   for (const ok of ['shop', 'wiki']) {
     assert.match(await page.locator(`#health-table tr[data-client="${ok}"]`).textContent(), /healthy/);
   }
+  assert.doesNotMatch(await page.textContent('#health-caption'), /more exist/);
   await shot(page, 'overview-1280');
   await page.click('#health-table tr[data-client="billing"] a');
   await page.waitForSelector('#failure-groups table');
@@ -164,6 +178,20 @@ try {
   await assertInert(reader);
   step('a read token has no re-drive or pause, and the route answers 403');
 
+  // 4b. Without the metadata grant: the keys, each value redacted, and a note saying why.
+  assert.match(await reader.textContent('#scope'), /metadata values hidden/);
+  await reader.goto(`${BASE}/console#/sessions?session_id=s-hostile`);
+  await reader.waitForSelector('dl.metadata');
+  const keys = await reader.locator('dl.metadata dt').allTextContents();
+  const values = await reader.locator('dl.metadata dd').allTextContents();
+  assert.deepEqual(keys, ['html', 'note']);
+  assert.deepEqual(values, ['[redacted]', '[redacted]']);
+  assert.equal(await reader.textContent('.metadata-hidden'), 'values hidden: this token lacks the metadata grant');
+  assert.ok(!(await reader.textContent('#session-result')).includes('pwned'), 'a redacted value leaked');
+  await assertInert(reader);
+  await shot(reader, 'sessions-redacted-1280');
+  step('a read token without the grant sees metadata keys, values redacted');
+
   // 5. Re-drive the dead letter (billing has recovered) and see it delivered.
   await page.click('#redrive');
   await page.waitForFunction(() => /delivered/.test(document.querySelector('#detail-state')?.textContent ?? ''), null, { timeout: TIMEOUT });
@@ -189,15 +217,33 @@ try {
   const meta = await page.textContent('dl.metadata');
   assert.ok(meta.includes("<script>window.pwned='metadata-script'</script>"), meta);
   assert.ok(meta.includes('<img src=x onerror='), meta);
+  assert.equal(await page.locator('.metadata-hidden').count(), 0, 'the granted token is told values are hidden');
   await assertInert(page);
   step('hostile metadata is inert');
 
-  // 8. Re-drive the remaining dead letters from the list.
+  // 8. Re-drive the remaining dead letters from the list, the selection in one request.
   await page.goto(`${BASE}/console#/deliveries?state=failed`);
   await page.waitForSelector('#delivery-list input[type=checkbox]');
-  for (const box of await page.locator('#delivery-list input[type=checkbox]').all()) await box.check();
+  const boxes = await page.locator('#delivery-list input[type=checkbox]').all();
+  assert.equal(boxes.length, 2, 'two dead letters are left');
+  for (const box of boxes) await box.check();
+  const selectedIds = await page.locator('#delivery-list tbody tr:has(input[type=checkbox]:checked)').evaluateAll(
+    (rows) => rows.map((r) => r.dataset.id));
+  const retries = [];
+  const onRequest = (req) => {
+    if (req.method() === 'POST' && /\/api\/v2\/logout-deliveries(\/|$)/.test(new URL(req.url()).pathname)) retries.push(req);
+  };
+  page.on('request', onRequest);
   await page.click('#redrive-selected');
   await page.waitForSelector('#no-deliveries');
+  page.off('request', onRequest);
+  assert.deepEqual(retries.map((r) => new URL(r.url()).pathname), ['/api/v2/logout-deliveries/retry'],
+    'the selection is re-driven in one request');
+  const sent = JSON.parse(retries[0].postData());
+  assert.deepEqual([...sent.ids].sort(), [...selectedIds].sort());
+  assert.match(await retries[0].headerValue('idempotency-key'), /^console-[0-9a-f]{32}$/);
+  const answer = await (await retries[0].response()).json();
+  assert.deepEqual(answer, { redriven: 2 });
   await page.goto(`${BASE}/console#/deliveries?client_id=billing&state=delivered`);
   await page.waitForFunction(() => document.querySelectorAll('#delivery-list tbody tr').length === 3, null, { timeout: TIMEOUT });
   // The filter form: initiator and creation time, through the keyboard-usable controls.
@@ -212,7 +258,12 @@ try {
   await page.waitForSelector('#no-deliveries');
   step('bulk re-drive delivered the rest');
 
-  // 9. Pause and resume a client.
+  // 9. The client list reads every page (here one) and says nothing more exists; then pause
+  // and resume a client.
+  await page.goto(`${BASE}/console#/clients`);
+  await page.waitForSelector('#client-list table');
+  assert.equal(await page.locator('#client-list tbody tr').count(), 3);
+  assert.match(await page.textContent('#client-list caption'), /Registered clients: 3\./);
   await page.goto(`${BASE}/console#/client/wiki`);
   await page.click('#pause');
   await page.waitForFunction(() => /^yes/.test(document.querySelector('#paused')?.textContent ?? ''), null, { timeout: TIMEOUT });
@@ -256,6 +307,18 @@ try {
   assert.equal(await narrow.evaluate(() => sessionStorage.length), 0, 'signing out forgets the token');
   assert.equal(await narrow.locator('#view').isHidden(), true);
   step('signed out; nothing kept');
+
+  // 12. The admin token is shown as admin, with the operator's buttons and metadata values.
+  const admin = await openPage(browser, 1280);
+  await signIn(admin, env('CONSOLE_ADMIN_TOKEN'));
+  assert.equal(await admin.textContent('#scope'), 'admin');
+  await admin.goto(`${BASE}/console#/client/wiki`);
+  await admin.waitForSelector('#pause');
+  await admin.goto(`${BASE}/console#/sessions?session_id=s-hostile`);
+  await admin.waitForSelector('dl.metadata');
+  assert.ok((await admin.textContent('dl.metadata')).includes('<img src=x onerror='));
+  await assertInert(admin);
+  step('an admin token is shown as admin');
 } catch (err) {
   // Leave what the browser showed, to see why.
   for (const [i, context] of browser.contexts().entries()) {

@@ -238,6 +238,121 @@ async fn bad_bodies_and_keys_are_400_and_redrive_nothing() {
     h.stop().await;
 }
 
+/// The id of the one delivery of `session`.
+async fn delivery_id(h: &Harness, session: &str) -> String {
+    let rows = h.deliveries(&format!("session_id={session}")).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows[0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn bulk_retry_by_ids_redrives_the_named_dead_letters_and_replays_under_a_key() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::ok()).await;
+    rp.fail_first(4, Reply::status(404));
+    client(&h, &rp, "c1").await;
+    for (n, s) in ["s1", "s2", "s3", "s4"].into_iter().enumerate() {
+        failed(&h, s, "c1", "rp-logout", n + 1).await;
+    }
+    h.session("s5", "u1", &["c1"], json!({})).await;
+    assert_eq!(h.end(json!({ "session_id": "s5" }), "rp-logout").await, 1);
+    h.outbox.wait_recorded(5).await;
+    assert_eq!(state(&h, "s5").await, ("delivered".to_owned(), 1));
+    let [s1, s2, s3, s4, s5] = [
+        delivery_id(&h, "s1").await,
+        delivery_id(&h, "s2").await,
+        delivery_id(&h, "s3").await,
+        delivery_id(&h, "s4").await,
+        delivery_id(&h, "s5").await,
+    ];
+
+    // Two dead letters, a delivered row and an unknown id: the dead letters only.
+    let mixed = json!({ "ids": [&s1, &s5, "dlv_nosuchdelivery", &s2] });
+    assert_eq!(redriven(&h, mixed, None).await, 2);
+    h.outbox.wait_recorded(7).await;
+    for s in ["s1", "s2"] {
+        assert_eq!(state(&h, s).await, ("delivered".to_owned(), 1), "{s}");
+    }
+    assert_eq!(state(&h, "s5").await, ("delivered".to_owned(), 1));
+    for s in ["s3", "s4"] {
+        assert_eq!(state(&h, s).await.0, "failed", "{s}");
+    }
+    let unknown = json!({ "ids": ["dlv_nosuchdelivery"] });
+    assert_eq!(redriven(&h, unknown, None).await, 0);
+
+    // Under a key: the same ids in another order, repeated, replay; other ids are refused.
+    let body = json!({ "ids": [&s3] }).to_string();
+    let (status, headers, reply) = bulk(&h, body.as_bytes(), Some(b"ids-1")).await;
+    assert_eq!((status, reply), (StatusCode::OK, json!({ "redriven": 1 })));
+    assert!(headers.get("idempotent-replayed").is_none());
+    h.outbox.wait_recorded(8).await;
+    assert_eq!(state(&h, "s3").await.0, "delivered");
+    let same = json!({ "ids": [&s3, &s3] }).to_string();
+    let (status, headers, reply) = bulk(&h, same.as_bytes(), Some(b"ids-1")).await;
+    assert_eq!((status, reply), (StatusCode::OK, json!({ "redriven": 1 })));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    let other = json!({ "ids": [&s3, &s4] }).to_string();
+    let (status, _, reply) = bulk(&h, other.as_bytes(), Some(b"ids-1")).await;
+    crate::support::app::assert_auth0_error(status, &reply, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply["errorCode"], "idempotency_key_reused");
+    assert_eq!(
+        state(&h, "s4").await.0,
+        "failed",
+        "a refusal re-drives nothing"
+    );
+    // The filter that selects the same row is another request.
+    let (status, _, reply) = bulk(&h, br#"{"client_id":"c1"}"#, Some(b"ids-1")).await;
+    crate::support::app::assert_auth0_error(status, &reply, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(rp.requests().len(), 8);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_id_lists_are_400_and_redrive_nothing() {
+    let h = Harness::memory().await;
+    let rp = RecordingRp::start(Reply::status(404)).await;
+    client(&h, &rp, "c1").await;
+    failed(&h, "s1", "c1", "rp-logout", 1).await;
+    let id = delivery_id(&h, "s1").await;
+    let too_many: Vec<String> = (0..101).map(|i| format!("dlv_{i:011}")).collect();
+    let bodies = [
+        (json!({ "ids": [] }), "1 to 100"),
+        (json!({ "ids": too_many }), "1 to 100"),
+        (json!({ "ids": [&id, ""] }), "empty"),
+        (
+            json!({ "ids": [&id], "client_id": "c1" }),
+            "cannot be combined",
+        ),
+        (
+            json!({ "ids": [&id], "initiator": "rp-logout" }),
+            "cannot be combined",
+        ),
+        (
+            json!({ "ids": [&id], "failed_since": "2026-01-02T03:04:05Z" }),
+            "cannot be combined",
+        ),
+        (json!({ "ids": id }), "ids"),
+        (json!({ "ids": [7] }), "ids"),
+    ];
+    for (body, says) in bodies {
+        let (status, _, reply) = bulk(&h, body.to_string().as_bytes(), None).await;
+        crate::support::app::assert_auth0_error(status, &reply, StatusCode::BAD_REQUEST);
+        assert_eq!(reply["errorCode"], "invalid_body", "{body}: {reply}");
+        let message = reply["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let hundred: Vec<String> = std::iter::once(id.clone())
+        .chain((1..100).map(|i| format!("dlv_{i:011}")))
+        .collect();
+    assert_eq!(state(&h, "s1").await, ("failed".to_owned(), 1));
+    assert_eq!(
+        redriven(&h, json!({ "ids": hundred }), None).await,
+        1,
+        "100 ids"
+    );
+    h.stop().await;
+}
+
 /// Ends `sessions` of client `c1` through `app` and fails their deliveries with a 410.
 async fn fail_through_store(app: &TestApp, sessions: &[&str]) {
     let oidc = json!({ "backchannel_logout_urls": ["http://127.0.0.1:9/bc"] });

@@ -39,10 +39,11 @@ fn missing() -> Option<String> {
     None
 }
 
-/// `logoutd tokens add --scope <scope>` in `dir`; the token printed once.
-fn token(dir: &Path, scope: &str) -> String {
+/// `logoutd tokens add --scope <scope> [extra...]` in `dir`; the token printed once.
+fn token(dir: &Path, scope: &str, extra: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
         .args(["tokens", "add", "--scope", scope, "--name", scope])
+        .args(extra)
         .current_dir(dir)
         .env("LOGOUTD_LOG", "warn")
         .env_remove("LOGOUTD_API_TOKENS_FILE")
@@ -68,8 +69,9 @@ async fn the_console_answers_an_operators_questions_in_a_browser() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let read = token(dir.path(), "read");
-    let operate = token(dir.path(), "operate");
+    // The read token lacks the metadata grant; the operate one has it.
+    let read = token(dir.path(), "read", &[]);
+    let operate = token(dir.path(), "operate", &["--metadata"]);
     let healthy = [
         RecordingRp::start(Reply::ok()).await,
         RecordingRp::start(Reply::ok()).await,
@@ -191,6 +193,19 @@ async fn delivery_stats_count_rows_and_fill_the_hour_and_are_shared_for_a_moment
         minutes
             .iter()
             .all(|m| m["delivered"] == 0 && m["failed"] == 0)
+    );
+    assert_eq!(stats["bucket_seconds"], 10);
+    let buckets = stats["per_bucket"].as_array().unwrap();
+    assert_eq!(buckets.len(), logoutd_core::STATS_BUCKETS);
+    assert_eq!(
+        buckets.last().unwrap()["start"],
+        "2026-01-02T03:05:30Z",
+        "{stats}"
+    );
+    assert!(
+        buckets
+            .iter()
+            .all(|b| b["delivered"] == 0 && b["failed"] == 0)
     );
 
     // A second caller within the moment gets the same answer, even though time moved.

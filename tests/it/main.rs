@@ -5,6 +5,7 @@ mod api;
 mod api_connections;
 mod api_ends;
 mod api_errors;
+mod api_metadata_grant;
 mod api_redrive;
 mod api_sessions_sid;
 mod api_user_wide;

@@ -6,7 +6,9 @@
 //! ends with every row delivered.
 
 use crate::support::serve_process::ServeProcess;
-use crate::support::ssf::{Batch, MockSsfProcess, Poller, Receiver, Set, WAIT, set_rows};
+use crate::support::ssf::{
+    Batch, MockSsfProcess, PollLedger, Poller, Receiver, Set, WAIT, set_rows,
+};
 use futures_util::StreamExt as _;
 use logoutd_core::SESSION_REVOKED;
 use reqwest::Method;
@@ -92,6 +94,15 @@ impl World {
         }
     }
 
+    /// Long-polls `serve` into `log`, acknowledging each batch in the next poll, until every
+    /// session's SET was handed out and acknowledged and nothing is left.
+    async fn drain(&self, log: &mut PollLedger) {
+        let base = self.serve.base.clone();
+        let no_loss = |_, _: &Batch| false;
+        log.drain(&self.poller, |_| base.clone(), 50, &self.sids, no_loss)
+            .await;
+    }
+
     /// Ends every user's sessions, one user-wide call per user.
     async fn end_all(&self, users: usize) {
         let calls = (0..users).map(|u| async move {
@@ -124,100 +135,6 @@ async fn sessions(serve: &ServeProcess, users: usize) -> HashSet<String> {
         .collect::<Vec<()>>()
         .await;
     ids.into_iter().map(|(sid, _)| sid).collect()
-}
-
-/// What the poll receiver was handed and acknowledged.
-#[derive(Default)]
-struct PollLog {
-    /// The `jti`s handed out for each session, in order, repeats included.
-    handed: HashMap<String, Vec<String>>,
-    /// The session of each `jti` handed out.
-    sid_of: HashMap<String, String>,
-    /// The `jti`s acknowledged.
-    acked: HashSet<String>,
-    /// The sessions whose SET was acknowledged.
-    acked_sids: HashSet<String>,
-}
-
-impl PollLog {
-    /// Records a batch; an acknowledged SET is never handed out again.
-    fn record(&mut self, batch: &Batch) {
-        for set in batch.sets.values() {
-            assert!(
-                !self.acked.contains(&set.jti),
-                "an acknowledged SET was handed out again: {}",
-                set.claims
-            );
-            assert_eq!(set.event(), SESSION_REVOKED);
-            let sid = set.sid().unwrap().to_owned();
-            self.handed
-                .entry(sid.clone())
-                .or_default()
-                .push(set.jti.clone());
-            self.sid_of.insert(set.jti.clone(), sid);
-        }
-    }
-
-    /// Notes that a poll acknowledged `jtis`.
-    fn acked(&mut self, jtis: &[String]) {
-        for jti in jtis {
-            self.acked.insert(jti.clone());
-            self.acked_sids.insert(self.sid_of[jti].clone());
-        }
-    }
-
-    /// Polls at `base` with `ack`, `max` SETs at most, at once; records the batch.
-    async fn take(&mut self, poller: &Poller, base: &str, max: usize, ack: &[String]) -> Batch {
-        let batch = poller.take(base, max, ack).await;
-        self.acked(ack);
-        self.record(&batch);
-        batch
-    }
-
-    /// Long-polls at `base`, acknowledging each batch in the next poll, until a SET of every
-    /// session of `sids` was handed out and acknowledged (SETs handed out and never
-    /// acknowledged come back once their lease ends); the poll that acknowledges the last
-    /// batch finds nothing left.
-    async fn drain(&mut self, poller: &Poller, base: &str, sids: &HashSet<String>) {
-        let mut ack: Vec<String> = Vec::new();
-        let drained = tokio::time::timeout(WAIT, async {
-            loop {
-                let batch_sids: HashSet<&String> = ack.iter().map(|j| &self.sid_of[j]).collect();
-                let covered =
-                    |sid: &String| self.acked_sids.contains(sid) || batch_sids.contains(sid);
-                if sids.iter().all(covered) {
-                    return;
-                }
-                let body = json!({"maxEvents": 50, "returnImmediately": false, "ack": ack});
-                let batch = poller.poll(base, body).await;
-                self.acked(&ack);
-                self.record(&batch);
-                ack = batch.jtis();
-            }
-        })
-        .await;
-        assert!(
-            drained.is_ok(),
-            "{} of {} sessions acknowledged",
-            self.acked_sids.len(),
-            sids.len()
-        );
-        let last = self.take(poller, base, 100, &ack).await;
-        assert!(last.sets.is_empty(), "nothing is left: {last:?}");
-    }
-
-    /// Every session polled exactly as `sids`, each repeat under the same `jti`; returns how
-    /// many SETs were handed out more than once.
-    fn check(&self, sids: &HashSet<String>) -> usize {
-        let polled: HashSet<String> = self.handed.keys().cloned().collect();
-        assert_eq!(&polled, sids, "one SET per session");
-        let mut repeats = 0;
-        for (sid, jtis) in &self.handed {
-            assert!(jtis.iter().all(|j| *j == jtis[0]), "{sid}: {jtis:?}");
-            repeats += jtis.len() - 1;
-        }
-        repeats
-    }
 }
 
 /// Waits (bounded) until the push receiver has a valid SET for every session of `sids`;
@@ -302,7 +219,7 @@ async fn kill_during_a_mass_logout_loses_no_set() {
 
     // Mid-run: the poll receiver acknowledged two batches and holds a third, unacknowledged
     // (its answer is lost with the kill); the push receiver has some of its SETs.
-    let mut log = PollLog::default();
+    let mut log = PollLedger::default();
     let first = log.take(&world.poller, &base, 20, &[]).await;
     let second = log.take(&world.poller, &base, 20, &first.jtis()).await;
     let lost = log.take(&world.poller, &base, 20, &second.jtis()).await;
@@ -322,8 +239,7 @@ async fn kill_during_a_mass_logout_loses_no_set() {
         flags,
         ..world
     };
-    log.drain(&world.poller, &world.serve.base, &world.sids)
-        .await;
+    world.drain(&mut log).await;
     let poll_repeats = log.check(&world.sids);
     for (jti, set) in &lost.sets {
         let sid = set.sid().unwrap();
@@ -363,9 +279,8 @@ async fn kill_right_after_the_ends_commit_loses_no_set() {
         flags,
         ..world
     };
-    let mut log = PollLog::default();
-    log.drain(&world.poller, &world.serve.base, &world.sids)
-        .await;
+    let mut log = PollLedger::default();
+    world.drain(&mut log).await;
     assert_eq!(log.check(&world.sids), 0, "nothing was handed out twice");
     assert_eq!(
         pushed_all(&world.mock, &world.sids).await,

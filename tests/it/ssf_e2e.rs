@@ -6,59 +6,10 @@
 
 use crate::support::serve_process::ServeProcess;
 use crate::support::ssf::{MockSsfProcess, Receiver as SsfReceiver, session};
-use logoutd_core::{SESSION_REVOKED, SetReceipt, VERIFICATION};
+use logoutd_core::{SESSION_REVOKED, VERIFICATION};
 use reqwest::Method;
-use serde_json::{Value, json};
-use std::path::Path;
+use serde_json::json;
 use std::time::Duration;
-use tokio::io::AsyncBufReadExt;
-use tokio::process::Child;
-
-/// The longest a test waits for a process or a SET.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Registers a receiver at `serve` with `body`; returns it with its token.
-async fn receiver(serve: &ServeProcess, body: Value) -> Value {
-    let (status, created) = serve
-        .call(Method::POST, "/api/v2/ssf-receivers", Some(body))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created
-}
-
-/// Starts `logoutd mock-ssf` against `serve` with the receiver's token; returns the process
-/// and its base URL once it has created its stream and listens.
-async fn mock_ssf(dir: &Path, serve: &ServeProcess, token: &str) -> (Child, String) {
-    let token_file = dir.join("receiver-token");
-    std::fs::write(&token_file, token).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_logoutd"))
-        .args(["mock-ssf", "--listen", "127.0.0.1:0", "--transmitter"])
-        .arg(&serve.base)
-        .arg("--token-file")
-        .arg(&token_file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line()).await;
-    let line = line.unwrap().unwrap().expect("an address line");
-    let base = line.strip_prefix("listening on ").expect(&line).to_owned();
-    (child, base)
-}
-
-/// The receiver's receipts, once it holds at least `min` of them (the mock waits for them).
-async fn receipts(base: &str, min: usize) -> Vec<SetReceipt> {
-    let url = format!("{base}/receipts?format=json&min={min}");
-    let listed: Vec<SetReceipt> = tokio::time::timeout(WAIT, async {
-        reqwest::get(&url).await.unwrap().json().await.unwrap()
-    })
-    .await
-    .expect("the receipts came");
-    assert!(listed.len() >= min, "{listed:?}");
-    listed
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_wide_end_reaches_the_receiver_as_one_valid_set_per_session() {
@@ -68,13 +19,10 @@ async fn a_user_wide_end_reaches_the_receiver_as_one_valid_set_per_session() {
     serve
         .client("other", "http://127.0.0.1:9/backchannel")
         .await;
-    let created = receiver(
-        &serve,
-        json!({"name": "siem", "client_id": "crm", "include_session_metadata": true}),
-    )
-    .await;
+    let body = json!({"name": "siem", "client_id": "crm", "include_session_metadata": true});
+    let (siem, created) = SsfReceiver::register_with(&serve, body).await;
     assert_eq!(created["scope"], "participating");
-    let (_mock, base) = mock_ssf(dir.path(), &serve, created["token"].as_str().unwrap()).await;
+    let mock = MockSsfProcess::start(dir.path(), &serve.base, &siem, &[]).await;
 
     for (sid, client) in [("s1", "crm"), ("s2", "crm"), ("s3", "other")] {
         let body = json!({"id": sid, "user_id": "u1", "clients": [{"client_id": client}],
@@ -90,7 +38,7 @@ async fn a_user_wide_end_reaches_the_receiver_as_one_valid_set_per_session() {
     assert_eq!(status, 202, "{ended}");
     let event_id = ended["event_id"].as_str().unwrap().to_owned();
 
-    let got = receipts(&base, 2).await;
+    let got = mock.receipts(2).await;
     let mut sids: Vec<&str> = got
         .iter()
         .map(|r| {
@@ -131,31 +79,20 @@ async fn a_user_wide_end_reaches_the_receiver_as_one_valid_set_per_session() {
 async fn a_verification_request_is_pushed_with_its_state() {
     let dir = tempfile::tempdir().unwrap();
     let serve = ServeProcess::start(dir.path(), &["--ssf", "true"]).await;
-    let created = receiver(&serve, json!({"name": "audit"})).await;
-    let token = created["token"].as_str().unwrap().to_owned();
-    let (_mock, base) = mock_ssf(dir.path(), &serve, &token).await;
+    let (audit, _) = SsfReceiver::register_with(&serve, json!({"name": "audit"})).await;
+    let mock = MockSsfProcess::start(dir.path(), &serve.base, &audit, &[]).await;
 
-    let http = reqwest::Client::new();
-    let streams: Value = http
-        .get(format!("{}/ssf/stream", serve.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stream_id = streams[0]["stream_id"].as_str().unwrap().to_owned();
-    let verify = http
+    let stream_id = audit.stream_id(&serve.base).await;
+    let verify = reqwest::Client::new()
         .post(format!("{}/ssf/verify", serve.base))
-        .bearer_auth(&token)
+        .bearer_auth(&audit.token)
         .json(&json!({"stream_id": stream_id, "state": "e2e-check"}))
         .send()
         .await
         .unwrap();
     assert_eq!(verify.status(), 204);
 
-    let got = receipts(&base, 1).await;
+    let got = mock.receipts(1).await;
     let verification = got
         .iter()
         .find(|r| r.event.as_deref() == Some(VERIFICATION))

@@ -9,10 +9,12 @@
 
 use crate::store::postgres::TestDatabase;
 use crate::support::serve_process::ServeProcess;
-use crate::support::ssf::{Batch, Poller, Receiver, WAIT, end_session, session, set_rows};
+use crate::support::ssf::{
+    Batch, PollLedger, Poller, Receiver, WAIT, end_session, session, set_rows,
+};
 use reqwest::Method;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Both nodes' issuer: the `iss` of every SET, whichever node signs it.
@@ -89,50 +91,6 @@ async fn end_through_both(c: &Cluster) -> HashSet<String> {
     sids
 }
 
-/// What the receiver was handed, acknowledged and lost.
-#[derive(Default)]
-struct Ledger {
-    /// The `jti`s handed out per session, repeats included.
-    handed: HashMap<String, Vec<String>>,
-    sid_of: HashMap<String, String>,
-    acked: HashSet<String>,
-    acked_sids: HashSet<String>,
-    /// The `jti`s of the batches whose answer was "lost" (never acknowledged).
-    lost: HashSet<String>,
-}
-
-impl Ledger {
-    fn record(&mut self, batch: &Batch) {
-        for set in batch.sets.values() {
-            assert!(
-                !self.acked.contains(&set.jti),
-                "an acknowledged SET was handed out again: {}",
-                set.claims
-            );
-            let sid = set.sid().unwrap().to_owned();
-            self.handed
-                .entry(sid.clone())
-                .or_default()
-                .push(set.jti.clone());
-            self.sid_of.insert(set.jti.clone(), sid);
-        }
-    }
-
-    fn acked(&mut self, jtis: &[String]) {
-        for jti in jtis {
-            self.acked.insert(jti.clone());
-            self.acked_sids.insert(self.sid_of[jti].clone());
-        }
-    }
-
-    /// Whether every session of `sids` is acknowledged, or is in `ack`, about to be.
-    fn covers(&self, sids: &HashSet<String>, ack: &[String]) -> bool {
-        let about: HashSet<&String> = ack.iter().map(|j| &self.sid_of[j]).collect();
-        sids.iter()
-            .all(|sid| self.acked_sids.contains(sid) || about.contains(sid))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_alternating_between_two_nodes_lose_nothing_and_repeat_nothing_acknowledged() {
     let Some(c) = Cluster::start().await else {
@@ -140,50 +98,31 @@ async fn polls_alternating_between_two_nodes_lose_nothing_and_repeat_nothing_ack
     };
     let sids = end_through_both(&c).await;
     let started = Instant::now();
-    let mut ledger = Ledger::default();
-    let mut ack: Vec<String> = Vec::new();
-    let mut polls = 0;
-    let drained = tokio::time::timeout(WAIT, async {
-        while !ledger.covers(&sids, &ack) {
-            let body = json!({"maxEvents": 7, "returnImmediately": false, "ack": ack});
-            let batch = c.poller.poll(&c.node(polls).base, body).await;
-            ledger.acked(&ack);
-            ledger.record(&batch);
-            // Every third of the first nine answers is lost (its SETs are not acknowledged),
-            // unless it brings a lost SET back.
-            let fresh = batch.sets.keys().all(|jti| !ledger.lost.contains(jti));
-            if polls % 3 == 2 && polls < 9 && !batch.sets.is_empty() && fresh {
-                ledger.lost.extend(batch.jtis());
-                ack = Vec::new();
-            } else {
-                ack = batch.jtis();
-            }
-            polls += 1;
+    let mut ledger = PollLedger::default();
+    // The `jti`s of the batches whose answer was "lost" (never acknowledged): every third of
+    // the first nine answers, unless it brings a lost SET back.
+    let mut lost: HashSet<String> = HashSet::new();
+    let lose = |polls: usize, batch: &Batch| {
+        let fresh = batch.sets.keys().all(|jti| !lost.contains(jti));
+        let lose = polls % 3 == 2 && polls < 9 && !batch.sets.is_empty() && fresh;
+        if lose {
+            lost.extend(batch.jtis());
         }
-    })
-    .await;
-    assert!(
-        drained.is_ok(),
-        "{} of {} sessions acknowledged after {polls} polls",
-        ledger.acked_sids.len(),
-        sids.len()
-    );
-    let last = c.poller.take(&c.node(polls).base, 100, &ack).await;
-    ledger.acked(&ack);
-    assert!(last.sets.is_empty(), "{last:?}");
+        lose
+    };
+    let node = |polls: usize| c.node(polls).base.clone();
+    let polls = ledger.drain(&c.poller, node, 7, &sids, lose).await;
     for node in [&c.a, &c.b] {
         let empty = c.poller.take(&node.base, 100, &[]).await;
         assert!(empty.sets.is_empty() && !empty.more, "{empty:?}");
     }
 
-    let polled: HashSet<String> = ledger.handed.keys().cloned().collect();
-    assert_eq!(polled, sids, "every session's SET, through either node");
+    ledger.check(&sids);
     for (sid, jtis) in &ledger.handed {
-        assert!(jtis.iter().all(|j| *j == jtis[0]), "{sid}: {jtis:?}");
-        let lost = ledger.lost.contains(&jtis[0]);
+        let lost = lost.contains(&jtis[0]);
         assert_eq!(jtis.len(), 1 + usize::from(lost), "{sid}: {jtis:?}");
     }
-    assert!(!ledger.lost.is_empty());
+    assert!(!lost.is_empty());
     let rows = set_rows(&c.a, &format!("stream_id={}", c.poller.stream_id)).await;
     assert_eq!(rows.len(), sids.len());
     assert!(rows.iter().all(|r| r["state"] == "delivered"), "{rows:#?}");
@@ -192,7 +131,7 @@ async fn polls_alternating_between_two_nodes_lose_nothing_and_repeat_nothing_ack
          out again",
         sids.len(),
         started.elapsed(),
-        ledger.lost.len()
+        lost.len()
     );
 }
 

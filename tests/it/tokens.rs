@@ -98,6 +98,62 @@ async fn scopes_reach_what_they_name_and_revocation_needs_no_restart() {
     serve.terminate().await;
 }
 
+/// `tokens add --metadata` grants the reading of metadata values; `tokens list` shows the
+/// grant (admin tokens always have it), and `token-info` answers it to the token.
+#[tokio::test]
+async fn tokens_add_metadata_grants_metadata_values_and_list_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = add(dir.path(), "read");
+    let args = [
+        "tokens",
+        "add",
+        "--scope",
+        "read",
+        "--name",
+        "support",
+        "--metadata",
+    ];
+    let out = logoutd(&args, dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may read metadata values"));
+    let granted = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    add(dir.path(), "admin");
+
+    let list = logoutd(&["tokens", "list", "--json"], dir.path());
+    let rows: Vec<Value> = serde_json::from_slice(&list.stdout).unwrap();
+    let grants: Vec<(&str, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["scope"].as_str().unwrap(),
+                r["metadata"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(grants, [("read", false), ("read", true), ("admin", true)]);
+    let table = logoutd(&["tokens", "list"], dir.path());
+    let table = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("METADATA"), "{table}");
+    assert!(
+        lines[1].contains(" keys ") && lines[2].contains(" values "),
+        "{table}"
+    );
+
+    let app = TestApp::with_tokens(dir.path().join("data/api-tokens.json")).await;
+    for (token, metadata) in [(&plain, false), (&granted, true)] {
+        let (status, _, body) = app
+            .raw(Method::GET, "/api/v2/token-info", Some(token), None, None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let info: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            info,
+            serde_json::json!({"scope": "read", "metadata": metadata})
+        );
+    }
+}
+
 #[tokio::test]
 async fn weak_api_tokens_are_refused_outside_dev() {
     let dir = tempfile::tempdir().unwrap();

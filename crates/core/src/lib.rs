@@ -84,7 +84,7 @@ pub use api::{
     AppState, CONSOLE_CSP, Credentials, DEFAULT_BODY_LIMIT, DEFAULT_LONG_POLL, DEFAULT_POLL_LEASE,
     DEFAULT_POLL_RECHECK, DEFAULT_TAKE as DEFAULT_PAGE_TAKE, MAX_EXCLUDED_SUBJECTS,
     MAX_LISTED_RESULTS, MAX_POLL_EVENTS, MAX_TAKE as MAX_PAGE_TAKE, MAX_WAIT_MS, MintError,
-    MintSet, RECHECK_INTERVAL, STATS_MINUTES, STATS_TTL, SsfApi, StatsCache, Waits,
+    MintSet, RECHECK_INTERVAL, STATS_BUCKETS, STATS_MINUTES, STATS_TTL, SsfApi, StatsCache, Waits,
     openapi::BEARER, openapi::REGENERATE, openapi::document as openapi_document,
     openapi::to_json as openapi_json, router,
 };
@@ -145,9 +145,10 @@ pub use operator_events::{
     OperatorEventType, WebhookSecret, WebhookSecretError, sign_webhook,
 };
 pub use outbox::{
-    AttemptRecord, AttemptResult, BulkRedrive, ClaimedDelivery, Delivery, DeliveryDetail,
-    DeliveryFilter, DeliveryProgress, DeliveryScope, DeliveryState, DeliveryStats, FailedFilter,
-    IdempotentRequest, MinuteCounts, NewDelivery, OutboxStats, Redrive, StateCounts, StoredKey,
+    AttemptRecord, AttemptResult, BucketCounts, BulkRedrive, ClaimedDelivery, Delivery,
+    DeliveryDetail, DeliveryFilter, DeliveryProgress, DeliveryScope, DeliveryState, DeliveryStats,
+    FailedFilter, IdempotentRequest, MAX_REDRIVE_IDS, MinuteCounts, NewDelivery, OutboxStats,
+    Redrive, STATS_BUCKET_MS, StateCounts, StoredKey,
 };
 pub use pacing::{Pace, PaceState};
 pub use retention::{prune, prune_keys};

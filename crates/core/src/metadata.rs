@@ -216,6 +216,17 @@ impl SessionMetadata {
     pub fn as_map(&self) -> &BTreeMap<String, String> {
         &self.0
     }
+
+    /// The same keys with every value replaced by `mask`: what a caller that may not read the
+    /// values is shown.
+    pub fn redacted(&self, mask: &str) -> Self {
+        let map = self
+            .0
+            .keys()
+            .map(|k| (k.clone(), mask.to_owned()))
+            .collect();
+        Self(Arc::new(map))
+    }
 }
 
 /// A stored metadata snapshot that is not a valid metadata object.
@@ -275,6 +286,19 @@ impl fmt::Debug for SessionMetadata {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn redacted_keeps_every_key_and_masks_every_value() {
+        let meta = SessionMetadata::from_json(&json!({ "email": "a@b.test", "t": "" })).unwrap();
+        let shown = serde_json::to_value(meta.redacted("[redacted]")).unwrap();
+        assert_eq!(shown, json!({ "email": "[redacted]", "t": "[redacted]" }));
+        assert_eq!(
+            meta.get("email"),
+            Some("a@b.test"),
+            "the original is unchanged"
+        );
+        assert!(SessionMetadata::new().redacted("[redacted]").is_empty());
+    }
 
     #[test]
     fn a_stored_snapshot_reads_back_as_written_and_bad_ones_are_refused() {

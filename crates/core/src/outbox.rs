@@ -338,22 +338,48 @@ pub struct MinuteCounts {
     pub failed: u64,
 }
 
+/// Width of a bucket of the overview's outcome series, in milliseconds: ten seconds, so that
+/// an hour is 360 buckets and a minute is six.
+pub const STATS_BUCKET_MS: i64 = 10_000;
+
+/// Rows that became `delivered` or `failed` (by their last change) in one bucket of
+/// [`STATS_BUCKET_MS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct BucketCounts {
+    /// The start of the bucket.
+    pub start: DateTime<Utc>,
+    /// Rows delivered in it.
+    pub delivered: u64,
+    /// Rows that failed (went to the dead letter) in it.
+    pub failed: u64,
+}
+
 /// The outbox at a glance: rows per state, the oldest due row, and recent outcomes per
-/// minute.
+/// bucket of [`STATS_BUCKET_MS`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryStats {
     /// Rows per state.
     pub counts: StateCounts,
     /// The earliest `next_attempt_at` at or before `now` of a pending or in-flight row.
     pub oldest_due_at: Option<DateTime<Utc>>,
-    /// Per minute since the requested start, in order, the minutes with an outcome only.
-    pub minutes: Vec<MinuteCounts>,
+    /// Per bucket since the requested start, in order, the buckets with an outcome only.
+    pub buckets: Vec<BucketCounts>,
 }
 
 /// The minute `t` falls in.
 pub(crate) fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    start_of(t, 60_000)
+}
+
+/// The bucket of [`STATS_BUCKET_MS`] `t` falls in.
+pub(crate) fn bucket_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    start_of(t, STATS_BUCKET_MS)
+}
+
+/// The start of the `width_ms` period (counted from the epoch) `t` falls in.
+fn start_of(t: DateTime<Utc>, width_ms: i64) -> DateTime<Utc> {
     let ms = t.timestamp_millis();
-    DateTime::from_timestamp_millis(ms - ms.rem_euclid(60_000)).unwrap_or(t)
+    DateTime::from_timestamp_millis(ms - ms.rem_euclid(width_ms)).unwrap_or(t)
 }
 
 /// Result of an operator re-drive.
@@ -376,7 +402,13 @@ pub struct FailedFilter {
     pub failed_since: Option<DateTime<Utc>>,
     /// Only rows that failed (last changed) before this time.
     pub failed_before: Option<DateTime<Utc>>,
+    /// Only these rows (the API sends at most [`MAX_REDRIVE_IDS`], sorted and without
+    /// repeats); ids of rows that are absent or not `failed` are passed over.
+    pub ids: Option<Vec<DeliveryId>>,
 }
+
+/// Most delivery ids one bulk re-drive by id names.
+pub const MAX_REDRIVE_IDS: usize = 100;
 
 /// An idempotency key as a bulk re-drive stores it: the key, a hash of the request it came
 /// with, and when the store may forget it.

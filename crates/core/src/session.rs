@@ -75,7 +75,8 @@ pub struct Session {
     pub device: Device,
     /// RPs that took part, in the order they joined.
     pub clients: Vec<SessionClient>,
-    /// The session's metadata.
+    /// The session's metadata. The management API shows its values only to a token with
+    /// the metadata grant (and to admin tokens); to others every value reads `[redacted]`.
     pub session_metadata: SessionMetadata,
     /// When the session ended; absent while it is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,11 +14,15 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_TOKENS_FILE: &str = "data/api-tokens.json";
 /// The prefix of every generated token, so that secret scanners can recognise one.
 pub(crate) const TOKEN_PREFIX: &str = "ldt_";
+/// What a metadata value reads as to a token without the metadata grant.
+pub(crate) const REDACTED: &str = "[redacted]";
 /// The fewest characters a configured (not generated) API token may have outside `--dev`.
 pub(crate) const MIN_TOKEN_CHARS: usize = 32;
 
 /// What a token may do. Each scope includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Every `GET` route.
@@ -70,6 +74,11 @@ pub struct TokenEntry {
     pub name: String,
     /// What it may do.
     pub scope: Scope,
+    /// Whether it may read session metadata values (`tokens add --metadata`). Without it a
+    /// `read` or `operate` token sees metadata keys with every value replaced by
+    /// [`REDACTED`]. Files written before the grant existed read as `false`.
+    #[serde(default)]
+    pub metadata: bool,
     /// The SHA-256 of the token, base64url without padding.
     pub sha256: String,
     /// When it was added.
@@ -127,6 +136,12 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 impl TokenEntry {
+    /// Whether a request with this token may read metadata values: with the grant, or with
+    /// the `admin` scope, which may change metadata and RPs' metadata opt-ins anyway.
+    pub fn may_read_metadata(&self) -> bool {
+        self.metadata || self.scope == Scope::Admin
+    }
+
     /// The stored digest, decoded; `None` when the file holds something else there.
     pub fn digest(&self) -> Option<[u8; 32]> {
         use base64::Engine as _;
@@ -205,8 +220,9 @@ impl TokenFile {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
-    /// Adds a new token and returns it: the only time the token itself exists.
-    pub fn add(&mut self, name: &str, scope: Scope, now: DateTime<Utc>) -> String {
+    /// Adds a new token and returns it: the only time the token itself exists. `metadata`
+    /// grants it the reading of metadata values.
+    pub fn add(&mut self, name: &str, scope: Scope, metadata: bool, now: DateTime<Utc>) -> String {
         let mut secret = [0u8; 32];
         if aws_lc_rs::rand::fill(&mut secret).is_err() {
             use rand::RngCore as _;
@@ -217,6 +233,7 @@ impl TokenFile {
             id: format!("tok_{}", crate::ids::random_token()),
             name: name.to_owned(),
             scope,
+            metadata,
             sha256: b64(&digest(&token)),
             created_at: now,
         });
@@ -258,7 +275,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/api-tokens.json");
         let mut file = TokenFile::default();
-        let token = file.add("grafana", Scope::Read, Utc::now());
+        let token = file.add("grafana", Scope::Read, false, Utc::now());
         assert!(
             token.starts_with(TOKEN_PREFIX) && token.len() >= 40,
             "{token}"
@@ -285,6 +302,23 @@ mod tests {
             TokenFile::load(&path),
             Err(TokenFileError::Open { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_written_before_the_metadata_grant_reads_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        let mut file = TokenFile::default();
+        file.add("old", Scope::Operate, false, Utc::now());
+        file.add("old-admin", Scope::Admin, false, Utc::now());
+        file.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"metadata\": false"), "{text}");
+        std::fs::write(&path, text.replace("\"metadata\": false,", "")).unwrap();
+        let loaded = TokenFile::load(&path).unwrap();
+        assert_eq!(loaded, file);
+        assert!(!loaded.tokens[0].may_read_metadata());
+        assert!(loaded.tokens[1].may_read_metadata(), "admin always may");
     }
 
     #[test]

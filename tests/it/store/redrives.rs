@@ -72,6 +72,7 @@ pub async fn bulk_redrive_takes_exactly_the_failed_rows_matching_every_filter(s:
         initiator: Some(Initiator::RpLogout),
         failed_since: Some(t(3_000)),
         failed_before: Some(t(7_000)),
+        ids: None,
     };
     let wakeup = s.queue.wakeup();
     assert_eq!(redrive(&s, &filter, 9_000).await, BulkRedrive::Redriven(1));
@@ -101,6 +102,53 @@ pub async fn bulk_redrive_takes_exactly_the_failed_rows_matching_every_filter(s:
         redrive(&s, &FailedFilter::default(), 9_600).await,
         BulkRedrive::Redriven(0)
     );
+}
+
+pub async fn bulk_redrive_by_ids_takes_only_the_named_failed_rows(s: Stores) {
+    register(&s, &[all_mode_client("c1")]).await;
+    let first = failed_row(&s, "s1", "c1", Initiator::RpLogout, 2_000, 3_000).await;
+    let second = failed_row(&s, "s2", "c1", Initiator::RpLogout, 4_000, 5_000).await;
+    let unnamed = failed_row(&s, "s3", "c1", Initiator::RpLogout, 6_000, 7_000).await;
+    create(&s, &session("s4", "u1", &["c1"])).await;
+    end(&s, "s4", Initiator::RpLogout, t(8_000)).await;
+    let pending = s
+        .deliveries
+        .list_deliveries(&Default::default(), None, 10)
+        .await
+        .unwrap();
+    let pending = pending
+        .items
+        .iter()
+        .find(|d| d.session_id.as_str() == "s4")
+        .unwrap()
+        .id
+        .clone();
+    let by_ids = |ids: Vec<DeliveryId>| FailedFilter {
+        ids: Some(ids),
+        ..FailedFilter::default()
+    };
+    let named = by_ids(vec![
+        first.clone(),
+        second.clone(),
+        pending.clone(),
+        DeliveryId::new("dlv_absent"),
+    ]);
+    assert_eq!(redrive(&s, &named, 9_000).await, BulkRedrive::Redriven(2));
+    for id in [&first, &second] {
+        assert_eq!(
+            row(&s, id).await,
+            (DeliveryState::Pending, 0, Some(t(9_000)))
+        );
+    }
+    assert_eq!(row(&s, &unnamed).await.0, DeliveryState::Failed);
+    assert_eq!(row(&s, &pending).await.0, DeliveryState::Pending);
+    assert_eq!(redrive(&s, &named, 9_100).await, BulkRedrive::Redriven(0));
+    assert_eq!(
+        redrive(&s, &by_ids(Vec::new()), 9_200).await,
+        BulkRedrive::Redriven(0),
+        "no id names no row"
+    );
+    assert_eq!(row(&s, &unnamed).await.0, DeliveryState::Failed);
 }
 
 pub async fn bulk_redrive_pages_through_more_than_one_batch_once_each(s: Stores) {

@@ -1,16 +1,16 @@
 //! Conformance cases for the overview's statistics: rows per state, the oldest due row, and
-//! the outcomes per minute by each row's last change.
+//! the outcomes per ten-second bucket by each row's last change.
 
 use super::claims::{lease, result};
 use super::fixtures::*;
+use logoutd_core::{BucketCounts, StateCounts};
 use logoutd_core::{Decision, Terminal};
 use logoutd_core::{DeliveryFilter, Initiator, Stores};
-use logoutd_core::{MinuteCounts, StateCounts};
 
-pub async fn delivery_stats_count_states_and_outcomes_per_minute(s: Stores) {
+pub async fn delivery_stats_count_states_and_outcomes_per_bucket(s: Stores) {
     let empty = s.deliveries.delivery_stats(t(0), t(0)).await.unwrap();
     assert_eq!(empty.counts, StateCounts::default());
-    assert_eq!((empty.oldest_due_at, empty.minutes.len()), (None, 0));
+    assert_eq!((empty.oldest_due_at, empty.buckets.len()), (None, 0));
     for (id, at) in [
         ("a", 1_000),
         ("b", 1_000),
@@ -28,12 +28,12 @@ pub async fn delivery_stats_count_states_and_outcomes_per_minute(s: Stores) {
             .unwrap()
     };
     let rejected = || Decision::GiveUp(Terminal::Rejected(None).into());
-    // a and b delivered in minute 1, c failed in minute 2, d failed in minute 0 (before the
-    // window asked for), e retried (pending again, due at 200 s).
+    // a and b delivered in the bucket at 60 s, c failed in the one at 130 s, d in the one at
+    // 0 s (before the window asked for), e retried (pending again, due at 200 s).
     let results = [
         result(by("a"), 60_500, 204, Decision::Delivered),
         result(by("b"), 61_000, 200, Decision::Delivered),
-        result(by("c"), 125_000, 400, rejected()),
+        result(by("c"), 135_000, 400, rejected()),
         result(by("d"), 4_000, 400, rejected()),
         result(by("e"), 5_000, 503, Decision::RetryAt(t(200_000))),
     ];
@@ -55,15 +55,15 @@ pub async fn delivery_stats_count_states_and_outcomes_per_minute(s: Stores) {
     // f has waited since 130 s, e since 200 s: f is the oldest due.
     assert_eq!(stats.oldest_due_at, Some(t(130_000)));
     assert_eq!(
-        stats.minutes,
+        stats.buckets,
         vec![
-            MinuteCounts {
-                minute: t(60_000),
+            BucketCounts {
+                start: t(60_000),
                 delivered: 2,
                 failed: 0
             },
-            MinuteCounts {
-                minute: t(120_000),
+            BucketCounts {
+                start: t(130_000),
                 delivered: 0,
                 failed: 1
             },
@@ -72,8 +72,8 @@ pub async fn delivery_stats_count_states_and_outcomes_per_minute(s: Stores) {
     // Nothing is due before 130 s.
     let early = s.deliveries.delivery_stats(t(100_000), t(0)).await.unwrap();
     assert_eq!(early.oldest_due_at, None);
-    assert_eq!(early.minutes.len(), 3, "{:?}", early.minutes);
-    assert_eq!(early.minutes[0].failed, 1);
+    assert_eq!(early.buckets.len(), 3, "{:?}", early.buckets);
+    assert_eq!(early.buckets[0].failed, 1);
 }
 
 pub async fn deliveries_filter_by_initiator_and_creation_time(s: Stores) {

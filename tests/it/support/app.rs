@@ -73,6 +73,23 @@ impl TestApp {
         )
     }
 
+    /// The router over the memory store, accepting [`API_TOKEN`] (admin) and the scoped
+    /// tokens of the token file at `tokens`.
+    pub async fn with_tokens(tokens: std::path::PathBuf) -> Self {
+        let stores = logoutd_core::open_store("memory://").await.unwrap();
+        let credentials = logoutd_core::Credentials::new(Some(API_TOKEN), Some(tokens)).unwrap();
+        let clock = Arc::new(ManualClock::new(start_time()));
+        Self::build_with(
+            stores,
+            true,
+            clock,
+            Arc::new(Metrics::new()),
+            ISSUER,
+            None,
+            credentials,
+        )
+    }
+
     fn build(
         stores: Stores,
         insecure: bool,
@@ -80,6 +97,19 @@ impl TestApp {
         metrics: Arc<Metrics>,
         issuer: &str,
         ssf: Option<logoutd_core::SsfApi>,
+    ) -> Self {
+        let credentials = logoutd_core::Credentials::new(Some(API_TOKEN), None).unwrap();
+        Self::build_with(stores, insecure, clock, metrics, issuer, ssf, credentials)
+    }
+
+    fn build_with(
+        stores: Stores,
+        insecure: bool,
+        clock: Arc<ManualClock>,
+        metrics: Arc<Metrics>,
+        issuer: &str,
+        ssf: Option<logoutd_core::SsfApi>,
+        credentials: logoutd_core::Credentials,
     ) -> Self {
         let keys = test_keys();
         let state = Arc::new(AppState {
@@ -90,7 +120,7 @@ impl TestApp {
                 allow_insecure: insecure,
             },
             clock: clock.clone(),
-            credentials: Arc::new(logoutd_core::Credentials::new(Some(API_TOKEN), None).unwrap()),
+            credentials: Arc::new(credentials),
             metrics,
             body_limit: DEFAULT_BODY_LIMIT,
             waits: logoutd_core::Waits::default(),

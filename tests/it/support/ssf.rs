@@ -1,13 +1,14 @@
 //! SSF receivers for the end-to-end tests of `logoutd serve --ssf true`: registering one,
 //! `logoutd mock-ssf` as a push receiver process, a poll client that drives RFC 8936 polls
-//! itself, the two ways a stream's status changes, and the operator's view of the SET rows.
+//! itself and the ledger of what it was handed and acknowledged, the two ways a stream's
+//! status changes, and the operator's view of the SET rows.
 
 use super::serve_process::ServeProcess;
 use base64::Engine as _;
 use logoutd_core::{SESSION_REVOKED, STREAM_UPDATED, SetReceipt};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
@@ -27,16 +28,22 @@ impl Receiver {
     /// Registers a receiver named `name` that hears of every session end (`scope: all`).
     pub async fn register(serve: &ServeProcess, name: &str) -> Self {
         let body = json!({"name": name, "scope": "all"});
+        Self::register_with(serve, body).await.0
+    }
+
+    /// Registers a receiver with `body`; returns it and the API's answer.
+    pub async fn register_with(serve: &ServeProcess, body: Value) -> (Self, Value) {
         let (status, created) = serve
             .call(Method::POST, "/api/v2/ssf-receivers", Some(body))
             .await;
         assert_eq!(status, 201, "{created}");
         let text = |key: &str| created[key].as_str().unwrap().to_owned();
-        Self {
+        let receiver = Self {
             id: text("id"),
             aud: text("aud"),
             token: text("token"),
-        }
+        };
+        (receiver, created)
     }
 
     /// Its one stream's id, read at `/ssf/stream`.
@@ -307,5 +314,117 @@ impl Poller {
             jti: claims["jti"].as_str().unwrap().to_owned(),
             claims,
         }
+    }
+}
+
+/// What a poll receiver was handed and acknowledged, checked as it goes: an acknowledged SET
+/// is never handed out again, and every SET is a `session-revoked` one.
+#[derive(Default)]
+pub struct PollLedger {
+    /// The `jti`s handed out for each session, in order, repeats included.
+    pub handed: HashMap<String, Vec<String>>,
+    /// The session of each `jti` handed out.
+    pub sid_of: HashMap<String, String>,
+    /// The `jti`s acknowledged.
+    pub acked: HashSet<String>,
+    /// The sessions whose SET was acknowledged.
+    pub acked_sids: HashSet<String>,
+}
+
+impl PollLedger {
+    /// Records a batch; an acknowledged SET is never handed out again.
+    pub fn record(&mut self, batch: &Batch) {
+        for set in batch.sets.values() {
+            assert!(
+                !self.acked.contains(&set.jti),
+                "an acknowledged SET was handed out again: {}",
+                set.claims
+            );
+            assert_eq!(set.event(), SESSION_REVOKED);
+            let sid = set.sid().unwrap().to_owned();
+            self.handed
+                .entry(sid.clone())
+                .or_default()
+                .push(set.jti.clone());
+            self.sid_of.insert(set.jti.clone(), sid);
+        }
+    }
+
+    /// Notes that a poll acknowledged `jtis`.
+    pub fn acked(&mut self, jtis: &[String]) {
+        for jti in jtis {
+            self.acked.insert(jti.clone());
+            self.acked_sids.insert(self.sid_of[jti].clone());
+        }
+    }
+
+    /// Whether every session of `sids` is acknowledged, or is in `ack`, about to be.
+    pub fn covers(&self, sids: &HashSet<String>, ack: &[String]) -> bool {
+        let about: HashSet<&String> = ack.iter().map(|j| &self.sid_of[j]).collect();
+        sids.iter()
+            .all(|sid| self.acked_sids.contains(sid) || about.contains(sid))
+    }
+
+    /// Polls at `base` with `ack`, `max` SETs at most, at once; records the batch.
+    pub async fn take(&mut self, poller: &Poller, base: &str, max: usize, ack: &[String]) -> Batch {
+        let batch = poller.take(base, max, ack).await;
+        self.acked(ack);
+        self.record(&batch);
+        batch
+    }
+
+    /// Long-polls, `max` SETs at most a poll, the node `base(n)` for the `n`th poll,
+    /// acknowledging each batch in the next poll unless `lose(n, batch)` says its answer was
+    /// lost, until a SET of every session of `sids` was handed out and acknowledged or is
+    /// about to be (SETs handed out and never acknowledged come back once their lease ends);
+    /// fails after [`WAIT`]. The poll that then acknowledges the last batch, at the next node,
+    /// finds nothing left. Returns how many long polls it took.
+    pub async fn drain(
+        &mut self,
+        poller: &Poller,
+        base: impl Fn(usize) -> String,
+        max: usize,
+        sids: &HashSet<String>,
+        mut lose: impl FnMut(usize, &Batch) -> bool,
+    ) -> usize {
+        let mut ack: Vec<String> = Vec::new();
+        let mut polls = 0;
+        let drained = tokio::time::timeout(WAIT, async {
+            while !self.covers(sids, &ack) {
+                let body = json!({"maxEvents": max, "returnImmediately": false, "ack": ack});
+                let batch = poller.poll(&base(polls), body).await;
+                self.acked(&ack);
+                self.record(&batch);
+                ack = if lose(polls, &batch) {
+                    Vec::new()
+                } else {
+                    batch.jtis()
+                };
+                polls += 1;
+            }
+        })
+        .await;
+        assert!(
+            drained.is_ok(),
+            "{} of {} sessions acknowledged after {polls} polls",
+            self.acked_sids.len(),
+            sids.len()
+        );
+        let last = self.take(poller, &base(polls), 100, &ack).await;
+        assert!(last.sets.is_empty(), "nothing is left: {last:?}");
+        polls
+    }
+
+    /// Every session polled exactly as `sids`, each repeat under the same `jti`; returns how
+    /// many SETs were handed out more than once.
+    pub fn check(&self, sids: &HashSet<String>) -> usize {
+        let polled: HashSet<String> = self.handed.keys().cloned().collect();
+        assert_eq!(&polled, sids, "one SET per session");
+        let mut repeats = 0;
+        for (sid, jtis) in &self.handed {
+            assert!(jtis.iter().all(|j| *j == jtis[0]), "{sid}: {jtis:?}");
+            repeats += jtis.len() - 1;
+        }
+        repeats
     }
 }

@@ -1,10 +1,12 @@
 //! Who may call the management API: the bearer token, checked in constant time, and the
 //! scope a route needs. Every `/api/v2` request passes here before routing can answer 404
-//! or 405, so that a caller without credentials learns nothing about the routes.
+//! or 405, so that a caller without credentials learns nothing about the routes. A request
+//! that passes carries its [`Principal`] to the handlers, which take it as [`Caller`].
 
 use super::{ApiError, Shared};
 use crate::tokens::{Scope, TokenFile, digest};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
@@ -12,6 +14,43 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
+
+/// What the token of a request may do: its scope, and whether it may read session metadata
+/// values (the admin token and `admin`-scoped tokens always may; others only with the grant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's scope.
+    pub scope: Scope,
+    /// Whether metadata values are shown to it; without, every value reads as
+    /// [`crate::tokens::REDACTED`].
+    pub metadata: bool,
+}
+
+impl Principal {
+    /// The configured admin token (and `--dev`'s): everything, metadata values included.
+    const ADMIN: Self = Self {
+        scope: Scope::Admin,
+        metadata: true,
+    };
+}
+
+/// The authenticated caller of a management route, as [`require_token`] found it. A handler
+/// takes it as an argument; a request that did not pass the guard is refused with 401.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .copied()
+            .map(Caller)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
 
 /// The accepted credentials: the single configured token (admin), and the scoped tokens of
 /// the token file, reloaded when the file changes.
@@ -22,9 +61,12 @@ pub struct Credentials {
     scoped: RwLock<Loaded>,
 }
 
+/// One scoped token as the guard keeps it: its digest and what it may do.
+type Stored = ([u8; 32], Principal);
+
 #[derive(Debug, Default)]
 struct Loaded {
-    tokens: Arc<Vec<([u8; 32], Scope)>>,
+    tokens: Arc<Vec<Stored>>,
     stamp: Option<(SystemTime, u64)>,
 }
 
@@ -49,7 +91,7 @@ impl Credentials {
         self.admin.is_some() || !self.snapshot().is_empty()
     }
 
-    fn snapshot(&self) -> Arc<Vec<([u8; 32], Scope)>> {
+    fn snapshot(&self) -> Arc<Vec<Stored>> {
         match self.scoped.read() {
             Ok(loaded) => loaded.tokens.clone(),
             Err(poisoned) => poisoned.into_inner().tokens.clone(),
@@ -73,10 +115,16 @@ impl Credentials {
             return Ok(false);
         }
         let file = TokenFile::load(path)?;
-        let tokens: Vec<([u8; 32], Scope)> = file
+        let tokens: Vec<Stored> = file
             .tokens
             .iter()
-            .filter_map(|t| Some((t.digest()?, t.scope)))
+            .filter_map(|t| {
+                let principal = Principal {
+                    scope: t.scope,
+                    metadata: t.may_read_metadata(),
+                };
+                Some((t.digest()?, principal))
+            })
             .collect();
         let mut loaded = match self.scoped.write() {
             Ok(loaded) => loaded,
@@ -89,28 +137,39 @@ impl Credentials {
         Ok(true)
     }
 
-    /// The scope of `token`, if it is one of ours. Every stored digest is compared, in
-    /// constant time, whatever matches.
+    /// The scope of `token`, if it is one of ours.
     pub fn scope_of(&self, token: &str) -> Option<Scope> {
+        self.principal_of(token).map(|p| p.scope)
+    }
+
+    /// What `token` may do, if it is one of ours. Every stored digest is compared, in
+    /// constant time, whatever matches.
+    pub fn principal_of(&self, token: &str) -> Option<Principal> {
         let presented = digest(token);
         let mut found = 0u8;
         let mut scope = 0u8;
-        if let Some(admin) = &self.admin {
-            let hit = presented.ct_eq(admin);
-            found.conditional_assign(&1, hit);
-            scope.conditional_assign(&(Scope::Admin as u8), hit);
-        }
-        for (stored, stored_scope) in self.snapshot().iter() {
+        let mut metadata = 0u8;
+        let mut take = |stored: &[u8; 32], principal: Principal| {
             let hit = presented.ct_eq(stored);
             found.conditional_assign(&1, hit);
-            scope.conditional_assign(&(*stored_scope as u8), hit);
+            scope.conditional_assign(&(principal.scope as u8), hit);
+            metadata.conditional_assign(&u8::from(principal.metadata), hit);
+        };
+        if let Some(admin) = &self.admin {
+            take(admin, Principal::ADMIN);
+        }
+        for (stored, principal) in self.snapshot().iter() {
+            take(stored, *principal);
         }
         let scope = match scope {
             0 => Scope::Read,
             1 => Scope::Operate,
             _ => Scope::Admin,
         };
-        (found == 1).then_some(scope)
+        (found == 1).then_some(Principal {
+            scope,
+            metadata: metadata == 1,
+        })
     }
 }
 
@@ -147,10 +206,11 @@ fn guarded_path<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
 }
 
 /// The middleware, around the whole router: under `/api/v2`, 401 without a token we know
-/// (whether or not the route exists) and 403 when its scope is too small.
+/// (whether or not the route exists) and 403 when its scope is too small. A request that
+/// passes carries the token's [`Principal`] in its extensions, for [`Caller`].
 pub(super) async fn require_token(
     State(state): State<Shared>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let Some(path) = guarded_path(req.method(), req.uri().path()) else {
@@ -165,9 +225,10 @@ pub(super) async fn require_token(
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    let Some(scope) = presented.and_then(|token| state.credentials.scope_of(token)) else {
+    let Some(principal) = presented.and_then(|token| state.credentials.principal_of(token)) else {
         return ApiError::unauthorized().into_response();
     };
+    let scope = principal.scope;
     if scope < needed {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -176,6 +237,7 @@ pub(super) async fn require_token(
         )
         .into_response();
     }
+    req.extensions_mut().insert(principal);
     next.run(req).await
 }
 
@@ -241,8 +303,8 @@ mod tests {
         let path = dir.path().join("tokens.json");
         let mut file = TokenFile::default();
         let now = chrono::Utc::now();
-        let read = file.add("r", Scope::Read, now);
-        let operate = file.add("o", Scope::Operate, now);
+        let read = file.add("r", Scope::Read, false, now);
+        let operate = file.add("o", Scope::Operate, false, now);
         file.save(&path).unwrap();
         let admin = "a-configured-admin-token-0123456789";
         let creds = Credentials::new(Some(admin), Some(path.clone())).unwrap();
@@ -257,5 +319,28 @@ mod tests {
         assert!(creds.reload().unwrap());
         assert_eq!(creds.scope_of(&read), None);
         assert_eq!(creds.scope_of(&operate), Some(Scope::Operate));
+    }
+
+    #[test]
+    fn the_metadata_grant_is_carried_and_admin_always_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let mut file = TokenFile::default();
+        let now = chrono::Utc::now();
+        let plain = file.add("plain", Scope::Read, false, now);
+        let granted = file.add("granted", Scope::Read, true, now);
+        let operate = file.add("operate", Scope::Operate, true, now);
+        let scoped_admin = file.add("admin", Scope::Admin, false, now);
+        file.save(&path).unwrap();
+        let admin = "a-configured-admin-token-0123456789";
+        let creds = Credentials::new(Some(admin), Some(path)).unwrap();
+        let principal = |token: &str| creds.principal_of(token).unwrap();
+        let expect = |scope, metadata| Principal { scope, metadata };
+        assert_eq!(principal(&plain), expect(Scope::Read, false));
+        assert_eq!(principal(&granted), expect(Scope::Read, true));
+        assert_eq!(principal(&operate), expect(Scope::Operate, true));
+        assert_eq!(principal(&scoped_admin), expect(Scope::Admin, true));
+        assert_eq!(principal(admin), expect(Scope::Admin, true));
+        assert_eq!(creds.principal_of("nope"), None);
     }
 }

@@ -37,6 +37,7 @@ pub(crate) mod ssf;
 mod ssf_receivers;
 mod ssf_streams;
 mod stats;
+mod token_info;
 mod wait;
 
 pub use auth::Credentials;
@@ -46,7 +47,7 @@ pub use ssf::{
     DEFAULT_LONG_POLL, DEFAULT_POLL_LEASE, DEFAULT_POLL_RECHECK, MAX_EXCLUDED_SUBJECTS,
     MAX_POLL_EVENTS, MintError, MintSet, SsfApi,
 };
-pub use stats::{STATS_MINUTES, STATS_TTL, StatsCache};
+pub use stats::{STATS_BUCKETS, STATS_MINUTES, STATS_TTL, StatsCache};
 pub use wait::{MAX_LISTED_RESULTS, MAX_WAIT_MS, RECHECK_INTERVAL, Waits};
 
 /// Default cap on request bodies (64 KiB).
@@ -158,6 +159,7 @@ fn management_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(redrive::retry_failed_sets))
         .routes(routes!(ssf_streams::get_set))
         .routes(routes!(ssf_streams::retry_set))
+        .routes(routes!(token_info::get))
 }
 
 /// Every route: the public ones, the OpenAPI document, and `management` (the management

@@ -56,6 +56,7 @@ pub const REGENERATE: &str = "cargo run --quiet -- openapi > docs/openapi.json";
         (name = "deliveries", description = "Delivery status, re-drive and dead-letter cleanup."),
         (name = "operator-events", description = "Operator events (client.paused, client.resumed, delivery.failed), their webhook delivery and its re-drive."),
         (name = "ssf", description = "The Shared Signals (SSF 1.0) transmitter: its receivers and their tokens, their streams, and the delivery of their SETs. The receivers' own routes (`/.well-known/ssf-configuration`, `/ssf/...`) are not part of this API."),
+        (name = "tokens", description = "The calling API token: its scope and whether it may read session metadata values."),
         (name = "openapi", description = "This document; no token.")
     )
 )]

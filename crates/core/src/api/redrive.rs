@@ -1,16 +1,19 @@
 //! `POST /api/v2/logout-deliveries/retry` and `POST /api/v2/ssf-deliveries/retry`: the bulk
 //! re-drive of dead letters, logout deliveries or SETs, filtered, paged inside the store, and
 //! idempotent under an `Idempotency-Key`; both take their keys, time window and answers from
-//! here.
+//! here. A re-drive of logout deliveries may name its rows by id instead of filtering them
+//! (the console's "re-drive selected").
 
 use super::error::ErrorBody;
 use super::extract::JsonBody;
 use super::openapi::{BadRequest, InternalError};
 use super::{ApiError, Shared};
-use crate::ids::ClientId;
+use crate::ids::{ClientId, DeliveryId};
 use crate::initiator::Initiator;
-use crate::outbox::{BulkRedrive, FailedFilter, IdempotentRequest};
+use crate::outbox::{BulkRedrive, FailedFilter, IdempotentRequest, MAX_REDRIVE_IDS};
 use crate::ssf::{FailedSetFilter, SetKind};
+use crate::store::{Redrives, StoreError};
+use async_trait::async_trait;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -28,10 +31,16 @@ const MAX_KEY_LEN: usize = 255;
 /// How long a key is remembered; retention forgets it after that.
 const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
-/// The filters of a bulk re-drive; each given one narrows the set of failed deliveries.
+/// The filters of a bulk re-drive; each given one narrows the set of failed deliveries. Or
+/// `ids` alone: the deliveries named.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RetryFilters {
+    /// Instead of the filters: these deliveries, 1 to 100 ids; those of them that are dead
+    /// letters are re-driven, the others (unknown ids, rows in another state) passed over.
+    /// Refused together with any filter.
+    #[schema(min_items = 1, max_items = 100)]
+    ids: Option<Vec<String>>,
     /// Only deliveries to this client.
     client_id: Option<String>,
     /// Only deliveries that failed at or after this time (RFC 3339), their last change.
@@ -58,13 +67,16 @@ pub(super) struct BulkRedriven {
     path = "/logout-deliveries/retry",
     tag = "deliveries",
     operation_id = "retry_failed_deliveries",
-    summary = "Re-drive every failed delivery matching the filters",
+    summary = "Re-drive every failed delivery matching the filters, or those named by id",
     description = "Each matching `failed` delivery goes back in the queue exactly as \
         `POST /logout-deliveries/{id}/retry` puts one: pending, due now, attempts 0, a fresh age \
-        budget. The server works in batches of 500 by delivery id, each its own transaction, \
-        so a delivery that fails again meanwhile is not re-driven twice by one request. With \
-        an `Idempotency-Key`, a repeat of the same request within 24 hours answers the first \
-        one's count with `Idempotent-Replayed: true` and re-drives nothing more.",
+        budget. With `ids` (1 to 100 delivery ids, and no filter), the deliveries named that \
+        are `failed` are re-driven and the others (unknown, or in another state) passed over; \
+        the count says how many were re-driven. The server works in batches of 500 by \
+        delivery id, each its own transaction, so a delivery that fails again meanwhile is \
+        not re-driven twice by one request. With an `Idempotency-Key`, a repeat of the same \
+        request within 24 hours (the same filters, or the same ids in any order) answers the \
+        first one's count with `Idempotent-Replayed: true` and re-drives nothing more.",
     params(
         ("Idempotency-Key" = Option<String>, Header,
             description = "Printable ASCII, 1 to 255 characters; makes a repeat a replay"),
@@ -87,22 +99,7 @@ pub(super) async fn retry_failed(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RetryFilters>,
 ) -> Result<Response, ApiError> {
-    let filter = filter(body)?;
-    let now = state.now();
-    let canonical = serde_json::json!([
-        "retry_failed_deliveries",
-        filter.client_id.as_ref().map(ClientId::as_str),
-        filter.initiator.map(Initiator::as_str),
-        filter.failed_since.map(|t| t.timestamp_millis()),
-        filter.failed_before.map(|t| t.timestamp_millis()),
-    ]);
-    let key = idempotent_request(&headers, &canonical, now)?;
-    let outcome = state
-        .stores
-        .redrives
-        .redrive_failed(&filter, key.as_ref(), now)
-        .await?;
-    answer(outcome, "failed deliveries re-driven in bulk")
+    bulk_redrive(&state, &headers, filter(body)?).await
 }
 
 /// The filters of a bulk re-drive of SETs; each given one narrows the set of failed SETs.
@@ -162,23 +159,96 @@ pub(super) async fn retry_failed_sets(
     headers: HeaderMap,
     JsonBody(body): JsonBody<SetRetryFilters>,
 ) -> Result<Response, ApiError> {
-    let filter = set_filter(body)?;
+    bulk_redrive(&state, &headers, set_filter(body)?).await
+}
+
+/// The selection of a bulk re-drive, of either dead-letter queue: what identifies the request
+/// under an idempotency key, and the store's re-drive of it.
+#[async_trait]
+trait BulkSelection: Send + Sync {
+    /// Logged when the request re-drove rows.
+    const WHAT: &'static str;
+
+    /// The operation's name and its normalized selection: two bodies that select the same
+    /// rows are the same request, and the same selection of the other operation is not.
+    fn canonical(&self) -> serde_json::Value;
+
+    /// Re-drives the selected dead letters under `key`.
+    async fn redrive(
+        &self,
+        redrives: &Redrives,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError>;
+}
+
+#[async_trait]
+impl BulkSelection for FailedFilter {
+    const WHAT: &'static str = "failed deliveries re-driven in bulk";
+
+    fn canonical(&self) -> serde_json::Value {
+        let mut canonical = serde_json::json!([
+            "retry_failed_deliveries",
+            self.client_id.as_ref().map(ClientId::as_str),
+            self.initiator.map(Initiator::as_str),
+            self.failed_since.map(|t| t.timestamp_millis()),
+            self.failed_before.map(|t| t.timestamp_millis()),
+        ]);
+        // Only a request by id carries a sixth element, so that the keys of filtered requests
+        // made before ids existed still match their repeats.
+        if let (Some(ids), Some(list)) = (&self.ids, canonical.as_array_mut()) {
+            list.push(ids.iter().map(DeliveryId::as_str).collect());
+        }
+        canonical
+    }
+
+    async fn redrive(
+        &self,
+        redrives: &Redrives,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError> {
+        redrives.redrive_failed(self, key, now).await
+    }
+}
+
+#[async_trait]
+impl BulkSelection for FailedSetFilter {
+    const WHAT: &'static str = "failed SET deliveries re-driven in bulk";
+
+    fn canonical(&self) -> serde_json::Value {
+        serde_json::json!([
+            "retry_failed_ssf_deliveries",
+            self.stream_id,
+            self.receiver_id,
+            self.kind.map(SetKind::as_str),
+            self.failed_since.map(|t| t.timestamp_millis()),
+            self.failed_before.map(|t| t.timestamp_millis()),
+        ])
+    }
+
+    async fn redrive(
+        &self,
+        redrives: &Redrives,
+        key: Option<&IdempotentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<BulkRedrive, StoreError> {
+        redrives.redrive_failed_sets(self, key, now).await
+    }
+}
+
+/// A bulk re-drive of `selection`, under the request's idempotency key if it sent one.
+async fn bulk_redrive<S: BulkSelection>(
+    state: &Shared,
+    headers: &HeaderMap,
+    selection: S,
+) -> Result<Response, ApiError> {
     let now = state.now();
-    let canonical = serde_json::json!([
-        "retry_failed_ssf_deliveries",
-        filter.stream_id,
-        filter.receiver_id,
-        filter.kind.map(SetKind::as_str),
-        filter.failed_since.map(|t| t.timestamp_millis()),
-        filter.failed_before.map(|t| t.timestamp_millis()),
-    ]);
-    let key = idempotent_request(&headers, &canonical, now)?;
-    let outcome = state
-        .stores
-        .redrives
-        .redrive_failed_sets(&filter, key.as_ref(), now)
+    let key = idempotent_request(headers, &selection.canonical(), now)?;
+    let outcome = selection
+        .redrive(&state.stores.redrives, key.as_ref(), now)
         .await?;
-    answer(outcome, "failed SET deliveries re-driven in bulk")
+    answer(outcome, S::WHAT)
 }
 
 /// The response to a bulk re-drive's outcome; `what` is logged when it re-drove.
@@ -208,16 +278,45 @@ fn answer(outcome: BulkRedrive, what: &'static str) -> Result<Response, ApiError
     }
 }
 
-/// The store's filter from the body, refusing an empty client id and an empty time window.
+/// The store's filter from the body, refusing an empty client id, an empty time window, and
+/// ids that are not 1 to [`MAX_REDRIVE_IDS`] non-empty ids or come with a filter.
 fn filter(body: RetryFilters) -> Result<FailedFilter, ApiError> {
     not_empty("client_id", body.client_id.as_deref())?;
     let (since, before) = window(body.failed_since.as_deref(), body.failed_before.as_deref())?;
+    let filtered =
+        body.client_id.is_some() || body.initiator.is_some() || since.is_some() || before.is_some();
+    let ids = body
+        .ids
+        .map(|ids| delivery_ids(ids, filtered))
+        .transpose()?;
     Ok(FailedFilter {
         client_id: body.client_id.map(ClientId::new),
         initiator: body.initiator,
         failed_since: since,
         failed_before: before,
+        ids,
     })
+}
+
+/// The delivery ids of a re-drive by id, sorted and without repeats; refused when there are
+/// none or more than [`MAX_REDRIVE_IDS`], when one is empty, or when the body also `filtered`.
+fn delivery_ids(mut ids: Vec<String>, filtered: bool) -> Result<Vec<DeliveryId>, ApiError> {
+    if filtered {
+        return Err(ApiError::invalid_body(
+            "ids cannot be combined with client_id, initiator, failed_since or failed_before",
+        ));
+    }
+    if ids.is_empty() || ids.len() > MAX_REDRIVE_IDS {
+        return Err(ApiError::invalid_body(format!(
+            "ids must hold 1 to {MAX_REDRIVE_IDS} delivery ids"
+        )));
+    }
+    if ids.iter().any(String::is_empty) {
+        return Err(ApiError::invalid_body("ids must not hold an empty id"));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids.into_iter().map(DeliveryId::new).collect())
 }
 
 /// The store's SET filter from the body, refusing empty ids and an empty time window.

@@ -1,6 +1,9 @@
 //! `/api/v2/sessions` and `/api/v2/users/{user_id}/sessions`: registering sessions, the RPs
-//! that join them, and their metadata (Auth0 Session Metadata).
+//! that join them, and their metadata (Auth0 Session Metadata). Every session these routes
+//! answer with passes through [`shown`]: a token without the metadata grant sees the
+//! metadata's keys, each value replaced by [`REDACTED`].
 
+use super::auth::Caller;
 use super::clients::PageQuery;
 use super::error::ErrorBody;
 use super::extract::{JsonBody, PathParams, QueryParams};
@@ -9,6 +12,7 @@ use super::{ApiError, Shared, page_size};
 use crate::ids::{ClientId, SessionId, UserId};
 use crate::metadata::{self, MetadataOp, SessionMetadata};
 use crate::session::{Device, Session, SessionClient, joined_once};
+use crate::tokens::REDACTED;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -69,6 +73,15 @@ impl ClientRef {
         };
         Ok(SessionClient::with_sid(client_id, sid))
     }
+}
+
+/// The session as `caller` may read it: as stored with the metadata grant; without it, the
+/// metadata keeps its keys and every value reads [`REDACTED`]. Nothing else changes.
+fn shown(mut session: Session, Caller(caller): Caller) -> Session {
+    if !caller.metadata {
+        session.session_metadata = session.session_metadata.redacted(REDACTED);
+    }
+    session
 }
 
 fn ms(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
@@ -150,6 +163,7 @@ impl CreateBody {
 )]
 pub(super) async fn create(
     State(state): State<Shared>,
+    caller: Caller,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
     let session = body.into_session(state.now())?;
@@ -160,7 +174,7 @@ pub(super) async fn create(
         .await
         .map_err(|e| ApiError::from_store(e, "session"))?;
     tracing::info!(session_id = %session.id, clients = session.clients.len(), "session registered");
-    Ok((StatusCode::CREATED, Json(session)).into_response())
+    Ok((StatusCode::CREATED, Json(shown(session, caller))).into_response())
 }
 
 /// `GET /api/v2/sessions/{id}`.
@@ -172,7 +186,8 @@ pub(super) async fn create(
     summary = "Read a session",
     params(("id" = String, Path, description = "The session id")),
     responses(
-        (status = 200, description = "The session", body = Session),
+        (status = 200, description = "The session; to a token without the metadata grant \
+            every `session_metadata` value reads `[redacted]`", body = Session),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = InternalError),
@@ -180,6 +195,7 @@ pub(super) async fn create(
 )]
 pub(super) async fn get(
     State(state): State<Shared>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Session>, ApiError> {
     state
@@ -187,7 +203,7 @@ pub(super) async fn get(
         .sessions
         .get_session(&SessionId::new(id))
         .await?
-        .map(Json)
+        .map(|session| Json(shown(session, caller)))
         .ok_or_else(|| ApiError::not_found("session"))
 }
 
@@ -212,6 +228,7 @@ pub(super) async fn get(
 )]
 pub(super) async fn add_client(
     State(state): State<Shared>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<ClientRef>,
 ) -> Result<Json<Session>, ApiError> {
@@ -221,12 +238,15 @@ pub(super) async fn add_client(
         .sessions
         .add_client(&SessionId::new(id), &client, state.now())
         .await
-        .map(Json)
+        .map(|session| Json(shown(session, caller)))
         .map_err(|e| ApiError::from_store(e, "session"))
 }
 
+/// Applies `op` to the session's metadata; the answer is the session as `caller` may read
+/// it (the change itself does not depend on the metadata grant).
 async fn change_metadata(
     state: &Shared,
+    caller: Caller,
     id: String,
     op: MetadataOp,
 ) -> Result<Json<Session>, ApiError> {
@@ -235,7 +255,7 @@ async fn change_metadata(
         .sessions
         .update_metadata(&SessionId::new(id), &op, state.now())
         .await
-        .map(Json)
+        .map(|session| Json(shown(session, caller)))
         .map_err(|e| ApiError::from_store(e, "session"))
 }
 
@@ -271,6 +291,7 @@ pub(super) struct MetadataPatch {
 )]
 pub(super) async fn patch(
     State(state): State<Shared>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Session>, ApiError> {
@@ -285,7 +306,7 @@ pub(super) async fn patch(
     };
     let next =
         SessionMetadata::from_json(value).map_err(|e| ApiError::invalid_body(e.to_string()))?;
-    change_metadata(&state, id, MetadataOp::Replace(next)).await
+    change_metadata(&state, caller, id, MetadataOp::Replace(next)).await
 }
 
 /// `PUT /api/v2/sessions/{id}/metadata/{key}` body.
@@ -320,6 +341,7 @@ pub(super) struct ValueBody {
 )]
 pub(super) async fn set_metadata(
     State(state): State<Shared>,
+    caller: Caller,
     PathParams((id, key)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<ValueBody>,
 ) -> Result<Json<Session>, ApiError> {
@@ -330,7 +352,7 @@ pub(super) async fn set_metadata(
         key,
         value: body.value,
     };
-    change_metadata(&state, id, op).await
+    change_metadata(&state, caller, id, op).await
 }
 
 /// `DELETE /api/v2/sessions/{id}/metadata/{key}`: deletes one key.
@@ -354,10 +376,11 @@ pub(super) async fn set_metadata(
 )]
 pub(super) async fn delete_metadata(
     State(state): State<Shared>,
+    caller: Caller,
     PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<Json<Session>, ApiError> {
     metadata::validate_key(&key).map_err(|e| ApiError::invalid_path(e.to_string()))?;
-    change_metadata(&state, id, MetadataOp::Delete { key }).await
+    change_metadata(&state, caller, id, MetadataOp::Delete { key }).await
 }
 
 /// `DELETE /api/v2/sessions/{id}/metadata`: removes every key.
@@ -378,9 +401,10 @@ pub(super) async fn delete_metadata(
 )]
 pub(super) async fn evict_metadata(
     State(state): State<Shared>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Session>, ApiError> {
-    change_metadata(&state, id, MetadataOp::Evict).await
+    change_metadata(&state, caller, id, MetadataOp::Evict).await
 }
 
 /// A page of `GET /api/v2/users/{user_id}/sessions`.
@@ -402,13 +426,15 @@ pub(super) struct SessionPage {
     summary = "List a user's sessions, a page at a time",
     params(("user_id" = String, Path, description = "The user"), PageQuery),
     responses(
-        (status = 200, description = "One page of the user's sessions", body = SessionPage),
+        (status = 200, description = "One page of the user's sessions; to a token without the \
+            metadata grant every `session_metadata` value reads `[redacted]`", body = SessionPage),
         (status = 400, response = BadRequest),
         (status = 500, response = InternalError),
     )
 )]
 pub(super) async fn list_for_user(
     State(state): State<Shared>,
+    caller: Caller,
     PathParams(user_id): PathParams<String>,
     QueryParams(query): QueryParams<PageQuery>,
 ) -> Result<Json<SessionPage>, ApiError> {
@@ -419,7 +445,11 @@ pub(super) async fn list_for_user(
         .list_user_sessions(&UserId::new(user_id), query.from.as_deref(), take)
         .await?;
     Ok(Json(SessionPage {
-        sessions: page.items,
+        sessions: page
+            .items
+            .into_iter()
+            .map(|session| shown(session, caller))
+            .collect(),
         next: page.next,
     }))
 }

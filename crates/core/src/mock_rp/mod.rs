@@ -48,10 +48,13 @@ pub use receipt::Receipt;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::verify::{JwksSource, VerifyOptions};
+use axum::body::Body;
 use chrono::{DateTime, SecondsFormat, Utc};
+use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -246,7 +249,12 @@ impl MockRp {
             attempts: Mutex::new(AttemptCounter::new(capacity)),
         });
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+            handler::handle,
+        ));
         Ok(MockRpHandle {
             addr,
             shared,
@@ -289,14 +297,26 @@ impl Drop for MockRpHandle {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Accepts connections on `listener` until `shutdown`, serving each over HTTP/1.1 with
+/// `handle` and the receiver's `shared` state, then closes the open ones. The mock RP's and
+/// the mock SSF receiver's server.
+pub(crate) async fn accept_loop<S, H, F>(
+    listener: TcpListener,
+    shared: Arc<S>,
+    shutdown: CancellationToken,
+    handle: H,
+) where
+    S: Send + Sync + 'static,
+    H: Fn(Arc<S>, Request<Incoming>) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Dropped>> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve(stream, shared.clone()));
+                    connections.spawn(serve(stream, shared.clone(), handle));
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
@@ -309,8 +329,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
     connections.shutdown().await;
 }
 
-async fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    let service = service_fn(move |req| handler::handle(shared.clone(), req));
+/// Serves one connection with `handle`.
+async fn serve<S, H, F>(stream: TcpStream, shared: Arc<S>, handle: H)
+where
+    S: Send + Sync + 'static,
+    H: Fn(Arc<S>, Request<Incoming>) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Dropped>> + Send + 'static,
+{
+    let service = service_fn(move |req| handle(shared.clone(), req));
     if let Err(err) = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
         .await

@@ -30,12 +30,9 @@ mod validate;
 pub use discovery::{StreamInfo, well_known_url};
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::mock_rp::{Faults, LogLimits, ReceiptLog};
+use crate::mock_rp::{Faults, LogLimits, ReceiptLog, accept_loop};
 use crate::verify::JwksSource;
 use hyper::StatusCode;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -43,8 +40,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The path pushes are received on.
@@ -215,6 +212,7 @@ impl MockSsf {
             listener,
             shared.clone(),
             shutdown.clone(),
+            handler::handle,
         ))];
         if poll {
             tasks.push(tokio::spawn(poll::run(
@@ -273,36 +271,6 @@ impl MockSsfHandle {
 impl Drop for MockSsfHandle {
     fn drop(&mut self) {
         self.shutdown.cancel();
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve(stream, shared.clone()));
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    connections.shutdown().await;
-}
-
-async fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    let service = service_fn(move |req| handler::handle(shared.clone(), req));
-    if let Err(err) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(error = %err, "connection ended with an error");
     }
 }
 

@@ -107,8 +107,9 @@ pub trait Deliveries: Send + Sync {
     /// Live and dead-letter counts, and the oldest due row, as of `now`.
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
 
-    /// Rows per state, the oldest due row as of `now`, and per minute the rows whose last
-    /// change, at or after `since`, made them `delivered` or `failed`.
+    /// Rows per state, the oldest due row as of `now`, and per ten-second bucket
+    /// ([`crate::outbox::STATS_BUCKET_MS`]) the rows whose last change, at or after `since`,
+    /// made them `delivered` or `failed`.
     async fn delivery_stats(
         &self,
         now: DateTime<Utc>,

@@ -5,7 +5,7 @@
 use super::{State, millis};
 use crate::ids::{DeliveryId, SessionId};
 use crate::outbox::{
-    DeliveryState, DeliveryStats, FailedFilter, MinuteCounts, OutboxStats, minute_of,
+    BucketCounts, DeliveryState, DeliveryStats, FailedFilter, OutboxStats, bucket_of,
 };
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashSet};
@@ -28,22 +28,22 @@ impl State {
         stats
     }
 
-    /// Rows per state, the oldest due row, and the outcomes per minute since `since`.
+    /// Rows per state, the oldest due row, and the outcomes per bucket since `since`.
     pub(super) fn delivery_stats(&self, now: DateTime<Utc>, since: DateTime<Utc>) -> DeliveryStats {
         let since = millis(since);
         let mut stats = DeliveryStats {
             oldest_due_at: self.stats(now).oldest_due_at,
             ..DeliveryStats::default()
         };
-        let mut minutes: BTreeMap<DateTime<Utc>, MinuteCounts> = BTreeMap::new();
+        let mut buckets: BTreeMap<DateTime<Utc>, BucketCounts> = BTreeMap::new();
         for row in self.rows.values() {
             let state = row.delivery.state;
             stats.counts.add(state, 1);
             let outcome = matches!(state, DeliveryState::Delivered | DeliveryState::Failed);
             if outcome && row.updated_at >= since {
-                let minute = minute_of(row.updated_at);
-                let slot = minutes.entry(minute).or_insert(MinuteCounts {
-                    minute,
+                let start = bucket_of(row.updated_at);
+                let slot = buckets.entry(start).or_insert(BucketCounts {
+                    start,
                     delivered: 0,
                     failed: 0,
                 });
@@ -54,7 +54,7 @@ impl State {
                 }
             }
         }
-        stats.minutes = minutes.into_values().collect();
+        stats.buckets = buckets.into_values().collect();
         stats
     }
 
@@ -95,6 +95,7 @@ impl State {
         self.rows
             .iter()
             .filter(|(id, _)| id.as_str() > after)
+            .filter(|(id, _)| filter.ids.as_ref().is_none_or(|ids| ids.contains(id)))
             .filter(|(_, row)| {
                 let d = &row.delivery;
                 d.state == DeliveryState::Failed

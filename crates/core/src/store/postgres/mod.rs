@@ -33,6 +33,8 @@ use super::sql::health::{health_page, one_health};
 use super::{ClientHealthStats, Health, Page, StoreError, Stores, redact_url, wake};
 use crate::health::{ClientHealth, HealthPolicy, PolicyCell};
 use crate::ids::ClientId;
+use crate::outbox::OutboxStats;
+use crate::store::sql::rows::{StatsRow, stats};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -117,6 +119,57 @@ impl PostgresStore {
     fn notify(&self) {
         wake(&self.wakeup);
     }
+
+    /// Commits `tx`. When it made rows `due`, it announces them to every node with the commit
+    /// and then wakes this process's workers at once.
+    async fn commit_due(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        due: bool,
+    ) -> Result<(), StoreError> {
+        commit_announcing(tx, CHANNEL, due).await?;
+        if due {
+            self.notify();
+        }
+        Ok(())
+    }
+
+    /// Commits `tx`. When it made SET rows `due`, it announces them to every node with the
+    /// commit and then wakes this process's SET workers and long polls at once.
+    async fn commit_due_sets(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        due: bool,
+    ) -> Result<(), StoreError> {
+        commit_announcing(tx, SSF_CHANNEL, due).await?;
+        if due {
+            wake(&self.sets_wakeup);
+        }
+        Ok(())
+    }
+
+    /// The gauges of one queue table (`deliveries` or `ssf_sets`): counts per waiting and
+    /// dead-letter state (over its `_state` index) and the oldest due row (first entry of its
+    /// `_due` index).
+    async fn queue_stats(
+        &self,
+        table: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<OutboxStats, StoreError> {
+        let sql = format!(
+            "SELECT (SELECT count(*) FROM {table} WHERE state = 'pending'), \
+             (SELECT count(*) FROM {table} WHERE state = 'in_flight'), \
+             (SELECT count(*) FROM {table} WHERE state = 'failed'), \
+             (SELECT MIN(next_attempt_at) FROM {table} \
+             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= $1)"
+        );
+        let counts: StatsRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(ms(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        stats(counts)
+    }
 }
 
 impl Drop for PostgresStore {
@@ -173,6 +226,18 @@ async fn announce(conn: &mut PgConnection) -> Result<(), StoreError> {
 /// Announces newly due SET rows to every node; delivered when the transaction commits.
 async fn announce_sets(conn: &mut PgConnection) -> Result<(), StoreError> {
     notify(conn, SSF_CHANNEL).await
+}
+
+/// Commits `tx`, with a `NOTIFY` on `channel` in it when `due`.
+async fn commit_announcing(
+    mut tx: Transaction<'static, Postgres>,
+    channel: &str,
+    due: bool,
+) -> Result<(), StoreError> {
+    if due {
+        notify(&mut tx, channel).await?;
+    }
+    tx.commit().await.map_err(db)
 }
 
 async fn notify(conn: &mut PgConnection, channel: &str) -> Result<(), StoreError> {

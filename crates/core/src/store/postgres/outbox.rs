@@ -2,22 +2,20 @@
 //! results and releases fenced by that lease, each one statement; and the operator's views.
 
 use super::rows::{ClaimRow, DeliveryRow};
-use super::{PostgresStore, announce, db, ms, opt_from_ms};
+use super::{PostgresStore, db, ms, opt_from_ms};
 use crate::clients::RateLimit;
 use crate::clock::Clock;
 use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
-    DeliveryStats, OutboxStats,
+    DeliveryStats, OutboxStats, STATS_BUCKET_MS,
 };
 use crate::pacing::Pace;
 use crate::store::sql::events::EventStatements;
 use crate::store::sql::health::HealthStatements;
 use crate::store::sql::results::{ResultRow, applied_health, dead_letters, give_ups, given_up};
-use crate::store::sql::rows::{
-    MinuteRow, StateCountRow, StatsRow, delivery_columns, delivery_stats, stats,
-};
+use crate::store::sql::rows::{BucketRow, StateCountRow, delivery_columns, delivery_stats};
 use crate::store::sql::{limit as bound, shared::Shared};
 use crate::store::{Deliveries, Page, Queue, SnapshotRuns, StoreError};
 use crate::terminate::EndTarget;
@@ -166,13 +164,7 @@ impl Queue for PostgresStore {
         .await
         .map_err(db)?
         .rows_affected();
-        if released > 0 {
-            announce(&mut tx).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if released > 0 {
-            self.notify();
-        }
+        self.commit_due(tx, released > 0).await?;
         Ok(released)
     }
 
@@ -199,13 +191,7 @@ impl Queue for PostgresStore {
         .await
         .map_err(db)?
         .rows_affected();
-        if deferred > 0 {
-            announce(&mut tx).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if deferred > 0 {
-            self.notify();
-        }
+        self.commit_due(tx, deferred > 0).await?;
         Ok(deferred)
     }
 
@@ -311,22 +297,11 @@ impl Deliveries for PostgresStore {
     /// Counts per live and dead-letter state (over `deliveries_state`) and the oldest due row
     /// (first entry of `deliveries_due`).
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        let counts: StatsRow = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'), \
-             (SELECT count(*) FROM deliveries WHERE state = 'in_flight'), \
-             (SELECT count(*) FROM deliveries WHERE state = 'failed'), \
-             (SELECT MIN(next_attempt_at) FROM deliveries \
-             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= $1)",
-        )
-        .bind(ms(now))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        stats(counts)
+        self.queue_stats("deliveries", now).await
     }
 
     /// Counts per state (over `deliveries_state`), the oldest due row (first entry of
-    /// `deliveries_due`), and the recent outcomes per minute (two ranges of
+    /// `deliveries_due`), and the recent outcomes per bucket (two ranges of
     /// `deliveries_state_age`), in one read-only snapshot.
     async fn delivery_stats(
         &self,
@@ -351,17 +326,18 @@ impl Deliveries for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        let minutes: Vec<MinuteRow> = sqlx::query_as(
-            "SELECT state, updated_at / 60000 AS minute, count(*) FROM deliveries \
+        let buckets: Vec<BucketRow> = sqlx::query_as(
+            "SELECT state, updated_at / $2 AS bucket, count(*) FROM deliveries \
              WHERE state IN ('delivered', 'failed') AND updated_at >= $1 \
-             GROUP BY minute, state ORDER BY minute, state",
+             GROUP BY bucket, state ORDER BY bucket, state",
         )
         .bind(ms(since))
+        .bind(STATS_BUCKET_MS)
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        delivery_stats(counts, oldest, minutes)
+        delivery_stats(counts, oldest, buckets)
     }
 }
 

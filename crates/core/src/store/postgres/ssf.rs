@@ -3,16 +3,13 @@
 //! that makes SET rows due announces them on `logoutd_ssf` at commit so other nodes' SET
 //! workers and long polls wake; the statements are shared ([`SsfStatements`]).
 
-use super::{PostgresStore, announce_sets, db};
+use super::{PostgresStore, db};
 use crate::ids::LeaseId;
 use crate::outbox::OutboxStats;
 use crate::ssf::{
     ClaimedSet, NewSet, PollBatch, PollRequest, PushRoom, SetFilter, SetRedrive, SetResult,
     SsfReceiver, SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
-use crate::store::backend::Backend;
-use crate::store::sql::ms;
-use crate::store::sql::rows::{StatsRow, stats};
 use crate::store::sql::sets::SetStatements;
 use crate::store::sql::ssf::{ReceiverKey, SsfStatements};
 use crate::store::{Page, SsfStore, StoreError};
@@ -109,13 +106,7 @@ impl SsfStore for PostgresStore {
         let mut tx = self.begin().await?;
         let stream =
             Postgres::set_stream_status(&mut tx, stream_id, status, reason, event, now).await?;
-        if stream.is_some() {
-            announce_sets(&mut tx).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if stream.is_some() {
-            self.wake_sets();
-        }
+        self.commit_due_sets(tx, stream.is_some()).await?;
         Ok(stream)
     }
 
@@ -138,13 +129,7 @@ impl SsfStore for PostgresStore {
         )
         .await?;
         let accepted = outcome == VerifyOutcome::Accepted;
-        if accepted {
-            announce_sets(&mut tx).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if accepted {
-            self.wake_sets();
-        }
+        self.commit_due_sets(tx, accepted).await?;
         Ok(outcome)
     }
 
@@ -183,13 +168,7 @@ impl SsfStore for PostgresStore {
         for (id, lease) in leases {
             released += u64::from(Postgres::release_set(&mut tx, id, lease, now).await?);
         }
-        if released > 0 {
-            announce_sets(&mut tx).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if released > 0 {
-            self.wake_sets();
-        }
+        self.commit_due_sets(tx, released > 0).await?;
         Ok(released)
     }
 
@@ -219,13 +198,7 @@ impl SsfStore for PostgresStore {
         let mut tx = self.begin().await?;
         let requeued = Postgres::requeue_failed_set(&mut tx, id, now).await?;
         let current = Postgres::get_set(&mut tx, id).await?;
-        if requeued {
-            announce_sets(&mut tx).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if requeued {
-            self.wake_sets();
-        }
+        self.commit_due_sets(tx, requeued).await?;
         Ok(match (requeued, current) {
             (true, _) => SetRedrive::Requeued,
             (false, Some(row)) => SetRedrive::NotFailed(row.state),
@@ -236,18 +209,7 @@ impl SsfStore for PostgresStore {
     /// Counts per waiting and dead-letter state (over `ssf_sets_state`) and the oldest due
     /// row (first entry of `ssf_sets_due`).
     async fn set_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        let counts: StatsRow = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM ssf_sets WHERE state = 'pending'), \
-             (SELECT count(*) FROM ssf_sets WHERE state = 'in_flight'), \
-             (SELECT count(*) FROM ssf_sets WHERE state = 'failed'), \
-             (SELECT MIN(next_attempt_at) FROM ssf_sets \
-             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= $1)",
-        )
-        .bind(ms(now))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        stats(counts)
+        self.queue_stats("ssf_sets", now).await
     }
 
     async fn prune_sets(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {

@@ -23,6 +23,55 @@ pub(in crate::store) struct KeyRow {
     updated_at: i64,
 }
 
+/// The `SELECT` of the ids of `table`'s failed rows a bulk re-drive takes next: after
+/// `after` in id order, at most `take`, locked until commit; only those whose columns hold the
+/// `equal` values that are given, and that failed (last changed) within the `window`, from its
+/// first time (inclusive) to its second (exclusive); with `ids`, only rows among them.
+fn select_failed<DB>(
+    table: &str,
+    after: &str,
+    equal: &[(&str, Option<String>)],
+    ids: Option<&[String]>,
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    take: usize,
+) -> QueryBuilder<DB>
+where
+    DB: Dialect,
+    DB::Arguments: Default,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    let mut sql: QueryBuilder<DB> = QueryBuilder::new(format!(
+        "SELECT id FROM {table} WHERE state = 'failed' AND id > "
+    ));
+    sql.push_bind(after.to_owned());
+    for (column, value) in equal {
+        if let Some(value) = value {
+            sql.push(format_args!(" AND {column} = "))
+                .push_bind(value.clone());
+        }
+    }
+    if let Some(since) = window.0 {
+        sql.push(" AND updated_at >= ").push_bind(ms(since));
+    }
+    if let Some(before) = window.1 {
+        sql.push(" AND updated_at < ").push_bind(ms(before));
+    }
+    if let Some(ids) = ids {
+        sql.push(" AND id IN (");
+        let mut list = sql.separated(", ");
+        for id in ids {
+            list.push_bind(id.clone());
+        }
+        sql.push(")");
+    }
+    sql.push(" ORDER BY id ")
+        .push(DB::LIMIT)
+        .push_bind(limit(take))
+        .push(DB::FOR_UPDATE);
+    sql
+}
+
 /// The statements of a bulk re-drive, for `DB::failed_rows(conn, ...)` on either database.
 #[async_trait]
 pub(in crate::store) trait RedriveStatements: Dialect {
@@ -98,25 +147,23 @@ where
         after: &str,
         take: usize,
     ) -> Result<Vec<DeliveryId>, StoreError> {
-        let mut sql: QueryBuilder<DB> =
-            QueryBuilder::new("SELECT id FROM deliveries WHERE state = 'failed' AND id > ");
-        sql.push_bind(after.to_owned());
-        if let Some(client) = &filter.client_id {
-            sql.push(" AND client_id = ").push_bind(client.to_string());
+        let equal = [
+            (
+                "client_id",
+                filter.client_id.as_ref().map(ToString::to_string),
+            ),
+            ("initiator", filter.initiator.map(|i| i.as_str().to_owned())),
+        ];
+        let window = (filter.failed_since, filter.failed_before);
+        let ids: Option<Vec<String>> = filter
+            .ids
+            .as_ref()
+            .map(|ids| ids.iter().map(ToString::to_string).collect());
+        if ids.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
         }
-        if let Some(initiator) = filter.initiator {
-            sql.push(" AND initiator = ").push_bind(initiator.as_str());
-        }
-        if let Some(since) = filter.failed_since {
-            sql.push(" AND updated_at >= ").push_bind(ms(since));
-        }
-        if let Some(before) = filter.failed_before {
-            sql.push(" AND updated_at < ").push_bind(ms(before));
-        }
-        sql.push(" ORDER BY id ")
-            .push(DB::LIMIT)
-            .push_bind(limit(take))
-            .push(DB::FOR_UPDATE);
+        let mut sql =
+            select_failed::<DB>("deliveries", after, &equal, ids.as_deref(), window, take);
         let rows: Vec<(String,)> = sql.build_query_as().fetch_all(conn).await.map_err(db)?;
         Ok(rows.into_iter().map(|(id,)| DeliveryId::new(id)).collect())
     }
@@ -127,28 +174,13 @@ where
         after: &str,
         take: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let mut sql: QueryBuilder<DB> =
-            QueryBuilder::new("SELECT id FROM ssf_sets WHERE state = 'failed' AND id > ");
-        sql.push_bind(after.to_owned());
-        if let Some(stream) = &filter.stream_id {
-            sql.push(" AND stream_id = ").push_bind(stream.clone());
-        }
-        if let Some(receiver) = &filter.receiver_id {
-            sql.push(" AND receiver_id = ").push_bind(receiver.clone());
-        }
-        if let Some(kind) = filter.kind {
-            sql.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(since) = filter.failed_since {
-            sql.push(" AND updated_at >= ").push_bind(ms(since));
-        }
-        if let Some(before) = filter.failed_before {
-            sql.push(" AND updated_at < ").push_bind(ms(before));
-        }
-        sql.push(" ORDER BY id ")
-            .push(DB::LIMIT)
-            .push_bind(limit(take))
-            .push(DB::FOR_UPDATE);
+        let equal = [
+            ("stream_id", filter.stream_id.clone()),
+            ("receiver_id", filter.receiver_id.clone()),
+            ("kind", filter.kind.map(|k| k.as_str().to_owned())),
+        ];
+        let window = (filter.failed_since, filter.failed_before);
+        let mut sql = select_failed::<DB>("ssf_sets", after, &equal, None, window, take);
         let rows: Vec<(String,)> = sql.build_query_as().fetch_all(conn).await.map_err(db)?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }

@@ -7,8 +7,8 @@ use crate::health::PausedBy;
 use crate::ids::LeaseId;
 use crate::metadata::SessionMetadata;
 use crate::outbox::{
-    AttemptRecord, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryProgress, DeliveryState,
-    DeliveryStats, MinuteCounts, OutboxStats,
+    AttemptRecord, BucketCounts, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryProgress,
+    DeliveryState, DeliveryStats, OutboxStats, STATS_BUCKET_MS,
 };
 use crate::session::{Device, Session, SessionClient};
 use std::sync::Arc;
@@ -274,15 +274,16 @@ pub(in crate::store) fn stats(
 
 /// The rows per state: `(state, count)`.
 pub(in crate::store) type StateCountRow = (String, i64);
-/// The outcomes per minute: `(state, minute as milliseconds / 60 000, count)`.
-pub(in crate::store) type MinuteRow = (String, i64, i64);
+/// The outcomes per bucket: `(state, bucket start as milliseconds / [`STATS_BUCKET_MS`],
+/// count)`.
+pub(in crate::store) type BucketRow = (String, i64, i64);
 
 /// The overview's statistics from the per-state counts, the oldest due time and the
-/// per-minute outcomes (in minute order).
+/// per-bucket outcomes (in bucket order).
 pub(in crate::store) fn delivery_stats(
     counts: Vec<StateCountRow>,
     oldest: Option<i64>,
-    minutes: Vec<MinuteRow>,
+    buckets: Vec<BucketRow>,
 ) -> Result<DeliveryStats, StoreError> {
     let mut stats = DeliveryStats {
         oldest_due_at: opt_from_ms(oldest)?,
@@ -292,17 +293,17 @@ pub(in crate::store) fn delivery_stats(
         let state: DeliveryState = parse(&state, "state")?;
         stats.counts.add(state, unsigned(n, "count")?);
     }
-    for (state, minute, n) in minutes {
+    for (state, bucket, n) in buckets {
         let n: u64 = unsigned(n, "count")?;
-        let at = from_ms(minute.saturating_mul(60_000))?;
-        if stats.minutes.last().is_none_or(|m| m.minute != at) {
-            stats.minutes.push(MinuteCounts {
-                minute: at,
+        let at = from_ms(bucket.saturating_mul(STATS_BUCKET_MS))?;
+        if stats.buckets.last().is_none_or(|b| b.start != at) {
+            stats.buckets.push(BucketCounts {
+                start: at,
                 delivered: 0,
                 failed: 0,
             });
         }
-        let Some(slot) = stats.minutes.last_mut() else {
+        let Some(slot) = stats.buckets.last_mut() else {
             continue;
         };
         match parse::<DeliveryState>(&state, "state")? {

@@ -10,14 +10,14 @@ use crate::ids::{ClientId, DeliveryId, EventId, LeaseId};
 use crate::operator_events::NewOperatorEvent;
 use crate::outbox::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryDetail, DeliveryFilter, DeliveryProgress,
-    DeliveryState, DeliveryStats, OutboxStats,
+    DeliveryState, DeliveryStats, OutboxStats, STATS_BUCKET_MS,
 };
 use crate::pacing::Pace;
 use crate::store::sql::events::EventStatements;
 use crate::store::sql::health::HealthStatements;
 use crate::store::sql::results::{ResultRow, applied_health, dead_letters, give_ups, given_up};
 use crate::store::sql::rows::{
-    MinuteRow, StateCountRow, StatsRow, delivery_columns, delivery_stats, stats,
+    BucketRow, StateCountRow, StatsRow, delivery_columns, delivery_stats, stats,
 };
 use crate::store::sql::shared::Shared;
 use crate::store::sql::{json, limit as bound};
@@ -258,22 +258,11 @@ impl Deliveries for SqliteStore {
     /// Counts per live and dead-letter state (index-only over `deliveries_state`) and the oldest
     /// due row (first entry of `deliveries_due`).
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        let counts: StatsRow = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
-             (SELECT COUNT(*) FROM deliveries WHERE state = 'in_flight'), \
-             (SELECT COUNT(*) FROM deliveries WHERE state = 'failed'), \
-             (SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
-             WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)",
-        )
-        .bind(ms(now))
-        .fetch_one(&self.reader)
-        .await
-        .map_err(db)?;
-        stats(counts)
+        self.queue_stats("deliveries", now).await
     }
 
     /// Counts per state (index-only over `deliveries_state`), the oldest due row (first entry
-    /// of `deliveries_due`), and the recent outcomes per minute: two ranges of the partial
+    /// of `deliveries_due`), and the recent outcomes per bucket: two ranges of the partial
     /// `deliveries_finished_age` index, whose condition the query repeats so that it applies.
     async fn delivery_stats(
         &self,
@@ -293,26 +282,57 @@ impl Deliveries for SqliteStore {
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-        let minutes: Vec<MinuteRow> = sqlx::query_as(OUTCOMES_PER_MINUTE)
+        let buckets: Vec<BucketRow> = sqlx::query_as(OUTCOMES_PER_BUCKET)
             .bind(ms(since))
+            .bind(STATS_BUCKET_MS)
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
-        delivery_stats(counts, oldest, minutes)
+        delivery_stats(counts, oldest, buckets)
     }
 }
 
 /// Rows per state: index-only over `deliveries_state`.
+impl SqliteStore {
+    /// The gauges of one queue table (`deliveries` or `ssf_sets`): counts per waiting and
+    /// dead-letter state (index-only over its `_state` index) and the oldest due row (first
+    /// entry of its `_due` index).
+    pub(super) async fn queue_stats(
+        &self,
+        table: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<OutboxStats, StoreError> {
+        let counts: StatsRow = sqlx::query_as(sqlx::AssertSqlSafe(queue_stats_sql(table)))
+            .bind(ms(now))
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        stats(counts)
+    }
+}
+
+/// The gauges' query over one queue table. `INDEXED BY` its `_due` index keeps the planner
+/// from reading every waiting row through the `_state` index instead.
+pub(super) fn queue_stats_sql(table: &str) -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM {table} WHERE state = 'pending'), \
+         (SELECT COUNT(*) FROM {table} WHERE state = 'in_flight'), \
+         (SELECT COUNT(*) FROM {table} WHERE state = 'failed'), \
+         (SELECT MIN(next_attempt_at) FROM {table} INDEXED BY {table}_due \
+         WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)"
+    )
+}
+
 const STATE_COUNTS: &str =
     "SELECT state, COUNT(*) FROM deliveries INDEXED BY deliveries_state GROUP BY state";
 
-/// Delivered and failed rows per minute of their last change since `?1`: a range per state
-/// of the partial `deliveries_finished_age`, whose condition the query repeats so that the
-/// index applies.
-const OUTCOMES_PER_MINUTE: &str = "SELECT state, updated_at / 60000 AS minute, COUNT(*) \
+/// Delivered and failed rows per bucket of `?2` milliseconds of their last change since `?1`:
+/// a range per state of the partial `deliveries_finished_age`, whose condition the query
+/// repeats so that the index applies.
+const OUTCOMES_PER_BUCKET: &str = "SELECT state, updated_at / ?2 AS bucket, COUNT(*) \
      FROM deliveries INDEXED BY deliveries_finished_age \
      WHERE state NOT IN ('pending', 'in_flight') AND state IN ('delivered', 'failed') \
-     AND updated_at >= ?1 GROUP BY minute, state ORDER BY minute, state";
+     AND updated_at >= ?1 GROUP BY bucket, state ORDER BY bucket, state";
 
 /// Up to `limit` claimable rows, oldest due first (rows due at one instant in id order, the
 /// order they were written). In-flight rows carry their lease end in
@@ -488,15 +508,15 @@ mod tests {
                 .any(|s| s.contains("USING COVERING INDEX deliveries_state")),
             "{counts:?}"
         );
-        let minutes = plan(&store, OUTCOMES_PER_MINUTE).await;
+        let buckets = plan(&store, OUTCOMES_PER_BUCKET).await;
         assert!(
-            minutes.iter().any(|s| s.starts_with("SEARCH deliveries")
+            buckets.iter().any(|s| s.starts_with("SEARCH deliveries")
                 && s.contains("INDEX deliveries_finished_age (state=? AND updated_at>?)")),
-            "{minutes:?}"
+            "{buckets:?}"
         );
         assert!(
-            !minutes.iter().any(|s| s.starts_with("SCAN deliveries")),
-            "{minutes:?}"
+            !buckets.iter().any(|s| s.starts_with("SCAN deliveries")),
+            "{buckets:?}"
         );
     }
 }

@@ -10,23 +10,12 @@ use crate::ssf::{
     SsfReceiver, SsfStream, StoredSet, StreamStatus, VerifyOutcome,
 };
 use crate::store::backend::Backend;
-use crate::store::sql::ms;
-use crate::store::sql::rows::{StatsRow, stats};
 use crate::store::sql::sets::SetStatements;
 use crate::store::sql::ssf::{ReceiverKey, SsfStatements};
 use crate::store::{Page, SsfStore, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Sqlite;
-
-/// The SET gauges: counts per waiting and dead-letter state (index-only over
-/// `ssf_sets_state`) and the oldest due row (the first entry of `ssf_sets_due`; `INDEXED BY`
-/// keeps the planner from reading every waiting row through `ssf_sets_state` instead).
-const SET_STATS: &str = "SELECT (SELECT COUNT(*) FROM ssf_sets WHERE state = 'pending'), \
-     (SELECT COUNT(*) FROM ssf_sets WHERE state = 'in_flight'), \
-     (SELECT COUNT(*) FROM ssf_sets WHERE state = 'failed'), \
-     (SELECT MIN(next_attempt_at) FROM ssf_sets INDEXED BY ssf_sets_due \
-     WHERE state IN ('pending', 'in_flight') AND next_attempt_at <= ?)";
 
 #[async_trait]
 impl SsfStore for SqliteStore {
@@ -235,12 +224,7 @@ impl SsfStore for SqliteStore {
     }
 
     async fn set_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        let counts: StatsRow = sqlx::query_as(SET_STATS)
-            .bind(ms(now))
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db)?;
-        stats(counts)
+        self.queue_stats("ssf_sets", now).await
     }
 
     async fn prune_sets(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
@@ -259,9 +243,9 @@ async fn announce_sets(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreEr
 
 #[cfg(test)]
 mod tests {
-    use super::SET_STATS;
     use crate::store::sql::sets::stream_claim;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::outbox::queue_stats_sql;
     use chrono::Utc;
     use sqlx::Sqlite;
 
@@ -301,7 +285,8 @@ mod tests {
     async fn the_set_gauges_read_indexes_not_the_table() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {SET_STATS}"
+            "EXPLAIN QUERY PLAN {}",
+            queue_stats_sql("ssf_sets")
         )))
         .bind(0_i64)
         .fetch_all(&store.writer)
