@@ -17,7 +17,8 @@ const ctx = {
   navigate(hash) {
     if (location.hash === hash) route(); else location.hash = hash;
   },
-  refresh() { route(); },
+  // Draws the view again, keeping the status line (a re-drive's outcome stays readable).
+  refresh() { route({ keepStatus: true }); },
   status(text) { $('status').textContent = text; },
   // Shows an API failure in `where` (or the status line); a 401 signs out.
   fail(err, where) {
@@ -32,10 +33,10 @@ const ctx = {
 
 let stop = null;
 
-function route() {
+function route({ keepStatus = false } = {}) {
   if (stop) { stop(); stop = null; }
   if (!ctx.scope) return;
-  ctx.status('');
+  if (!keepStatus) ctx.status('');
   const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query);
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
@@ -103,5 +104,5 @@ $('sign-in-form').addEventListener('submit', (e) => {
   signIn($('remember').checked);
 });
 $('sign-out').addEventListener('click', () => signOut());
-window.addEventListener('hashchange', route);
+window.addEventListener('hashchange', () => route());
 if (api.restore()) signIn(true); else $('token').focus();

@@ -244,6 +244,8 @@ try {
   assert.match(await retries[0].headerValue('idempotency-key'), /^console-[0-9a-f]{32}$/);
   const answer = await (await retries[0].response()).json();
   assert.deepEqual(answer, { redriven: 2 });
+  // The outcome stays on the status line after the list is drawn again.
+  assert.equal(await page.textContent('#status'), 'Re-drove 2 of 2 selected');
   await page.goto(`${BASE}/console#/deliveries?client_id=billing&state=delivered`);
   await page.waitForFunction(() => document.querySelectorAll('#delivery-list tbody tr').length === 3, null, { timeout: TIMEOUT });
   // The filter form: initiator and creation time, through the keyboard-usable controls.
