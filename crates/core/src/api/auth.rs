@@ -67,7 +67,10 @@ type Stored = ([u8; 32], Principal);
 #[derive(Debug, Default)]
 struct Loaded {
     tokens: Arc<Vec<Stored>>,
+    /// The file's modification time and length at the last read; `None` when it was absent.
     stamp: Option<(SystemTime, u64)>,
+    /// Whether the file was read at all: an absent file is read once, not at every check.
+    read: bool,
 }
 
 impl Credentials {
@@ -107,11 +110,14 @@ impl Credentials {
         let stamp = std::fs::metadata(path)
             .ok()
             .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
-        let current = match self.scoped.read() {
-            Ok(loaded) => loaded.stamp,
-            Err(poisoned) => poisoned.into_inner().stamp,
+        let (current, read) = match self.scoped.read() {
+            Ok(loaded) => (loaded.stamp, loaded.read),
+            Err(poisoned) => {
+                let loaded = poisoned.into_inner();
+                (loaded.stamp, loaded.read)
+            }
         };
-        if stamp == current && current.is_some() {
+        if read && stamp == current {
             return Ok(false);
         }
         let file = TokenFile::load(path)?;
@@ -133,6 +139,7 @@ impl Credentials {
         *loaded = Loaded {
             tokens: Arc::new(tokens),
             stamp,
+            read: true,
         };
         Ok(true)
     }
@@ -319,6 +326,27 @@ mod tests {
         assert!(creds.reload().unwrap());
         assert_eq!(creds.scope_of(&read), None);
         assert_eq!(creds.scope_of(&operate), Some(Scope::Operate));
+    }
+
+    /// A token file that does not exist is read once: checking it again reports no change
+    /// (and so logs no reload) until it appears, and again once it is gone.
+    #[test]
+    fn an_absent_token_file_is_not_reloaded_at_every_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let creds = Credentials::new(None, Some(path.clone())).unwrap();
+        assert!(!creds.reload().unwrap());
+        assert!(!creds.reload().unwrap());
+        let mut file = TokenFile::default();
+        let read = file.add("r", Scope::Read, false, chrono::Utc::now());
+        file.save(&path).unwrap();
+        assert!(creds.reload().unwrap());
+        assert_eq!(creds.scope_of(&read), Some(Scope::Read));
+        assert!(!creds.reload().unwrap());
+        std::fs::remove_file(&path).unwrap();
+        assert!(creds.reload().unwrap());
+        assert_eq!(creds.scope_of(&read), None);
+        assert!(!creds.reload().unwrap());
     }
 
     #[test]
