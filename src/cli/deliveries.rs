@@ -78,7 +78,7 @@ pub struct Filters {
 }
 
 impl Filters {
-    /// The query parameters of the set filters.
+    /// The query parameters of the given filters.
     fn query(&self) -> Vec<(&'static str, String)> {
         query(&[
             ("state", &self.state),

@@ -58,7 +58,7 @@ pub struct SetFilters {
 }
 
 impl SetFilters {
-    /// The query parameters of the set filters.
+    /// The query parameters of the given filters.
     fn query(&self) -> Vec<(&'static str, String)> {
         query(&[
             ("stream_id", &self.stream),

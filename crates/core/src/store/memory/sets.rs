@@ -284,20 +284,8 @@ impl SsfState {
             .sets
             .range((start, Bound::Unbounded))
             .map(|(_, r)| &r.row)
-            .filter(|r| {
-                filter
-                    .stream_id
-                    .as_ref()
-                    .is_none_or(|s| *s == r.set.stream_id)
-            })
-            .filter(|r| {
-                filter
-                    .receiver_id
-                    .as_ref()
-                    .is_none_or(|s| *s == r.set.receiver_id)
-            })
+            .filter(|r| of(r, &filter.stream_id, &filter.receiver_id, filter.kind))
             .filter(|r| filter.state.is_none_or(|s| s == r.state))
-            .filter(|r| filter.kind.is_none_or(|k| k == r.set.kind))
             .take(take.saturating_add(1))
             .cloned()
             .collect();
@@ -336,19 +324,7 @@ impl SsfState {
             .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
             .map(|(_, r)| &r.row)
             .filter(|r| r.state == SetState::Failed)
-            .filter(|r| {
-                filter
-                    .stream_id
-                    .as_ref()
-                    .is_none_or(|s| *s == r.set.stream_id)
-            })
-            .filter(|r| {
-                filter
-                    .receiver_id
-                    .as_ref()
-                    .is_none_or(|s| *s == r.set.receiver_id)
-            })
-            .filter(|r| filter.kind.is_none_or(|k| k == r.set.kind))
+            .filter(|r| of(r, &filter.stream_id, &filter.receiver_id, filter.kind))
             .filter(|r| since.is_none_or(|at| r.updated_at >= at))
             .filter(|r| before.is_none_or(|at| r.updated_at < at))
             .take(limit)
@@ -391,4 +367,18 @@ impl SsfState {
         }
         old.len() as u64
     }
+}
+
+/// Whether `row` is of the stream, receiver and kind given (each absent one matches all).
+fn of(
+    row: &StoredSet,
+    stream_id: &Option<String>,
+    receiver_id: &Option<String>,
+    kind: Option<SetKind>,
+) -> bool {
+    stream_id.as_ref().is_none_or(|s| *s == row.set.stream_id)
+        && receiver_id
+            .as_ref()
+            .is_none_or(|r| *r == row.set.receiver_id)
+        && kind.is_none_or(|k| k == row.set.kind)
 }
