@@ -78,6 +78,9 @@ pub struct Report {
     pub peak_rss_kib: u64,
     /// End-session API latencies (ms) measured during the run: p50, p99.
     pub end_latency_ms: Option<(f64, f64)>,
+    /// The slowest end-session call of the run and when it began (ms after the start of the
+    /// mass logout): where in the run the tail is.
+    pub end_latency_max: Option<(f64, f64)>,
     /// The receiver's CPU time over the same span, when it reports it.
     pub sink_cpu: Option<Duration>,
     /// Cores on this machine.
@@ -163,6 +166,9 @@ impl std::fmt::Display for Report {
         }
         if let Some((p50, p99)) = self.end_latency_ms {
             write!(f, " end_api_p50={p50:.2}ms end_api_p99={p99:.2}ms")?;
+        }
+        if let Some((max, at)) = self.end_latency_max {
+            write!(f, " end_api_max={max:.2}ms@{at:.0}ms")?;
         }
         if s.metadata_pairs > 0 {
             write!(f, " metadata_pairs={}", s.metadata_pairs)?;
@@ -439,6 +445,7 @@ pub(super) async fn report(
         raw_sig_before_after: (raw_before, raw_after),
         peak_rss_kib,
         end_latency_ms: percentiles(measured.latencies),
+        end_latency_max: measured.slowest,
         sink_cpu: measured.sink_cpu,
         cores: std::thread::available_parallelism().map_or(1, usize::from),
     })

@@ -26,6 +26,7 @@ fn report(sink_cpu: Option<Duration>) -> Report {
         raw_sig_before_after: (2500.0, 1500.0),
         peak_rss_kib: 0,
         end_latency_ms: None,
+        end_latency_max: None,
         sink_cpu,
         cores: 2,
     }
@@ -90,4 +91,17 @@ fn ssf_streams_add_the_sets_to_the_line_and_only_then() {
             .contains(" ssf_streams=2 sets=2000 set_duplicates=0 "),
         "{with_ssf}"
     );
+}
+
+#[test]
+fn the_line_names_the_slowest_end_call_and_when_it_began() {
+    let mut measured = report(None);
+    measured.end_latency_ms = Some((2.5, 40.0));
+    measured.end_latency_max = Some((86.414, 92.3));
+    let line = measured.to_string();
+    assert!(
+        line.contains(" end_api_p50=2.50ms end_api_p99=40.00ms end_api_max=86.41ms@92ms"),
+        "{line}"
+    );
+    assert!(!report(None).to_string().contains("end_api_max="));
 }

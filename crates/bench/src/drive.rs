@@ -53,6 +53,9 @@ pub struct Measured {
     pub split: Option<CpuSplit>,
     /// Single-session end latencies, ms.
     pub latencies: Vec<f64>,
+    /// The slowest single-session end: its latency and how long after the start of the
+    /// mass logout it began, ms.
+    pub slowest: Option<(f64, f64)>,
     /// The sink's CPU time over the same span (`None` from a sink that does not report it).
     pub sink_cpu: Option<Duration>,
     /// Distinct SETs (by `jti`) the sink received.
@@ -103,7 +106,7 @@ pub async fn drive(
         probe_ends(http, target, s.probes)
     );
     ends?;
-    let latencies = latencies?;
+    let (latencies, slowest) = latencies?;
     loop {
         let got = sink_counts(http, target.sink, s.ssf_streams > 0)
             .await?
@@ -120,6 +123,7 @@ pub async fn drive(
                 cpu: (target.cpu)().saturating_sub(cpu0),
                 split: threads0.map(|before| CpuSplit::between(&before, &thread_times())),
                 latencies,
+                slowest,
                 sink_cpu: sink_cpu0
                     .zip(sink_cpu)
                     .map(|(before, after)| after.saturating_sub(before)),
@@ -179,16 +183,23 @@ async fn probe_ends(
     http: &reqwest::Client,
     target: &Target<'_>,
     probes: usize,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<(Vec<f64>, Option<(f64, f64)>)> {
+    let first = Instant::now();
     let mut latencies = Vec::with_capacity(probes);
+    let mut slowest: Option<(f64, f64)> = None;
     for n in 0..probes {
         let started = Instant::now();
         let sid = format!("{}probe-{n}", target.tag);
         let body = serde_json::json!({ "session_id": sid, "initiator": "rp-logout" });
         end(http, target.base(n), target.token, body).await?;
-        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if slowest.is_none_or(|(worst, _)| ms > worst) {
+            let at = started.duration_since(first).as_secs_f64() * 1000.0;
+            slowest = Some((ms, at));
+        }
+        latencies.push(ms);
     }
-    Ok(latencies)
+    Ok((latencies, slowest))
 }
 
 /// The sink's logout token POSTs and distinct (sid, aud) pairs, and with `sets` its SET
