@@ -246,6 +246,13 @@ try {
   assert.deepEqual(answer, { redriven: 2 });
   // The outcome stays on the status line after the list is drawn again.
   assert.equal(await page.textContent('#status'), 'Re-drove 2 of 2 selected');
+  // The list is read once, so first let each detail view (which follows a queued row) see its
+  // delivery arrive.
+  for (const id of selectedIds) {
+    await page.goto(`${BASE}/console#/delivery/${encodeURIComponent(id)}`);
+    await page.waitForFunction((want) => document.querySelector('#view h2 .mono')?.textContent === want
+      && /delivered/.test(document.querySelector('#detail-state')?.textContent ?? ''), id, { timeout: TIMEOUT });
+  }
   await page.goto(`${BASE}/console#/deliveries?client_id=billing&state=delivered`);
   await page.waitForFunction(() => document.querySelectorAll('#delivery-list tbody tr').length === 3, null, { timeout: TIMEOUT });
   // The filter form: initiator and creation time, through the keyboard-usable controls.
