@@ -127,11 +127,7 @@ impl PostgresStore {
         tx: Transaction<'static, Postgres>,
         due: bool,
     ) -> Result<(), StoreError> {
-        commit_announcing(tx, CHANNEL, due).await?;
-        if due {
-            self.notify();
-        }
-        Ok(())
+        commit_announcing(tx, CHANNEL, due, &self.wakeup).await
     }
 
     /// Commits `tx`. When it made SET rows `due`, it announces them to every node with the
@@ -141,11 +137,7 @@ impl PostgresStore {
         tx: Transaction<'static, Postgres>,
         due: bool,
     ) -> Result<(), StoreError> {
-        commit_announcing(tx, SSF_CHANNEL, due).await?;
-        if due {
-            wake(&self.sets_wakeup);
-        }
-        Ok(())
+        commit_announcing(tx, SSF_CHANNEL, due, &self.sets_wakeup).await
     }
 
     /// The gauges of one queue table (`deliveries` or `ssf_sets`): counts per waiting and
@@ -228,16 +220,22 @@ async fn announce_sets(conn: &mut PgConnection) -> Result<(), StoreError> {
     notify(conn, SSF_CHANNEL).await
 }
 
-/// Commits `tx`, with a `NOTIFY` on `channel` in it when `due`.
+/// Commits `tx`, with a `NOTIFY` on `channel` in it when `due`, and then, when `due`, wakes
+/// this process's waiters on `local` at once (other nodes' wake with the `NOTIFY`).
 async fn commit_announcing(
     mut tx: Transaction<'static, Postgres>,
     channel: &str,
     due: bool,
+    local: &Notify,
 ) -> Result<(), StoreError> {
     if due {
         notify(&mut tx, channel).await?;
     }
-    tx.commit().await.map_err(db)
+    tx.commit().await.map_err(db)?;
+    if due {
+        wake(local);
+    }
+    Ok(())
 }
 
 async fn notify(conn: &mut PgConnection, channel: &str) -> Result<(), StoreError> {

@@ -1,7 +1,9 @@
 //! Operator events as both SQL databases store them, written once (see [`EventStatements`]).
 
 use super::rows::{DeliveryRow, delivery_columns};
-use super::{Dialect, StoredJson, db, from_ms, limit, ms, opt_from_ms, overfetch, parse, unsigned};
+use super::{
+    Dialect, StoredJson, by_id, db, from_ms, limit, ms, opt_from_ms, overfetch, parse, unsigned,
+};
 use crate::health::{PauseState, PausedBy};
 use crate::ids::{LeaseId, OperatorEventId};
 use crate::operator_events::{
@@ -350,12 +352,7 @@ where
             sql.push(" AND state = ")
                 .push_bind(state.as_str().to_owned());
         }
-        if let Some(cursor) = from {
-            sql.push(" AND id > ").push_bind(cursor.to_owned());
-        }
-        sql.push(" ORDER BY id ")
-            .push(DB::LIMIT)
-            .push_bind(overfetch(take));
+        by_id(&mut sql, from, overfetch(take), "");
         let rows: Vec<EventRow<DB::Json>> =
             sql.build_query_as().fetch_all(conn).await.map_err(db)?;
         let items = rows

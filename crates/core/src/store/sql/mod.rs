@@ -20,6 +20,7 @@ use super::StoreError;
 use crate::metadata::SessionMetadata;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
+use sqlx::{Encode, QueryBuilder, Type};
 use std::str::FromStr;
 
 /// What the shared code needs to know of one SQL database.
@@ -114,6 +115,24 @@ pub(super) fn overfetch(take: usize) -> i64 {
 /// A bound `LIMIT` of `limit` rows.
 pub(super) fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Ends the statement `sql` builds the way every page and claim walks a table: the rows whose
+/// id sorts after `after` (when given), in id order, at most `n` of them, then `lock` (`""` or
+/// one of [`Dialect`]'s lock clauses).
+pub(super) fn by_id<DB>(sql: &mut QueryBuilder<DB>, after: Option<&str>, n: i64, lock: &str)
+where
+    DB: Dialect,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    if let Some(cursor) = after {
+        sql.push(" AND id > ").push_bind(cursor.to_owned());
+    }
+    sql.push(" ORDER BY id ")
+        .push(DB::LIMIT)
+        .push_bind(n)
+        .push(lock);
 }
 
 /// Parses a stored enum or id-like value.

@@ -2,7 +2,7 @@
 //! letters (deliveries and SETs), the requeue of failed SETs, and the idempotency keys. Like [`super::shared`], a trait with one blanket
 //! implementation, so the bounds that bind and decode these values are written once.
 
-use super::{Dialect, db, from_ms, limit, ms, unsigned};
+use super::{Dialect, by_id, db, from_ms, limit, ms, unsigned};
 use crate::ids::DeliveryId;
 use crate::outbox::{FailedFilter, IdempotentRequest, StoredKey};
 use crate::ssf::FailedSetFilter;
@@ -65,10 +65,7 @@ where
         }
         sql.push(")");
     }
-    sql.push(" ORDER BY id ")
-        .push(DB::LIMIT)
-        .push_bind(limit(take))
-        .push(DB::FOR_UPDATE);
+    by_id(&mut sql, None, limit(take), DB::FOR_UPDATE);
     sql
 }
 

@@ -4,7 +4,7 @@
 //! UPDATE SKIP LOCKED`, so two PostgreSQL nodes never hold a current lease on one row.
 
 use super::ssf_rows::{PushStream, SetRow, set_columns};
-use super::{Dialect, db, limit, ms, overfetch};
+use super::{Dialect, by_id, db, limit, ms, overfetch};
 use crate::ids::LeaseId;
 use crate::retry::Decision;
 use crate::ssf::{
@@ -151,10 +151,7 @@ where
     if !enabled {
         sql.push(" AND kind = 'stream_updated'");
     }
-    sql.push(" ORDER BY id ")
-        .push(DB::LIMIT)
-        .push_bind(limit(room))
-        .push(DB::SKIP_LOCKED);
+    by_id(&mut sql, None, limit(room), DB::SKIP_LOCKED);
     sql
 }
 
@@ -400,12 +397,7 @@ where
         if let Some(kind) = filter.kind {
             sql.push(" AND kind = ").push_bind(kind.as_str().to_owned());
         }
-        if let Some(cursor) = from {
-            sql.push(" AND id > ").push_bind(cursor.to_owned());
-        }
-        sql.push(" ORDER BY id ")
-            .push(DB::LIMIT)
-            .push_bind(overfetch(take));
+        by_id(&mut sql, from, overfetch(take), "");
         let rows: Vec<SetRow<DB::Json>> = sql.build_query_as().fetch_all(conn).await.map_err(db)?;
         let items = rows
             .into_iter()

@@ -7,7 +7,7 @@ use super::rows::{
     ATTEMPTS, AttemptRow, ClientRow, DeliveryRow, ProgressRow, client_columns, delivery_columns,
     detail,
 };
-use super::{Dialect, db, ms, overfetch};
+use super::{Dialect, by_id, db, ms, overfetch};
 use crate::clients::{RateLimit, RelyingParty};
 use crate::clock::Clock;
 use crate::health::PausedBy;
@@ -407,12 +407,7 @@ where
         if let Some(before) = filter.created_before {
             sql.push(" AND created_at < ").push_bind(ms(before));
         }
-        if let Some(cursor) = from {
-            sql.push(" AND id > ").push_bind(cursor.to_owned());
-        }
-        sql.push(" ORDER BY id ")
-            .push(DB::LIMIT)
-            .push_bind(overfetch(take));
+        by_id(&mut sql, from, overfetch(take), "");
         let rows: Vec<DeliveryRow<DB::Json>> =
             sql.build_query_as().fetch_all(from_db).await.map_err(db)?;
         let items = rows

@@ -11,7 +11,7 @@ use super::sets::SetStatements;
 use super::ssf_rows::{
     FanoutRow, ReceiverRow, StreamRow, delivery_columns, receiver_columns, stream_columns,
 };
-use super::{db, ms, overfetch};
+use super::{by_id, db, ms, overfetch};
 use crate::ssf::{FanoutStream, NewSet, SsfReceiver, SsfStream, StreamStatus, VerifyOutcome};
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -204,12 +204,7 @@ where
             receiver_columns!(),
             " FROM ssf_receivers WHERE 1 = 1"
         ));
-        if let Some(cursor) = from {
-            sql.push(" AND id > ").push_bind(cursor.to_owned());
-        }
-        sql.push(" ORDER BY id ")
-            .push(DB::LIMIT)
-            .push_bind(overfetch(take));
+        by_id(&mut sql, from, overfetch(take), "");
         let rows: Vec<ReceiverRow> = sql.build_query_as().fetch_all(conn).await.map_err(db)?;
         rows.into_iter().map(ReceiverRow::into_receiver).collect()
     }

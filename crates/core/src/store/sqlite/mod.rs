@@ -319,5 +319,21 @@ fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, Sto
     serde_json::to_string(&items.into_iter().collect::<Vec<_>>()).map_err(StoreError::backend)
 }
 
+/// The steps of SQLite's plan for `sql`, with `texts` bound first, then `ints`: what the
+/// tests that pin a statement to its indexes read.
+#[cfg(test)]
+async fn query_plan(store: &SqliteStore, sql: &str, texts: &[&str], ints: &[i64]) -> Vec<String> {
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain));
+    for text in texts {
+        query = query.bind(*text);
+    }
+    for int in ints {
+        query = query.bind(*int);
+    }
+    let rows = query.fetch_all(&store.writer).await.unwrap();
+    rows.into_iter().map(|row| row.3).collect()
+}
+
 #[cfg(test)]
 mod tests;

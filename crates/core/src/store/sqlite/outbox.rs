@@ -486,29 +486,20 @@ fn lease_batch(leases: &[(DeliveryId, LeaseId)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::query_plan;
     use super::*;
-
-    async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                .bind(0_i64)
-                .fetch_all(&store.writer)
-                .await
-                .unwrap();
-        rows.into_iter().map(|row| row.3).collect()
-    }
 
     #[tokio::test]
     async fn the_overview_statistics_read_indexes_not_the_table() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let counts = plan(&store, STATE_COUNTS).await;
+        let counts = query_plan(&store, STATE_COUNTS, &[], &[0]).await;
         assert!(
             counts
                 .iter()
                 .any(|s| s.contains("USING COVERING INDEX deliveries_state")),
             "{counts:?}"
         );
-        let buckets = plan(&store, OUTCOMES_PER_BUCKET).await;
+        let buckets = query_plan(&store, OUTCOMES_PER_BUCKET, &[], &[0]).await;
         assert!(
             buckets.iter().any(|s| s.starts_with("SEARCH deliveries")
                 && s.contains("INDEX deliveries_finished_age (state=? AND updated_at>?)")),

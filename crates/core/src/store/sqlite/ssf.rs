@@ -244,8 +244,8 @@ async fn announce_sets(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use crate::store::sql::sets::stream_claim;
-    use crate::store::sqlite::SqliteStore;
     use crate::store::sqlite::outbox::queue_stats_sql;
+    use crate::store::sqlite::{SqliteStore, query_plan};
     use chrono::Utc;
     use sqlx::Sqlite;
 
@@ -257,15 +257,7 @@ mod tests {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         for enabled in [true, false] {
             let claim = stream_claim::<Sqlite>("stream-1", enabled, Utc::now(), 8);
-            let sql = format!("EXPLAIN QUERY PLAN {}", claim.sql().as_str());
-            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind("stream-1")
-                .bind(0_i64)
-                .bind(8_i64)
-                .fetch_all(&store.writer)
-                .await
-                .unwrap();
-            let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+            let steps = query_plan(&store, claim.sql().as_str(), &["stream-1"], &[0, 8]).await;
             assert!(
                 steps
                     .iter()
@@ -284,15 +276,7 @@ mod tests {
     #[tokio::test]
     async fn the_set_gauges_read_indexes_not_the_table() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {}",
-            queue_stats_sql("ssf_sets")
-        )))
-        .bind(0_i64)
-        .fetch_all(&store.writer)
-        .await
-        .unwrap();
-        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        let steps = query_plan(&store, &queue_stats_sql("ssf_sets"), &[], &[0]).await;
         let counts = steps
             .iter()
             .filter(|s| s.contains("USING COVERING INDEX ssf_sets_state (state=?)"))

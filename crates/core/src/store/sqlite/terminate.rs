@@ -230,7 +230,7 @@ fn bind_rows<'q>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::SqliteStore;
+    use super::super::{SqliteStore, query_plan};
     use super::*;
     use crate::ids::{ClientId, DeliveryId, EventId, SessionId, UserId};
     use crate::metadata::SessionMetadata;
@@ -270,14 +270,7 @@ mod tests {
     #[tokio::test]
     async fn the_expiry_sweep_reads_index_ranges_not_every_session() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {EXPIRED}")))
-                .bind(0_i64)
-                .bind(10_i64)
-                .fetch_all(&store.writer)
-                .await
-                .unwrap();
-        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        let steps = query_plan(&store, EXPIRED, &[], &[0, 10]).await;
         assert!(
             steps
                 .iter()
